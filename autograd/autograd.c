@@ -1,0 +1,266 @@
+#include "autograd/autograd.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/backend.h"
+#include "tensor/error.h"
+#include "tensor/scope.h"
+
+static _Thread_local bool grad_enabled = true;
+static uint64_t next_seq = 1;
+static uint64_t traversal_epoch = 0;
+
+bool grad_mode_enabled(void) { return grad_enabled; }
+
+bool grad_mode_set(bool enabled) {
+    bool prev = grad_enabled;
+    grad_enabled = enabled;
+    return prev;
+}
+
+// ---- nodes ----
+
+static void release_saved(ag_node *n) {
+    for (int s = 0; s < AG_MAX_SAVED; s++) {
+        if (n->saved[s]) tensor_release(n->saved[s]);
+        n->saved[s] = NULL;
+    }
+}
+
+// Frees a node whose last reference went away, and every producer node that only it kept alive.
+// Iterative: a graph can be thousands of nodes deep.
+void ag_node_release(ag_node *node) {
+    ag_node *stack_small[64], **stack = stack_small;
+    size_t top = 0, cap = 64;
+    stack[top++] = node;
+    while (top > 0) {
+        ag_node *n = stack[--top];
+        if (--n->refs > 0) continue;
+        release_saved(n);
+        tensor_free(n->grad);
+        for (int i = 0; i < n->n_in; i++) {
+            if (n->in[i].leaf) tensor_release(n->in[i].leaf);
+            if (!n->in[i].node) continue;
+            if (top == cap) {
+                cap *= 2;
+                ag_node **bigger = malloc(cap * sizeof *bigger);
+                PETAL_CHECK(bigger != NULL, "autograd: out of host memory");
+                memcpy(bigger, stack, top * sizeof *stack);
+                if (stack != stack_small) free(stack);
+                stack = bigger;
+            }
+            stack[top++] = n->in[i].node;
+        }
+        free(n);
+    }
+    if (stack != stack_small) free(stack);
+}
+
+ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_in,
+                   tensor *const *in) {
+    if (!grad_enabled) return NULL;
+    bool any = false;
+    for (int i = 0; i < n_in; i++) any = any || (in[i] && in[i]->requires_grad);
+    if (!any) return NULL;
+    static bool hook_installed = false;
+    if (!hook_installed) {
+        tensor_set_grad_fn_release(ag_node_release);
+        hook_installed = true;
+    }
+    ag_node *n = calloc(1, sizeof *n + (size_t)n_in * sizeof(ag_edge));
+    PETAL_CHECK(n != NULL, "autograd: out of host memory recording '%s'", op);
+    n->op = op;
+    n->backward = backward;
+    n->seq = next_seq++;
+    n->refs = 1; // held by out->grad_fn
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) {
+        ag_edge *e = &n->in[i];
+        if (!in[i]) continue;
+        e->dtype = in[i]->dtype;
+        e->ndim = in[i]->ndim;
+        memcpy(e->shape, in[i]->shape, sizeof e->shape);
+        if (!in[i]->requires_grad) continue;
+        e->needs_grad = true;
+        if (in[i]->grad_fn) {
+            e->node = in[i]->grad_fn;
+            e->node->refs++;
+        } else {
+            e->leaf = in[i];
+            tensor_retain(in[i]);
+        }
+    }
+    PETAL_CHECK(out->grad_fn == NULL, "autograd: '%s' output already has a grad_fn", op);
+    out->grad_fn = n;
+    out->requires_grad = true;
+    return n;
+}
+
+void ag_save(ag_node *node, int slot, const tensor *t) {
+    PETAL_CHECK(slot >= 0 && slot < AG_MAX_SAVED && !node->saved[slot],
+                "autograd: '%s' saves into slot %d twice or out of range", node->op, slot);
+    // A detached alias: saving an op's own output must not make the node hold itself.
+    node->saved[slot] = tensor_keep(tensor_detach(t));
+}
+
+// ---- leaves ----
+
+tensor *tensor_set_requires_grad(tensor *t, bool requires_grad) {
+    PETAL_CHECK(t->grad_fn == NULL,
+                "tensor_set_requires_grad: only leaves can be set; this tensor was computed by '%s'",
+                t->grad_fn->op);
+    PETAL_CHECK(!requires_grad || dtype_is_float(t->dtype),
+                "tensor_set_requires_grad: a %s tensor cannot require grad (f32/f64 only)",
+                dtype_name(t->dtype));
+    t->requires_grad = requires_grad;
+    return t;
+}
+
+void tensor_zero_grad(tensor *t) {
+    if (t->grad) tensor_fill_(t->grad, 0.0);
+}
+
+void tensor_reset_grad(tensor *t) {
+    tensor_free(t->grad);
+    t->grad = NULL;
+}
+
+// ---- backward ----
+
+// May the engine keep g itself as the accumulated gradient, instead of a copy? Only if nothing
+// else can see its memory: g is a temporary of the backward rule (or the node's own incoming
+// gradient, freed right after), spans its whole storage, and no later input's gradient shares it.
+static bool can_adopt(const tensor *g, tensor *const *gin, int n_in, int i, const tensor *gout,
+                      int backward_scope) {
+    bool temporary = g->owner && g->owner->depth == backward_scope - 1;
+    if (!(temporary || g == gout) || g->refs != 1) return false;
+    if (!tensor_is_contiguous(g) || tensor_nbytes(g) != g->storage->nbytes) return false;
+    int holders = 1 + (g != gout && gout && g->storage == gout->storage);
+    if (g->storage->refs != holders) return false;
+    for (int j = i + 1; j < n_in; j++)
+        if (gin[j] && gin[j]->storage == g->storage) return false;
+    return true;
+}
+
+static void accumulate(tensor **slot, tensor *g) {
+    if (*slot)
+        backend_of(*slot)->binary(BINARY_ADD, *slot, *slot, g, 0, 0);
+    else
+        *slot = tensor_keep(tensor_clone_data(g));
+}
+
+static void check_grad_shape(const ag_node *n, int i, const tensor *g) {
+    const ag_edge *e = &n->in[i];
+    char a[SHAPE_STR_MAX], b[SHAPE_STR_MAX];
+    PETAL_CHECK(g->ndim == e->ndim && memcmp(g->shape, e->shape, (size_t)e->ndim * 8) == 0 &&
+                    g->dtype == e->dtype,
+                "backward of '%s': gradient for input %d is %s %s, the input is %s %s", n->op, i,
+                dtype_name(g->dtype), shape_str(g->ndim, g->shape, a, sizeof a),
+                dtype_name(e->dtype), shape_str(e->ndim, e->shape, b, sizeof b));
+}
+
+static void run_node(ag_node *n, bool retain_graph) {
+    PETAL_CHECK(!n->released,
+                "autograd_backward: the graph through '%s' was already freed by an earlier "
+                "backward; pass retain_graph=true to that call to backward twice",
+                n->op);
+    tensor *gin_small[8], **gin = n->n_in <= 8 ? gin_small : calloc((size_t)n->n_in, sizeof *gin);
+    PETAL_CHECK(gin != NULL, "autograd: out of host memory");
+    memset(gin, 0, (size_t)n->n_in * sizeof *gin);
+    int mark = scope_begin();
+    n->backward(n, n->grad, gin);
+    for (int i = 0; i < n->n_in; i++) {
+        ag_edge *e = &n->in[i];
+        if (!e->needs_grad || !gin[i]) continue;
+        check_grad_shape(n, i, gin[i]);
+        tensor **slot = e->node ? &e->node->grad : &e->leaf->grad;
+        if (*slot || !can_adopt(gin[i], gin, n->n_in, i, n->grad, mark)) {
+            accumulate(slot, gin[i]);
+            continue;
+        }
+        *slot = tensor_keep(gin[i]);
+        if (gin[i] == n->grad) n->grad = NULL; // now owned by the input's slot
+    }
+    scope_end(mark);
+    if (gin != gin_small) free(gin);
+    tensor_free(n->grad);
+    n->grad = NULL;
+    if (!retain_graph) {
+        release_saved(n);
+        n->released = true;
+    }
+}
+
+static int by_seq_desc(const void *a, const void *b) {
+    uint64_t x = (*(ag_node *const *)a)->seq, y = (*(ag_node *const *)b)->seq;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+// Every node reachable from root through edges that need grad, in reverse tape order.
+static ag_node **collect_tape(ag_node *root, size_t *count) {
+    size_t cap = 64, n = 0, top = 0;
+    ag_node **order = malloc(cap * sizeof *order), **stack = malloc(cap * sizeof *stack);
+    PETAL_CHECK(order && stack, "autograd: out of host memory");
+    uint64_t epoch = ++traversal_epoch;
+    root->visited = epoch;
+    stack[top++] = root;
+    while (top > 0) {
+        ag_node *node = stack[--top];
+        if (n == cap || top + (size_t)node->n_in >= cap) {
+            cap = 2 * (cap + (size_t)node->n_in);
+            order = realloc(order, cap * sizeof *order);
+            stack = realloc(stack, cap * sizeof *stack);
+            PETAL_CHECK(order && stack, "autograd: out of host memory");
+        }
+        order[n++] = node;
+        for (int i = 0; i < node->n_in; i++) {
+            ag_node *p = node->in[i].node;
+            if (p && p->visited != epoch) {
+                p->visited = epoch;
+                stack[top++] = p;
+            }
+        }
+    }
+    free(stack);
+    qsort(order, n, sizeof *order, by_seq_desc);
+    *count = n;
+    return order;
+}
+
+void autograd_backward(tensor *root, tensor *grad, bool retain_graph) {
+    char a[SHAPE_STR_MAX], b[SHAPE_STR_MAX];
+    PETAL_CHECK(root->requires_grad,
+                "autograd_backward: the tensor does not require grad (no input of its graph is "
+                "a leaf with requires_grad, or it was computed with grad mode off)");
+    PETAL_CHECK(grad || tensor_numel(root) == 1,
+                "autograd_backward: the root has shape %s; pass its gradient explicitly or reduce "
+                "it to one element first",
+                shape_str(root->ndim, root->shape, a, sizeof a));
+    PETAL_CHECK(!grad || (tensor_same_shape(grad, root) && grad->dtype == root->dtype),
+                "autograd_backward: seed gradient %s %s does not match the root %s %s",
+                grad ? dtype_name(grad->dtype) : "", grad ? shape_str(grad->ndim, grad->shape, a, sizeof a) : "",
+                dtype_name(root->dtype), shape_str(root->ndim, root->shape, b, sizeof b));
+    bool prev = grad_mode_set(false);
+    tensor *seed = grad ? tensor_clone_data(grad) : tensor_empty_like(root);
+    if (!grad) tensor_fill_(seed, 1.0);
+    tensor_keep(seed);
+    if (!root->grad_fn) { // a leaf: the gradient of itself
+        if (root->grad) {
+            accumulate(&root->grad, seed);
+            tensor_free(seed);
+        } else {
+            root->grad = seed;
+        }
+        grad_mode_set(prev);
+        return;
+    }
+    size_t count;
+    ag_node **order = collect_tape(root->grad_fn, &count);
+    root->grad_fn->grad = seed;
+    for (size_t i = 0; i < count; i++)
+        if (order[i]->grad) run_node(order[i], retain_graph);
+    free(order);
+    grad_mode_set(prev);
+}

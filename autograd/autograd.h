@@ -1,0 +1,80 @@
+// Reverse-mode automatic differentiation (DESIGN.md "Autograd").
+//
+// Define-by-run: every op whose inputs need gradients records a node: its backward rule, an edge to
+// each input (the node that produced it, or the leaf itself), the tensors the rule needs, and a
+// sequence number. The nodes reachable from a loss form the tape; autograd_backward replays it in
+// reverse creation order, so each node runs after every node that consumes its output.
+//
+//     tensor *w = tensor_set_requires_grad(tensor_randn(...), true);   // a leaf
+//     tensor *loss = tensor_mean_all(tensor_mul(w, w));
+//     autograd_backward(loss, NULL, false);                             // w->grad = 2w / n
+//
+// Gradients accumulate into leaf->grad across calls until tensor_zero_grad / tensor_reset_grad.
+// Memory: a node's incoming gradient is freed as soon as the node has run, and (unless the graph is
+// retained) so are the tensors it saved; a frozen input (requires_grad false) gets no gradient and
+// makes its op save nothing on its behalf.
+#pragma once
+
+#include <stdbool.h>
+
+#include "tensor/tensor.h"
+
+#define AG_MAX_SAVED 6
+#define AG_MAX_ATTRS 8
+
+typedef struct ag_node ag_node;
+
+// Computes the gradient of each input that needs one (gin[i], left NULL for the others or for a
+// zero gradient) from the output gradient g. Runs with grad mode off; temporaries it makes are
+// freed when it returns.
+typedef void (*ag_backward_fn)(ag_node *node, tensor *g, tensor **gin);
+
+typedef struct {
+    ag_node *node;   // the node that produced this input, or NULL
+    tensor *leaf;    // the input itself, when it is a leaf that requires grad
+    bool needs_grad; // node or leaf set
+    petal_dtype dtype;
+    int ndim;
+    int64_t shape[PETAL_MAX_DIMS];
+} ag_edge;
+
+struct ag_node {
+    const char *op;
+    ag_backward_fn backward;
+    uint64_t seq;      // creation order: the position on the tape
+    uint64_t visited;  // traversal epoch of the last backward that reached this node
+    int refs;          // the output tensor and each consumer's edge
+    bool released;     // saved tensors freed by a backward without retain_graph
+    tensor *grad;      // gradient of the output, summed during backward
+    tensor *saved[AG_MAX_SAVED];
+    int64_t attr_i[AG_MAX_ATTRS]; // op parameters (dims, sizes, flags)
+    double attr_f[AG_MAX_ATTRS];  // op parameters (eps, p, scales)
+    int n_in;
+    ag_edge in[]; // one per input, in the op's argument order
+};
+
+// ---- grad mode ----
+bool grad_mode_enabled(void);
+bool grad_mode_set(bool enabled); // returns the previous mode
+
+// ---- leaves and gradients ----
+tensor *tensor_set_requires_grad(tensor *t, bool requires_grad); // leaves only; returns t
+void tensor_zero_grad(tensor *t);  // zeroes t->grad in place (keeps its memory)
+void tensor_reset_grad(tensor *t); // frees t->grad (the next backward allocates a new one)
+
+// ---- backward ----
+// Seeds the gradient of `root` with `grad` (NULL: 1 for a one-element root) and propagates it to
+// every leaf that requires grad. A second backward through the same nodes needs retain_graph on
+// the first.
+void autograd_backward(tensor *root, tensor *grad, bool retain_graph);
+
+// ---- recording (used by ops/) ----
+// Returns NULL, recording nothing, when grad mode is off or no input requires grad. Otherwise
+// makes `out` a non-leaf that requires grad, produced by the returned node.
+ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_in,
+                   tensor *const *in);
+// Saves t for the backward rule (a detached alias; no copy of the data).
+void ag_save(ag_node *node, int slot, const tensor *t);
+static inline tensor *ag_saved(const ag_node *node, int slot) { return node->saved[slot]; }
+static inline bool ag_needs(const ag_node *node, int i) { return node->in[i].needs_grad; }
+void ag_node_release(ag_node *node);

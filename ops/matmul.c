@@ -1,0 +1,88 @@
+// Matrix products: matmul with broadcast batch dims, and linear (x W^T + b).
+#include "ops/internal.h"
+#include "ops/ops.h"
+
+// c = a @ b into a new tensor of the broadcast batch shape.
+static tensor *matmul_data(const char *op, tensor *a, tensor *b) {
+    ops_check_pair(op, a, b);
+    ops_check_float(op, a);
+    char sa[SHAPE_STR_MAX], sb[SHAPE_STR_MAX];
+    PETAL_CHECK(a->ndim >= 2 && b->ndim >= 2, "%s: operands must have at least 2 dims, got %s @ %s",
+                op, shape_str(a->ndim, a->shape, sa, sizeof sa),
+                shape_str(b->ndim, b->shape, sb, sizeof sb));
+    int64_t m = a->shape[a->ndim - 2], k = a->shape[a->ndim - 1], n = b->shape[b->ndim - 1];
+    PETAL_CHECK(b->shape[b->ndim - 2] == k, "%s: inner dimensions differ: %s @ %s", op,
+                shape_str(a->ndim, a->shape, sa, sizeof sa),
+                shape_str(b->ndim, b->shape, sb, sizeof sb));
+    int64_t shape[PETAL_MAX_DIMS];
+    int nb = shape_broadcast(op, a->ndim - 2, a->shape, b->ndim - 2, b->shape, shape);
+    shape[nb] = m;
+    shape[nb + 1] = n;
+    tensor *c = tensor_empty_on(a->device, a->dtype, nb + 2, shape);
+    backend_of(c)->matmul(c, a, b, 1.0, 0.0);
+    return c;
+}
+
+// Rows of a tensor as a 2-D (rows, last) matrix; a view when the strides allow it.
+static tensor *as_rows(tensor *t) { return tensor_reshape(t, SHAPE(-1, t->shape[t->ndim - 1])); }
+
+static void matmul_backward(ag_node *n, tensor *g, tensor **gin) {
+    tensor *a = ag_saved(n, 0), *b = ag_saved(n, 1);
+    if (ag_needs(n, 0)) gin[0] = ops_sum_to(tensor_matmul(g, tensor_transpose(b, -1, -2)), n, 0);
+    if (!ag_needs(n, 1)) return;
+    if (n->in[1].ndim == 2 && n->in[0].ndim > 2) // one shared matrix: one GEMM over all rows
+        gin[1] = tensor_matmul(tensor_transpose(as_rows(a), 0, 1), as_rows(g));
+    else
+        gin[1] = ops_sum_to(tensor_matmul(tensor_transpose(a, -1, -2), g), n, 1);
+}
+
+tensor *tensor_matmul(tensor *a, tensor *b) {
+    tensor *c = matmul_data("tensor_matmul", a, b);
+    ag_node *n = ag_record("matmul", matmul_backward, c, 2, (tensor *[]){a, b});
+    if (n && ag_needs(n, 1)) ag_save(n, 0, a); // da needs b, db needs a
+    if (n && ag_needs(n, 0)) ag_save(n, 1, b);
+    return c;
+}
+
+static void linear_backward(ag_node *n, tensor *g, tensor **gin) {
+    if (ag_needs(n, 0))
+        gin[0] = tensor_reshape(tensor_matmul(as_rows(g), ag_saved(n, 1)), n->in[0].ndim,
+                                n->in[0].shape);
+    if (ag_needs(n, 1))
+        gin[1] = tensor_matmul(tensor_transpose(as_rows(g), 0, 1), as_rows(ag_saved(n, 0)));
+    if (ag_needs(n, 2)) gin[2] = tensor_sum(as_rows(g), 0, false);
+}
+
+tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
+    const char *op = "tensor_linear";
+    ops_check_pair(op, x, w);
+    ops_check_float(op, x);
+    char sx[SHAPE_STR_MAX], sw[SHAPE_STR_MAX];
+    PETAL_CHECK(w->ndim == 2 && x->ndim >= 1 && x->shape[x->ndim - 1] == w->shape[1],
+                "%s: input %s does not match weight %s (expects (..., in) and (out, in))", op,
+                shape_str(x->ndim, x->shape, sx, sizeof sx),
+                shape_str(w->ndim, w->shape, sw, sizeof sw));
+    int64_t n_out = w->shape[0];
+    if (b) {
+        ops_check_pair(op, x, b);
+        PETAL_CHECK(b->ndim == 1 && b->shape[0] == n_out, "%s: bias %s, expected [%lld]", op,
+                    shape_str(b->ndim, b->shape, sx, sizeof sx), (long long)n_out);
+    }
+    int64_t shape[PETAL_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    shape[x->ndim - 1] = n_out;
+    tensor *y = tensor_empty_on(x->device, x->dtype, x->ndim, shape);
+    // The bias goes in first and the GEMM accumulates onto it (beta = 1): no separate add pass.
+    if (b) backend_of(y)->copy(y, b);
+    tensor *x2 = x->ndim == 1 ? view_unsqueeze(x, 0) : tensor_detach(x);
+    tensor *y2 = x->ndim == 1 ? view_unsqueeze(y, 0) : tensor_detach(y);
+    tensor *wt = view_transpose(w, 0, 1);
+    backend_of(y)->matmul(y2, x2, wt, 1.0, b ? 1.0 : 0.0);
+    tensor_free(x2);
+    tensor_free(y2);
+    tensor_free(wt);
+    ag_node *n = ag_record("linear", linear_backward, y, 3, (tensor *[]){x, w, b});
+    if (n && ag_needs(n, 1)) ag_save(n, 0, x); // dW = g^T x: only a trainable W keeps x alive
+    if (n && ag_needs(n, 0)) ag_save(n, 1, w); // dx = g W
+    return y;
+}

@@ -1,0 +1,101 @@
+// The backend table: what a device must provide (DESIGN.md "Tensor").
+//
+// Kernels receive preallocated outputs and strided input views, all on the backend's device and
+// already checked by the caller (ops/ checks shapes, dtypes and devices and names the op in its
+// errors). Kernels never allocate tensors and never record autograd history.
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensor/elementwise.h"
+#include "tensor/tensor.h"
+
+#define PETAL_ENUM_ENTRY(E, name) E,
+typedef enum { PETAL_UNARY_OPS(PETAL_ENUM_ENTRY) UNARY_OP_COUNT } unary_op;
+typedef enum { PETAL_BINARY_OPS(PETAL_ENUM_ENTRY) BINARY_OP_COUNT } binary_op;
+#undef PETAL_ENUM_ENTRY
+
+const char *unary_op_name(unary_op op);
+const char *binary_op_name(binary_op op);
+
+typedef enum { REDUCE_SUM, REDUCE_MEAN, REDUCE_MAX, REDUCE_MIN, REDUCE_LOGSUMEXP } reduce_op;
+
+typedef enum {
+    RANDOM_UNIFORM,      // U[a, b)
+    RANDOM_NORMAL,       // N(a, b^2)
+    RANDOM_TRUNC_NORMAL, // N(a, b^2) restricted to [c, d] (inverse-CDF, as torch.nn.init)
+} random_kind;
+
+typedef struct {
+    uint64_t seed;   // Philox key
+    uint64_t offset; // Philox counter of the first element (in blocks of 4 outputs)
+} rng_state;
+
+typedef struct backend {
+    const char *name;
+
+    // ---- memory ----
+    void *(*alloc)(int device_index, size_t nbytes); // NULL on failure
+    void (*free)(int device_index, void *ptr, size_t nbytes);
+    void (*memset_zero)(void *ptr, size_t nbytes);
+    void (*copy_from_host)(void *dst, const void *src, size_t nbytes);
+    void (*copy_to_host)(void *dst, const void *src, size_t nbytes);
+    void (*synchronize)(void);
+
+    // ---- element-wise; inputs broadcast to out's shape (right-aligned, size-1 dims repeat) ----
+    void (*copy)(tensor *dst, const tensor *src); // converts dtype
+    void (*fill)(tensor *dst, double value);
+    void (*unary)(unary_op op, tensor *out, const tensor *x, double p0, double p1);
+    void (*binary)(binary_op op, tensor *out, const tensor *a, const tensor *b, double p0,
+                   double p1);
+    void (*where)(tensor *out, const tensor *cond, const tensor *a, const tensor *b);
+
+    // ---- reductions over one dim of a contiguous x; out is contiguous with that dim removed ----
+    void (*reduce)(reduce_op op, tensor *out, const tensor *x, int dim);
+    // MAX or MIN values and their i64 indices (first occurrence).
+    void (*arg_reduce)(reduce_op op, tensor *values, tensor *indices, const tensor *x, int dim);
+    // The k largest (or smallest) along the last dim of a contiguous x, sorted, i64 indices.
+    void (*topk)(tensor *values, tensor *indices, const tensor *x, int64_t k, bool largest);
+
+    // ---- c = alpha * a @ b + beta * c over the last two dims, batch dims broadcast ----
+    void (*matmul)(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
+
+    // ---- fused primitives; x, y and gradients contiguous ----
+    void (*softmax)(tensor *y, const tensor *x, int dim, bool log);
+    void (*softmax_backward)(tensor *gx, const tensor *gy, const tensor *y, int dim, bool log);
+    // Over the last dim; w, b may be NULL. mean and rstd: one per row, saved for backward.
+    void (*layer_norm)(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *w,
+                       const tensor *b, double eps);
+    // gw, gb may be NULL (frozen affine); they are overwritten, not accumulated.
+    void (*layer_norm_backward)(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
+                                const tensor *x, const tensor *mean, const tensor *rstd,
+                                const tensor *w);
+    // Per-row loss of logits (N, C) against i64 targets (N); lse (N) saved for backward.
+    void (*cross_entropy)(tensor *loss, tensor *lse, const tensor *logits, const tensor *target,
+                          int64_t ignore_index, double smoothing);
+    void (*cross_entropy_backward)(tensor *glogits, const tensor *gloss, const tensor *logits,
+                                   const tensor *lse, const tensor *target, int64_t ignore_index,
+                                   double smoothing);
+
+    // ---- indexing; idx is i64 (or i32), contiguous ----
+    void (*index_select)(tensor *out, const tensor *x, int dim, const tensor *idx);
+    void (*index_add)(tensor *out, int dim, const tensor *idx, const tensor *src); // accumulates
+    void (*gather)(tensor *out, const tensor *x, int dim, const tensor *idx);
+    void (*scatter_add)(tensor *out, int dim, const tensor *idx, const tensor *src);
+
+    // ---- random numbers from Philox 4x32-10; element i depends only on (state, i) ----
+    void (*random)(random_kind kind, tensor *out, rng_state rng, const double *params);
+    // out = x * mask / (1 - p), mask_i = (u_i >= p); the same rng gives the same mask, so the
+    // backward pass regenerates it instead of saving it.
+    void (*dropout)(tensor *out, const tensor *x, double p, rng_state rng);
+} backend;
+
+const backend *backend_get(petal_device device);
+static inline const backend *backend_of(const tensor *t) { return backend_get(t->device); }
+
+extern const backend cpu_backend;
+
+// Number of CUDA devices, or -1 if petal was built without CUDA.
+int backend_cuda_device_count(void);

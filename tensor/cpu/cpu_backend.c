@@ -1,0 +1,54 @@
+// The CPU backend table: 64-byte aligned host memory and the kernels of tensor/cpu/.
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/cpu/cpu_kernels.h"
+#include "tensor/threads.h"
+
+static void *cpu_alloc(int device_index, size_t nbytes) {
+    (void)device_index;
+    threads_init(); // the first allocation fixes the thread budget, before any kernel runs
+    size_t rounded = (nbytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, rounded);
+}
+
+static void cpu_free(int device_index, void *ptr, size_t nbytes) {
+    (void)device_index;
+    (void)nbytes;
+    free(ptr);
+}
+
+static void cpu_memset_zero(void *ptr, size_t nbytes) { memset(ptr, 0, nbytes); }
+static void cpu_memcpy(void *dst, const void *src, size_t nbytes) { memcpy(dst, src, nbytes); }
+static void cpu_synchronize(void) {}
+
+const backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .memset_zero = cpu_memset_zero,
+    .copy_from_host = cpu_memcpy,
+    .copy_to_host = cpu_memcpy,
+    .synchronize = cpu_synchronize,
+    .copy = cpu_copy,
+    .fill = cpu_fill,
+    .unary = cpu_unary,
+    .binary = cpu_binary,
+    .where = cpu_where,
+    .reduce = cpu_reduce,
+    .arg_reduce = cpu_arg_reduce,
+    .topk = cpu_topk,
+    .matmul = cpu_matmul,
+    .softmax = cpu_softmax,
+    .softmax_backward = cpu_softmax_backward,
+    .layer_norm = cpu_layer_norm,
+    .layer_norm_backward = cpu_layer_norm_backward,
+    .cross_entropy = cpu_cross_entropy,
+    .cross_entropy_backward = cpu_cross_entropy_backward,
+    .index_select = cpu_index_select,
+    .index_add = cpu_index_add,
+    .gather = cpu_gather,
+    .scatter_add = cpu_scatter_add,
+    .random = cpu_random,
+    .dropout = cpu_dropout,
+};

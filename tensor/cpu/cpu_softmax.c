@@ -1,0 +1,67 @@
+// Softmax and log-softmax along one dim of contiguous tensors, forward and backward.
+// Rows are the `len` elements along the dim, `inner` apart; sums accumulate in double.
+#include <math.h>
+
+#include "tensor/cpu/cpu_iter.h"
+#include "tensor/cpu/cpu_kernels.h"
+
+#define SOFTMAX_DEFINE(T, S, EXP, LOG)                                                             \
+    static void softmax_row_##S(T *y, const T *x, int64_t len, int64_t st, bool as_log) {             \
+        T m = x[0];                                                                                \
+        for (int64_t r = 1; r < len; r++) m = x[r * st] > m ? x[r * st] : m;                       \
+        if (isinf(m) && m < 0) m = 0; /* an all -inf row: keep exp(x - m) finite */               \
+        double sum = 0;                                                                            \
+        for (int64_t r = 0; r < len; r++) {                                                        \
+            T e = EXP(x[r * st] - m);                                                              \
+            if (!as_log) y[r * st] = e;                                                               \
+            sum += e;                                                                              \
+        }                                                                                          \
+        if (as_log) {                                                                                 \
+            T shift = m + (T)LOG(sum);                                                             \
+            for (int64_t r = 0; r < len; r++) y[r * st] = x[r * st] - shift;                       \
+        } else {                                                                                   \
+            T inv = (T)(1.0 / sum);                                                                \
+            for (int64_t r = 0; r < len; r++) y[r * st] *= inv;                                    \
+        }                                                                                          \
+    }                                                                                              \
+    /* softmax: gx = y (gy - sum(gy y));  log-softmax: gx = gy - exp(y) sum(gy) */                 \
+    static void softmax_backward_row_##S(T *gx, const T *gy, const T *y, int64_t len, int64_t st,  \
+                                         bool as_log) {                                               \
+        double dot = 0;                                                                            \
+        for (int64_t r = 0; r < len; r++) dot += as_log ? gy[r * st] : gy[r * st] * y[r * st];       \
+        T d = (T)dot;                                                                              \
+        for (int64_t r = 0; r < len; r++)                                                          \
+            gx[r * st] = as_log ? gy[r * st] - EXP(y[r * st]) * d : y[r * st] * (gy[r * st] - d);     \
+    }
+SOFTMAX_DEFINE(float, f32, expf, log)
+SOFTMAX_DEFINE(double, f64, exp, log)
+
+void cpu_softmax(tensor *y, const tensor *x, int dim, bool as_log) {
+    int64_t outer, len, inner;
+    cpu_split_dim(x, dim, &outer, &len, &inner);
+    if (len == 0) return;
+#pragma omp parallel for if (outer * len * inner >= CPU_PARALLEL_GRAIN)
+    for (int64_t o = 0; o < outer * inner; o++) {
+        int64_t base = (o / inner) * len * inner + o % inner;
+        if (x->dtype == PETAL_F32)
+            softmax_row_f32(tensor_data_f32(y) + base, tensor_data_f32(x) + base, len, inner, as_log);
+        else
+            softmax_row_f64(tensor_data_f64(y) + base, tensor_data_f64(x) + base, len, inner, as_log);
+    }
+}
+
+void cpu_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim, bool as_log) {
+    int64_t outer, len, inner;
+    cpu_split_dim(y, dim, &outer, &len, &inner);
+    if (len == 0) return;
+#pragma omp parallel for if (outer * len * inner >= CPU_PARALLEL_GRAIN)
+    for (int64_t o = 0; o < outer * inner; o++) {
+        int64_t base = (o / inner) * len * inner + o % inner;
+        if (y->dtype == PETAL_F32)
+            softmax_backward_row_f32(tensor_data_f32(gx) + base, tensor_data_f32(gy) + base,
+                                     tensor_data_f32(y) + base, len, inner, as_log);
+        else
+            softmax_backward_row_f64(tensor_data_f64(gx) + base, tensor_data_f64(gy) + base,
+                                     tensor_data_f64(y) + base, len, inner, as_log);
+    }
+}

@@ -1,0 +1,62 @@
+// petal: command-line entry point. `petal help` lists the subcommands.
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cli.h"
+
+static const cli_command commands[] = {
+    {"gradcheck", "check every op's backward rule against finite differences", cmd_gradcheck},
+    {"bench", "benchmarks: gemm, block", cmd_bench},
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+const char *cli_option(int argc, char **argv, const char *name, const char *fallback) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0) return argv[i + 1];
+    return fallback;
+}
+
+long cli_option_long(int argc, char **argv, const char *name, long fallback) {
+    const char *v = cli_option(argc, argv, name, NULL);
+    if (!v) return fallback;
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (*end != '\0') {
+        fprintf(stderr, "petal: option %s expects an integer, got '%s'\n", name, v);
+        exit(2);
+    }
+    return x;
+}
+
+int cli_check_options(int argc, char **argv, const char *const *known, const char *usage) {
+    for (int i = 1; i < argc; i += 2) {
+        bool ok = false;
+        for (const char *const *k = known; *k && !ok; k++) ok = strcmp(argv[i], *k) == 0;
+        if (!ok || i + 1 >= argc) {
+            fprintf(stderr, "petal %s: %s '%s'\nusage: %s\n", argv[0],
+                    ok ? "missing value for" : "unknown option", argv[i], usage);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static void usage(void) {
+    printf("usage: petal <command> [options]\n\ncommands:\n");
+    for (int i = 0; i < n_commands; i++)
+        printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    for (int i = 0; i < n_commands; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "petal: unknown command '%s'\n", argv[1]);
+    usage();
+    return 2;
+}
