@@ -37,8 +37,12 @@ typedef struct backend {
     const char *name;
 
     // ---- memory ----
-    void *(*alloc)(int device_index, size_t nbytes); // NULL on failure
-    void (*free)(int device_index, void *ptr, size_t nbytes);
+    // NULL on failure; *capacity gets the block's real size (a cache may serve a larger block),
+    // which free takes back.
+    void *(*alloc)(int device_index, size_t nbytes, size_t *capacity);
+    void (*free)(int device_index, void *ptr, size_t capacity);
+    void (*empty_cache)(int device_index);     // returns cached blocks to the system
+    size_t (*reserved)(int device_index);      // bytes held from the system, cache included
     void (*memset_zero)(void *ptr, size_t nbytes);
     void (*copy_from_host)(void *dst, const void *src, size_t nbytes);
     void (*copy_to_host)(void *dst, const void *src, size_t nbytes);
@@ -90,6 +94,9 @@ typedef struct backend {
     // out = x * mask / (1 - p), mask_i = (u_i >= p); the same rng gives the same mask, so the
     // backward pass regenerates it instead of saving it.
     void (*dropout)(tensor *out, const tensor *x, double p, rng_state rng);
+
+    // ---- optimizers; all four tensors contiguous and of one shape ----
+    void (*adamw)(tensor *param, const tensor *grad, tensor *m, tensor *v, const adamw_hyper *h);
 } backend;
 
 const backend *backend_get(petal_device device);

@@ -20,6 +20,44 @@
 #define PETAL_SQRT2PI_INV 0.39894228040143267794 // 1/sqrt(2 pi)
 #define PETAL_SQRT_2_OVER_PI 0.79788456080286535588 // sqrt(2/pi)
 
+// f32 exp and erf written so that a compiler can vectorise loops over them (no calls, no branches
+// that survive if-conversion). exp: Cody-Waite reduction and the Cephes polynomial, within 2 ulp of
+// libm's expf; exactly 0 below -87.3 (so masked -inf scores give 0), inf above 88.7, NaN kept.
+// erf: Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7, the formula PyTorch's vectorised CPU erf
+// (and so its GELU) uses. f64 keeps libm's exp and erf.
+PETAL_HD static inline float ew_expf(float x) {
+    const float lo = -87.33654f, hi = 88.72283f;
+    float xc = x >= lo ? (x <= hi ? x : hi) : lo; // NaN -> lo, fixed up below
+    float n = rintf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale;
+    scale.i = ((int32_t)n + 127) << 23;
+    float v = y * scale.f;
+    v = x < lo ? 0.0f : v;
+    v = x > hi ? (float)INFINITY : v;
+    return x != x ? x : v;
+}
+
+PETAL_HD static inline float ew_erff(float x) {
+    float ax = x < 0 ? -x : x;
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+                  0.254829592f) * t;
+    float r = 1.0f - poly * ew_expf(-x * x);
+    return x < 0 ? -r : r;
+}
+
 // X(ENUM, name): the ops, in the order of the unary_op / binary_op enums of tensor/backend.h.
 #define PETAL_UNARY_OPS(X)                                                                         \
     X(UNARY_NEG, neg)                                                                              \
@@ -152,7 +190,15 @@
         return (void)p0, (void)p1, g * (T)-0.5 * y * y * y;                                        \
     }
 
-#define PETAL_F32_MATH(name) name##f
+// The f32 math of the formulas: libm's float functions, but the vectorisable exp and erf above.
+#define PETAL_F32_MATH(name) PETAL_F32_##name
+#define PETAL_F32_exp ew_expf
+#define PETAL_F32_erf ew_erff
+#define PETAL_F32_log logf
+#define PETAL_F32_sqrt sqrtf
+#define PETAL_F32_fabs fabsf
+#define PETAL_F32_tanh tanhf
+#define PETAL_F32_pow powf
 #define PETAL_F64_MATH(name) name
 PETAL_EW_DEFINE_FLOAT(float, f32, PETAL_F32_MATH)
 PETAL_EW_DEFINE_FLOAT(double, f64, PETAL_F64_MATH)
@@ -192,3 +238,24 @@ PETAL_HD static inline double ew_erfinv(double y) {
     for (int i = 0; i < 2; i++) x -= (erf(x) - y) / (1.1283791670955126 * exp(-x * x));
     return x;
 }
+
+// One AdamW step for one element (PyTorch's torch.optim.AdamW, decoupled weight decay):
+//   p -= lr wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps),  bc_i = 1 - b_i^step
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay;
+    double bias_correction1, bias_correction2; // 1 - beta^step
+} adamw_hyper;
+
+#define PETAL_ADAMW_DEFINE(T, S, F)                                                                \
+    PETAL_HD static inline void ew_adamw_##S(T *p, T g, T *m, T *v, const adamw_hyper *h) {        \
+        T param = *p * (T)(1.0 - h->lr * h->weight_decay);                                         \
+        T mm = *m + (g - *m) * (T)(1.0 - h->beta1); /* torch's lerp */                             \
+        T vv = *v * (T)h->beta2 + g * g * (T)(1.0 - h->beta2);                                     \
+        T denom = F(sqrt)(vv) / (T)sqrt(h->bias_correction2) + (T)h->eps;                          \
+        *p = param - (T)(h->lr / h->bias_correction1) * mm / denom;                                \
+        *m = mm;                                                                                   \
+        *v = vv;                                                                                   \
+    }
+PETAL_ADAMW_DEFINE(float, f32, PETAL_F32_MATH)
+PETAL_ADAMW_DEFINE(double, f64, PETAL_F64_MATH)

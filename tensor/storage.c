@@ -20,7 +20,7 @@ tensor_storage *storage_new(petal_device device, size_t nbytes) {
     tensor_storage *s = malloc(sizeof *s);
     PETAL_CHECK(s != NULL, "out of host memory allocating a storage header");
     // Zero-byte tensors still get a unique, valid pointer.
-    s->data = be->alloc(device.index, nbytes ? nbytes : 1);
+    s->data = be->alloc(device.index, nbytes ? nbytes : 1, &s->capacity);
     memory_stats *st = stats_for(device);
     char dev[16];
     PETAL_CHECK(s->data != NULL, "out of memory on %s: cannot allocate %zu bytes (%zu in use)",
@@ -42,11 +42,17 @@ void storage_release(tensor_storage *s) {
     memory_stats *st = stats_for(s->device);
     st->current -= s->nbytes;
     st->n_live--;
-    backend_get(s->device)->free(s->device.index, s->data, s->nbytes ? s->nbytes : 1);
+    backend_get(s->device)->free(s->device.index, s->data, s->capacity);
     free(s);
 }
 
-memory_stats memory_get_stats(petal_device device) { return *stats_for(device); }
+memory_stats memory_get_stats(petal_device device) {
+    memory_stats st = *stats_for(device);
+    st.reserved = backend_get(device)->reserved(device.index);
+    return st;
+}
+
+void memory_empty_cache(petal_device device) { backend_get(device)->empty_cache(device.index); }
 
 void memory_reset_peak(petal_device device) {
     memory_stats *st = stats_for(device);

@@ -16,7 +16,10 @@ typedef struct {
     size_t peak;      // maximum of current since start or the last memory_reset_peak
     int64_t n_allocs; // storages allocated so far
     int64_t n_live;   // storages alive now
+    size_t reserved;  // bytes the backend holds from the system (its block cache included)
 } memory_stats;
 
 memory_stats memory_get_stats(petal_device device);
 void memory_reset_peak(petal_device device);
+// Returns the backend's cached blocks to the system (reserved drops to what live tensors use).
+void memory_empty_cache(petal_device device);

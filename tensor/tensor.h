@@ -20,7 +20,8 @@
 
 typedef struct tensor_storage {
     void *data;
-    size_t nbytes;
+    size_t nbytes;   // what the tensors need
+    size_t capacity; // what the allocator handed out (>= nbytes)
     petal_device device;
     int refs;
 } tensor_storage;

@@ -1,10 +1,175 @@
+// petal bench gemm | block: timings and peak memory, one JSON line per run.
+//
+//   petal bench gemm --m M --n N --k K [--iters I]
+//       tensor_matmul forward (and backward for both operands) next to a bare cblas_sgemm call
+//       on the same buffers, so the wrapper's overhead is visible.
+//   petal bench block --batch B --tokens T --dim D --heads H [--iters I]
+//       one pre-norm ViT block (LN, fused qkv, attention, proj, LN, MLP with GELU), frozen
+//       weights, input requiring grad: forward and backward as in PETL training.
+#include <cblas.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
+#include "petal.h"
+#include "tools/bench_block.h"
 #include "tools/cli.h"
 
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Resident-set size now and its peak, in bytes, from /proc (the measure tools/bench_torch.py uses).
+static void rss_bytes(size_t *current, size_t *peak) {
+    *current = *peak = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        unsigned long kb;
+        if (sscanf(line, "VmRSS: %lu kB", &kb) == 1) *current = (size_t)kb * 1024;
+        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1) *peak = (size_t)kb * 1024;
+    }
+    fclose(f);
+}
+
+#define MAX_ITERS 1000
+
+static int bench_gemm(int argc, char **argv) {
+    static const char *const known[] = {"--m", "--n", "--k", "--iters", NULL};
+    if (cli_check_options(argc, argv, known, "petal bench gemm --m M --n N --k K [--iters I]"))
+        return 2;
+    int64_t m = cli_option_long(argc, argv, "--m", 1024), n = cli_option_long(argc, argv, "--n", 1024);
+    int64_t k = cli_option_long(argc, argv, "--k", 1024);
+    int iters = (int)cli_option_long(argc, argv, "--iters", 10);
+    if (iters < 1 || iters > MAX_ITERS) iters = 10;
+    tensor *a = tensor_keep(tensor_empty(PETAL_F32, SHAPE(m, k)));
+    tensor *b = tensor_keep(tensor_empty(PETAL_F32, SHAPE(k, n)));
+    tensor *c = tensor_keep(tensor_empty(PETAL_F32, SHAPE(m, n)));
+    tensor_normal_(a, 0, 1, NULL);
+    tensor_normal_(b, 0, 1, NULL);
+    tensor_set_requires_grad(a, true);
+    tensor_set_requires_grad(b, true);
+    double fwd[MAX_ITERS], bwd[MAX_ITERS], raw[MAX_ITERS];
+    size_t base = memory_get_stats(DEVICE_CPU).current, peak = 0;
+    for (int it = -2; it < iters; it++) { // two warm-up rounds
+        int mark = scope_begin();
+        memory_reset_peak(DEVICE_CPU);
+        double t0 = now_ms();
+        tensor *y = tensor_matmul(a, b);
+        double t1 = now_ms();
+        autograd_backward(y, c, false);
+        double t2 = now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
+                    tensor_data_f32(a), (int)k, tensor_data_f32(b), (int)n, 0.0f,
+                    tensor_data_f32(c), (int)n);
+        double t3 = now_ms();
+        tensor_reset_grad(a);
+        tensor_reset_grad(b);
+        if (it >= 0) {
+            fwd[it] = t1 - t0;
+            bwd[it] = t2 - t1;
+            raw[it] = t3 - t2;
+            size_t p = memory_get_stats(DEVICE_CPU).peak - base;
+            if (p > peak) peak = p;
+        }
+        scope_end(mark);
+    }
+    double f = median(fwd, iters), bw = median(bwd, iters), r = median(raw, iters);
+    double gflop = 2.0 * (double)m * (double)n * (double)k * 1e-9;
+    printf("{\"bench\": \"gemm\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
+           "\"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"peak_bytes\": %zu, \"fwd_gflops\": %.1f, "
+           "\"openblas_ms\": %.3f, \"openblas_gflops\": %.1f, \"fwd_vs_openblas\": %.3f}\n",
+           (long long)m, (long long)n, (long long)k, threads_get(), f, bw, peak, gflop / f * 1e3,
+           r, gflop / r * 1e3, r / f);
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(c);
+    return 0;
+}
+
+static int bench_block(int argc, char **argv) {
+    static const char *const known[] = {"--batch", "--tokens", "--dim", "--heads", "--iters", NULL};
+    const char *usage = "petal bench block --batch B --tokens T --dim D --heads H [--iters I]";
+    if (cli_check_options(argc, argv, known, usage)) return 2;
+    bench_block_shape s = {cli_option_long(argc, argv, "--batch", 4),
+                           cli_option_long(argc, argv, "--tokens", 197),
+                           cli_option_long(argc, argv, "--dim", 768),
+                           cli_option_long(argc, argv, "--heads", 12)};
+    int iters = (int)cli_option_long(argc, argv, "--iters", 10);
+    if (iters < 1 || iters > MAX_ITERS) iters = 10;
+    if (s.dim % s.heads != 0) {
+        fprintf(stderr, "petal bench block: --dim %lld is not a multiple of --heads %lld\n",
+                (long long)s.dim, (long long)s.heads);
+        return 2;
+    }
+    bench_block_weights *w = bench_block_weights_new(s);
+    tensor *x = tensor_keep(tensor_empty(PETAL_F32, SHAPE(s.batch, s.tokens, s.dim)));
+    tensor_normal_(x, 0, 1, NULL);
+    tensor_set_requires_grad(x, true);
+    // A small warm-up starts the thread pool and BLAS buffers before the first RSS reading.
+    bench_block_shape tiny = {1, 8, s.dim, s.heads};
+    bench_block_weights *wt = bench_block_weights_new(tiny);
+    tensor *xt = tensor_set_requires_grad(tensor_keep(tensor_zeros(PETAL_F32, SHAPE(1, 8, s.dim))), true);
+    int mark = scope_begin();
+    autograd_backward(bench_block_forward(wt, xt), tensor_ones(PETAL_F32, SHAPE(1, 8, s.dim)), false);
+    scope_end(mark);
+    size_t rss0, hwm0, rss1, hwm1;
+    rss_bytes(&rss0, &hwm0);
+    size_t base = memory_get_stats(DEVICE_CPU).current, peak = 0;
+    double fwd[MAX_ITERS], bwd[MAX_ITERS];
+    tensor *seed = tensor_keep(tensor_ones(PETAL_F32, SHAPE(s.batch, s.tokens, s.dim)));
+    size_t rss_delta = 0;
+    for (int it = -2; it < iters; it++) {
+        mark = scope_begin();
+        memory_reset_peak(DEVICE_CPU);
+        double t0 = now_ms();
+        tensor *y = bench_block_forward(w, x);
+        double t1 = now_ms();
+        autograd_backward(y, seed, false);
+        double t2 = now_ms();
+        scope_end(mark);
+        size_t p = memory_get_stats(DEVICE_CPU).peak - base;
+        if (p > peak) peak = p;
+        if (it == -2) { // the first full-size step: what it added to the process's peak RSS
+            rss_bytes(&rss1, &hwm1);
+            rss_delta = hwm1 > rss0 ? hwm1 - rss0 : 0;
+        }
+        tensor_reset_grad(x);
+        if (it >= 0) {
+            fwd[it] = t1 - t0;
+            bwd[it] = t2 - t1;
+        }
+    }
+    printf("{\"bench\": \"block\", \"batch\": %lld, \"tokens\": %lld, \"dim\": %lld, \"heads\": %lld, "
+           "\"threads\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
+           "\"rss_peak_delta_bytes\": %zu}\n",
+           (long long)s.batch, (long long)s.tokens, (long long)s.dim, (long long)s.heads,
+           threads_get(), median(fwd, iters), median(bwd, iters), peak, rss_delta);
+    tensor_free(seed);
+    tensor_free(x);
+    tensor_free(xt);
+    bench_block_weights_free(w);
+    bench_block_weights_free(wt);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "petal bench: no benchmark given\n");
+    if (argc >= 2 && strcmp(argv[1], "gemm") == 0) return bench_gemm(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "block") == 0) return bench_block(argc - 1, argv + 1);
+    fprintf(stderr, "usage: petal bench gemm|block [options]\n");
     return 2;
 }

@@ -2,20 +2,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensor/block_cache.h"
 #include "tensor/cpu/cpu_kernels.h"
 #include "tensor/threads.h"
 
-static void *cpu_alloc(int device_index, size_t nbytes) {
-    (void)device_index;
-    threads_init(); // the first allocation fixes the thread budget, before any kernel runs
-    size_t rounded = (nbytes + 63) & ~(size_t)63;
-    return aligned_alloc(64, rounded);
+static void *aligned_raw_alloc(size_t nbytes) {
+    return aligned_alloc(64, (nbytes + 63) & ~(size_t)63);
 }
 
-static void cpu_free(int device_index, void *ptr, size_t nbytes) {
+// Buffers of 64 KiB and more are cached: below that, malloc reuses memory without page faults.
+static block_cache cache = BLOCK_CACHE_INIT(aligned_raw_alloc, free, 65536);
+
+static void *cpu_alloc(int device_index, size_t nbytes, size_t *capacity) {
     (void)device_index;
-    (void)nbytes;
-    free(ptr);
+    threads_init(); // the first allocation fixes the thread budget, before any kernel runs
+    return block_cache_alloc(&cache, nbytes, capacity);
+}
+
+static void cpu_free(int device_index, void *ptr, size_t capacity) {
+    (void)device_index;
+    block_cache_free(&cache, ptr, capacity);
+}
+
+static void cpu_empty_cache(int device_index) {
+    (void)device_index;
+    block_cache_empty(&cache);
+}
+
+static size_t cpu_reserved(int device_index) {
+    (void)device_index;
+    return cache.reserved;
 }
 
 static void cpu_memset_zero(void *ptr, size_t nbytes) { memset(ptr, 0, nbytes); }
@@ -26,6 +42,8 @@ const backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
     .free = cpu_free,
+    .empty_cache = cpu_empty_cache,
+    .reserved = cpu_reserved,
     .memset_zero = cpu_memset_zero,
     .copy_from_host = cpu_memcpy,
     .copy_to_host = cpu_memcpy,
@@ -51,4 +69,5 @@ const backend cpu_backend = {
     .scatter_add = cpu_scatter_add,
     .random = cpu_random,
     .dropout = cpu_dropout,
+    .adamw = cpu_adamw,
 };

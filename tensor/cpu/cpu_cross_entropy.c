@@ -54,7 +54,7 @@ static int64_t checked_target(const tensor *target, int64_t row, int64_t classes
             }                                                                                      \
         }                                                                                          \
     }
-CROSS_ENTROPY_DEFINE(float, f32, expf)
+CROSS_ENTROPY_DEFINE(float, f32, ew_expf)
 CROSS_ENTROPY_DEFINE(double, f64, exp)
 
 void cpu_cross_entropy(tensor *loss, tensor *lse, const tensor *logits, const tensor *target,

@@ -35,6 +35,7 @@ void cpu_scatter_add(tensor *out, int dim, const tensor *idx, const tensor *src)
 
 void cpu_random(random_kind kind, tensor *out, rng_state rng, const double *params);
 void cpu_dropout(tensor *out, const tensor *x, double p, rng_state rng);
+void cpu_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, const adamw_hyper *h);
 
 // Helpers shared by the kernels.
 // Sizes of x around `dim`: outer (dims before), len (the dim), inner (dims after).

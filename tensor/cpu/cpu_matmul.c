@@ -63,6 +63,14 @@ static void gemm(const gemm_args *g, petal_dtype dt, const void *a, const void *
                     (int)g->lda, b, (int)g->ldb, g->beta, c, (int)g->ldc);
 }
 
+// Batch entry i of c = a @ b.
+static void gemm_entry(const gemm_args *g, const tensor *a, const tensor *b, tensor *c, int64_t i) {
+    size_t es = dtype_size(c->dtype);
+    gemm(g, c->dtype, (char *)a->storage->data + batch_offset(a, c, i) * es,
+         (char *)b->storage->data + batch_offset(b, c, i) * es,
+         (char *)c->storage->data + batch_offset(c, c, i) * es);
+}
+
 // True when the batch dims of a and c fold into their row dim (one tall GEMM) because b is the
 // same matrix for every batch entry: the x @ W^T of every Linear layer.
 static bool folds_into_rows(const tensor *a, const tensor *b, const tensor *c) {
@@ -87,25 +95,24 @@ static void matmul_strided(tensor *c, const tensor *a, const tensor *b, double a
     gemm_args g = {la.trans, lb.trans, c->shape[c->ndim - 2], c->shape[c->ndim - 1],
                    a->shape[a->ndim - 1], la.ld, lb.ld, lc.ld, alpha, beta};
     int64_t batch = tensor_numel(c) / (g.m * g.n);
-    size_t es = dtype_size(c->dtype);
-    char *pa = a->storage->data, *pb = b->storage->data, *pc = c->storage->data;
     if (batch > 1 && la.trans == CblasNoTrans && folds_into_rows(a, b, c)) {
         g.m *= batch;
-        gemm(&g, c->dtype, pa + a->offset * es, pb + b->offset * es, pc + c->offset * es);
+        gemm_entry(&g, a, b, c, 0);
         return;
     }
     // Many small products (attention heads): one single-threaded GEMM per thread beats a
-    // multi-threaded BLAS call on each. Large products: let BLAS use every thread.
+    // multi-threaded BLAS call on each. Large products: let BLAS use every thread. (BLAS is
+    // never called inside an inactive `parallel if(0)` region: libgomp would then start a fresh
+    // nested team for BLAS on every call.)
     bool small = (double)g.m * (double)g.n * (double)g.k <= 64.0 * 64 * 64 * 16;
 #ifdef _OPENMP
-    int threads = omp_get_max_threads();
-#else
-    int threads = 1;
+    if (small && batch >= omp_get_max_threads() && omp_get_max_threads() > 1) {
+#pragma omp parallel for
+        for (int64_t i = 0; i < batch; i++) gemm_entry(&g, a, b, c, i);
+        return;
+    }
 #endif
-#pragma omp parallel for if (small && batch >= threads && threads > 1)
-    for (int64_t i = 0; i < batch; i++)
-        gemm(&g, c->dtype, pa + batch_offset(a, c, i) * es, pb + batch_offset(b, c, i) * es,
-             pc + batch_offset(c, c, i) * es);
+    for (int64_t i = 0; i < batch; i++) gemm_entry(&g, a, b, c, i);
 }
 
 void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta) {

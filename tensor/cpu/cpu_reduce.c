@@ -69,7 +69,7 @@ void cpu_split_dim(const tensor *x, int dim, int64_t *outer, int64_t *len, int64
     }
 
 #define COLS 64
-REDUCE_DEFINE(float, f32, expf, log)
+REDUCE_DEFINE(float, f32, ew_expf, log)
 REDUCE_DEFINE(double, f64, exp, log)
 
 // A sum of many elements into one output: fixed-size blocks in parallel, then the block sums in

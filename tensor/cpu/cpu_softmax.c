@@ -6,22 +6,24 @@
 #include "tensor/cpu/cpu_kernels.h"
 
 #define SOFTMAX_DEFINE(T, S, EXP, LOG)                                                             \
-    static void softmax_row_##S(T *y, const T *x, int64_t len, int64_t st, bool as_log) {             \
+    static void softmax_row_##S(T *y, const T *x, int64_t len, int64_t st, bool as_log) {          \
         T m = x[0];                                                                                \
         for (int64_t r = 1; r < len; r++) m = x[r * st] > m ? x[r * st] : m;                       \
         if (isinf(m) && m < 0) m = 0; /* an all -inf row: keep exp(x - m) finite */               \
-        double sum = 0;                                                                            \
-        for (int64_t r = 0; r < len; r++) {                                                        \
-            T e = EXP(x[r * st] - m);                                                              \
-            if (!as_log) y[r * st] = e;                                                               \
-            sum += e;                                                                              \
-        }                                                                                          \
-        if (as_log) {                                                                                 \
+        /* exp into y first (a loop the compiler vectorises), then sum it in double */             \
+        for (int64_t r = 0; r < len; r++) y[r * st] = EXP(x[r * st] - m);                          \
+        double acc[4] = {0};                                                                       \
+        int64_t r = 0;                                                                             \
+        for (; r + 4 <= len; r += 4)                                                               \
+            for (int j = 0; j < 4; j++) acc[j] += y[(r + j) * st];                                 \
+        for (; r < len; r++) acc[0] += y[r * st];                                                  \
+        double sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);                                        \
+        if (as_log) {                                                                              \
             T shift = m + (T)LOG(sum);                                                             \
-            for (int64_t r = 0; r < len; r++) y[r * st] = x[r * st] - shift;                       \
+            for (int64_t i = 0; i < len; i++) y[i * st] = x[i * st] - shift;                       \
         } else {                                                                                   \
             T inv = (T)(1.0 / sum);                                                                \
-            for (int64_t r = 0; r < len; r++) y[r * st] *= inv;                                    \
+            for (int64_t i = 0; i < len; i++) y[i * st] *= inv;                                    \
         }                                                                                          \
     }                                                                                              \
     /* softmax: gx = y (gy - sum(gy y));  log-softmax: gx = gy - exp(y) sum(gy) */                 \
@@ -33,7 +35,7 @@
         for (int64_t r = 0; r < len; r++)                                                          \
             gx[r * st] = as_log ? gy[r * st] - EXP(y[r * st]) * d : y[r * st] * (gy[r * st] - d);     \
     }
-SOFTMAX_DEFINE(float, f32, expf, log)
+SOFTMAX_DEFINE(float, f32, ew_expf, log)
 SOFTMAX_DEFINE(double, f64, exp, log)
 
 void cpu_softmax(tensor *y, const tensor *x, int dim, bool as_log) {

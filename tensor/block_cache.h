@@ -1,0 +1,43 @@
+// A caching block allocator with size-class free lists, shared by the CPU and CUDA backends.
+//
+// Training allocates the same shapes every step. Returning big buffers to the system and asking
+// again costs page faults on the CPU (the kernel zeroes every new page) and a synchronising
+// cudaMalloc on the GPU, so freed blocks are kept on a free list of their size class and handed
+// out again. Classes are 8 per octave; a request takes a block of its class or, failing that, of
+// one of the next three (at most ~1.5x the size). Before asking the system for a new block while
+// at least as many bytes sit unused in the cache, the cache releases some of them first, so the
+// process does not grow beyond what the program uses at its peak; once every step finds its
+// blocks cached (the second step of a training loop, usually), nothing is released or asked for.
+// block_cache_empty releases everything cached (allocation does too, then retries, when the
+// system refuses).
+#pragma once
+
+#include <pthread.h>
+#include <stddef.h>
+
+#define BLOCK_CACHE_CLASSES 512
+
+typedef struct cached_block {
+    void *ptr;
+    struct cached_block *next;
+} cached_block;
+
+typedef struct {
+    void *(*raw_alloc)(size_t nbytes); // NULL on failure
+    void (*raw_free)(void *ptr);
+    size_t min_cached; // blocks smaller than this go straight to raw_alloc / raw_free
+    cached_block *free_lists[BLOCK_CACHE_CLASSES];
+    cached_block *spare_nodes; // list nodes not in use
+    size_t reserved;           // bytes obtained from raw_alloc and not returned
+    size_t cached;             // of which sitting on free lists
+    pthread_mutex_t lock;
+} block_cache;
+
+#define BLOCK_CACHE_INIT(alloc, free, min)                                                         \
+    {.raw_alloc = (alloc), .raw_free = (free), .min_cached = (min),                               \
+     .lock = PTHREAD_MUTEX_INITIALIZER}
+
+// *capacity receives the size of the block handed out; free needs it back.
+void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity);
+void block_cache_free(block_cache *c, void *ptr, size_t capacity);
+void block_cache_empty(block_cache *c); // returns every cached block to the system
