@@ -18,10 +18,9 @@ PETAL_HD static inline uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t 
     return (uint32_t)p;
 }
 
-// Four 32-bit outputs for counter (block, 0) under a 64-bit key.
-PETAL_HD static inline philox_block philox4x32_10(uint64_t key, uint64_t block) {
-    uint32_t c0 = (uint32_t)block, c1 = (uint32_t)(block >> 32), c2 = 0, c3 = 0;
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+// Philox4x32-10 of the 128-bit counter (c0, c1, c2, c3) under the key (k0, k1).
+PETAL_HD static inline philox_block philox4x32_10_full(uint32_t c0, uint32_t c1, uint32_t c2,
+                                                      uint32_t c3, uint32_t k0, uint32_t k1) {
     for (int round = 0; round < 10; round++) {
         uint32_t hi0, hi1;
         uint32_t lo0 = philox_mulhilo(0xD2511F53u, c0, &hi0);
@@ -36,6 +35,12 @@ PETAL_HD static inline philox_block philox4x32_10(uint64_t key, uint64_t block) 
     }
     philox_block b = {{c0, c1, c2, c3}};
     return b;
+}
+
+// petal's streams: counter (block, 0) under a 64-bit key.
+PETAL_HD static inline philox_block philox4x32_10(uint64_t key, uint64_t block) {
+    return philox4x32_10_full((uint32_t)block, (uint32_t)(block >> 32), 0, 0, (uint32_t)key,
+                              (uint32_t)(key >> 32));
 }
 
 // The i-th 32-bit output of the stream that starts at block `offset`.

@@ -46,8 +46,10 @@ tensor *tensor_make_view(tensor_storage *storage, petal_dtype dtype, int ndim,
     t->dtype = dtype;
     t->device = storage->device;
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+    if (ndim > 0) { // a 0-d tensor may come with NULL arrays
+        memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+        memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+    }
     t->offset = offset;
     t->storage = storage;
     storage_retain(storage);

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what petal needs to build and test, from Debian packages. Idempotent: packages already
+# present are not fetched again. Needs root (or sudo).
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config check libsubunit-dev libopenblas-openmp-dev)
+# Optional: libomp-dev is not needed (gcc's libgomp is); nvcc, when present, enables the CUDA backend.
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo)
+echo "install-deps: installing ${missing[*]}"
+"${as_root[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
