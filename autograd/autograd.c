@@ -12,7 +12,9 @@ static _Thread_local bool grad_enabled = true;
 static uint64_t next_seq = 1;
 static uint64_t traversal_epoch = 0;
 
-bool grad_mode_enabled(void) { return grad_enabled; }
+bool grad_mode_enabled(void) {
+    return grad_enabled;
+}
 
 bool grad_mode_set(bool enabled) {
     bool prev = grad_enabled;
@@ -80,6 +82,7 @@ ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_i
         ag_edge *e = &n->in[i];
         if (!in[i]) continue;
         e->dtype = in[i]->dtype;
+        e->device = in[i]->device;
         e->ndim = in[i]->ndim;
         memcpy(e->shape, in[i]->shape, sizeof e->shape);
         if (!in[i]->requires_grad) continue;
@@ -105,12 +108,22 @@ void ag_save(ag_node *node, int slot, const tensor *t) {
     node->saved[slot] = tensor_keep(tensor_detach(t));
 }
 
+tensor *ag_grad_buffer(ag_node *node, int i) {
+    ag_edge *e = &node->in[i];
+    PETAL_CHECK(e->needs_grad,
+                "autograd: '%s' asked for the gradient of input %d, which needs none", node->op, i);
+    tensor **slot = e->node ? &e->node->grad : &e->leaf->grad;
+    if (!*slot) *slot = tensor_keep(tensor_zeros_on(e->device, e->dtype, e->ndim, e->shape));
+    return *slot;
+}
+
 // ---- leaves ----
 
 tensor *tensor_set_requires_grad(tensor *t, bool requires_grad) {
-    PETAL_CHECK(t->grad_fn == NULL,
-                "tensor_set_requires_grad: only leaves can be set; this tensor was computed by '%s'",
-                t->grad_fn->op);
+    PETAL_CHECK(
+        t->grad_fn == NULL,
+        "tensor_set_requires_grad: only leaves can be set; this tensor was computed by '%s'",
+        t->grad_fn->op);
     PETAL_CHECK(!requires_grad || dtype_is_float(t->dtype),
                 "tensor_set_requires_grad: a %s tensor cannot require grad (f32/f64 only)",
                 dtype_name(t->dtype));
@@ -132,11 +145,14 @@ void tensor_reset_grad(tensor *t) {
 // May the engine keep g itself as the accumulated gradient, instead of a copy? Only if nothing
 // else can see its memory: g is a temporary of the backward rule (or the node's own incoming
 // gradient, freed right after), spans its whole storage, and no later input's gradient shares it.
+// A leaf's gradient must also be contiguous (optimizers read it flat); a node's may be any dense
+// layout, such as the transposed view a permute's rule returns.
 static bool can_adopt(const tensor *g, tensor *const *gin, int n_in, int i, const tensor *gout,
-                      int backward_scope) {
+                      int backward_scope, bool for_leaf) {
     bool temporary = g->owner && g->owner->depth == backward_scope - 1;
     if (!(temporary || g == gout) || g->refs != 1) return false;
-    if (!tensor_is_contiguous(g) || tensor_nbytes(g) != g->storage->nbytes) return false;
+    bool layout_ok = for_leaf ? tensor_is_contiguous(g) : tensor_is_dense(g);
+    if (!layout_ok || g->offset != 0 || tensor_nbytes(g) != g->storage->nbytes) return false;
     int holders = 1 + (g != gout && gout && g->storage == gout->storage);
     if (g->storage->refs != holders) return false;
     for (int j = i + 1; j < n_in; j++)
@@ -176,7 +192,7 @@ static void run_node(ag_node *n, bool retain_graph) {
         if (!e->needs_grad || !gin[i]) continue;
         check_grad_shape(n, i, gin[i]);
         tensor **slot = e->node ? &e->node->grad : &e->leaf->grad;
-        if (*slot || !can_adopt(gin[i], gin, n->n_in, i, n->grad, mark)) {
+        if (*slot || !can_adopt(gin[i], gin, n->n_in, i, n->grad, mark, e->node == NULL)) {
             accumulate(slot, gin[i]);
             continue;
         }
@@ -240,7 +256,8 @@ void autograd_backward(tensor *root, tensor *grad, bool retain_graph) {
                 shape_str(root->ndim, root->shape, a, sizeof a));
     PETAL_CHECK(!grad || (tensor_same_shape(grad, root) && grad->dtype == root->dtype),
                 "autograd_backward: seed gradient %s %s does not match the root %s %s",
-                grad ? dtype_name(grad->dtype) : "", grad ? shape_str(grad->ndim, grad->shape, a, sizeof a) : "",
+                grad ? dtype_name(grad->dtype) : "",
+                grad ? shape_str(grad->ndim, grad->shape, a, sizeof a) : "",
                 dtype_name(root->dtype), shape_str(root->ndim, root->shape, b, sizeof b));
     bool prev = grad_mode_set(false);
     tensor *seed = grad ? tensor_clone_data(grad) : tensor_empty_like(root);

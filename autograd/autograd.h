@@ -34,6 +34,7 @@ typedef struct {
     tensor *leaf;    // the input itself, when it is a leaf that requires grad
     bool needs_grad; // node or leaf set
     petal_dtype dtype;
+    petal_device device;
     int ndim;
     int64_t shape[PETAL_MAX_DIMS];
 } ag_edge;
@@ -41,11 +42,11 @@ typedef struct {
 struct ag_node {
     const char *op;
     ag_backward_fn backward;
-    uint64_t seq;      // creation order: the position on the tape
-    uint64_t visited;  // traversal epoch of the last backward that reached this node
-    int refs;          // the output tensor and each consumer's edge
-    bool released;     // saved tensors freed by a backward without retain_graph
-    tensor *grad;      // gradient of the output, summed during backward
+    uint64_t seq;     // creation order: the position on the tape
+    uint64_t visited; // traversal epoch of the last backward that reached this node
+    int refs;         // the output tensor and each consumer's edge
+    bool released;    // saved tensors freed by a backward without retain_graph
+    tensor *grad;     // gradient of the output, summed during backward
     tensor *saved[AG_MAX_SAVED];
     int64_t attr_i[AG_MAX_ATTRS]; // op parameters (dims, sizes, flags)
     double attr_f[AG_MAX_ATTRS];  // op parameters (eps, p, scales)
@@ -75,6 +76,14 @@ ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_i
                    tensor *const *in);
 // Saves t for the backward rule (a detached alias; no copy of the data).
 void ag_save(ag_node *node, int slot, const tensor *t);
-static inline tensor *ag_saved(const ag_node *node, int slot) { return node->saved[slot]; }
-static inline bool ag_needs(const ag_node *node, int i) { return node->in[i].needs_grad; }
+static inline tensor *ag_saved(const ag_node *node, int slot) {
+    return node->saved[slot];
+}
+static inline bool ag_needs(const ag_node *node, int i) {
+    return node->in[i].needs_grad;
+}
+// The gradient accumulator of input i (zero-filled if nothing reached it yet). Rules that scatter
+// into their input (select, slice, index_select, gather, max, topk) add into a window of it in
+// place and leave gin[i] NULL, instead of materialising a mostly-zero tensor per contribution.
+tensor *ag_grad_buffer(ag_node *node, int i);
 void ag_node_release(ag_node *node);

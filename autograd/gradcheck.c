@@ -111,6 +111,6 @@ void gradcheck_describe(const gradcheck_result *r, char *buf, size_t size) {
     snprintf(buf, size,
              "FAILED: input %d element %" PRId64 " -> output %" PRId64
              ": analytic %.10g, numeric %.10g (ratio %.3g, %" PRId64 " entries)",
-             r->worst_input, r->worst_element, r->worst_output, r->worst_analytic,
-             r->worst_numeric, r->worst_ratio, r->n_checked);
+             r->worst_input, r->worst_element, r->worst_output, r->worst_analytic, r->worst_numeric,
+             r->worst_ratio, r->n_checked);
 }

@@ -20,9 +20,9 @@ typedef struct {
 
 typedef struct {
     bool passed;
-    int64_t n_checked;   // Jacobian entries compared
-    double worst_ratio;  // max |a - n| / (atol + rtol |n|); <= 1 passes
-    int worst_input;     // where the worst entry is: input, element, output element
+    int64_t n_checked;  // Jacobian entries compared
+    double worst_ratio; // max |a - n| / (atol + rtol |n|); <= 1 passes
+    int worst_input;    // where the worst entry is: input, element, output element
     int64_t worst_element, worst_output;
     double worst_analytic, worst_numeric;
 } gradcheck_result;

@@ -14,7 +14,8 @@ int main(void) {
     int mark = scope_begin(); // everything below is released by scope_end
 
     // Leaves: tensors we want gradients for.
-    tensor *w = tensor_from_data(PETAL_F64, SHAPE(2, 3), (double[]){0.1, -0.2, 0.3, 0.4, 0.5, -0.6});
+    tensor *w =
+        tensor_from_data(PETAL_F64, SHAPE(2, 3), (double[]){0.1, -0.2, 0.3, 0.4, 0.5, -0.6});
     tensor *b = tensor_from_data(PETAL_F64, SHAPE(2), (double[]){0.05, -0.05});
     tensor *x = tensor_from_data(PETAL_F64, SHAPE(3), (double[]){1.0, 2.0, -1.0});
     tensor_set_requires_grad(w, true);

@@ -28,8 +28,8 @@ static void init_linear(tensor *w, tensor *b) {
 }
 
 static mlp mlp_new(int64_t hidden) {
-    mlp m = {param(SHAPE(hidden, 2)),      param(SHAPE(hidden)), param(SHAPE(hidden, hidden)),
-             param(SHAPE(hidden)),         param(SHAPE(2, hidden)), param(SHAPE(2))};
+    mlp m = {param(SHAPE(hidden, 2)), param(SHAPE(hidden)),    param(SHAPE(hidden, hidden)),
+             param(SHAPE(hidden)),    param(SHAPE(2, hidden)), param(SHAPE(2))};
     init_linear(m.w1, m.b1);
     init_linear(m.w2, m.b2);
     init_linear(m.w3, m.b3);
@@ -64,7 +64,8 @@ static void make_spirals(int64_t n, tensor **x, tensor **y) {
         angle += label * M_PI;
         int64_t row = perm[i];
         tensor_data_f32(*x)[2 * row] = (float)(r * cos(angle) + tensor_data_f64(noise)[2 * i]);
-        tensor_data_f32(*x)[2 * row + 1] = (float)(r * sin(angle) + tensor_data_f64(noise)[2 * i + 1]);
+        tensor_data_f32(*x)[2 * row + 1] =
+            (float)(r * sin(angle) + tensor_data_f64(noise)[2 * i + 1]);
         tensor_data_i64(*y)[row] = label;
     }
     free(perm);
@@ -87,10 +88,14 @@ int main(int argc, char **argv) {
     long steps = 600, hidden = 64, seed = 0;
     double lr = 1e-2;
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--steps") == 0) steps = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--hidden") == 0) hidden = atol(argv[i + 1]);
-        else if (strcmp(argv[i], "--lr") == 0) lr = atof(argv[i + 1]);
-        else if (strcmp(argv[i], "--seed") == 0) seed = atol(argv[i + 1]);
+        if (strcmp(argv[i], "--steps") == 0)
+            steps = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--hidden") == 0)
+            hidden = atol(argv[i + 1]);
+        else if (strcmp(argv[i], "--lr") == 0)
+            lr = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "--seed") == 0)
+            seed = atol(argv[i + 1]);
         else {
             fprintf(stderr, "usage: 02_mlp [--steps N] [--hidden H] [--lr LR] [--seed S]\n");
             return 2;

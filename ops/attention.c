@@ -35,7 +35,8 @@ static void attention_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *ds = tensor_empty_like(p);
     backend_of(ds)->softmax_backward(ds, dp, p, p->ndim - 1, false);
     if (ag_needs(n, 0)) gin[0] = tensor_mul_scalar(tensor_matmul(ds, k), scale);
-    if (ag_needs(n, 1)) gin[1] = tensor_mul_scalar(tensor_matmul(tensor_transpose(ds, -1, -2), q), scale);
+    if (ag_needs(n, 1))
+        gin[1] = tensor_mul_scalar(tensor_matmul(tensor_transpose(ds, -1, -2), q), scale);
     if (ag_needs(n, 3)) gin[3] = ops_sum_to(ds, n, 3);
 }
 
@@ -47,15 +48,15 @@ static void check_qkv(const tensor *q, const tensor *k, const tensor *v) {
     char sq[SHAPE_STR_MAX], sk[SHAPE_STR_MAX], sv[SHAPE_STR_MAX];
     bool ok = q->ndim == 4 && k->ndim == 4 && v->ndim == 4 && q->shape[0] == k->shape[0] &&
               q->shape[1] == k->shape[1] && q->shape[3] == k->shape[3] &&
-              v->shape[0] == k->shape[0] && v->shape[1] == k->shape[1] && v->shape[2] == k->shape[2];
+              v->shape[0] == k->shape[0] && v->shape[1] == k->shape[1] &&
+              v->shape[2] == k->shape[2];
     PETAL_CHECK(ok, "%s: expects q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv); got %s, %s, %s",
                 op, shape_str(q->ndim, q->shape, sq, sizeof sq),
                 shape_str(k->ndim, k->shape, sk, sizeof sk),
                 shape_str(v->ndim, v->shape, sv, sizeof sv));
 }
 
-tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool causal,
-                         double scale) {
+tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool causal, double scale) {
     check_qkv(q, k, v);
     int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2];
     int64_t dv = v->shape[3];

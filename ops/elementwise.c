@@ -95,8 +95,9 @@ static void where_backward(ag_node *n, tensor *g, tensor **gin) {
 tensor *tensor_where(tensor *cond, tensor *a, tensor *b) {
     ops_check_pair("tensor_where", a, b);
     char dc[16], da[16];
-    PETAL_CHECK(device_equal(cond->device, a->device), "tensor_where: condition on %s, values on %s",
-                device_name(cond->device, dc), device_name(a->device, da));
+    PETAL_CHECK(device_equal(cond->device, a->device),
+                "tensor_where: condition on %s, values on %s", device_name(cond->device, dc),
+                device_name(a->device, da));
     int64_t ab[PETAL_MAX_DIMS], shape[PETAL_MAX_DIMS];
     int nab = shape_broadcast("tensor_where", a->ndim, a->shape, b->ndim, b->shape, ab);
     int nd = shape_broadcast("tensor_where", cond->ndim, cond->shape, nab, ab, shape);

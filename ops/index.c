@@ -59,11 +59,11 @@ tensor *tensor_stack(tensor *const *ts, int n, int dim) {
 }
 
 static void index_select_backward(ag_node *n, tensor *g, tensor **gin) {
+    (void)gin;
     tensor *gc = view_contiguous(g);
-    tensor *out = tensor_zeros_on(g->device, g->dtype, n->in[0].ndim, n->in[0].shape);
-    backend_of(out)->index_add(out, (int)n->attr_i[0], ag_saved(n, 0), gc);
+    tensor *buf = ag_grad_buffer(n, 0);
+    backend_of(buf)->index_add(buf, (int)n->attr_i[0], ag_saved(n, 0), gc);
     tensor_free(gc);
-    gin[0] = out;
 }
 
 tensor *tensor_index_select(tensor *x, int dim, tensor *index) {
@@ -88,11 +88,11 @@ tensor *tensor_index_select(tensor *x, int dim, tensor *index) {
 }
 
 static void gather_backward(ag_node *n, tensor *g, tensor **gin) {
+    (void)gin;
     tensor *gc = view_contiguous(g);
-    tensor *out = tensor_zeros_on(g->device, g->dtype, n->in[0].ndim, n->in[0].shape);
-    backend_of(out)->scatter_add(out, (int)n->attr_i[0], ag_saved(n, 0), gc);
+    tensor *buf = ag_grad_buffer(n, 0);
+    backend_of(buf)->scatter_add(buf, (int)n->attr_i[0], ag_saved(n, 0), gc);
     tensor_free(gc);
-    gin[0] = out;
 }
 
 tensor *tensor_gather(tensor *x, int dim, tensor *index) {

@@ -21,9 +21,8 @@ void ops_check_index(const char *op, const tensor *x, const tensor *idx) {
     char dx[16], di[16];
     PETAL_CHECK(dtype_is_int(idx->dtype), "%s: indices must be i32 or i64, got %s", op,
                 dtype_name(idx->dtype));
-    PETAL_CHECK(device_equal(x->device, idx->device),
-                "%s: indices on %s but the tensor on %s", op, device_name(idx->device, di),
-                device_name(x->device, dx));
+    PETAL_CHECK(device_equal(x->device, idx->device), "%s: indices on %s but the tensor on %s", op,
+                device_name(idx->device, di), device_name(x->device, dx));
 }
 
 tensor *ops_sum_to(tensor *g, const ag_node *n, int i) {

@@ -9,8 +9,7 @@ static void cross_entropy_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *logits = ag_saved(n, 0), *lse = ag_saved(n, 1), *target = ag_saved(n, 2);
     tensor *gc = view_contiguous(g);
     tensor *gx = tensor_empty_like(logits);
-    backend_of(gx)->cross_entropy_backward(gx, gc, logits, lse, target, n->attr_i[0],
-                                           n->attr_f[0]);
+    backend_of(gx)->cross_entropy_backward(gx, gc, logits, lse, target, n->attr_i[0], n->attr_f[0]);
     tensor_free(gc);
     gin[0] = gx;
 }

@@ -24,7 +24,9 @@ static tensor *matmul_data(const char *op, tensor *a, tensor *b) {
 }
 
 // Rows of a tensor as a 2-D (rows, last) matrix; a view when the strides allow it.
-static tensor *as_rows(tensor *t) { return tensor_reshape(t, SHAPE(-1, t->shape[t->ndim - 1])); }
+static tensor *as_rows(tensor *t) {
+    return tensor_reshape(t, SHAPE(-1, t->shape[t->ndim - 1]));
+}
 
 static void matmul_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *a = ag_saved(n, 0), *b = ag_saved(n, 1);

@@ -8,18 +8,23 @@
 #include "tensor/view.h"
 
 // ---- argument shapes ----
-#define NARGS(...) NARGS_(__VA_ARGS__, 6, 5, 4, 3, 2, 1, 0)
+#define NARGS(...)                       NARGS_(__VA_ARGS__, 6, 5, 4, 3, 2, 1, 0)
 #define NARGS_(a, b, c, d, e, f, n, ...) n
-#define SH(...) .ndim = NARGS(__VA_ARGS__), .shape = {__VA_ARGS__}
-#define G(...) {SH(__VA_ARGS__), .grad = true}                 // requires grad, N(0, 1)
-#define GD(dom, ...) {SH(__VA_ARGS__), .domain = dom, .grad = true}
-#define GL(lay, ...) {SH(__VA_ARGS__), .layout = lay, .grad = true}
-#define C(dom, ...) {SH(__VA_ARGS__), .domain = dom}            // constant (no grad)
-#define IDX(hi, ...) {SH(__VA_ARGS__), .domain = DOMAIN_INDEX, .index_hi = hi}
+#define SH(...)                          .ndim = NARGS(__VA_ARGS__), .shape = {__VA_ARGS__}
+#define G(...)                                                                                     \
+    { SH(__VA_ARGS__), .grad = true } // requires grad, N(0, 1)
+#define GD(dom, ...)                                                                               \
+    { SH(__VA_ARGS__), .domain = dom, .grad = true }
+#define GL(lay, ...)                                                                               \
+    { SH(__VA_ARGS__), .layout = lay, .grad = true }
+#define C(dom, ...)                                                                                \
+    { SH(__VA_ARGS__), .domain = dom } // constant (no grad)
+#define IDX(hi, ...)                                                                               \
+    { SH(__VA_ARGS__), .domain = DOMAIN_INDEX, .index_hi = hi }
 
 // ---- case functions: a = arguments, c = the case (for its parameters) ----
 #define FN(name, expr)                                                                             \
-    static tensor *name(tensor **a, const op_case *c) {                                           \
+    static tensor *name(tensor **a, const op_case *c) {                                            \
         (void)a;                                                                                   \
         (void)c;                                                                                   \
         return expr;                                                                               \
@@ -86,8 +91,8 @@ FN(f_gather, tensor_gather(a[0], I0, a[1]))
 FN(f_embedding, tensor_embedding(a[0], a[1]))
 FN(f_softmax, tensor_softmax(a[0], I0))
 FN(f_log_softmax, tensor_log_softmax(a[0], I0))
-FN(f_layer_norm, tensor_layer_norm(a[0], c->n_args > 1 ? a[1] : NULL,
-                                   c->n_args > 2 ? a[2] : NULL, F0))
+FN(f_layer_norm,
+   tensor_layer_norm(a[0], c->n_args > 1 ? a[1] : NULL, c->n_args > 2 ? a[2] : NULL, F0))
 FN(f_normalize, tensor_normalize(a[0], I0, F0))
 FN(f_attention, tensor_attention(a[0], a[1], a[2], c->n_args > 3 ? a[3] : NULL, I0, F0))
 
@@ -112,18 +117,26 @@ static tensor *f_cross_entropy(tensor **a, const op_case *c) {
     return loss;
 }
 
-#define P(...) .iparam = {__VA_ARGS__}
+#define P(...)  .iparam = {__VA_ARGS__}
 #define PF(...) .fparam = {__VA_ARGS__}
 
 const op_case op_cases[] = {
     // binary, broadcasting
     {"add/same", "add", 2, {G(3, 4), G(3, 4)}, .fn = f_add},
     {"add/broadcast", "add", 2, {G(2, 3, 4), G(3, 1)}, .fn = f_add},
-    {"add/noncontiguous", "add", 2, {GL(LAYOUT_TRANSPOSED, 3, 4), GL(LAYOUT_STRIDED, 3, 4)}, .fn = f_add},
+    {"add/noncontiguous",
+     "add",
+     2,
+     {GL(LAYOUT_TRANSPOSED, 3, 4), GL(LAYOUT_STRIDED, 3, 4)},
+     .fn = f_add},
     {"sub/broadcast", "sub", 2, {G(3, 4), G(4)}, .fn = f_sub},
     {"mul/broadcast", "mul", 2, {G(2, 1, 4), G(3, 1)}, .fn = f_mul},
     {"mul/one-frozen", "mul", 2, {G(3, 4), C(DOMAIN_NORMAL, 3, 4)}, .fn = f_mul},
-    {"mul/noncontiguous", "mul", 2, {GL(LAYOUT_STRIDED, 2, 3), GL(LAYOUT_TRANSPOSED, 2, 3)}, .fn = f_mul},
+    {"mul/noncontiguous",
+     "mul",
+     2,
+     {GL(LAYOUT_STRIDED, 2, 3), GL(LAYOUT_TRANSPOSED, 2, 3)},
+     .fn = f_mul},
     {"div/broadcast", "div", 2, {G(3, 4), GD(DOMAIN_POSITIVE, 4)}, .fn = f_div},
     {"eq", "eq", 2, {C(DOMAIN_SMALL_INT, 3, 4), C(DOMAIN_SMALL_INT, 4)}, .fn = f_eq},
     {"ne", "ne", 2, {C(DOMAIN_SMALL_INT, 3, 4), C(DOMAIN_SMALL_INT, 3, 1)}, .fn = f_ne},
@@ -132,7 +145,12 @@ const op_case op_cases[] = {
     {"gt", "gt", 2, {C(DOMAIN_SMALL_INT, 3, 4), C(DOMAIN_SMALL_INT, 4)}, .fn = f_gt},
     {"ge", "ge", 2, {C(DOMAIN_SMALL_INT, 3, 4), C(DOMAIN_SMALL_INT, 4)}, .fn = f_ge},
     {"where/broadcast", "where", 3, {C(DOMAIN_SMALL_INT, 3, 1), G(3, 4), G(4)}, .fn = f_where},
-    {"masked_fill", "masked_fill", 2, {G(3, 4), C(DOMAIN_SMALL_INT, 4)}, PF(-7.5), .fn = f_masked_fill},
+    {"masked_fill",
+     "masked_fill",
+     2,
+     {G(3, 4), C(DOMAIN_SMALL_INT, 4)},
+     PF(-7.5),
+     .fn = f_masked_fill},
     // unary
     {"add_scalar", "add_scalar", 1, {G(3, 4)}, PF(1.5), .fn = f_add_scalar},
     {"mul_scalar", "mul_scalar", 1, {GL(LAYOUT_TRANSPOSED, 3, 4)}, PF(-2.5), .fn = f_mul_scalar},
@@ -172,11 +190,23 @@ const op_case op_cases[] = {
     {"matmul/batched", "matmul", 2, {G(2, 3, 4), G(2, 4, 5)}, .fn = f_matmul},
     {"matmul/broadcast", "matmul", 2, {G(2, 1, 3, 4), G(3, 4, 2)}, .fn = f_matmul},
     {"matmul/shared-matrix", "matmul", 2, {G(2, 3, 4), G(4, 5)}, .fn = f_matmul},
-    {"matmul/transposed", "matmul", 2, {GL(LAYOUT_TRANSPOSED, 2, 3, 4), GL(LAYOUT_TRANSPOSED, 2, 4, 3)}, .fn = f_matmul},
-    {"matmul/strided", "matmul", 2, {GL(LAYOUT_STRIDED, 3, 4), GL(LAYOUT_HEADS, 2, 4, 2)}, .fn = f_matmul},
+    {"matmul/transposed",
+     "matmul",
+     2,
+     {GL(LAYOUT_TRANSPOSED, 2, 3, 4), GL(LAYOUT_TRANSPOSED, 2, 4, 3)},
+     .fn = f_matmul},
+    {"matmul/strided",
+     "matmul",
+     2,
+     {GL(LAYOUT_STRIDED, 3, 4), GL(LAYOUT_HEADS, 2, 4, 2)},
+     .fn = f_matmul},
     {"linear/bias", "linear", 3, {G(2, 3, 4), G(5, 4), G(5)}, .fn = f_linear},
     {"linear/no-bias", "linear", 2, {G(3, 4), GL(LAYOUT_TRANSPOSED, 5, 4)}, .fn = f_linear},
-    {"linear/frozen-weight", "linear", 3, {G(2, 3, 4), C(DOMAIN_NORMAL, 5, 4), C(DOMAIN_NORMAL, 5)}, .fn = f_linear},
+    {"linear/frozen-weight",
+     "linear",
+     3,
+     {G(2, 3, 4), C(DOMAIN_NORMAL, 5, 4), C(DOMAIN_NORMAL, 5)},
+     .fn = f_linear},
     {"linear/frozen-input", "linear", 3, {C(DOMAIN_NORMAL, 3, 4), G(2, 4), G(2)}, .fn = f_linear},
     {"linear/vector", "linear", 3, {G(4), G(3, 4), G(3)}, .fn = f_linear},
     // views
@@ -193,7 +223,12 @@ const op_case op_cases[] = {
     {"unsqueeze", "unsqueeze", 1, {G(3, 4)}, P(-1), .fn = f_unsqueeze},
     {"contiguous", "contiguous", 1, {GL(LAYOUT_TRANSPOSED, 3, 4)}, .fn = f_contiguous},
     // joining and indexing
-    {"concat", "concat", 3, {G(2, 1, 3), G(2, 2, 3), GL(LAYOUT_STRIDED, 2, 3, 3)}, P(1), .fn = f_concat},
+    {"concat",
+     "concat",
+     3,
+     {G(2, 1, 3), G(2, 2, 3), GL(LAYOUT_STRIDED, 2, 3, 3)},
+     P(1),
+     .fn = f_concat},
     {"stack", "stack", 2, {G(2, 3), G(2, 3)}, P(0), .fn = f_stack},
     {"index_select", "index_select", 2, {G(4, 3), IDX(4, 6)}, P(0), .fn = f_index_select},
     {"index_select/dim1", "index_select", 2, {G(2, 5, 3), IDX(5, 4)}, P(1), .fn = f_index_select},
@@ -205,20 +240,74 @@ const op_case op_cases[] = {
     {"log_softmax", "log_softmax", 1, {G(2, 3, 4)}, P(1), .fn = f_log_softmax},
     {"layer_norm/affine", "layer_norm", 3, {G(2, 3, 6), G(6), G(6)}, PF(1e-5), .fn = f_layer_norm},
     {"layer_norm/plain", "layer_norm", 1, {GL(LAYOUT_STRIDED, 3, 5)}, PF(1e-6), .fn = f_layer_norm},
-    {"layer_norm/frozen-affine", "layer_norm", 3, {G(4, 5), C(DOMAIN_NORMAL, 5), C(DOMAIN_NORMAL, 5)}, PF(1e-12), .fn = f_layer_norm},
+    {"layer_norm/frozen-affine",
+     "layer_norm",
+     3,
+     {G(4, 5), C(DOMAIN_NORMAL, 5), C(DOMAIN_NORMAL, 5)},
+     PF(1e-12),
+     .fn = f_layer_norm},
     {"normalize", "normalize", 1, {G(3, 4)}, P(-1), PF(1e-12), .fn = f_normalize},
     {"normalize/dim0", "normalize", 1, {G(3, 4)}, P(0), PF(1e-12), .fn = f_normalize},
     {"dropout/train", "dropout", 1, {G(4, 5)}, P(7, 1), PF(0.3), .fn = f_dropout},
     {"dropout/eval", "dropout", 1, {G(4, 5)}, P(7, 0), PF(0.3), .fn = f_dropout},
-    {"cross_entropy/mean", "cross_entropy", 2, {G(4, 5), IDX(5, 4)}, P(REDUCTION_MEAN, -100), .fn = f_cross_entropy},
-    {"cross_entropy/sum-smoothing", "cross_entropy", 2, {G(4, 5), IDX(5, 4)}, P(REDUCTION_SUM, -100), PF(0.1), .fn = f_cross_entropy},
-    {"cross_entropy/none", "cross_entropy", 2, {G(3, 6), IDX(6, 3)}, P(REDUCTION_NONE, -100), PF(0.2), .fn = f_cross_entropy},
-    {"cross_entropy/ignore", "cross_entropy", 2, {G(6, 3), IDX(3, 6)}, P(REDUCTION_MEAN, 0), PF(0.1), .fn = f_cross_entropy},
-    {"attention/plain", "attention", 3, {G(1, 2, 3, 4), G(1, 2, 5, 4), G(1, 2, 5, 3)}, P(0), .fn = f_attention},
-    {"attention/mask", "attention", 4, {G(2, 2, 3, 4), G(2, 2, 5, 4), G(2, 2, 5, 3), C(DOMAIN_SMALL_INT, 2, 1, 1, 5)}, P(0), PF(0.3), .fn = f_attention},
-    {"attention/mask-grad", "attention", 4, {G(1, 2, 3, 4), G(1, 2, 3, 4), G(1, 2, 3, 2), G(3, 3)}, P(0), .fn = f_attention},
-    {"attention/causal", "attention", 3, {GL(LAYOUT_HEADS, 2, 2, 4, 3), GL(LAYOUT_HEADS, 2, 2, 4, 3), G(2, 2, 4, 3)}, P(1), .fn = f_attention},
-    {"attention/causal-cached", "attention", 3, {G(1, 2, 2, 3), G(1, 2, 5, 3), G(1, 2, 5, 3)}, P(1), .fn = f_attention},
+    {"cross_entropy/mean",
+     "cross_entropy",
+     2,
+     {G(4, 5), IDX(5, 4)},
+     P(REDUCTION_MEAN, -100),
+     .fn = f_cross_entropy},
+    {"cross_entropy/sum-smoothing",
+     "cross_entropy",
+     2,
+     {G(4, 5), IDX(5, 4)},
+     P(REDUCTION_SUM, -100),
+     PF(0.1),
+     .fn = f_cross_entropy},
+    {"cross_entropy/none",
+     "cross_entropy",
+     2,
+     {G(3, 6), IDX(6, 3)},
+     P(REDUCTION_NONE, -100),
+     PF(0.2),
+     .fn = f_cross_entropy},
+    {"cross_entropy/ignore",
+     "cross_entropy",
+     2,
+     {G(6, 3), IDX(3, 6)},
+     P(REDUCTION_MEAN, 0),
+     PF(0.1),
+     .fn = f_cross_entropy},
+    {"attention/plain",
+     "attention",
+     3,
+     {G(1, 2, 3, 4), G(1, 2, 5, 4), G(1, 2, 5, 3)},
+     P(0),
+     .fn = f_attention},
+    {"attention/mask",
+     "attention",
+     4,
+     {G(2, 2, 3, 4), G(2, 2, 5, 4), G(2, 2, 5, 3), C(DOMAIN_SMALL_INT, 2, 1, 1, 5)},
+     P(0),
+     PF(0.3),
+     .fn = f_attention},
+    {"attention/mask-grad",
+     "attention",
+     4,
+     {G(1, 2, 3, 4), G(1, 2, 3, 4), G(1, 2, 3, 2), G(3, 3)},
+     P(0),
+     .fn = f_attention},
+    {"attention/causal",
+     "attention",
+     3,
+     {GL(LAYOUT_HEADS, 2, 2, 4, 3), GL(LAYOUT_HEADS, 2, 2, 4, 3), G(2, 2, 4, 3)},
+     P(1),
+     .fn = f_attention},
+    {"attention/causal-cached",
+     "attention",
+     3,
+     {G(1, 2, 2, 3), G(1, 2, 5, 3), G(1, 2, 5, 3)},
+     P(1),
+     .fn = f_attention},
 };
 const int n_op_cases = (int)(sizeof op_cases / sizeof op_cases[0]);
 
@@ -237,12 +326,23 @@ static void fill_domain(tensor *t, const op_arg *a, uint64_t seed) {
     for (int64_t i = 0; i < n; i++) {
         double u = p[i];
         switch (a->domain) {
-        case DOMAIN_NORMAL: break;
-        case DOMAIN_POSITIVE: p[i] = 0.5 + 1.5 * u; break;
-        case DOMAIN_NONZERO: p[i] = (u < 0.5 ? -1 : 1) * (0.1 + 1.9 * fabs(2 * u - 1)); break;
-        case DOMAIN_DISTINCT: p[i] = (double)i * 0.37 - (double)n * 0.18; break;
-        case DOMAIN_SMALL_INT: p[i] = floor(3 * u) - 1; break;
-        case DOMAIN_INDEX: p[i] = floor(u * (double)a->index_hi); break;
+        case DOMAIN_NORMAL:
+            break;
+        case DOMAIN_POSITIVE:
+            p[i] = 0.5 + 1.5 * u;
+            break;
+        case DOMAIN_NONZERO:
+            p[i] = (u < 0.5 ? -1 : 1) * (0.1 + 1.9 * fabs(2 * u - 1));
+            break;
+        case DOMAIN_DISTINCT:
+            p[i] = (double)i * 0.37 - (double)n * 0.18;
+            break;
+        case DOMAIN_SMALL_INT:
+            p[i] = floor(3 * u) - 1;
+            break;
+        case DOMAIN_INDEX:
+            p[i] = floor(u * (double)a->index_hi);
+            break;
         }
     }
     if (a->domain == DOMAIN_NORMAL) tensor_normal_(t, 0.0, 1.0, &g);
@@ -262,10 +362,14 @@ static void fill_domain(tensor *t, const op_arg *a, uint64_t seed) {
 // The view of an allocated buffer (shape `mem`) that gives the argument its layout.
 static tensor *layout_view(tensor *buf, op_layout layout) {
     switch (layout) {
-    case LAYOUT_TRANSPOSED: return view_transpose(buf, -1, -2);
-    case LAYOUT_HEADS: return view_transpose(buf, 1, 2);
-    case LAYOUT_STRIDED: return view_slice(buf, -1, 0, buf->shape[buf->ndim - 1], 2);
-    case LAYOUT_CONTIGUOUS: break;
+    case LAYOUT_TRANSPOSED:
+        return view_transpose(buf, -1, -2);
+    case LAYOUT_HEADS:
+        return view_transpose(buf, 1, 2);
+    case LAYOUT_STRIDED:
+        return view_slice(buf, -1, 0, buf->shape[buf->ndim - 1], 2);
+    case LAYOUT_CONTIGUOUS:
+        break;
     }
     return tensor_detach(buf);
 }

@@ -3,7 +3,8 @@
 // Every function checks its arguments (shapes, dtypes, devices; a mismatch aborts with the op's
 // name and the shapes involved), allocates its output, runs the backend kernel and, when an input
 // requires grad and grad mode is on, records a node whose backward rule sits next to the forward in
-// the same file. Inputs are never modified. Outputs are new tensors owned like any other (tensor.h).
+// the same file. Inputs are never modified. Outputs are new tensors owned like any other
+// (tensor.h).
 //
 // Element-wise ops broadcast like NumPy and need operands of one dtype (no silent promotion).
 // Comparisons return 1 or 0 in the operands' dtype, usable directly as masks.
@@ -102,8 +103,8 @@ tensor *tensor_dropout(tensor *x, double p, bool training, rng_generator *g);
 
 typedef enum { REDUCTION_MEAN, REDUCTION_SUM, REDUCTION_NONE } loss_reduction;
 typedef struct {
-    int64_t ignore_index;   // targets equal to this contribute nothing (default -100)
-    double label_smoothing; // in [0, 1]
+    int64_t ignore_index;     // targets equal to this contribute nothing (default -100)
+    double label_smoothing;   // in [0, 1]
     loss_reduction reduction; // MEAN averages over the targets that are not ignored
 } cross_entropy_options;
 #define CROSS_ENTROPY_DEFAULTS ((cross_entropy_options){-100, 0.0, REDUCTION_MEAN})
@@ -115,5 +116,4 @@ tensor *tensor_cross_entropy(tensor *logits, tensor *target, const cross_entropy
 // j <= i + (S - T) (so a KV-cached decoder step works). scale <= 0 means 1 / sqrt(D).
 // Returns (B, H, T, Dv) laid out in memory as (B, T, H, Dv): transpose(1, 2) + reshape to
 // (B, T, H * Dv) is then free.
-tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool causal,
-                         double scale);
+tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool causal, double scale);

@@ -45,7 +45,9 @@ static ag_node *record_reduce(const char *name, ag_backward_fn rule, tensor *out
     return n;
 }
 
-static void sum_backward(ag_node *n, tensor *g, tensor **gin) { gin[0] = expand_back(g, n); }
+static void sum_backward(ag_node *n, tensor *g, tensor **gin) {
+    gin[0] = expand_back(g, n);
+}
 
 tensor *tensor_sum(tensor *x, int dim, bool keepdim) {
     ops_check_float("tensor_sum", x);
@@ -70,15 +72,14 @@ tensor *tensor_mean(tensor *x, int dim, bool keepdim) {
 
 // max / min: the whole gradient goes to the first extreme element (as torch.max(dim) does).
 static void extreme_backward(ag_node *n, tensor *g, tensor **gin) {
+    (void)gin;
     int dim = (int)n->attr_i[0];
-    tensor *idx = ag_saved(n, 0); // keepdim-shaped
     tensor *gk = n->attr_i[1] ? tensor_detach(g) : view_unsqueeze(g, dim);
     tensor *gc = view_contiguous(gk);
-    tensor *out = tensor_zeros_on(g->device, g->dtype, n->in[0].ndim, n->in[0].shape);
-    backend_of(out)->scatter_add(out, dim, idx, gc);
+    tensor *buf = ag_grad_buffer(n, 0);
+    backend_of(buf)->scatter_add(buf, dim, ag_saved(n, 0), gc); // saved: keepdim-shaped indices
     tensor_free(gk);
     tensor_free(gc);
-    gin[0] = out;
 }
 
 static tensor *extreme(const char *op, const char *name, reduce_op kind, tensor *x, int dim,
@@ -164,16 +165,19 @@ static tensor *reduce_all(tensor *x, tensor *(*reduce)(tensor *, int, bool)) {
     return out;
 }
 
-tensor *tensor_sum_all(tensor *x) { return reduce_all(x, tensor_sum); }
-tensor *tensor_mean_all(tensor *x) { return reduce_all(x, tensor_mean); }
+tensor *tensor_sum_all(tensor *x) {
+    return reduce_all(x, tensor_sum);
+}
+tensor *tensor_mean_all(tensor *x) {
+    return reduce_all(x, tensor_mean);
+}
 
 static void topk_backward(ag_node *n, tensor *g, tensor **gin) {
-    int last = n->in[0].ndim - 1;
+    (void)gin;
     tensor *gc = view_contiguous(g);
-    tensor *out = tensor_zeros_on(g->device, g->dtype, n->in[0].ndim, n->in[0].shape);
-    backend_of(out)->scatter_add(out, last, ag_saved(n, 0), gc);
+    tensor *buf = ag_grad_buffer(n, 0);
+    backend_of(buf)->scatter_add(buf, n->in[0].ndim - 1, ag_saved(n, 0), gc);
     tensor_free(gc);
-    gin[0] = out;
 }
 
 tensor *tensor_topk(tensor *x, int64_t k, bool largest, tensor **indices) {

@@ -26,7 +26,9 @@ static tensor *softmax_op(const char *op, tensor *x, int dim, bool as_log) {
     return y;
 }
 
-tensor *tensor_softmax(tensor *x, int dim) { return softmax_op("tensor_softmax", x, dim, false); }
+tensor *tensor_softmax(tensor *x, int dim) {
+    return softmax_op("tensor_softmax", x, dim, false);
+}
 
 tensor *tensor_log_softmax(tensor *x, int dim) {
     return softmax_op("tensor_log_softmax", x, dim, true);

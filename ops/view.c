@@ -62,7 +62,8 @@ tensor *tensor_permute(tensor *x, const int *perm) {
 }
 
 tensor *tensor_transpose(tensor *x, int d0, int d1) {
-    int a = tensor_dim_index(x, d0, "tensor_transpose"), b = tensor_dim_index(x, d1, "tensor_transpose");
+    int a = tensor_dim_index(x, d0, "tensor_transpose"),
+        b = tensor_dim_index(x, d1, "tensor_transpose");
     int perm[PETAL_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) perm[d] = d;
     perm[a] = b;
@@ -70,16 +71,16 @@ tensor *tensor_transpose(tensor *x, int d0, int d1) {
     return tensor_permute(x, perm);
 }
 
-// slice / select: the gradient lands in the same window of a zero tensor of the input's shape.
+// slice / select: g is added into the same window of the input's gradient buffer.
 static void window_backward(ag_node *n, tensor *g, tensor **gin) {
-    tensor *out = tensor_zeros_on(g->device, g->dtype, n->in[0].ndim, n->in[0].shape);
+    (void)gin;
+    tensor *buf = ag_grad_buffer(n, 0);
     int dim = (int)n->attr_i[0];
     bool is_select = n->attr_i[4];
-    tensor *window = is_select ? view_select(out, dim, n->attr_i[1])
-                               : view_slice(out, dim, n->attr_i[1], n->attr_i[2], n->attr_i[3]);
-    tensor_copy_(window, g);
+    tensor *window = is_select ? view_select(buf, dim, n->attr_i[1])
+                               : view_slice(buf, dim, n->attr_i[1], n->attr_i[2], n->attr_i[3]);
+    backend_of(buf)->binary(BINARY_ADD, window, window, g, 0, 0);
     tensor_free(window);
-    gin[0] = out;
 }
 
 static tensor *record_window(tensor *out, tensor *x, int dim, int64_t start, int64_t end,
@@ -109,7 +110,9 @@ tensor *tensor_select(tensor *x, int dim, int64_t index) {
     return record_window(out, x, d, i, 0, 1, true);
 }
 
-static void expand_backward(ag_node *n, tensor *g, tensor **gin) { gin[0] = ops_sum_to(g, n, 0); }
+static void expand_backward(ag_node *n, tensor *g, tensor **gin) {
+    gin[0] = ops_sum_to(g, n, 0);
+}
 
 tensor *tensor_expand(tensor *x, int ndim, const int64_t *shape) {
     return record_view(view_expand(x, ndim, shape), x, "expand", expand_backward);

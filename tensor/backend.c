@@ -6,15 +6,23 @@
 static const char *const unary_names[] = {PETAL_UNARY_OPS(PETAL_NAME_ENTRY)};
 static const char *const binary_names[] = {PETAL_BINARY_OPS(PETAL_NAME_ENTRY)};
 
-const char *unary_op_name(unary_op op) { return unary_names[op]; }
-const char *binary_op_name(binary_op op) { return binary_names[op]; }
+const char *unary_op_name(unary_op op) {
+    return unary_names[op];
+}
+const char *binary_op_name(binary_op op) {
+    return binary_names[op];
+}
 
 #ifdef PETAL_HAVE_CUDA
 extern const backend cuda_backend;
 int cuda_device_count(void);
-int backend_cuda_device_count(void) { return cuda_device_count(); }
+int backend_cuda_device_count(void) {
+    return cuda_device_count();
+}
 #else
-int backend_cuda_device_count(void) { return -1; }
+int backend_cuda_device_count(void) {
+    return -1;
+}
 #endif
 
 const backend *backend_get(petal_device device) {

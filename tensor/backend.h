@@ -41,8 +41,8 @@ typedef struct backend {
     // which free takes back.
     void *(*alloc)(int device_index, size_t nbytes, size_t *capacity);
     void (*free)(int device_index, void *ptr, size_t capacity);
-    void (*empty_cache)(int device_index);     // returns cached blocks to the system
-    size_t (*reserved)(int device_index);      // bytes held from the system, cache included
+    void (*empty_cache)(int device_index); // returns cached blocks to the system
+    size_t (*reserved)(int device_index);  // bytes held from the system, cache included
     void (*memset_zero)(void *ptr, size_t nbytes);
     void (*copy_from_host)(void *dst, const void *src, size_t nbytes);
     void (*copy_to_host)(void *dst, const void *src, size_t nbytes);
@@ -100,7 +100,9 @@ typedef struct backend {
 } backend;
 
 const backend *backend_get(petal_device device);
-static inline const backend *backend_of(const tensor *t) { return backend_get(t->device); }
+static inline const backend *backend_of(const tensor *t) {
+    return backend_get(t->device);
+}
 
 extern const backend cpu_backend;
 

@@ -34,8 +34,10 @@ typedef struct {
 } block_cache;
 
 #define BLOCK_CACHE_INIT(alloc, free, min)                                                         \
-    {.raw_alloc = (alloc), .raw_free = (free), .min_cached = (min),                               \
-     .lock = PTHREAD_MUTEX_INITIALIZER}
+    {                                                                                              \
+        .raw_alloc = (alloc), .raw_free = (free), .min_cached = (min),                             \
+        .lock = PTHREAD_MUTEX_INITIALIZER                                                          \
+    }
 
 // *capacity receives the size of the block handed out; free needs it back.
 void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity);

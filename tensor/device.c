@@ -6,7 +6,9 @@
 
 #include "tensor/backend.h"
 
-bool device_equal(petal_device a, petal_device b) { return a.type == b.type && a.index == b.index; }
+bool device_equal(petal_device a, petal_device b) {
+    return a.type == b.type && a.index == b.index;
+}
 
 const char *device_name(petal_device d, char *buf) {
     if (d.type == PETAL_CPU)
@@ -29,8 +31,7 @@ petal_status device_parse(const char *text, petal_device *out) {
                                text);
         long v = strtol(text + 5, &end, 10);
         if (*end != '\0' || v < 0 || v > 1024)
-            return petal_error(PETAL_ERR_ARG, "device '%s': bad CUDA ordinal '%s'", text,
-                               text + 5);
+            return petal_error(PETAL_ERR_ARG, "device '%s': bad CUDA ordinal '%s'", text, text + 5);
         index = (int)v;
     }
     int count = backend_cuda_device_count();
@@ -40,8 +41,7 @@ petal_status device_parse(const char *text, petal_device *out) {
                            "-DPETAL_CUDA=ON on a machine with nvcc)",
                            text);
     if (index >= count)
-        return petal_error(PETAL_ERR_DEVICE, "device '%s': %d CUDA device(s) present", text,
-                           count);
+        return petal_error(PETAL_ERR_DEVICE, "device '%s': %d CUDA device(s) present", text, count);
     *out = DEVICE_CUDA(index);
     return PETAL_OK;
 }

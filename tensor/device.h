@@ -12,7 +12,7 @@ typedef struct {
     int index; // CUDA ordinal; 0 for the CPU
 } petal_device;
 
-#define DEVICE_CPU ((petal_device){PETAL_CPU, 0})
+#define DEVICE_CPU     ((petal_device){PETAL_CPU, 0})
 #define DEVICE_CUDA(i) ((petal_device){PETAL_CUDA, (i)})
 
 bool device_equal(petal_device a, petal_device b);

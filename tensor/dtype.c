@@ -26,8 +26,12 @@ const char *dtype_name(petal_dtype dtype) {
     return dtype_info[dtype].name;
 }
 
-bool dtype_is_float(petal_dtype dtype) { return dtype == PETAL_F32 || dtype == PETAL_F64; }
-bool dtype_is_int(petal_dtype dtype) { return dtype == PETAL_I32 || dtype == PETAL_I64; }
+bool dtype_is_float(petal_dtype dtype) {
+    return dtype == PETAL_F32 || dtype == PETAL_F64;
+}
+bool dtype_is_int(petal_dtype dtype) {
+    return dtype == PETAL_I32 || dtype == PETAL_I64;
+}
 
 static uint32_t f32_bits(float f) {
     uint32_t u;
@@ -41,12 +45,14 @@ static float bits_f32(uint32_t u) {
     return f;
 }
 
-float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float bf16_to_f32(uint16_t h) {
+    return bits_f32((uint32_t)h << 16);
+}
 
 uint16_t f32_to_bf16(float f) {
     uint32_t u = f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // keep NaN a NaN
-    u += 0x7fffu + ((u >> 16) & 1u);                                         // nearest even
+    u += 0x7fffu + ((u >> 16) & 1u);                                          // nearest even
     return (uint16_t)(u >> 16);
 }
 
@@ -66,7 +72,7 @@ uint16_t f32_to_f16(float f) {
     uint32_t u = f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u; // NaN
+    if (a > 0x7f800000u) return sign | 0x7e00u;  // NaN
     if (a >= 0x477ff000u) return sign | 0x7c00u; // rounds to >= 65520: inf
     if (a < 0x38800000u) {
         // Below the smallest normal half (2^-14): a subnormal half, rounded to nearest even.

@@ -1,6 +1,6 @@
-// Element types. f32 is the working type everywhere; f64 exists on the CPU for gradcheck and teaching;
-// i32/i64 hold ids and indices; f16/bf16 are storage types (checkpoint conversion, CUDA later): CPU
-// math ops reject them, copies convert them.
+// Element types. f32 is the working type everywhere; f64 exists on the CPU for gradcheck and
+// teaching; i32/i64 hold ids and indices; f16/bf16 are storage types (checkpoint conversion, CUDA
+// later): CPU math ops reject them, copies convert them.
 #pragma once
 
 #include <stdbool.h>

@@ -1,5 +1,6 @@
 // Element-wise math, written once for every backend: the CPU loops (tensor/cpu) and the CUDA
-// kernels (tensor/cuda) both call these functions, so the CPU tests check the formulas the GPU runs.
+// kernels (tensor/cuda) both call these functions, so the CPU tests check the formulas the GPU
+// runs.
 //
 // Each formula is instantiated for float (suffix f32) and double (f64) by PETAL_EW_DEFINE below.
 // Unary ops take (x, p0, p1); binary ops take (a, b, p0, p1), where p0/p1 are scalar parameters
@@ -16,8 +17,8 @@
 #define PETAL_HD
 #endif
 
-#define PETAL_SQRT1_2 0.70710678118654752440 // 1/sqrt(2)
-#define PETAL_SQRT2PI_INV 0.39894228040143267794 // 1/sqrt(2 pi)
+#define PETAL_SQRT1_2        0.70710678118654752440 // 1/sqrt(2)
+#define PETAL_SQRT2PI_INV    0.39894228040143267794 // 1/sqrt(2 pi)
 #define PETAL_SQRT_2_OVER_PI 0.79788456080286535588 // sqrt(2/pi)
 
 // f32 exp and erf written so that a compiler can vectorise loops over them (no calls, no branches
@@ -63,7 +64,8 @@ PETAL_HD static inline float ew_erff(float x) {
     p = p * z + 1.1283791659e+00f;
     float t = 1.0f / (1.0f + 0.3275911f * ax);
     float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
-                  0.254829592f) * t;
+                  0.254829592f) *
+                 t;
     float r = 1.0f - poly * ew_expf(-z);
     float tail = x < 0 ? -r : r;
     return ax < 1.0f ? x * p : tail;
@@ -111,44 +113,83 @@ PETAL_HD static inline float ew_erff(float x) {
     X(BINARY_RSQRT_GRAD, rsqrt_grad)
 
 // The ops that integer tensors support too (ids, masks, index arithmetic).
-#define PETAL_INT_UNARY_OPS(X) X(UNARY_NEG, neg) X(UNARY_ADD_SCALAR, add_scalar) X(UNARY_MUL_SCALAR, mul_scalar)
+#define PETAL_INT_UNARY_OPS(X)                                                                     \
+    X(UNARY_NEG, neg) X(UNARY_ADD_SCALAR, add_scalar) X(UNARY_MUL_SCALAR, mul_scalar)
 #define PETAL_INT_BINARY_OPS(X)                                                                    \
-    X(BINARY_ADD, add) X(BINARY_SUB, sub) X(BINARY_MUL, mul) X(BINARY_EQ, eq) X(BINARY_NE, ne)    \
-    X(BINARY_LT, lt) X(BINARY_LE, le) X(BINARY_GT, gt) X(BINARY_GE, ge)
+    X(BINARY_ADD, add)                                                                             \
+    X(BINARY_SUB, sub)                                                                             \
+    X(BINARY_MUL, mul) X(BINARY_EQ, eq) X(BINARY_NE, ne) X(BINARY_LT, lt) X(BINARY_LE, le)         \
+        X(BINARY_GT, gt) X(BINARY_GE, ge)
 
 // Formulas shared by every type (integers included): plain arithmetic and comparisons.
 #define PETAL_EW_DEFINE_ARITH(T, S)                                                                \
-    PETAL_HD static inline T ew_neg_##S(T x, T p0, T p1) { return (void)p0, (void)p1, -x; }       \
-    PETAL_HD static inline T ew_add_scalar_##S(T x, T p0, T p1) { return (void)p1, x + p0; }      \
-    PETAL_HD static inline T ew_mul_scalar_##S(T x, T p0, T p1) { return (void)p1, x * p0; }      \
-    PETAL_HD static inline T ew_add_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, a + b; } \
-    PETAL_HD static inline T ew_sub_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, a - b; } \
-    PETAL_HD static inline T ew_mul_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, a * b; } \
-    PETAL_HD static inline T ew_eq_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, (T)(a == b); } \
-    PETAL_HD static inline T ew_ne_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, (T)(a != b); } \
-    PETAL_HD static inline T ew_lt_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, (T)(a < b); } \
-    PETAL_HD static inline T ew_le_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, (T)(a <= b); } \
-    PETAL_HD static inline T ew_gt_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, (T)(a > b); } \
-    PETAL_HD static inline T ew_ge_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, (T)(a >= b); }
+    PETAL_HD static inline T ew_neg_##S(T x, T p0, T p1) {                                         \
+        return (void)p0, (void)p1, -x;                                                             \
+    }                                                                                              \
+    PETAL_HD static inline T ew_add_scalar_##S(T x, T p0, T p1) {                                  \
+        return (void)p1, x + p0;                                                                   \
+    }                                                                                              \
+    PETAL_HD static inline T ew_mul_scalar_##S(T x, T p0, T p1) {                                  \
+        return (void)p1, x * p0;                                                                   \
+    }                                                                                              \
+    PETAL_HD static inline T ew_add_##S(T a, T b, T p0, T p1) {                                    \
+        return (void)p0, (void)p1, a + b;                                                          \
+    }                                                                                              \
+    PETAL_HD static inline T ew_sub_##S(T a, T b, T p0, T p1) {                                    \
+        return (void)p0, (void)p1, a - b;                                                          \
+    }                                                                                              \
+    PETAL_HD static inline T ew_mul_##S(T a, T b, T p0, T p1) {                                    \
+        return (void)p0, (void)p1, a * b;                                                          \
+    }                                                                                              \
+    PETAL_HD static inline T ew_eq_##S(T a, T b, T p0, T p1) {                                     \
+        return (void)p0, (void)p1, (T)(a == b);                                                    \
+    }                                                                                              \
+    PETAL_HD static inline T ew_ne_##S(T a, T b, T p0, T p1) {                                     \
+        return (void)p0, (void)p1, (T)(a != b);                                                    \
+    }                                                                                              \
+    PETAL_HD static inline T ew_lt_##S(T a, T b, T p0, T p1) {                                     \
+        return (void)p0, (void)p1, (T)(a < b);                                                     \
+    }                                                                                              \
+    PETAL_HD static inline T ew_le_##S(T a, T b, T p0, T p1) {                                     \
+        return (void)p0, (void)p1, (T)(a <= b);                                                    \
+    }                                                                                              \
+    PETAL_HD static inline T ew_gt_##S(T a, T b, T p0, T p1) {                                     \
+        return (void)p0, (void)p1, (T)(a > b);                                                     \
+    }                                                                                              \
+    PETAL_HD static inline T ew_ge_##S(T a, T b, T p0, T p1) {                                     \
+        return (void)p0, (void)p1, (T)(a >= b);                                                    \
+    }
 
 // Floating-point formulas. F(name) names the C math function of the type (expf or exp, ...).
 #define PETAL_EW_DEFINE_FLOAT(T, S, F)                                                             \
     PETAL_EW_DEFINE_ARITH(T, S)                                                                    \
-    PETAL_HD static inline T ew_exp_##S(T x, T p0, T p1) { return (void)p0, (void)p1, F(exp)(x); } \
-    PETAL_HD static inline T ew_log_##S(T x, T p0, T p1) { return (void)p0, (void)p1, F(log)(x); } \
-    PETAL_HD static inline T ew_sqrt_##S(T x, T p0, T p1) { return (void)p0, (void)p1, F(sqrt)(x); } \
+    PETAL_HD static inline T ew_exp_##S(T x, T p0, T p1) {                                         \
+        return (void)p0, (void)p1, F(exp)(x);                                                      \
+    }                                                                                              \
+    PETAL_HD static inline T ew_log_##S(T x, T p0, T p1) {                                         \
+        return (void)p0, (void)p1, F(log)(x);                                                      \
+    }                                                                                              \
+    PETAL_HD static inline T ew_sqrt_##S(T x, T p0, T p1) {                                        \
+        return (void)p0, (void)p1, F(sqrt)(x);                                                     \
+    }                                                                                              \
     PETAL_HD static inline T ew_rsqrt_##S(T x, T p0, T p1) {                                       \
         return (void)p0, (void)p1, (T)1 / F(sqrt)(x);                                              \
     }                                                                                              \
-    PETAL_HD static inline T ew_abs_##S(T x, T p0, T p1) { return (void)p0, (void)p1, F(fabs)(x); } \
-    PETAL_HD static inline T ew_tanh_##S(T x, T p0, T p1) { return (void)p0, (void)p1, F(tanh)(x); } \
+    PETAL_HD static inline T ew_abs_##S(T x, T p0, T p1) {                                         \
+        return (void)p0, (void)p1, F(fabs)(x);                                                     \
+    }                                                                                              \
+    PETAL_HD static inline T ew_tanh_##S(T x, T p0, T p1) {                                        \
+        return (void)p0, (void)p1, F(tanh)(x);                                                     \
+    }                                                                                              \
     /* exp of a non-positive number only, so neither branch overflows */                           \
     PETAL_HD static inline T ew_sigmoid_##S(T x, T p0, T p1) {                                     \
         (void)p0, (void)p1;                                                                        \
         T e = F(exp)(-F(fabs)(x));                                                                 \
         return x >= 0 ? (T)1 / ((T)1 + e) : e / ((T)1 + e);                                        \
     }                                                                                              \
-    PETAL_HD static inline T ew_relu_##S(T x, T p0, T p1) { return (void)p0, (void)p1, x > 0 ? x : (T)0; } \
+    PETAL_HD static inline T ew_relu_##S(T x, T p0, T p1) {                                        \
+        return (void)p0, (void)p1, x > 0 ? x : (T)0;                                               \
+    }                                                                                              \
     PETAL_HD static inline T ew_gelu_erf_##S(T x, T p0, T p1) {                                    \
         return (void)p0, (void)p1, (T)0.5 * x * ((T)1 + F(erf)(x * (T)PETAL_SQRT1_2));             \
     }                                                                                              \
@@ -157,10 +198,18 @@ PETAL_HD static inline float ew_erff(float x) {
         T u = (T)PETAL_SQRT_2_OVER_PI * (x + (T)0.044715 * x * x * x);                             \
         return (T)0.5 * x * ((T)1 + F(tanh)(u));                                                   \
     }                                                                                              \
-    PETAL_HD static inline T ew_pow_##S(T x, T p0, T p1) { return (void)p1, F(pow)(x, p0); }       \
-    PETAL_HD static inline T ew_clamp_##S(T x, T p0, T p1) { return x < p0 ? p0 : (x > p1 ? p1 : x); } \
-    PETAL_HD static inline T ew_div_scalar_##S(T x, T p0, T p1) { return (void)p1, x / p0; }       \
-    PETAL_HD static inline T ew_div_##S(T a, T b, T p0, T p1) { return (void)p0, (void)p1, a / b; } \
+    PETAL_HD static inline T ew_pow_##S(T x, T p0, T p1) {                                         \
+        return (void)p1, F(pow)(x, p0);                                                            \
+    }                                                                                              \
+    PETAL_HD static inline T ew_clamp_##S(T x, T p0, T p1) {                                       \
+        return x < p0 ? p0 : (x > p1 ? p1 : x);                                                    \
+    }                                                                                              \
+    PETAL_HD static inline T ew_div_scalar_##S(T x, T p0, T p1) {                                  \
+        return (void)p1, x / p0;                                                                   \
+    }                                                                                              \
+    PETAL_HD static inline T ew_div_##S(T a, T b, T p0, T p1) {                                    \
+        return (void)p0, (void)p1, a / b;                                                          \
+    }                                                                                              \
     /* d/dx gelu(x) = Phi(x) + x phi(x) */                                                         \
     PETAL_HD static inline T ew_gelu_erf_grad_##S(T g, T x, T p0, T p1) {                          \
         (void)p0, (void)p1;                                                                        \
@@ -190,7 +239,7 @@ PETAL_HD static inline float ew_erff(float x) {
     PETAL_HD static inline T ew_pow_grad_##S(T g, T x, T p0, T p1) {                               \
         return (void)p1, p0 == 0 ? (T)0 : g * p0 * F(pow)(x, p0 - (T)1);                           \
     }                                                                                              \
-    /* the gradient passes where lo <= x <= hi, bounds included (as in PyTorch) */                \
+    /* the gradient passes where lo <= x <= hi, bounds included (as in PyTorch) */                 \
     PETAL_HD static inline T ew_clamp_grad_##S(T g, T x, T p0, T p1) {                             \
         return (x >= p0 && x <= p1) ? g : (T)0;                                                    \
     }                                                                                              \
@@ -203,13 +252,13 @@ PETAL_HD static inline float ew_erff(float x) {
 
 // The f32 math of the formulas: libm's float functions, but the vectorisable exp and erf above.
 #define PETAL_F32_MATH(name) PETAL_F32_##name
-#define PETAL_F32_exp ew_expf
-#define PETAL_F32_erf ew_erff
-#define PETAL_F32_log logf
-#define PETAL_F32_sqrt sqrtf
-#define PETAL_F32_fabs fabsf
-#define PETAL_F32_tanh tanhf
-#define PETAL_F32_pow powf
+#define PETAL_F32_exp        ew_expf
+#define PETAL_F32_erf        ew_erff
+#define PETAL_F32_log        logf
+#define PETAL_F32_sqrt       sqrtf
+#define PETAL_F32_fabs       fabsf
+#define PETAL_F32_tanh       tanhf
+#define PETAL_F32_pow        powf
 #define PETAL_F64_MATH(name) name
 PETAL_EW_DEFINE_FLOAT(float, f32, PETAL_F32_MATH)
 PETAL_EW_DEFINE_FLOAT(double, f64, PETAL_F64_MATH)

@@ -30,18 +30,28 @@ petal_status petal_error(petal_status status, const char *fmt, ...) {
     return status;
 }
 
-const char *petal_error_message(void) { return last_message; }
+const char *petal_error_message(void) {
+    return last_message;
+}
 
 const char *petal_status_name(petal_status status) {
     switch (status) {
-    case PETAL_OK: return "ok";
-    case PETAL_ERR_ARG: return "bad argument";
-    case PETAL_ERR_IO: return "i/o error";
-    case PETAL_ERR_FORMAT: return "bad format";
-    case PETAL_ERR_KEY: return "missing or unexpected key";
-    case PETAL_ERR_SHAPE: return "shape mismatch";
-    case PETAL_ERR_DEVICE: return "device error";
-    case PETAL_ERR_MEMORY: return "out of memory";
+    case PETAL_OK:
+        return "ok";
+    case PETAL_ERR_ARG:
+        return "bad argument";
+    case PETAL_ERR_IO:
+        return "i/o error";
+    case PETAL_ERR_FORMAT:
+        return "bad format";
+    case PETAL_ERR_KEY:
+        return "missing or unexpected key";
+    case PETAL_ERR_SHAPE:
+        return "shape mismatch";
+    case PETAL_ERR_DEVICE:
+        return "device error";
+    case PETAL_ERR_MEMORY:
+        return "out of memory";
     }
     return "unknown status";
 }

@@ -20,7 +20,7 @@ PETAL_HD static inline uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t 
 
 // Philox4x32-10 of the 128-bit counter (c0, c1, c2, c3) under the key (k0, k1).
 PETAL_HD static inline philox_block philox4x32_10_full(uint32_t c0, uint32_t c1, uint32_t c2,
-                                                      uint32_t c3, uint32_t k0, uint32_t k1) {
+                                                       uint32_t c3, uint32_t k0, uint32_t k1) {
     for (int round = 0; round < 10; round++) {
         uint32_t hi0, hi1;
         uint32_t lo0 = philox_mulhilo(0xD2511F53u, c0, &hi0);

@@ -6,7 +6,9 @@
 
 static rng_generator default_generator = {0, 0};
 
-rng_generator *rng_default(void) { return &default_generator; }
+rng_generator *rng_default(void) {
+    return &default_generator;
+}
 
 void rng_manual_seed(uint64_t seed) {
     default_generator.seed = seed;
@@ -23,8 +25,8 @@ rng_state rng_reserve(rng_generator *g, int64_t n) {
 
 static void fill_random(tensor *t, random_kind kind, const double *params, rng_generator *g,
                         const char *op) {
-    PETAL_CHECK(dtype_is_float(t->dtype), "%s: the tensor is %s; random fills need f32 or f64",
-                op, dtype_name(t->dtype));
+    PETAL_CHECK(dtype_is_float(t->dtype), "%s: the tensor is %s; random fills need f32 or f64", op,
+                dtype_name(t->dtype));
     rng_state rng = rng_reserve(g, tensor_numel(t));
     if (tensor_is_contiguous(t)) {
         backend_of(t)->random(kind, t, rng, params);
@@ -51,8 +53,10 @@ void tensor_normal_(tensor *t, double mean, double std, rng_generator *g) {
 
 void tensor_trunc_normal_(tensor *t, double mean, double std, double lo, double hi,
                           rng_generator *g) {
-    PETAL_CHECK(std > 0 && lo < hi, "tensor_trunc_normal_: need std > 0 and lo < hi (std %g, "
-                                    "[%g, %g])", std, lo, hi);
+    PETAL_CHECK(std > 0 && lo < hi,
+                "tensor_trunc_normal_: need std > 0 and lo < hi (std %g, "
+                "[%g, %g])",
+                std, lo, hi);
     const double p[4] = {mean, std, lo, hi};
     fill_random(t, RANDOM_TRUNC_NORMAL, p, g, "tensor_trunc_normal_");
 }

@@ -11,8 +11,8 @@ typedef struct {
     uint64_t offset; // next unused Philox block
 } rng_generator;
 
-rng_generator *rng_default(void);        // the process-wide generator (seed 0 until set)
-void rng_manual_seed(uint64_t seed);     // reseeds the default generator
+rng_generator *rng_default(void);    // the process-wide generator (seed 0 until set)
+void rng_manual_seed(uint64_t seed); // reseeds the default generator
 // Reserves counters for n draws and returns where they start.
 rng_state rng_reserve(rng_generator *g, int64_t n);
 

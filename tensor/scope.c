@@ -54,7 +54,9 @@ tensor *scope_escape(tensor *t) {
     return t;
 }
 
-int scope_depth(void) { return n_scopes; }
+int scope_depth(void) {
+    return n_scopes;
+}
 
 int64_t scope_count(void) {
     if (n_scopes == 0) return 0;

@@ -35,7 +35,9 @@ tensor_storage *storage_new(petal_device device, size_t nbytes) {
     return s;
 }
 
-void storage_retain(tensor_storage *s) { s->refs++; }
+void storage_retain(tensor_storage *s) {
+    s->refs++;
+}
 
 void storage_release(tensor_storage *s) {
     if (!s || --s->refs > 0) return;
@@ -52,7 +54,9 @@ memory_stats memory_get_stats(petal_device device) {
     return st;
 }
 
-void memory_empty_cache(petal_device device) { backend_get(device)->empty_cache(device.index); }
+void memory_empty_cache(petal_device device) {
+    backend_get(device)->empty_cache(device.index);
+}
 
 void memory_reset_peak(petal_device device) {
     memory_stats *st = stats_for(device);

@@ -38,8 +38,8 @@ static void check_shape(int ndim, const int64_t *shape) {
         PETAL_CHECK(shape[d] >= 0, "tensor: negative size %" PRId64 " in dim %d", shape[d], d);
 }
 
-tensor *tensor_make_view(tensor_storage *storage, petal_dtype dtype, int ndim,
-                         const int64_t *shape, const int64_t *strides, int64_t offset) {
+tensor *tensor_make_view(tensor_storage *storage, petal_dtype dtype, int ndim, const int64_t *shape,
+                         const int64_t *strides, int64_t offset) {
     check_shape(ndim, shape);
     tensor *t = calloc(1, sizeof *t);
     PETAL_CHECK(t != NULL, "out of host memory allocating a tensor header");
@@ -149,8 +149,9 @@ static void copy_across_devices(tensor *dst, const tensor *src) {
         tmp_src = tensor_cast(src, dst->dtype);
         s = tmp_src;
     }
-    tensor *d = tensor_is_contiguous(dst) ? dst : tensor_empty_on(dst->device, dst->dtype,
-                                                                   dst->ndim, dst->shape);
+    tensor *d = tensor_is_contiguous(dst)
+                    ? dst
+                    : tensor_empty_on(dst->device, dst->dtype, dst->ndim, dst->shape);
     size_t n = tensor_nbytes(d);
     if (s->device.type == PETAL_CPU) {
         backend_of(d)->copy_from_host(tensor_data(d), tensor_data(s), n);
@@ -187,11 +188,15 @@ tensor *tensor_to(const tensor *t, petal_device device) {
     return out;
 }
 
-void tensor_fill_(tensor *t, double value) { backend_of(t)->fill(t, value); }
+void tensor_fill_(tensor *t, double value) {
+    backend_of(t)->fill(t, value);
+}
 
 // ---- ownership ----
 
-void tensor_retain(tensor *t) { t->refs++; }
+void tensor_retain(tensor *t) {
+    t->refs++;
+}
 
 void tensor_release(tensor *t) {
     if (--t->refs > 0) return;
@@ -214,9 +219,13 @@ tensor *tensor_keep(tensor *t) {
 
 // ---- queries ----
 
-int64_t tensor_numel(const tensor *t) { return shape_numel(t->ndim, t->shape); }
+int64_t tensor_numel(const tensor *t) {
+    return shape_numel(t->ndim, t->shape);
+}
 
-size_t tensor_nbytes(const tensor *t) { return (size_t)tensor_numel(t) * dtype_size(t->dtype); }
+size_t tensor_nbytes(const tensor *t) {
+    return (size_t)tensor_numel(t) * dtype_size(t->dtype);
+}
 
 bool tensor_is_contiguous(const tensor *t) {
     int64_t expected = 1;
@@ -224,6 +233,24 @@ bool tensor_is_contiguous(const tensor *t) {
         if (t->shape[d] == 1) continue;
         if (t->strides[d] != expected) return false;
         expected *= t->shape[d];
+    }
+    return true;
+}
+
+bool tensor_is_dense(const tensor *t) {
+    int order[PETAL_MAX_DIMS], n = 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (t->shape[d] > 1) order[n++] = d;
+    for (int i = 1; i < n; i++) // insertion sort by stride, largest first
+        for (int j = i; j > 0 && t->strides[order[j]] > t->strides[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    int64_t expected = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        if (t->strides[order[i]] != expected) return false;
+        expected *= t->shape[order[i]];
     }
     return true;
 }
@@ -262,22 +289,37 @@ static void *typed_data(const tensor *t, petal_dtype dtype, const char *fn) {
     return tensor_data(t);
 }
 
-float *tensor_data_f32(const tensor *t) { return typed_data(t, PETAL_F32, "tensor_data_f32"); }
-double *tensor_data_f64(const tensor *t) { return typed_data(t, PETAL_F64, "tensor_data_f64"); }
-int64_t *tensor_data_i64(const tensor *t) { return typed_data(t, PETAL_I64, "tensor_data_i64"); }
-int32_t *tensor_data_i32(const tensor *t) { return typed_data(t, PETAL_I32, "tensor_data_i32"); }
+float *tensor_data_f32(const tensor *t) {
+    return typed_data(t, PETAL_F32, "tensor_data_f32");
+}
+double *tensor_data_f64(const tensor *t) {
+    return typed_data(t, PETAL_F64, "tensor_data_f64");
+}
+int64_t *tensor_data_i64(const tensor *t) {
+    return typed_data(t, PETAL_I64, "tensor_data_i64");
+}
+int32_t *tensor_data_i32(const tensor *t) {
+    return typed_data(t, PETAL_I32, "tensor_data_i32");
+}
 
 // The element at storage position `pos` of a CPU storage, as a double.
 static double load_as_double(const tensor *t, int64_t pos) {
     const char *base = (const char *)t->storage->data;
     switch (t->dtype) {
-    case PETAL_F32: return ((const float *)base)[pos];
-    case PETAL_F64: return ((const double *)base)[pos];
-    case PETAL_I32: return ((const int32_t *)base)[pos];
-    case PETAL_I64: return (double)((const int64_t *)base)[pos];
-    case PETAL_F16: return f16_to_f32(((const uint16_t *)base)[pos]);
-    case PETAL_BF16: return bf16_to_f32(((const uint16_t *)base)[pos]);
-    default: break;
+    case PETAL_F32:
+        return ((const float *)base)[pos];
+    case PETAL_F64:
+        return ((const double *)base)[pos];
+    case PETAL_I32:
+        return ((const int32_t *)base)[pos];
+    case PETAL_I64:
+        return (double)((const int64_t *)base)[pos];
+    case PETAL_F16:
+        return f16_to_f32(((const uint16_t *)base)[pos]);
+    case PETAL_BF16:
+        return bf16_to_f32(((const uint16_t *)base)[pos]);
+    default:
+        break;
     }
     PETAL_CHECK(0, "invalid dtype %d", (int)t->dtype);
 }

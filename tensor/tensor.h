@@ -2,8 +2,8 @@
 //
 // Ownership. A tensor created while a scope is open (tensor/scope.h) belongs to that scope and is
 // released when the scope ends; one created with no scope open belongs to the caller, who releases
-// it with tensor_free. Views and autograd nodes hold their own references, so freeing a tensor early
-// never invalidates a view of it or a graph that saved it.
+// it with tensor_free. Views and autograd nodes hold their own references, so freeing a tensor
+// early never invalidates a view of it or a graph that saved it.
 #pragma once
 
 #include <stdbool.h>
@@ -16,7 +16,9 @@
 
 // Shape literals: tensor_zeros(PETAL_F32, SHAPE(4, 197, 768)) passes ndim and a shape array.
 #define SHAPE(...)                                                                                 \
-    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) {                 \
+        __VA_ARGS__                                                                                \
+    }
 
 typedef struct tensor_storage {
     void *data;
@@ -72,7 +74,7 @@ tensor *tensor_to(const tensor *t, petal_device device);
 tensor *tensor_cast(const tensor *t, petal_dtype dtype);
 
 // ---- ownership ----
-void tensor_free(tensor *t);   // releases the owner reference (NULL is fine)
+void tensor_free(tensor *t);    // releases the owner reference (NULL is fine)
 tensor *tensor_keep(tensor *t); // takes t out of its scope: the caller now owns it
 // A new tensor struct that views t's data with no autograd history (like torch's detach()).
 tensor *tensor_detach(const tensor *t);
@@ -85,8 +87,11 @@ void tensor_copy_(tensor *dst, const tensor *src); // same shape; converts dtype
 int64_t tensor_numel(const tensor *t);
 size_t tensor_nbytes(const tensor *t);
 bool tensor_is_contiguous(const tensor *t);
+// Elements cover a gap-free, non-overlapping block starting at the offset, in some dim order
+// (a permutation of a contiguous tensor is dense; an expanded or sliced one is not).
+bool tensor_is_dense(const tensor *t);
 bool tensor_same_shape(const tensor *a, const tensor *b);
-int64_t tensor_size(const tensor *t, int dim); // negative dims count from the end
+int64_t tensor_size(const tensor *t, int dim);                  // negative dims count from the end
 int tensor_dim_index(const tensor *t, int dim, const char *op); // normalises, aborts if bad
 
 // Host pointer to the first element (CPU tensors only).
@@ -111,8 +116,8 @@ void tensor_print(const tensor *t, const char *label);
 
 // Internal: a new tensor struct over `storage` (takes a storage reference) registered with the
 // current scope. Used by views and by backends.
-tensor *tensor_make_view(tensor_storage *storage, petal_dtype dtype, int ndim,
-                         const int64_t *shape, const int64_t *strides, int64_t offset);
+tensor *tensor_make_view(tensor_storage *storage, petal_dtype dtype, int ndim, const int64_t *shape,
+                         const int64_t *strides, int64_t offset);
 void tensor_retain(tensor *t);  // adds a holder reference (autograd edges, saved tensors)
 void tensor_release(tensor *t); // drops a holder reference; never touches scope ownership
 void tensor_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);

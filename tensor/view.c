@@ -26,8 +26,9 @@ void shape_infer(const char *op, int64_t numel, int ndim, const int64_t *in, int
     }
     char s[SHAPE_STR_MAX];
     if (infer >= 0) {
-        PETAL_CHECK(known > 0 && numel % known == 0, "%s: cannot infer -1 in %s for %" PRId64
-                    " elements", op, shape_str(ndim, in, s, sizeof s), numel);
+        PETAL_CHECK(known > 0 && numel % known == 0,
+                    "%s: cannot infer -1 in %s for %" PRId64 " elements", op,
+                    shape_str(ndim, in, s, sizeof s), numel);
         out[infer] = numel / known;
         known *= out[infer];
     }
@@ -136,8 +137,8 @@ tensor *view_select(const tensor *t, int dim, int64_t index) {
     int d = tensor_dim_index(t, dim, "select");
     int64_t n = t->shape[d];
     if (index < 0) index += n;
-    PETAL_CHECK(index >= 0 && index < n, "select: index %" PRId64 " out of range for dim %d of size %" PRId64,
-                index, d, n);
+    PETAL_CHECK(index >= 0 && index < n,
+                "select: index %" PRId64 " out of range for dim %d of size %" PRId64, index, d, n);
     int64_t shape[PETAL_MAX_DIMS], strides[PETAL_MAX_DIMS];
     for (int i = 0, j = 0; i < t->ndim; i++) {
         if (i == d) continue;
@@ -164,8 +165,7 @@ tensor *view_expand(const tensor *t, int ndim, const int64_t *shape) {
         int64_t have = t->shape[d - lead];
         if (want == -1) want = have;
         PETAL_CHECK(want == have || have == 1, "expand: cannot expand %s to %s",
-                    shape_str(t->ndim, t->shape, a, sizeof a),
-                    shape_str(ndim, shape, b, sizeof b));
+                    shape_str(t->ndim, t->shape, a, sizeof a), shape_str(ndim, shape, b, sizeof b));
         out_shape[d] = want;
         strides[d] = (have == 1 && want != 1) ? 0 : t->strides[d - lead];
     }

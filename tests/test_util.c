@@ -39,7 +39,8 @@ bool tensors_close(const char *what, const tensor *got, const tensor *want, doub
                    double rtol) {
     if (!tensor_same_shape(got, want)) {
         char a[SHAPE_STR_MAX], b[SHAPE_STR_MAX];
-        fprintf(stderr, "%s: shape %s, want %s\n", what, shape_str(got->ndim, got->shape, a, sizeof a),
+        fprintf(stderr, "%s: shape %s, want %s\n", what,
+                shape_str(got->ndim, got->shape, a, sizeof a),
                 shape_str(want->ndim, want->shape, b, sizeof b));
         return false;
     }

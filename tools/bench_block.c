@@ -33,7 +33,7 @@ bench_block_weights *bench_block_weights_new(bench_block_shape s) {
 
 void bench_block_weights_free(bench_block_weights *w) {
     tensor *all[] = {w->ln1_w, w->ln1_b, w->qkv_w, w->qkv_b, w->proj_w, w->proj_b,
-                     w->ln2_w, w->ln2_b, w->fc1_w, w->fc1_b, w->fc2_w, w->fc2_b};
+                     w->ln2_w, w->ln2_b, w->fc1_w, w->fc1_b, w->fc2_w,  w->fc2_b};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) tensor_free(all[i]);
     free(w);
 }
@@ -59,7 +59,8 @@ tensor *bench_block_forward(const bench_block_weights *w, tensor *x) {
     tensor_free(q);
     tensor_free(k);
     tensor_free(v);
-    tensor *merged = drop(o, tensor_reshape(tensor_transpose(o, 1, 2), SHAPE(s.batch, s.tokens, s.dim)));
+    tensor *merged =
+        drop(o, tensor_reshape(tensor_transpose(o, 1, 2), SHAPE(s.batch, s.tokens, s.dim)));
     tensor *proj = drop(merged, tensor_linear(merged, w->proj_w, w->proj_b));
     tensor *x1 = drop(proj, tensor_add(x, proj));
     // MLP branch

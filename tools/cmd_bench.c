@@ -52,7 +52,8 @@ static int bench_gemm(int argc, char **argv) {
     static const char *const known[] = {"--m", "--n", "--k", "--iters", NULL};
     if (cli_check_options(argc, argv, known, "petal bench gemm --m M --n N --k K [--iters I]"))
         return 2;
-    int64_t m = cli_option_long(argc, argv, "--m", 1024), n = cli_option_long(argc, argv, "--n", 1024);
+    int64_t m = cli_option_long(argc, argv, "--m", 1024),
+            n = cli_option_long(argc, argv, "--n", 1024);
     int64_t k = cli_option_long(argc, argv, "--k", 1024);
     int iters = (int)cli_option_long(argc, argv, "--iters", 10);
     if (iters < 1 || iters > MAX_ITERS) iters = 10;
@@ -93,8 +94,8 @@ static int bench_gemm(int argc, char **argv) {
     printf("{\"bench\": \"gemm\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
            "\"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"peak_bytes\": %zu, \"fwd_gflops\": %.1f, "
            "\"openblas_ms\": %.3f, \"openblas_gflops\": %.1f, \"fwd_vs_openblas\": %.3f}\n",
-           (long long)m, (long long)n, (long long)k, threads_get(), f, bw, peak, gflop / f * 1e3,
-           r, gflop / r * 1e3, r / f);
+           (long long)m, (long long)n, (long long)k, threads_get(), f, bw, peak, gflop / f * 1e3, r,
+           gflop / r * 1e3, r / f);
     tensor_free(a);
     tensor_free(b);
     tensor_free(c);
@@ -105,10 +106,9 @@ static int bench_block(int argc, char **argv) {
     static const char *const known[] = {"--batch", "--tokens", "--dim", "--heads", "--iters", NULL};
     const char *usage = "petal bench block --batch B --tokens T --dim D --heads H [--iters I]";
     if (cli_check_options(argc, argv, known, usage)) return 2;
-    bench_block_shape s = {cli_option_long(argc, argv, "--batch", 4),
-                           cli_option_long(argc, argv, "--tokens", 197),
-                           cli_option_long(argc, argv, "--dim", 768),
-                           cli_option_long(argc, argv, "--heads", 12)};
+    bench_block_shape s = {
+        cli_option_long(argc, argv, "--batch", 4), cli_option_long(argc, argv, "--tokens", 197),
+        cli_option_long(argc, argv, "--dim", 768), cli_option_long(argc, argv, "--heads", 12)};
     int iters = (int)cli_option_long(argc, argv, "--iters", 10);
     if (iters < 1 || iters > MAX_ITERS) iters = 10;
     if (s.dim % s.heads != 0) {
@@ -123,9 +123,11 @@ static int bench_block(int argc, char **argv) {
     // A small warm-up starts the thread pool and BLAS buffers before the first RSS reading.
     bench_block_shape tiny = {1, 8, s.dim, s.heads};
     bench_block_weights *wt = bench_block_weights_new(tiny);
-    tensor *xt = tensor_set_requires_grad(tensor_keep(tensor_zeros(PETAL_F32, SHAPE(1, 8, s.dim))), true);
+    tensor *xt =
+        tensor_set_requires_grad(tensor_keep(tensor_zeros(PETAL_F32, SHAPE(1, 8, s.dim))), true);
     int mark = scope_begin();
-    autograd_backward(bench_block_forward(wt, xt), tensor_ones(PETAL_F32, SHAPE(1, 8, s.dim)), false);
+    autograd_backward(bench_block_forward(wt, xt), tensor_ones(PETAL_F32, SHAPE(1, 8, s.dim)),
+                      false);
     scope_end(mark);
     size_t rss0, hwm0, rss1, hwm1;
     rss_bytes(&rss0, &hwm0);
@@ -154,11 +156,12 @@ static int bench_block(int argc, char **argv) {
             bwd[it] = t2 - t1;
         }
     }
-    printf("{\"bench\": \"block\", \"batch\": %lld, \"tokens\": %lld, \"dim\": %lld, \"heads\": %lld, "
-           "\"threads\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
-           "\"rss_peak_delta_bytes\": %zu}\n",
-           (long long)s.batch, (long long)s.tokens, (long long)s.dim, (long long)s.heads,
-           threads_get(), median(fwd, iters), median(bwd, iters), peak, rss_delta);
+    printf(
+        "{\"bench\": \"block\", \"batch\": %lld, \"tokens\": %lld, \"dim\": %lld, \"heads\": %lld, "
+        "\"threads\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
+        "\"rss_peak_delta_bytes\": %zu}\n",
+        (long long)s.batch, (long long)s.tokens, (long long)s.dim, (long long)s.heads,
+        threads_get(), median(fwd, iters), median(bwd, iters), peak, rss_delta);
     tensor_free(seed);
     tensor_free(x);
     tensor_free(xt);

@@ -23,7 +23,8 @@ optim_adamw *adamw_new(tensor *const *params, int n, adamw_config cfg) {
     o->steps = calloc((size_t)n, sizeof *o->steps);
     PETAL_CHECK(o->params && o->m && o->v && o->decay && o->steps, "adamw_new: out of host memory");
     for (int i = 0; i < n; i++) {
-        PETAL_CHECK(params[i]->requires_grad && !params[i]->grad_fn && tensor_is_contiguous(params[i]),
+        PETAL_CHECK(params[i]->requires_grad && !params[i]->grad_fn &&
+                        tensor_is_contiguous(params[i]),
                     "adamw_new: parameter %d must be a contiguous leaf that requires grad", i);
         o->params[i] = params[i];
         o->decay[i] = true;

@@ -34,8 +34,12 @@ static size_t cpu_reserved(int device_index) {
     return cache.reserved;
 }
 
-static void cpu_memset_zero(void *ptr, size_t nbytes) { memset(ptr, 0, nbytes); }
-static void cpu_memcpy(void *dst, const void *src, size_t nbytes) { memcpy(dst, src, nbytes); }
+static void cpu_memset_zero(void *ptr, size_t nbytes) {
+    memset(ptr, 0, nbytes);
+}
+static void cpu_memcpy(void *dst, const void *src, size_t nbytes) {
+    memcpy(dst, src, nbytes);
+}
 static void cpu_synchronize(void) {}
 
 const backend cpu_backend = {

@@ -24,8 +24,8 @@ static int64_t checked_target(const tensor *target, int64_t row, int64_t classes
 #define CROSS_ENTROPY_DEFINE(T, S, EXP)                                                            \
     static void cross_entropy_##S(T *loss, T *lse, const T *x, const tensor *target, int64_t n,    \
                                   int64_t c, int64_t ignore, double eps) {                         \
-        _Pragma("omp parallel for if (n * c >= CPU_PARALLEL_GRAIN)")                               \
-        for (int64_t i = 0; i < n; i++) {                                                          \
+        _Pragma("omp parallel for if (n * c >= CPU_PARALLEL_GRAIN)") for (int64_t i = 0; i < n;    \
+                                                                          i++) {                   \
             const T *row = x + i * c;                                                              \
             int64_t y = checked_target(target, i, c, ignore);                                      \
             T m = row[0];                                                                          \
@@ -37,15 +37,14 @@ static int64_t checked_target(const tensor *target, int64_t row, int64_t classes
             }                                                                                      \
             double l = (double)m + log(sum);                                                       \
             lse[i] = (T)l;                                                                         \
-            loss[i] = y == ignore ? (T)0                                                           \
-                                  : (T)(l - (1 - eps) * row[y] - eps / (double)c * total);         \
+            loss[i] = y == ignore ? (T)0 : (T)(l - (1 - eps) * row[y] - eps / (double)c * total);  \
         }                                                                                          \
     }                                                                                              \
     static void cross_entropy_backward_##S(T *gx, const T *gloss, const T *x, const T *lse,        \
                                            const tensor *target, int64_t n, int64_t c,             \
                                            int64_t ignore, double eps) {                           \
-        _Pragma("omp parallel for if (n * c >= CPU_PARALLEL_GRAIN)")                               \
-        for (int64_t i = 0; i < n; i++) {                                                          \
+        _Pragma("omp parallel for if (n * c >= CPU_PARALLEL_GRAIN)") for (int64_t i = 0; i < n;    \
+                                                                          i++) {                   \
             int64_t y = cpu_index_at(target, i);                                                   \
             T g = y == ignore ? (T)0 : gloss[i], off = (T)(eps / (double)c);                       \
             for (int64_t j = 0; j < c; j++) {                                                      \

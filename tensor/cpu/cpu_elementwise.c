@@ -10,7 +10,8 @@
 // ---- unary: out = f(x, p0, p1) ----
 
 #define UNARY_SPAN(NAME, T, S)                                                                     \
-    static void unary_##NAME##_##S(int64_t n, char *const *p, const int64_t *st, const void *ctx) { \
+    static void unary_##NAME##_##S(int64_t n, char *const *p, const int64_t *st,                   \
+                                   const void *ctx) {                                              \
         const double *prm = ctx;                                                                   \
         T p0 = (T)prm[0], p1 = (T)prm[1];                                                          \
         if (st[0] == sizeof(T) && st[1] == sizeof(T)) {                                            \
@@ -19,14 +20,16 @@
             for (int64_t i = 0; i < n; i++) o[i] = ew_##NAME##_##S(x[i], p0, p1);                  \
         } else {                                                                                   \
             for (int64_t i = 0; i < n; i++)                                                        \
-                *(T *)(p[0] + i * st[0]) = ew_##NAME##_##S(*(const T *)(p[1] + i * st[1]), p0, p1); \
+                *(T *)(p[0] + i * st[0]) =                                                         \
+                    ew_##NAME##_##S(*(const T *)(p[1] + i * st[1]), p0, p1);                       \
         }                                                                                          \
     }
 
 // ---- binary: out = f(a, b, p0, p1) ----
 
 #define BINARY_SPAN(NAME, T, S)                                                                    \
-    static void binary_##NAME##_##S(int64_t n, char *const *p, const int64_t *st, const void *ctx) { \
+    static void binary_##NAME##_##S(int64_t n, char *const *p, const int64_t *st,                  \
+                                    const void *ctx) {                                             \
         const double *prm = ctx;                                                                   \
         T p0 = (T)prm[0], p1 = (T)prm[1];                                                          \
         T *o = (T *)p[0];                                                                          \
@@ -38,14 +41,14 @@
             for (int64_t i = 0; i < n; i++) o[i] = ew_##NAME##_##S(a[i], bv, p0, p1);              \
         } else {                                                                                   \
             for (int64_t i = 0; i < n; i++)                                                        \
-                *(T *)(p[0] + i * st[0]) = ew_##NAME##_##S(*(const T *)(p[1] + i * st[1]),         \
-                                                           *(const T *)(p[2] + i * st[2]), p0, p1); \
+                *(T *)(p[0] + i * st[0]) = ew_##NAME##_##S(                                        \
+                    *(const T *)(p[1] + i * st[1]), *(const T *)(p[2] + i * st[2]), p0, p1);       \
         }                                                                                          \
     }
 
-#define DEFINE_UNARY_F(E, NAME) UNARY_SPAN(NAME, float, f32) UNARY_SPAN(NAME, double, f64)
+#define DEFINE_UNARY_F(E, NAME)  UNARY_SPAN(NAME, float, f32) UNARY_SPAN(NAME, double, f64)
 #define DEFINE_BINARY_F(E, NAME) BINARY_SPAN(NAME, float, f32) BINARY_SPAN(NAME, double, f64)
-#define DEFINE_UNARY_I(E, NAME) UNARY_SPAN(NAME, int32_t, i32) UNARY_SPAN(NAME, int64_t, i64)
+#define DEFINE_UNARY_I(E, NAME)  UNARY_SPAN(NAME, int32_t, i32) UNARY_SPAN(NAME, int64_t, i64)
 #define DEFINE_BINARY_I(E, NAME) BINARY_SPAN(NAME, int32_t, i32) BINARY_SPAN(NAME, int64_t, i64)
 PETAL_UNARY_OPS(DEFINE_UNARY_F)
 PETAL_BINARY_OPS(DEFINE_BINARY_F)
@@ -53,7 +56,7 @@ PETAL_INT_UNARY_OPS(DEFINE_UNARY_I)
 PETAL_INT_BINARY_OPS(DEFINE_BINARY_I)
 
 // Span tables indexed by [dtype][op]; NULL where the dtype does not support the op.
-#define UNARY_ENTRY(S) [PETAL_##S] = {PETAL_UNARY_OPS(UNARY_ENTRY_##S)}
+#define UNARY_ENTRY(S)           [PETAL_##S] = {PETAL_UNARY_OPS(UNARY_ENTRY_##S)}
 #define UNARY_ENTRY_F32(E, NAME) [E] = unary_##NAME##_f32,
 #define UNARY_ENTRY_F64(E, NAME) [E] = unary_##NAME##_f64,
 #define UNARY_ENTRY_I32(E, NAME) [E] = unary_##NAME##_i32,
@@ -85,8 +88,7 @@ void cpu_unary(unary_op op, tensor *out, const tensor *x, double p0, double p1) 
     cpu_iter_run(&it, fn, prm);
 }
 
-void cpu_binary(binary_op op, tensor *out, const tensor *a, const tensor *b, double p0,
-                double p1) {
+void cpu_binary(binary_op op, tensor *out, const tensor *a, const tensor *b, double p0, double p1) {
     cpu_span_fn fn = binary_spans[out->dtype][op];
     PETAL_CHECK(fn != NULL, "%s: dtype %s is not supported", binary_op_name(op),
                 dtype_name(out->dtype));
@@ -110,9 +112,10 @@ WHERE_SPAN(float, f32)
 WHERE_SPAN(double, f64)
 WHERE_SPAN(int32_t, i32)
 WHERE_SPAN(int64_t, i64)
-static const cpu_span_fn where_spans[PETAL_DTYPE_COUNT] = {
-    [PETAL_F32] = where_f32, [PETAL_F64] = where_f64, [PETAL_I32] = where_i32,
-    [PETAL_I64] = where_i64};
+static const cpu_span_fn where_spans[PETAL_DTYPE_COUNT] = {[PETAL_F32] = where_f32,
+                                                           [PETAL_F64] = where_f64,
+                                                           [PETAL_I32] = where_i32,
+                                                           [PETAL_I64] = where_i64};
 
 void cpu_where(tensor *out, const tensor *cond, const tensor *a, const tensor *b) {
     cpu_span_fn fn = where_spans[out->dtype];
@@ -127,25 +130,45 @@ void cpu_where(tensor *out, const tensor *cond, const tensor *a, const tensor *b
 
 static double load_double(petal_dtype dt, const char *p) {
     switch (dt) {
-    case PETAL_F32: return *(const float *)p;
-    case PETAL_F64: return *(const double *)p;
-    case PETAL_I32: return *(const int32_t *)p;
-    case PETAL_I64: return (double)*(const int64_t *)p;
-    case PETAL_F16: return f16_to_f32(*(const uint16_t *)p);
-    case PETAL_BF16: return bf16_to_f32(*(const uint16_t *)p);
-    default: return 0;
+    case PETAL_F32:
+        return *(const float *)p;
+    case PETAL_F64:
+        return *(const double *)p;
+    case PETAL_I32:
+        return *(const int32_t *)p;
+    case PETAL_I64:
+        return (double)*(const int64_t *)p;
+    case PETAL_F16:
+        return f16_to_f32(*(const uint16_t *)p);
+    case PETAL_BF16:
+        return bf16_to_f32(*(const uint16_t *)p);
+    default:
+        return 0;
     }
 }
 
 static void store_double(petal_dtype dt, char *p, double v) {
     switch (dt) {
-    case PETAL_F32: *(float *)p = (float)v; break;
-    case PETAL_F64: *(double *)p = v; break;
-    case PETAL_I32: *(int32_t *)p = (int32_t)v; break;
-    case PETAL_I64: *(int64_t *)p = (int64_t)v; break;
-    case PETAL_F16: *(uint16_t *)p = f32_to_f16((float)v); break;
-    case PETAL_BF16: *(uint16_t *)p = f32_to_bf16((float)v); break;
-    default: break;
+    case PETAL_F32:
+        *(float *)p = (float)v;
+        break;
+    case PETAL_F64:
+        *(double *)p = v;
+        break;
+    case PETAL_I32:
+        *(int32_t *)p = (int32_t)v;
+        break;
+    case PETAL_I64:
+        *(int64_t *)p = (int64_t)v;
+        break;
+    case PETAL_F16:
+        *(uint16_t *)p = f32_to_f16((float)v);
+        break;
+    case PETAL_BF16:
+        *(uint16_t *)p = f32_to_bf16((float)v);
+        break;
+    default:
+        break;
     }
 }
 

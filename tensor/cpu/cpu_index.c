@@ -1,6 +1,7 @@
 // Indexing kernels over contiguous tensors seen as (outer, len, inner) around `dim`:
-//   index_select: out[a, l, c] = x[a, idx[l], c]        index_add:   out[a, idx[l], c] += src[a, l, c]
-//   gather:       out[a, l, c] = x[a, idx[a, l, c], c]   scatter_add: out[a, idx[a, l, c], c] += src[a, l, c]
+//   index_select: out[a, l, c] = x[a, idx[l], c]        index_add:   out[a, idx[l], c] += src[a, l,
+//   c] gather:       out[a, l, c] = x[a, idx[a, l, c], c]   scatter_add: out[a, idx[a, l, c], c] +=
+//   src[a, l, c]
 // Every index is checked; a bad one aborts with its position and value.
 #include <inttypes.h>
 #include <string.h>
@@ -91,7 +92,7 @@ void cpu_scatter_add(tensor *out, int dim, const tensor *idx, const tensor *src)
                 dtype_name(out->dtype));
     n_len = idx->shape[dim];
     for (int64_t p = 0; p < tensor_numel(idx); p++) checked_index("scatter_add", idx, p, len);
-    // Threads own disjoint (a, c) columns; within a column the adds run in index order.
+        // Threads own disjoint (a, c) columns; within a column the adds run in index order.
 #pragma omp parallel for if (tensor_numel(idx) >= CPU_PARALLEL_GRAIN)
     for (int64_t ac = 0; ac < outer * inner; ac++) {
         int64_t a = ac / inner, c = ac % inner;

@@ -19,9 +19,8 @@ void cpu_softmax(tensor *y, const tensor *x, int dim, bool log);
 void cpu_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim, bool log);
 void cpu_layer_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *w,
                     const tensor *b, double eps);
-void cpu_layer_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
-                             const tensor *x, const tensor *mean, const tensor *rstd,
-                             const tensor *w);
+void cpu_layer_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy, const tensor *x,
+                             const tensor *mean, const tensor *rstd, const tensor *w);
 void cpu_cross_entropy(tensor *loss, tensor *lse, const tensor *logits, const tensor *target,
                        int64_t ignore_index, double smoothing);
 void cpu_cross_entropy_backward(tensor *glogits, const tensor *gloss, const tensor *logits,

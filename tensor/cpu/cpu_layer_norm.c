@@ -36,7 +36,7 @@
     /* gx for one row; adds this row's share of gw and gb into double accumulators. */             \
     static void layer_norm_backward_row_##S(T *gx, double *gw, double *gb, const T *gy,            \
                                             const T *x, T mean, T rstd, const T *w, int64_t d) {   \
-        double s1 = 0, s2 = 0; /* sum(gxh), sum(gxh * xh) */                                      \
+        double s1 = 0, s2 = 0; /* sum(gxh), sum(gxh * xh) */                                       \
         for (int64_t i = 0; i < d; i++) {                                                          \
             T xh = (x[i] - mean) * rstd, g = w ? gy[i] * w[i] : gy[i];                             \
             s1 += g;                                                                               \
@@ -73,9 +73,8 @@ void cpu_layer_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, cons
     }
 }
 
-void cpu_layer_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy,
-                             const tensor *x, const tensor *mean, const tensor *rstd,
-                             const tensor *w) {
+void cpu_layer_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *gy, const tensor *x,
+                             const tensor *mean, const tensor *rstd, const tensor *w) {
     int64_t d = x->shape[x->ndim - 1], rows = d ? tensor_numel(x) / d : 0;
     int n_threads = 1;
 #ifdef _OPENMP
@@ -92,19 +91,20 @@ void cpu_layer_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *g
 #ifdef _OPENMP
         t = omp_get_thread_num();
 #endif
-        double *tgw = gw ? acc + (size_t)t * 2 * d : NULL, *tgb = gb ? acc + ((size_t)t * 2 + 1) * d : NULL;
+        double *tgw = gw ? acc + (size_t)t * 2 * d : NULL,
+               *tgb = gb ? acc + ((size_t)t * 2 + 1) * d : NULL;
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             if (x->dtype == PETAL_F32)
                 layer_norm_backward_row_f32(gx ? tensor_data_f32(gx) + r * d : NULL, tgw, tgb,
-                                            tensor_data_f32(gy) + r * d,
-                                            tensor_data_f32(x) + r * d, tensor_data_f32(mean)[r],
-                                            tensor_data_f32(rstd)[r], DATA_OR_NULL(w, f32), d);
+                                            tensor_data_f32(gy) + r * d, tensor_data_f32(x) + r * d,
+                                            tensor_data_f32(mean)[r], tensor_data_f32(rstd)[r],
+                                            DATA_OR_NULL(w, f32), d);
             else
                 layer_norm_backward_row_f64(gx ? tensor_data_f64(gx) + r * d : NULL, tgw, tgb,
-                                            tensor_data_f64(gy) + r * d,
-                                            tensor_data_f64(x) + r * d, tensor_data_f64(mean)[r],
-                                            tensor_data_f64(rstd)[r], DATA_OR_NULL(w, f64), d);
+                                            tensor_data_f64(gy) + r * d, tensor_data_f64(x) + r * d,
+                                            tensor_data_f64(mean)[r], tensor_data_f64(rstd)[r],
+                                            DATA_OR_NULL(w, f64), d);
         }
     }
     for (int which = 0; which < 2 && affine_grad; which++) {

@@ -86,14 +86,21 @@ static bool folds_into_rows(const tensor *a, const tensor *b, const tensor *c) {
     return true;
 }
 
-static void matmul_strided(tensor *c, const tensor *a, const tensor *b, double alpha,
-                           double beta) {
+static void matmul_strided(tensor *c, const tensor *a, const tensor *b, double alpha, double beta) {
     blas_layout la, lb, lc;
     PETAL_CHECK(blas_layout_of(a, &la) && blas_layout_of(b, &lb), "matmul: unexpected strides");
     PETAL_CHECK(blas_layout_of(c, &lc) && lc.trans == CblasNoTrans,
                 "matmul: the output must be row-major in its last two dims");
-    gemm_args g = {la.trans, lb.trans, c->shape[c->ndim - 2], c->shape[c->ndim - 1],
-                   a->shape[a->ndim - 1], la.ld, lb.ld, lc.ld, alpha, beta};
+    gemm_args g = {la.trans,
+                   lb.trans,
+                   c->shape[c->ndim - 2],
+                   c->shape[c->ndim - 1],
+                   a->shape[a->ndim - 1],
+                   la.ld,
+                   lb.ld,
+                   lc.ld,
+                   alpha,
+                   beta};
     int64_t batch = tensor_numel(c) / (g.m * g.n);
     if (batch > 1 && la.trans == CblasNoTrans && folds_into_rows(a, b, c)) {
         g.m *= batch;

@@ -4,8 +4,8 @@
 
 #define ADAMW_LOOP(T, S)                                                                           \
     static void adamw_##S(T *p, const T *g, T *m, T *v, int64_t n, const adamw_hyper *h) {         \
-        _Pragma("omp parallel for if (n >= CPU_PARALLEL_GRAIN)")                                   \
-        for (int64_t i = 0; i < n; i++) ew_adamw_##S(&p[i], g[i], &m[i], &v[i], h);                \
+        _Pragma("omp parallel for if (n >= CPU_PARALLEL_GRAIN)") for (int64_t i = 0; i < n; i++)   \
+            ew_adamw_##S(&p[i], g[i], &m[i], &v[i], h);                                            \
     }
 ADAMW_LOOP(float, f32)
 ADAMW_LOOP(double, f64)

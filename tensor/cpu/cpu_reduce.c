@@ -25,7 +25,8 @@ void cpu_split_dim(const tensor *x, int dim, int64_t *outer, int64_t *len, int64
             for (; r + 8 <= len; r += 8)                                                           \
                 for (int j = 0; j < 8; j++) acc[j] += x[(r + j) * stride];                         \
             for (; r < len; r++) acc[0] += x[r * stride];                                          \
-            double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
+            double s =                                                                             \
+                ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
             return op == REDUCE_MEAN ? s / (double)len : s;                                        \
         }                                                                                          \
         double best = x[0];                                                                        \
@@ -39,12 +40,17 @@ void cpu_split_dim(const tensor *x, int dim, int64_t *outer, int64_t *len, int64
         for (int64_t r = 0; r < len; r++) s += EXP((T)(x[r * stride] - best));                     \
         return best + LOG(s);                                                                      \
     }                                                                                              \
-    /* Sums over a middle dim: blocks of COLS outputs advance together, reading rows in order. */ \
-    static void sum_columns_##S(T *out, const T *x, int64_t outer, int64_t len, int64_t inner,    \
+    /* Sums over a middle dim: blocks of COLS outputs advance together, reading rows in order. */  \
+    static void sum_columns_##S(T *out, const T *x, int64_t outer, int64_t len, int64_t inner,     \
                                 double scale) {                                                    \
         int64_t n_blocks = (inner + COLS - 1) / COLS;                                              \
-        _Pragma("omp parallel for if (outer * len * inner >= CPU_PARALLEL_GRAIN)")                 \
-        for (int64_t ob = 0; ob < outer * n_blocks; ob++) {                                        \
+        _Pragma(                                                                                   \
+            "omp parallel for if (outer * len * inner >= CPU_PARALLEL_GRAIN)") for (int64_t ob =   \
+                                                                                        0;         \
+                                                                                    ob <           \
+                                                                                    outer *        \
+                                                                                        n_blocks;  \
+                                                                                    ob++) {        \
             int64_t a = ob / n_blocks, c0 = (ob % n_blocks) * COLS;                                \
             int64_t w = inner - c0 < COLS ? inner - c0 : COLS;                                     \
             double acc[COLS] = {0};                                                                \
@@ -57,12 +63,13 @@ void cpu_split_dim(const tensor *x, int dim, int64_t *outer, int64_t *len, int64
     static void reduce_##S(reduce_op op, T *out, const T *x, int64_t outer, int64_t len,           \
                            int64_t inner) {                                                        \
         if (inner > 1 && (op == REDUCE_SUM || op == REDUCE_MEAN)) {                                \
-            sum_columns_##S(out, x, outer, len, inner, op == REDUCE_MEAN ? 1.0 / (double)len : 1.0); \
+            sum_columns_##S(out, x, outer, len, inner,                                             \
+                            op == REDUCE_MEAN ? 1.0 / (double)len : 1.0);                          \
             return;                                                                                \
         }                                                                                          \
         int64_t n_out = outer * inner;                                                             \
-        _Pragma("omp parallel for if (n_out * len >= CPU_PARALLEL_GRAIN && n_out > 1)")            \
-        for (int64_t o = 0; o < n_out; o++) {                                                      \
+        _Pragma("omp parallel for if (n_out * len >= CPU_PARALLEL_GRAIN && n_out > 1)") for (      \
+            int64_t o = 0; o < n_out; o++) {                                                       \
             int64_t a = o / inner, c = o % inner;                                                  \
             out[o] = (T)reduce_one_##S(op, x + a * len * inner + c, len, inner);                   \
         }                                                                                          \

@@ -9,7 +9,7 @@
     static void softmax_row_##S(T *y, const T *x, int64_t len, int64_t st, bool as_log) {          \
         T m = x[0];                                                                                \
         for (int64_t r = 1; r < len; r++) m = x[r * st] > m ? x[r * st] : m;                       \
-        if (isinf(m) && m < 0) m = 0; /* an all -inf row: keep exp(x - m) finite */               \
+        if (isinf(m) && m < 0) m = 0; /* an all -inf row: keep exp(x - m) finite */                \
         /* exp into y first (a loop the compiler vectorises), then sum it in double */             \
         for (int64_t r = 0; r < len; r++) y[r * st] = EXP(x[r * st] - m);                          \
         double acc[4] = {0};                                                                       \
@@ -28,12 +28,12 @@
     }                                                                                              \
     /* softmax: gx = y (gy - sum(gy y));  log-softmax: gx = gy - exp(y) sum(gy) */                 \
     static void softmax_backward_row_##S(T *gx, const T *gy, const T *y, int64_t len, int64_t st,  \
-                                         bool as_log) {                                               \
+                                         bool as_log) {                                            \
         double dot = 0;                                                                            \
-        for (int64_t r = 0; r < len; r++) dot += as_log ? gy[r * st] : gy[r * st] * y[r * st];       \
+        for (int64_t r = 0; r < len; r++) dot += as_log ? gy[r * st] : gy[r * st] * y[r * st];     \
         T d = (T)dot;                                                                              \
         for (int64_t r = 0; r < len; r++)                                                          \
-            gx[r * st] = as_log ? gy[r * st] - EXP(y[r * st]) * d : y[r * st] * (gy[r * st] - d);     \
+            gx[r * st] = as_log ? gy[r * st] - EXP(y[r * st]) * d : y[r * st] * (gy[r * st] - d);  \
     }
 SOFTMAX_DEFINE(float, f32, ew_expf, log)
 SOFTMAX_DEFINE(double, f64, exp, log)
@@ -46,9 +46,11 @@ void cpu_softmax(tensor *y, const tensor *x, int dim, bool as_log) {
     for (int64_t o = 0; o < outer * inner; o++) {
         int64_t base = (o / inner) * len * inner + o % inner;
         if (x->dtype == PETAL_F32)
-            softmax_row_f32(tensor_data_f32(y) + base, tensor_data_f32(x) + base, len, inner, as_log);
+            softmax_row_f32(tensor_data_f32(y) + base, tensor_data_f32(x) + base, len, inner,
+                            as_log);
         else
-            softmax_row_f64(tensor_data_f64(y) + base, tensor_data_f64(x) + base, len, inner, as_log);
+            softmax_row_f64(tensor_data_f64(y) + base, tensor_data_f64(x) + base, len, inner,
+                            as_log);
     }
 }
 

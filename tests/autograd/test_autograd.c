@@ -19,7 +19,8 @@ START_TEST(test_gradients_accumulate_until_reset) {
         tensor *loss = tensor_sum_all(tensor_mul(x, x)); // d/dx = 2x
         autograd_backward(loss, NULL, false);
         for (int i = 0; i < 3; i++)
-            ck_assert(fabs(tensor_get_flat(x->grad, i) - 2.0 * round * tensor_get_flat(x, i)) < 1e-12);
+            ck_assert(fabs(tensor_get_flat(x->grad, i) - 2.0 * round * tensor_get_flat(x, i)) <
+                      1e-12);
     }
     tensor *buffer = x->grad;
     tensor_zero_grad(x); // keeps the buffer
@@ -87,10 +88,13 @@ static void backward_of_a_vector(void) {
 }
 
 START_TEST(test_misuse_is_reported) {
-    ck_assert(aborts_with(backward_twice, "was already freed by an earlier backward; pass retain_graph=true"));
+    ck_assert(aborts_with(backward_twice,
+                          "was already freed by an earlier backward; pass retain_graph=true"));
     ck_assert(aborts_with(backward_without_grad, "the tensor does not require grad"));
-    ck_assert(aborts_with(set_requires_grad_on_result, "only leaves can be set; this tensor was computed by 'exp'"));
-    ck_assert(aborts_with(backward_of_a_vector, "the root has shape [2]; pass its gradient explicitly"));
+    ck_assert(aborts_with(set_requires_grad_on_result,
+                          "only leaves can be set; this tensor was computed by 'exp'"));
+    ck_assert(
+        aborts_with(backward_of_a_vector, "the root has shape [2]; pass its gradient explicitly"));
 }
 END_TEST
 

@@ -55,7 +55,9 @@ static int broadcast_shape(const ref_t *a, const ref_t *b, int64_t *shape) {
     return n;
 }
 
-static int norm_dim(int dim, int ndim) { return dim < 0 ? dim + ndim : dim; }
+static int norm_dim(int dim, int ndim) {
+    return dim < 0 ? dim + ndim : dim;
+}
 
 // ---- element-wise ----
 
@@ -78,18 +80,18 @@ static void unary(const ref_t *a, ref_t *o, fn1 f, const op_case *c) {
 }
 
 #define F2(name, expr)                                                                             \
-    static double name(double a, double b, const op_case *c) {                                    \
+    static double name(double a, double b, const op_case *c) {                                     \
         (void)c;                                                                                   \
         return expr;                                                                               \
     }
 #define F1(name, expr)                                                                             \
-    static double name(double x, const op_case *c) {                                              \
+    static double name(double x, const op_case *c) {                                               \
         (void)c;                                                                                   \
         return expr;                                                                               \
     }
 F2(r_add, a + b)
 F2(r_sub, a - b)
-F2(r_mul, a * b)
+F2(r_mul, a *b)
 F2(r_div, a / b)
 F2(r_eq, a == b)
 F2(r_ne, a != b)
@@ -143,7 +145,9 @@ static void reduce(const ref_t *a, int dim, bool keepdim, int kind, ref_t *o) {
         int64_t full[PETAL_MAX_DIMS] = {0};
         unravel(i, n, shape, idx);
         for (int d = 0, j = 0; d < a->ndim; d++) full[d] = d == dim ? 0 : idx[keepdim ? d : j++];
-        double acc = kind == R_MAX || kind == R_ARGMAX ? -INFINITY : (kind == R_MIN || kind == R_ARGMIN ? INFINITY : 0);
+        double acc = kind == R_MAX || kind == R_ARGMAX
+                         ? -INFINITY
+                         : (kind == R_MIN || kind == R_ARGMIN ? INFINITY : 0);
         int64_t best = 0;
         double m = -INFINITY;
         for (int64_t r = 0; r < len; r++) {
@@ -154,10 +158,27 @@ static void reduce(const ref_t *a, int dim, bool keepdim, int kind, ref_t *o) {
             full[dim] = r;
             double x = a->v[ravel(full, a->ndim, a->shape)];
             switch (kind) {
-            case R_SUM: case R_MEAN: acc += x; break;
-            case R_LSE: acc += exp(x - m); break;
-            case R_MAX: case R_ARGMAX: if (x > acc) { acc = x; best = r; } break;
-            case R_MIN: case R_ARGMIN: if (x < acc) { acc = x; best = r; } break;
+            case R_SUM:
+            case R_MEAN:
+                acc += x;
+                break;
+            case R_LSE:
+                acc += exp(x - m);
+                break;
+            case R_MAX:
+            case R_ARGMAX:
+                if (x > acc) {
+                    acc = x;
+                    best = r;
+                }
+                break;
+            case R_MIN:
+            case R_ARGMIN:
+                if (x < acc) {
+                    acc = x;
+                    best = r;
+                }
+                break;
             }
         }
         if (kind == R_MEAN) acc /= (double)len;
@@ -208,7 +229,8 @@ static void matmul(const ref_t *a, const ref_t *b, ref_t *o) {
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 double s = 0;
-                for (int64_t p = 0; p < k; p++) s += a->v[(ia * m + i) * k + p] * b->v[(ib * k + p) * n + j];
+                for (int64_t p = 0; p < k; p++)
+                    s += a->v[(ia * m + i) * k + p] * b->v[(ib * k + p) * n + j];
                 o->v[(bi * m + i) * n + j] = s;
             }
     }
@@ -338,7 +360,8 @@ static void layer_norm(const ref_t *x, const ref_t *w, const ref_t *b, double ep
         for (int64_t i = 0; i < d; i++) mean += row[i] / (double)d;
         for (int64_t i = 0; i < d; i++) var += (row[i] - mean) * (row[i] - mean) / (double)d;
         for (int64_t i = 0; i < d; i++)
-            o->v[r * d + i] = (row[i] - mean) / sqrt(var + eps) * (w ? w->v[i] : 1) + (b ? b->v[i] : 0);
+            o->v[r * d + i] =
+                (row[i] - mean) / sqrt(var + eps) * (w ? w->v[i] : 1) + (b ? b->v[i] : 0);
     }
 }
 
@@ -409,7 +432,8 @@ static void attention(const ref_t *q, const ref_t *k, const ref_t *v, const ref_
                 for (int64_t j = 0; j < s; j++) {
                     double dot = 0;
                     for (int64_t e = 0; e < d; e++)
-                        dot += q->v[((bb * h + hh) * t + i) * d + e] * k->v[((bb * h + hh) * s + j) * d + e];
+                        dot += q->v[((bb * h + hh) * t + i) * d + e] *
+                               k->v[((bb * h + hh) * s + j) * d + e];
                     p[j] = scale * dot;
                     if (mask) p[j] += bcast(mask, (int64_t[]){bb, hh, i, j}, 4);
                     if (c->iparam[0] && j > i + (s - t)) p[j] = -INFINITY;
@@ -418,7 +442,8 @@ static void attention(const ref_t *q, const ref_t *k, const ref_t *v, const ref_
                 for (int64_t j = 0; j < s; j++) sum += (p[j] = exp(p[j] - m));
                 for (int64_t e = 0; e < dv; e++) {
                     double acc = 0;
-                    for (int64_t j = 0; j < s; j++) acc += p[j] / sum * v->v[((bb * h + hh) * s + j) * dv + e];
+                    for (int64_t j = 0; j < s; j++)
+                        acc += p[j] / sum * v->v[((bb * h + hh) * s + j) * dv + e];
                     o->v[((bb * h + hh) * t + i) * dv + e] = acc;
                 }
             }
@@ -434,20 +459,27 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
     static const struct {
         const char *name;
         fn2 f;
-    } binaries[] = {{"add", r_add}, {"sub", r_sub}, {"mul", r_mul}, {"div", r_div},
-                    {"eq", r_eq},   {"ne", r_ne},   {"lt", r_lt},   {"le", r_le},
-                    {"gt", r_gt},   {"ge", r_ge}};
+    } binaries[] = {{"add", r_add}, {"sub", r_sub}, {"mul", r_mul}, {"div", r_div}, {"eq", r_eq},
+                    {"ne", r_ne},   {"lt", r_lt},   {"le", r_le},   {"gt", r_gt},   {"ge", r_ge}};
     static const struct {
         const char *name;
         fn1 f;
-    } unaries[] = {{"add_scalar", r_add_scalar}, {"mul_scalar", r_mul_scalar},
-                   {"div_scalar", r_div_scalar}, {"neg", r_neg},
-                   {"exp", r_exp},               {"log", r_log},
-                   {"sqrt", r_sqrt},             {"rsqrt", r_rsqrt},
-                   {"abs", r_abs},               {"tanh", r_tanh},
-                   {"sigmoid", r_sigmoid},       {"relu", r_relu},
-                   {"gelu", r_gelu},             {"gelu_tanh", r_gelu_tanh},
-                   {"pow", r_pow},               {"clamp", r_clamp}};
+    } unaries[] = {{"add_scalar", r_add_scalar},
+                   {"mul_scalar", r_mul_scalar},
+                   {"div_scalar", r_div_scalar},
+                   {"neg", r_neg},
+                   {"exp", r_exp},
+                   {"log", r_log},
+                   {"sqrt", r_sqrt},
+                   {"rsqrt", r_rsqrt},
+                   {"abs", r_abs},
+                   {"tanh", r_tanh},
+                   {"sigmoid", r_sigmoid},
+                   {"relu", r_relu},
+                   {"gelu", r_gelu},
+                   {"gelu_tanh", r_gelu_tanh},
+                   {"pow", r_pow},
+                   {"clamp", r_clamp}};
     for (size_t i = 0; i < sizeof binaries / sizeof binaries[0]; i++)
         if (IS(binaries[i].name)) return binary(&a[0], &a[1], o, binaries[i].f, c), true;
     for (size_t i = 0; i < sizeof unaries / sizeof unaries[0]; i++)
@@ -460,11 +492,12 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
     static const struct {
         const char *name;
         int kind;
-    } reductions[] = {{"sum", R_SUM},       {"mean", R_MEAN},     {"max", R_MAX},
-                      {"min", R_MIN},       {"logsumexp", R_LSE}, {"argmax", R_ARGMAX},
+    } reductions[] = {{"sum", R_SUM},      {"mean", R_MEAN},     {"max", R_MAX},
+                      {"min", R_MIN},      {"logsumexp", R_LSE}, {"argmax", R_ARGMAX},
                       {"argmin", R_ARGMIN}};
     for (size_t i = 0; i < sizeof reductions / sizeof reductions[0]; i++)
-        if (IS(reductions[i].name)) return reduce(&a[0], (int)ip[0], ip[1], reductions[i].kind, o), true;
+        if (IS(reductions[i].name))
+            return reduce(&a[0], (int)ip[0], ip[1], reductions[i].kind, o), true;
     if (IS("sum_all") || IS("mean_all")) {
         ref_t flat = {.ndim = 1, .shape = {numel(a[0].ndim, a[0].shape)}, .v = a[0].v};
         return reduce(&flat, 0, false, IS("sum_all") ? R_SUM : R_MEAN, o), true;
@@ -483,8 +516,10 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
         int64_t shape[PETAL_MAX_DIMS] = {0};
         int nd = 0, s = (int)ip[0], e = (int)ip[1];
         for (int d = 0; d < a[0].ndim; d++) {
-            if (d <= s || d > e) shape[nd++] = a[0].shape[d];
-            else shape[nd - 1] *= a[0].shape[d];
+            if (d <= s || d > e)
+                shape[nd++] = a[0].shape[d];
+            else
+                shape[nd - 1] *= a[0].shape[d];
         }
         return same_values(&a[0], o, nd, shape), true;
     }
@@ -503,7 +538,8 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
         }
         return same_values(&a[0], o, nd, shape), true;
     }
-    if (IS("permute")) return permute(&a[0], (const int[]){(int)ip[0], (int)ip[1], (int)ip[2]}, o), true;
+    if (IS("permute"))
+        return permute(&a[0], (const int[]){(int)ip[0], (int)ip[1], (int)ip[2]}, o), true;
     if (IS("transpose")) {
         int perm[PETAL_MAX_DIMS];
         for (int d = 0; d < a[0].ndim; d++) perm[d] = d;
@@ -537,7 +573,8 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
         }
         return concat(u, c->n_args, (int)ip[0], o), true;
     }
-    if (IS("index_select")) return index_select(&a[0], norm_dim((int)ip[0], a[0].ndim), &a[1], o), true;
+    if (IS("index_select"))
+        return index_select(&a[0], norm_dim((int)ip[0], a[0].ndim), &a[1], o), true;
     if (IS("gather")) return gather(&a[0], norm_dim((int)ip[0], a[0].ndim), &a[1], o), true;
     if (IS("embedding")) {
         ref_t flat = {.ndim = 1, .shape = {numel(a[1].ndim, a[1].shape)}, .v = a[1].v};
@@ -547,13 +584,16 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
         o->shape[a[1].ndim] = a[0].shape[1];
         return true;
     }
-    if (IS("softmax") || IS("log_softmax")) return softmax(&a[0], (int)ip[0], IS("log_softmax"), o), true;
+    if (IS("softmax") || IS("log_softmax"))
+        return softmax(&a[0], (int)ip[0], IS("log_softmax"), o), true;
     if (IS("layer_norm"))
         return layer_norm(&a[0], c->n_args > 1 ? &a[1] : NULL, c->n_args > 2 ? &a[2] : NULL,
-                          c->fparam[0], o), true;
+                          c->fparam[0], o),
+               true;
     if (IS("normalize")) return normalize(&a[0], (int)ip[0], c->fparam[0], o), true;
     if (IS("dropout")) return dropout(&a[0], c, o), true;
     if (IS("cross_entropy")) return cross_entropy(&a[0], &a[1], c, o), true;
-    if (IS("attention")) return attention(&a[0], &a[1], &a[2], c->n_args > 3 ? &a[3] : NULL, c, o), true;
+    if (IS("attention"))
+        return attention(&a[0], &a[1], &a[2], c->n_args > 3 ? &a[3] : NULL, c, o), true;
     return false;
 }

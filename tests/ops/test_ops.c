@@ -36,7 +36,8 @@ static bool check_forward(const op_case *c, petal_dtype dtype, double atol, doub
     if (ok && (out->ndim != want.ndim ||
                memcmp(out->shape, want.shape, (size_t)want.ndim * sizeof(int64_t)) != 0)) {
         fprintf(stderr, "%s: output shape %s, reference %s\n", c->name,
-                shape_str(out->ndim, out->shape, a, sizeof a), shape_str(want.ndim, want.shape, b, sizeof b));
+                shape_str(out->ndim, out->shape, a, sizeof a),
+                shape_str(want.ndim, want.shape, b, sizeof b));
         ok = false;
     }
     if (ok) {
@@ -129,7 +130,9 @@ static void matmul_inner(void) {
 static void linear_shape(void) {
     tensor_linear(tensor_zeros(PETAL_F32, SHAPE(8, 3)), tensor_zeros(PETAL_F32, SHAPE(5, 4)), NULL);
 }
-static void exp_of_ints(void) { tensor_exp(tensor_zeros(PETAL_I64, SHAPE(3))); }
+static void exp_of_ints(void) {
+    tensor_exp(tensor_zeros(PETAL_I64, SHAPE(3)));
+}
 static void index_out_of_range(void) {
     tensor *idx = tensor_from_data(PETAL_I64, SHAPE(3), (int64_t[]){0, 5, 1});
     tensor_index_select(tensor_zeros(PETAL_F32, SHAPE(4, 2)), 0, idx);
@@ -139,14 +142,20 @@ static void bad_target(void) {
     tensor_cross_entropy(tensor_zeros(PETAL_F32, SHAPE(2, 3)), t, NULL);
 }
 static void layer_norm_weight(void) {
-    tensor_layer_norm(tensor_zeros(PETAL_F32, SHAPE(2, 6)), tensor_ones(PETAL_F32, SHAPE(5)), NULL, 1e-5);
+    tensor_layer_norm(tensor_zeros(PETAL_F32, SHAPE(2, 6)), tensor_ones(PETAL_F32, SHAPE(5)), NULL,
+                      1e-5);
 }
 static void attention_shapes(void) {
-    tensor *q = tensor_zeros(PETAL_F32, SHAPE(1, 2, 3, 4)), *k = tensor_zeros(PETAL_F32, SHAPE(1, 2, 5, 8));
+    tensor *q = tensor_zeros(PETAL_F32, SHAPE(1, 2, 3, 4)),
+           *k = tensor_zeros(PETAL_F32, SHAPE(1, 2, 5, 8));
     tensor_attention(q, k, k, NULL, false, 0);
 }
-static void cuda_without_cuda(void) { tensor_zeros_on(DEVICE_CUDA(0), PETAL_F32, SHAPE(2)); }
-static void sum_bad_dim(void) { tensor_sum(tensor_zeros(PETAL_F32, SHAPE(2, 3)), 2, false); }
+static void cuda_without_cuda(void) {
+    tensor_zeros_on(DEVICE_CUDA(0), PETAL_F32, SHAPE(2));
+}
+static void sum_bad_dim(void) {
+    tensor_sum(tensor_zeros(PETAL_F32, SHAPE(2, 3)), 2, false);
+}
 static void concat_mismatch(void) {
     tensor *a = tensor_zeros(PETAL_F32, SHAPE(2, 3)), *b = tensor_zeros(PETAL_F32, SHAPE(3, 3));
     tensor_concat((tensor *[]){a, b}, 2, 1);
@@ -156,24 +165,35 @@ START_TEST(test_errors_name_op_and_shapes) {
     ck_assert(aborts_with(add_mismatch, "tensor_add: cannot broadcast shapes [2, 3] and [4, 3]"));
     ck_assert(aborts_with(mul_dtype_mismatch, "tensor_mul: operands have dtypes f32 and f64"));
     ck_assert(aborts_with(matmul_inner, "tensor_matmul: inner dimensions differ: [2, 3] @ [4, 5]"));
-    ck_assert(aborts_with(linear_shape, "tensor_linear: input [8, 3] does not match weight [5, 4]"));
+    ck_assert(
+        aborts_with(linear_shape, "tensor_linear: input [8, 3] does not match weight [5, 4]"));
     ck_assert(aborts_with(exp_of_ints, "tensor_exp: dtype i64 is not supported"));
-    ck_assert(aborts_with(index_out_of_range, "index_select: index 5 at position 1 is out of range [0, 4)"));
+    ck_assert(aborts_with(index_out_of_range,
+                          "index_select: index 5 at position 1 is out of range [0, 4)"));
     ck_assert(aborts_with(bad_target, "cross_entropy: target[1] = 7 is outside [0, 3)"));
-    ck_assert(aborts_with(layer_norm_weight, "tensor_layer_norm: weight has shape [5], expected [6]"));
+    ck_assert(
+        aborts_with(layer_norm_weight, "tensor_layer_norm: weight has shape [5], expected [6]"));
     ck_assert(aborts_with(attention_shapes, "got [1, 2, 3, 4], [1, 2, 5, 8], [1, 2, 5, 8]"));
     ck_assert(aborts_with(cuda_without_cuda, "built without CUDA"));
     ck_assert(aborts_with(sum_bad_dim, "tensor_sum: dim 2 out of range for a 2-d tensor"));
-    ck_assert(aborts_with(concat_mismatch, "tensor_concat: tensor 1 has shape [3, 3], incompatible with [2, 3] outside dim 1"));
+    ck_assert(aborts_with(
+        concat_mismatch,
+        "tensor_concat: tensor 1 has shape [3, 3], incompatible with [2, 3] outside dim 1"));
 }
 END_TEST
 
 // The same mistakes as Check signal tests: the process dies with SIGABRT.
-START_TEST(test_signal_broadcast) { add_mismatch(); }
+START_TEST(test_signal_broadcast) {
+    add_mismatch();
+}
 END_TEST
-START_TEST(test_signal_matmul) { matmul_inner(); }
+START_TEST(test_signal_matmul) {
+    matmul_inner();
+}
 END_TEST
-START_TEST(test_signal_dtype) { mul_dtype_mismatch(); }
+START_TEST(test_signal_dtype) {
+    mul_dtype_mismatch();
+}
 END_TEST
 
 // ---- semantics beyond the table ----
@@ -201,13 +221,15 @@ END_TEST
 START_TEST(test_attention_masks) {
     int mark = scope_begin();
     rng_generator g = {1, 0};
-    tensor *q = tensor_empty(PETAL_F64, SHAPE(1, 1, 3, 4)), *k = tensor_empty(PETAL_F64, SHAPE(1, 1, 5, 4));
+    tensor *q = tensor_empty(PETAL_F64, SHAPE(1, 1, 3, 4)),
+           *k = tensor_empty(PETAL_F64, SHAPE(1, 1, 5, 4));
     tensor *v = tensor_empty(PETAL_F64, SHAPE(1, 1, 5, 2));
     tensor_normal_(q, 0, 1, &g);
     tensor_normal_(k, 0, 1, &g);
     tensor_normal_(v, 0, 1, &g);
     // BERT's additive -10000 on padded keys is, to f64 precision, attention over the rest.
-    tensor *mask = tensor_from_data(PETAL_F64, SHAPE(1, 1, 1, 5), (double[]){0, 0, 0, -10000, -10000});
+    tensor *mask =
+        tensor_from_data(PETAL_F64, SHAPE(1, 1, 1, 5), (double[]){0, 0, 0, -10000, -10000});
     tensor *masked = tensor_attention(q, k, v, mask, false, 0);
     tensor *short_k = tensor_slice(k, 2, 0, 3, 1), *short_v = tensor_slice(v, 2, 0, 3, 1);
     tensor *direct = tensor_attention(q, short_k, short_v, NULL, false, 0);
@@ -215,8 +237,9 @@ START_TEST(test_attention_masks) {
     // With as many queries as keys, the first query of a causal layer sees only the first key:
     // its output is v[0]. (With more keys, a KV cache, it sees S - T more.)
     tensor *causal = tensor_attention(q, short_k, short_v, NULL, true, 0);
-    ck_assert(tensors_close("causal row 0", tensor_select(tensor_select(tensor_select(causal, 0, 0), 0, 0), 0, 0),
-                            tensor_select(tensor_select(tensor_select(v, 0, 0), 0, 0), 0, 0), 1e-15, 0));
+    ck_assert(tensors_close(
+        "causal row 0", tensor_select(tensor_select(tensor_select(causal, 0, 0), 0, 0), 0, 0),
+        tensor_select(tensor_select(tensor_select(v, 0, 0), 0, 0), 0, 0), 1e-15, 0));
     // The merged-heads layout: transpose(1, 2) + reshape is a view.
     ck_assert(tensor_is_contiguous(tensor_transpose(masked, 1, 2)));
     scope_end(mark);
@@ -225,7 +248,8 @@ END_TEST
 
 START_TEST(test_reductions_edge_cases) {
     int mark = scope_begin();
-    tensor *x = tensor_from_data(PETAL_F32, SHAPE(2, 3), (float[]){1, NAN, 3, -INFINITY, -INFINITY, 2});
+    tensor *x =
+        tensor_from_data(PETAL_F32, SHAPE(2, 3), (float[]){1, NAN, 3, -INFINITY, -INFINITY, 2});
     tensor *m = tensor_max(x, 1, false);
     ck_assert(isnan(tensor_get_flat(m, 0))); // NaN propagates, as in torch
     ck_assert(tensor_get_flat(m, 1) == 2);

@@ -80,7 +80,8 @@ START_TEST(test_copy_and_cast) {
     tensor_copy_(dst, view_transpose(t, 0, 1));
     ck_assert(tensor_get(dst, (int64_t[]){0, 1}) == 1e6);
     tensor_fill_(view_select(dst, 1, 0), 9);
-    ck_assert(tensor_get(dst, (int64_t[]){2, 0}) == 9 && tensor_get(dst, (int64_t[]){2, 1}) == 2.75);
+    ck_assert(tensor_get(dst, (int64_t[]){2, 0}) == 9 &&
+              tensor_get(dst, (int64_t[]){2, 1}) == 2.75);
     scope_end(mark);
 }
 END_TEST
@@ -249,9 +250,13 @@ static void read_out_of_range(void) {
     tensor_get(t, (int64_t[]){1, 3});
 }
 
-static void reshape_wrong_size(void) { view_reshape(tensor_zeros(PETAL_F32, SHAPE(2, 3)), SHAPE(4, -1)); }
+static void reshape_wrong_size(void) {
+    view_reshape(tensor_zeros(PETAL_F32, SHAPE(2, 3)), SHAPE(4, -1));
+}
 
-static void data_of_wrong_dtype(void) { tensor_data_f64(tensor_zeros(PETAL_F32, SHAPE(2))); }
+static void data_of_wrong_dtype(void) {
+    tensor_data_f64(tensor_zeros(PETAL_F32, SHAPE(2)));
+}
 
 START_TEST(test_errors_name_the_problem) {
     ck_assert(aborts_with(end_wrong_scope, "scope_end(1): the innermost open scope is 2"));

@@ -18,8 +18,10 @@ static void adamw_reference(double *p, double g, double *m, double *v, int step,
 
 START_TEST(test_adamw_matches_formula) {
     adamw_config cfg = {0.01, 0.9, 0.99, 1e-8, 0.1};
-    tensor *w = tensor_set_requires_grad(tensor_from_data(PETAL_F64, SHAPE(3), (double[]){0.5, -1, 2}), true);
-    tensor *b = tensor_set_requires_grad(tensor_from_data(PETAL_F64, SHAPE(1), (double[]){0.25}), true);
+    tensor *w = tensor_set_requires_grad(
+        tensor_from_data(PETAL_F64, SHAPE(3), (double[]){0.5, -1, 2}), true);
+    tensor *b =
+        tensor_set_requires_grad(tensor_from_data(PETAL_F64, SHAPE(1), (double[]){0.25}), true);
     optim_adamw *opt = adamw_new((tensor *[]){w, b}, 2, cfg);
     adamw_set_decay(opt, 1, false);
     double pw[3] = {0.5, -1, 2}, mw[3] = {0}, vw[3] = {0}, pb = 0.25, mb = 0, vb = 0;
@@ -29,7 +31,8 @@ START_TEST(test_adamw_matches_formula) {
         tensor *loss = tensor_add(tensor_sum_all(tensor_pow_scalar(w, 3)),
                                   tensor_mul_scalar(tensor_sum_all(tensor_mul(b, b)), 3));
         autograd_backward(loss, NULL, false);
-        for (int i = 0; i < 3; i++) adamw_reference(&pw[i], 3 * pw[i] * pw[i], &mw[i], &vw[i], step, cfg, true);
+        for (int i = 0; i < 3; i++)
+            adamw_reference(&pw[i], 3 * pw[i] * pw[i], &mw[i], &vw[i], step, cfg, true);
         adamw_reference(&pb, 6 * pb, &mb, &vb, step, cfg, false);
         adamw_step(opt);
         adamw_zero_grad(opt);
@@ -65,7 +68,8 @@ static tiny_trainer trainer_new(uint64_t seed) {
     tensor_normal_(t.x, 0, 1, &g);
     t.y = tensor_keep(tensor_empty(PETAL_I64, SHAPE(64)));
     for (int i = 0; i < 64; i++) // a learnable rule: the class is the sign pattern of x0, x1
-        tensor_data_i64(t.y)[i] = (tensor_data_f32(t.x)[4 * i] > 0) + (tensor_data_f32(t.x)[4 * i + 1] > 0);
+        tensor_data_i64(t.y)[i] =
+            (tensor_data_f32(t.x)[4 * i] > 0) + (tensor_data_f32(t.x)[4 * i + 1] > 0);
     return t;
 }
 
