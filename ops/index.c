@@ -58,12 +58,40 @@ tensor *tensor_stack(tensor *const *ts, int n, int dim) {
     return out;
 }
 
-static void index_select_backward(ag_node *n, tensor *g, tensor **gin) {
+// index_select and gather share their shape: pick along `dim` of a contiguous x by a contiguous
+// index, and scatter-add the gradient back into the input's buffer by the same index.
+typedef enum { PICK_INDEX_SELECT, PICK_GATHER } pick_kind;
+
+static void pick_backward(ag_node *n, tensor *g, tensor **gin) {
     (void)gin;
     tensor *gc = view_contiguous(g);
     tensor *buf = ag_grad_buffer(n, 0);
-    backend_of(buf)->index_add(buf, (int)n->attr_i[0], ag_saved(n, 0), gc);
+    int dim = (int)n->attr_i[0];
+    if (n->attr_i[1] == PICK_INDEX_SELECT)
+        backend_of(buf)->index_add(buf, dim, ag_saved(n, 0), gc);
+    else
+        backend_of(buf)->scatter_add(buf, dim, ag_saved(n, 0), gc);
     tensor_free(gc);
+}
+
+static tensor *pick(pick_kind kind, tensor *x, int dim, tensor *index, int ndim,
+                    const int64_t *shape) {
+    tensor *xc = view_contiguous(x), *ic = view_contiguous(index);
+    tensor *out = tensor_empty_on(x->device, x->dtype, ndim, shape);
+    if (kind == PICK_INDEX_SELECT)
+        backend_of(out)->index_select(out, xc, dim, ic);
+    else
+        backend_of(out)->gather(out, xc, dim, ic);
+    const char *name = kind == PICK_INDEX_SELECT ? "index_select" : "gather";
+    ag_node *n = ag_record(name, pick_backward, out, 1, &x);
+    if (n) {
+        ag_save(n, 0, ic);
+        n->attr_i[0] = dim;
+        n->attr_i[1] = kind;
+    }
+    tensor_free(xc);
+    tensor_free(ic);
+    return out;
 }
 
 tensor *tensor_index_select(tensor *x, int dim, tensor *index) {
@@ -74,25 +102,7 @@ tensor *tensor_index_select(tensor *x, int dim, tensor *index) {
     int64_t shape[PETAL_MAX_DIMS];
     for (int k = 0; k < x->ndim; k++) shape[k] = x->shape[k];
     shape[d] = index->shape[0];
-    tensor *xc = view_contiguous(x), *ic = view_contiguous(index);
-    tensor *out = tensor_empty_on(x->device, x->dtype, x->ndim, shape);
-    backend_of(out)->index_select(out, xc, d, ic);
-    ag_node *n = ag_record("index_select", index_select_backward, out, 1, &x);
-    if (n) {
-        ag_save(n, 0, ic);
-        n->attr_i[0] = d;
-    }
-    tensor_free(xc);
-    tensor_free(ic);
-    return out;
-}
-
-static void gather_backward(ag_node *n, tensor *g, tensor **gin) {
-    (void)gin;
-    tensor *gc = view_contiguous(g);
-    tensor *buf = ag_grad_buffer(n, 0);
-    backend_of(buf)->scatter_add(buf, (int)n->attr_i[0], ag_saved(n, 0), gc);
-    tensor_free(gc);
+    return pick(PICK_INDEX_SELECT, x, d, index, x->ndim, shape);
 }
 
 tensor *tensor_gather(tensor *x, int dim, tensor *index) {
@@ -105,17 +115,7 @@ tensor *tensor_gather(tensor *x, int dim, tensor *index) {
     PETAL_CHECK(ok, "%s: index %s must match the input %s in every dim but %d", op,
                 shape_str(index->ndim, index->shape, si, sizeof si),
                 shape_str(x->ndim, x->shape, sx, sizeof sx), d);
-    tensor *xc = view_contiguous(x), *ic = view_contiguous(index);
-    tensor *out = tensor_empty_on(x->device, x->dtype, index->ndim, index->shape);
-    backend_of(out)->gather(out, xc, d, ic);
-    ag_node *n = ag_record("gather", gather_backward, out, 1, &x);
-    if (n) {
-        ag_save(n, 0, ic);
-        n->attr_i[0] = d;
-    }
-    tensor_free(xc);
-    tensor_free(ic);
-    return out;
+    return pick(PICK_GATHER, x, d, index, index->ndim, index->shape);
 }
 
 tensor *tensor_embedding(tensor *weight, tensor *ids) {

@@ -49,25 +49,29 @@ static void sum_backward(ag_node *n, tensor *g, tensor **gin) {
     gin[0] = expand_back(g, n);
 }
 
-tensor *tensor_sum(tensor *x, int dim, bool keepdim) {
-    ops_check_float("tensor_sum", x);
-    int d = tensor_dim_index(x, dim, "tensor_sum");
-    tensor *out = reduce_data(REDUCE_SUM, x, d, keepdim);
-    record_reduce("sum", sum_backward, out, x, d, keepdim);
-    return out;
-}
-
 static void mean_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *scaled = tensor_div_scalar(g, (double)n->in[0].shape[n->attr_i[0]]);
     gin[0] = expand_back(scaled, n);
 }
 
-tensor *tensor_mean(tensor *x, int dim, bool keepdim) {
-    ops_check_float("tensor_mean", x);
-    int d = tensor_dim_index(x, dim, "tensor_mean");
-    tensor *out = reduce_data(REDUCE_MEAN, x, d, keepdim);
-    record_reduce("mean", mean_backward, out, x, d, keepdim);
+static tensor *sum_or_mean(reduce_op kind, tensor *x, int dim, bool keepdim) {
+    const char *op = kind == REDUCE_SUM ? "tensor_sum" : "tensor_mean";
+    ops_check_float(op, x);
+    int d = tensor_dim_index(x, dim, op);
+    tensor *out = reduce_data(kind, x, d, keepdim);
+    if (kind == REDUCE_SUM)
+        record_reduce("sum", sum_backward, out, x, d, keepdim);
+    else
+        record_reduce("mean", mean_backward, out, x, d, keepdim);
     return out;
+}
+
+tensor *tensor_sum(tensor *x, int dim, bool keepdim) {
+    return sum_or_mean(REDUCE_SUM, x, dim, keepdim);
+}
+
+tensor *tensor_mean(tensor *x, int dim, bool keepdim) {
+    return sum_or_mean(REDUCE_MEAN, x, dim, keepdim);
 }
 
 // max / min: the whole gradient goes to the first extreme element (as torch.max(dim) does).
