@@ -3,7 +3,8 @@
 # present are not fetched again. Needs root (or sudo).
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config check libsubunit-dev libopenblas-openmp-dev)
+packages=(build-essential cmake pkg-config check libsubunit-dev libopenblas-openmp-dev libhdf5-dev
+  hdf5-tools libutf8proc-dev libstb-dev)
 # Optional: libomp-dev is not needed (gcc's libgomp is); nvcc, when present, enables the CUDA backend.
 
 missing=()
