@@ -1,9 +1,11 @@
 // Scaled dot-product attention with one node and a fused backward rule.
 //
-//   S = scale * q k^T + mask (+ causal -inf above the shifted diagonal),  P = softmax(S),  o = P v
-//   dv = P^T do,  dP = do v^T,  dS = P (dP - rowsum(dP P)),  dq = scale dS k,  dk = scale dS^T q,
-//   dmask = dS summed to the mask's shape
-// Only P (B, H, T, S) is kept besides the inputs the requested gradients need.
+//   S = scale * q k^T + mask (+ causal -inf above the shifted diagonal),  P = softmax(S),
+//   P' = dropout(P),  o = P' v
+//   dv = P'^T do,  dP = dropout(do v^T),  dS = P (dP - rowsum(dP P)),  dq = scale dS k,
+//   dk = scale dS^T q,  dmask = dS summed to the mask's shape
+// Only P (B, H, T, S) is kept besides the inputs the requested gradients need; the dropout mask is
+// regenerated from its Philox state (as tensor_dropout does).
 #include <math.h>
 
 #include "ops/internal.h"
@@ -26,12 +28,21 @@ static tensor *causal_mask(petal_dtype dtype, petal_device device, int64_t t, in
     return moved;
 }
 
+// P' = dropout(P) with the node's saved Philox state, or P itself without dropout.
+static tensor *dropped(const ag_node *n, tensor *p) {
+    if (n->attr_f[1] == 0) return p;
+    rng_state rng = {(uint64_t)n->attr_i[0], (uint64_t)n->attr_i[1]};
+    tensor *out = tensor_empty_like(p);
+    backend_of(p)->dropout(out, p, n->attr_f[1], rng);
+    return out;
+}
+
 static void attention_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *q = ag_saved(n, 0), *k = ag_saved(n, 1), *v = ag_saved(n, 2), *p = ag_saved(n, 3);
     double scale = n->attr_f[0];
-    if (ag_needs(n, 2)) gin[2] = tensor_matmul(tensor_transpose(p, -1, -2), g);
+    if (ag_needs(n, 2)) gin[2] = tensor_matmul(tensor_transpose(dropped(n, p), -1, -2), g);
     if (!ag_needs(n, 0) && !ag_needs(n, 1) && !ag_needs(n, 3)) return;
-    tensor *dp = tensor_matmul(g, tensor_transpose(v, -1, -2));
+    tensor *dp = dropped(n, view_contiguous(tensor_matmul(g, tensor_transpose(v, -1, -2))));
     tensor *ds = tensor_empty_like(p);
     backend_of(ds)->softmax_backward(ds, dp, p, p->ndim - 1, false);
     if (ag_needs(n, 0)) gin[0] = tensor_mul_scalar(tensor_matmul(ds, k), scale);
@@ -56,12 +67,10 @@ static void check_qkv(const tensor *q, const tensor *k, const tensor *v) {
                 shape_str(v->ndim, v->shape, sv, sizeof sv));
 }
 
-tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool causal, double scale) {
-    check_qkv(q, k, v);
+// Scores S = mask + scale q k^T (the GEMM accumulates onto the broadcast mask), causal -inf
+// added, softmax in place: P (B, H, T, S).
+static tensor *attention_probs(tensor *q, tensor *k, tensor *mask, bool causal, double scale) {
     int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2];
-    int64_t dv = v->shape[3];
-    if (scale <= 0) scale = 1.0 / sqrt((double)q->shape[3]);
-    // Scores start as the mask (broadcast) and the GEMM accumulates onto them (beta = 1).
     tensor *p = tensor_empty_on(q->device, q->dtype, SHAPE(b, h, t, s));
     if (mask) {
         ops_check_pair("tensor_attention", q, mask);
@@ -78,13 +87,32 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool cau
         tensor_free(cm);
     }
     backend_of(p)->softmax(p, p, 3, false);
+    return p;
+}
+
+tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_options *opt) {
+    attention_options o = opt ? *opt : ATTENTION_DEFAULTS;
+    check_qkv(q, k, v);
+    PETAL_CHECK(o.dropout >= 0 && o.dropout < 1, "tensor_attention: dropout %g outside [0, 1)",
+                o.dropout);
+    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], dv = v->shape[3];
+    double scale = o.scale > 0 ? o.scale : 1.0 / sqrt((double)q->shape[3]);
+    double p_drop = o.training ? o.dropout : 0.0;
+    tensor *p = attention_probs(q, k, o.mask, o.causal, scale);
+    rng_state rng = {0, 0};
+    tensor *pd = p;
+    if (p_drop > 0) {
+        rng = rng_reserve(o.rng, tensor_numel(p));
+        pd = tensor_empty_like(p);
+        backend_of(p)->dropout(pd, p, p_drop, rng);
+    }
     // The output is stored as (B, T, H, Dv) and returned as its (B, H, T, Dv) view, so merging
     // the heads afterwards needs no copy.
     tensor *store = tensor_empty_on(q->device, q->dtype, SHAPE(b, t, h, dv));
     tensor *out = view_transpose(store, 1, 2);
     tensor_free(store);
-    backend_of(out)->matmul(out, p, v, 1.0, 0.0);
-    ag_node *n = ag_record("attention", attention_backward, out, 4, (tensor *[]){q, k, v, mask});
+    backend_of(out)->matmul(out, pd, v, 1.0, 0.0);
+    ag_node *n = ag_record("attention", attention_backward, out, 4, (tensor *[]){q, k, v, o.mask});
     if (n) {
         bool scores_grad = ag_needs(n, 0) || ag_needs(n, 1) || ag_needs(n, 3);
         if (ag_needs(n, 1)) ag_save(n, 0, q);
@@ -92,7 +120,11 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool cau
         if (scores_grad) ag_save(n, 2, v);
         ag_save(n, 3, p);
         n->attr_f[0] = scale;
+        n->attr_f[1] = p_drop;
+        n->attr_i[0] = (int64_t)rng.seed;
+        n->attr_i[1] = (int64_t)rng.offset;
     }
+    if (pd != p) tensor_free(pd);
     tensor_free(p);
     return out;
 }

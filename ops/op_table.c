@@ -94,7 +94,12 @@ FN(f_log_softmax, tensor_log_softmax(a[0], I0))
 FN(f_layer_norm,
    tensor_layer_norm(a[0], c->n_args > 1 ? a[1] : NULL, c->n_args > 2 ? a[2] : NULL, F0))
 FN(f_normalize, tensor_normalize(a[0], I0, F0))
-FN(f_attention, tensor_attention(a[0], a[1], a[2], c->n_args > 3 ? a[3] : NULL, I0, F0))
+// Attention: iparam = {causal, dropout seed (0: no dropout)}, fparam = {scale, dropout p}.
+static tensor *f_attention(tensor **a, const op_case *c) {
+    rng_generator g = {(uint64_t)c->iparam[1], 0};
+    attention_options o = {c->n_args > 3 ? a[3] : NULL, c->iparam[0], F0, F1, F1 > 0, &g};
+    return tensor_attention(a[0], a[1], a[2], &o);
+}
 
 // Dropout with its own generator, so every evaluation draws the same mask.
 static tensor *f_dropout(tensor **a, const op_case *c) {
@@ -120,6 +125,7 @@ static tensor *f_cross_entropy(tensor **a, const op_case *c) {
 #define P(...)  .iparam = {__VA_ARGS__}
 #define PF(...) .fparam = {__VA_ARGS__}
 
+// clang-format off: one row per case reads better than clang-format's one field per line.
 const op_case op_cases[] = {
     // binary, broadcasting
     {"add/same", "add", 2, {G(3, 4), G(3, 4)}, .fn = f_add},
@@ -308,7 +314,15 @@ const op_case op_cases[] = {
      {G(1, 2, 2, 3), G(1, 2, 5, 3), G(1, 2, 5, 3)},
      P(1),
      .fn = f_attention},
+    {"attention/dropout",
+     "attention",
+     4,
+     {G(1, 2, 3, 4), G(1, 2, 5, 4), G(1, 2, 5, 3), C(DOMAIN_SMALL_INT, 1, 1, 1, 5)},
+     P(0, 11),
+     PF(0, 0.25),
+     .fn = f_attention},
 };
+// clang-format on
 const int n_op_cases = (int)(sizeof op_cases / sizeof op_cases[0]);
 
 bool op_case_differentiable(const op_case *c) {

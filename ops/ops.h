@@ -111,9 +111,17 @@ typedef struct {
 // logits (N, C), target (N) class ids (i64 or i32). opt may be NULL for the defaults.
 tensor *tensor_cross_entropy(tensor *logits, tensor *target, const cross_entropy_options *opt);
 
-// softmax(q k^T * scale + mask) v for q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv).
-// mask: additive, broadcastable to (B, H, T, S), or NULL. causal: query i sees keys
-// j <= i + (S - T) (so a KV-cached decoder step works). scale <= 0 means 1 / sqrt(D).
-// Returns (B, H, T, Dv) laid out in memory as (B, T, H, Dv): transpose(1, 2) + reshape to
-// (B, T, H * Dv) is then free.
-tensor *tensor_attention(tensor *q, tensor *k, tensor *v, tensor *mask, bool causal, double scale);
+typedef struct {
+    tensor *mask;   // additive, broadcastable to (B, H, T, S), or NULL
+    bool causal;    // query i sees keys j <= i + (S - T) (a KV-cached decoder step works)
+    double scale;   // <= 0: 1 / sqrt(D)
+    double dropout; // on the attention probabilities, applied only when training
+    bool training;
+    rng_generator *rng; // dropout masks (NULL: the default generator)
+} attention_options;
+#define ATTENTION_DEFAULTS ((attention_options){NULL, false, 0.0, 0.0, false, NULL})
+
+// softmax(q k^T * scale + mask) v for q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv); opt may be
+// NULL for the defaults. The mask receives a gradient if it requires one. Returns (B, H, T, Dv)
+// laid out in memory as (B, T, H, Dv): transpose(1, 2) + reshape to (B, T, H * Dv) is then free.
+tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_options *opt);

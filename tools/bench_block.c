@@ -55,7 +55,7 @@ tensor *bench_block_forward(const bench_block_weights *w, tensor *x) {
     tensor *q = tensor_select(heads, 0, 0), *k = tensor_select(heads, 0, 1);
     tensor *v = tensor_select(heads, 0, 2);
     tensor_free(heads);
-    tensor *o = tensor_attention(q, k, v, NULL, false, 1.0 / sqrt((double)hd));
+    tensor *o = tensor_attention(q, k, v, &(attention_options){.scale = 1.0 / sqrt((double)hd)});
     tensor_free(q);
     tensor_free(k);
     tensor_free(v);

@@ -440,6 +440,13 @@ static void attention(const ref_t *q, const ref_t *k, const ref_t *v, const ref_
                     m = fmax(m, p[j]);
                 }
                 for (int64_t j = 0; j < s; j++) sum += (p[j] = exp(p[j] - m));
+                // Dropout on the probabilities: element (bb, hh, i, j) of P keeps its Philox draw.
+                double drop = c->fparam[1];
+                for (int64_t j = 0; j < s && drop > 0; j++) {
+                    uint64_t flat = (uint64_t)(((bb * h + hh) * t + i) * s + j);
+                    bool keep = philox_uniform((uint64_t)c->iparam[1], 0, flat) >= drop;
+                    p[j] = keep ? p[j] / (1 - drop) : 0;
+                }
                 for (int64_t e = 0; e < dv; e++) {
                     double acc = 0;
                     for (int64_t j = 0; j < s; j++)

@@ -148,7 +148,7 @@ static void layer_norm_weight(void) {
 static void attention_shapes(void) {
     tensor *q = tensor_zeros(PETAL_F32, SHAPE(1, 2, 3, 4)),
            *k = tensor_zeros(PETAL_F32, SHAPE(1, 2, 5, 8));
-    tensor_attention(q, k, k, NULL, false, 0);
+    tensor_attention(q, k, k, NULL);
 }
 static void cuda_without_cuda(void) {
     tensor_zeros_on(DEVICE_CUDA(0), PETAL_F32, SHAPE(2));
@@ -230,13 +230,13 @@ START_TEST(test_attention_masks) {
     // BERT's additive -10000 on padded keys is, to f64 precision, attention over the rest.
     tensor *mask =
         tensor_from_data(PETAL_F64, SHAPE(1, 1, 1, 5), (double[]){0, 0, 0, -10000, -10000});
-    tensor *masked = tensor_attention(q, k, v, mask, false, 0);
+    tensor *masked = tensor_attention(q, k, v, &(attention_options){.mask = mask});
     tensor *short_k = tensor_slice(k, 2, 0, 3, 1), *short_v = tensor_slice(v, 2, 0, 3, 1);
-    tensor *direct = tensor_attention(q, short_k, short_v, NULL, false, 0);
+    tensor *direct = tensor_attention(q, short_k, short_v, NULL);
     ck_assert(tensors_close("masked keys", masked, direct, 1e-12, 0));
     // With as many queries as keys, the first query of a causal layer sees only the first key:
     // its output is v[0]. (With more keys, a KV cache, it sees S - T more.)
-    tensor *causal = tensor_attention(q, short_k, short_v, NULL, true, 0);
+    tensor *causal = tensor_attention(q, short_k, short_v, &(attention_options){.causal = true});
     ck_assert(tensors_close(
         "causal row 0", tensor_select(tensor_select(tensor_select(causal, 0, 0), 0, 0), 0, 0),
         tensor_select(tensor_select(tensor_select(v, 0, 0), 0, 0), 0, 0), 1e-15, 0));
