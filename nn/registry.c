@@ -66,6 +66,7 @@ param_entry *registry_add(param_registry *r, const char *name, tensor *t, modali
     e->decay = decay;
     e->tag = tag;
     e->buffer = false;
+    e->linear = NULL;
     if (dtype_is_float(t->dtype)) tensor_set_requires_grad(t, false);
     return e;
 }

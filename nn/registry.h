@@ -21,11 +21,14 @@ typedef enum {
 
 const char *modality_name(modality m);
 
+struct nn_linear;
+
 typedef struct {
     char *name;
-    tensor *value;  // owned; requires_grad mirrors `trainable`
-    bool trainable; // receives gradients and optimizer updates
-    bool decay;     // weight decay applies (off for biases, LayerNorm, embeddings' norms)
+    tensor *value;            // owned; requires_grad mirrors `trainable`
+    struct nn_linear *linear; // the Linear layer this is the weight of (PETL attaches there)
+    bool trainable;           // receives gradients and optimizer updates
+    bool decay;               // weight decay applies (off for biases, LayerNorm, embeddings' norms)
     modality tag;
     bool buffer; // state saved with the model but never trained (e.g. momentum queues)
 } param_entry;

@@ -1,0 +1,131 @@
+#include "models/blip/config.h"
+
+#include <string.h>
+
+static const char *const task_names[] = {[BLIP_RETRIEVAL] = "retrieval",
+                                         [BLIP_ITM] = "itm",
+                                         [BLIP_VQA] = "vqa",
+                                         [BLIP_CAPTION] = "caption"};
+
+const char *blip_task_name(blip_task task) {
+    return task_names[task];
+}
+
+petal_status blip_task_parse(const char *name, blip_task *out) {
+    for (int t = 0; t < (int)(sizeof task_names / sizeof task_names[0]); t++)
+        if (strcmp(name, task_names[t]) == 0) {
+            *out = (blip_task)t;
+            return PETAL_OK;
+        }
+    return petal_error(PETAL_ERR_ARG, "task '%s': expected retrieval, itm, vqa or caption", name);
+}
+
+static bert_config med_config(int64_t encoder_width, bool lm_head) {
+    return (bert_config){.hidden = 768,
+                         .layers = 12,
+                         .heads = 12,
+                         .intermediate = 3072,
+                         .vocab = 30524,
+                         .max_positions = 512,
+                         .type_vocab = 0,
+                         .encoder_width = encoder_width,
+                         .eps = 1e-12,
+                         .dropout = 0.1,
+                         .attn_dropout = 0.1,
+                         .lm_head = lm_head};
+}
+
+static blip_config with_task(blip_config c, blip_task task) {
+    c.task = task;
+    c.vision.image_size = task == BLIP_VQA ? 480 : 384;
+    c.vision.drop_path = task == BLIP_VQA ? 0.1 : 0.0;
+    c.text = med_config(c.vision.width, false);
+    // The VQA answer decoder cross-attends to the question encoder (768 wide); the caption
+    // decoder to the image.
+    c.decoder = med_config(task == BLIP_VQA ? c.text.hidden : c.vision.width, true);
+    c.embed_dim = 256;
+    c.tokens =
+        (blip_tokens){.pad = 0, .unk = 100, .cls = 101, .sep = 102, .dec = 30522, .enc = 30523};
+    c.momentum = task == BLIP_RETRIEVAL;
+    c.queue_size = 57600;
+    c.momentum_coef = 0.995;
+    c.temp = 0.07;
+    return c;
+}
+
+blip_config blip_config_base(blip_task task) {
+    blip_config c = {
+        .vision = {.patch = 16, .width = 768, .depth = 12, .heads = 12, .mlp = 3072, .eps = 1e-6}};
+    return with_task(c, task);
+}
+
+blip_config blip_config_large(blip_task task) {
+    blip_config c = {
+        .vision = {.patch = 16, .width = 1024, .depth = 24, .heads = 16, .mlp = 4096, .eps = 1e-6}};
+    c = with_task(c, task);
+    c.vision.drop_path = 0.1; // create_vit('large') uses 0.1 for every task
+    return c;
+}
+
+blip_config blip_config_tiny(blip_task task) {
+    blip_config c = {
+        .vision = {.patch = 16, .width = 32, .depth = 2, .heads = 2, .mlp = 64, .eps = 1e-6}};
+    c = with_task(c, task);
+    c.vision.image_size = 32;
+    bert_config *text_models[] = {&c.text, &c.decoder};
+    for (int i = 0; i < 2; i++) {
+        bert_config *t = text_models[i];
+        t->hidden = 32;
+        t->layers = 2;
+        t->heads = 2;
+        t->intermediate = 64;
+        t->vocab = 128;
+        t->max_positions = 64;
+        t->encoder_width = 32;
+    }
+    c.embed_dim = 16;
+    c.tokens = (blip_tokens){.pad = 0, .unk = 3, .cls = 1, .sep = 2, .dec = 126, .enc = 127};
+    c.queue_size = 32;
+    return c;
+}
+
+static petal_status check_positive(const char *field, int64_t value) {
+    if (value > 0) return PETAL_OK;
+    return petal_error(PETAL_ERR_ARG, "blip config: %s must be positive, got %lld", field,
+                       (long long)value);
+}
+
+static petal_status check_heads(const char *field, int64_t width, int64_t heads) {
+    if (heads > 0 && width % heads == 0) return PETAL_OK;
+    return petal_error(PETAL_ERR_ARG, "blip config: %s width %lld is not a multiple of %lld heads",
+                       field, (long long)width, (long long)heads);
+}
+
+petal_status blip_config_check(const blip_config *c) {
+    const vit_config *v = &c->vision;
+    petal_status s;
+    if ((s = check_positive("vision.patch", v->patch)) ||
+        (s = check_positive("vision.depth", v->depth)) ||
+        (s = check_heads("vision", v->width, v->heads)) ||
+        (s = check_positive("vision.mlp", v->mlp)))
+        return s;
+    if (v->image_size <= 0 || v->image_size % v->patch != 0)
+        return petal_error(PETAL_ERR_ARG,
+                           "blip config: vision.image_size %lld is not a positive multiple of the "
+                           "patch size %lld",
+                           (long long)v->image_size, (long long)v->patch);
+    const bert_config *texts[] = {&c->text, &c->decoder};
+    const char *names[] = {"text", "decoder"};
+    for (int i = 0; i < 2; i++) {
+        if ((s = check_heads(names[i], texts[i]->hidden, texts[i]->heads)) ||
+            (s = check_positive(i ? "decoder.vocab" : "text.vocab", texts[i]->vocab)))
+            return s;
+    }
+    int64_t ids[] = {c->tokens.pad, c->tokens.cls, c->tokens.sep, c->tokens.dec, c->tokens.enc};
+    for (int i = 0; i < 5; i++)
+        if (ids[i] < 0 || ids[i] >= c->text.vocab)
+            return petal_error(PETAL_ERR_ARG,
+                               "blip config: token id %lld outside the vocabulary (%lld)",
+                               (long long)ids[i], (long long)c->text.vocab);
+    return PETAL_OK;
+}

@@ -1,0 +1,38 @@
+// Multi-head attention built on tensor_attention: head splitting and merging, a KV cache for
+// decoding, and the BERT-style module with separate query / key / value projections (self- or
+// cross-attention). The ViT's fused-qkv attention is in models/blip/vit.c.
+#pragma once
+
+#include "nn/linear.h"
+
+// (B, T, H * D) -> (B, H, T, D), a view.
+tensor *nn_heads_split(tensor *x, int64_t heads);
+// (B, H, T, D) -> (B, T, H * D); a view (no copy) for tensor_attention's outputs.
+tensor *nn_heads_merge(tensor *o);
+
+// Keys and values of earlier decoding steps, (B, H, S, D) each, owned by the cache.
+typedef struct {
+    tensor *k, *v;
+} nn_kv_cache;
+
+void nn_kv_cache_free(nn_kv_cache *c);
+int64_t nn_kv_cache_length(const nn_kv_cache *c); // S (0 when empty)
+// Keeps batch rows `rows` (i64, any length) in that order: beam search's reordering.
+void nn_kv_cache_select(nn_kv_cache *c, tensor *rows);
+
+typedef struct {
+    nn_linear query, key, value;
+    int64_t heads;
+    double dropout; // on the attention probabilities, when training
+} nn_attention;
+
+// dim: the query side's width; kv_dim: the width of what keys and values read (dim for
+// self-attention, the image features' width for cross-attention).
+void nn_attention_init(nn_attention *a, nn_builder *b, const char *name, int64_t dim,
+                       int64_t kv_dim, int64_t heads, double dropout, modality tag, nn_init init);
+void nn_attention_free(nn_attention *a);
+// x (B, T, dim); kv (B, S, kv_dim) for cross-attention or NULL for self-attention; mask additive,
+// broadcastable to (B, H, T, S), or NULL. With a cache (self-attention only) the step's keys and
+// values are appended and the queries attend to all of them. Returns (B, T, dim).
+tensor *nn_attention_forward(const nn_attention *a, tensor *x, tensor *kv, tensor *mask,
+                             nn_kv_cache *cache, const nn_ctx *ctx);

@@ -1,0 +1,53 @@
+#include "nn/linear.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+#include "tensor/error.h"
+
+void nn_linear_init(nn_linear *l, nn_builder *b, const char *name, int64_t in, int64_t out,
+                    bool bias, modality tag, nn_init init) {
+    char buf[NN_NAME_MAX];
+    memset(l, 0, sizeof *l);
+    l->name = strdup(name);
+    PETAL_CHECK(l->name != NULL, "nn_linear_init: out of host memory");
+    l->in = in;
+    l->out = out;
+    l->weight = nn_param(b, nn_name(buf, "%s.weight", name), SHAPE(out, in), tag, true);
+    registry_find(b->registry, buf)->linear = l;
+    nn_init_weight(l->weight, init, b->rng);
+    if (!bias) return;
+    l->bias = nn_param(b, nn_name(buf, "%s.bias", name), SHAPE(out), tag, false);
+    if (init == NN_INIT_TORCH) {
+        double bound = 1.0 / sqrt((double)in);
+        tensor_uniform_(l->bias, -bound, bound, b->rng);
+    }
+}
+
+void nn_linear_free(nn_linear *l) {
+    while (l->deltas) {
+        nn_delta *d = l->deltas;
+        l->deltas = d->next;
+        if (d->free) d->free(d);
+    }
+    free(l->name);
+    l->name = NULL;
+}
+
+void nn_linear_attach(nn_linear *l, nn_delta *d) {
+    d->next = NULL;
+    nn_delta **tail = &l->deltas;
+    while (*tail) tail = &(*tail)->next;
+    *tail = d;
+}
+
+tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
+    tensor *y = tensor_linear(x, l->weight, l->bias);
+    for (nn_delta *d = l->deltas; d; d = d->next) {
+        tensor *delta = d->forward(d, x, ctx);
+        y = nn_consume(y, nn_consume(delta, tensor_add(y, delta)));
+    }
+    return y;
+}

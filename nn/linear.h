@@ -1,0 +1,29 @@
+// Linear layer, and the hook through which PETL deltas join the backbone:
+//     y = x W^T + b + sum_k delta_k(x)
+// nn_linear_forward is the only place where that sum happens (DESIGN.md "nn/").
+#pragma once
+
+#include "nn/nn.h"
+
+typedef struct nn_delta nn_delta;
+struct nn_delta {
+    const char *kind; // "lora", "cp", ... (for messages and listings)
+    // The delta's contribution (..., out) for input x (..., in).
+    tensor *(*forward)(nn_delta *d, tensor *x, const nn_ctx *ctx);
+    void (*free)(nn_delta *d); // may be NULL
+    nn_delta *next;
+};
+
+typedef struct nn_linear {
+    char *name;     // registry prefix: "<name>.weight", "<name>.bias"
+    tensor *weight; // (out, in), owned by the registry
+    tensor *bias;   // (out) or NULL, owned by the registry
+    int64_t in, out;
+    nn_delta *deltas;
+} nn_linear;
+
+void nn_linear_init(nn_linear *l, nn_builder *b, const char *name, int64_t in, int64_t out,
+                    bool bias, modality tag, nn_init init);
+void nn_linear_free(nn_linear *l); // frees the attached deltas (the registry owns the tensors)
+tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx);
+void nn_linear_attach(nn_linear *l, nn_delta *d); // appended; the layer frees it
