@@ -96,10 +96,9 @@ int registry_set_trainable(param_registry *r, const char *pattern, bool trainabl
     int count = 0;
     for (int i = 0; i < r->n; i++) {
         param_entry *e = &r->items[i];
-        if (!registry_match(pattern, e->name)) continue;
-        PETAL_CHECK(!trainable || (!e->buffer && dtype_is_float(e->value->dtype)),
-                    "registry_set_trainable: '%s' is a %s and cannot be trained", e->name,
-                    e->buffer ? "buffer" : "integer tensor");
+        // Buffers and integer tensors are state, never trained: patterns pass over them.
+        if (e->buffer || !dtype_is_float(e->value->dtype) || !registry_match(pattern, e->name))
+            continue;
         e->trainable = trainable;
         tensor_set_requires_grad(e->value, trainable);
         if (!trainable) tensor_reset_grad(e->value);

@@ -50,7 +50,8 @@ tensor *registry_get(const param_registry *r, const char *name);
 
 // Glob patterns: '*' matches any run of characters (dots included), '?' one character.
 bool registry_match(const char *pattern, const char *name);
-// Sets trainable (and requires_grad) on every entry whose name matches; returns how many.
+// Sets trainable (and requires_grad) on every parameter whose name matches (buffers and integer
+// tensors are skipped); returns how many.
 int registry_set_trainable(param_registry *r, const char *pattern, bool trainable);
 void registry_freeze_all(param_registry *r);
 

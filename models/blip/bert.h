@@ -1,0 +1,71 @@
+// BERT / MED (Salesforce models/med.py): word + position (+ token-type) embeddings with
+// LayerNorm; post-LN layers of self-attention, cross-attention to image (or question) states in
+// multimodal mode, and a GELU feed-forward; and, for decoders, BertLMHeadModel's prediction head
+// whose output matrix is the word embedding table (tied).
+//
+// Masks follow med.py exactly: 0/1 masks become additive (1 - m) * -10000; a decoder combines the
+// causal mask with the padding mask (and with a KV cache, every cached position is visible).
+// Parameter names are the checkpoint's under a prefix ("text_encoder", "text_decoder.bert"; the
+// head lives at "<head prefix>.cls.predictions").
+#pragma once
+
+#include "models/blip/config.h"
+#include "nn/attention.h"
+#include "nn/embedding.h"
+#include "nn/layer_norm.h"
+
+typedef struct {
+    nn_attention self;     // attention.self.{query,key,value}
+    nn_linear self_dense;  // attention.output.dense
+    nn_layer_norm self_ln; // attention.output.LayerNorm
+    bool has_cross;
+    nn_attention cross;     // crossattention.self.*
+    nn_linear cross_dense;  // crossattention.output.dense
+    nn_layer_norm cross_ln; // crossattention.output.LayerNorm
+    nn_linear inter;        // intermediate.dense
+    nn_linear out;          // output.dense
+    nn_layer_norm out_ln;   // output.LayerNorm
+} bert_layer;
+
+typedef struct {
+    bert_config cfg;
+    nn_embedding word, position, token_type; // token_type only when cfg.type_vocab > 0
+    nn_layer_norm emb_ln;
+    bert_layer *layers;
+    // Prediction head (cfg.lm_head): transform dense -> GELU -> LayerNorm -> word embeddings^T +
+    // bias.
+    nn_linear head_dense;
+    nn_layer_norm head_ln;
+    tensor *head_bias; // (V)
+} bert_model;
+
+typedef enum { BERT_TEXT, BERT_MULTIMODAL } bert_mode;
+
+typedef struct {
+    tensor *ids;            // (B, T) i64
+    tensor *mask;           // (B, P + T) 0/1 in the model's dtype (P: cached steps), or NULL: ones
+    bert_mode mode;         // MULTIMODAL: cross-attention to encoder_states in every layer
+    tensor *encoder_states; // (B, N, W)
+    tensor *encoder_mask;   // (B, N) 0/1, or NULL: ones
+    bool causal;            // a decoder: position i sees positions <= i
+    nn_kv_cache *cache;     // one per layer (self-attention), or NULL
+} bert_input;
+
+// prefix: the encoder's parameters ("text_encoder", "text_decoder.bert"); head_prefix: where the
+// prediction head lives ("text_decoder"), used only when cfg->lm_head.
+void bert_init(bert_model *m, nn_builder *b, const char *prefix, const char *head_prefix,
+               const bert_config *cfg, modality tag);
+void bert_free(bert_model *m);
+
+tensor *bert_embed(const bert_model *m, tensor *ids, int64_t past, const nn_ctx *ctx);
+// (B, T, H): the last hidden states.
+tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ctx);
+// hidden (B, T, H) -> logits (B, T, V) through the prediction head.
+tensor *bert_lm_logits(const bert_model *m, tensor *hidden);
+// BertLMHeadModel's loss: next-token cross-entropy of logits[:, :-1] against labels[:, 1:] with
+// label smoothing 0.1 and -100 ignored; per_sequence: (B) sums over each sequence's tokens
+// (reduction 'none'), else the mean over every counted token.
+tensor *bert_lm_loss(tensor *logits, tensor *labels, bool per_sequence);
+
+// The additive mask (B, 1, 1, S) = (1 - m) * -10000 of a 0/1 mask (B, S).
+tensor *bert_extended_mask(tensor *mask);

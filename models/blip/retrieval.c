@@ -1,0 +1,404 @@
+#include "models/blip/retrieval.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "ops/ops.h"
+#include "tensor/error.h"
+#include "tensor/philox.h"
+#include "tensor/scope.h"
+
+// ---- small helpers ----
+
+// (B) ids -> (1, B) or (B, 1) views
+static tensor *as_row(tensor *v) {
+    return tensor_reshape(v, SHAPE(1, tensor_numel(v)));
+}
+static tensor *as_col(tensor *v) {
+    return tensor_reshape(v, SHAPE(tensor_numel(v), 1));
+}
+
+// eq(a, b) of integer tensors as 0/1 in dtype
+static tensor *equal_mask(tensor *a, tensor *b, petal_dtype dtype) {
+    tensor *eq = tensor_eq(a, b);
+    return nn_consume(eq, tensor_cast(eq, dtype));
+}
+
+// The ITC temperature is clamped in place, outside autograd, before every step.
+static void clamp_temp(blip_model *m) {
+    bool grad = grad_mode_set(false);
+    tensor *c = tensor_clamp(m->temp, 0.001, 0.5);
+    tensor_copy_(m->temp, c);
+    tensor_free(c);
+    grad_mode_set(grad);
+}
+
+// -sum(log_softmax(sim, 1) * targets, 1).mean()
+static tensor *soft_cross_entropy(tensor *sim, tensor *targets) {
+    tensor *lp = tensor_log_softmax(sim, 1);
+    tensor *prod = nn_consume(lp, tensor_mul(lp, targets));
+    tensor *rows = nn_consume(prod, tensor_sum(prod, 1, false));
+    tensor *mean = nn_consume(rows, tensor_mean_all(rows));
+    return nn_consume(mean, tensor_neg(mean));
+}
+
+// a @ b / temp
+static tensor *scaled_sim(tensor *a, tensor *b, tensor *temp) {
+    tensor *s = tensor_matmul(a, b);
+    return nn_consume(s, tensor_div(s, temp));
+}
+
+// ---- momentum encoders and queues ----
+
+// p_m = p_m * c + p * (1 - c) for every momentum copy (blip_retrieval.py's _momentum_update).
+static void momentum_update(blip_model *m) {
+    static const char *const prefixes[] = {"visual_encoder.", "vision_proj.", "text_encoder.",
+                                           "text_proj."};
+    double c = m->cfg.momentum_coef;
+    char name[NN_NAME_MAX];
+    for (int i = 0; i < m->registry->n; i++) {
+        const param_entry *e = &m->registry->items[i];
+        for (int p = 0; p < 4; p++) {
+            size_t len = strlen(prefixes[p]);
+            if (strncmp(e->name, prefixes[p], len) != 0) continue;
+            nn_name(name, "%.*s_m.%s", (int)(len - 1), prefixes[p], e->name + len);
+            tensor *pm = registry_get(m->registry, name);
+            tensor *a = tensor_mul_scalar(pm, c), *b = tensor_mul_scalar(e->value, 1.0 - c);
+            tensor *mixed = tensor_add(a, b);
+            tensor_copy_(pm, mixed);
+            tensor_free(a);
+            tensor_free(b);
+            tensor_free(mixed);
+        }
+    }
+}
+
+// Writes the batch's momentum features and ids at the queue pointer and advances it.
+static void enqueue(blip_model *m, tensor *image_feat_m, tensor *text_feat_m, tensor *ids) {
+    int64_t b = image_feat_m->shape[0], q = m->cfg.queue_size;
+    PETAL_CHECK(q % b == 0, "blip retrieval: queue size %lld is not a multiple of the batch %lld",
+                (long long)q, (long long)b);
+    int64_t ptr = (int64_t)tensor_item(m->ptr_queue);
+    tensor *targets[] = {m->image_queue, m->text_queue, m->idx_queue};
+    tensor *sources[] = {tensor_transpose(image_feat_m, 0, 1), tensor_transpose(text_feat_m, 0, 1),
+                         as_row(ids)};
+    for (int i = 0; i < 3; i++) {
+        tensor *window = tensor_slice(targets[i], 1, ptr, ptr + b, 1);
+        tensor_copy_(window, sources[i]);
+        tensor_free(window);
+        tensor_free(sources[i]);
+    }
+    tensor_fill_(m->ptr_queue, (double)((ptr + b) % q));
+}
+
+// ---- ITC ----
+
+typedef struct {
+    tensor *image_embeds, *image_feat, *text_feat; // with gradients
+} retrieval_features;
+
+static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *images, tensor *ids,
+                            tensor *mask, tensor *image_ids, double alpha, const nn_ctx *ctx) {
+    petal_dtype dt = f->image_feat->dtype;
+    tensor *col = as_col(image_ids), *row = as_row(image_ids);
+    tensor *idx_all = tensor_concat((tensor *[]){row, m->idx_queue}, 2, 1); // (1, B + Q)
+    tensor *pos = equal_mask(col, idx_all, dt);
+    tensor *pos_sum = tensor_sum(pos, 1, true);
+    tensor *sim_targets = tensor_div(pos, pos_sum);
+    bool grad = grad_mode_set(false);
+    momentum_update(m);
+    tensor *embeds_m = vit_forward(&m->vit_m, images, ctx);
+    tensor *cls_m = tensor_select(embeds_m, 1, 0);
+    tensor *proj_m = nn_linear_forward(&m->vision_proj_m, cls_m, ctx);
+    tensor *image_feat_m = tensor_normalize(proj_m, -1, 1e-12);
+    bert_input in = {.ids = ids, .mask = mask, .mode = BERT_TEXT};
+    tensor *text_h_m = bert_forward(&m->text_m, &in, ctx);
+    tensor *tcls_m = tensor_select(text_h_m, 1, 0);
+    tensor *tproj_m = nn_linear_forward(&m->text_proj_m, tcls_m, ctx);
+    tensor *text_feat_m = tensor_normalize(tproj_m, -1, 1e-12);
+    tensor *it = tensor_transpose(image_feat_m, 0, 1), *tt = tensor_transpose(text_feat_m, 0, 1);
+    tensor *image_all = tensor_concat((tensor *[]){it, m->image_queue}, 2, 1); // (E, B + Q)
+    tensor *text_all = tensor_concat((tensor *[]){tt, m->text_queue}, 2, 1);
+    tensor *targets[2];
+    tensor *sims_m[2] = {scaled_sim(image_feat_m, text_all, m->temp),
+                         scaled_sim(text_feat_m, image_all, m->temp)};
+    for (int i = 0; i < 2; i++) { // alpha softmax(sim_m) + (1 - alpha) sim_targets
+        tensor *sm = tensor_softmax(sims_m[i], 1);
+        tensor *a = tensor_mul_scalar(sm, alpha), *b = tensor_mul_scalar(sim_targets, 1 - alpha);
+        targets[i] = tensor_add(a, b);
+        tensor_free(sm);
+        tensor_free(a);
+        tensor_free(b);
+        tensor_free(sims_m[i]);
+    }
+    grad_mode_set(grad);
+    tensor *sim_i2t = scaled_sim(f->image_feat, text_all, m->temp);
+    tensor *sim_t2i = scaled_sim(f->text_feat, image_all, m->temp);
+    tensor *l_i2t = soft_cross_entropy(sim_i2t, targets[0]);
+    tensor *l_t2i = soft_cross_entropy(sim_t2i, targets[1]);
+    tensor *sum = tensor_add(l_i2t, l_t2i);
+    tensor *loss = tensor_mul_scalar(sum, 0.5);
+    grad = grad_mode_set(false);
+    enqueue(m, image_feat_m, text_feat_m, image_ids);
+    grad_mode_set(grad);
+    tensor *temps[] = {col,         row,       idx_all,  pos,         pos_sum,
+                       sim_targets, embeds_m,  cls_m,    proj_m,      image_feat_m,
+                       text_h_m,    tcls_m,    tproj_m,  text_feat_m, it,
+                       tt,          image_all, text_all, targets[0],  targets[1],
+                       sim_i2t,     sim_t2i,   l_i2t,    l_t2i,       sum};
+    for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) tensor_free(temps[i]);
+    return loss;
+}
+
+// Without momentum encoders: in-batch contrastive loss against the image-id targets.
+static tensor *itc_in_batch(blip_model *m, const retrieval_features *f, tensor *image_ids) {
+    petal_dtype dt = f->image_feat->dtype;
+    tensor *col = as_col(image_ids), *row = as_row(image_ids);
+    tensor *pos = equal_mask(col, row, dt);
+    tensor *pos_sum = tensor_sum(pos, 1, true);
+    tensor *targets = tensor_div(pos, pos_sum);
+    tensor *tt = tensor_transpose(f->text_feat, 0, 1), *it = tensor_transpose(f->image_feat, 0, 1);
+    tensor *sim_i2t = scaled_sim(f->image_feat, tt, m->temp);
+    tensor *sim_t2i = scaled_sim(f->text_feat, it, m->temp);
+    tensor *l_i2t = soft_cross_entropy(sim_i2t, targets);
+    tensor *l_t2i = soft_cross_entropy(sim_t2i, targets);
+    tensor *sum = tensor_add(l_i2t, l_t2i);
+    tensor *loss = tensor_mul_scalar(sum, 0.5);
+    tensor *temps[] = {col, row,     pos,     pos_sum, targets, tt,
+                       it,  sim_i2t, sim_t2i, l_i2t,   l_t2i,   sum};
+    for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) tensor_free(temps[i]);
+    return loss;
+}
+
+// ---- ITM with hard negatives ----
+
+void blip_sample_rows(tensor *weights, rng_generator *g, int64_t *out) {
+    int64_t rows = weights->shape[0], cols = weights->shape[1];
+    double *w = malloc((size_t)(rows * cols) * sizeof *w);
+    PETAL_CHECK(w != NULL, "blip_sample_rows: out of host memory");
+    tensor_to_doubles(weights, w);
+    rng_state s = rng_reserve(g, rows);
+    for (int64_t r = 0; r < rows; r++) {
+        const double *row = w + r * cols;
+        double total = 0;
+        for (int64_t c = 0; c < cols; c++) total += row[c];
+        PETAL_CHECK(total > 0,
+                    "hard negatives: row %lld has no candidate (every item shares its id)",
+                    (long long)r);
+        double u = philox_uniform(s.seed, s.offset, (uint64_t)r) * total, acc = 0;
+        out[r] = cols - 1;
+        for (int64_t c = 0; c < cols; c++) {
+            acc += row[c];
+            if (u < acc && row[c] > 0) {
+                out[r] = c;
+                break;
+            }
+        }
+    }
+    free(w);
+}
+
+// softmax(a @ b^T / temp) with same-id pairs zeroed: the hard-negative weights.
+static tensor *negative_weights(tensor *a, tensor *b, tensor *temp, tensor *same) {
+    tensor *bt = tensor_transpose(b, 0, 1);
+    tensor *sim = nn_consume(bt, scaled_sim(a, bt, temp));
+    tensor *p = nn_consume(sim, tensor_softmax(sim, 1));
+    return nn_consume(p, tensor_masked_fill(p, same, 0.0));
+}
+
+static tensor *index_tensor(const int64_t *v, int64_t n, petal_device device) {
+    tensor *t = tensor_from_data(PETAL_I64, SHAPE(n), v);
+    return device.type == PETAL_CPU ? t : nn_consume(t, tensor_to(t, device));
+}
+
+static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids, tensor *mask,
+                        tensor *image_ids, const retrieval_options *opt, const nn_ctx *ctx) {
+    int64_t b = ids->shape[0];
+    petal_device dev = ids->device;
+    tensor *enc_ids = blip_with_first_token(ids, m->cfg.tokens.enc);
+    tensor *pos_h = blip_multimodal(m, enc_ids, mask, f->image_embeds, ctx);
+    int64_t *neg_img = malloc((size_t)b * sizeof *neg_img),
+            *neg_txt = malloc((size_t)b * sizeof *neg_txt);
+    PETAL_CHECK(neg_img && neg_txt, "blip retrieval: out of host memory");
+    if (opt->neg_image_for_text && opt->neg_text_for_image) {
+        memcpy(neg_img, opt->neg_image_for_text, (size_t)b * sizeof *neg_img);
+        memcpy(neg_txt, opt->neg_text_for_image, (size_t)b * sizeof *neg_txt);
+    } else {
+        bool grad = grad_mode_set(false);
+        tensor *col = as_col(image_ids), *row = as_row(image_ids);
+        tensor *same = equal_mask(col, row, f->image_feat->dtype);
+        tensor *w_i2t = negative_weights(f->image_feat, f->text_feat, m->temp, same);
+        tensor *w_t2i = negative_weights(f->text_feat, f->image_feat, m->temp, same);
+        blip_sample_rows(w_t2i, opt->rng, neg_img); // a negative image for each text
+        blip_sample_rows(w_i2t, opt->rng, neg_txt); // a negative text for each image
+        tensor *temps[] = {col, row, same, w_i2t, w_t2i};
+        for (int i = 0; i < 5; i++) tensor_free(temps[i]);
+        grad_mode_set(grad);
+    }
+    tensor *img_idx = index_tensor(neg_img, b, dev), *txt_idx = index_tensor(neg_txt, b, dev);
+    tensor *embeds_neg = tensor_index_select(f->image_embeds, 0, img_idx);
+    tensor *ids_neg = tensor_index_select(enc_ids, 0, txt_idx);
+    tensor *mask_neg = tensor_index_select(mask, 0, txt_idx);
+    tensor *ids_all = tensor_concat((tensor *[]){enc_ids, ids_neg}, 2, 0);
+    tensor *mask_all = tensor_concat((tensor *[]){mask, mask_neg}, 2, 0);
+    tensor *embeds_all = tensor_concat((tensor *[]){embeds_neg, f->image_embeds}, 2, 0);
+    tensor *neg_h = blip_multimodal(m, ids_all, mask_all, embeds_all, ctx);
+    tensor *cls_pos = tensor_select(pos_h, 1, 0), *cls_neg = tensor_select(neg_h, 1, 0);
+    tensor *vl = tensor_concat((tensor *[]){cls_pos, cls_neg}, 2, 0); // (3B, H)
+    tensor *logits = nn_linear_forward(&m->itm_head, vl, ctx);
+    tensor *labels = tensor_zeros(PETAL_I64, SHAPE(3 * b));
+    for (int64_t i = 0; i < b; i++) tensor_data_i64(labels)[i] = 1;
+    if (dev.type != PETAL_CPU) labels = nn_consume(labels, tensor_to(labels, dev));
+    tensor *loss = tensor_cross_entropy(logits, labels, NULL);
+    tensor *temps[] = {enc_ids,  pos_h,   img_idx,  txt_idx,    embeds_neg, ids_neg,
+                       mask_neg, ids_all, mask_all, embeds_all, neg_h,      cls_pos,
+                       cls_neg,  vl,      logits,   labels};
+    for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) tensor_free(temps[i]);
+    free(neg_img);
+    free(neg_txt);
+    return loss;
+}
+
+retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *ids, tensor *mask,
+                                       tensor *image_ids, const retrieval_options *opt,
+                                       const nn_ctx *ctx) {
+    PETAL_CHECK(m->cfg.task == BLIP_RETRIEVAL, "blip_retrieval_losses: the model is for %s",
+                blip_task_name(m->cfg.task));
+    clamp_temp(m);
+    retrieval_features f;
+    f.image_embeds = blip_image_embeds(m, images, ctx);
+    f.image_feat = blip_image_feat(m, f.image_embeds);
+    f.text_feat = blip_text_feat(m, ids, mask, ctx);
+    retrieval_losses out;
+    out.ita = m->cfg.momentum ? itc_momentum(m, &f, images, ids, mask, image_ids, opt->alpha, ctx)
+                              : itc_in_batch(m, &f, image_ids);
+    out.itm = itm_loss(m, &f, ids, mask, image_ids, opt, ctx);
+    tensor_free(f.image_embeds);
+    tensor_free(f.image_feat);
+    tensor_free(f.text_feat);
+    return out;
+}
+
+// ---- evaluation ----
+
+// ITM match scores itm_head(...)[:, 1] for text rows ids/mask against image embeds (k rows each).
+static tensor *itm_scores(const blip_model *m, tensor *ids, tensor *mask, tensor *embeds) {
+    const nn_ctx eval = NN_EVAL;
+    tensor *logits = blip_itm_logits(m, ids, mask, embeds, &eval);
+    return nn_consume(logits, tensor_select(logits, 1, 1));
+}
+
+// For each row r of sims (R, C): the top k columns get itm(r, c) + sim, the rest -100.
+// `pair` builds the (k) ITM inputs of row r for columns `top`: ids, mask and image embeds.
+typedef void (*pair_fn)(const blip_model *m, int64_t r, tensor *top, tensor *text_ids,
+                        tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
+                        tensor **embeds);
+
+static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, pair_fn pair, tensor *text_ids,
+                      tensor *text_mask, tensor *image_embeds) {
+    int64_t rows = sims->shape[0], cols = sims->shape[1];
+    tensor *scores = tensor_keep(tensor_full(PETAL_F32, SHAPE(rows, cols), -100.0));
+    for (int64_t r = 0; r < rows; r++) {
+        int mark = scope_begin();
+        tensor *row = tensor_select(sims, 0, r), *top;
+        tensor *top_sim = tensor_topk(row, k, true, &top);
+        tensor *ids, *mask, *embeds;
+        pair(m, r, top, text_ids, text_mask, image_embeds, &ids, &mask, &embeds);
+        tensor *score = itm_scores(m, ids, mask, embeds);
+        tensor *total = tensor_add(score, top_sim);
+        double *v = malloc((size_t)k * sizeof *v);
+        tensor_to_doubles(total, v);
+        tensor *topc = tensor_to(top, DEVICE_CPU);
+        for (int64_t j = 0; j < k; j++)
+            tensor_data_f32(scores)[r * cols + tensor_data_i64(topc)[j]] = (float)v[j];
+        free(v);
+        scope_end(mark);
+    }
+    return scores;
+}
+
+// Image r against its top texts: the texts' rows, the image repeated.
+static void image_row_pair(const blip_model *m, int64_t r, tensor *top, tensor *text_ids,
+                           tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
+                           tensor **embeds) {
+    (void)m;
+    int64_t k = tensor_numel(top);
+    *ids = tensor_index_select(text_ids, 0, top);
+    *mask = tensor_index_select(text_mask, 0, top);
+    tensor *one = tensor_slice(image_embeds, 0, r, r + 1, 1);
+    *embeds = tensor_expand(one, SHAPE(k, image_embeds->shape[1], image_embeds->shape[2]));
+}
+
+// Text r against its top images: the text repeated, the images' rows.
+static void text_row_pair(const blip_model *m, int64_t r, tensor *top, tensor *text_ids,
+                          tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
+                          tensor **embeds) {
+    (void)m;
+    int64_t k = tensor_numel(top), l = text_ids->shape[1];
+    *ids = tensor_expand(tensor_slice(text_ids, 0, r, r + 1, 1), SHAPE(k, l));
+    *mask = tensor_expand(tensor_slice(text_mask, 0, r, r + 1, 1), SHAPE(k, l));
+    *embeds = tensor_index_select(image_embeds, 0, top);
+}
+
+void blip_retrieval_scores(const blip_model *m, tensor *image_embeds, tensor *image_feat,
+                           tensor *text_ids, tensor *text_mask, tensor *text_feat, int64_t k_test,
+                           tensor **i2t, tensor **t2i) {
+    bool grad = grad_mode_set(false);
+    int mark = scope_begin();
+    tensor *enc_ids = blip_with_first_token(text_ids, m->cfg.tokens.enc);
+    tensor *sims = tensor_matmul(image_feat, tensor_transpose(text_feat, 0, 1)); // (I, T)
+    int64_t k_i = k_test < sims->shape[1] ? k_test : sims->shape[1];
+    int64_t k_t = k_test < sims->shape[0] ? k_test : sims->shape[0];
+    *i2t = rerank(m, sims, k_i, image_row_pair, enc_ids, text_mask, image_embeds);
+    tensor *sims_t = tensor_contiguous(tensor_transpose(sims, 0, 1));
+    *t2i = rerank(m, sims_t, k_t, text_row_pair, enc_ids, text_mask, image_embeds);
+    scope_end(mark);
+    grad_mode_set(grad);
+}
+
+// Rank of column `target` in row r: how many columns score strictly higher.
+static int64_t rank_of(const float *row, int64_t cols, int64_t target) {
+    int64_t rank = 0;
+    for (int64_t c = 0; c < cols; c++) rank += row[c] > row[target];
+    return rank;
+}
+
+static void recall_at(const int64_t *ranks, int64_t n, double *r1, double *r5, double *r10) {
+    int64_t c1 = 0, c5 = 0, c10 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        c1 += ranks[i] < 1;
+        c5 += ranks[i] < 5;
+        c10 += ranks[i] < 10;
+    }
+    *r1 = 100.0 * (double)c1 / (double)n;
+    *r5 = 100.0 * (double)c5 / (double)n;
+    *r10 = 100.0 * (double)c10 / (double)n;
+}
+
+retrieval_recall blip_retrieval_recall(tensor *i2t, tensor *t2i, const int64_t *img2txt,
+                                       const int64_t *n_per_image, const int64_t *txt2img) {
+    int64_t n_img = i2t->shape[0], n_txt = i2t->shape[1];
+    tensor *a = tensor_cast(i2t, PETAL_F32), *b = tensor_cast(t2i, PETAL_F32);
+    int64_t *ranks = malloc((size_t)(n_img > n_txt ? n_img : n_txt) * sizeof *ranks);
+    PETAL_CHECK(ranks != NULL, "blip_retrieval_recall: out of host memory");
+    retrieval_recall r;
+    const int64_t *texts = img2txt;
+    for (int64_t i = 0; i < n_img; i++) { // the best-ranked of the image's captions counts
+        ranks[i] = n_txt;
+        for (int64_t j = 0; j < n_per_image[i]; j++) {
+            int64_t rk = rank_of(tensor_data_f32(a) + i * n_txt, n_txt, texts[j]);
+            if (rk < ranks[i]) ranks[i] = rk;
+        }
+        texts += n_per_image[i];
+    }
+    recall_at(ranks, n_img, &r.txt_r1, &r.txt_r5, &r.txt_r10);
+    for (int64_t t = 0; t < n_txt; t++)
+        ranks[t] = rank_of(tensor_data_f32(b) + t * n_img, n_img, txt2img[t]);
+    recall_at(ranks, n_txt, &r.img_r1, &r.img_r5, &r.img_r10);
+    r.r_mean = ((r.txt_r1 + r.txt_r5 + r.txt_r10) / 3 + (r.img_r1 + r.img_r5 + r.img_r10) / 3) / 2;
+    free(ranks);
+    tensor_free(a);
+    tensor_free(b);
+    return r;
+}

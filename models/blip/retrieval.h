@@ -1,0 +1,50 @@
+// Image-text retrieval (Salesforce blip_retrieval.py and train_retrieval.py): the training losses
+// (ITC with momentum distillation and queues, ITM with hard negatives) and the k_test rerank
+// evaluation with recall@1/5/10.
+#pragma once
+
+#include "models/blip/blip.h"
+
+typedef struct {
+    double alpha;       // distillation weight (0.4, ramped over the first epoch by the trainer)
+    rng_generator *rng; // hard-negative sampling (NULL: the default generator)
+    // Replay these negatives instead of sampling (B each; tests use torch's choices), or NULL.
+    const int64_t *neg_image_for_text;
+    const int64_t *neg_text_for_image;
+} retrieval_options;
+
+typedef struct {
+    tensor *ita; // () (i2t + t2i) / 2
+    tensor *itm; // () cross-entropy over [B positives, B text negatives, B image negatives]
+} retrieval_losses;
+
+// One training step's losses for images (B, 3, S, S), texts ids/mask (B, L) ([CLS] first) and
+// image ids (B, i64; equal ids are positives of each other). With cfg.momentum it also updates
+// the momentum encoders and the queues, as blip_retrieval.py does inside forward. The ITC
+// temperature is clamped to [0.001, 0.5] first.
+retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *ids, tensor *mask,
+                                       tensor *image_ids, const retrieval_options *opt,
+                                       const nn_ctx *ctx);
+
+// Draws one index per row of weights (R, C) with probability proportional to the weights (rows
+// must have a positive sum): torch.multinomial(w, 1) with petal's generator.
+void blip_sample_rows(tensor *weights, rng_generator *g, int64_t *out);
+
+// Score matrices of the k_test rerank: for each image, its k_test most similar texts by ITC
+// cosine get itm_head(...)[1] + cosine, all others -100; likewise for each text. image_embeds
+// (I, N, D), image_feat (I, E), text_ids (T, L) with [CLS] (replaced by [ENC] here), text_mask,
+// text_feat (T, E). Outputs (I, T) and (T, I), f32 on the CPU.
+void blip_retrieval_scores(const blip_model *m, tensor *image_embeds, tensor *image_feat,
+                           tensor *text_ids, tensor *text_mask, tensor *text_feat, int64_t k_test,
+                           tensor **i2t, tensor **t2i);
+
+typedef struct {
+    double txt_r1, txt_r5, txt_r10; // image -> text: best rank among the image's captions
+    double img_r1, img_r5, img_r10; // text -> image
+    double r_mean;
+} retrieval_recall;
+
+// itm_eval of train_retrieval.py: img2txt[i] lists the texts of image i (n_per_image[i] of them,
+// concatenated in img2txt), txt2img[t] the image of text t.
+retrieval_recall blip_retrieval_recall(tensor *i2t, tensor *t2i, const int64_t *img2txt,
+                                       const int64_t *n_per_image, const int64_t *txt2img);

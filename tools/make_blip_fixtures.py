@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Reference fixtures for petal's BLIP models, computed by the Salesforce BLIP code itself.
+
+Run by hand (never by CI), from the repository root:
+
+    git clone https://github.com/salesforce/BLIP /tmp/blip && git -C /tmp/blip checkout 056a169
+    python3 -m venv --system-site-packages tools/.venv415
+    tools/.venv415/bin/pip install --no-deps transformers==4.15.0 timm==0.4.12 \
+        huggingface_hub==0.2.1 sacremoses filelock regex tqdm packaging pyyaml requests
+    tools/.venv415/bin/python tools/make_blip_fixtures.py --blip-repo /tmp/blip --out tests/data/blip
+
+(torch 1.13 and torchvision from Debian; transformers 4.15 is BLIP's pinned version, whose beam
+search normalises scores by the whole sequence length, prompt included.)
+
+Each fixture is an HDF5 file: /weights/<checkpoint name> (every parameter and buffer, f32),
+/inputs/*, /outputs/* (every stage), /grads/* (gradients of the losses) and /meta attributes.
+Models are tiny (widths 32, 2 layers, a 128-token vocabulary with [DEC] = 126 and [ENC] = 127)
+and run in eval mode, so dropout is off; torch.multinomial's negative choices are recorded so the
+C test can replay them.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import types
+
+import h5py
+import numpy as np
+import torch
+
+TOK = dict(pad=0, cls=1, sep=2, dec=126, enc=127)
+
+
+def import_blip(repo):
+    """Imports the BLIP modules without fairscale (grad checkpointing is unused) or the hub."""
+    for name in ["fairscale", "fairscale.nn", "fairscale.nn.checkpoint",
+                 "fairscale.nn.checkpoint.checkpoint_activations"]:
+        sys.modules[name] = types.ModuleType(name)
+    sys.modules["fairscale.nn.checkpoint.checkpoint_activations"].checkpoint_wrapper = lambda m: m
+    sys.path.insert(0, repo)
+    import models.blip as blip
+    import models.blip_retrieval as retrieval
+    import models.blip_vqa as vqa
+    from models.vit import VisionTransformer
+
+    class Tokenizer:  # the ids the models read; inputs are given as ids
+        enc_token_id, bos_token_id = TOK["enc"], TOK["dec"]
+        pad_token_id, sep_token_id = TOK["pad"], TOK["sep"]
+
+        def __call__(self, *a, **k):
+            raise RuntimeError("fixtures pass token ids directly")
+
+    def tiny_vit(vit, image_size, use_grad_checkpointing=False, ckpt_layer=0, drop_path_rate=0):
+        return VisionTransformer(img_size=image_size, patch_size=16, embed_dim=32, depth=2,
+                                 num_heads=2, mlp_ratio=2.0, drop_path_rate=drop_path_rate), 32
+
+    for mod in (blip, retrieval, vqa):
+        mod.init_tokenizer = lambda: Tokenizer()
+        mod.create_vit = tiny_vit
+    retrieval.concat_all_gather = lambda t: t  # one process
+    return blip, retrieval, vqa
+
+
+def med_config(path):
+    cfg = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1,
+           "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 32,
+           "initializer_range": 0.02, "intermediate_size": 64, "layer_norm_eps": 1e-12,
+           "max_position_embeddings": 64, "model_type": "bert", "num_attention_heads": 2,
+           "num_hidden_layers": 2, "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": 128,
+           "encoder_width": 32, "add_cross_attention": True}
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return path
+
+
+class Writer:
+    def __init__(self, path):
+        self.f = h5py.File(path, "w")
+
+    def put(self, group, name, t):
+        t = t.detach().cpu() if torch.is_tensor(t) else torch.as_tensor(t)
+        if t.is_floating_point():
+            t = t.float()
+        self.f.create_dataset(f"{group}/{name}", data=t.numpy())
+
+    def weights(self, model):
+        for k, v in model.state_dict().items():
+            self.put("weights", k, v)
+
+    def close(self):
+        self.f.close()
+
+
+def text_ids(rng, lengths, total):
+    """[CLS] w... [SEP] [PAD]... rows (ids in 4..120) and their 0/1 masks."""
+    ids = torch.zeros(len(lengths), total, dtype=torch.long)
+    mask = torch.zeros(len(lengths), total, dtype=torch.long)
+    for b, n in enumerate(lengths):
+        words = torch.tensor(rng.integers(4, 120, n - 2))
+        ids[b, :n] = torch.cat([torch.tensor([TOK["cls"]]), words, torch.tensor([TOK["sep"]])])
+        mask[b, :n] = 1
+    return ids, mask
+
+
+def capture_blocks(vit):
+    outs = []
+    hooks = [blk.register_forward_hook(lambda m, i, o: outs.append(o)) for blk in vit.blocks]
+    return outs, hooks
+
+
+def retrieval_fixture(mods, cfg_path, out):
+    _, retrieval, _ = mods
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = retrieval.BLIP_Retrieval(med_config=cfg_path, image_size=32, embed_dim=16,
+                                     queue_size=12, momentum=0.995)
+    with torch.no_grad():  # make the momentum copies differ so the update is exercised
+        for p in list(model.visual_encoder_m.parameters()) + list(model.text_encoder_m.parameters()):
+            p.add_(0.01 * torch.randn_like(p))
+    model.eval()
+    w = Writer(out)
+    w.weights(model)
+    image = torch.randn(3, 3, 32, 32, requires_grad=True)
+    ids, mask = text_ids(rng, [8, 5, 7], 8)
+    idx = torch.tensor([5, 7, 5])
+    for name, t in [("image", image), ("ids", ids), ("mask", mask), ("idx", idx)]:
+        w.put("inputs", name, t)
+
+    with torch.no_grad():  # stage outputs
+        vit = model.visual_encoder
+        w.put("outputs", "patch_embed", vit.patch_embed(image))
+        outs, hooks = capture_blocks(vit)
+        embeds = vit(image)
+        for h in hooks:
+            h.remove()
+        for i, o in enumerate(outs):
+            w.put("outputs", f"vit_block{i}", o)
+        w.put("outputs", "image_embeds", embeds)
+        text = model.text_encoder(ids, attention_mask=mask, return_dict=True, mode="text")
+        w.put("outputs", "text_mode", text.last_hidden_state)
+        enc_ids = ids.clone()
+        enc_ids[:, 0] = TOK["enc"]
+        mm = model.text_encoder(enc_ids, attention_mask=mask, encoder_hidden_states=embeds,
+                                return_dict=True)
+        w.put("outputs", "multimodal", mm.last_hidden_state)
+        w.put("outputs", "itm_logits", model.itm_head(mm.last_hidden_state[:, 0, :]))
+        image_feat = torch.nn.functional.normalize(model.vision_proj(embeds[:, 0, :]), dim=-1)
+        text_feat = torch.nn.functional.normalize(model.text_proj(text.last_hidden_state[:, 0, :]),
+                                                  dim=-1)
+        w.put("outputs", "image_feat", image_feat)
+        w.put("outputs", "text_feat", text_feat)
+        w.put("outputs", "itc_sim", image_feat @ text_feat.t())
+
+    # The training step: losses, recorded negatives, gradients, updated momentum and queues.
+    chosen = []
+    real_multinomial = torch.multinomial
+
+    def recording_multinomial(weights, n):
+        r = real_multinomial(weights, n)
+        chosen.append(int(r.item()))
+        return r
+
+    torch.multinomial = recording_multinomial
+    # forward() tokenizes captions; feed the ids through a tokenizer that returns them.
+    class Ids(dict):
+        def to(self, device):
+            return self
+        __getattr__ = dict.__getitem__
+
+    model.tokenizer.__class__.__call__ = lambda self, *a, **k: Ids(input_ids=ids.clone(),
+                                                                   attention_mask=mask.clone())
+    loss_ita, loss_itm = model(image, ["unused"] * 3, alpha=0.4, idx=idx)
+    torch.multinomial = real_multinomial
+    (loss_ita + loss_itm).backward()
+    w.put("outputs", "loss_ita", loss_ita)
+    w.put("outputs", "loss_itm", loss_itm)
+    # multinomial ran once per text (a negative image) then once per image (a negative text).
+    w.put("inputs", "neg_image_for_text", torch.tensor(chosen[:3]))
+    w.put("inputs", "neg_text_for_image", torch.tensor(chosen[3:]))
+    w.put("grads", "image", image.grad)
+    for name in ["itm_head.weight", "vision_proj.weight", "text_proj.weight", "temp",
+                 "visual_encoder.blocks.0.attn.qkv.weight", "visual_encoder.pos_embed",
+                 "text_encoder.encoder.layer.1.crossattention.self.query.weight",
+                 "text_encoder.encoder.layer.0.attention.self.value.bias",
+                 "text_encoder.embeddings.word_embeddings.weight"]:
+        w.put("grads", name, dict(model.named_parameters())[name].grad)
+    for name in ["image_queue", "text_queue", "idx_queue", "ptr_queue",
+                 "visual_encoder_m.blocks.1.mlp.fc2.weight", "text_proj_m.weight"]:
+        w.put("after_step", name, model.state_dict()[name])
+    w.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--blip-repo", required=True)
+    p.add_argument("--out", default="tests/data/blip")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    os.makedirs(args.out, exist_ok=True)
+    mods = import_blip(os.path.abspath(args.blip_repo))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = med_config(os.path.join(tmp, "med_tiny.json"))
+        retrieval_fixture(mods, cfg, os.path.join(args.out, "tiny_retrieval.h5"))
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
