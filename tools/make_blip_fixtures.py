@@ -30,6 +30,15 @@ import numpy as np
 import torch
 
 TOK = dict(pad=0, cls=1, sep=2, dec=126, enc=127)
+CAPTION_EOS_BIAS = 0.3  # chosen so one caption ends early and the other runs to max_length
+
+
+class Encoding(dict):
+    """A BatchEncoding look-alike: attribute access and .to(device)."""
+    __getattr__ = dict.__getitem__
+
+    def to(self, device):
+        return self
 
 
 def import_blip(repo):
@@ -44,12 +53,23 @@ def import_blip(repo):
     import models.blip_vqa as vqa
     from models.vit import VisionTransformer
 
-    class Tokenizer:  # the ids the models read; inputs are given as ids
+    class Tokenizer:
+        """Stands in for BertTokenizer: fixtures give token ids, not text. Each call returns the
+        next queued (ids, mask) pair; BLIP's prompt 'a picture of ' is [CLS] 10 11 12 [SEP]."""
         enc_token_id, bos_token_id = TOK["enc"], TOK["dec"]
         pad_token_id, sep_token_id = TOK["pad"], TOK["sep"]
+        queue = []
 
-        def __call__(self, *a, **k):
-            raise RuntimeError("fixtures pass token ids directly")
+        def __call__(self, text, **kwargs):
+            if text == "a picture of " or text == ["a picture of "] * len(text):
+                n = 1 if isinstance(text, str) else len(text)
+                ids = torch.tensor([[TOK["cls"], 10, 11, 12, TOK["sep"]]] * n)
+                return Encoding(input_ids=ids, attention_mask=torch.ones_like(ids))
+            ids, mask = self.queue.pop(0)
+            return Encoding(input_ids=ids.clone(), attention_mask=mask.clone())
+
+        def decode(self, ids, skip_special_tokens=True):
+            return ""
 
     def tiny_vit(vit, image_size, use_grad_checkpointing=False, ckpt_layer=0, drop_path_rate=0):
         return VisionTransformer(img_size=image_size, patch_size=16, embed_dim=32, depth=2,
@@ -162,14 +182,7 @@ def retrieval_fixture(mods, cfg_path, out):
         return r
 
     torch.multinomial = recording_multinomial
-    # forward() tokenizes captions; feed the ids through a tokenizer that returns them.
-    class Ids(dict):
-        def to(self, device):
-            return self
-        __getattr__ = dict.__getitem__
-
-    model.tokenizer.__class__.__call__ = lambda self, *a, **k: Ids(input_ids=ids.clone(),
-                                                                   attention_mask=mask.clone())
+    model.tokenizer.queue.append((ids, mask))
     loss_ita, loss_itm = model(image, ["unused"] * 3, alpha=0.4, idx=idx)
     torch.multinomial = real_multinomial
     (loss_ita + loss_itm).backward()
@@ -191,6 +204,126 @@ def retrieval_fixture(mods, cfg_path, out):
     w.close()
 
 
+def capture_generate(decoder):
+    """Wraps decoder.generate to keep the token sequences BLIP would decode."""
+    seen = []
+    real = decoder.generate
+
+    def wrapped(*a, **k):
+        out = real(*a, **k)
+        seen.append(out)
+        return out
+
+    decoder.generate = wrapped
+    return seen
+
+
+def sharpen(decoder, scale, eos_bias):
+    """Random tiny decoders give near-uniform next-token distributions that ignore the image;
+    larger word embeddings (tied to the output layer) and cross-attention make beam search's
+    choices clear-cut and image-dependent, and an EOS bias makes hypotheses finish early, so the
+    fixtures exercise every branch of the search."""
+    with torch.no_grad():
+        decoder.bert.embeddings.word_embeddings.weight.mul_(scale)
+        for layer in decoder.bert.encoder.layer:
+            layer.crossattention.self.value.weight.mul_(8.0)
+            layer.crossattention.output.dense.weight.mul_(8.0)
+        decoder.cls.predictions.bias[TOK["sep"]] += eos_bias
+
+
+def caption_fixture(mods, cfg_path, out):
+    blip, _, _ = mods
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    model = blip.BLIP_Decoder(med_config=cfg_path, image_size=32, prompt="a picture of ")
+    sharpen(model.text_decoder, 6.0, CAPTION_EOS_BIAS)
+    model.eval()
+    w = Writer(out)
+    w.weights(model)
+    image = torch.randn(2, 3, 32, 32, requires_grad=True)
+    ids, mask = text_ids(rng, [9, 7], 9)
+    ids[:, 1:4] = torch.tensor([10, 11, 12])  # the prompt "a picture of"
+    for name, t in [("image", image), ("ids", ids), ("mask", mask)]:
+        w.put("inputs", name, t)
+    w.f["meta"] = np.array([model.prompt_length])  # tokens not predicted: [DEC] a picture of
+    model.tokenizer.queue.append((ids, mask))
+    loss = model(image, ["unused"] * 2)
+    loss.backward()
+    w.put("outputs", "loss", loss)
+    w.put("grads", "image", image.grad)
+    params = dict(model.named_parameters())
+    for name in ["text_decoder.cls.predictions.bias",
+                 "text_decoder.cls.predictions.transform.dense.weight",
+                 "text_decoder.bert.encoder.layer.1.crossattention.self.key.weight",
+                 "text_decoder.bert.embeddings.word_embeddings.weight",
+                 "visual_encoder.blocks.1.mlp.fc1.weight"]:
+        w.put("grads", name, params[name].grad)
+    with torch.no_grad():
+        seen = capture_generate(model.text_decoder)
+        model.generate(image, sample=False, num_beams=3, max_length=12, min_length=6)
+        model.generate(image, sample=False, num_beams=3, max_length=12, min_length=6,
+                       repetition_penalty=1.5)
+        embeds = model.visual_encoder(image)
+        prompt = torch.tensor([[TOK["dec"], 10, 11, 12]] * 2)
+        model.text_decoder.generate(input_ids=prompt, max_length=12, min_length=6, num_beams=1,
+                                    eos_token_id=TOK["sep"], pad_token_id=TOK["pad"],
+                                    encoder_hidden_states=embeds,
+                                    encoder_attention_mask=torch.ones(embeds.shape[:-1],
+                                                                      dtype=torch.long))
+    for name, seq in zip(["beam3", "beam3_penalty", "greedy"], seen):
+        w.put("outputs", name, seq)
+    w.close()
+
+
+def vqa_fixture(mods, cfg_path, out):
+    _, _, vqa = mods
+    torch.manual_seed(2)
+    rng = np.random.default_rng(2)
+    model = vqa.BLIP_VQA(med_config=cfg_path, image_size=32)
+    sharpen(model.text_decoder, 6.0, 1.5)
+    model.eval()
+    w = Writer(out)
+    w.weights(model)
+    image = torch.randn(2, 3, 32, 32, requires_grad=True)
+    q_ids, q_mask = text_ids(rng, [6, 4], 6)
+    a_ids, a_mask = text_ids(rng, [3, 4, 3], 4)  # 2 answers for question 0, 1 for question 1
+    n = [2, 1]
+    weights = torch.tensor([0.7, 0.3, 1.0])
+    for name, t in [("image", image), ("q_ids", q_ids), ("q_mask", q_mask), ("a_ids", a_ids),
+                    ("a_mask", a_mask), ("n", torch.tensor(n)), ("weights", weights)]:
+        w.put("inputs", name, t)
+    model.tokenizer.queue += [(q_ids, q_mask), (a_ids, a_mask)]
+    loss = model(image, ["q"] * 2, ["a"] * 3, n=n, weights=weights, train=True)
+    loss.backward()
+    w.put("outputs", "loss", loss)
+    w.put("grads", "image", image.grad)
+    params = dict(model.named_parameters())
+    for name in ["text_decoder.cls.predictions.transform.LayerNorm.weight",
+                 "text_encoder.encoder.layer.0.crossattention.self.value.weight",
+                 "text_decoder.bert.encoder.layer.0.crossattention.self.query.weight"]:
+        w.put("grads", name, params[name].grad)
+    with torch.no_grad():
+        cand_ids, cand_mask = text_ids(rng, [3, 4, 3, 5, 4, 3], 5)
+        cand_ids[:, 0] = TOK["dec"]
+        w.put("inputs", "cand_ids", cand_ids)
+        w.put("inputs", "cand_mask", cand_mask)
+        model.tokenizer.queue.append((q_ids, q_mask))
+        chosen = model(image, ["q"] * 2, Encoding(input_ids=cand_ids, attention_mask=cand_mask),
+                       train=False, inference="rank", k_test=3)
+        w.put("outputs", "rank", chosen)
+        seen = capture_generate(model.text_decoder)
+        model.tokenizer.queue.append((q_ids, q_mask))
+        model(image, ["q"] * 2, train=False, inference="generate")
+        w.put("outputs", "generate", seen[0])
+        q_ids_enc = q_ids.clone()
+        q_ids_enc[:, 0] = TOK["enc"]
+        states = model.text_encoder(q_ids_enc, attention_mask=q_mask,
+                                    encoder_hidden_states=model.visual_encoder(image),
+                                    return_dict=True).last_hidden_state
+        w.put("outputs", "question_states", states)
+    w.close()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blip-repo", required=True)
@@ -202,6 +335,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         cfg = med_config(os.path.join(tmp, "med_tiny.json"))
         retrieval_fixture(mods, cfg, os.path.join(args.out, "tiny_retrieval.h5"))
+        caption_fixture(mods, cfg, os.path.join(args.out, "tiny_caption.h5"))
+        vqa_fixture(mods, cfg, os.path.join(args.out, "tiny_vqa.h5"))
     print("wrote", args.out)
 
 
