@@ -7,7 +7,7 @@ void nn_layer_norm_init(nn_layer_norm *ln, nn_builder *b, const char *name, int6
     char buf[NN_NAME_MAX];
     ln->weight = nn_param(b, nn_name(buf, "%s.weight", name), SHAPE(dim), tag, false);
     ln->bias = nn_param(b, nn_name(buf, "%s.bias", name), SHAPE(dim), tag, false);
-    tensor_fill_(ln->weight, 1.0);
+    if (!b->skip_init) tensor_fill_(ln->weight, 1.0);
     ln->eps = eps;
 }
 

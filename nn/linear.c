@@ -17,10 +17,10 @@ void nn_linear_init(nn_linear *l, nn_builder *b, const char *name, int64_t in, i
     l->out = out;
     l->weight = nn_param(b, nn_name(buf, "%s.weight", name), SHAPE(out, in), tag, true);
     registry_find(b->registry, buf)->linear = l;
-    nn_init_weight(l->weight, init, b->rng);
+    nn_init_weight(b, l->weight, init);
     if (!bias) return;
     l->bias = nn_param(b, nn_name(buf, "%s.bias", name), SHAPE(out), tag, false);
-    if (init == NN_INIT_TORCH) {
+    if (init == NN_INIT_TORCH && !b->skip_init) {
         double bound = 1.0 / sqrt((double)in);
         tensor_uniform_(l->bias, -bound, bound, b->rng);
     }

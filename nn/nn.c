@@ -22,7 +22,9 @@ tensor *nn_param(nn_builder *b, const char *name, int ndim, const int64_t *shape
     return t;
 }
 
-void nn_init_weight(tensor *w, nn_init init, rng_generator *g) {
+void nn_init_weight(const nn_builder *b, tensor *w, nn_init init) {
+    if (b->skip_init) return;
+    rng_generator *g = b->rng;
     switch (init) {
     case NN_INIT_TORCH:
         init_kaiming_uniform_(w, sqrt(5.0), g);

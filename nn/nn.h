@@ -24,6 +24,7 @@ typedef struct {
     param_registry *registry;
     rng_generator *rng;
     petal_dtype dtype;
+    bool skip_init; // parameters are about to be loaded: leave them zero, draw nothing
 } nn_builder;
 
 // A new parameter tensor of the builder's dtype, registered under `name` (owned by the registry).
@@ -49,4 +50,5 @@ typedef enum {
     NN_INIT_ZEROS,        // weights and bias 0 (zero-initialised PETL factors)
 } nn_init;
 
-void nn_init_weight(tensor *w, nn_init init, rng_generator *g);
+// Initialises w (unless the builder skips initialisation).
+void nn_init_weight(const nn_builder *b, tensor *w, nn_init init);

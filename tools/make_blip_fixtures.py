@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 import torch
 
+REPO = None
 TOK = dict(pad=0, cls=1, sep=2, dec=126, enc=127)
 CAPTION_EOS_BIAS = 0.3  # chosen so one caption ends early and the other runs to max_length
 
@@ -324,6 +325,83 @@ def vqa_fixture(mods, cfg_path, out):
     w.close()
 
 
+# ---- full-size layers with weights both sides compute from a hash (nothing large to commit) ----
+
+def fnv1a(text):
+    h = 2166136261
+    for b in text.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def hashed(name, shape, scale, offset=0.0):
+    """Element i: ((fnv1a(name) + i * 2654435761) mod 2^32) >> 8, as 24-bit uniform in [-0.5, 0.5),
+    times scale plus offset, rounded to f32 (tests/models/hashed.c computes the same)."""
+    n = int(np.prod(shape))
+    i = np.arange(n, dtype=np.uint64)
+    v = ((np.uint64(fnv1a(name)) + i * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)) >> np.uint64(8)
+    x = (v.astype(np.float64) / 2.0 ** 24 - 0.5) * scale + offset
+    return torch.from_numpy(x.astype(np.float32)).reshape(shape)
+
+
+def hash_params(module):
+    """LayerNorm weights near 1, biases small, matrices of std ~ 0.023 (like 0.02 inits)."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            norm = p.dim() == 1 and ("norm" in name.lower())
+            if norm and name.endswith("weight"):
+                p.copy_(hashed(name, p.shape, 0.2, 1.0))
+            elif p.dim() == 1:
+                p.copy_(hashed(name, p.shape, 0.04))
+            else:
+                p.copy_(hashed(name, p.shape, 0.08))
+
+
+def extended(mask):
+    return (1.0 - mask[:, None, None, :].float()) * -10000.0
+
+
+def full_layers_fixture(out):
+    from functools import partial
+    from models.vit import Block
+    from models.med import BertConfig, BertLayer
+    w = Writer(out)
+    # ViT-B block on 197 tokens (224 px)
+    blk = Block(dim=768, num_heads=12, mlp_ratio=4.0, qkv_bias=True,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6))
+    hash_params(blk)
+    blk.eval()
+    x = hashed("vit.x", (1, 197, 768), 2.0).requires_grad_(True)
+    y = blk(x)
+    y.backward(hashed("vit.seed", y.shape, 1.0))
+    w.put("outputs", "vit_block", y)
+    w.put("grads", "vit_x", x.grad)
+    # MED layers: text mode, multimodal (cross-attention to 197 image tokens), causal decoder
+    cfg = BertConfig.from_json_file(os.path.join(REPO, "configs", "med_config.json"))
+    cfg.encoder_width = 768
+    image = hashed("bert.image", (2, 197, 768), 2.0)
+    mask = torch.zeros(2, 35)
+    mask[0, :35] = 1
+    mask[1, :20] = 1
+    for kind in ["text", "multimodal", "decoder"]:
+        layer = BertLayer(cfg, 0)
+        hash_params(layer)
+        layer.eval()
+        h = hashed("bert.h", (2, 35, 768), 2.0).requires_grad_(True)
+        if kind == "decoder":
+            causal = torch.tril(torch.ones(35, 35))[None, None] * mask[:, None, None, :]
+            self_mask = (1.0 - causal) * -10000.0
+        else:
+            self_mask = extended(mask)
+        mode = "text" if kind == "text" else "multimodal"
+        y = layer(h, self_mask, None, image if mode == "multimodal" else None,
+                  extended(torch.ones(2, 197)), mode=mode)[0]
+        y.backward(hashed("bert.seed", y.shape, 1.0))
+        w.put("outputs", f"bert_{kind}", y)
+        w.put("grads", f"bert_{kind}_h", h.grad)
+    w.close()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blip-repo", required=True)
@@ -331,12 +409,15 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(1)
     os.makedirs(args.out, exist_ok=True)
-    mods = import_blip(os.path.abspath(args.blip_repo))
+    global REPO
+    REPO = os.path.abspath(args.blip_repo)
+    mods = import_blip(REPO)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = med_config(os.path.join(tmp, "med_tiny.json"))
         retrieval_fixture(mods, cfg, os.path.join(args.out, "tiny_retrieval.h5"))
         caption_fixture(mods, cfg, os.path.join(args.out, "tiny_caption.h5"))
         vqa_fixture(mods, cfg, os.path.join(args.out, "tiny_vqa.h5"))
+    full_layers_fixture(os.path.join(args.out, "base_layers.h5"))
     print("wrote", args.out)
 
 

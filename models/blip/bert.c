@@ -96,7 +96,7 @@ tensor *bert_extended_mask(tensor *mask) {
 
 // med.py's decoder mask: causal (position i sees cached positions and j <= i) times padding,
 // as an additive (B, 1, T, P + T) mask.
-static tensor *causal_extended_mask(tensor *mask, int64_t t) {
+tensor *bert_causal_mask(tensor *mask, int64_t t) {
     int64_t b = mask->shape[0], s = mask->shape[1], past = s - t;
     tensor *causal = tensor_empty(mask->dtype, SHAPE(1, 1, t, s));
     for (int64_t i = 0; i < t; i++)
@@ -144,15 +144,14 @@ static tensor *add_norm(const nn_linear *dense, const nn_layer_norm *ln, tensor 
     return nn_consume(sum, nn_layer_norm_forward(ln, sum));
 }
 
-static tensor *layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
-                             tensor *self_mask, const bert_input *in, tensor *cross_mask,
-                             nn_kv_cache *cache, const nn_ctx *ctx) {
+tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
+                           tensor *self_mask, tensor *states, tensor *cross_mask,
+                           nn_kv_cache *cache, const nn_ctx *ctx) {
     tensor *s = nn_attention_forward(&l->self, x, NULL, self_mask, cache, ctx);
     tensor *a = nn_consume(s, add_norm(&l->self_dense, &l->self_ln, s, x, cfg->dropout, ctx));
-    if (in->mode == BERT_MULTIMODAL) {
-        PETAL_CHECK(l->has_cross,
-                    "bert_forward: multimodal mode on a model without cross-attention");
-        tensor *c = nn_attention_forward(&l->cross, a, in->encoder_states, cross_mask, NULL, ctx);
+    if (states) {
+        PETAL_CHECK(l->has_cross, "bert: multimodal mode on a model without cross-attention");
+        tensor *c = nn_attention_forward(&l->cross, a, states, cross_mask, NULL, ctx);
         tensor *ca =
             nn_consume(c, add_norm(&l->cross_dense, &l->cross_ln, c, a, cfg->dropout, ctx));
         a = nn_consume(a, ca);
@@ -168,7 +167,7 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
     petal_dtype dt = m->word.weight->dtype;
     tensor *mask = in->mask ? tensor_detach(in->mask) : tensor_ones(dt, SHAPE(b, past + t));
     tensor *self_mask =
-        nn_consume(mask, in->causal ? causal_extended_mask(mask, t) : bert_extended_mask(mask));
+        nn_consume(mask, in->causal ? bert_causal_mask(mask, t) : bert_extended_mask(mask));
     tensor *cross_mask = NULL;
     if (in->mode == BERT_MULTIMODAL) {
         PETAL_CHECK(in->encoder_states != NULL,
@@ -180,8 +179,10 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
     }
     tensor *x = bert_embed(m, in->ids, past, ctx);
     for (int64_t i = 0; i < m->cfg.layers; i++)
-        x = nn_consume(x, layer_forward(&m->layers[i], &m->cfg, x, self_mask, in, cross_mask,
-                                        in->cache ? &in->cache[i] : NULL, ctx));
+        x = nn_consume(x,
+                       bert_layer_forward(&m->layers[i], &m->cfg, x, self_mask,
+                                          in->mode == BERT_MULTIMODAL ? in->encoder_states : NULL,
+                                          cross_mask, in->cache ? &in->cache[i] : NULL, ctx));
     tensor_free(self_mask);
     tensor_free(cross_mask);
     return x;

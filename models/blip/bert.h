@@ -60,6 +60,11 @@ void bert_free(bert_model *m);
 tensor *bert_embed(const bert_model *m, tensor *ids, int64_t past, const nn_ctx *ctx);
 // (B, T, H): the last hidden states.
 tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ctx);
+// One layer: x (B, T, H) with an additive self-attention mask; cross-attention to states
+// (B, N, W) with an additive cross_mask when states is not NULL (multimodal mode).
+tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
+                           tensor *self_mask, tensor *states, tensor *cross_mask,
+                           nn_kv_cache *cache, const nn_ctx *ctx);
 // hidden (B, T, H) -> logits (B, T, V) through the prediction head.
 tensor *bert_lm_logits(const bert_model *m, tensor *hidden);
 // BertLMHeadModel's loss: next-token cross-entropy of logits[:, :-1] against labels[:, 1:] with
@@ -69,3 +74,6 @@ tensor *bert_lm_loss(tensor *logits, tensor *labels, bool per_sequence);
 
 // The additive mask (B, 1, 1, S) = (1 - m) * -10000 of a 0/1 mask (B, S).
 tensor *bert_extended_mask(tensor *mask);
+// The decoder's additive mask (B, 1, T, P + T): causal within the last T positions, every
+// earlier (cached) position visible, times the 0/1 padding mask (B, P + T).
+tensor *bert_causal_mask(tensor *mask, int64_t t);

@@ -29,7 +29,7 @@ static void queues_init(blip_model *m, nn_builder *b) {
     m->image_queue = buffer(b, "image_queue", b->dtype, SHAPE(e, q));
     m->text_queue = buffer(b, "text_queue", b->dtype, SHAPE(e, q));
     tensor *queues[] = {m->image_queue, m->text_queue};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2 && !b->skip_init; i++) {
         tensor_normal_(queues[i], 0, 1, b->rng);
         tensor *unit = tensor_normalize(queues[i], 0, 1e-12);
         tensor_copy_(queues[i], unit);
@@ -49,14 +49,14 @@ static void momentum_init(blip_model *m, nn_builder *b) {
     blip_momentum_copy(m);
 }
 
-blip_model *blip_new(const blip_config *cfg, petal_dtype dtype, uint64_t seed) {
+static blip_model *build(const blip_config *cfg, petal_dtype dtype, uint64_t seed, bool skip_init) {
     PETAL_CHECK(blip_config_check(cfg) == PETAL_OK, "blip_new: %s", petal_error_message());
     blip_model *m = calloc(1, sizeof *m);
     PETAL_CHECK(m != NULL, "blip_new: out of host memory");
     m->cfg = *cfg;
     m->registry = registry_new();
     rng_generator g = {seed, 0};
-    nn_builder b = {m->registry, &g, dtype};
+    nn_builder b = {m->registry, &g, dtype, skip_init};
     bool grad = grad_mode_set(false);
     vit_init(&m->vit, &b, "visual_encoder", &cfg->vision);
     m->has_text = cfg->task != BLIP_CAPTION;
@@ -78,6 +78,14 @@ blip_model *blip_new(const blip_config *cfg, petal_dtype dtype, uint64_t seed) {
     }
     grad_mode_set(grad);
     return m;
+}
+
+blip_model *blip_new(const blip_config *cfg, petal_dtype dtype, uint64_t seed) {
+    return build(cfg, dtype, seed, false);
+}
+
+blip_model *blip_new_for_loading(const blip_config *cfg, petal_dtype dtype) {
+    return build(cfg, dtype, 0, true);
 }
 
 void blip_free(blip_model *m) {

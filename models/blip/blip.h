@@ -27,6 +27,8 @@ typedef struct {
 
 // Builds a model with freshly initialised parameters (the reference modules' inits), all frozen.
 blip_model *blip_new(const blip_config *cfg, petal_dtype dtype, uint64_t seed);
+// Builds a model whose parameters are zeros, to be filled by a checkpoint (no random draws).
+blip_model *blip_new_for_loading(const blip_config *cfg, petal_dtype dtype);
 void blip_free(blip_model *m);
 
 // Copies the main encoders' parameters into the momentum copies (copy_params).

@@ -34,7 +34,7 @@ void vit_init(vit_model *m, nn_builder *b, const char *prefix, const vit_config 
     m->cfg = *cfg;
     m->patch_weight = nn_param(b, nn_name(buf, "%s.patch_embed.proj.weight", prefix),
                                SHAPE(d, 3, p, p), MODALITY_VISION, true);
-    init_kaiming_uniform_(m->patch_weight, sqrt(5.0), b->rng); // Conv2d's default init
+    nn_init_weight(b, m->patch_weight, NN_INIT_TORCH); // Conv2d's default init
     m->patch_bias = nn_param(b, nn_name(buf, "%s.patch_embed.proj.bias", prefix), SHAPE(d),
                              MODALITY_VISION, false);
     // timm excludes cls_token and pos_embed from weight decay (no_weight_decay).
@@ -42,8 +42,8 @@ void vit_init(vit_model *m, nn_builder *b, const char *prefix, const vit_config 
         nn_param(b, nn_name(buf, "%s.cls_token", prefix), SHAPE(1, 1, d), MODALITY_VISION, false);
     m->pos_embed = nn_param(b, nn_name(buf, "%s.pos_embed", prefix), SHAPE(1, grid * grid + 1, d),
                             MODALITY_VISION, false);
-    tensor_trunc_normal_(m->cls_token, 0.0, 0.02, -2.0, 2.0, b->rng);
-    tensor_trunc_normal_(m->pos_embed, 0.0, 0.02, -2.0, 2.0, b->rng);
+    nn_init_weight(b, m->cls_token, NN_INIT_TRUNC_NORMAL);
+    nn_init_weight(b, m->pos_embed, NN_INIT_TRUNC_NORMAL);
     m->blocks = calloc((size_t)cfg->depth, sizeof *m->blocks);
     PETAL_CHECK(m->blocks != NULL, "vit_init: out of host memory");
     for (int64_t i = 0; i < cfg->depth; i++) {

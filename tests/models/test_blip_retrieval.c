@@ -23,7 +23,7 @@ static setup load(void) {
     ck_assert(fixture_open(&s.f, "tiny_retrieval.h5"));
     blip_config cfg = blip_config_tiny(BLIP_RETRIEVAL);
     cfg.queue_size = 12;
-    s.m = blip_new(&cfg, PETAL_F32, 1);
+    s.m = blip_new_for_loading(&cfg, PETAL_F32);
     ck_assert_int_eq(fixture_load_weights(&s.f, s.m->registry), 0);
     s.image = fixture_get(&s.f, "inputs/image");
     s.ids = fixture_get(&s.f, "inputs/ids");

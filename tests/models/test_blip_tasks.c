@@ -15,7 +15,7 @@
 static blip_model *load_model(fixture *f, const char *file, blip_task task) {
     ck_assert(fixture_open(f, file));
     blip_config cfg = blip_config_tiny(task);
-    blip_model *m = blip_new(&cfg, PETAL_F32, 1);
+    blip_model *m = blip_new_for_loading(&cfg, PETAL_F32);
     ck_assert_int_eq(fixture_load_weights(f, m->registry), 0);
     return m;
 }
