@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "petal.h"
+#include "tools/bench_blip.h"
 #include "tools/bench_block.h"
 #include "tools/cli.h"
 
@@ -173,6 +174,8 @@ static int bench_block(int argc, char **argv) {
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "gemm") == 0) return bench_gemm(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "block") == 0) return bench_block(argc - 1, argv + 1);
-    fprintf(stderr, "usage: petal bench gemm|block [options]\n");
+    if (argc >= 2 && strcmp(argv[1], "vit") == 0) return bench_vit(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "blip-itm") == 0) return bench_blip_itm(argc - 1, argv + 1);
+    fprintf(stderr, "usage: petal bench gemm|block|vit|blip-itm [options]\n");
     return 2;
 }

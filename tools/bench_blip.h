@@ -1,0 +1,8 @@
+// `petal bench vit` and `petal bench blip-itm`: BLIP-base at its real size, forward and
+// forward+backward with a frozen backbone (the images require grad, so the backward pass runs
+// through every layer as in PETL training). tools/bench_torch.py runs transformers' BLIP on the
+// same cases.
+#pragma once
+
+int bench_vit(int argc, char **argv);
+int bench_blip_itm(int argc, char **argv);
