@@ -402,6 +402,37 @@ def full_layers_fixture(out):
     w.close()
 
 
+def base_counts(mods, out):
+    """Parameter counts of the BLIP-base task models (Salesforce code, real med_config.json),
+    momentum copies, queues and position_ids left out: the C test builds petal's and compares."""
+    blip, retrieval, vqa = mods
+    from models.vit import VisionTransformer
+
+    def base_vit(vit, image_size, use_grad_checkpointing=False, ckpt_layer=0, drop_path_rate=0):
+        return VisionTransformer(img_size=image_size, patch_size=16, embed_dim=768, depth=12,
+                                 num_heads=12, drop_path_rate=drop_path_rate), 768
+
+    for mod in mods:
+        mod.create_vit = base_vit
+    cfg = os.path.join(REPO, "configs", "med_config.json")
+    models = {"retrieval": lambda: retrieval.BLIP_Retrieval(med_config=cfg, image_size=384,
+                                                             queue_size=16),
+              "caption": lambda: blip.BLIP_Decoder(med_config=cfg, image_size=384),
+              "vqa": lambda: vqa.BLIP_VQA(med_config=cfg, image_size=480)}
+    with h5py.File(out, "a") as f:
+        for task, make in models.items():
+            model = make()
+            seen, n = set(), 0  # tied tensors (the LM head's decoder) counted once
+            for k, v in model.state_dict().items():
+                if "_m." in k or "queue" in k or "position_ids" in k or v.data_ptr() in seen:
+                    continue
+                seen.add(v.data_ptr())
+                n += v.numel()
+            f.attrs[f"params_{task}"] = n
+            print(task, n)
+            del model
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--blip-repo", required=True)
@@ -418,6 +449,7 @@ def main():
         caption_fixture(mods, cfg, os.path.join(args.out, "tiny_caption.h5"))
         vqa_fixture(mods, cfg, os.path.join(args.out, "tiny_vqa.h5"))
     full_layers_fixture(os.path.join(args.out, "base_layers.h5"))
+    base_counts(mods, os.path.join(args.out, "base_layers.h5"))
     print("wrote", args.out)
 
 

@@ -46,6 +46,16 @@ tensor *fixture_get(const fixture *f, const char *dataset) {
     return t;
 }
 
+int64_t fixture_attr(const fixture *f, const char *name) {
+    PETAL_CHECK(H5Aexists((hid_t)f->file, name) > 0, "fixture %s has no attribute %s", f->path,
+                name);
+    hid_t a = H5Aopen((hid_t)f->file, name, H5P_DEFAULT);
+    int64_t v = 0;
+    H5Aread(a, H5T_NATIVE_INT64, &v);
+    H5Aclose(a);
+    return v;
+}
+
 int fixture_load_weights(const fixture *f, param_registry *r) {
     int missing = 0;
     char name[600];

@@ -20,5 +20,7 @@ tensor *fixture_get(const fixture *f, const char *dataset);
 // Loads /weights/<name> into every registry entry (converting to the entry's dtype). Returns the
 // number of entries the file lacks (each printed).
 int fixture_load_weights(const fixture *f, param_registry *r);
+// An integer attribute of the file's root group (abort if missing).
+int64_t fixture_attr(const fixture *f, const char *name);
 // Compares got with the dataset: |got - want| <= tol * max(1, max|want|); prints the worst element.
 bool fixture_check(const fixture *f, const char *dataset, const tensor *got, double tol);

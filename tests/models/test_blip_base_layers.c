@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "models/blip/blip.h"
 #include "models/blip/bert.h"
 #include "models/blip/vit.h"
 #include "ops/ops.h"
@@ -78,11 +79,48 @@ START_TEST(test_bert_layers) {
 }
 END_TEST
 
+// Parameters of a model, momentum copies and buffers left out.
+static int64_t own_params(const param_registry *r) {
+    int64_t n = 0;
+    for (int i = 0; i < r->n; i++)
+        if (!r->items[i].buffer && !strstr(r->items[i].name, "_m."))
+            n += tensor_numel(r->items[i].value);
+    return n;
+}
+
+START_TEST(test_base_parameter_counts) {
+    fixture f;
+    ck_assert(fixture_open(&f, "base_layers.h5"));
+    static const struct {
+        blip_task task;
+        const char *attr;
+    } tasks[] = {{BLIP_RETRIEVAL, "params_retrieval"},
+                 {BLIP_CAPTION, "params_caption"},
+                 {BLIP_VQA, "params_vqa"}};
+    for (size_t i = 0; i < sizeof tasks / sizeof tasks[0]; i++) {
+        blip_config cfg = blip_config_base(tasks[i].task);
+        cfg.queue_size = 16;
+        blip_model *m = blip_new_for_loading(&cfg, PETAL_F32);
+        ck_assert_int_eq(own_params(m->registry), fixture_attr(&f, tasks[i].attr));
+        if (i == 0) { // REFERENCE.md: the ViT-B/16 at 384 px has 86,090,496 parameters
+            int64_t vit = 0;
+            for (int k = 0; k < m->registry->n; k++)
+                if (strncmp(m->registry->items[k].name, "visual_encoder.", 15) == 0)
+                    vit += tensor_numel(m->registry->items[k].value);
+            ck_assert_int_eq(vit, 86090496);
+        }
+        blip_free(m);
+    }
+    fixture_close(&f);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("blip_base_layers");
     TCase *tc = tcase_with_timeout("parity", 120);
     tcase_add_test(tc, test_vit_block);
     tcase_add_test(tc, test_bert_layers);
+    tcase_add_test(tc, test_base_parameter_counts);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
