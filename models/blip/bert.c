@@ -42,7 +42,7 @@ static void layer_init(bert_layer *l, nn_builder *b, const char *name, const ber
 void bert_init(bert_model *m, nn_builder *b, const char *prefix, const char *head_prefix,
                const bert_config *cfg, modality tag) {
     char buf[NN_NAME_MAX];
-    m->cfg = *cfg;
+    *m = (bert_model){.cfg = *cfg};
     nn_embedding_init(&m->word, b, nn_name(buf, "%s.embeddings.word_embeddings", prefix),
                       cfg->vocab, cfg->hidden, tag);
     nn_embedding_init(&m->position, b, nn_name(buf, "%s.embeddings.position_embeddings", prefix),
@@ -84,6 +84,7 @@ void bert_free(bert_model *m) {
     }
     free(m->layers);
     m->layers = NULL;
+    layer_hooks_free(&m->hooks);
     if (m->cfg.lm_head) nn_linear_free(&m->head_dense);
 }
 
@@ -144,21 +145,37 @@ static tensor *add_norm(const nn_linear *dense, const nn_layer_norm *ln, tensor 
     return nn_consume(sum, nn_layer_norm_forward(ln, sum));
 }
 
+// dense -> dropout -> (hooks) -> LayerNorm(d + a): the feed-forward output, with its hooks
+static tensor *ffn_add_norm(const bert_layer *l, const bert_config *cfg, tensor *f, tensor *a,
+                            const layer_hooks *hooks, const layer_io *io, const nn_ctx *ctx) {
+    tensor *d = nn_linear_forward(&l->out, f, ctx);
+    d = nn_consume(d, nn_dropout(d, cfg->dropout, ctx));
+    if (hooks) d = layer_hooks_run(hooks->ffn, io, d, ctx);
+    tensor *sum = nn_consume(d, tensor_add(d, a));
+    return nn_consume(sum, nn_layer_norm_forward(&l->out_ln, sum));
+}
+
 tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
                            tensor *self_mask, tensor *states, tensor *cross_mask,
-                           nn_kv_cache *cache, const nn_ctx *ctx) {
+                           nn_kv_cache *cache, const layer_hooks *hooks, int index,
+                           const nn_ctx *ctx) {
     tensor *s = nn_attention_forward(&l->self, x, NULL, self_mask, cache, ctx);
-    tensor *a = nn_consume(s, add_norm(&l->self_dense, &l->self_ln, s, x, cfg->dropout, ctx));
+    tensor *a_s = nn_consume(s, add_norm(&l->self_dense, &l->self_ln, s, x, cfg->dropout, ctx));
+    tensor *a_c = NULL;
     if (states) {
         PETAL_CHECK(l->has_cross, "bert: multimodal mode on a model without cross-attention");
-        tensor *c = nn_attention_forward(&l->cross, a, states, cross_mask, NULL, ctx);
-        tensor *ca =
-            nn_consume(c, add_norm(&l->cross_dense, &l->cross_ln, c, a, cfg->dropout, ctx));
-        a = nn_consume(a, ca);
+        tensor *c = nn_attention_forward(&l->cross, a_s, states, cross_mask, NULL, ctx);
+        a_c = nn_consume(c, add_norm(&l->cross_dense, &l->cross_ln, c, a_s, cfg->dropout, ctx));
     }
+    tensor *a = a_c ? a_c : a_s;
+    layer_io io = {index, x, a_s, a_c, a};
     tensor *f = nn_linear_forward(&l->inter, a, ctx);
     f = nn_consume(f, tensor_gelu(f));
-    return nn_consume(a, nn_consume(f, add_norm(&l->out, &l->out_ln, f, a, cfg->dropout, ctx)));
+    tensor *y = nn_consume(f, ffn_add_norm(l, cfg, f, a, hooks, &io, ctx));
+    if (hooks) y = layer_hooks_run(hooks->output, &io, y, ctx);
+    tensor_free(a_s);
+    tensor_free(a_c);
+    return y;
 }
 
 tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ctx) {
@@ -179,10 +196,10 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
     }
     tensor *x = bert_embed(m, in->ids, past, ctx);
     for (int64_t i = 0; i < m->cfg.layers; i++)
-        x = nn_consume(x,
-                       bert_layer_forward(&m->layers[i], &m->cfg, x, self_mask,
-                                          in->mode == BERT_MULTIMODAL ? in->encoder_states : NULL,
-                                          cross_mask, in->cache ? &in->cache[i] : NULL, ctx));
+        x = nn_consume(x, bert_layer_forward(
+                              &m->layers[i], &m->cfg, x, self_mask,
+                              in->mode == BERT_MULTIMODAL ? in->encoder_states : NULL, cross_mask,
+                              in->cache ? &in->cache[i] : NULL, &m->hooks, (int)i, ctx));
     tensor_free(self_mask);
     tensor_free(cross_mask);
     return x;

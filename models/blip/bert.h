@@ -10,6 +10,7 @@
 #pragma once
 
 #include "models/blip/config.h"
+#include "models/blip/hooks.h"
 #include "nn/attention.h"
 #include "nn/embedding.h"
 #include "nn/layer_norm.h"
@@ -37,6 +38,7 @@ typedef struct {
     nn_linear head_dense;
     nn_layer_norm head_ln;
     tensor *head_bias; // (V)
+    layer_hooks hooks; // PETL extension points (models/blip/hooks.h), empty by default
 } bert_model;
 
 typedef enum { BERT_TEXT, BERT_MULTIMODAL } bert_mode;
@@ -62,9 +64,11 @@ tensor *bert_embed(const bert_model *m, tensor *ids, int64_t past, const nn_ctx 
 tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ctx);
 // One layer: x (B, T, H) with an additive self-attention mask; cross-attention to states
 // (B, N, W) with an additive cross_mask when states is not NULL (multimodal mode).
+// hooks (may be NULL) see it as layer `index`.
 tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
                            tensor *self_mask, tensor *states, tensor *cross_mask,
-                           nn_kv_cache *cache, const nn_ctx *ctx);
+                           nn_kv_cache *cache, const layer_hooks *hooks, int index,
+                           const nn_ctx *ctx);
 // hidden (B, T, H) -> logits (B, T, V) through the prediction head.
 tensor *bert_lm_logits(const bert_model *m, tensor *hidden);
 // BertLMHeadModel's loss: next-token cross-entropy of logits[:, :-1] against labels[:, 1:] with

@@ -31,7 +31,7 @@ static void block_init(vit_block *blk, nn_builder *b, const char *name, const vi
 void vit_init(vit_model *m, nn_builder *b, const char *prefix, const vit_config *cfg) {
     char buf[NN_NAME_MAX];
     int64_t d = cfg->width, p = cfg->patch, grid = cfg->image_size / cfg->patch;
-    m->cfg = *cfg;
+    *m = (vit_model){.cfg = *cfg};
     m->patch_weight = nn_param(b, nn_name(buf, "%s.patch_embed.proj.weight", prefix),
                                SHAPE(d, 3, p, p), MODALITY_VISION, true);
     nn_init_weight(b, m->patch_weight, NN_INIT_TORCH); // Conv2d's default init
@@ -65,6 +65,7 @@ void vit_free(vit_model *m) {
     }
     free(m->blocks);
     m->blocks = NULL;
+    layer_hooks_free(&m->hooks);
 }
 
 tensor *vit_patch_embed(const vit_model *m, tensor *images) {
@@ -108,15 +109,21 @@ static tensor *residual(tensor *x, tensor *branch, double drop_path, const nn_ct
     return nn_consume(dropped, tensor_add(x, dropped));
 }
 
-tensor *vit_block_forward(const vit_block *blk, tensor *x, const nn_ctx *ctx) {
+tensor *vit_block_forward(const vit_block *blk, tensor *x, const layer_hooks *hooks, int index,
+                          const nn_ctx *ctx) {
     tensor *h = nn_layer_norm_forward(&blk->norm1, x);
     tensor *a = nn_consume(h, block_attention(blk, h, ctx));
     tensor *x1 = residual(x, a, blk->drop_path, ctx);
     tensor *h2 = nn_layer_norm_forward(&blk->norm2, x1);
-    tensor *f1 = nn_consume(h2, nn_linear_forward(&blk->fc1, h2, ctx));
+    tensor *f1 = nn_linear_forward(&blk->fc1, h2, ctx);
     tensor *act = nn_consume(f1, tensor_gelu(f1));
     tensor *f2 = nn_consume(act, nn_linear_forward(&blk->fc2, act, ctx));
-    return nn_consume(x1, residual(x1, f2, blk->drop_path, ctx));
+    layer_io io = {index, x, x1, NULL, h2};
+    if (hooks) f2 = layer_hooks_run(hooks->ffn, &io, f2, ctx);
+    tensor *y = residual(x1, f2, blk->drop_path, ctx);
+    if (hooks) y = layer_hooks_run(hooks->output, &io, y, ctx);
+    tensor_free(h2);
+    return nn_consume(x1, y);
 }
 
 tensor *vit_forward(const vit_model *m, tensor *images, const nn_ctx *ctx) {
@@ -129,6 +136,6 @@ tensor *vit_forward(const vit_model *m, tensor *images, const nn_ctx *ctx) {
     tensor *pos = tensor_slice(m->pos_embed, 1, 0, x->shape[1], 1); // pos_embed[:, :T]
     x = nn_consume(x, nn_consume(pos, tensor_add(x, pos)));
     for (int64_t i = 0; i < m->cfg.depth; i++)
-        x = nn_consume(x, vit_block_forward(&m->blocks[i], x, ctx));
+        x = nn_consume(x, vit_block_forward(&m->blocks[i], x, &m->hooks, (int)i, ctx));
     return nn_consume(x, nn_layer_norm_forward(&m->norm, x));
 }

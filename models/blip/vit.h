@@ -5,6 +5,7 @@
 #pragma once
 
 #include "models/blip/config.h"
+#include "models/blip/hooks.h"
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
 
@@ -23,6 +24,7 @@ typedef struct {
     tensor *pos_embed;    // (1, N + 1, D), N = (S / P)^2
     vit_block *blocks;
     nn_layer_norm norm;
+    layer_hooks hooks; // PETL extension points (models/blip/hooks.h), empty by default
 } vit_model;
 
 void vit_init(vit_model *m, nn_builder *b, const char *prefix, const vit_config *cfg);
@@ -30,6 +32,8 @@ void vit_free(vit_model *m);
 
 // images (B, 3, S, S) -> patch embeddings (B, N, D)
 tensor *vit_patch_embed(const vit_model *m, tensor *images);
-tensor *vit_block_forward(const vit_block *blk, tensor *x, const nn_ctx *ctx);
+// One block; hooks (may be NULL) see it as layer `index`.
+tensor *vit_block_forward(const vit_block *blk, tensor *x, const layer_hooks *hooks, int index,
+                          const nn_ctx *ctx);
 // images (B, 3, S, S) -> every token (B, N + 1, D), [CLS] first, after the final norm
 tensor *vit_forward(const vit_model *m, tensor *images, const nn_ctx *ctx);

@@ -30,7 +30,7 @@ START_TEST(test_vit_block) {
     hashed_params(r, "v.blocks.0.");
     tensor *x = tensor_set_requires_grad(hashed_tensor("vit.x", SHAPE(1, 197, 768), 2.0), true);
     const nn_ctx eval = NN_EVAL;
-    tensor *y = vit_block_forward(&vit.blocks[0], x, &eval);
+    tensor *y = vit_block_forward(&vit.blocks[0], x, NULL, 0, &eval);
     ck_assert(fixture_check(&f, "outputs/vit_block", y, TOL));
     autograd_backward(y, hashed_tensor("vit.seed", SHAPE(1, 197, 768), 1.0), false);
     ck_assert(fixture_check(&f, "grads/vit_x", x->grad, 1e-4));
@@ -64,7 +64,7 @@ START_TEST(test_bert_layers) {
         tensor *h = tensor_set_requires_grad(hashed_tensor("bert.h", SHAPE(2, 35, 768), 2.0), true);
         tensor *self_mask = k == 2 ? bert_causal_mask(mask, 35) : bert_extended_mask(mask);
         tensor *y = bert_layer_forward(&m.layers[0], &cfg, h, self_mask, k == 0 ? NULL : image,
-                                       cross_mask, NULL, &eval);
+                                       cross_mask, NULL, NULL, 0, &eval);
         char name[64];
         snprintf(name, sizeof name, "outputs/bert_%s", kinds[k]);
         ck_assert_msg(fixture_check(&f, name, y, TOL), "%s", name);

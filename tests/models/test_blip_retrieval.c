@@ -74,7 +74,7 @@ START_TEST(test_vit_blocks) {
     x = tensor_concat((tensor *[]){cls, x}, 2, 1);
     x = tensor_add(x, s.m->vit.pos_embed);
     for (int i = 0; i < 2; i++) {
-        x = vit_block_forward(&s.m->vit.blocks[i], x, &eval);
+        x = vit_block_forward(&s.m->vit.blocks[i], x, NULL, i, &eval);
         char name[32];
         snprintf(name, sizeof name, "outputs/vit_block%d", i);
         ck_assert(fixture_check(&s.f, name, x, TOL));

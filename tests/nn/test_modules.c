@@ -172,7 +172,7 @@ END_TEST
 static tensor *vit_block_fn(tensor **in, const void *ctx) {
     rng_generator g = {5, 0};
     nn_ctx train = {true, &g};
-    return vit_block_forward(ctx, in[0], &train);
+    return vit_block_forward(ctx, in[0], NULL, 0, &train);
 }
 
 START_TEST(test_vit_block) {
@@ -211,7 +211,7 @@ static tensor *bert_layer_fn(tensor **in, const void *ctx) {
     const nn_ctx eval = NN_EVAL;
     tensor *self_mask = c->causal ? bert_causal_mask(c->mask, 4) : bert_extended_mask(c->mask);
     tensor *y = bert_layer_forward(&c->m->layers[0], &c->m->cfg, in[0], self_mask,
-                                   c->states ? in[1] : NULL, NULL, NULL, &eval);
+                                   c->states ? in[1] : NULL, NULL, NULL, NULL, 0, &eval);
     return nn_consume(self_mask, y);
 }
 
