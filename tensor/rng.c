@@ -28,6 +28,7 @@ static void fill_random(tensor *t, random_kind kind, const double *params, rng_g
     PETAL_CHECK(dtype_is_float(t->dtype), "%s: the tensor is %s; random fills need f32 or f64", op,
                 dtype_name(t->dtype));
     rng_state rng = rng_reserve(g, tensor_numel(t));
+    tensor_bump_version(t);
     if (tensor_is_contiguous(t)) {
         backend_of(t)->random(kind, t, rng, params);
         return;

@@ -28,6 +28,7 @@ tensor_storage *storage_new(petal_device device, size_t nbytes) {
     s->nbytes = nbytes;
     s->device = device;
     s->refs = 1;
+    s->version = 0;
     st->current += nbytes;
     st->n_allocs++;
     st->n_live++;

@@ -170,7 +170,12 @@ static void copy_across_devices(tensor *dst, const tensor *src) {
     tensor_free(tmp_src);
 }
 
+void tensor_bump_version(tensor *t) {
+    t->storage->version++;
+}
+
 void tensor_copy_(tensor *dst, const tensor *src) {
+    tensor_bump_version(dst);
     char a[SHAPE_STR_MAX], b[SHAPE_STR_MAX];
     PETAL_CHECK(tensor_same_shape(dst, src), "tensor_copy_: destination %s, source %s",
                 shape_str(dst->ndim, dst->shape, a, sizeof a),
@@ -189,6 +194,7 @@ tensor *tensor_to(const tensor *t, petal_device device) {
 }
 
 void tensor_fill_(tensor *t, double value) {
+    tensor_bump_version(t);
     backend_of(t)->fill(t, value);
 }
 

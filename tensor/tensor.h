@@ -22,8 +22,9 @@
 
 typedef struct tensor_storage {
     void *data;
-    size_t nbytes;   // what the tensors need
-    size_t capacity; // what the allocator handed out (>= nbytes)
+    size_t nbytes;    // what the tensors need
+    size_t capacity;  // what the allocator handed out (>= nbytes)
+    uint64_t version; // bumped by every in-place write (copy_, fill_, random fills, optimizers)
     petal_device device;
     int refs;
 } tensor_storage;
@@ -79,9 +80,12 @@ tensor *tensor_keep(tensor *t); // takes t out of its scope: the caller now owns
 // A new tensor struct that views t's data with no autograd history (like torch's detach()).
 tensor *tensor_detach(const tensor *t);
 
-// ---- in-place data operations (no autograd) ----
+// ---- in-place data operations (no autograd); each bumps the storage's version ----
 void tensor_fill_(tensor *t, double value);
 void tensor_copy_(tensor *dst, const tensor *src); // same shape; converts dtype; any device pair
+// For code that writes a tensor's memory directly: marks it changed, so caches keyed on the
+// storage version (petl/cp.c's shared projections) see the write.
+void tensor_bump_version(tensor *t);
 
 // ---- queries ----
 int64_t tensor_numel(const tensor *t);

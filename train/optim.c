@@ -69,6 +69,7 @@ void adamw_step(optim_adamw *o) {
                          1.0 - pow(o->cfg.beta1, step),
                          1.0 - pow(o->cfg.beta2, step)};
         backend_of(p)->adamw(p, p->grad, o->m[i], o->v[i], &h);
+        tensor_bump_version(p);
     }
 }
 
