@@ -46,6 +46,7 @@ void nn_linear_attach(nn_linear *l, nn_delta *d) {
 tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
     tensor *y = tensor_linear(x, l->weight, l->bias);
     for (nn_delta *d = l->deltas; d; d = d->next) {
+        if (d->merged) continue;
         tensor *delta = d->forward(d, x, ctx);
         y = nn_consume(y, nn_consume(delta, tensor_add(y, delta)));
     }

@@ -12,6 +12,8 @@ struct nn_delta {
     tensor *(*forward)(nn_delta *d, tensor *x, const nn_ctx *ctx);
     void (*free)(nn_delta *d); // may be NULL
     nn_delta *next;
+    bool linear; // delta(x) is linear in x (with dropout off), so it can be merged into W
+    bool merged; // folded into W (petl_merge): the forward pass skips it
 };
 
 typedef struct nn_linear {

@@ -104,6 +104,12 @@ void blip_free(blip_model *m) {
         nn_linear_free(&m->vision_proj_m);
         nn_linear_free(&m->text_proj_m);
     }
+    for (cls_hook *h = m->itm_positive; h;) {
+        cls_hook *next = h->next;
+        if (h->free) h->free(h);
+        h = next;
+    }
+    if (m->petl_free) m->petl_free(m->petl);
     registry_free(m->registry);
     free(m);
 }

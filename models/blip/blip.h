@@ -23,6 +23,10 @@ typedef struct {
     tensor *image_queue, *text_queue; // (E, Q) normalised features
     tensor *idx_queue;                // (1, Q) i64 image ids, -100 when empty
     tensor *ptr_queue;                // (1) i64 next slot
+    // PETL extension points (models/blip/hooks.h) and what attached them: the model frees it.
+    cls_hook *itm_positive; // the fused [CLS] of ITM's positive pairs (ICE)
+    void *petl;
+    void (*petl_free)(void *petl);
 } blip_model;
 
 // Builds a model with freshly initialised parameters (the reference modules' inits), all frozen.

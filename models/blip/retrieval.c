@@ -96,6 +96,7 @@ static void enqueue(blip_model *m, tensor *image_feat_m, tensor *text_feat_m, te
 
 typedef struct {
     tensor *image_embeds, *image_feat, *text_feat; // with gradients
+    tensor *text_cls; // (B, H) the unimodal text encoder's [CLS] (ICE reads it)
 } retrieval_features;
 
 static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *images, tensor *ids,
@@ -218,6 +219,9 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     petal_device dev = ids->device;
     tensor *enc_ids = blip_with_first_token(ids, m->cfg.tokens.enc);
     tensor *pos_h = blip_multimodal(m, enc_ids, mask, f->image_embeds, ctx);
+    tensor *cls_pos = tensor_select(pos_h, 1, 0);
+    for (cls_hook *h = m->itm_positive; h; h = h->next) // ICE
+        cls_pos = nn_consume(cls_pos, h->fn(h, cls_pos, f->text_cls, ctx));
     int64_t *neg_img = malloc((size_t)b * sizeof *neg_img),
             *neg_txt = malloc((size_t)b * sizeof *neg_txt);
     PETAL_CHECK(neg_img && neg_txt, "blip retrieval: out of host memory");
@@ -244,7 +248,7 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     tensor *mask_all = tensor_concat((tensor *[]){mask, mask_neg}, 2, 0);
     tensor *embeds_all = tensor_concat((tensor *[]){embeds_neg, f->image_embeds}, 2, 0);
     tensor *neg_h = blip_multimodal(m, ids_all, mask_all, embeds_all, ctx);
-    tensor *cls_pos = tensor_select(pos_h, 1, 0), *cls_neg = tensor_select(neg_h, 1, 0);
+    tensor *cls_neg = tensor_select(neg_h, 1, 0);
     tensor *vl = tensor_concat((tensor *[]){cls_pos, cls_neg}, 2, 0); // (3B, H)
     tensor *logits = nn_linear_forward(&m->itm_head, vl, ctx);
     tensor *labels = tensor_zeros(PETAL_I64, SHAPE(3 * b));
@@ -269,14 +273,20 @@ retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *id
     retrieval_features f;
     f.image_embeds = blip_image_embeds(m, images, ctx);
     f.image_feat = blip_image_feat(m, f.image_embeds);
-    f.text_feat = blip_text_feat(m, ids, mask, ctx);
+    bert_input text = {.ids = ids, .mask = mask, .mode = BERT_TEXT};
+    tensor *text_h = bert_forward(&m->text, &text, ctx);
+    f.text_cls = tensor_select(text_h, 1, 0);
+    tensor_free(text_h);
+    tensor *text_proj = nn_linear_forward(&m->text_proj, f.text_cls, ctx);
+    f.text_feat = nn_consume(text_proj, tensor_normalize(text_proj, -1, 1e-12));
     retrieval_losses out;
     out.ita = m->cfg.momentum ? itc_momentum(m, &f, images, ids, mask, image_ids, opt->alpha, ctx)
                               : itc_in_batch(m, &f, image_ids);
     out.itm = itm_loss(m, &f, ids, mask, image_ids, opt, ctx);
     tensor_free(f.image_embeds);
-    tensor_free(f.image_feat);
-    tensor_free(f.text_feat);
+    tensor_free(f.text_cls);
+    out.image_feat = f.image_feat;
+    out.text_feat = f.text_feat;
     return out;
 }
 

@@ -16,6 +16,7 @@ typedef struct {
 typedef struct {
     tensor *ita; // () (i2t + t2i) / 2
     tensor *itm; // () cross-entropy over [B positives, B text negatives, B image negatives]
+    tensor *image_feat, *text_feat; // (B, E) the normalised ITC features (extra losses read them)
 } retrieval_losses;
 
 // One training step's losses for images (B, 3, S, S), texts ids/mask (B, L) ([CLS] first) and

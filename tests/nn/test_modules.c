@@ -73,7 +73,7 @@ START_TEST(test_linear_with_delta) {
     env_init(&e);
     nn_linear l;
     nn_linear_init(&l, &e.b, "fc", 4, 3, true, MODALITY_NONE, NN_INIT_TORCH);
-    lowrank_delta d = {{"lowrank", lowrank_forward, NULL, NULL},
+    lowrank_delta d = {{.kind = "lowrank", .forward = lowrank_forward},
                        nn_param(&e.b, "fc.delta.a", SHAPE(2, 4), MODALITY_NONE, false),
                        nn_param(&e.b, "fc.delta.b", SHAPE(3, 2), MODALITY_NONE, false)};
     tensor_normal_(d.a, 0, 0.5, &e.g);

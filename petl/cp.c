@@ -1,0 +1,375 @@
+// CP mode approximation (Aurora, REFERENCE.md section 2): every targeted weight W0 gets
+//     delta(x) = s * Out(core_k(In(x)))
+// with In (d -> R) and Out (R -> d) shared by the vision, text, multimodal encoders and the
+// decoder, and a small per-target core:
+//   dense (released code): core_k = (CP_C x_3 coef_k) (R, R), coef_k a column of the target's
+//     coefficient matrix (CP_attention [R, 4] per ViT block, mlp_CP [R, 8], q/k/v_CP [R, 1]);
+//   diagonal (paper): core_k = diag(lambda_m * p_k), p_k a row of P (N, R), lambda_m one vector
+//     per modality.
+// In(x) is computed once per input tensor and shared by every delta that reads it (q, k and v
+// read the same hidden states; all cross-attention layers read the same image embeddings).
+// Neither variant ever materialises a d x d delta.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/dropout.h"
+#include "ops/ops.h"
+#include "petl/internal.h"
+#include "tensor/error.h"
+
+typedef struct {
+    int64_t rank;
+    double dropout, scale;
+    tensor *in_w;      // In: (R, d) as a Linear weight (code), or V (d, R) applied as x V (paper)
+    tensor *out_w;     // (d, R) Out as a Linear weight
+    tensor *core;      // (R, R, R) dense variant, else NULL
+    tensor *p;         // (N, R) diagonal variant: one row per d x d target slice
+    tensor *lambda[5]; // (R) diagonal variant, per modality
+    int64_t rows;      // rows of p handed out so far (counted before p is made)
+    // The shared projection of the last input: In(x), valid while x, In and the grad mode match.
+    tensor *x, *ux;
+    uint64_t x_version, in_version;
+    bool grad;
+} cp_shared;
+
+typedef enum {
+    CP_SINGLE, // one d x d target (proj, BERT q / k / v)
+    CP_QKV,    // the ViT's fused qkv: three targets, outputs concatenated
+    CP_FC1,    // d -> c d: c targets (c = 4 in ViT-B), outputs concatenated
+    CP_FC2,    // c d -> d: c targets, inputs split and summed
+} cp_kind;
+
+typedef struct {
+    nn_delta base;
+    cp_shared *s;
+    cp_kind kind;
+    bool dropout_first; // the code's BERT drops out In(x); elsewhere the core's output
+    tensor *coef;       // dense: (R, n) coefficients; this delta reads columns col..
+    int col;
+    int chunks;  // FC1 / FC2: the MLP width over d
+    int64_t row; // diagonal: first row of p
+    modality tag;
+} cp_delta;
+
+// ---- the shared projection ----
+
+static void cache_clear(cp_shared *s) {
+    if (s->x) tensor_release(s->x);
+    tensor_free(s->ux);
+    s->x = s->ux = NULL;
+}
+
+static tensor *apply_in(const cp_shared *s, tensor *x) {
+    return s->core ? tensor_linear(x, s->in_w, NULL) : tensor_matmul(x, s->in_w);
+}
+
+// In(x), (..., R): from the cache when this exact input was projected with these factors.
+static tensor *project(cp_shared *s, tensor *x) {
+    bool grad = grad_mode_enabled();
+    bool hit = s->x == x && s->x_version == x->storage->version &&
+               s->in_version == s->in_w->storage->version && s->grad == grad;
+    if (!hit) {
+        cache_clear(s);
+        s->ux = tensor_keep(apply_in(s, x));
+        tensor_retain(x); // the pointer cannot be reused for another tensor while cached
+        s->x = x;
+        s->x_version = x->storage->version;
+        s->in_version = s->in_w->storage->version;
+        s->grad = grad;
+    }
+    return tensor_reshape(s->ux, s->ux->ndim, s->ux->shape); // a new tensor on the same node
+}
+
+// ---- cores ----
+
+// Dense: the cores (CP_C @ coef)[:, :, col + j], j < n, as one (R, n R) matrix. For q, k, v they
+// sit side by side; for the MLP the released code reshapes the (R, R, 4) slice to (R, 4 R), which
+// interleaves the four cores column by column (chunk a of the output reads columns a R ..), and
+// the dense variant keeps that exactly.
+static tensor *dense_cores(const cp_delta *d, int n) {
+    tensor *all = tensor_matmul(d->s->core, d->coef); // (R, R, cols)
+    int64_t r = d->s->rank;
+    tensor *cores;
+    if (d->kind == CP_FC1 || d->kind == CP_FC2) {
+        tensor *slice = tensor_slice(all, 2, d->col, d->col + n, 1);
+        cores = nn_consume(slice, tensor_reshape(slice, SHAPE(r, n * r)));
+    } else {
+        tensor *parts[4];
+        for (int j = 0; j < n; j++) parts[j] = tensor_select(all, 2, d->col + j);
+        cores = n == 1 ? tensor_contiguous(parts[0]) : tensor_concat(parts, n, 1);
+        for (int j = 0; j < n; j++) tensor_free(parts[j]);
+    }
+    return nn_consume(all, cores);
+}
+
+// Diagonal: lambda_m * p[row + j] for j < n, stacked: (n, R).
+static tensor *diagonal_cores(const cp_delta *d, int n) {
+    tensor *rows = tensor_slice(d->s->p, 0, d->row, d->row + n, 1);
+    return nn_consume(rows, tensor_mul(rows, d->s->lambda[d->tag]));
+}
+
+static tensor *dropped(const cp_delta *d, tensor *z, const nn_ctx *ctx) {
+    return nn_consume(z, nn_dropout(z, d->s->dropout, ctx));
+}
+
+static tensor *out_scaled(const cp_delta *d, tensor *z) {
+    tensor *o = nn_consume(z, tensor_linear(z, d->s->out_w, NULL));
+    return d->s->scale == 1.0 ? o : nn_consume(o, tensor_mul_scalar(o, d->s->scale));
+}
+
+// (..., R) -> (..., n, R) through n cores (dense: u @ [M_0 .. M_{n-1}]; diagonal: u * w_j).
+static tensor *apply_cores(const cp_delta *d, tensor *u, int n) {
+    tensor *z;
+    if (d->s->core) {
+        tensor *m = dense_cores(d, n);
+        z = nn_consume(m, tensor_matmul(u, m)); // (..., n R)
+    } else {
+        tensor *w = diagonal_cores(d, n);
+        tensor *u1 = tensor_unsqueeze(u, -2);                 // (..., 1, R)
+        z = nn_consume(u1, nn_consume(w, tensor_mul(u1, w))); // (..., n, R)
+    }
+    int64_t shape[PETAL_MAX_DIMS];
+    for (int i = 0; i < u->ndim - 1; i++) shape[i] = u->shape[i];
+    shape[u->ndim - 1] = n;
+    shape[u->ndim] = d->s->rank;
+    return nn_consume(z, tensor_reshape(z, u->ndim + 1, shape));
+}
+
+// (..., n, X) -> (..., n X)
+static tensor *merge_last(tensor *t) {
+    int64_t shape[PETAL_MAX_DIMS];
+    for (int i = 0; i < t->ndim - 2; i++) shape[i] = t->shape[i];
+    shape[t->ndim - 2] = t->shape[t->ndim - 2] * t->shape[t->ndim - 1];
+    return nn_consume(t, tensor_reshape(t, t->ndim - 1, shape));
+}
+
+// ---- the delta ----
+
+// n targets reading x, outputs concatenated: proj and BERT q/k/v (n = 1), qkv (3), fc1 (4).
+static tensor *forward_concat(const cp_delta *d, tensor *x, int n, const nn_ctx *ctx) {
+    tensor *u = project(d->s, x);
+    if (d->dropout_first) u = dropped(d, u, ctx);
+    tensor *z = nn_consume(u, apply_cores(d, u, n)); // (..., n, R)
+    if (!d->dropout_first) z = dropped(d, z, ctx);
+    tensor *o = out_scaled(d, z); // (..., n, d)
+    if (n == 1) {
+        tensor *sq = tensor_squeeze(o, -2);
+        return nn_consume(o, sq);
+    }
+    return merge_last(o);
+}
+
+// fc2: x (..., 4d) is four d-wide inputs; each gets its core and the results are summed.
+static tensor *forward_fc2(const cp_delta *d, tensor *x, const nn_ctx *ctx) {
+    int64_t shape[PETAL_MAX_DIMS];
+    for (int i = 0; i < x->ndim - 1; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = d->chunks;
+    shape[x->ndim] = x->shape[x->ndim - 1] / d->chunks;
+    tensor *x4 = tensor_reshape(x, x->ndim + 1, shape);
+    tensor *u = nn_consume(x4, apply_in(d->s, x4)); // (..., chunks, R)
+    tensor *z;
+    if (d->s->core) { // the code: (..., 4R) @ reshape(cores, (R, 4R))^T
+        tensor *flat = merge_last(u);
+        tensor *m = dense_cores(d, d->chunks);
+        tensor *mt = nn_consume(m, tensor_transpose(m, 0, 1));
+        z = nn_consume(flat, nn_consume(mt, tensor_matmul(flat, mt)));
+    } else {
+        tensor *w = diagonal_cores(d, d->chunks);
+        tensor *uw = nn_consume(u, nn_consume(w, tensor_mul(u, w)));
+        z = nn_consume(uw, tensor_sum(uw, -2, false));
+    }
+    return out_scaled(d, dropped(d, z, ctx));
+}
+
+static tensor *cp_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
+    const cp_delta *d = (const cp_delta *)base;
+    switch (d->kind) {
+    case CP_SINGLE:
+        return forward_concat(d, x, 1, ctx);
+    case CP_QKV:
+        return forward_concat(d, x, 3, ctx);
+    case CP_FC1:
+        return forward_concat(d, x, d->chunks, ctx);
+    case CP_FC2:
+        return forward_fc2(d, x, ctx);
+    }
+    PETAL_CHECK(0, "cp: unknown delta kind %d", (int)d->kind);
+}
+
+static void cp_delta_free(nn_delta *d) {
+    free(d);
+}
+
+// ---- attaching ----
+
+typedef struct {
+    petl_handle *h;
+    cp_shared *s;
+    bool dense, momentum; // momentum: the frozen copies in the momentum encoders
+} cp_builder;
+
+static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int col, modality tag,
+                bool dropout_first, int chunks) {
+    cp_delta *d = calloc(1, sizeof *d);
+    PETAL_CHECK(d != NULL, "cp: out of host memory");
+    d->base =
+        (nn_delta){.kind = "cp", .forward = cp_forward, .free = cp_delta_free, .linear = true};
+    d->s = b->s;
+    d->kind = kind;
+    d->coef = coef;
+    d->col = col;
+    d->tag = tag;
+    d->dropout_first = dropout_first;
+    d->chunks = chunks;
+    d->row = b->s->rows;
+    if (!b->dense) b->s->rows += kind == CP_SINGLE ? 1 : (kind == CP_QKV ? 3 : chunks);
+    petl_add_delta(b->h, layer, &d->base);
+}
+
+// A coefficient matrix (R, n), xavier-uniform like the code's nn.init.xavier_uniform_.
+static tensor *coefficients(cp_builder *b, const char *name, int64_t n, modality tag) {
+    tensor *c = petl_param(b->h, name, SHAPE(b->s->rank, n), tag, b->momentum);
+    init_xavier_uniform_(c, 1.0, &b->h->rng);
+    return c;
+}
+
+static void attach_vit(cp_builder *b, vit_model *vit, const char *prefix, bool mlp) {
+    char name[NN_NAME_MAX];
+    for (int64_t i = 0; i < vit->cfg.depth; i++) {
+        vit_block *blk = &vit->blocks[i];
+        tensor *att = NULL, *mlp_coef = NULL;
+        int chunks = (int)(vit->cfg.mlp / vit->cfg.width); // 4 in ViT-B: mlp_CP is [R, 8]
+        if (b->dense) {
+            att = coefficients(
+                b, nn_name(name, "%s.blocks.%lld.attn.CP_attention", prefix, (long long)i), 4,
+                MODALITY_VISION);
+            if (mlp)
+                mlp_coef = coefficients(
+                    b, nn_name(name, "%s.blocks.%lld.mlp.mlp_CP", prefix, (long long)i), 2 * chunks,
+                    MODALITY_VISION);
+        }
+        add(b, &blk->qkv, CP_QKV, att, 0, MODALITY_VISION, false, 0);
+        add(b, &blk->proj, CP_SINGLE, att, 3, MODALITY_VISION, false, 0);
+        if (!mlp) continue;
+        add(b, &blk->fc1, CP_FC1, mlp_coef, 0, MODALITY_VISION, false, chunks);
+        add(b, &blk->fc2, CP_FC2, mlp_coef, chunks, MODALITY_VISION, false, chunks);
+    }
+}
+
+// BERT query / key / value of one attention block ([R, 1] coefficients each in the code), and
+// (paper) its output projection.
+static void attach_attention(cp_builder *b, nn_attention *a, nn_linear *dense, const char *name,
+                             modality tag) {
+    char buf[NN_NAME_MAX];
+    nn_linear *targets[] = {&a->query, &a->key, &a->value};
+    static const char *const coef_names[] = {"q_CP", "k_CP", "v_CP"};
+    for (int j = 0; j < 3; j++) {
+        tensor *coef =
+            b->dense ? coefficients(b, nn_name(buf, "%s.%s", name, coef_names[j]), 1, tag) : NULL;
+        add(b, targets[j], CP_SINGLE, coef, 0, tag, b->dense, 0); // the code drops out In(x)
+    }
+    if (!b->dense) add(b, dense, CP_SINGLE, NULL, 0, tag, false, 0);
+}
+
+static void attach_bert(cp_builder *b, bert_model *bert, const char *prefix, modality self_tag,
+                        modality cross_tag) {
+    char name[NN_NAME_MAX];
+    for (int64_t i = 0; i < bert->cfg.layers; i++) {
+        bert_layer *l = &bert->layers[i];
+        attach_attention(
+            b, &l->self, &l->self_dense,
+            nn_name(name, "%s.encoder.layer.%lld.attention.self", prefix, (long long)i), self_tag);
+        if (l->has_cross)
+            attach_attention(
+                b, &l->cross, &l->cross_dense,
+                nn_name(name, "%s.encoder.layer.%lld.crossattention.self", prefix, (long long)i),
+                cross_tag);
+    }
+}
+
+static void cp_shared_free(void *p) {
+    cp_shared *s = p;
+    cache_clear(s);
+    free(s);
+}
+
+// The released code: U = Linear(d, R) (kaiming), V = Linear(R, d) zeros, a dense R^3 core.
+static void shared_code(petl_handle *h, cp_shared *s, int64_t d) {
+    s->in_w = petl_param(h, "CP_U.weight", SHAPE(s->rank, d), MODALITY_NONE, false);
+    init_kaiming_uniform_(s->in_w, sqrt(5.0), &h->rng);
+    s->out_w = petl_param(h, "CP_V.weight", SHAPE(d, s->rank), MODALITY_NONE, false);
+    s->core = petl_param(h, "CP_C", SHAPE(s->rank, s->rank, s->rank), MODALITY_NONE, false);
+    init_xavier_uniform_(s->core, 1.0, &h->rng);
+}
+
+// The paper: dW_k = U diag(lambda_m * p_k) V^T with U, V (d, R) (U ~ N(0, 0.02), V = 0),
+// P (N, R) ~ N(0, 1) and lambda_m = 1 for each modality present.
+static void shared_paper(petl_handle *h, cp_shared *s, int64_t d, const bool *modalities) {
+    s->out_w = petl_param(h, "CP_U", SHAPE(d, s->rank), MODALITY_NONE, false);
+    tensor_normal_(s->out_w, 0.0, 0.02, &h->rng);
+    s->in_w = petl_param(h, "CP_V", SHAPE(d, s->rank), MODALITY_NONE, false);
+    s->p = petl_param(h, "CP_P", SHAPE(s->rows, s->rank), MODALITY_NONE, false);
+    tensor_normal_(s->p, 0.0, 1.0, &h->rng);
+    char name[NN_NAME_MAX];
+    for (int t = 0; t < 5; t++) {
+        if (!modalities[t]) continue;
+        s->lambda[t] = petl_param(h, nn_name(name, "CP_lambda.%s", modality_name((modality)t)),
+                                  SHAPE(s->rank), (modality)t, false);
+        tensor_fill_(s->lambda[t], 1.0);
+    }
+}
+
+// Momentum copies start equal to the coefficients they shadow (blip_retrieval.py copy_params).
+static void copy_momentum_coefficients(petl_handle *h) {
+    param_registry *r = h->m->registry;
+    char name[NN_NAME_MAX];
+    for (int i = h->first_entry; i < r->n; i++) {
+        const char *n = r->items[i].name, *m = strstr(n, "_m.");
+        if (!m) continue;
+        nn_name(name, "%.*s%s", (int)(m - n), n,
+                m + 2); // "visual_encoder_m.x" -> "visual_encoder.x"
+        tensor_copy_(r->items[i].value, registry_get(r, name));
+    }
+}
+
+petal_status petl_cp_attach(petl_handle *h) {
+    const cp_options *o = &h->cfg.cp;
+    blip_model *m = h->m;
+    int64_t d = m->cfg.vision.width;
+    bool widths_match = (!m->has_text || m->cfg.text.hidden == d) &&
+                        (!m->has_decoder || m->cfg.decoder.hidden == d);
+    if (o->rank < 1 || !widths_match)
+        return petal_error(PETAL_ERR_ARG,
+                           "cp: rank %lld (must be >= 1), vision width %lld, "
+                           "text %lld, decoder %lld (CP shares its factors, so they must be equal)",
+                           (long long)o->rank, (long long)d, (long long)m->cfg.text.hidden,
+                           (long long)m->cfg.decoder.hidden);
+    cp_shared *s = calloc(1, sizeof *s);
+    PETAL_CHECK(s != NULL, "cp: out of host memory");
+    *s = (cp_shared){.rank = o->rank, .dropout = o->dropout, .scale = o->scale};
+    h->cp = s;
+    h->cp_free = cp_shared_free;
+    bool dense = o->core == CP_CORE_DENSE;
+    if (dense) shared_code(h, s, d);
+    cp_builder b = {h, s, dense, false};
+    bool mlp = !o->attention_only;
+    attach_vit(&b, &m->vit, "visual_encoder", mlp);
+    if (m->has_text) attach_bert(&b, &m->text, "text_encoder", MODALITY_TEXT, MODALITY_MULTIMODAL);
+    if (m->has_decoder)
+        attach_bert(&b, &m->decoder, "text_decoder.bert", MODALITY_DECODER, MODALITY_DECODER);
+    if (o->momentum_copies && m->image_queue) {
+        b.momentum = true;
+        attach_vit(&b, &m->vit_m, "visual_encoder_m", mlp);
+        attach_bert(&b, &m->text_m, "text_encoder_m", MODALITY_TEXT, MODALITY_MULTIMODAL);
+        copy_momentum_coefficients(h);
+    }
+    if (!dense) {
+        bool present[5] = {[MODALITY_VISION] = true,
+                           [MODALITY_TEXT] = m->has_text,
+                           [MODALITY_MULTIMODAL] = m->has_text,
+                           [MODALITY_DECODER] = m->has_decoder};
+        shared_paper(h, s, d, present);
+    }
+    return PETAL_OK;
+}

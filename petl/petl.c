@@ -1,0 +1,298 @@
+#include "petl/petl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+#include "petl/internal.h"
+#include "tensor/error.h"
+
+// ---- configurations ----
+
+petl_config petl_config_none(void) {
+    return (petl_config){.ice_scale = 0.1, .extra_trainable = "", .seed = 0};
+}
+
+petl_config petl_config_cp(petl_variant variant, int64_t rank) {
+    petl_config c = petl_config_none();
+    bool code = variant == PETL_CODE;
+    c.cp = (cp_options){.enabled = true,
+                        .rank = rank,
+                        .core = code ? CP_CORE_DENSE : CP_CORE_DIAGONAL,
+                        .dropout = code ? 0.1 : 0.0,
+                        .scale = 1.0,
+                        .attention_only = !code,
+                        .momentum_copies = code};
+    // The released code trains vision_proj and itm_head too (text_proj and temp stay frozen).
+    c.extra_trainable = code ? "vision_proj.*,itm_head.*" : "vision_proj.*,text_proj.*,itm_head.*";
+    return c;
+}
+
+petl_config petl_config_aurora(petl_variant variant, int64_t rank) {
+    petl_config c = petl_config_cp(variant, rank);
+    c.ice = variant == PETL_CODE ? ICE_MEAN : ICE_SOFTMAX;
+    c.gqt = variant == PETL_CODE ? GQT_AFFINE : GQT_GATE;
+    return c;
+}
+
+petl_config petl_config_lora(int64_t rank) {
+    petl_config c = petl_config_none();
+    c.lora = (lora_options){true, rank, (double)rank, 0.0,
+                            "*.attn.qkv,*.attn.proj,*.self.query,*.self.key,*.self.value,"
+                            "*.attention.output.dense,*.crossattention.output.dense"};
+    c.extra_trainable = "vision_proj.*,text_proj.*,itm_head.*";
+    return c;
+}
+
+petl_config petl_config_vera(int64_t rank) {
+    petl_config c = petl_config_none();
+    c.vera = (vera_options){
+        true, rank, 0.1, 0.0, 0, "*.attn.qkv,*.attn.proj,*.self.query,*.self.key,*.self.value"};
+    c.extra_trainable = "vision_proj.*,text_proj.*,itm_head.*";
+    return c;
+}
+
+petl_config petl_config_unitrans(int64_t rank) {
+    petl_config c = petl_config_none();
+    c.vcra = (vcra_options){true, rank, 0};
+    c.qasn = (qasn_options){true, rank, PETL_ACT_GELU};
+    c.mcam = (mcam_options){true, 0.07, 1.0};
+    c.extra_trainable = "vision_proj.*,text_proj.*,itm_head.*";
+    return c;
+}
+
+petl_config petl_config_adapter(int64_t rank) {
+    petl_config c = petl_config_none();
+    c.adapter = (adapter_options){true, rank, 0.1};
+    c.extra_trainable = "vision_proj.*,text_proj.*,itm_head.*";
+    return c;
+}
+
+// Adds one named method (or preset) into c.
+static petal_status add_method(petl_config *c, const char *name, petl_variant v, int64_t rank) {
+    petl_config p;
+    if (strcmp(name, "aurora") == 0)
+        p = petl_config_aurora(v, rank);
+    else if (strcmp(name, "cp") == 0)
+        p = petl_config_cp(v, rank);
+    else if (strcmp(name, "lora") == 0)
+        p = petl_config_lora(rank);
+    else if (strcmp(name, "vera") == 0)
+        p = petl_config_vera(rank);
+    else if (strcmp(name, "unitrans") == 0)
+        p = petl_config_unitrans(rank);
+    else if (strcmp(name, "adapter") == 0)
+        p = petl_config_adapter(rank);
+    else if (strcmp(name, "ice") == 0) {
+        c->ice = v == PETL_CODE ? ICE_MEAN : ICE_SOFTMAX;
+        return PETAL_OK;
+    } else if (strcmp(name, "gqt") == 0) {
+        c->gqt = v == PETL_CODE ? GQT_AFFINE : GQT_GATE;
+        return PETAL_OK;
+    } else if (strcmp(name, "vcra") == 0 || strcmp(name, "qasn") == 0 ||
+               strcmp(name, "mcam") == 0) {
+        p = petl_config_unitrans(rank);
+        if (strcmp(name, "vcra") == 0) c->vcra = p.vcra;
+        if (strcmp(name, "qasn") == 0) c->qasn = p.qasn;
+        if (strcmp(name, "mcam") == 0) c->mcam = p.mcam;
+        if (!*c->extra_trainable) c->extra_trainable = p.extra_trainable;
+        return PETAL_OK;
+    } else {
+        return petal_error(
+            PETAL_ERR_ARG,
+            "method '%s': expected aurora, cp, ice, gqt, lora, vera, unitrans, vcra, "
+            "qasn, mcam or adapter (join several with '+')",
+            name);
+    }
+    if (p.cp.enabled) c->cp = p.cp;
+    if (p.ice) c->ice = p.ice;
+    if (p.gqt) c->gqt = p.gqt;
+    if (p.lora.enabled) c->lora = p.lora;
+    if (p.vera.enabled) c->vera = p.vera;
+    if (p.vcra.enabled) c->vcra = p.vcra;
+    if (p.qasn.enabled) c->qasn = p.qasn;
+    if (p.mcam.enabled) c->mcam = p.mcam;
+    if (p.adapter.enabled) c->adapter = p.adapter;
+    if (!*c->extra_trainable) c->extra_trainable = p.extra_trainable;
+    return PETAL_OK;
+}
+
+petal_status petl_config_parse(const char *methods, petl_variant variant, int64_t rank,
+                               petl_config *out) {
+    if (rank < 1)
+        return petal_error(PETAL_ERR_ARG, "rank %lld: must be at least 1", (long long)rank);
+    petl_config c = petl_config_none();
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", methods);
+    for (char *save = NULL, *tok = strtok_r(buf, "+", &save); tok;
+         tok = strtok_r(NULL, "+", &save)) {
+        petal_status s = add_method(&c, tok, variant, rank);
+        if (s) return s;
+    }
+    *out = c;
+    return PETAL_OK;
+}
+
+// ---- the handle ----
+
+tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
+                   bool frozen) {
+    tensor *t = tensor_zeros(h->m->vit.patch_weight->dtype, ndim, shape);
+    param_entry *e = registry_add(h->m->registry, name, t, tag, true);
+    if (!frozen) {
+        e->trainable = true;
+        tensor_set_requires_grad(t, true);
+    }
+    return t;
+}
+
+void petl_add_delta(petl_handle *h, nn_linear *l, nn_delta *d) {
+    if (h->n_deltas == h->cap_deltas) {
+        h->cap_deltas = h->cap_deltas ? 2 * h->cap_deltas : 64;
+        h->deltas = realloc(h->deltas, (size_t)h->cap_deltas * sizeof *h->deltas);
+        PETAL_CHECK(h->deltas != NULL, "petl: out of host memory");
+    }
+    h->deltas[h->n_deltas++] = (petl_delta_record){l, d, NULL};
+    nn_linear_attach(l, d);
+}
+
+static void handle_free(void *p) {
+    petl_handle *h = p;
+    for (int i = 0; i < h->n_deltas; i++) tensor_free(h->deltas[i].merged);
+    free(h->deltas);
+    if (h->cp_free) h->cp_free(h->cp);
+    free(h);
+}
+
+// Marks the backbone entries matching any of the comma-separated patterns trainable.
+static void train_patterns(param_registry *r, const char *patterns) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", patterns);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        registry_set_trainable(r, tok, true);
+}
+
+petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
+    PETAL_CHECK(m->petl == NULL, "petl_attach: the model already has PETL methods attached");
+    petl_handle *h = calloc(1, sizeof *h);
+    PETAL_CHECK(h != NULL, "petl_attach: out of host memory");
+    h->cfg = *cfg;
+    h->m = m;
+    h->rng = (rng_generator){cfg->seed, 0};
+    registry_freeze_all(m->registry);
+    h->first_entry = m->registry->n;
+    m->petl = h;
+    m->petl_free = handle_free;
+    bool grad = grad_mode_set(false);
+    struct {
+        bool on;
+        petal_status (*attach)(petl_handle *);
+    } methods[] = {{cfg->cp.enabled, petl_cp_attach},
+                   {cfg->lora.enabled, petl_lora_attach},
+                   {cfg->gqt != GQT_OFF, petl_gqt_attach},
+                   {cfg->ice != ICE_OFF, petl_ice_attach}};
+    petal_status s = PETAL_OK;
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0] && s == PETAL_OK; i++)
+        if (methods[i].on) s = methods[i].attach(h);
+    grad_mode_set(grad);
+    if (s != PETAL_OK) return NULL; // the model keeps what was attached; the message says why
+    train_patterns(m->registry, cfg->extra_trainable);
+    return h;
+}
+
+// ---- counting ----
+
+static petl_group group_of(const petl_handle *h, int entry) {
+    const param_entry *e = &h->m->registry->items[entry];
+    if (entry < h->first_entry) return PETL_GROUP_HEADS;
+    switch (e->tag) {
+    case MODALITY_VISION:
+        return PETL_GROUP_VISION;
+    case MODALITY_TEXT:
+        return PETL_GROUP_TEXT;
+    case MODALITY_MULTIMODAL:
+        return PETL_GROUP_MULTIMODAL;
+    case MODALITY_DECODER:
+        return PETL_GROUP_DECODER;
+    case MODALITY_NONE:
+        break;
+    }
+    return PETL_GROUP_SHARED;
+}
+
+int64_t petl_count_group(const petl_handle *h, petl_group g) {
+    int64_t n = 0;
+    const param_registry *r = h->m->registry;
+    for (int i = 0; i < r->n; i++)
+        if (r->items[i].trainable && group_of(h, i) == g) n += tensor_numel(r->items[i].value);
+    return n;
+}
+
+int64_t petl_count(const petl_handle *h) {
+    int64_t n = 0;
+    for (int g = 0; g < PETL_GROUP_COUNT; g++)
+        if (g != PETL_GROUP_HEADS) n += petl_count_group(h, (petl_group)g);
+    return n;
+}
+
+void petl_print_trainable(const petl_handle *h, FILE *out) {
+    int64_t trainable = registry_count(h->m->registry, true);
+    int64_t all = registry_count(h->m->registry, false);
+    fprintf(out, "trainable params: %lld || all params: %lld || trainable%%: %.4f\n",
+            (long long)trainable, (long long)all, 100.0 * (double)trainable / (double)all);
+    static const char *const names[] = {"shared factors", "vision",  "text",
+                                        "multimodal",     "decoder", "heads"};
+    for (int g = 0; g < PETL_GROUP_COUNT; g++)
+        fprintf(out, "  %-15s %lld\n", names[g], (long long)petl_count_group(h, (petl_group)g));
+}
+
+// ---- merging ----
+
+// dW (out, in) of a linear delta: the delta applied to the identity, transposed.
+static tensor *delta_matrix(const petl_delta_record *r) {
+    const nn_ctx eval = NN_EVAL;
+    int64_t in = r->layer->in;
+    tensor *w = r->layer->weight;
+    tensor *eye = tensor_zeros(w->dtype, SHAPE(in, in));
+    tensor *diag = tensor_make_view(eye->storage, w->dtype, 1, (int64_t[]){in}, (int64_t[]){in + 1},
+                                    0); // eye[i, i]
+    tensor_fill_(diag, 1.0);
+    tensor_free(diag);
+    if (w->device.type != PETAL_CPU) eye = nn_consume(eye, tensor_to(eye, w->device));
+    tensor *d = r->delta->forward(r->delta, eye, &eval); // (in, out)
+    tensor *dt = tensor_transpose(d, 0, 1);
+    tensor *out = tensor_keep(tensor_contiguous(dt));
+    tensor_free(eye);
+    tensor_free(d);
+    tensor_free(dt);
+    return out;
+}
+
+void petl_merge(petl_handle *h) {
+    bool grad = grad_mode_set(false);
+    for (int i = 0; i < h->n_deltas; i++) {
+        petl_delta_record *r = &h->deltas[i];
+        if (r->merged || !r->delta->linear) continue;
+        r->merged = delta_matrix(r);
+        tensor *w = tensor_add(r->layer->weight, r->merged);
+        tensor_copy_(r->layer->weight, w);
+        tensor_free(w);
+        r->delta->merged = true;
+    }
+    grad_mode_set(grad);
+}
+
+void petl_unmerge(petl_handle *h) {
+    bool grad = grad_mode_set(false);
+    for (int i = 0; i < h->n_deltas; i++) {
+        petl_delta_record *r = &h->deltas[i];
+        if (!r->merged) continue;
+        tensor *w = tensor_sub(r->layer->weight, r->merged);
+        tensor_copy_(r->layer->weight, w);
+        tensor_free(w);
+        tensor_free(r->merged);
+        r->merged = NULL;
+        r->delta->merged = false;
+    }
+    grad_mode_set(grad);
+}

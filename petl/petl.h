@@ -1,0 +1,127 @@
+// petl/: parameter-efficient transfer learning methods, attachable to a BLIP model in one call
+// and composable (DESIGN.md "petl/", REFERENCE.md sections 2-4).
+//
+//     petl_config cfg = petl_config_aurora(PETL_CODE, 32);  // CP + ICE + GQT as released
+//     petl_handle *h = petl_attach(model, &cfg);             // freezes the rest, adds the method
+//     petl_print_trainable(h, stdout);                       // PEFT-style counts
+//
+// Methods live in their own files (cp.c, lora.c, ...) and join the model through the Linear
+// delta hook (nn/linear.h), the layer hooks (models/blip/hooks.h), ITM's positive-[CLS] hook, or
+// as an extra loss (MCAM). Their parameters are registered in the model's registry under
+// Aurora-style names ("CP_U.weight", "visual_encoder.blocks.3.attn.CP_attention", ...). Where the
+// paper and the released code differ, both are options of one implementation.
+#pragma once
+
+#include <stdio.h>
+
+#include "models/blip/blip.h"
+
+typedef enum { PETL_PAPER, PETL_CODE } petl_variant;
+typedef enum { CP_CORE_DIAGONAL, CP_CORE_DENSE } cp_core;
+typedef enum { ICE_OFF, ICE_SOFTMAX, ICE_MEAN } ice_mode;
+typedef enum { GQT_OFF, GQT_GATE, GQT_AFFINE } gqt_mode;
+typedef enum { PETL_ACT_GELU, PETL_ACT_RELU, PETL_ACT_SIGMOID, PETL_ACT_TANH } petl_activation;
+
+typedef struct {
+    bool enabled;
+    int64_t rank;
+    cp_core core;         // DIAGONAL: the paper's lambda (x) p;  DENSE: the code's R x R x R core
+    double dropout;       // on the rank-R vectors, when training (code: 0.1)
+    double scale;         // s, the delta's scale (1)
+    bool attention_only;  // paper: attention projections only; code: also the ViT MLP
+    bool momentum_copies; // code: momentum encoders carry deltas too, with EMA'd coefficients
+} cp_options;
+
+typedef struct {
+    bool enabled;
+    int64_t rank;
+    double alpha, dropout;
+    const char *targets; // comma-separated globs over Linear names
+} lora_options;
+
+typedef struct {
+    bool enabled;
+    int64_t rank;
+    double d_init, dropout; // lambda_d init (0.1), dropout on x
+    uint64_t seed;          // the frozen shared A, B (peft: seed 0)
+    const char *targets;
+} vera_options;
+
+typedef struct {
+    bool enabled;
+    int64_t rank;
+    uint64_t seed; // the frozen shared A, B
+} vcra_options;
+
+typedef struct {
+    bool enabled;
+    int64_t rank;
+    petl_activation activation;
+} qasn_options;
+
+typedef struct {
+    bool enabled;
+    double tau, weight;
+} mcam_options;
+
+typedef struct {
+    bool enabled;
+    int64_t rank;
+    double scale; // 0.1
+} adapter_options;
+
+typedef struct {
+    cp_options cp;
+    ice_mode ice;
+    double ice_scale; // the code's 0.1
+    gqt_mode gqt;
+    lora_options lora;
+    vera_options vera;
+    vcra_options vcra;
+    qasn_options qasn;
+    mcam_options mcam;
+    adapter_options adapter;
+    const char *extra_trainable; // comma-separated globs of backbone heads trained too
+    uint64_t seed;
+} petl_config;
+
+// Presets. Aurora: CP + ICE + GQT (paper or released code); UniTrans: VCRA + QASN + MCAM.
+petl_config petl_config_none(void);
+petl_config petl_config_aurora(petl_variant variant, int64_t rank);
+petl_config petl_config_cp(petl_variant variant, int64_t rank);
+petl_config petl_config_lora(int64_t rank);
+petl_config petl_config_vera(int64_t rank);
+petl_config petl_config_unitrans(int64_t rank);
+petl_config petl_config_adapter(int64_t rank);
+// "aurora", "cp", "lora", "vera", "unitrans", "vcra", "adapter", or a '+'-joined mix of method
+// names ("cp+mcam", "cp+ice+gqt"); the variant and rank apply to every part.
+petal_status petl_config_parse(const char *methods, petl_variant variant, int64_t rank,
+                               petl_config *out);
+
+typedef enum {
+    PETL_GROUP_SHARED, // factors shared across modalities (CP_U, CP_V, CP_C, VCRA's scale)
+    PETL_GROUP_VISION,
+    PETL_GROUP_TEXT,
+    PETL_GROUP_MULTIMODAL,
+    PETL_GROUP_DECODER,
+    PETL_GROUP_HEADS, // backbone heads trained with the method (vision_proj, itm_head)
+    PETL_GROUP_COUNT
+} petl_group;
+
+typedef struct petl_handle petl_handle;
+
+// Freezes every parameter, attaches the configured methods and marks their parameters (and the
+// extra heads) trainable. The model owns the handle and frees it; returns NULL with a
+// petal_error message when the configuration cannot apply to this model.
+petl_handle *petl_attach(blip_model *m, const petl_config *cfg);
+
+int64_t petl_count(const petl_handle *h);                     // the methods' own trainable params
+int64_t petl_count_group(const petl_handle *h, petl_group g); // trainable params of one group
+void petl_print_trainable(const petl_handle *h, FILE *out);
+// MCAM's rank-consistency loss term, or NULL when MCAM is off (petl/mcam.c).
+tensor *petl_extra_loss(const petl_handle *h, tensor *image_feat, tensor *text_feat);
+
+// Folds every linear delta into its Linear's weight (W += dW) so inference runs at the backbone's
+// cost; unmerge subtracts the same dW. Non-linear methods (ICE, GQT, QASN, adapters) stay active.
+void petl_merge(petl_handle *h);
+void petl_unmerge(petl_handle *h);
