@@ -9,8 +9,8 @@
 #include "models/blip/vit.h"
 #include "ops/ops.h"
 #include "tensor/scope.h"
-#include "tests/models/fixture.h"
-#include "tests/models/hashed.h"
+#include "tests/fixture.h"
+#include "tests/hashed.h"
 #include "tests/test_util.h"
 
 #define TOL 1e-5
@@ -18,7 +18,7 @@
 START_TEST(test_vit_block) {
     int mark = scope_begin();
     fixture f;
-    ck_assert(fixture_open(&f, "base_layers.h5"));
+    ck_assert(fixture_open(&f, "blip/base_layers.h5"));
     vit_config cfg = blip_config_base(BLIP_RETRIEVAL).vision;
     cfg.image_size = 224;
     cfg.depth = 1;
@@ -44,7 +44,7 @@ END_TEST
 START_TEST(test_bert_layers) {
     int mark = scope_begin();
     fixture f;
-    ck_assert(fixture_open(&f, "base_layers.h5"));
+    ck_assert(fixture_open(&f, "blip/base_layers.h5"));
     bert_config cfg = blip_config_base(BLIP_RETRIEVAL).text;
     cfg.layers = 1;
     const nn_ctx eval = NN_EVAL;
@@ -90,7 +90,7 @@ static int64_t own_params(const param_registry *r) {
 
 START_TEST(test_base_parameter_counts) {
     fixture f;
-    ck_assert(fixture_open(&f, "base_layers.h5"));
+    ck_assert(fixture_open(&f, "blip/base_layers.h5"));
     static const struct {
         blip_task task;
         const char *attr;

@@ -7,7 +7,7 @@
 #include "models/blip/retrieval.h"
 #include "ops/ops.h"
 #include "tensor/scope.h"
-#include "tests/models/fixture.h"
+#include "tests/fixture.h"
 #include "tests/test_util.h"
 
 #define TOL 1e-5 // f32, relative to each tensor's largest magnitude
@@ -20,7 +20,7 @@ typedef struct {
 
 static setup load(void) {
     setup s;
-    ck_assert(fixture_open(&s.f, "tiny_retrieval.h5"));
+    ck_assert(fixture_open(&s.f, "blip/tiny_retrieval.h5"));
     blip_config cfg = blip_config_tiny(BLIP_RETRIEVAL);
     cfg.queue_size = 12;
     s.m = blip_new_for_loading(&cfg, PETAL_F32);

@@ -7,7 +7,7 @@
 #include "models/blip/tasks.h"
 #include "ops/ops.h"
 #include "tensor/scope.h"
-#include "tests/models/fixture.h"
+#include "tests/fixture.h"
 #include "tests/test_util.h"
 
 #define TOL 1e-5
@@ -51,7 +51,7 @@ static void check_grads(fixture *f, blip_model *m, const char *const *names, siz
 START_TEST(test_caption) {
     int mark = scope_begin();
     fixture f;
-    blip_model *m = load_model(&f, "tiny_caption.h5", BLIP_CAPTION);
+    blip_model *m = load_model(&f, "blip/tiny_caption.h5", BLIP_CAPTION);
     tensor *image = tensor_set_requires_grad(fixture_get(&f, "inputs/image"), true);
     tensor *ids = fixture_get(&f, "inputs/ids"), *mask = mask_input(&f, "inputs/mask");
     int64_t prompt_len = (int64_t)tensor_item(fixture_get(&f, "meta"));
@@ -96,7 +96,7 @@ END_TEST
 START_TEST(test_vqa) {
     int mark = scope_begin();
     fixture f;
-    blip_model *m = load_model(&f, "tiny_vqa.h5", BLIP_VQA);
+    blip_model *m = load_model(&f, "blip/tiny_vqa.h5", BLIP_VQA);
     tensor *image = tensor_set_requires_grad(fixture_get(&f, "inputs/image"), true);
     tensor *q_ids = fixture_get(&f, "inputs/q_ids"), *q_mask = mask_input(&f, "inputs/q_mask");
     tensor *a_ids = fixture_get(&f, "inputs/a_ids"), *a_mask = mask_input(&f, "inputs/a_mask");

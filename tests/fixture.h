@@ -12,7 +12,7 @@ typedef struct {
     char path[512];
 } fixture;
 
-bool fixture_open(fixture *f, const char *name); // a file under tests/data/blip
+bool fixture_open(fixture *f, const char *name); // a path under tests/data
 void fixture_close(fixture *f);
 bool fixture_has(const fixture *f, const char *dataset);
 // The dataset as a tensor (f32, f64 or i64), or abort naming the file and dataset.

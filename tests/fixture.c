@@ -1,4 +1,4 @@
-#include "tests/models/fixture.h"
+#include "tests/fixture.h"
 
 #include <hdf5.h>
 #include <math.h>
@@ -9,7 +9,7 @@
 #include "tests/test_util.h"
 
 bool fixture_open(fixture *f, const char *name) {
-    snprintf(f->path, sizeof f->path, "%s/blip/%s", PETAL_TEST_DATA, name);
+    snprintf(f->path, sizeof f->path, "%s/%s", PETAL_TEST_DATA, name);
     f->file = H5Fopen(f->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f->file < 0) fprintf(stderr, "cannot open fixture %s\n", f->path);
     return f->file >= 0;

@@ -1,4 +1,4 @@
-#include "tests/models/hashed.h"
+#include "tests/hashed.h"
 
 #include <ctype.h>
 #include <stdlib.h>
