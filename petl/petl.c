@@ -235,15 +235,31 @@ int64_t petl_count(const petl_handle *h) {
     return n;
 }
 
+const char *petl_format_count(int64_t n, char *buf, size_t size) {
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%lld", (long long)(n < 0 ? -n : n));
+    size_t o = 0;
+    if (n < 0 && o + 1 < size) buf[o++] = '-';
+    for (int i = 0; i < len && o + 1 < size; i++) {
+        if (i > 0 && (len - i) % 3 == 0 && o + 2 < size) buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 void petl_print_trainable(const petl_handle *h, FILE *out) {
     int64_t trainable = registry_count(h->m->registry, true);
     int64_t all = registry_count(h->m->registry, false);
-    fprintf(out, "trainable params: %lld || all params: %lld || trainable%%: %.4f\n",
-            (long long)trainable, (long long)all, 100.0 * (double)trainable / (double)all);
+    char a[32], b[32];
+    fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
+            petl_format_count(trainable, a, sizeof a), petl_format_count(all, b, sizeof b),
+            100.0 * (double)trainable / (double)all);
     static const char *const names[] = {"shared factors", "vision",  "text",
                                         "multimodal",     "decoder", "heads"};
     for (int g = 0; g < PETL_GROUP_COUNT; g++)
-        fprintf(out, "  %-15s %lld\n", names[g], (long long)petl_count_group(h, (petl_group)g));
+        fprintf(out, "  %-15s %s\n", names[g],
+                petl_format_count(petl_count_group(h, (petl_group)g), a, sizeof a));
 }
 
 // ---- merging ----

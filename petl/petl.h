@@ -117,7 +117,11 @@ petl_handle *petl_attach(blip_model *m, const petl_config *cfg);
 
 int64_t petl_count(const petl_handle *h);                     // the methods' own trainable params
 int64_t petl_count_group(const petl_handle *h, petl_group g); // trainable params of one group
+// "trainable params: 324,098 || all params: 224,068,357 || trainable%: 0.1446" (PEFT's line), then
+// one line per group.
 void petl_print_trainable(const petl_handle *h, FILE *out);
+// n with thousands separators ("125,696"), as PEFT prints counts; returns buf.
+const char *petl_format_count(int64_t n, char *buf, size_t size);
 // MCAM's rank-consistency loss term, or NULL when MCAM is off (petl/mcam.c).
 tensor *petl_extra_loss(const petl_handle *h, tensor *image_feat, tensor *text_feat);
 

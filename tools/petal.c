@@ -8,7 +8,8 @@
 
 static const cli_command commands[] = {
     {"gradcheck", "check every op's backward rule against finite differences", cmd_gradcheck},
-    {"bench", "benchmarks: gemm, block", cmd_bench},
+    {"bench", "benchmarks: gemm, block, vit, blip-itm", cmd_bench},
+    {"params", "count the parameters a PETL method trains on a BLIP model", cmd_params},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -20,6 +20,30 @@ petal_status blip_task_parse(const char *name, blip_task *out) {
     return petal_error(PETAL_ERR_ARG, "task '%s': expected retrieval, itm, vqa or caption", name);
 }
 
+petal_status blip_config_named(const char *name, blip_config *out) {
+    static const struct {
+        const char *prefix;
+        blip_config (*make)(blip_task);
+    } sizes[] = {{"blip-tiny-", blip_config_tiny},
+                 {"blip-base-", blip_config_base},
+                 {"blip-large-", blip_config_large}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = strlen(sizes[i].prefix);
+        if (strncmp(name, sizes[i].prefix, n) != 0) continue;
+        blip_task task;
+        if (blip_task_parse(name + n, &task) != PETAL_OK)
+            return petal_error(PETAL_ERR_ARG,
+                               "model '%s': task '%s': expected retrieval, itm, vqa or caption",
+                               name, name + n);
+        *out = sizes[i].make(task);
+        return PETAL_OK;
+    }
+    return petal_error(PETAL_ERR_ARG,
+                       "model '%s': expected blip-<size>-<task> with size tiny, base or large "
+                       "(e.g. blip-base-retrieval)",
+                       name);
+}
+
 static bert_config med_config(int64_t encoder_width, bool lm_head) {
     return (bert_config){.hidden = 768,
                          .layers = 12,

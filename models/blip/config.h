@@ -60,5 +60,8 @@ blip_config blip_config_large(blip_task task);
 // 128-token vocabulary whose last two ids are [DEC] and [ENC].
 blip_config blip_config_tiny(blip_task task);
 
+// "blip-<size>-<task>" with size tiny, base or large and a task name ("blip-base-retrieval").
+petal_status blip_config_named(const char *name, blip_config *out);
+
 // Checks a configuration; the message names the field and the value.
 petal_status blip_config_check(const blip_config *cfg);
