@@ -4,7 +4,12 @@
 
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
+#include "models/blip/blip.h"
+#include "models/blip/retrieval.h"
+#include "models/blip/tasks.h"
+#include "nn/nn.h"
 #include "ops/ops.h"
+#include "petl/petl.h"
 #include "tensor/backend.h"
 #include "tensor/error.h"
 #include "tensor/rng.h"

@@ -79,7 +79,7 @@ static tensor *attention_probs(tensor *q, tensor *k, tensor *mask, bool causal, 
         backend_of(p)->copy(p, mask);
     }
     tensor *kt = view_transpose(k, -1, -2);
-    backend_of(p)->matmul(p, q, kt, scale, mask ? 1.0 : 0.0);
+    backend_matmul(p, q, kt, scale, mask ? 1.0 : 0.0);
     tensor_free(kt);
     if (causal) {
         tensor *cm = causal_mask(q->dtype, q->device, t, s);
@@ -111,7 +111,7 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
     tensor *store = tensor_empty_on(q->device, q->dtype, SHAPE(b, t, h, dv));
     tensor *out = view_transpose(store, 1, 2);
     tensor_free(store);
-    backend_of(out)->matmul(out, pd, v, 1.0, 0.0);
+    backend_matmul(out, pd, v, 1.0, 0.0);
     ag_node *n = ag_record("attention", attention_backward, out, 4, (tensor *[]){q, k, v, o.mask});
     if (n) {
         bool scores_grad = ag_needs(n, 0) || ag_needs(n, 1) || ag_needs(n, 3);

@@ -19,7 +19,7 @@ static tensor *matmul_data(const char *op, tensor *a, tensor *b) {
     shape[nb] = m;
     shape[nb + 1] = n;
     tensor *c = tensor_empty_on(a->device, a->dtype, nb + 2, shape);
-    backend_of(c)->matmul(c, a, b, 1.0, 0.0);
+    backend_matmul(c, a, b, 1.0, 0.0);
     return c;
 }
 
@@ -79,7 +79,7 @@ tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
     tensor *x2 = x->ndim == 1 ? view_unsqueeze(x, 0) : tensor_detach(x);
     tensor *y2 = x->ndim == 1 ? view_unsqueeze(y, 0) : tensor_detach(y);
     tensor *wt = view_transpose(w, 0, 1);
-    backend_of(y)->matmul(y2, x2, wt, 1.0, b ? 1.0 : 0.0);
+    backend_matmul(y2, x2, wt, 1.0, b ? 1.0 : 0.0);
     tensor_free(x2);
     tensor_free(y2);
     tensor_free(wt);

@@ -1,6 +1,7 @@
 #include "tensor/backend.h"
 
 #include "tensor/error.h"
+#include "tensor/tensor.h"
 
 #define PETAL_NAME_ENTRY(E, name) #name,
 static const char *const unary_names[] = {PETAL_UNARY_OPS(PETAL_NAME_ENTRY)};
@@ -32,4 +33,19 @@ const backend *backend_get(petal_device device) {
 #else
     PETAL_CHECK(0, "a CUDA tensor was requested but this petal was built without CUDA");
 #endif
+}
+
+static int64_t matmul_flops;
+
+void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta) {
+    matmul_flops += 2 * tensor_numel(c) * a->shape[a->ndim - 1];
+    backend_of(c)->matmul(c, a, b, alpha, beta);
+}
+
+int64_t backend_matmul_flops(void) {
+    return matmul_flops;
+}
+
+void backend_matmul_flops_reset(void) {
+    matmul_flops = 0;
 }

@@ -104,6 +104,13 @@ static inline const backend *backend_of(const tensor *t) {
     return backend_get(t->device);
 }
 
+// c = alpha * a @ b + beta * c on c's backend. Every GEMM of petal goes through here, so the
+// floating-point operations a model or a PETL method adds can be counted (2 M N K per product,
+// per batch; from the thread that issues ops).
+void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
+int64_t backend_matmul_flops(void); // since the last reset
+void backend_matmul_flops_reset(void);
+
 extern const backend cpu_backend;
 
 // Number of CUDA devices, or -1 if petal was built without CUDA.

@@ -6,3 +6,6 @@
 
 int bench_vit(int argc, char **argv);
 int bench_blip_itm(int argc, char **argv);
+// `petal bench block --petl M --rank R`: a BLIP-base ViT block with and without the method
+// (tools/bench_petl.c).
+int bench_block_petl(int argc, char **argv);

@@ -173,7 +173,9 @@ static int bench_block(int argc, char **argv) {
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "gemm") == 0) return bench_gemm(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "block") == 0) return bench_block(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "block") == 0)
+        return cli_option(argc - 1, argv + 1, "--petl", NULL) ? bench_block_petl(argc - 1, argv + 1)
+                                                              : bench_block(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "vit") == 0) return bench_vit(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "blip-itm") == 0) return bench_blip_itm(argc - 1, argv + 1);
     fprintf(stderr, "usage: petal bench gemm|block|vit|blip-itm [options]\n");

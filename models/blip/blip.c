@@ -104,17 +104,15 @@ void blip_free(blip_model *m) {
         nn_linear_free(&m->vision_proj_m);
         nn_linear_free(&m->text_proj_m);
     }
-    for (cls_hook *h = m->itm_positive; h;) {
-        cls_hook *next = h->next;
-        if (h->free) h->free(h);
-        h = next;
-    }
+    cls_hooks_free(&m->itm_positive);
+    cls_hooks_free(&m->itm_all);
     if (m->petl_free) m->petl_free(m->petl);
     registry_free(m->registry);
     free(m);
 }
 
-void blip_momentum_copy(blip_model *m) {
+void blip_momentum_pairs(blip_model *m, void (*fn)(tensor *main, tensor *copy, void *ctx),
+                         void *ctx) {
     static const char *const prefixes[] = {"visual_encoder.", "vision_proj.", "text_encoder.",
                                            "text_proj."};
     char name[NN_NAME_MAX];
@@ -126,9 +124,18 @@ void blip_momentum_copy(blip_model *m) {
             // "visual_encoder.x" -> "visual_encoder_m.x"
             nn_name(name, "%.*s_m.%s", (int)(len - 1), prefixes[p], e->name + len);
             param_entry *copy = registry_find(m->registry, name);
-            if (copy) tensor_copy_(copy->value, e->value);
+            if (copy) fn(e->value, copy->value, ctx);
         }
     }
+}
+
+static void copy_pair(tensor *main, tensor *copy, void *ctx) {
+    (void)ctx;
+    tensor_copy_(copy, main);
+}
+
+void blip_momentum_copy(blip_model *m) {
+    blip_momentum_pairs(m, copy_pair, NULL);
 }
 
 tensor *blip_image_embeds(const blip_model *m, tensor *images, const nn_ctx *ctx) {

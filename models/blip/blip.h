@@ -24,7 +24,8 @@ typedef struct {
     tensor *idx_queue;                // (1, Q) i64 image ids, -100 when empty
     tensor *ptr_queue;                // (1) i64 next slot
     // PETL extension points (models/blip/hooks.h) and what attached them: the model frees it.
-    cls_hook *itm_positive; // the fused [CLS] of ITM's positive pairs (ICE)
+    cls_hook *itm_positive; // the fused [CLS] of ITM's positive pairs (ICE as released)
+    cls_hook *itm_all;      // the fused [CLS] of every ITM pair: positives, then negatives (ICE)
     void *petl;
     void (*petl_free)(void *petl);
 } blip_model;
@@ -35,6 +36,11 @@ blip_model *blip_new(const blip_config *cfg, petal_dtype dtype, uint64_t seed);
 blip_model *blip_new_for_loading(const blip_config *cfg, petal_dtype dtype);
 void blip_free(blip_model *m);
 
+// Calls fn on each parameter of the main encoders and projections that has a momentum twin
+// ("visual_encoder.x" and "visual_encoder_m.x"); parameters without one (PETL methods attached
+// to the main encoders only) are skipped: the momentum encoders run without them.
+void blip_momentum_pairs(blip_model *m, void (*fn)(tensor *main, tensor *copy, void *ctx),
+                         void *ctx);
 // Copies the main encoders' parameters into the momentum copies (copy_params).
 void blip_momentum_copy(blip_model *m);
 

@@ -28,3 +28,27 @@ void layer_hooks_free(layer_hooks *hooks) {
     free_list(hooks->output);
     hooks->ffn = hooks->output = NULL;
 }
+
+tensor *cls_hooks_run(cls_hook *list, tensor *cls, tensor *text_cls, const nn_ctx *ctx) {
+    for (cls_hook *h = list; h; h = h->next) {
+        tensor *next = h->fn(h, cls, text_cls, ctx);
+        if (next != cls) tensor_free(cls);
+        cls = next;
+    }
+    return cls;
+}
+
+void cls_hooks_append(cls_hook **list, cls_hook *h) {
+    h->next = NULL;
+    while (*list) list = &(*list)->next;
+    *list = h;
+}
+
+void cls_hooks_free(cls_hook **list) {
+    for (cls_hook *h = *list; h;) {
+        cls_hook *next = h->next;
+        if (h->free) h->free(h);
+        h = next;
+    }
+    *list = NULL;
+}

@@ -41,3 +41,8 @@ struct cls_hook {
     void (*free)(cls_hook *h);
     cls_hook *next;
 };
+
+// Runs a list over cls (freeing the intermediate values), returning the final value.
+tensor *cls_hooks_run(cls_hook *list, tensor *cls, tensor *text_cls, const nn_ctx *ctx);
+void cls_hooks_append(cls_hook **list, cls_hook *h);
+void cls_hooks_free(cls_hook **list);

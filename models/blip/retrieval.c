@@ -52,26 +52,18 @@ static tensor *scaled_sim(tensor *a, tensor *b, tensor *temp) {
 // ---- momentum encoders and queues ----
 
 // p_m = p_m * c + p * (1 - c) for every momentum copy (blip_retrieval.py's _momentum_update).
+static void ema_pair(tensor *p, tensor *pm, void *ctx) {
+    double c = *(const double *)ctx;
+    tensor *a = tensor_mul_scalar(pm, c), *b = tensor_mul_scalar(p, 1.0 - c);
+    tensor *mixed = tensor_add(a, b);
+    tensor_copy_(pm, mixed);
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(mixed);
+}
+
 static void momentum_update(blip_model *m) {
-    static const char *const prefixes[] = {"visual_encoder.", "vision_proj.", "text_encoder.",
-                                           "text_proj."};
-    double c = m->cfg.momentum_coef;
-    char name[NN_NAME_MAX];
-    for (int i = 0; i < m->registry->n; i++) {
-        const param_entry *e = &m->registry->items[i];
-        for (int p = 0; p < 4; p++) {
-            size_t len = strlen(prefixes[p]);
-            if (strncmp(e->name, prefixes[p], len) != 0) continue;
-            nn_name(name, "%.*s_m.%s", (int)(len - 1), prefixes[p], e->name + len);
-            tensor *pm = registry_get(m->registry, name);
-            tensor *a = tensor_mul_scalar(pm, c), *b = tensor_mul_scalar(e->value, 1.0 - c);
-            tensor *mixed = tensor_add(a, b);
-            tensor_copy_(pm, mixed);
-            tensor_free(a);
-            tensor_free(b);
-            tensor_free(mixed);
-        }
-    }
+    blip_momentum_pairs(m, ema_pair, &m->cfg.momentum_coef);
 }
 
 // Writes the batch's momentum features and ids at the queue pointer and advances it.
@@ -219,9 +211,7 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     petal_device dev = ids->device;
     tensor *enc_ids = blip_with_first_token(ids, m->cfg.tokens.enc);
     tensor *pos_h = blip_multimodal(m, enc_ids, mask, f->image_embeds, ctx);
-    tensor *cls_pos = tensor_select(pos_h, 1, 0);
-    for (cls_hook *h = m->itm_positive; h; h = h->next) // ICE
-        cls_pos = nn_consume(cls_pos, h->fn(h, cls_pos, f->text_cls, ctx));
+    tensor *cls_pos = cls_hooks_run(m->itm_positive, tensor_select(pos_h, 1, 0), f->text_cls, ctx);
     int64_t *neg_img = malloc((size_t)b * sizeof *neg_img),
             *neg_txt = malloc((size_t)b * sizeof *neg_txt);
     PETAL_CHECK(neg_img && neg_txt, "blip retrieval: out of host memory");
@@ -250,6 +240,7 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     tensor *neg_h = blip_multimodal(m, ids_all, mask_all, embeds_all, ctx);
     tensor *cls_neg = tensor_select(neg_h, 1, 0);
     tensor *vl = tensor_concat((tensor *[]){cls_pos, cls_neg}, 2, 0); // (3B, H)
+    vl = cls_hooks_run(m->itm_all, vl, f->text_cls, ctx);
     tensor *logits = nn_linear_forward(&m->itm_head, vl, ctx);
     tensor *labels = tensor_zeros(PETAL_I64, SHAPE(3 * b));
     for (int64_t i = 0; i < b; i++) tensor_data_i64(labels)[i] = 1;
