@@ -9,6 +9,8 @@
 static const cli_command commands[] = {
     {"gradcheck", "check every op's backward rule against finite differences", cmd_gradcheck},
     {"bench", "benchmarks: gemm, block", cmd_bench},
+    {"convert", "a .pth or .safetensors state dict -> a petal HDF5 checkpoint", cmd_convert},
+    {"inspect", "the tensors of a .h5, .pth or .safetensors file", cmd_inspect},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
