@@ -10,6 +10,8 @@ typedef struct {
 int cmd_gradcheck(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_params(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 // Option parsing shared by subcommands: "--name value" pairs.
 const char *cli_option(int argc, char **argv, const char *name, const char *fallback);

@@ -10,6 +10,8 @@ static const cli_command commands[] = {
     {"gradcheck", "check every op's backward rule against finite differences", cmd_gradcheck},
     {"bench", "benchmarks: gemm, block, vit, blip-itm", cmd_bench},
     {"params", "count the parameters a PETL method trains on a BLIP model", cmd_params},
+    {"convert", "a .pth or .safetensors state dict -> a petal HDF5 checkpoint", cmd_convert},
+    {"inspect", "the tensors of a .h5, .pth or .safetensors file", cmd_inspect},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -1,0 +1,390 @@
+#include "io/annotations.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/buffer.h"
+#include "io/json.h"
+#include "io/strmap.h"
+#include "io/text.h"
+
+// ---- shared pieces ----
+
+// Parses path, whose root must be an array.
+static petal_status load_entries(const char *path, json_value **root) {
+    petal_status st = json_parse_file(path, root);
+    if (st) return st;
+    const json_value *entries;
+    if ((st = json_as_array(*root, &entries))) {
+        json_free(*root);
+        *root = NULL;
+    }
+    return st;
+}
+
+// A string value without NULs: C strings downstream would silently cut it.
+static petal_status as_text(const json_value *v, const char **out) {
+    size_t len;
+    petal_status st = json_as_string(v, out, &len);
+    if (!st && strlen(*out) != len)
+        return json_type_error(v, "text without NUL characters (\\u0000)");
+    return st;
+}
+
+static petal_status member_text(const json_value *entry, const char *key, const char **out) {
+    const json_value *v;
+    petal_status st = json_member_get(entry, key, &v);
+    return st ? st : as_text(v, out);
+}
+
+// Parses path and reads the entries of its root array: start() sizes the set, then entry() reads
+// each entry, until one fails.
+static petal_status read_entries(const char *path, void *ctx,
+                                 void (*start)(void *ctx, const json_value *entries),
+                                 petal_status (*entry)(void *ctx, const json_value *e, size_t i)) {
+    json_value *root;
+    petal_status st = load_entries(path, &root);
+    if (st) return st;
+    start(ctx, root);
+    for (size_t i = 0; i < json_len(root) && !st; i++) st = entry(ctx, json_at(root, i), i);
+    json_free(root);
+    return st;
+}
+
+static char *copy(const char *s) {
+    return buffer_strndup(s, strlen(s));
+}
+
+static void free_strings(char **s, int64_t n) {
+    for (int64_t i = 0; s && i < n; i++) free(s[i]);
+    free(s);
+}
+
+static void *alloc_array(size_t n, size_t elem) {
+    return buffer_calloc(n, elem, "annotations");
+}
+
+// ---- caption and retrieval training ----
+
+typedef struct {
+    ann_train_set *set;
+    int max_words;
+    const char *prompt;
+    strmap ids; // image_id key -> image_index
+    strbuf key;
+} train_reader;
+
+// image_id as a key that is equal exactly when Python's dict keys are: strings by content,
+// numbers by value (1 and 1.0 are one key, 1 and "1" two).
+static petal_status image_id_key(const json_value *entry, strbuf *key) {
+    const json_value *v;
+    petal_status st = json_member_get(entry, "image_id", &v);
+    if (st) return st;
+    char num[40];
+    strbuf_clear(key);
+    if (v->type == JSON_STRING) {
+        strbuf_push(key, 's');
+        strbuf_append(key, v->string.chars, v->string.len);
+    } else if (v->type == JSON_NUMBER) {
+        if (v->number.is_int)
+            snprintf(num, sizeof num, "i%lld", (long long)v->number.exact);
+        else
+            snprintf(num, sizeof num, "n%.17g", v->number.value);
+        strbuf_append(key, num, strlen(num));
+    } else {
+        return json_type_error(v, "a string or a number");
+    }
+    return PETAL_OK;
+}
+
+static void train_start(void *ctx, const json_value *entries) {
+    train_reader *r = ctx;
+    r->set->items = alloc_array(json_len(entries), sizeof *r->set->items);
+}
+
+static petal_status train_entry(void *ctx, const json_value *e, size_t i) {
+    train_reader *r = ctx;
+    const char *image, *caption;
+    char *pre;
+    petal_status st;
+    if ((st = member_text(e, "image", &image)) || (st = member_text(e, "caption", &caption)) ||
+        (st = image_id_key(e, &r->key)) || (st = text_pre_caption(caption, r->max_words, &pre)))
+        return st;
+    ann_caption *c = &r->set->items[i];
+    strbuf text = {0};
+    strbuf_append(&text, r->prompt, strlen(r->prompt));
+    strbuf_append(&text, pre, strlen(pre));
+    free(pre);
+    c->image = copy(image);
+    c->caption = strbuf_take(&text);
+    c->image_index = strmap_get(&r->ids, r->key.data, r->key.len);
+    if (c->image_index < 0) {
+        c->image_index = r->set->n_images++;
+        strmap_set(&r->ids, r->key.data, r->key.len, c->image_index);
+    }
+    r->set->n = (int64_t)i + 1;
+    return PETAL_OK;
+}
+
+petal_status ann_load_train(const char *path, int max_words, const char *prompt,
+                            ann_train_set **out) {
+    train_reader r = {
+        .set = alloc_array(1, sizeof *r.set), .max_words = max_words, .prompt = prompt};
+    petal_status st = read_entries(path, &r, train_start, train_entry);
+    strmap_free(&r.ids);
+    strbuf_free(&r.key);
+    if (st) ann_train_free(r.set);
+    *out = st ? NULL : r.set;
+    return st;
+}
+
+void ann_train_free(ann_train_set *s) {
+    if (!s) return;
+    for (int64_t i = 0; i < s->n; i++) {
+        free(s->items[i].image);
+        free(s->items[i].caption);
+    }
+    free(s->items);
+    free(s);
+}
+
+// ---- retrieval evaluation ----
+
+typedef struct {
+    ann_retrieval_set *set;
+    int max_words;
+} retrieval_reader;
+
+static void retrieval_start(void *ctx, const json_value *entries) {
+    ann_retrieval_set *s = ((retrieval_reader *)ctx)->set;
+    size_t n = json_len(entries), n_captions = 0;
+    for (size_t i = 0; i < n; i++) n_captions += json_len(json_get(json_at(entries, i), "caption"));
+    s->images = alloc_array(n, sizeof *s->images);
+    s->image_texts = alloc_array(n + 1, sizeof *s->image_texts);
+    s->texts = alloc_array(n_captions, sizeof *s->texts);
+    s->text_image = alloc_array(n_captions, sizeof *s->text_image);
+}
+
+static petal_status retrieval_entry(void *ctx, const json_value *e, size_t i) {
+    retrieval_reader *r = ctx;
+    ann_retrieval_set *s = r->set;
+    const char *image, *caption;
+    const json_value *captions;
+    petal_status st;
+    if ((st = member_text(e, "image", &image)) || (st = json_get_array(e, "caption", &captions)))
+        return st;
+    s->images[i] = copy(image);
+    s->n_images = (int64_t)i + 1;
+    for (size_t k = 0; k < json_len(captions); k++) {
+        if ((st = as_text(json_at(captions, k), &caption)) ||
+            (st = text_pre_caption(caption, r->max_words, &s->texts[s->n_texts])))
+            return st;
+        s->text_image[s->n_texts++] = (int64_t)i;
+    }
+    s->image_texts[i + 1] = s->n_texts;
+    return PETAL_OK;
+}
+
+petal_status ann_load_retrieval(const char *path, int max_words, ann_retrieval_set **out) {
+    retrieval_reader r = {.set = alloc_array(1, sizeof *r.set), .max_words = max_words};
+    petal_status st = read_entries(path, &r, retrieval_start, retrieval_entry);
+    if (st) ann_retrieval_free(r.set);
+    *out = st ? NULL : r.set;
+    return st;
+}
+
+void ann_retrieval_free(ann_retrieval_set *s) {
+    if (!s) return;
+    free_strings(s->images, s->n_images);
+    free_strings(s->texts, s->n_texts);
+    free(s->text_image);
+    free(s->image_texts);
+    free(s);
+}
+
+// ---- caption evaluation ----
+
+// int(name.split('/')[-1].strip('.jpg').split('_')[-1]) for plain decimal digits.
+static bool image_id_from_name(const char *image, int64_t *id) {
+    const char *base = strrchr(image, '/');
+    base = base ? base + 1 : image;
+    size_t start = 0, end = strlen(base);
+    while (start < end && strchr(".jpg", base[start])) start++;
+    while (end > start && strchr(".jpg", base[end - 1])) end--;
+    for (size_t i = start; i < end; i++)
+        if (base[i] == '_') start = i + 1;
+    bool negative = start < end && base[start] == '-';
+    if (start < end && (base[start] == '-' || base[start] == '+')) start++;
+    if (start == end) return false;
+    uint64_t v = 0;
+    for (size_t i = start; i < end; i++) {
+        if (base[i] < '0' || base[i] > '9' || v > (uint64_t)INT64_MAX / 10) return false;
+        v = v * 10 + (uint64_t)(base[i] - '0');
+    }
+    if (v > (uint64_t)INT64_MAX) return false;
+    *id = negative ? -(int64_t)v : (int64_t)v;
+    return true;
+}
+
+static void image_set_start(void *ctx, const json_value *entries) {
+    ann_image_set *s = ctx;
+    s->images = alloc_array(json_len(entries), sizeof *s->images);
+    s->image_ids = alloc_array(json_len(entries), sizeof *s->image_ids);
+}
+
+static petal_status image_set_entry(void *ctx, const json_value *e, size_t i) {
+    ann_image_set *s = ctx;
+    const json_value *v;
+    const char *image;
+    petal_status st;
+    if ((st = json_member_get(e, "image", &v)) || (st = as_text(v, &image))) return st;
+    if (!image_id_from_name(image, &s->image_ids[i]))
+        return json_type_error(
+            v, "a file name ending in _<digits>.jpg (BLIP reads the image id from it)");
+    s->images[i] = copy(image);
+    s->n = (int64_t)i + 1;
+    return PETAL_OK;
+}
+
+petal_status ann_load_caption_eval(const char *path, ann_image_set **out) {
+    ann_image_set *s = alloc_array(1, sizeof *s);
+    petal_status st = read_entries(path, s, image_set_start, image_set_entry);
+    if (st) ann_image_set_free(s);
+    *out = st ? NULL : s;
+    return st;
+}
+
+void ann_image_set_free(ann_image_set *s) {
+    if (!s) return;
+    free_strings(s->images, s->n);
+    free(s->image_ids);
+    free(s);
+}
+
+// ---- VQA ----
+
+typedef struct {
+    ann_vqa_set *set;
+    size_t cap;
+    ann_vqa_split split;
+} vqa_reader;
+
+// BLIP's answer weights for a "vqa" entry: each distinct answer, in order of first appearance,
+// gets 1/len(answers) added once per occurrence.
+static petal_status read_vqa_answers(const json_value *e, ann_vqa *q) {
+    const json_value *list;
+    petal_status st = json_get_array(e, "answer", &list);
+    if (st) return st;
+    size_t n = json_len(list);
+    if (n == 0) return json_type_error(list, "a non-empty array of answers");
+    q->answers = alloc_array(n, sizeof *q->answers);
+    q->weights = alloc_array(n, sizeof *q->weights);
+    strmap seen = {0};
+    for (size_t k = 0; k < n && !st; k++) {
+        const char *answer;
+        if ((st = as_text(json_at(list, k), &answer))) break;
+        int64_t at = strmap_get(&seen, answer, strlen(answer));
+        if (at < 0) {
+            at = q->n_answers++;
+            q->answers[at] = copy(answer);
+            strmap_set(&seen, answer, strlen(answer), at);
+        }
+        q->weights[at] += 1.0 / (double)n;
+    }
+    strmap_free(&seen);
+    return st;
+}
+
+static petal_status read_vg_answer(const json_value *e, ann_vqa *q) {
+    const char *answer;
+    petal_status st = member_text(e, "answer", &answer);
+    if (st) return st;
+    q->answers = alloc_array(1, sizeof *q->answers);
+    q->weights = alloc_array(1, sizeof *q->weights);
+    q->answers[0] = copy(answer);
+    q->weights[0] = 0.2;
+    q->n_answers = 1;
+    return PETAL_OK;
+}
+
+static void vqa_start(void *ctx, const json_value *entries) {
+    vqa_reader *r = ctx;
+    r->set->items = buffer_grow(r->set->items, &r->cap, (size_t)r->set->n + json_len(entries),
+                                sizeof *r->set->items);
+}
+
+static petal_status vqa_entry(void *ctx, const json_value *e, size_t i) {
+    (void)i;
+    vqa_reader *r = ctx;
+    ann_vqa *q = &r->set->items[r->set->n++];
+    *q = (ann_vqa){.question_id = -1};
+    const char *image, *question, *dataset;
+    const json_value *v;
+    petal_status st;
+    if ((st = member_text(e, "image", &image)) || (st = member_text(e, "question", &question)) ||
+        (st = json_member_get(e, "dataset", &v)) || (st = as_text(v, &dataset)))
+        return st;
+    if (strcmp(dataset, "vqa") != 0 && strcmp(dataset, "vg") != 0)
+        return json_type_error(v, "\"vqa\" or \"vg\"");
+    q->dataset = strcmp(dataset, "vg") == 0 ? ANN_DATASET_VG : ANN_DATASET_VQA;
+    q->image = copy(image);
+    if ((st = text_pre_question(question, TEXT_QUESTION_MAX_WORDS, &q->question))) return st;
+    if (r->split == ANN_VQA_TEST) return json_get_int(e, "question_id", &q->question_id);
+    if ((v = json_get(e, "question_id")) && (st = json_as_int(v, &q->question_id))) return st;
+    return q->dataset == ANN_DATASET_VG ? read_vg_answer(e, q) : read_vqa_answers(e, q);
+}
+
+petal_status ann_load_vqa(const char *const *paths, int n_paths, ann_vqa_split split,
+                          ann_vqa_set **out) {
+    vqa_reader r = {.set = alloc_array(1, sizeof *r.set), .split = split};
+    petal_status st = PETAL_OK;
+    for (int f = 0; f < n_paths && !st; f++) st = read_entries(paths[f], &r, vqa_start, vqa_entry);
+    if (st) ann_vqa_free(r.set);
+    *out = st ? NULL : r.set;
+    return st;
+}
+
+void ann_vqa_free(ann_vqa_set *s) {
+    if (!s) return;
+    for (int64_t i = 0; i < s->n; i++) {
+        ann_vqa *q = &s->items[i];
+        free(q->image);
+        free(q->question);
+        free_strings(q->answers, q->n_answers);
+        free(q->weights);
+    }
+    free(s->items);
+    free(s);
+}
+
+// ---- the VQA answer list ----
+
+static void strings_start(void *ctx, const json_value *entries) {
+    ann_strings *s = ctx;
+    s->items = alloc_array(json_len(entries), sizeof *s->items);
+}
+
+static petal_status strings_entry(void *ctx, const json_value *e, size_t i) {
+    ann_strings *s = ctx;
+    const char *answer;
+    petal_status st = as_text(e, &answer);
+    if (st) return st;
+    s->items[i] = copy(answer);
+    s->n = (int64_t)i + 1;
+    return PETAL_OK;
+}
+
+petal_status ann_load_answer_list(const char *path, ann_strings **out) {
+    ann_strings *s = alloc_array(1, sizeof *s);
+    petal_status st = read_entries(path, s, strings_start, strings_entry);
+    if (st) ann_strings_free(s);
+    *out = st ? NULL : s;
+    return st;
+}
+
+void ann_strings_free(ann_strings *s) {
+    if (!s) return;
+    free_strings(s->items, s->n);
+    free(s);
+}

@@ -1,0 +1,48 @@
+// Released weights -> petal checkpoints (`petal convert`, docs/checkpoint-format.md "Converting").
+//
+// Reads a .pth or .safetensors state dict and recognises its naming:
+// - Salesforce BLIP (visual_encoder.*, text_encoder.*, text_decoder.*): names kept;
+// - HF BLIP (vision_model.*): renamed to Salesforce's (REFERENCE.md "Released weights");
+// - a plain BERT (embeddings.*, encoder.layer.*, as all-MiniLM-L6-v2): put under text_encoder.,
+//   token_type_embeddings kept, pooler and MLM heads dropped;
+// - anything else: every tensor kept under its own name, config "{}".
+// For BLIP it keeps the modules the task uses, drops momentum encoders and queues (unless asked to
+// keep them, as buffers), position_ids buffers and the decoder weight and bias tied to the word
+// embeddings and cls.predictions.bias; resizes pos_embed to the image size; infers the config
+// JSON (the schema of docs/checkpoint-format.md) from the shapes; embeds a vocabulary; and writes
+// the checkpoint atomically.
+#pragma once
+
+#include <stdbool.h>
+
+#include "tensor/error.h"
+
+typedef struct {
+    const char *task;       // "retrieval", "itm", "vqa", "caption", "pretrain"; NULL: inferred
+    int image_size;         // 0: the image size pos_embed was trained at
+    const char *vocab_path; // one token per line; NULL: no vocabulary
+    bool keep_momentum;     // keep momentum encoders and queues (as buffers)
+    int heads;              // 0: from config.json beside the source, else width / 64
+} convert_options;
+
+typedef struct {
+    char *name;         // the source's name
+    const char *reason; // "momentum copy", "queue", "position_ids buffer", ...
+} convert_drop;
+
+typedef struct {
+    const char *style; // "Salesforce BLIP", "HF BLIP", "BERT", "unrecognised"
+    const char *task;  // the BLIP task written to the config; NULL otherwise
+    int n_read, n_written, n_renamed;
+    convert_drop *dropped;
+    int n_dropped;
+    char resized[160]; // "visual_encoder.pos_embed [1, 577, 768] -> [1, 901, 768]", or ""
+    char *config;      // the config JSON written
+    int vocab_tokens;  // lines of the embedded vocabulary; 0 when none
+} convert_report;
+
+// Converts src into a petal checkpoint at dst. The report (may be NULL) says what was done; free
+// it with convert_report_free whatever the status. Errors name the file and the tensor or option.
+petal_status convert_file(const char *src, const char *dst, const convert_options *opts,
+                          convert_report *report);
+void convert_report_free(convert_report *report);

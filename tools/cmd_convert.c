@@ -1,0 +1,90 @@
+// petal convert: a .pth or .safetensors state dict -> a petal HDF5 checkpoint (io/convert.h).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/convert.h"
+#include "tools/cli.h"
+
+static const char *usage =
+    "petal convert SRC DST [--task retrieval|itm|vqa|caption|pretrain] [--image-size N] "
+    "[--vocab FILE] [--keep-momentum] [--heads N]";
+
+static int bad_usage(const char *what, const char *arg) {
+    fprintf(stderr, "petal convert: %s '%s'\nusage: %s\n", what, arg, usage);
+    return 2;
+}
+
+static bool parse_int(const char *text, int *out) {
+    char *end;
+    long v = strtol(text, &end, 10);
+    *out = (int)v;
+    return *text && *end == '\0' && v > 0 && v <= 1 << 20;
+}
+
+// Fills opts and the two paths; returns 0, or 2 after printing what is wrong.
+static int parse(int argc, char **argv, convert_options *opts, const char *paths[2]) {
+    int n_paths = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--keep-momentum") == 0) {
+            opts->keep_momentum = true;
+        } else if (strncmp(a, "--", 2) != 0) {
+            if (n_paths == 2) return bad_usage("one path too many:", a);
+            paths[n_paths++] = a;
+        } else if (i + 1 >= argc) {
+            return bad_usage("missing value for", a);
+        } else if (strcmp(a, "--task") == 0) {
+            opts->task = argv[++i];
+        } else if (strcmp(a, "--vocab") == 0) {
+            opts->vocab_path = argv[++i];
+        } else if (strcmp(a, "--image-size") == 0 || strcmp(a, "--heads") == 0) {
+            if (!parse_int(argv[++i], a[2] == 'i' ? &opts->image_size : &opts->heads))
+                return bad_usage("expected a positive integer for", a);
+        } else {
+            return bad_usage("unknown option", a);
+        }
+    }
+    return n_paths == 2 ? 0 : bad_usage("expected SRC and DST, got", n_paths ? paths[0] : "");
+}
+
+// "40 momentum copy, 3 queue, ...": the dropped tensors counted by reason.
+static void print_dropped(const convert_report *r) {
+    printf("dropped %d", r->n_dropped);
+    for (int i = 0; i < r->n_dropped; i++) {
+        bool seen = false;
+        for (int k = 0; k < i && !seen; k++) seen = r->dropped[k].reason == r->dropped[i].reason;
+        if (seen) continue;
+        int count = 0;
+        for (int k = i; k < r->n_dropped; k++)
+            count += r->dropped[k].reason == r->dropped[i].reason;
+        printf("%s%d %s (e.g. %s)", i ? ", " : ": ", count, r->dropped[i].reason,
+               r->dropped[i].name);
+    }
+    printf("\n");
+}
+
+int cmd_convert(int argc, char **argv) {
+    convert_options opts = {0};
+    const char *paths[2] = {NULL, NULL};
+    int rc = parse(argc, argv, &opts, paths);
+    if (rc) return rc;
+    convert_report r;
+    petal_status st = convert_file(paths[0], paths[1], &opts, &r);
+    if (st != PETAL_OK) {
+        fprintf(stderr, "petal convert: %s\n", petal_error_message());
+        convert_report_free(&r);
+        return 1;
+    }
+    printf("read %d tensors from %s (%s names%s%s)\n", r.n_read, paths[0], r.style,
+           r.task ? ", task " : "", r.task ? r.task : "");
+    if (r.n_renamed) printf("renamed %d to petal's (Salesforce) names\n", r.n_renamed);
+    if (r.n_dropped) print_dropped(&r);
+    if (r.resized[0]) printf("resized %s\n", r.resized);
+    if (r.vocab_tokens) printf("vocabulary: %d tokens from %s\n", r.vocab_tokens, opts.vocab_path);
+    size_t n = strlen(r.config);
+    printf("wrote %d tensors to %s\nconfig: %s%s", r.n_written, paths[1], r.config,
+           n && r.config[n - 1] == '\n' ? "" : "\n");
+    convert_report_free(&r);
+    return 0;
+}
