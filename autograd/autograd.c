@@ -259,6 +259,10 @@ void autograd_backward(tensor *root, tensor *grad, bool retain_graph) {
                 grad ? dtype_name(grad->dtype) : "",
                 grad ? shape_str(grad->ndim, grad->shape, a, sizeof a) : "",
                 dtype_name(root->dtype), shape_str(root->ndim, root->shape, b, sizeof b));
+    char da[16], db[16];
+    PETAL_CHECK(!grad || device_equal(grad->device, root->device),
+                "autograd_backward: seed gradient on %s, the root on %s",
+                grad ? device_name(grad->device, da) : "", device_name(root->device, db));
     bool prev = grad_mode_set(false);
     tensor *seed = grad ? tensor_clone_data(grad) : tensor_empty_like(root);
     if (!grad) tensor_fill_(seed, 1.0);

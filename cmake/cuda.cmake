@@ -1,4 +1,7 @@
-# The CUDA backend (issue: CUDA backend). PETAL_CUDA=AUTO turns it on when nvcc is found.
+# The CUDA backend (docs/cuda.md). PETAL_CUDA=AUTO builds it when nvcc is found, ON requires it,
+# OFF leaves it out. When it is built, tensor/cuda/*.cu join petal_objects (compiled for
+# PETAL_CUDA_ARCHS), every C source sees PETAL_HAVE_CUDA (and PETAL_HAVE_NCCL when NCCL is found),
+# and PETAL_CUDA_DEPS names the CUDA runtime, cuBLAS and NCCL for the libraries to link.
 include(CheckLanguage)
 set(PETAL_CUDA_DEPS "")
 if(PETAL_CUDA STREQUAL "OFF")
@@ -14,7 +17,51 @@ if(NOT CMAKE_CUDA_COMPILER)
   return()
 endif()
 file(GLOB PETAL_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cu)
-if(NOT PETAL_CUDA_SOURCES)
-  message(STATUS "petal: nvcc found (${CMAKE_CUDA_COMPILER}); no CUDA backend sources yet")
-  return()
+
+set(CMAKE_CUDA_ARCHITECTURES "${PETAL_CUDA_ARCHS}")
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+find_path(PETAL_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+find_library(PETAL_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib)
+
+# The directory-wide flags of the C build (warnings, -Werror, -march=native, sanitizers) mean
+# nothing to nvcc, or something else: keep them for C sources only.
+get_target_property(c_options petal_objects COMPILE_OPTIONS)
+set(c_only_options "")
+foreach(option IN LISTS c_options)
+  list(APPEND c_only_options "$<$<COMPILE_LANGUAGE:C>:${option}>")
+endforeach()
+set_property(TARGET petal_objects PROPERTY COMPILE_OPTIONS "${c_only_options}")
+
+target_sources(petal_objects PRIVATE ${PETAL_CUDA_SOURCES})
+# The runtime is CUDA::cudart (shared), linked below; not also a static copy in each program.
+set(CMAKE_CUDA_RUNTIME_LIBRARY None)
+set_target_properties(petal_objects PROPERTIES
+  CUDA_ARCHITECTURES "${PETAL_CUDA_ARCHS}"
+  CUDA_RUNTIME_LIBRARY None)
+# C++20 for designated initializers (the backend table reads like the CPU's); CMake 3.25 does not
+# know that nvcc 13 supports CUDA_STANDARD 20, so the flag is given directly.
+# --fmad=false: no fused multiply-adds, so a formula of tensor/elementwise.h rounds exactly as the
+# CPU build (C11, no contraction) computes it; the CPU tests then check the bits the GPU produces.
+target_compile_options(petal_objects PRIVATE
+  $<$<COMPILE_LANGUAGE:CUDA>:-std=c++20 --fmad=false -Xcompiler=-Wall,-Wextra>)
+if(PETAL_WERROR)
+  target_compile_options(petal_objects PRIVATE
+    "$<$<COMPILE_LANGUAGE:CUDA>:SHELL:--Werror all-warnings>"
+    $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Werror>)
 endif()
+target_link_libraries(petal_objects PUBLIC CUDA::cudart CUDA::cublas)
+add_compile_definitions(PETAL_HAVE_CUDA)
+set(PETAL_CUDA_DEPS CUDA::cudart CUDA::cublas)
+
+if(PETAL_NCCL_INCLUDE_DIR AND PETAL_NCCL_LIBRARY)
+  target_include_directories(petal_objects SYSTEM PUBLIC ${PETAL_NCCL_INCLUDE_DIR})
+  target_link_libraries(petal_objects PUBLIC ${PETAL_NCCL_LIBRARY})
+  add_compile_definitions(PETAL_HAVE_NCCL)
+  list(APPEND PETAL_CUDA_DEPS ${PETAL_NCCL_LIBRARY})
+  set(nccl_note "NCCL ${PETAL_NCCL_LIBRARY}")
+else()
+  set(nccl_note "no NCCL (train/dist.h reports it at run time)")
+endif()
+message(STATUS "petal: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
+               "architectures ${PETAL_CUDA_ARCHS}, ${nccl_note})")

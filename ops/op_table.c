@@ -112,7 +112,7 @@ static tensor *f_dropout(tensor **a, const op_case *c) {
 static tensor *f_cross_entropy(tensor **a, const op_case *c) {
     cross_entropy_options o = {c->iparam[1], F0, (loss_reduction)c->iparam[0]};
     if (o.ignore_index != -100) return tensor_cross_entropy(a[0], a[1], &o);
-    tensor *zero = tensor_zeros(PETAL_I64, 0, NULL);
+    tensor *zero = tensor_zeros_on(a[1]->device, PETAL_I64, 0, NULL); // on the targets' device
     tensor *ignored = tensor_eq(a[1], zero);
     tensor *target = tensor_masked_fill(a[1], ignored, -100);
     tensor *loss = tensor_cross_entropy(a[0], target, &o);

@@ -15,8 +15,8 @@ const char *binary_op_name(binary_op op) {
 }
 
 #ifdef PETAL_HAVE_CUDA
-extern const backend cuda_backend;
-int cuda_device_count(void);
+#include "tensor/cuda/cuda_backend.h"
+
 int backend_cuda_device_count(void) {
     return cuda_device_count();
 }

@@ -22,7 +22,6 @@ const char *dtype_name(petal_dtype dtype);
 bool dtype_is_float(petal_dtype dtype); // f32 or f64: the types CPU math ops accept
 bool dtype_is_int(petal_dtype dtype);
 
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_f16(float f); // round to nearest even, overflow to inf
-float bf16_to_f32(uint16_t h);
-uint16_t f32_to_bf16(float f); // round to nearest even
+// f16_to_f32, f32_to_f16, bf16_to_f32, f32_to_bf16, dtype_load_double, dtype_store_double:
+// inline, for the host and the device.
+#include "tensor/dtype_convert.h"

@@ -20,8 +20,15 @@ typedef enum {
     PETAL_ERR_MEMORY, // an allocation failed
 } petal_status;
 
+// C11's _Noreturn, spelled so that the CUDA kernels (C++) can include this header too.
+#ifdef __cplusplus
+#define PETAL_NORETURN [[noreturn]]
+#else
+#define PETAL_NORETURN _Noreturn
+#endif
+
 // Aborts with "file:line: check failed: expr" and the formatted message.
-_Noreturn void petal_fatal(const char *file, int line, const char *expr, const char *fmt, ...)
+PETAL_NORETURN void petal_fatal(const char *file, int line, const char *expr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 #define PETAL_CHECK(cond, ...)                                                                     \

@@ -141,6 +141,11 @@ tensor *tensor_detach(const tensor *t) {
     return tensor_make_view(t->storage, t->dtype, t->ndim, t->shape, t->strides, t->offset);
 }
 
+// Address of the first element on the tensor's own device (tensor_data is for host memory only).
+static void *device_data(const tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)dtype_size(t->dtype);
+}
+
 // Copies between devices go through a contiguous buffer on the side that is not the host.
 static void copy_across_devices(tensor *dst, const tensor *src) {
     const tensor *s = src;
@@ -154,13 +159,13 @@ static void copy_across_devices(tensor *dst, const tensor *src) {
                     : tensor_empty_on(dst->device, dst->dtype, dst->ndim, dst->shape);
     size_t n = tensor_nbytes(d);
     if (s->device.type == PETAL_CPU) {
-        backend_of(d)->copy_from_host(tensor_data(d), tensor_data(s), n);
+        backend_of(d)->copy_from_host(device_data(d), tensor_data(s), n);
     } else if (d->device.type == PETAL_CPU) {
-        backend_of(s)->copy_to_host(tensor_data(d), tensor_data(s), n);
+        backend_of(s)->copy_to_host(tensor_data(d), device_data(s), n);
     } else {
         tensor *host = tensor_empty(s->dtype, s->ndim, s->shape);
-        backend_of(s)->copy_to_host(tensor_data(host), tensor_data(s), n);
-        backend_of(d)->copy_from_host(tensor_data(d), tensor_data(host), n);
+        backend_of(s)->copy_to_host(tensor_data(host), device_data(s), n);
+        backend_of(d)->copy_from_host(device_data(d), tensor_data(host), n);
         tensor_free(host);
     }
     if (d != dst) {
@@ -310,24 +315,8 @@ int32_t *tensor_data_i32(const tensor *t) {
 
 // The element at storage position `pos` of a CPU storage, as a double.
 static double load_as_double(const tensor *t, int64_t pos) {
-    const char *base = (const char *)t->storage->data;
-    switch (t->dtype) {
-    case PETAL_F32:
-        return ((const float *)base)[pos];
-    case PETAL_F64:
-        return ((const double *)base)[pos];
-    case PETAL_I32:
-        return ((const int32_t *)base)[pos];
-    case PETAL_I64:
-        return (double)((const int64_t *)base)[pos];
-    case PETAL_F16:
-        return f16_to_f32(((const uint16_t *)base)[pos]);
-    case PETAL_BF16:
-        return bf16_to_f32(((const uint16_t *)base)[pos]);
-    default:
-        break;
-    }
-    PETAL_CHECK(0, "invalid dtype %d", (int)t->dtype);
+    size_t es = dtype_size(t->dtype); // aborts on an invalid dtype
+    return dtype_load_double(t->dtype, (const char *)t->storage->data + pos * (int64_t)es);
 }
 
 void tensor_to_doubles(const tensor *t, double *out) {

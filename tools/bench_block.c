@@ -5,29 +5,35 @@
 
 #include "petal.h"
 
-static tensor *weight(int ndim, const int64_t *shape, double std) {
-    tensor *t = tensor_keep(tensor_empty(PETAL_F32, ndim, shape));
+static tensor *weight(petal_device device, int ndim, const int64_t *shape, double std) {
+    tensor *t = tensor_keep(tensor_empty_on(device, PETAL_F32, ndim, shape));
     tensor_normal_(t, 0.0, std, NULL);
     return t;
 }
 
-bench_block_weights *bench_block_weights_new(bench_block_shape s) {
+static tensor *constant(petal_device device, int64_t d, double value) {
+    tensor *t = tensor_keep(tensor_empty_on(device, PETAL_F32, SHAPE(d)));
+    tensor_fill_(t, value);
+    return t;
+}
+
+bench_block_weights *bench_block_weights_new(bench_block_shape s, petal_device device) {
     bench_block_weights *w = calloc(1, sizeof *w);
     int64_t d = s.dim;
     double std = 0.02;
     w->shape = s;
-    w->ln1_w = tensor_keep(tensor_ones(PETAL_F32, SHAPE(d)));
-    w->ln1_b = tensor_keep(tensor_zeros(PETAL_F32, SHAPE(d)));
-    w->qkv_w = weight(SHAPE(3 * d, d), std);
-    w->qkv_b = weight(SHAPE(3 * d), std);
-    w->proj_w = weight(SHAPE(d, d), std);
-    w->proj_b = weight(SHAPE(d), std);
-    w->ln2_w = tensor_keep(tensor_ones(PETAL_F32, SHAPE(d)));
-    w->ln2_b = tensor_keep(tensor_zeros(PETAL_F32, SHAPE(d)));
-    w->fc1_w = weight(SHAPE(4 * d, d), std);
-    w->fc1_b = weight(SHAPE(4 * d), std);
-    w->fc2_w = weight(SHAPE(d, 4 * d), std);
-    w->fc2_b = weight(SHAPE(d), std);
+    w->ln1_w = constant(device, d, 1.0);
+    w->ln1_b = constant(device, d, 0.0);
+    w->qkv_w = weight(device, SHAPE(3 * d, d), std);
+    w->qkv_b = weight(device, SHAPE(3 * d), std);
+    w->proj_w = weight(device, SHAPE(d, d), std);
+    w->proj_b = weight(device, SHAPE(d), std);
+    w->ln2_w = constant(device, d, 1.0);
+    w->ln2_b = constant(device, d, 0.0);
+    w->fc1_w = weight(device, SHAPE(4 * d, d), std);
+    w->fc1_b = weight(device, SHAPE(4 * d), std);
+    w->fc2_w = weight(device, SHAPE(d, 4 * d), std);
+    w->fc2_b = weight(device, SHAPE(d), std);
     return w;
 }
 

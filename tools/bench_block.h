@@ -14,7 +14,8 @@ typedef struct {
     tensor *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
 } bench_block_weights;
 
-bench_block_weights *bench_block_weights_new(bench_block_shape s);
+// Weights on `device`, drawn from the default generator.
+bench_block_weights *bench_block_weights_new(bench_block_shape s, petal_device device);
 void bench_block_weights_free(bench_block_weights *w);
 // x (B, T, D) -> (B, T, D). Intermediates are freed as soon as they are used (what autograd
 // saved stays alive), so peak memory is what training would need.

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """PyTorch twins of `petal bench gemm` and `petal bench block`, printing the same JSON fields.
 
-Run by hand next to petal on the same machine, with the same thread count:
+Run by hand next to petal on the same machine, with the same thread count or the same GPU:
     PETAL_NUM_THREADS=2 ./build/petal bench block
     python3 tools/bench_torch.py block --threads 2
-Needs only torch (Debian's python3-torch is enough); never run by CI.
+    ./build/petal bench block --device cuda
+    python3 tools/bench_torch.py block --device cuda
+Needs only torch (Debian's python3-torch is enough on the CPU); never run by CI.
 
-peak_bytes here is the growth of the process's peak resident set during the first full-size
-forward+backward (after a small warm-up), the same measure petal prints as rss_peak_delta_bytes;
-PyTorch's CPU allocator keeps no byte counters of its own to compare with petal's peak_bytes.
+On the CPU, peak_bytes is the growth of the process's peak resident set during the first
+full-size forward+backward (after a small warm-up), the same measure petal prints as
+rss_peak_delta_bytes: PyTorch's CPU allocator keeps no byte counters to compare with petal's
+peak_bytes. On a GPU, peak_bytes is the CUDA caching allocator's peak of allocated bytes above what
+was allocated before the step, the measure of petal's peak_bytes there. GPU timings synchronise
+before and after each phase, as petal's do; TF32 is off, as in petal's f32 GEMMs.
 """
 import argparse
 import json
@@ -55,55 +60,88 @@ class Block(torch.nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
+def clock(device):
+    """The time once the device has finished what was queued (GPU work is asynchronous)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class PeakMeter:
+    """peak_bytes of the first full-size step: RSS growth on the CPU, allocator peak on a GPU."""
+
+    def __init__(self, device):
+        self.device = device
+        if device.type == "cuda":
+            self.base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        else:
+            self.base = rss()[0]
+
+    def read(self):
+        if self.device.type == "cuda":
+            return max(0, torch.cuda.max_memory_allocated(self.device) - self.base)
+        return max(0, rss()[1] - self.base)
+
+
 def bench_block(args):
-    blk = Block(args.dim, args.heads)
+    dev = args.device
+    blk = Block(args.dim, args.heads).to(dev)
     for p in blk.parameters():
         p.requires_grad_(False)
-    tiny = torch.zeros(1, 8, args.dim, requires_grad=True)
+    tiny = torch.zeros(1, 8, args.dim, device=dev, requires_grad=True)
     blk(tiny).sum().backward()
-    x = torch.randn(args.batch, args.tokens, args.dim, requires_grad=True)
-    seed = torch.ones(args.batch, args.tokens, args.dim)
-    rss0, _ = rss()
+    x = torch.randn(args.batch, args.tokens, args.dim, device=dev, requires_grad=True)
+    seed = torch.ones(args.batch, args.tokens, args.dim, device=dev)
+    meter = PeakMeter(dev)
     fwd, bwd, delta = [], [], None
     for it in range(-2, args.iters):
-        t0 = time.perf_counter()
+        t0 = clock(dev)
         y = blk(x)
-        t1 = time.perf_counter()
+        t1 = clock(dev)
         y.backward(seed)
-        t2 = time.perf_counter()
+        t2 = clock(dev)
         del y
         x.grad = None
         if delta is None:
-            delta = max(0, rss()[1] - rss0)
+            delta = meter.read()
         if it >= 0:
             fwd.append((t1 - t0) * 1e3)
             bwd.append((t2 - t1) * 1e3)
-    return {"bench": "block", "impl": "torch", "batch": args.batch, "tokens": args.tokens,
+    return {"bench": "block", "impl": "torch", "device": str(dev), "batch": args.batch,
+            "tokens": args.tokens,
             "dim": args.dim, "heads": args.heads, "threads": torch.get_num_threads(),
             "fwd_ms": round(statistics.median(fwd), 2), "bwd_ms": round(statistics.median(bwd), 2),
             "peak_bytes": delta}
 
 
 def bench_gemm(args):
-    a = torch.randn(args.m, args.k, requires_grad=True)
-    b = torch.randn(args.k, args.n, requires_grad=True)
-    g = torch.randn(args.m, args.n)
-    fwd, bwd = [], []
+    dev = args.device
+    a = torch.randn(args.m, args.k, device=dev, requires_grad=True)
+    b = torch.randn(args.k, args.n, device=dev, requires_grad=True)
+    g = torch.randn(args.m, args.n, device=dev)
+    fwd, bwd, peak = [], [], 0
     for it in range(-2, args.iters):
-        t0 = time.perf_counter()
+        meter = PeakMeter(dev) if dev.type == "cuda" else None
+        t0 = clock(dev)
         c = a @ b
-        t1 = time.perf_counter()
+        t1 = clock(dev)
         c.backward(g)
-        t2 = time.perf_counter()
+        t2 = clock(dev)
+        del c
         a.grad = b.grad = None
         if it >= 0:
             fwd.append((t1 - t0) * 1e3)
             bwd.append((t2 - t1) * 1e3)
+            peak = max(peak, meter.read()) if meter else peak
     f = statistics.median(fwd)
-    return {"bench": "gemm", "impl": "torch", "m": args.m, "n": args.n, "k": args.k,
-            "threads": torch.get_num_threads(), "fwd_ms": round(f, 3),
-            "bwd_ms": round(statistics.median(bwd), 3),
-            "fwd_gflops": round(2 * args.m * args.n * args.k / f * 1e-6, 1)}
+    result = {"bench": "gemm", "impl": "torch", "device": str(dev), "m": args.m, "n": args.n,
+              "k": args.k, "threads": torch.get_num_threads(), "fwd_ms": round(f, 3),
+              "bwd_ms": round(statistics.median(bwd), 3),
+              "fwd_gflops": round(2 * args.m * args.n * args.k / f * 1e-6, 1)}
+    if dev.type == "cuda":
+        result["peak_bytes"] = peak
+    return result
 
 
 def main():
@@ -111,7 +149,7 @@ def main():
     p.add_argument("bench", choices=["gemm", "block"])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--device", default="cpu", choices=["cpu"])
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--m", type=int, default=1024)
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--k", type=int, default=1024)
@@ -120,6 +158,9 @@ def main():
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
     args = p.parse_args()
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with torch.random.fork_rng():

@@ -1,11 +1,13 @@
 // petal bench gemm | block: timings and peak memory, one JSON line per run.
 //
-//   petal bench gemm --m M --n N --k K [--iters I]
-//       tensor_matmul forward (and backward for both operands) next to a bare cblas_sgemm call
-//       on the same buffers, so the wrapper's overhead is visible.
-//   petal bench block --batch B --tokens T --dim D --heads H [--iters I]
+//   petal bench gemm --m M --n N --k K [--iters I] [--device D]
+//       tensor_matmul forward (and backward for both operands); on the CPU next to a bare
+//       cblas_sgemm call on the same buffers, so the wrapper's overhead is visible.
+//   petal bench block --batch B --tokens T --dim D --heads H [--iters I] [--device D]
 //       one pre-norm ViT block (LN, fused qkv, attention, proj, LN, MLP with GELU), frozen
 //       weights, input requiring grad: forward and backward as in PETL training.
+// --device is cpu (default), cuda or cuda:N. GPU work is asynchronous, so every timing starts and
+// ends with the device synchronised; peak_bytes is that device's allocator peak.
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,35 +51,71 @@ static void rss_bytes(size_t *current, size_t *peak) {
 
 #define MAX_ITERS 1000
 
+// The options both benches take.
+typedef struct {
+    petal_device device;
+    int iters;
+} bench_common;
+
+static int parse_common(int argc, char **argv, bench_common *b) {
+    const char *dev = cli_option(argc, argv, "--device", "cpu");
+    if (device_parse(dev, &b->device) != PETAL_OK) {
+        fprintf(stderr, "petal bench: %s\n", petal_error_message());
+        return 2;
+    }
+    b->iters = (int)cli_option_long(argc, argv, "--iters", 10);
+    if (b->iters < 1 || b->iters > MAX_ITERS) b->iters = 10;
+    return 0;
+}
+
+// The time once everything queued on the device has run.
+static double synced_ms(petal_device d) {
+    backend_get(d)->synchronize();
+    return now_ms();
+}
+
+static tensor *kept_normal(petal_device d, int ndim, const int64_t *shape) {
+    tensor *t = tensor_keep(tensor_empty_on(d, PETAL_F32, ndim, shape));
+    tensor_normal_(t, 0, 1, NULL);
+    return t;
+}
+
+static tensor *ones_on(petal_device d, int ndim, const int64_t *shape) {
+    tensor *t = tensor_empty_on(d, PETAL_F32, ndim, shape);
+    tensor_fill_(t, 1.0);
+    return t;
+}
+
 static int bench_gemm(int argc, char **argv) {
-    static const char *const known[] = {"--m", "--n", "--k", "--iters", NULL};
-    if (cli_check_options(argc, argv, known, "petal bench gemm --m M --n N --k K [--iters I]"))
+    static const char *const known[] = {"--m", "--n", "--k", "--iters", "--device", NULL};
+    bench_common bc;
+    if (cli_check_options(argc, argv, known,
+                          "petal bench gemm --m M --n N --k K [--iters I] [--device D]") ||
+        parse_common(argc, argv, &bc))
         return 2;
     int64_t m = cli_option_long(argc, argv, "--m", 1024),
             n = cli_option_long(argc, argv, "--n", 1024);
     int64_t k = cli_option_long(argc, argv, "--k", 1024);
-    int iters = (int)cli_option_long(argc, argv, "--iters", 10);
-    if (iters < 1 || iters > MAX_ITERS) iters = 10;
-    tensor *a = tensor_keep(tensor_empty(PETAL_F32, SHAPE(m, k)));
-    tensor *b = tensor_keep(tensor_empty(PETAL_F32, SHAPE(k, n)));
-    tensor *c = tensor_keep(tensor_empty(PETAL_F32, SHAPE(m, n)));
-    tensor_normal_(a, 0, 1, NULL);
-    tensor_normal_(b, 0, 1, NULL);
-    tensor_set_requires_grad(a, true);
-    tensor_set_requires_grad(b, true);
+    int iters = bc.iters;
+    petal_device dev = bc.device;
+    bool on_cpu = dev.type == PETAL_CPU;
+    tensor *a = tensor_set_requires_grad(kept_normal(dev, SHAPE(m, k)), true);
+    tensor *b = tensor_set_requires_grad(kept_normal(dev, SHAPE(k, n)), true);
+    tensor *c = tensor_keep(tensor_empty_on(dev, PETAL_F32, SHAPE(m, n)));
     double fwd[MAX_ITERS], bwd[MAX_ITERS], raw[MAX_ITERS];
-    size_t base = memory_get_stats(DEVICE_CPU).current, peak = 0;
+    size_t base = memory_get_stats(dev).current, peak = 0;
     for (int it = -2; it < iters; it++) { // two warm-up rounds
         int mark = scope_begin();
-        memory_reset_peak(DEVICE_CPU);
-        double t0 = now_ms();
+        memory_reset_peak(dev);
+        double t0 = synced_ms(dev);
         tensor *y = tensor_matmul(a, b);
-        double t1 = now_ms();
+        double t1 = synced_ms(dev);
         autograd_backward(y, c, false);
-        double t2 = now_ms();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
-                    tensor_data_f32(a), (int)k, tensor_data_f32(b), (int)n, 0.0f,
-                    tensor_data_f32(c), (int)n);
+        double t2 = synced_ms(dev);
+        if (on_cpu)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
+                        tensor_data_f32(a), (int)k, tensor_data_f32(b), (int)n, 0.0f,
+                        tensor_data_f32(c), (int)n);
         double t3 = now_ms();
         tensor_reset_grad(a);
         tensor_reset_grad(b);
@@ -85,18 +123,23 @@ static int bench_gemm(int argc, char **argv) {
             fwd[it] = t1 - t0;
             bwd[it] = t2 - t1;
             raw[it] = t3 - t2;
-            size_t p = memory_get_stats(DEVICE_CPU).peak - base;
+            size_t p = memory_get_stats(dev).peak - base;
             if (p > peak) peak = p;
         }
         scope_end(mark);
     }
     double f = median(fwd, iters), bw = median(bwd, iters), r = median(raw, iters);
     double gflop = 2.0 * (double)m * (double)n * (double)k * 1e-9;
-    printf("{\"bench\": \"gemm\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"threads\": %d, "
-           "\"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"peak_bytes\": %zu, \"fwd_gflops\": %.1f, "
-           "\"openblas_ms\": %.3f, \"openblas_gflops\": %.1f, \"fwd_vs_openblas\": %.3f}\n",
-           (long long)m, (long long)n, (long long)k, threads_get(), f, bw, peak, gflop / f * 1e3, r,
-           gflop / r * 1e3, r / f);
+    char dn[16];
+    printf("{\"bench\": \"gemm\", \"device\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
+           "\"threads\": %d, \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"peak_bytes\": %zu, "
+           "\"fwd_gflops\": %.1f",
+           device_name(dev, dn), (long long)m, (long long)n, (long long)k, threads_get(), f, bw,
+           peak, gflop / f * 1e3);
+    if (on_cpu)
+        printf(", \"openblas_ms\": %.3f, \"openblas_gflops\": %.1f, \"fwd_vs_openblas\": %.3f", r,
+               gflop / r * 1e3, r / f);
+    printf("}\n");
     tensor_free(a);
     tensor_free(b);
     tensor_free(c);
@@ -104,48 +147,48 @@ static int bench_gemm(int argc, char **argv) {
 }
 
 static int bench_block(int argc, char **argv) {
-    static const char *const known[] = {"--batch", "--tokens", "--dim", "--heads", "--iters", NULL};
-    const char *usage = "petal bench block --batch B --tokens T --dim D --heads H [--iters I]";
-    if (cli_check_options(argc, argv, known, usage)) return 2;
+    static const char *const known[] = {"--batch", "--tokens", "--dim", "--heads",
+                                        "--iters", "--device", NULL};
+    const char *usage =
+        "petal bench block --batch B --tokens T --dim D --heads H [--iters I] [--device D]";
+    bench_common bc;
+    if (cli_check_options(argc, argv, known, usage) || parse_common(argc, argv, &bc)) return 2;
     bench_block_shape s = {
         cli_option_long(argc, argv, "--batch", 4), cli_option_long(argc, argv, "--tokens", 197),
         cli_option_long(argc, argv, "--dim", 768), cli_option_long(argc, argv, "--heads", 12)};
-    int iters = (int)cli_option_long(argc, argv, "--iters", 10);
-    if (iters < 1 || iters > MAX_ITERS) iters = 10;
+    int iters = bc.iters;
+    petal_device dev = bc.device;
     if (s.dim % s.heads != 0) {
         fprintf(stderr, "petal bench block: --dim %lld is not a multiple of --heads %lld\n",
                 (long long)s.dim, (long long)s.heads);
         return 2;
     }
-    bench_block_weights *w = bench_block_weights_new(s);
-    tensor *x = tensor_keep(tensor_empty(PETAL_F32, SHAPE(s.batch, s.tokens, s.dim)));
-    tensor_normal_(x, 0, 1, NULL);
-    tensor_set_requires_grad(x, true);
+    bench_block_weights *w = bench_block_weights_new(s, dev);
+    tensor *x = tensor_set_requires_grad(kept_normal(dev, SHAPE(s.batch, s.tokens, s.dim)), true);
     // A small warm-up starts the thread pool and BLAS buffers before the first RSS reading.
     bench_block_shape tiny = {1, 8, s.dim, s.heads};
-    bench_block_weights *wt = bench_block_weights_new(tiny);
-    tensor *xt =
-        tensor_set_requires_grad(tensor_keep(tensor_zeros(PETAL_F32, SHAPE(1, 8, s.dim))), true);
+    bench_block_weights *wt = bench_block_weights_new(tiny, dev);
+    tensor *xt = tensor_set_requires_grad(
+        tensor_keep(tensor_zeros_on(dev, PETAL_F32, SHAPE(1, 8, s.dim))), true);
     int mark = scope_begin();
-    autograd_backward(bench_block_forward(wt, xt), tensor_ones(PETAL_F32, SHAPE(1, 8, s.dim)),
-                      false);
+    autograd_backward(bench_block_forward(wt, xt), ones_on(dev, SHAPE(1, 8, s.dim)), false);
     scope_end(mark);
     size_t rss0, hwm0, rss1, hwm1;
     rss_bytes(&rss0, &hwm0);
-    size_t base = memory_get_stats(DEVICE_CPU).current, peak = 0;
+    size_t base = memory_get_stats(dev).current, peak = 0;
     double fwd[MAX_ITERS], bwd[MAX_ITERS];
-    tensor *seed = tensor_keep(tensor_ones(PETAL_F32, SHAPE(s.batch, s.tokens, s.dim)));
+    tensor *seed = tensor_keep(ones_on(dev, SHAPE(s.batch, s.tokens, s.dim)));
     size_t rss_delta = 0;
     for (int it = -2; it < iters; it++) {
         mark = scope_begin();
-        memory_reset_peak(DEVICE_CPU);
-        double t0 = now_ms();
+        memory_reset_peak(dev);
+        double t0 = synced_ms(dev);
         tensor *y = bench_block_forward(w, x);
-        double t1 = now_ms();
+        double t1 = synced_ms(dev);
         autograd_backward(y, seed, false);
-        double t2 = now_ms();
+        double t2 = synced_ms(dev);
         scope_end(mark);
-        size_t p = memory_get_stats(DEVICE_CPU).peak - base;
+        size_t p = memory_get_stats(dev).peak - base;
         if (p > peak) peak = p;
         if (it == -2) { // the first full-size step: what it added to the process's peak RSS
             rss_bytes(&rss1, &hwm1);
@@ -157,12 +200,13 @@ static int bench_block(int argc, char **argv) {
             bwd[it] = t2 - t1;
         }
     }
-    printf(
-        "{\"bench\": \"block\", \"batch\": %lld, \"tokens\": %lld, \"dim\": %lld, \"heads\": %lld, "
-        "\"threads\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
-        "\"rss_peak_delta_bytes\": %zu}\n",
-        (long long)s.batch, (long long)s.tokens, (long long)s.dim, (long long)s.heads,
-        threads_get(), median(fwd, iters), median(bwd, iters), peak, rss_delta);
+    char dn[16];
+    printf("{\"bench\": \"block\", \"device\": \"%s\", \"batch\": %lld, \"tokens\": %lld, "
+           "\"dim\": %lld, \"heads\": %lld, \"threads\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, "
+           "\"peak_bytes\": %zu, \"rss_peak_delta_bytes\": %zu}\n",
+           device_name(dev, dn), (long long)s.batch, (long long)s.tokens, (long long)s.dim,
+           (long long)s.heads, threads_get(), median(fwd, iters), median(bwd, iters), peak,
+           rss_delta);
     tensor_free(seed);
     tensor_free(x);
     tensor_free(xt);

@@ -128,50 +128,6 @@ void cpu_where(tensor *out, const tensor *cond, const tensor *a, const tensor *b
 
 // ---- copy with conversion ----
 
-static double load_double(petal_dtype dt, const char *p) {
-    switch (dt) {
-    case PETAL_F32:
-        return *(const float *)p;
-    case PETAL_F64:
-        return *(const double *)p;
-    case PETAL_I32:
-        return *(const int32_t *)p;
-    case PETAL_I64:
-        return (double)*(const int64_t *)p;
-    case PETAL_F16:
-        return f16_to_f32(*(const uint16_t *)p);
-    case PETAL_BF16:
-        return bf16_to_f32(*(const uint16_t *)p);
-    default:
-        return 0;
-    }
-}
-
-static void store_double(petal_dtype dt, char *p, double v) {
-    switch (dt) {
-    case PETAL_F32:
-        *(float *)p = (float)v;
-        break;
-    case PETAL_F64:
-        *(double *)p = v;
-        break;
-    case PETAL_I32:
-        *(int32_t *)p = (int32_t)v;
-        break;
-    case PETAL_I64:
-        *(int64_t *)p = (int64_t)v;
-        break;
-    case PETAL_F16:
-        *(uint16_t *)p = f32_to_f16((float)v);
-        break;
-    case PETAL_BF16:
-        *(uint16_t *)p = f32_to_bf16((float)v);
-        break;
-    default:
-        break;
-    }
-}
-
 typedef struct {
     petal_dtype dst, src;
 } copy_ctx;
@@ -179,7 +135,7 @@ typedef struct {
 static void copy_convert_span(int64_t n, char *const *p, const int64_t *st, const void *ctx) {
     const copy_ctx *c = ctx;
     for (int64_t i = 0; i < n; i++)
-        store_double(c->dst, p[0] + i * st[0], load_double(c->src, p[1] + i * st[1]));
+        dtype_store_double(c->dst, p[0] + i * st[0], dtype_load_double(c->src, p[1] + i * st[1]));
 }
 
 // Same dtype: a plain move of element-size chunks (exact for i64 beyond 2^53, NaN payloads, ...).
@@ -216,7 +172,7 @@ static void fill_span(int64_t n, char *const *p, const int64_t *st, const void *
 
 void cpu_fill(tensor *dst, double value) {
     fill_ctx c = {.size = dtype_size(dst->dtype)};
-    store_double(dst->dtype, c.value, value);
+    dtype_store_double(dst->dtype, c.value, value);
     cpu_iter it;
     cpu_iter_build(&it, 1, (const tensor *[]){dst});
     cpu_iter_run(&it, fill_span, &c);

@@ -150,8 +150,8 @@ static void attention_shapes(void) {
            *k = tensor_zeros(PETAL_F32, SHAPE(1, 2, 5, 8));
     tensor_attention(q, k, k, NULL);
 }
-static void cuda_without_cuda(void) {
-    tensor_zeros_on(DEVICE_CUDA(0), PETAL_F32, SHAPE(2));
+static void cuda_missing(void) {
+    tensor_zeros_on(DEVICE_CUDA(16), PETAL_F32, SHAPE(2));
 }
 static void sum_bad_dim(void) {
     tensor_sum(tensor_zeros(PETAL_F32, SHAPE(2, 3)), 2, false);
@@ -174,7 +174,11 @@ START_TEST(test_errors_name_op_and_shapes) {
     ck_assert(
         aborts_with(layer_norm_weight, "tensor_layer_norm: weight has shape [5], expected [6]"));
     ck_assert(aborts_with(attention_shapes, "got [1, 2, 3, 4], [1, 2, 5, 8], [1, 2, 5, 8]"));
-    ck_assert(aborts_with(cuda_without_cuda, "built without CUDA"));
+#ifdef PETAL_HAVE_CUDA
+    ck_assert(aborts_with(cuda_missing, "cuda:16 was requested but"));
+#else
+    ck_assert(aborts_with(cuda_missing, "built without CUDA"));
+#endif
     ck_assert(aborts_with(sum_bad_dim, "tensor_sum: dim 2 out of range for a 2-d tensor"));
     ck_assert(aborts_with(
         concat_mismatch,

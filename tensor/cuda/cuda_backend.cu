@@ -1,0 +1,297 @@
+// The CUDA backend table: devices, memory, copies, streams; the kernels live in the other files of
+// tensor/cuda/ (one concern per file, as in tensor/cpu/).
+//
+// Per device, created on first use: one stream that every kernel, copy, cuBLAS and NCCL call of
+// that device runs on; a block cache (tensor/block_cache.h) over cudaMalloc, so freed blocks are
+// reused without a synchronising cudaMalloc/cudaFree (one stream makes reuse safe: work that still
+// reads a freed block is queued before any work that receives it again); two pinned staging
+// buffers for host<->device copies; and the flag the indexing kernels report bad indices through.
+// Host-facing calls that hand data back (copy_to_host, synchronize, the bad-index check) wait for
+// the stream; everything else returns as soon as the work is queued.
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tensor/cuda/cuda_backend.h"
+#include "tensor/cuda/cuda_common.cuh"
+#include "tensor/cuda/cuda_kernels.cuh"
+extern "C" {
+#include "tensor/block_cache.h"
+}
+
+#define CUDA_MAX_DEVICES 16
+#define STAGING_BYTES    ((size_t)4 << 20) // per staging buffer; copies go in chunks of this
+#define MIN_BLOCK        512               // smaller requests share one size class
+
+typedef struct {
+    bool ready;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    block_cache cache;
+    unsigned long long *bad_index;      // device: smallest bad position, ULLONG_MAX if none
+    unsigned long long *bad_index_host; // pinned
+    char *staging[2];                   // pinned
+    cudaEvent_t staged[2];              // the last copy that used staging[k]
+    pthread_mutex_t copy_lock;          // staging buffers
+} cuda_device;
+
+static cuda_device devices[CUDA_MAX_DEVICES];
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// ---- device discovery ----
+
+static int device_count;
+static char count_error[160];
+static pthread_once_t count_once = PTHREAD_ONCE_INIT;
+
+static void count_devices(void) {
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+        snprintf(count_error, sizeof count_error, " (cudaGetDeviceCount: %s)",
+                 cudaGetErrorString(err));
+        cudaGetLastError(); // not sticky, but leave no error behind for later checks
+        n = 0;
+    }
+    device_count = n < CUDA_MAX_DEVICES ? n : CUDA_MAX_DEVICES;
+}
+
+extern "C" int cuda_device_count(void) {
+    pthread_once(&count_once, count_devices);
+    return device_count;
+}
+
+// ---- per-device state ----
+
+static void *raw_alloc(size_t nbytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, nbytes) != cudaSuccess) {
+        cudaGetLastError(); // out of memory: the block cache empties itself and retries
+        return NULL;
+    }
+    return p;
+}
+
+// Releasing memory is rare (the cache keeps blocks); wait for the device so that no queued work
+// still reads the block, whatever stream it came from.
+static void raw_free(void *p) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFree(p));
+}
+
+static void device_init(cuda_device *d) {
+    CUDA_CHECK(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&d->blas));
+    CUBLAS_CHECK(cublasSetStream(d->blas, d->stream));
+    d->cache.raw_alloc = raw_alloc;
+    d->cache.raw_free = raw_free;
+    d->cache.min_cached = 0; // every size: a cudaMalloc costs more than any small copy
+    pthread_mutex_init(&d->cache.lock, NULL);
+    CUDA_CHECK(cudaMalloc((void **)&d->bad_index, sizeof *d->bad_index));
+    CUDA_CHECK(cudaHostAlloc((void **)&d->bad_index_host, sizeof *d->bad_index_host,
+                             cudaHostAllocDefault));
+    for (int k = 0; k < 2; k++) {
+        CUDA_CHECK(cudaHostAlloc((void **)&d->staging[k], STAGING_BYTES, cudaHostAllocDefault));
+        CUDA_CHECK(cudaEventCreateWithFlags(&d->staged[k], cudaEventDisableTiming));
+    }
+    pthread_mutex_init(&d->copy_lock, NULL);
+}
+
+// Device `index`, made current and set up on first use; aborts clearly if it does not exist.
+static cuda_device *device_get(int index) {
+    int count = cuda_device_count();
+    PETAL_CHECK(count > 0, "cuda:%d was requested but no CUDA device is available%s", index,
+                count_error);
+    PETAL_CHECK(index >= 0 && index < count,
+                "cuda:%d was requested but only %d CUDA device(s) are present", index, count);
+    cuda_device *d = &devices[index];
+    CUDA_CHECK(cudaSetDevice(index));
+    if (!__atomic_load_n(&d->ready, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&init_lock);
+        if (!d->ready) {
+            device_init(d);
+            __atomic_store_n(&d->ready, true, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&init_lock);
+    }
+    return d;
+}
+
+// The device a pointer from cudaMalloc belongs to (copies and memsets receive bare pointers).
+static cuda_device *device_of(const void *ptr) {
+    cudaPointerAttributes attr;
+    CUDA_CHECK(cudaPointerGetAttributes(&attr, ptr));
+    PETAL_CHECK(attr.type == cudaMemoryTypeDevice, "CUDA backend: %p is not device memory", ptr);
+    return device_get(attr.device);
+}
+
+cudaStream_t cuda_stream_for(const char *op, std::initializer_list<const tensor *> ts) {
+    const tensor *first = *ts.begin();
+    for (const tensor *t : ts) {
+        if (!t) continue;
+        char a[16], b[16];
+        PETAL_CHECK(t->device.type == PETAL_CUDA && t->device.index == first->device.index,
+                    "%s (CUDA): a tensor on %s among tensors on %s", op, device_name(t->device, a),
+                    device_name(first->device, b));
+    }
+    return device_get(first->device.index)->stream;
+}
+
+extern "C" cudaStream_t cuda_device_stream(int device_index) {
+    return device_get(device_index)->stream;
+}
+
+cublasHandle_t cuda_blas_handle(int device_index) {
+    return device_get(device_index)->blas;
+}
+
+void *cuda_scratch_alloc(int device_index, size_t nbytes, size_t *capacity) {
+    cuda_device *d = device_get(device_index);
+    void *p = block_cache_alloc(&d->cache, nbytes < MIN_BLOCK ? MIN_BLOCK : nbytes, capacity);
+    PETAL_CHECK(p != NULL, "out of memory on cuda:%d: cannot allocate %zu bytes of scratch",
+                device_index, nbytes);
+    return p;
+}
+
+void cuda_scratch_free(int device_index, void *ptr, size_t capacity) {
+    block_cache_free(&device_get(device_index)->cache, ptr, capacity);
+}
+
+unsigned long long *cuda_bad_index_reset(int device_index) {
+    cuda_device *d = device_get(device_index);
+    CUDA_CHECK(cudaMemsetAsync(d->bad_index, 0xff, sizeof *d->bad_index, d->stream));
+    return d->bad_index;
+}
+
+int64_t cuda_bad_index_read(int device_index) {
+    cuda_device *d = device_get(device_index);
+    CUDA_CHECK(cudaMemcpyAsync(d->bad_index_host, d->bad_index, sizeof *d->bad_index,
+                               cudaMemcpyDeviceToHost, d->stream));
+    CUDA_CHECK(cudaStreamSynchronize(d->stream));
+    unsigned long long v = *d->bad_index_host;
+    return v == ULLONG_MAX ? -1 : (int64_t)v;
+}
+
+int64_t cuda_index_value(const tensor *idx, int64_t pos) {
+    cuda_device *d = device_get(idx->device.index);
+    int64_t v64 = 0;
+    int32_t v32 = 0;
+    bool wide = idx->dtype == PETAL_I64;
+    const char *src = (const char *)cuda_data<char>(idx) + pos * (int64_t)dtype_size(idx->dtype);
+    CUDA_CHECK(cudaMemcpyAsync(wide ? (void *)&v64 : (void *)&v32, src, wide ? 8 : 4,
+                               cudaMemcpyDeviceToHost, d->stream));
+    CUDA_CHECK(cudaStreamSynchronize(d->stream));
+    return wide ? v64 : v32;
+}
+
+// ---- the memory part of the table ----
+
+static void *cuda_alloc(int device_index, size_t nbytes, size_t *capacity) {
+    cuda_device *d = device_get(device_index);
+    return block_cache_alloc(&d->cache, nbytes < MIN_BLOCK ? MIN_BLOCK : nbytes, capacity);
+}
+
+static void cuda_free(int device_index, void *ptr, size_t capacity) {
+    block_cache_free(&device_get(device_index)->cache, ptr, capacity);
+}
+
+static void cuda_empty_cache(int device_index) {
+    if (device_index < 0 || device_index >= cuda_device_count() || !devices[device_index].ready)
+        return;
+    block_cache_empty(&device_get(device_index)->cache);
+}
+
+static size_t cuda_reserved(int device_index) {
+    if (device_index < 0 || device_index >= CUDA_MAX_DEVICES) return 0;
+    return devices[device_index].ready ? devices[device_index].cache.reserved : 0;
+}
+
+static void cuda_memset_zero(void *ptr, size_t nbytes) {
+    cuda_device *d = device_of(ptr);
+    CUDA_CHECK(cudaMemsetAsync(ptr, 0, nbytes, d->stream));
+}
+
+// Host -> device through the pinned buffers: the host fills one buffer while the other one's DMA
+// runs. It returns once the source has been read (the caller may reuse it); the device copies
+// finish in stream order.
+static void cuda_copy_from_host(void *dst, const void *src, size_t nbytes) {
+    if (nbytes == 0) return;
+    cuda_device *d = device_of(dst);
+    pthread_mutex_lock(&d->copy_lock);
+    for (size_t done = 0, k = 0; done < nbytes; done += STAGING_BYTES, k ^= 1) {
+        size_t len = nbytes - done < STAGING_BYTES ? nbytes - done : STAGING_BYTES;
+        CUDA_CHECK(cudaEventSynchronize(d->staged[k])); // its previous copy is over
+        memcpy(d->staging[k], (const char *)src + done, len);
+        CUDA_CHECK(cudaMemcpyAsync((char *)dst + done, d->staging[k], len, cudaMemcpyHostToDevice,
+                                   d->stream));
+        CUDA_CHECK(cudaEventRecord(d->staged[k], d->stream));
+    }
+    pthread_mutex_unlock(&d->copy_lock);
+}
+
+static void stage_to_host(cuda_device *d, const void *src, size_t nbytes, size_t chunk, int k) {
+    size_t start = chunk * STAGING_BYTES;
+    size_t len = nbytes - start < STAGING_BYTES ? nbytes - start : STAGING_BYTES;
+    CUDA_CHECK(cudaMemcpyAsync(d->staging[k], (const char *)src + start, len,
+                               cudaMemcpyDeviceToHost, d->stream));
+    CUDA_CHECK(cudaEventRecord(d->staged[k], d->stream));
+}
+
+// Device -> host through the pinned buffers: chunk i + 1 is in flight while the host copies chunk
+// i out. Returns when dst holds the data (after everything queued before it on the stream).
+static void cuda_copy_to_host(void *dst, const void *src, size_t nbytes) {
+    if (nbytes == 0) return;
+    cuda_device *d = device_of(src);
+    size_t chunks = (nbytes + STAGING_BYTES - 1) / STAGING_BYTES;
+    pthread_mutex_lock(&d->copy_lock);
+    stage_to_host(d, src, nbytes, 0, 0);
+    for (size_t i = 0; i < chunks; i++) {
+        int k = (int)(i & 1);
+        if (i + 1 < chunks) stage_to_host(d, src, nbytes, i + 1, k ^ 1);
+        CUDA_CHECK(cudaEventSynchronize(d->staged[k]));
+        size_t start = i * STAGING_BYTES;
+        size_t len = nbytes - start < STAGING_BYTES ? nbytes - start : STAGING_BYTES;
+        memcpy((char *)dst + start, d->staging[k], len);
+    }
+    pthread_mutex_unlock(&d->copy_lock);
+}
+
+static void cuda_synchronize(void) {
+    for (int i = 0; i < cuda_device_count(); i++)
+        if (devices[i].ready) CUDA_CHECK(cudaStreamSynchronize(device_get(i)->stream));
+}
+
+extern "C" const backend cuda_backend = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .empty_cache = cuda_empty_cache,
+    .reserved = cuda_reserved,
+    .memset_zero = cuda_memset_zero,
+    .copy_from_host = cuda_copy_from_host,
+    .copy_to_host = cuda_copy_to_host,
+    .synchronize = cuda_synchronize,
+    .copy = cuda_copy,
+    .fill = cuda_fill,
+    .unary = cuda_unary,
+    .binary = cuda_binary,
+    .where = cuda_where,
+    .reduce = cuda_reduce,
+    .arg_reduce = cuda_arg_reduce,
+    .topk = cuda_topk,
+    .matmul = cuda_matmul,
+    .softmax = cuda_softmax,
+    .softmax_backward = cuda_softmax_backward,
+    .layer_norm = cuda_layer_norm,
+    .layer_norm_backward = cuda_layer_norm_backward,
+    .cross_entropy = cuda_cross_entropy,
+    .cross_entropy_backward = cuda_cross_entropy_backward,
+    .index_select = cuda_index_select,
+    .index_add = cuda_index_add,
+    .gather = cuda_gather,
+    .scatter_add = cuda_scatter_add,
+    .random = cuda_random,
+    .dropout = cuda_dropout,
+    .adamw = cuda_adamw,
+};

@@ -1,0 +1,178 @@
+// Indexing kernels over contiguous tensors seen as (outer, len, inner) around `dim`, as in
+// tensor/cpu/cpu_index.c:
+//   index_select: out[a, l, c] = x[a, idx[l], c]         index_add:   out[a, idx[l], c] += src[a,
+//   l, c] gather:       out[a, l, c] = x[a, idx[a, l, c], c]   scatter_add: out[a, idx[a, l, c], c]
+//   += src[a, l, c]
+// The accumulating kernels give each thread one (a, c) column and add in index order, as the CPU
+// loops do: no atomics, so the sums are deterministic and equal to the CPU's bit for bit. A bad
+// index is skipped and flagged (cuda_common.cuh); the host then aborts with its position and value.
+#include "tensor/cuda/cuda_kernels.cuh"
+
+typedef struct {
+    const void *ids; // i32 or i64, contiguous
+    bool is_i64;
+} index_list;
+
+typedef struct {
+    int64_t outer, len, inner;
+} split;
+
+static index_list index_list_of(const tensor *idx) {
+    return index_list{cuda_data<const char>(idx), idx->dtype == PETAL_I64};
+}
+
+static split split_of(const tensor *t, int dim) {
+    split s;
+    cpu_split_dim(t, dim, &s.outer, &s.len, &s.inner);
+    return s;
+}
+
+// Index i at position pos is usable, or flagged.
+__device__ inline bool index_ok(int64_t i, int64_t len, int64_t pos, unsigned long long *bad) {
+    if (i >= 0 && i < len) return true;
+    atomicMin(bad, (unsigned long long)pos);
+    return false;
+}
+
+template <typename U>
+__global__ void index_select_kernel(U *out, const U *x, index_list idx, split s, int64_t n_idx,
+                                    unsigned long long *bad) {
+    CUDA_FOR_EACH(e, s.outer * n_idx * s.inner) {
+        int64_t c = e % s.inner, l = (e / s.inner) % n_idx, a = e / (s.inner * n_idx);
+        int64_t i = index_load(idx.ids, idx.is_i64, l);
+        if (index_ok(i, s.len, l, bad)) out[e] = x[(a * s.len + i) * s.inner + c];
+    }
+}
+
+template <typename T>
+__global__ void index_add_kernel(T *out, const T *src, index_list idx, split s, int64_t n_idx,
+                                 unsigned long long *bad) {
+    CUDA_FOR_EACH(ac, s.outer * s.inner) {
+        int64_t a = ac / s.inner, c = ac % s.inner;
+        for (int64_t l = 0; l < n_idx; l++) {
+            int64_t i = index_load(idx.ids, idx.is_i64, l);
+            if (index_ok(i, s.len, l, bad))
+                out[(a * s.len + i) * s.inner + c] += src[(a * n_idx + l) * s.inner + c];
+        }
+    }
+}
+
+template <typename U>
+__global__ void gather_kernel(U *out, const U *x, index_list idx, split s, int64_t n_len, int64_t n,
+                              unsigned long long *bad) {
+    CUDA_FOR_EACH(p, n) {
+        int64_t a = p / (n_len * s.inner), c = p % s.inner;
+        int64_t i = index_load(idx.ids, idx.is_i64, p);
+        if (index_ok(i, s.len, p, bad)) out[p] = x[(a * s.len + i) * s.inner + c];
+    }
+}
+
+template <typename T>
+__global__ void scatter_add_kernel(T *out, const T *src, index_list idx, split s, int64_t n_len,
+                                   unsigned long long *bad) {
+    CUDA_FOR_EACH(ac, s.outer * s.inner) {
+        int64_t a = ac / s.inner, c = ac % s.inner;
+        for (int64_t l = 0; l < n_len; l++) {
+            int64_t p = (a * n_len + l) * s.inner + c, i = index_load(idx.ids, idx.is_i64, p);
+            if (index_ok(i, s.len, p, bad)) out[(a * s.len + i) * s.inner + c] += src[p];
+        }
+    }
+}
+
+// Waits for the kernel and aborts, as the CPU kernels do, if it met a bad index.
+static void check_indices(const char *op, const tensor *idx, int64_t len) {
+    int64_t pos = cuda_bad_index_read(idx->device.index);
+    PETAL_CHECK(pos < 0, "%s: index %lld at position %lld is out of range [0, %lld)", op,
+                (long long)cuda_index_value(idx, pos), (long long)pos, (long long)len);
+}
+
+static void check_float(const char *op, const tensor *t) {
+    PETAL_CHECK(dtype_is_float(t->dtype), "%s: dtype %s is not supported", op,
+                dtype_name(t->dtype));
+}
+
+template <typename U>
+static void index_select_typed(cudaStream_t stream, tensor *out, const tensor *x, const tensor *idx,
+                               split s, unsigned long long *bad) {
+    int64_t n_idx = tensor_numel(idx);
+    index_select_kernel<U><<<cuda_blocks(s.outer * n_idx * s.inner), CUDA_THREADS, 0, stream>>>(
+        cuda_data<U>(out), cuda_data<U>(x), index_list_of(idx), s, n_idx, bad);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_index_select(tensor *out, const tensor *x, int dim, const tensor *idx) {
+    cudaStream_t stream = cuda_stream_for("index_select", {out, x, idx});
+    split s = split_of(x, dim);
+    unsigned long long *bad = cuda_bad_index_reset(x->device.index);
+    if (dtype_size(x->dtype) == 8)
+        index_select_typed<uint64_t>(stream, out, x, idx, s, bad);
+    else if (dtype_size(x->dtype) == 4)
+        index_select_typed<uint32_t>(stream, out, x, idx, s, bad);
+    else
+        index_select_typed<uint16_t>(stream, out, x, idx, s, bad);
+    check_indices("index_select", idx, s.len);
+}
+
+template <typename T>
+static void index_add_typed(cudaStream_t stream, tensor *out, const tensor *idx, const tensor *src,
+                            split s, unsigned long long *bad) {
+    index_add_kernel<T><<<cuda_blocks(s.outer * s.inner), CUDA_THREADS, 0, stream>>>(
+        cuda_data<T>(out), cuda_data<T>(src), index_list_of(idx), s, tensor_numel(idx), bad);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_index_add(tensor *out, int dim, const tensor *idx, const tensor *src) {
+    cudaStream_t stream = cuda_stream_for("index_add", {out, idx, src});
+    check_float("index_add", out);
+    split s = split_of(out, dim);
+    unsigned long long *bad = cuda_bad_index_reset(out->device.index);
+    if (out->dtype == PETAL_F32)
+        index_add_typed<float>(stream, out, idx, src, s, bad);
+    else
+        index_add_typed<double>(stream, out, idx, src, s, bad);
+    check_indices("index_add", idx, s.len);
+}
+
+template <typename U>
+static void gather_typed(cudaStream_t stream, tensor *out, const tensor *x, const tensor *idx,
+                         split s, int64_t n_len, unsigned long long *bad) {
+    int64_t n = tensor_numel(idx);
+    gather_kernel<U><<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(
+        cuda_data<U>(out), cuda_data<U>(x), index_list_of(idx), s, n_len, n, bad);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_gather(tensor *out, const tensor *x, int dim, const tensor *idx) {
+    cudaStream_t stream = cuda_stream_for("gather", {out, x, idx});
+    split s = split_of(x, dim);
+    int64_t n_len = idx->shape[dim];
+    unsigned long long *bad = cuda_bad_index_reset(x->device.index);
+    if (dtype_size(x->dtype) == 8)
+        gather_typed<uint64_t>(stream, out, x, idx, s, n_len, bad);
+    else if (dtype_size(x->dtype) == 4)
+        gather_typed<uint32_t>(stream, out, x, idx, s, n_len, bad);
+    else
+        gather_typed<uint16_t>(stream, out, x, idx, s, n_len, bad);
+    check_indices("gather", idx, s.len);
+}
+
+template <typename T>
+static void scatter_add_typed(cudaStream_t stream, tensor *out, const tensor *idx,
+                              const tensor *src, split s, int64_t n_len, unsigned long long *bad) {
+    scatter_add_kernel<T><<<cuda_blocks(s.outer * s.inner), CUDA_THREADS, 0, stream>>>(
+        cuda_data<T>(out), cuda_data<T>(src), index_list_of(idx), s, n_len, bad);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cuda_scatter_add(tensor *out, int dim, const tensor *idx, const tensor *src) {
+    cudaStream_t stream = cuda_stream_for("scatter_add", {out, idx, src});
+    check_float("scatter_add", out);
+    split s = split_of(out, dim);
+    int64_t n_len = idx->shape[dim];
+    unsigned long long *bad = cuda_bad_index_reset(out->device.index);
+    if (out->dtype == PETAL_F32)
+        scatter_add_typed<float>(stream, out, idx, src, s, n_len, bad);
+    else
+        scatter_add_typed<double>(stream, out, idx, src, s, n_len, bad);
+    check_indices("scatter_add", idx, s.len);
+}

@@ -1,0 +1,111 @@
+// Element conversions, written once for the host and the device (like tensor/elementwise.h): f16
+// and bf16 to and from f32, and one element of any dtype as a double and back, which copies and
+// fills convert through. The CPU's copy (tensor/cpu/cpu_elementwise.c), tensor_get and the CUDA
+// copy kernel (tensor/cuda/cuda_elementwise.cu) all call these.
+#pragma once
+
+#include <stdint.h>
+#include <string.h>
+
+#include "tensor/dtype.h"
+#include "tensor/elementwise.h" // PETAL_HD
+
+PETAL_HD static inline uint32_t dtype_f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+PETAL_HD static inline float dtype_bits_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+PETAL_HD static inline float bf16_to_f32(uint16_t h) {
+    return dtype_bits_f32((uint32_t)h << 16);
+}
+
+// Round to nearest even.
+PETAL_HD static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u = dtype_f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // keep NaN a NaN
+    u += 0x7fffu + ((u >> 16) & 1u);                                          // nearest even
+    return (uint16_t)(u >> 16);
+}
+
+PETAL_HD static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    if (exp == 0x1f) return dtype_bits_f32(sign | 0x7f800000u | (mant << 13)); // inf / NaN
+    if (exp == 0) {
+        // Subnormal (or zero): value = mant * 2^-24, exact in f32.
+        float v = (float)mant * 5.9604644775390625e-8f;
+        return sign ? -v : v;
+    }
+    return dtype_bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+// Round to nearest even, overflow to inf.
+PETAL_HD static inline uint16_t f32_to_f16(float f) {
+    uint32_t u = dtype_f32_bits(f);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00u;  // NaN
+    if (a >= 0x477ff000u) return sign | 0x7c00u; // rounds to >= 65520: inf
+    if (a < 0x38800000u) {
+        // Below the smallest normal half (2^-14): a subnormal half, rounded to nearest even.
+        // Adding 0.5 makes the FPU do the rounding at the half-subnormal quantum (2^-24).
+        float v = dtype_bits_f32(a) + 0.5f;
+        return sign | (uint16_t)(dtype_f32_bits(v) - dtype_f32_bits(0.5f));
+    }
+    uint32_t mant_odd = (a >> 13) & 1u;
+    a += 0xc8000fffu + mant_odd; // rebias exponent (-112 << 23) and round to nearest even
+    return sign | (uint16_t)(a >> 13);
+}
+
+// The element at p, of type dtype, as a double (integers convert exactly up to 2^53).
+PETAL_HD static inline double dtype_load_double(petal_dtype dtype, const char *p) {
+    switch (dtype) {
+    case PETAL_F32:
+        return *(const float *)p;
+    case PETAL_F64:
+        return *(const double *)p;
+    case PETAL_I32:
+        return *(const int32_t *)p;
+    case PETAL_I64:
+        return (double)*(const int64_t *)p;
+    case PETAL_F16:
+        return f16_to_f32(*(const uint16_t *)p);
+    case PETAL_BF16:
+        return bf16_to_f32(*(const uint16_t *)p);
+    default:
+        return 0;
+    }
+}
+
+// Stores v at p as type dtype (C's conversion for integers; f16 and bf16 round from f32).
+PETAL_HD static inline void dtype_store_double(petal_dtype dtype, char *p, double v) {
+    switch (dtype) {
+    case PETAL_F32:
+        *(float *)p = (float)v;
+        break;
+    case PETAL_F64:
+        *(double *)p = v;
+        break;
+    case PETAL_I32:
+        *(int32_t *)p = (int32_t)v;
+        break;
+    case PETAL_I64:
+        *(int64_t *)p = (int64_t)v;
+        break;
+    case PETAL_F16:
+        *(uint16_t *)p = f32_to_f16((float)v);
+        break;
+    case PETAL_BF16:
+        *(uint16_t *)p = f32_to_bf16((float)v);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,606 @@
+// tests/cuda: the CUDA backend against the CPU backend, the oracle (as ggml's test-backend-ops):
+// every case of the op table (ops/op_table.c) forward and backward on cpu and cuda:0, in f64 and
+// f32, with per-op tolerances; the same ops at sizes that take many blocks and on NaN, infinities,
+// signed zeros and ties; then the allocator, copies of non-contiguous views, random streams,
+// AdamW, the NCCL layer and the errors (devices mixed, bad indices). Every test case is tagged
+// "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out). Without a CUDA device, or in a build without CUDA,
+// each test prints "SKIPPED: no CUDA device" and passes.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ops/op_table.h"
+#include "petal.h"
+#include "tests/test_util.h"
+#include "train/dist.h"
+
+#define CUDA0 DEVICE_CUDA(0)
+
+static bool no_device(const char *test) {
+    if (backend_cuda_device_count() > 0) return false;
+    printf("SKIPPED: no CUDA device (%s)\n", test);
+    return true;
+}
+
+// The same tensor on `device` with the same strides and offset (its whole storage is moved with
+// tensor_to), so the kernels meet the layouts the case was written with; requires_grad is kept.
+static tensor *same_layout_on(const tensor *t, petal_device device) {
+    int64_t numel = (int64_t)(t->storage->nbytes / dtype_size(t->dtype)), unit = 1;
+    tensor *flat = tensor_make_view(t->storage, t->dtype, 1, &numel, &unit, 0);
+    tensor *moved = tensor_to(flat, device);
+    tensor *view =
+        tensor_make_view(moved->storage, t->dtype, t->ndim, t->shape, t->strides, t->offset);
+    tensor_free(flat);
+    tensor_free(moved);
+    return tensor_set_requires_grad(view, t->requires_grad);
+}
+
+typedef struct {
+    double atol, rtol; // atol is relative to the largest |value| of the CPU result (at least 1)
+} tolerance;
+
+// f32: a few ulps for element-wise math (CUDA's tanhf, logf, powf are within 2 ulp, like libm's),
+// more where a GEMM or a long sum adds in another order. f64: the same, a billion times tighter.
+static tolerance tolerance_for(const op_case *c, petal_dtype dtype) {
+    static const char *const reordered[] = {"matmul",     "linear",        "attention",
+                                            "layer_norm", "cross_entropy", "normalize"};
+    bool loose = false;
+    for (size_t i = 0; i < sizeof reordered / sizeof reordered[0]; i++)
+        loose = loose || strcmp(c->op, reordered[i]) == 0;
+    if (dtype == PETAL_F64) return loose ? (tolerance){1e-12, 1e-11} : (tolerance){1e-13, 1e-12};
+    return loose ? (tolerance){1e-5, 1e-5} : (tolerance){4e-6, 4e-6};
+}
+
+static bool close_to_cpu(const char *what, const tensor *gpu, const tensor *cpu, tolerance tol) {
+    double scale = 1;
+    for (int64_t i = 0; i < tensor_numel(cpu); i++) {
+        double v = tensor_get_flat(cpu, i);
+        if (isfinite(v)) scale = fmax(scale, fabs(v));
+    }
+    return tensors_close(what, gpu, cpu, tol.atol * scale, tol.rtol);
+}
+
+// Runs case c on cpu_args and on their copies on cuda:0: the output, then (if it requires grad)
+// the gradient of every input that requires one, for the same random output gradient.
+static bool check_args(const op_case *c, tensor **cpu_args, petal_dtype dtype) {
+    int mark = scope_begin();
+    tensor *gpu_args[4];
+    for (int i = 0; i < c->n_args; i++) gpu_args[i] = same_layout_on(cpu_args[i], CUDA0);
+    tensor *want = c->fn(cpu_args, c), *got = c->fn(gpu_args, c);
+    tolerance tol = tolerance_for(c, dtype);
+    char what[160];
+    snprintf(what, sizeof what, "%s (%s) forward", c->name, dtype_name(dtype));
+    bool ok = got->device.type == PETAL_CUDA && close_to_cpu(what, got, want, tol);
+    if (ok && want->requires_grad) {
+        tensor *seed = tensor_empty_like(want);
+        tensor_normal_(seed, 0, 1, &(rng_generator){3, 0});
+        autograd_backward(want, seed, false);
+        autograd_backward(got, tensor_to(seed, CUDA0), false);
+        for (int i = 0; i < c->n_args && ok; i++) {
+            if (!cpu_args[i]->requires_grad) continue;
+            snprintf(what, sizeof what, "%s (%s) grad %d", c->name, dtype_name(dtype), i);
+            ok = cpu_args[i]->grad && gpu_args[i]->grad &&
+                 gpu_args[i]->grad->device.type == PETAL_CUDA &&
+                 close_to_cpu(what, gpu_args[i]->grad, cpu_args[i]->grad, tol);
+            if (!ok && !(cpu_args[i]->grad && gpu_args[i]->grad))
+                fprintf(stderr, "%s: missing on %s\n", what, cpu_args[i]->grad ? "cuda" : "cpu");
+        }
+    }
+    scope_end(mark);
+    return ok;
+}
+
+// A case with the arguments its table row describes.
+static bool check_case(const op_case *c, petal_dtype dtype) {
+    int mark = scope_begin();
+    tensor *args[4];
+    for (int i = 0; i < c->n_args; i++) args[i] = op_case_arg(c, i, dtype, 31 + 7 * i);
+    bool ok = check_args(c, args, dtype);
+    scope_end(mark);
+    return ok;
+}
+
+static void check_both_types(const op_case *c) {
+    ck_assert_msg(check_case(c, PETAL_F64), "%s (f64): cuda differs from cpu", c->name);
+    ck_assert_msg(check_case(c, PETAL_F32), "%s (f32): cuda differs from cpu", c->name);
+}
+
+START_TEST(test_op_case) {
+    const op_case *c = &op_cases[_i];
+    if (no_device(c->name)) return;
+    check_both_types(c);
+}
+END_TEST
+
+// ---- the same ops at sizes that take many blocks, many lanes per row and several GEMM runs ----
+
+static tensor *f_reduce(tensor **a, const op_case *c) {
+    int dim = (int)c->iparam[1];
+    switch (c->iparam[0]) {
+    case 0:
+        return tensor_sum(a[0], dim, false);
+    case 1:
+        return tensor_mean(a[0], dim, true);
+    case 2:
+        return tensor_max(a[0], dim, false);
+    case 3:
+        return tensor_min(a[0], dim, false);
+    case 4:
+        return tensor_logsumexp(a[0], dim, false);
+    case 5:
+        return tensor_argmax(a[0], dim, false);
+    default:
+        return tensor_argmin(a[0], dim, false);
+    }
+}
+static tensor *f_softmax(tensor **a, const op_case *c) {
+    return c->iparam[1] ? tensor_log_softmax(a[0], (int)c->iparam[0])
+                        : tensor_softmax(a[0], (int)c->iparam[0]);
+}
+static tensor *f_layer_norm(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_layer_norm(a[0], a[1], a[2], 1e-5);
+}
+static tensor *f_cross_entropy(tensor **a, const op_case *c) {
+    cross_entropy_options o = {3, 0.1, (loss_reduction)c->iparam[0]};
+    return tensor_cross_entropy(a[0], a[1], &o);
+}
+static tensor *f_topk(tensor **a, const op_case *c) {
+    return tensor_topk(a[0], c->iparam[0], c->iparam[1], NULL);
+}
+static tensor *f_matmul(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_matmul(a[0], a[1]);
+}
+static tensor *f_linear(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_linear(a[0], a[1], a[2]);
+}
+static tensor *f_attention(tensor **a, const op_case *c) {
+    rng_generator g = {5, 0};
+    attention_options o = {
+        c->n_args > 3 ? a[3] : NULL, c->iparam[0], 0, c->fparam[0], c->fparam[0] > 0, &g};
+    return tensor_attention(a[0], a[1], a[2], &o);
+}
+static tensor *f_embedding(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_embedding(a[0], a[1]);
+}
+static tensor *f_gather(tensor **a, const op_case *c) {
+    return tensor_gather(a[0], (int)c->iparam[0], a[1]);
+}
+static tensor *f_index_select(tensor **a, const op_case *c) {
+    return tensor_index_select(a[0], (int)c->iparam[0], a[1]);
+}
+static tensor *f_gelu(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_gelu(a[0]);
+}
+static tensor *f_dropout(tensor **a, const op_case *c) {
+    return tensor_dropout(a[0], c->fparam[0], true, &(rng_generator){8, 0});
+}
+
+#define ARG(...)                                                                                   \
+    { .ndim = NDIMS(__VA_ARGS__), .shape = {__VA_ARGS__}, .grad = true }
+#define ARG_D(d, ...)                                                                              \
+    { .ndim = NDIMS(__VA_ARGS__), .shape = {__VA_ARGS__}, .domain = d, .grad = true }
+#define ARG_T(...)                                                                                 \
+    {                                                                                              \
+        .ndim = NDIMS(__VA_ARGS__), .shape = {__VA_ARGS__}, .layout = LAYOUT_TRANSPOSED,           \
+        .grad = true                                                                               \
+    }
+#define CONST(...)                                                                                 \
+    { .ndim = NDIMS(__VA_ARGS__), .shape = {__VA_ARGS__}, .domain = DOMAIN_SMALL_INT }
+#define IDS(hi, ...)                                                                               \
+    { .ndim = NDIMS(__VA_ARGS__), .shape = {__VA_ARGS__}, .domain = DOMAIN_INDEX, .index_hi = hi }
+#define NDIMS(...)                       NDIMS_(__VA_ARGS__, 6, 5, 4, 3, 2, 1, 0)
+#define NDIMS_(a, b, c, d, e, f, n, ...) n
+
+static const op_case sized_cases[] = {
+    {"sum over dim 0", "sum", 1, {ARG(300, 3, 70)}, {0, 0}, .fn = f_reduce},
+    {"mean over dim 1", "mean", 1, {ARG(3, 300, 70)}, {1, 1}, .fn = f_reduce},
+    {"max over dim 1", "max", 1, {ARG_D(DOMAIN_DISTINCT, 3, 300, 70)}, {2, 1}, .fn = f_reduce},
+    {"min over dim 2", "min", 1, {ARG_D(DOMAIN_DISTINCT, 3, 70, 300)}, {3, 2}, .fn = f_reduce},
+    {"logsumexp over dim 2", "logsumexp", 1, {ARG(3, 70, 300)}, {4, 2}, .fn = f_reduce},
+    {"argmax over dim 0", "argmax", 1, {ARG_D(DOMAIN_DISTINCT, 300, 70)}, {5, 0}, .fn = f_reduce},
+    {"argmin over dim 1", "argmin", 1, {ARG_D(DOMAIN_DISTINCT, 70, 300)}, {6, 1}, .fn = f_reduce},
+    {"softmax over dim 0", "softmax", 1, {ARG(500, 70)}, {0, 0}, .fn = f_softmax},
+    {"log_softmax over dim 1", "log_softmax", 1, {ARG(70, 500)}, {1, 1}, .fn = f_softmax},
+    {"layer_norm d=300",
+     "layer_norm",
+     3,
+     {ARG(7, 30, 300), ARG(300), ARG(300)},
+     .fn = f_layer_norm},
+    {"cross_entropy 70x1000",
+     "cross_entropy",
+     2,
+     {ARG(70, 1000), IDS(1000, 70)},
+     {0},
+     .fn = f_cross_entropy},
+    {"cross_entropy none",
+     "cross_entropy",
+     2,
+     {ARG(40, 300), IDS(5, 40)},
+     {2},
+     .fn = f_cross_entropy},
+    {"topk 17 of 1000", "topk", 1, {ARG_D(DOMAIN_DISTINCT, 5, 1000)}, {17, 1}, .fn = f_topk},
+    {"topk all, smallest", "topk", 1, {ARG_D(DOMAIN_DISTINCT, 4, 333)}, {333, 0}, .fn = f_topk},
+    {"matmul folded rows", "matmul", 2, {ARG(3, 65, 130), ARG(130, 33)}, .fn = f_matmul},
+    {"matmul batched", "matmul", 2, {ARG(3, 65, 130), ARG_T(3, 130, 33)}, .fn = f_matmul},
+    {"matmul broadcast", "matmul", 2, {ARG(2, 1, 20, 30), ARG(3, 30, 10)}, .fn = f_matmul},
+    {"linear", "linear", 3, {ARG(4, 50, 96), ARG(120, 96), ARG(120)}, .fn = f_linear},
+    {"attention causal",
+     "attention",
+     3,
+     {ARG(2, 3, 40, 16), ARG(2, 3, 50, 16), ARG(2, 3, 50, 24)},
+     {1},
+     .fn = f_attention},
+    {"attention mask, dropout",
+     "attention",
+     4,
+     {ARG(2, 3, 40, 16), ARG(2, 3, 50, 16), ARG(2, 3, 50, 24), CONST(2, 1, 1, 50)},
+     {0},
+     {0.2},
+     .fn = f_attention},
+    {"embedding", "embedding", 2, {ARG(1000, 40), IDS(1000, 7, 30)}, .fn = f_embedding},
+    {"gather dim 1", "gather", 2, {ARG(20, 300), IDS(300, 20, 50)}, {1}, .fn = f_gather},
+    {"index_select dim 1",
+     "index_select",
+     2,
+     {ARG(4, 500, 6), IDS(500, 300)},
+     {1},
+     .fn = f_index_select},
+    {"gelu 300k", "gelu", 1, {ARG_T(1000, 300)}, .fn = f_gelu},
+    {"dropout 300k", "dropout", 1, {ARG(1000, 300)}, .fparam = {0.25}, .fn = f_dropout},
+};
+
+START_TEST(test_sized_case) {
+    const op_case *c = &sized_cases[_i];
+    if (no_device(c->name)) return;
+    check_both_types(c);
+}
+END_TEST
+
+// ---- special values: NaN, infinities, signed zeros and ties, as the CPU treats them ----
+
+static tensor *special_values(petal_dtype dtype) {
+    const double nan = NAN, inf = INFINITY;
+    double v[] = {1, nan, 3, nan, -inf, -inf, 2,    2,    0.0, -0.0, -0.0, 0.0,
+                  5, 5,   5, 5,   -inf, -inf, -inf, -inf, inf, 1,    inf,  -2};
+    tensor *t = tensor_from_data(PETAL_F64, SHAPE(6, 4), v);
+    tensor *c = tensor_cast(t, dtype);
+    tensor_free(t);
+    return c;
+}
+
+static tensor *f_topk_indices(tensor **a, const op_case *c) {
+    tensor *idx;
+    tensor_topk(a[0], c->iparam[0], c->iparam[1], &idx);
+    return idx;
+}
+
+static const op_case special_cases[] = {
+    {"max", "max", 1, .iparam = {2, 1}, .fn = f_reduce},
+    {"min", "min", 1, .iparam = {3, 1}, .fn = f_reduce},
+    {"argmax", "argmax", 1, .iparam = {5, 1}, .fn = f_reduce},
+    {"argmin", "argmin", 1, .iparam = {6, 1}, .fn = f_reduce},
+    {"argmax over rows", "argmax", 1, .iparam = {5, 0}, .fn = f_reduce},
+    {"logsumexp", "logsumexp", 1, .iparam = {4, 1}, .fn = f_reduce},
+    {"sum", "sum", 1, .iparam = {0, 1}, .fn = f_reduce},
+    {"softmax", "softmax", 1, .iparam = {1, 0}, .fn = f_softmax},
+    {"log_softmax", "log_softmax", 1, .iparam = {1, 1}, .fn = f_softmax},
+    {"topk largest", "topk", 1, .iparam = {4, 1}, .fn = f_topk},
+    {"topk largest, indices", "topk", 1, .iparam = {4, 1}, .fn = f_topk_indices},
+    {"topk smallest, indices", "topk", 1, .iparam = {3, 0}, .fn = f_topk_indices},
+};
+
+START_TEST(test_special_values) {
+    const op_case *c = &special_cases[_i];
+    if (no_device(c->name)) return;
+    petal_dtype types[] = {PETAL_F64, PETAL_F32};
+    for (int t = 0; t < 2; t++) {
+        int mark = scope_begin();
+        tensor *x = special_values(types[t]);
+        ck_assert_msg(check_args(c, &x, types[t]), "%s (%s) with NaN, inf, -0 and ties", c->name,
+                      dtype_name(types[t]));
+        scope_end(mark);
+    }
+}
+END_TEST
+
+// ---- memory ----
+
+START_TEST(test_allocator_reuse_and_stats) {
+    if (no_device(__func__)) return;
+    memory_stats s0 = memory_get_stats(CUDA0);
+    size_t nbytes = (size_t)1 << 22;
+    tensor *a = tensor_empty_on(CUDA0, PETAL_F32, SHAPE(1024, 1024));
+    void *block = a->storage->data;
+    memory_stats s1 = memory_get_stats(CUDA0);
+    ck_assert_uint_eq(s1.current, s0.current + nbytes);
+    ck_assert_int_eq(s1.n_live, s0.n_live + 1);
+    ck_assert_uint_ge(s1.peak, s1.current);
+    ck_assert_uint_ge(s1.reserved, s0.reserved + nbytes);
+    tensor_free(a);
+    memory_stats s2 = memory_get_stats(CUDA0);
+    ck_assert_uint_eq(s2.current, s0.current);
+    ck_assert_uint_eq(s2.reserved, s1.reserved); // the block stays cached
+    ck_assert_uint_eq(s2.peak, s1.peak);
+    tensor *b = tensor_empty_on(CUDA0, PETAL_F32, SHAPE(1 << 20)); // same size: same block
+    ck_assert_ptr_eq(b->storage->data, block);
+    ck_assert_uint_eq(memory_get_stats(CUDA0).reserved, s1.reserved);
+    tensor_free(b);
+    memory_reset_peak(CUDA0);
+    ck_assert_uint_eq(memory_get_stats(CUDA0).peak, s0.current);
+    memory_empty_cache(CUDA0);
+    ck_assert_uint_le(memory_get_stats(CUDA0).reserved, s0.reserved);
+}
+END_TEST
+
+// ---- copies ----
+
+static bool same_values(const char *what, const tensor *got, const tensor *want) {
+    return tensors_close(what, got, want, 0, 0);
+}
+
+START_TEST(test_copies_of_views) {
+    if (no_device(__func__)) return;
+    int mark = scope_begin();
+    tensor *host = tensor_arange(PETAL_F64, 0, 30, 1);
+    tensor *grid = tensor_reshape(host, SHAPE(5, 6));
+    // host view -> device: a transposed, stepped view arrives as a contiguous copy of its values
+    tensor *view = view_transpose(view_slice(grid, 1, 1, 6, 2), 0, 1); // (3, 5)
+    tensor *dev = tensor_to(view, CUDA0);
+    ck_assert(tensor_is_contiguous(dev) && dev->device.type == PETAL_CUDA);
+    ck_assert(same_values("host view -> cuda", dev, view));
+    // device view -> host
+    tensor *dev_grid = tensor_to(grid, CUDA0);
+    tensor *dev_view = view_transpose(view_slice(dev_grid, 0, 1, 5, 3), 0, 1); // (6, 2)
+    tensor *back = tensor_to(dev_view, DEVICE_CPU);
+    ck_assert(
+        same_values("cuda view -> host", back, view_transpose(view_slice(grid, 0, 1, 5, 3), 0, 1)));
+    // into a non-contiguous device destination, converting f64 -> f32 on the way
+    tensor *dst = tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(6, 5));
+    tensor *dst_t = view_transpose(dst, 0, 1); // (5, 6)
+    tensor_copy_(dst_t, grid);
+    ck_assert(same_values("host -> cuda transposed view", dst_t, grid));
+    scope_end(mark);
+}
+END_TEST
+
+// Copies larger than the pinned staging buffers, and every dtype conversion the CPU makes.
+START_TEST(test_copies_large_and_converted) {
+    if (no_device(__func__)) return;
+    int mark = scope_begin();
+    tensor *big = tensor_empty(PETAL_F32, SHAPE(3 * 1024 * 1024 + 12345));
+    tensor_uniform_(big, -1, 1, &(rng_generator){5, 0});
+    tensor *there = tensor_to(big, CUDA0), *again = tensor_to(there, DEVICE_CPU);
+    ck_assert_mem_eq(tensor_data(again), tensor_data(big), tensor_nbytes(big));
+    int64_t wide[] = {((int64_t)1 << 60) + 1, -((int64_t)1 << 55) - 3, 7};
+    tensor *ids = tensor_from_data(PETAL_I64, SHAPE(3), wide);
+    ck_assert_mem_eq(tensor_data(tensor_to(tensor_to(ids, CUDA0), DEVICE_CPU)), wide, sizeof wide);
+    tensor *x = tensor_empty(PETAL_F32, SHAPE(257));
+    tensor_normal_(x, 0, 1000, &(rng_generator){6, 0});
+    petal_dtype kinds[] = {PETAL_F64, PETAL_I32, PETAL_I64, PETAL_F16, PETAL_BF16};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        tensor *want = tensor_cast(x, kinds[k]);
+        tensor *got = tensor_to(tensor_cast(tensor_to(x, CUDA0), kinds[k]), DEVICE_CPU);
+        ck_assert_msg(memcmp(tensor_data(got), tensor_data(want), tensor_nbytes(want)) == 0,
+                      "f32 -> %s differs", dtype_name(kinds[k]));
+        tensor *round = tensor_to(tensor_cast(tensor_to(want, CUDA0), PETAL_F32), DEVICE_CPU);
+        ck_assert(same_values(dtype_name(kinds[k]), round, tensor_cast(want, PETAL_F32)));
+    }
+    scope_end(mark);
+}
+END_TEST
+
+// ---- random streams: the same seed gives the same numbers on both devices ----
+
+static void fill_both(tensor *cpu, tensor *gpu, random_kind kind) {
+    rng_generator g1 = {11, 4}, g2 = {11, 4};
+    if (kind == RANDOM_UNIFORM) {
+        tensor_uniform_(cpu, -2, 3, &g1);
+        tensor_uniform_(gpu, -2, 3, &g2);
+    } else if (kind == RANDOM_NORMAL) {
+        tensor_normal_(cpu, 1, 2, &g1);
+        tensor_normal_(gpu, 1, 2, &g2);
+    } else {
+        tensor_trunc_normal_(cpu, 0, 1, -0.5, 2, &g1);
+        tensor_trunc_normal_(gpu, 0, 1, -0.5, 2, &g2);
+    }
+}
+
+START_TEST(test_random_streams_equal) {
+    if (no_device(__func__)) return;
+    int mark = scope_begin();
+    petal_dtype types[] = {PETAL_F64, PETAL_F32};
+    for (int t = 0; t < 2; t++)
+        for (int kind = RANDOM_UNIFORM; kind <= RANDOM_TRUNC_NORMAL; kind++) {
+            // a transposed destination: element i is still the i-th in row-major order
+            tensor *cpu = tensor_empty(types[t], SHAPE(37, 29));
+            tensor *gpu = view_transpose(tensor_empty_on(CUDA0, types[t], SHAPE(29, 37)), 0, 1);
+            fill_both(cpu, gpu, (random_kind)kind);
+            char what[64];
+            snprintf(what, sizeof what, "random kind %d (%s)", kind, dtype_name(types[t]));
+            // Uniforms are exact; normals go through log, cos and erf, CUDA's and libm's.
+            double tol = kind == RANDOM_UNIFORM ? 0 : (t == 0 ? 1e-12 : 1e-6);
+            ck_assert(tensors_close(what, gpu, cpu, tol, tol));
+        }
+    tensor *ones = tensor_ones(PETAL_F32, SHAPE(100, 50));
+    tensor *mask_cpu = tensor_dropout(ones, 0.3, true, &(rng_generator){9, 0});
+    tensor *mask_gpu = tensor_dropout(tensor_to(ones, CUDA0), 0.3, true, &(rng_generator){9, 0});
+    ck_assert(same_values("dropout mask", mask_gpu, mask_cpu));
+    scope_end(mark);
+}
+END_TEST
+
+// ---- AdamW ----
+
+START_TEST(test_adamw_step_equal) {
+    if (no_device(__func__)) return;
+    int mark = scope_begin();
+    petal_dtype types[] = {PETAL_F64, PETAL_F32};
+    for (int t = 0; t < 2; t++) {
+        tensor *p = tensor_empty(types[t], SHAPE(33, 31)), *g = tensor_empty_like(p);
+        tensor_normal_(p, 0, 1, &(rng_generator){1, 0});
+        tensor_normal_(g, 0, 0.1, &(rng_generator){2, 0});
+        tensor *ps[2] = {tensor_set_requires_grad(p, true),
+                         tensor_set_requires_grad(tensor_to(p, CUDA0), true)};
+        adamw_config cfg = ADAMW_DEFAULTS;
+        cfg.weight_decay = 0.05;
+        optim_adamw *opt[2];
+        for (int d = 0; d < 2; d++) {
+            opt[d] = adamw_new(&ps[d], 1, cfg);
+            for (int step = 0; step < 3; step++) {
+                tensor_reset_grad(ps[d]);
+                ps[d]->grad = tensor_keep(tensor_to(g, ps[d]->device));
+                adamw_step(opt[d]);
+            }
+        }
+        double tol = t == 0 ? 1e-15 : 1e-7; // the same formula, no FMA: equal but for a few bits
+        ck_assert(tensors_close("adamw param", ps[1], ps[0], tol, tol));
+        ck_assert(tensors_close("adamw m", opt[1]->m[0], opt[0]->m[0], tol, tol));
+        ck_assert(tensors_close("adamw v", opt[1]->v[0], opt[0]->v[0], tol, tol));
+        for (int d = 0; d < 2; d++) adamw_free(opt[d]);
+    }
+    scope_end(mark);
+}
+END_TEST
+
+// ---- NCCL: a world of one rank (the collectives themselves need more GPUs than a test has) ----
+
+START_TEST(test_dist_single_rank) {
+    if (no_device(__func__)) return;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/petal-dist-test-%d.id", (int)getpid());
+    dist_config cfg = {0, 1, CUDA0, path, 30};
+    dist_comm *comm;
+    petal_status st = dist_init(&cfg, &comm);
+#ifdef PETAL_HAVE_NCCL
+    ck_assert_msg(st == PETAL_OK, "dist_init: %s", petal_error_message());
+    ck_assert(access(path, F_OK) != 0); // rank 0 removed the rendezvous file
+    ck_assert_int_eq(dist_rank(comm), 0);
+    ck_assert_int_eq(dist_world_size(comm), 1);
+    int mark = scope_begin();
+    tensor *a = tensor_to(tensor_arange(PETAL_F32, 0, 10, 1), CUDA0);
+    tensor *b = tensor_to(tensor_arange(PETAL_F64, -3, 3, 0.5), CUDA0);
+    tensor *a0 = tensor_to(a, DEVICE_CPU), *b0 = tensor_to(b, DEVICE_CPU);
+    ck_assert_int_eq(dist_all_reduce(comm, (tensor *[]){a, b}, 2, DIST_AVG), PETAL_OK);
+    ck_assert_int_eq(dist_broadcast(comm, (tensor *[]){a, b}, 2, 0), PETAL_OK);
+    ck_assert(same_values("all_reduce + broadcast, one rank", a, a0));
+    ck_assert(same_values("all_reduce + broadcast, one rank", b, b0));
+    scope_end(mark);
+    dist_free(comm);
+#else
+    ck_assert_int_eq(st, PETAL_ERR_DEVICE);
+    ck_assert(strstr(petal_error_message(), "without NCCL") != NULL);
+#endif
+}
+END_TEST
+
+// ---- errors ----
+//
+// aborts_with runs each mistake in a forked child. CUDA cannot be used in a child forked after
+// the parent initialised it, so these tests ask for the device count in a throwaway child too,
+// and the mistakes build their CUDA tensors inside the aborting child.
+
+static bool no_device_before_fork(const char *test) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) _exit(backend_cuda_device_count() > 0 ? 0 : 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return false;
+    printf("SKIPPED: no CUDA device (%s)\n", test);
+    return true;
+}
+
+static void add_across_devices(void) {
+    tensor *a = tensor_ones(PETAL_F32, SHAPE(2, 2));
+    tensor_add(a, tensor_to(a, CUDA0));
+}
+static void matmul_across_devices(void) {
+    tensor *a = tensor_ones(PETAL_F32, SHAPE(2, 2));
+    tensor_matmul(tensor_to(a, CUDA0), a);
+}
+static void index_across_devices(void) {
+    tensor_index_select(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(4, 2)), 0,
+                        tensor_zeros(PETAL_I64, SHAPE(2)));
+}
+
+static void seed_across_devices(void) {
+    tensor *x = tensor_set_requires_grad(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(3)), true);
+    autograd_backward(tensor_exp(x), tensor_ones(PETAL_F32, SHAPE(3)), false);
+}
+
+START_TEST(test_device_mismatch_names_both) {
+    if (no_device_before_fork(__func__)) return;
+    ck_assert(aborts_with(add_across_devices,
+                          "tensor_add: operands on different devices (cpu and cuda:0)"));
+    ck_assert(aborts_with(matmul_across_devices,
+                          "tensor_matmul: operands on different devices (cuda:0 and cpu)"));
+    ck_assert(aborts_with(index_across_devices,
+                          "tensor_index_select: indices on cpu but the tensor on cuda:0"));
+    ck_assert(aborts_with(seed_across_devices,
+                          "autograd_backward: seed gradient on cpu, the root on cuda:0"));
+}
+END_TEST
+
+static tensor *ids_on_gpu(const int64_t *ids, int64_t n) {
+    return tensor_to(tensor_from_data(PETAL_I64, 1, &n, ids), CUDA0);
+}
+static void select_out_of_range(void) {
+    tensor_index_select(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(4, 2)), 0,
+                        ids_on_gpu((int64_t[]){0, 1, 9, -1}, 4));
+}
+static void embedding_out_of_range(void) {
+    tensor_embedding(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(5, 3)),
+                     ids_on_gpu((int64_t[]){4, -2, 0}, 3));
+}
+static void target_out_of_range(void) {
+    tensor_cross_entropy(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(2, 3)),
+                         ids_on_gpu((int64_t[]){1, 7}, 2), NULL);
+}
+
+// Bad indices are caught on the device (never read through) and reported as the CPU reports
+// them: the first bad position and its value.
+START_TEST(test_bad_indices_reported) {
+    if (no_device_before_fork(__func__)) return;
+    ck_assert(aborts_with(select_out_of_range,
+                          "index_select: index 9 at position 2 is out of range [0, 4)"));
+    ck_assert(aborts_with(embedding_out_of_range,
+                          "index_select: index -2 at position 1 is out of range [0, 5)"));
+    ck_assert(aborts_with(target_out_of_range, "cross_entropy: target[1] = 7 is outside [0, 3)"));
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cuda");
+    TCase *ops = tcase_with_timeout("op table: cuda vs cpu", 120);
+    tcase_add_loop_test(ops, test_op_case, 0, n_op_cases);
+    TCase *sized = tcase_with_timeout("larger sizes and special values: cuda vs cpu", 300);
+    tcase_add_loop_test(sized, test_sized_case, 0,
+                        (int)(sizeof sized_cases / sizeof sized_cases[0]));
+    tcase_add_loop_test(sized, test_special_values, 0,
+                        (int)(sizeof special_cases / sizeof special_cases[0]));
+    TCase *mem = tcase_with_timeout("memory and copies", 120);
+    tcase_add_test(mem, test_allocator_reuse_and_stats);
+    tcase_add_test(mem, test_copies_of_views);
+    tcase_add_test(mem, test_copies_large_and_converted);
+    TCase *num = tcase_with_timeout("random, optimizer, NCCL", 120);
+    tcase_add_test(num, test_random_streams_equal);
+    tcase_add_test(num, test_adamw_step_equal);
+    tcase_add_test(num, test_dist_single_rank);
+    TCase *err = tcase_with_timeout("errors", 60);
+    tcase_add_test(err, test_device_mismatch_names_both);
+    tcase_add_test(err, test_bad_indices_reported);
+    TCase *all[] = {ops, sized, mem, num, err};
+    for (int i = 0; i < 5; i++) {
+        tcase_set_tags(all[i], "gpu");
+        suite_add_tcase(s, all[i]);
+    }
+    return run_suite(s);
+}
