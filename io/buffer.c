@@ -1,6 +1,7 @@
 #include "io/buffer.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,4 +107,17 @@ petal_status buffer_read_file(const char *path, char **data, size_t *len) {
     *len = b.len;
     *data = strbuf_take(&b);
     return PETAL_OK;
+}
+
+void strbuf_printf(strbuf *b, const char *fmt, ...) {
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    PETAL_CHECK(n >= 0, "strbuf_printf: bad format '%s'", fmt);
+    b->data = buffer_grow(b->data, &b->cap, b->len + (size_t)n + 1, 1);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, again);
+    va_end(again);
+    b->len += (size_t)n;
 }

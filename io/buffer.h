@@ -15,8 +15,9 @@ typedef struct {
 void strbuf_append(strbuf *b, const char *s, size_t n);
 void strbuf_push(strbuf *b, char c);
 void strbuf_push_cp(strbuf *b, int32_t cp); // appends the UTF-8 encoding of a code point
-void strbuf_clear(strbuf *b);               // keeps the memory
-char *strbuf_take(strbuf *b);               // the malloc'd string ("" if empty); b is emptied
+void strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strbuf_clear(strbuf *b); // keeps the memory
+char *strbuf_take(strbuf *b); // the malloc'd string ("" if empty); b is emptied
 void strbuf_free(strbuf *b);
 
 // Reallocates p to hold at least `need` elements of `elem` bytes, growing geometrically; updates

@@ -82,6 +82,11 @@ typedef struct {
 petal_status checkpoint_load(const char *path, param_registry *r,
                              const checkpoint_load_options *opts, checkpoint_report *report);
 void checkpoint_report_free(checkpoint_report *report);
+// checkpoint_load on tensors already read by checkpoint_read (path only names them in messages):
+// for callers that look at the file's config before they build the registry.
+petal_status checkpoint_load_from(const char *path, const tensor_list *file,
+                                  const checkpoint_info *info, param_registry *r,
+                                  const checkpoint_load_options *opts, checkpoint_report *report);
 
 // Writes petal's header (docs/checkpoint-format.md, "The header") into the first 512 bytes of an
 // HDF5 file image of `size` bytes that has a 512-byte user block.

@@ -137,26 +137,35 @@ static void copy_matching(param_registry *r, const tensor_list *file, const char
     }
 }
 
-petal_status checkpoint_load(const char *path, param_registry *r,
-                             const checkpoint_load_options *opts, checkpoint_report *report) {
+petal_status checkpoint_load_from(const char *path, const tensor_list *file,
+                                  const checkpoint_info *info, param_registry *r,
+                                  const checkpoint_load_options *opts, checkpoint_report *report) {
     checkpoint_load_options none = {0};
     if (!opts) opts = &none;
     checkpoint_report local = {0};
     checkpoint_report *rep = report ? report : &local;
     *rep = (checkpoint_report){0};
+    petal_status st = PETAL_OK;
+    compare_keys(r, file, info->kind, opts->pattern, rep);
+    bool clean = rep->n_missing == 0 && rep->n_unexpected == 0 && rep->n_mismatched == 0;
+    if (!clean && !opts->non_strict) st = strict_failure(path, rep);
+    if (st == PETAL_OK && info->kind == CHECKPOINT_PETL && !opts->force_base)
+        st = check_base(path, r, file, info->fingerprint);
+    if (st == PETAL_OK) copy_matching(r, file, opts->pattern, rep);
+    checkpoint_report_free(&local);
+    return st;
+}
+
+petal_status checkpoint_load(const char *path, param_registry *r,
+                             const checkpoint_load_options *opts, checkpoint_report *report) {
+    if (report) *report = (checkpoint_report){0};
     tensor_list file;
     checkpoint_info info;
     petal_status st = checkpoint_read(path, &file, &info);
     if (st != PETAL_OK) return st;
-    compare_keys(r, &file, info.kind, opts->pattern, rep);
-    bool clean = rep->n_missing == 0 && rep->n_unexpected == 0 && rep->n_mismatched == 0;
-    if (!clean && !opts->non_strict) st = strict_failure(path, rep);
-    if (st == PETAL_OK && info.kind == CHECKPOINT_PETL && !opts->force_base)
-        st = check_base(path, r, &file, info.fingerprint);
-    if (st == PETAL_OK) copy_matching(r, &file, opts->pattern, rep);
+    st = checkpoint_load_from(path, &file, &info, r, opts, report);
     tensor_list_free(&file);
     checkpoint_info_free(&info);
-    checkpoint_report_free(&local);
     return st;
 }
 

@@ -9,18 +9,6 @@
 #include "io/buffer.h"
 #include "io/json.h"
 
-static void appendf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void appendf(strbuf *b, const char *fmt, ...) {
-    char chunk[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(chunk, sizeof chunk, fmt, ap);
-    va_end(ap);
-    PETAL_CHECK(n >= 0 && (size_t)n < sizeof chunk, "convert: a config line of %d bytes", n);
-    strbuf_append(b, chunk, (size_t)n);
-}
-
 // ---- hints from an HF config.json ----
 
 static petal_status json_int_or_zero(const json_value *obj, const char *key, int *out) {
@@ -135,12 +123,17 @@ static petal_status text_part(const char *src, const tensor_list *l, const char 
     for (int i = 0; i < l->n; i++)
         cross = cross || (convert_starts_with(l->items[i].name, prefix) &&
                           strstr(l->items[i].name, ".crossattention."));
-    appendf(json,
-            "{\"hidden\": %lld, \"layers\": %d, \"heads\": %d, \"intermediate\": %lld, "
-            "\"vocab\": %lld, \"max_positions\": %lld, \"eps\": %g, \"cross_attention\": %s}",
-            (long long)word->shape[1], layers, heads, (long long)inter->shape[0],
-            (long long)word->shape[0], (long long)pos->shape[0],
-            h->text_eps > 0 ? h->text_eps : 1e-12, cross ? "true" : "false");
+    char type_name[160];
+    snprintf(type_name, sizeof type_name, "%sembeddings.token_type_embeddings.weight", prefix);
+    const named_tensor *types = tensor_list_find(l, type_name);
+    strbuf_printf(json,
+                  "{\"hidden\": %lld, \"layers\": %d, \"heads\": %d, \"intermediate\": %lld, "
+                  "\"vocab\": %lld, \"max_positions\": %lld, \"type_vocab\": %lld, \"eps\": %g, "
+                  "\"cross_attention\": %s}",
+                  (long long)word->shape[1], layers, heads, (long long)inter->shape[0],
+                  (long long)word->shape[0], (long long)pos->shape[0],
+                  types ? (long long)types->value->shape[0] : 0LL,
+                  h->text_eps > 0 ? h->text_eps : 1e-12, cross ? "true" : "false");
     return PETAL_OK;
 }
 
@@ -154,11 +147,11 @@ static petal_status vision_part(const char *src, const tensor_list *l, const con
     if (st == PETAL_OK) st = count_layers(src, l, "visual_encoder.blocks.", &depth);
     if (st == PETAL_OK) st = heads_for(src, "the ViT", pos->shape[2], h->vision_heads, &heads);
     if (st != PETAL_OK) return st;
-    appendf(json,
-            "{\"width\": %lld, \"depth\": %d, \"heads\": %d, \"patch\": %lld, \"mlp\": %lld, "
-            "\"eps\": 1e-06}",
-            (long long)pos->shape[2], depth, heads, (long long)patch->shape[2],
-            (long long)fc1->shape[0]);
+    strbuf_printf(json,
+                  "{\"width\": %lld, \"depth\": %d, \"heads\": %d, \"patch\": %lld, \"mlp\": %lld, "
+                  "\"eps\": 1e-06}",
+                  (long long)pos->shape[2], depth, heads, (long long)patch->shape[2],
+                  (long long)fc1->shape[0]);
     return PETAL_OK;
 }
 
@@ -171,19 +164,20 @@ static bool has_module(const tensor_list *l, const char *prefix) {
 petal_status convert_blip_config(const char *src, const tensor_list *l, const char *task,
                                  int image_size, const convert_hints *hints, char **json) {
     strbuf b = {0};
-    appendf(&b, "{\"model\": \"blip\", \"task\": \"%s\", \"image_size\": %d,\n \"vision\": ", task,
-            image_size);
+    strbuf_printf(&b, "{\"model\": \"blip\", \"task\": \"%s\", \"image_size\": %d,\n \"vision\": ",
+                  task, image_size);
     petal_status st = vision_part(src, l, hints, &b);
     if (st == PETAL_OK && has_module(l, "text_encoder.")) {
-        appendf(&b, ",\n \"text\": ");
+        strbuf_printf(&b, ",\n \"text\": ");
         st = text_part(src, l, "text_encoder.", hints, &b);
     }
     if (st == PETAL_OK && has_module(l, "text_decoder.")) {
-        appendf(&b, ",\n \"decoder\": ");
+        strbuf_printf(&b, ",\n \"decoder\": ");
         st = text_part(src, l, "text_decoder.bert.", hints, &b);
     }
     named_tensor *proj = tensor_list_find(l, "vision_proj.weight");
-    appendf(&b, ",\n \"embed_dim\": %lld}\n", proj ? (long long)proj->value->shape[0] : 256LL);
+    strbuf_printf(&b, ",\n \"embed_dim\": %lld}\n",
+                  proj ? (long long)proj->value->shape[0] : 256LL);
     *json = strbuf_take(&b);
     if (st != PETAL_OK) {
         free(*json);
@@ -195,9 +189,9 @@ petal_status convert_blip_config(const char *src, const tensor_list *l, const ch
 petal_status convert_bert_config(const char *src, const tensor_list *l, const convert_hints *hints,
                                  char **json) {
     strbuf b = {0};
-    appendf(&b, "{\"model\": \"bert\",\n \"text\": ");
+    strbuf_printf(&b, "{\"model\": \"bert\",\n \"text\": ");
     petal_status st = text_part(src, l, "text_encoder.", hints, &b);
-    appendf(&b, "}\n");
+    strbuf_printf(&b, "}\n");
     *json = strbuf_take(&b);
     if (st != PETAL_OK) {
         free(*json);

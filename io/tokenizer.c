@@ -131,18 +131,14 @@ static petal_status find_bert_specials(tokenizer *t, const char *path) {
     return PETAL_OK;
 }
 
-petal_status tokenizer_load(const char *vocab_path, tokenizer **out) {
+petal_status tokenizer_load_text(const char *text, size_t len, const char *source,
+                                 tokenizer **out) {
     *out = NULL;
-    char *data;
-    size_t len;
-    petal_status st = buffer_read_file(vocab_path, &data, &len);
-    if (st) return st;
     tokenizer *t = buffer_alloc(sizeof *t, "tokenizer_load");
     *t = (tokenizer){.ids = {.bos = -1, .enc = -1}};
-    st = read_vocab_lines(t, data, len, vocab_path);
-    free(data);
+    petal_status st = read_vocab_lines(t, text, len, source);
     t->n_vocab = t->n;
-    if (!st) st = find_bert_specials(t, vocab_path);
+    if (!st) st = find_bert_specials(t, source);
     if (st) {
         tokenizer_free(t);
         return st;
@@ -151,12 +147,26 @@ petal_status tokenizer_load(const char *vocab_path, tokenizer **out) {
     return PETAL_OK;
 }
 
+petal_status tokenizer_load(const char *vocab_path, tokenizer **out) {
+    *out = NULL;
+    char *data;
+    size_t len;
+    petal_status st = buffer_read_file(vocab_path, &data, &len);
+    if (st) return st;
+    st = tokenizer_load_text(data, len, vocab_path, out);
+    free(data);
+    return st;
+}
+
+void tokenizer_add_blip_specials(tokenizer *t) {
+    t->ids.bos = tokenizer_add_special(t, "[DEC]", false);
+    t->ids.enc = tokenizer_add_special(t, "[ENC]", true);
+}
+
 petal_status tokenizer_load_blip(const char *vocab_path, tokenizer **out) {
     petal_status st = tokenizer_load(vocab_path, out);
-    if (st) return st;
-    (*out)->ids.bos = tokenizer_add_special(*out, "[DEC]", false);
-    (*out)->ids.enc = tokenizer_add_special(*out, "[ENC]", true);
-    return PETAL_OK;
+    if (!st) tokenizer_add_blip_specials(*out);
+    return st;
 }
 
 // ---- text to ids ----

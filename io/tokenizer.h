@@ -38,8 +38,12 @@ typedef struct {
 // Loads a vocab.txt (one token per line, the line number is the id; \n, \r\n or \r ends a line).
 // It must hold [PAD], [UNK], [CLS], [SEP] and [MASK]. Errors name the path and the line.
 petal_status tokenizer_load(const char *vocab_path, tokenizer **out);
+// The same from the text of a vocabulary (a checkpoint's `vocab` attribute); `source` names it
+// in error messages.
+petal_status tokenizer_load_text(const char *text, size_t len, const char *source, tokenizer **out);
 // tokenizer_load, then [DEC] (bos) and [ENC] as BLIP adds them: 30524 ids for bert-base-uncased.
 petal_status tokenizer_load_blip(const char *vocab_path, tokenizer **out);
+void tokenizer_add_blip_specials(tokenizer *t); // [DEC] and [ENC] onto a loaded vocabulary
 void tokenizer_free(tokenizer *t);
 
 // Adds a special token: matched whole in input text, skipped by decode(skip_special). A token

@@ -336,7 +336,7 @@ static void copy_momentum_coefficients(petl_handle *h) {
 petal_status petl_cp_attach(petl_handle *h) {
     const cp_options *o = &h->cfg.cp;
     blip_model *m = h->m;
-    int64_t d = m->cfg.vision.width;
+    int64_t d = m->has_vision ? m->cfg.vision.width : m->cfg.text.hidden;
     bool widths_match = (!m->has_text || m->cfg.text.hidden == d) &&
                         (!m->has_decoder || m->cfg.decoder.hidden == d);
     if (o->rank < 1 || !widths_match)
@@ -354,7 +354,7 @@ petal_status petl_cp_attach(petl_handle *h) {
     if (dense) shared_code(h, s, d);
     cp_builder b = {h, s, dense, false};
     bool mlp = !o->attention_only;
-    attach_vit(&b, &m->vit, "visual_encoder", mlp);
+    if (m->has_vision) attach_vit(&b, &m->vit, "visual_encoder", mlp);
     if (m->has_text) attach_bert(&b, &m->text, "text_encoder", MODALITY_TEXT, MODALITY_MULTIMODAL);
     if (m->has_decoder)
         attach_bert(&b, &m->decoder, "text_decoder.bert", MODALITY_DECODER, MODALITY_DECODER);
@@ -365,7 +365,7 @@ petal_status petl_cp_attach(petl_handle *h) {
         copy_momentum_coefficients(h);
     }
     if (!dense) {
-        bool present[5] = {[MODALITY_VISION] = true,
+        bool present[5] = {[MODALITY_VISION] = m->has_vision,
                            [MODALITY_TEXT] = m->has_text,
                            [MODALITY_MULTIMODAL] = m->has_text,
                            [MODALITY_DECODER] = m->has_decoder};

@@ -137,7 +137,7 @@ petal_status petl_config_parse(const char *methods, petl_variant variant, int64_
 
 tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
                    bool frozen) {
-    tensor *t = tensor_zeros(h->m->vit.patch_weight->dtype, ndim, shape);
+    tensor *t = tensor_zeros(h->m->registry->items[0].value->dtype, ndim, shape);
     param_entry *e = registry_add(h->m->registry, name, t, tag, true);
     if (!frozen) {
         e->trainable = true;

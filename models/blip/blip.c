@@ -24,10 +24,7 @@ static tensor *buffer(nn_builder *b, const char *name, petal_dtype dtype, int nd
 }
 
 // The queues start as random unit columns and unknown (-100) ids, as in blip_retrieval.py.
-static void queues_init(blip_model *m, nn_builder *b) {
-    int64_t e = m->cfg.embed_dim, q = m->cfg.queue_size;
-    m->image_queue = buffer(b, "image_queue", b->dtype, SHAPE(e, q));
-    m->text_queue = buffer(b, "text_queue", b->dtype, SHAPE(e, q));
+static void queues_fill(blip_model *m, nn_builder *b) {
     tensor *queues[] = {m->image_queue, m->text_queue};
     for (int i = 0; i < 2 && !b->skip_init; i++) {
         tensor_normal_(queues[i], 0, 1, b->rng);
@@ -35,9 +32,17 @@ static void queues_init(blip_model *m, nn_builder *b) {
         tensor_copy_(queues[i], unit);
         tensor_free(unit);
     }
-    m->idx_queue = buffer(b, "idx_queue", PETAL_I64, SHAPE(1, q));
     tensor_fill_(m->idx_queue, -100);
+    tensor_fill_(m->ptr_queue, 0);
+}
+
+static void queues_init(blip_model *m, nn_builder *b) {
+    int64_t e = m->cfg.embed_dim, q = m->cfg.queue_size;
+    m->image_queue = buffer(b, "image_queue", b->dtype, SHAPE(e, q));
+    m->text_queue = buffer(b, "text_queue", b->dtype, SHAPE(e, q));
+    m->idx_queue = buffer(b, "idx_queue", PETAL_I64, SHAPE(1, q));
     m->ptr_queue = buffer(b, "ptr_queue", PETAL_I64, SHAPE(1));
+    queues_fill(m, b);
 }
 
 static void momentum_init(blip_model *m, nn_builder *b) {
@@ -58,10 +63,11 @@ static blip_model *build(const blip_config *cfg, petal_dtype dtype, uint64_t see
     rng_generator g = {seed, 0};
     nn_builder b = {m->registry, &g, dtype, skip_init};
     bool grad = grad_mode_set(false);
-    vit_init(&m->vit, &b, "visual_encoder", &cfg->vision);
-    m->has_text = cfg->task != BLIP_CAPTION;
-    m->has_decoder = cfg->task == BLIP_CAPTION || cfg->task == BLIP_VQA;
-    m->has_heads = cfg->task == BLIP_RETRIEVAL || cfg->task == BLIP_ITM;
+    m->has_vision = blip_task_has_vision(cfg->task);
+    m->has_text = blip_task_has_text(cfg->task);
+    m->has_decoder = blip_task_has_decoder(cfg->task);
+    m->has_heads = blip_task_has_heads(cfg->task);
+    if (m->has_vision) vit_init(&m->vit, &b, "visual_encoder", &cfg->vision);
     if (m->has_text) bert_init(&m->text, &b, "text_encoder", NULL, &cfg->text, MODALITY_TEXT);
     if (m->has_decoder)
         bert_init(&m->decoder, &b, "text_decoder.bert", "text_decoder", &cfg->decoder,
@@ -90,7 +96,7 @@ blip_model *blip_new_for_loading(const blip_config *cfg, petal_dtype dtype) {
 
 void blip_free(blip_model *m) {
     if (!m) return;
-    vit_free(&m->vit);
+    if (m->has_vision) vit_free(&m->vit);
     if (m->has_text) bert_free(&m->text);
     if (m->has_decoder) bert_free(&m->decoder);
     if (m->has_heads) {
@@ -136,6 +142,16 @@ static void copy_pair(tensor *main, tensor *copy, void *ctx) {
 
 void blip_momentum_copy(blip_model *m) {
     blip_momentum_pairs(m, copy_pair, NULL);
+}
+
+void blip_momentum_reset(blip_model *m, uint64_t seed) {
+    if (!m->image_queue) return;
+    bool grad = grad_mode_set(false);
+    blip_momentum_copy(m);
+    rng_generator g = {seed, 0};
+    nn_builder b = {m->registry, &g, m->image_queue->dtype, false};
+    queues_fill(m, &b);
+    grad_mode_set(grad);
 }
 
 tensor *blip_image_embeds(const blip_model *m, tensor *images, const nn_ctx *ctx) {

@@ -13,7 +13,7 @@ typedef struct {
     vit_model vit;      // visual_encoder
     bert_model text;    // text_encoder (retrieval, itm, vqa)
     bert_model decoder; // text_decoder (caption, vqa)
-    bool has_text, has_decoder, has_heads;
+    bool has_vision, has_text, has_decoder, has_heads;
     nn_linear vision_proj, text_proj, itm_head; // retrieval, itm
     tensor *temp;                               // () ITC temperature (retrieval, itm)
     // Momentum distillation (retrieval with cfg.momentum): frozen copies and feature queues.
@@ -43,6 +43,9 @@ void blip_momentum_pairs(blip_model *m, void (*fn)(tensor *main, tensor *copy, v
                          void *ctx);
 // Copies the main encoders' parameters into the momentum copies (copy_params).
 void blip_momentum_copy(blip_model *m);
+// Momentum copies from the main encoders and fresh queues (random unit columns drawn from seed,
+// ids -100, pointer 0): the state blip_retrieval.py starts training from. No-op without them.
+void blip_momentum_reset(blip_model *m, uint64_t seed);
 
 // images (B, 3, S, S) -> image embeddings (B, N + 1, D)
 tensor *blip_image_embeds(const blip_model *m, tensor *images, const nn_ctx *ctx);

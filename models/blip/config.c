@@ -1,11 +1,13 @@
 #include "models/blip/config.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const task_names[] = {[BLIP_RETRIEVAL] = "retrieval",
                                          [BLIP_ITM] = "itm",
                                          [BLIP_VQA] = "vqa",
-                                         [BLIP_CAPTION] = "caption"};
+                                         [BLIP_CAPTION] = "caption",
+                                         [BLIP_TEXT] = "text"};
 
 const char *blip_task_name(blip_task task) {
     return task_names[task];
@@ -17,7 +19,24 @@ petal_status blip_task_parse(const char *name, blip_task *out) {
             *out = (blip_task)t;
             return PETAL_OK;
         }
-    return petal_error(PETAL_ERR_ARG, "task '%s': expected retrieval, itm, vqa or caption", name);
+    return petal_error(PETAL_ERR_ARG, "task '%s': expected retrieval, itm, vqa, caption or text",
+                       name);
+}
+
+bool blip_task_has_vision(blip_task task) {
+    return task != BLIP_TEXT;
+}
+
+bool blip_task_has_text(blip_task task) {
+    return task != BLIP_CAPTION;
+}
+
+bool blip_task_has_decoder(blip_task task) {
+    return task == BLIP_CAPTION || task == BLIP_VQA;
+}
+
+bool blip_task_has_heads(blip_task task) {
+    return task == BLIP_RETRIEVAL || task == BLIP_ITM;
 }
 
 petal_status blip_config_named(const char *name, blip_config *out) {
@@ -125,8 +144,7 @@ static petal_status check_heads(const char *field, int64_t width, int64_t heads)
                        field, (long long)width, (long long)heads);
 }
 
-petal_status blip_config_check(const blip_config *c) {
-    const vit_config *v = &c->vision;
+static petal_status check_vision(const vit_config *v) {
     petal_status s;
     if ((s = check_positive("vision.patch", v->patch)) ||
         (s = check_positive("vision.depth", v->depth)) ||
@@ -138,18 +156,40 @@ petal_status blip_config_check(const blip_config *c) {
                            "blip config: vision.image_size %lld is not a positive multiple of the "
                            "patch size %lld",
                            (long long)v->image_size, (long long)v->patch);
-    const bert_config *texts[] = {&c->text, &c->decoder};
-    const char *names[] = {"text", "decoder"};
-    for (int i = 0; i < 2; i++) {
-        if ((s = check_heads(names[i], texts[i]->hidden, texts[i]->heads)) ||
-            (s = check_positive(i ? "decoder.vocab" : "text.vocab", texts[i]->vocab)))
-            return s;
-    }
-    int64_t ids[] = {c->tokens.pad, c->tokens.cls, c->tokens.sep, c->tokens.dec, c->tokens.enc};
+    return PETAL_OK;
+}
+
+static petal_status check_text(const char *name, const bert_config *t) {
+    char field[32];
+    petal_status s;
+    snprintf(field, sizeof field, "%s.layers", name);
+    if ((s = check_positive(field, t->layers)) || (s = check_heads(name, t->hidden, t->heads)))
+        return s;
+    snprintf(field, sizeof field, "%s.vocab", name);
+    if ((s = check_positive(field, t->vocab))) return s;
+    snprintf(field, sizeof field, "%s.max_positions", name);
+    return check_positive(field, t->max_positions);
+}
+
+// The token ids the task's text models use must be inside their vocabulary.
+static petal_status check_tokens(const blip_config *c) {
+    const blip_tokens *t = &c->tokens;
+    bool blip = c->task != BLIP_TEXT;
+    const bert_config *text = blip_task_has_text(c->task) ? &c->text : &c->decoder;
+    int64_t ids[] = {t->pad, t->cls, t->sep, blip ? t->dec : 0, blip ? t->enc : 0};
     for (int i = 0; i < 5; i++)
-        if (ids[i] < 0 || ids[i] >= c->text.vocab)
+        if (ids[i] < 0 || ids[i] >= text->vocab)
             return petal_error(PETAL_ERR_ARG,
                                "blip config: token id %lld outside the vocabulary (%lld)",
-                               (long long)ids[i], (long long)c->text.vocab);
+                               (long long)ids[i], (long long)text->vocab);
     return PETAL_OK;
+}
+
+petal_status blip_config_check(const blip_config *c) {
+    petal_status s;
+    if (blip_task_has_vision(c->task) && (s = check_vision(&c->vision))) return s;
+    if (blip_task_has_text(c->task) && (s = check_text("text", &c->text))) return s;
+    if (blip_task_has_decoder(c->task) && (s = check_text("decoder", &c->decoder))) return s;
+    if (blip_task_has_heads(c->task) && (s = check_positive("embed_dim", c->embed_dim))) return s;
+    return check_tokens(c);
 }

@@ -28,6 +28,7 @@ typedef enum {
     BLIP_ITM,       // ITM and ITC scores only (blip_itm.py)
     BLIP_VQA,       // question encoder + answer decoder (blip_vqa.py)
     BLIP_CAPTION,   // image-grounded decoder (blip.py BLIP_Decoder)
+    BLIP_TEXT,      // a BERT text encoder alone (plain BERT checkpoints such as all-MiniLM-L6-v2)
 } blip_task;
 
 typedef struct {
@@ -50,6 +51,11 @@ typedef struct {
 
 const char *blip_task_name(blip_task task);
 petal_status blip_task_parse(const char *name, blip_task *out);
+// Which modules a task's model has.
+bool blip_task_has_vision(blip_task task);  // visual_encoder
+bool blip_task_has_text(blip_task task);    // text_encoder
+bool blip_task_has_decoder(blip_task task); // text_decoder
+bool blip_task_has_heads(blip_task task);   // vision_proj, text_proj, itm_head
 
 // BLIP-base: ViT-B/16 (768, 12 layers) and BERT-base MED at the task's BLIP image size
 // (retrieval and captioning 384, VQA 480).
