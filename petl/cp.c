@@ -320,19 +320,6 @@ static void shared_paper(petl_handle *h, cp_shared *s, int64_t d, const bool *mo
     }
 }
 
-// Momentum copies start equal to the coefficients they shadow (blip_retrieval.py copy_params).
-static void copy_momentum_coefficients(petl_handle *h) {
-    param_registry *r = h->m->registry;
-    char name[NN_NAME_MAX];
-    for (int i = h->first_entry; i < r->n; i++) {
-        const char *n = r->items[i].name, *m = strstr(n, "_m.");
-        if (!m) continue;
-        nn_name(name, "%.*s%s", (int)(m - n), n,
-                m + 2); // "visual_encoder_m.x" -> "visual_encoder.x"
-        tensor_copy_(r->items[i].value, registry_get(r, name));
-    }
-}
-
 petal_status petl_cp_attach(petl_handle *h) {
     const cp_options *o = &h->cfg.cp;
     blip_model *m = h->m;
@@ -362,7 +349,7 @@ petal_status petl_cp_attach(petl_handle *h) {
         b.momentum = true;
         attach_vit(&b, &m->vit_m, "visual_encoder_m", mlp);
         attach_bert(&b, &m->text_m, "text_encoder_m", MODALITY_TEXT, MODALITY_MULTIMODAL);
-        copy_momentum_coefficients(h);
+        petl_copy_momentum_twins(h);
     }
     if (!dense) {
         bool present[5] = {[MODALITY_VISION] = m->has_vision,

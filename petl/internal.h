@@ -24,6 +24,9 @@ struct petl_handle {
 // frozen (the momentum copies of coefficients are frozen).
 tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
                    bool frozen);
+// Sets each PETL entry in a momentum encoder ("text_encoder_m.x") to the value of its twin
+// ("text_encoder.x"), as blip_retrieval.py's copy_params starts them.
+void petl_copy_momentum_twins(petl_handle *h);
 // Attaches d to the Linear and records it for merging.
 void petl_add_delta(petl_handle *h, nn_linear *l, nn_delta *d);
 

@@ -139,11 +139,25 @@ tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *sh
                    bool frozen) {
     tensor *t = tensor_zeros(h->m->registry->items[0].value->dtype, ndim, shape);
     param_entry *e = registry_add(h->m->registry, name, t, tag, true);
+    e->buffer = frozen; // state (momentum twins, fixed random factors), like the model's buffers
     if (!frozen) {
         e->trainable = true;
         tensor_set_requires_grad(t, true);
     }
     return t;
+}
+
+// Momentum copies start equal to the coefficients they shadow (blip_retrieval.py copy_params).
+void petl_copy_momentum_twins(petl_handle *h) {
+    param_registry *r = h->m->registry;
+    char name[NN_NAME_MAX];
+    for (int i = h->first_entry; i < r->n; i++) {
+        const char *n = r->items[i].name, *m = strstr(n, "_m.");
+        if (!m) continue;
+        nn_name(name, "%.*s%s", (int)(m - n), n,
+                m + 2); // "visual_encoder_m.x" -> "visual_encoder.x"
+        tensor_copy_(r->items[i].value, registry_get(r, name));
+    }
 }
 
 void petl_add_delta(petl_handle *h, nn_linear *l, nn_delta *d) {

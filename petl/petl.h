@@ -125,6 +125,13 @@ const char *petl_format_count(int64_t n, char *buf, size_t size);
 // MCAM's rank-consistency loss term, or NULL when MCAM is off (petl/mcam.c).
 tensor *petl_extra_loss(const petl_handle *h, tensor *image_feat, tensor *text_feat);
 
+// PETL-only checkpoints (kind "petl", io/checkpoint.h): the trainable tensors (the methods' and
+// the extra heads), the fingerprint of the frozen backbone, and the model and PETL options as the
+// config attribute. petl_load needs the same configuration attached to a model with the same
+// backbone; another backbone is refused (naming both fingerprints) unless force_base.
+petal_status petl_save(const petl_handle *h, const char *path);
+petal_status petl_load(petl_handle *h, const char *path, bool force_base);
+
 // Folds every linear delta into its Linear's weight (W += dW) so inference runs at the backbone's
 // cost; unmerge subtracts the same dW. Non-linear methods (ICE, GQT, QASN, adapters) stay active.
 void petl_merge(petl_handle *h);

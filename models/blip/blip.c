@@ -45,11 +45,15 @@ static void queues_init(blip_model *m, nn_builder *b) {
     queues_fill(m, b);
 }
 
+// The momentum encoders are state, not parameters: an EMA of the main ones, never trained, left
+// out of counts and of the base fingerprint of PETL files (their values drift with training).
 static void momentum_init(blip_model *m, nn_builder *b) {
     const blip_config *c = &m->cfg;
+    int first = m->registry->n;
     vit_init(&m->vit_m, b, "visual_encoder_m", &c->vision);
     heads_init(&m->vision_proj_m, &m->text_proj_m, b, c, "_m");
     bert_init(&m->text_m, b, "text_encoder_m", NULL, &c->text, MODALITY_TEXT);
+    for (int i = first; i < m->registry->n; i++) m->registry->items[i].buffer = true;
     queues_init(m, b);
     blip_momentum_copy(m);
 }

@@ -1,0 +1,86 @@
+// PETL-only checkpoints: the trainable tensors of an attached configuration (the methods' own and
+// the extra heads) in a petal HDF5 file of kind "petl", with the fingerprint of the frozen
+// backbone they were trained on (io/checkpoint.h). The config attribute records the model and the
+// PETL options, so a reader can see what to attach before loading.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "io/buffer.h"
+#include "io/checkpoint.h"
+#include "models/blip/load.h"
+#include "petl/internal.h"
+
+static const char *const ice_names[] = {"off", "softmax", "mean"};
+static const char *const gqt_names[] = {"off", "gate", "affine"};
+
+// {"model": {...}, "petl": {...}}: the options of every enabled method.
+static char *config_json(const petl_handle *h) {
+    const petl_config *c = &h->cfg;
+    char *model = blip_config_to_json(&h->m->cfg);
+    strbuf b = {0};
+    strbuf_printf(&b, "{\"model\": %s, \"petl\": {\"seed\": %llu, \"extra_trainable\": \"%s\"",
+                  model, (unsigned long long)c->seed, c->extra_trainable);
+    free(model);
+    if (c->cp.enabled)
+        strbuf_printf(&b,
+                      ",\n \"cp\": {\"rank\": %lld, \"core\": \"%s\", \"dropout\": %g, "
+                      "\"scale\": %g, \"attention_only\": %s, \"momentum_copies\": %s}",
+                      (long long)c->cp.rank, c->cp.core == CP_CORE_DENSE ? "dense" : "diagonal",
+                      c->cp.dropout, c->cp.scale, c->cp.attention_only ? "true" : "false",
+                      c->cp.momentum_copies ? "true" : "false");
+    if (c->ice)
+        strbuf_printf(&b, ",\n \"ice\": {\"mode\": \"%s\", \"scale\": %g}", ice_names[c->ice],
+                      c->ice_scale);
+    if (c->gqt) strbuf_printf(&b, ",\n \"gqt\": {\"mode\": \"%s\"}", gqt_names[c->gqt]);
+    if (c->lora.enabled)
+        strbuf_printf(&b,
+                      ",\n \"lora\": {\"rank\": %lld, \"alpha\": %g, \"dropout\": %g, "
+                      "\"targets\": \"%s\"}",
+                      (long long)c->lora.rank, c->lora.alpha, c->lora.dropout, c->lora.targets);
+    if (c->vera.enabled)
+        strbuf_printf(&b,
+                      ",\n \"vera\": {\"rank\": %lld, \"d_init\": %g, \"dropout\": %g, "
+                      "\"seed\": %llu, \"targets\": \"%s\"}",
+                      (long long)c->vera.rank, c->vera.d_init, c->vera.dropout,
+                      (unsigned long long)c->vera.seed, c->vera.targets);
+    if (c->vcra.enabled)
+        strbuf_printf(&b, ",\n \"vcra\": {\"rank\": %lld, \"seed\": %llu}", (long long)c->vcra.rank,
+                      (unsigned long long)c->vcra.seed);
+    if (c->qasn.enabled)
+        strbuf_printf(&b, ",\n \"qasn\": {\"rank\": %lld, \"activation\": %d}",
+                      (long long)c->qasn.rank, (int)c->qasn.activation);
+    if (c->mcam.enabled)
+        strbuf_printf(&b, ",\n \"mcam\": {\"tau\": %g, \"weight\": %g}", c->mcam.tau,
+                      c->mcam.weight);
+    if (c->adapter.enabled)
+        strbuf_printf(&b, ",\n \"adapter\": {\"rank\": %lld, \"scale\": %g}",
+                      (long long)c->adapter.rank, c->adapter.scale);
+    strbuf_printf(&b, "}}\n");
+    return strbuf_take(&b);
+}
+
+petal_status petl_save(const petl_handle *h, const char *path) {
+    char *config = config_json(h);
+    petal_status s = checkpoint_save(path, h->m->registry, CHECKPOINT_PETL,
+                                     &(checkpoint_meta){.config = config});
+    free(config);
+    return s;
+}
+
+petal_status petl_load(petl_handle *h, const char *path, bool force_base) {
+    checkpoint_info info;
+    tensor_list file;
+    petal_status s = checkpoint_read(path, &file, &info);
+    if (s) return s;
+    if (info.kind != CHECKPOINT_PETL)
+        s = petal_error(PETAL_ERR_FORMAT,
+                        "%s: expected a PETL checkpoint (kind \"petl\"), found kind \"%s\"; load "
+                        "a full checkpoint with blip_load",
+                        path, checkpoint_kind_name(info.kind));
+    checkpoint_load_options o = {.force_base = force_base};
+    if (!s) s = checkpoint_load_from(path, &file, &info, h->m->registry, &o, NULL);
+    if (!s) petl_copy_momentum_twins(h);
+    tensor_list_free(&file);
+    checkpoint_info_free(&info);
+    return s;
+}
