@@ -15,8 +15,12 @@ typedef tensor *(*gradcheck_fn)(tensor **inputs, const void *ctx);
 
 typedef struct {
     double eps, atol, rtol;
+    // Perturb at most this many elements of each input, evenly spaced over it (0: all). Whole
+    // models have thousands of parameters; a spread sample of each tensor still catches a wrong
+    // rule, which corrupts whole rows or columns.
+    int64_t max_per_input;
 } gradcheck_options;
-#define GRADCHECK_DEFAULTS ((gradcheck_options){1e-6, 1e-5, 1e-3})
+#define GRADCHECK_DEFAULTS ((gradcheck_options){1e-6, 1e-5, 1e-3, 0})
 
 typedef struct {
     bool passed;

@@ -241,6 +241,9 @@ static options parse(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     options o = parse(argc, argv);
+    // A model this small is a stream of tiny ops: one thread runs it fastest (waking a team for
+    // each op costs more than it saves). PETAL_NUM_THREADS still overrides.
+    if (!getenv("PETAL_NUM_THREADS")) threads_set(1);
     blip_config cfg = small_config();
     blip_model *m = blip_new(&cfg, PETAL_F32, o.seed);
     rng_generator g = {o.seed + 1, 0};

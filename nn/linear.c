@@ -44,9 +44,18 @@ void nn_linear_attach(nn_linear *l, nn_delta *d) {
 }
 
 tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
-    tensor *y = tensor_linear(x, l->weight, l->bias);
+    tensor *z[LINEAR_MAX_TERMS] = {0}, *v[LINEAR_MAX_TERMS] = {0};
+    int n = 0;
+    for (nn_delta *d = l->deltas; d && n < LINEAR_MAX_TERMS; d = d->next)
+        if (!d->merged && d->lowrank) {
+            z[n] = d->lowrank(d, x, ctx, &v[n]);
+            n++;
+        }
+    tensor *y = tensor_linear_lowrank(x, l->weight, l->bias, n, z, v);
+    for (int k = 0; k < n; k++) tensor_free(z[k]);
+    int fused = 0;
     for (nn_delta *d = l->deltas; d; d = d->next) {
-        if (d->merged) continue;
+        if (d->merged || (d->lowrank && fused++ < n)) continue;
         tensor *delta = d->forward(d, x, ctx);
         y = nn_consume(y, nn_consume(delta, tensor_add(y, delta)));
     }

@@ -1,6 +1,7 @@
 // Linear layer, and the hook through which PETL deltas join the backbone:
 //     y = x W^T + b + sum_k delta_k(x)
-// nn_linear_forward is the only place where that sum happens (DESIGN.md "nn/").
+// nn_linear_forward is the only place where that sum happens (DESIGN.md "nn/"). Low-rank deltas
+// (LoRA, CP, ...) are added by GEMMs accumulating onto y, never as a separate (..., out) tensor.
 #pragma once
 
 #include "nn/nn.h"
@@ -10,6 +11,9 @@ struct nn_delta {
     const char *kind; // "lora", "cp", ... (for messages and listings)
     // The delta's contribution (..., out) for input x (..., in).
     tensor *(*forward)(nn_delta *d, tensor *x, const nn_ctx *ctx);
+    // Optional: the same contribution as z v^T without making it, for the fused GEMMs of
+    // tensor_linear_lowrank: returns z (..., m, R) and sets *v (out / m, R). NULL: forward only.
+    tensor *(*lowrank)(nn_delta *d, tensor *x, const nn_ctx *ctx, tensor **v);
     void (*free)(nn_delta *d); // may be NULL
     nn_delta *next;
     bool linear; // delta(x) is linear in x (with dropout off), so it can be merged into W

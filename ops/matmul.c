@@ -46,16 +46,55 @@ tensor *tensor_matmul(tensor *a, tensor *b) {
     return c;
 }
 
+// Inputs: x, w, b, then z_k and v_k for each term. Saved: x, w, then z_k and v_k.
 static void linear_backward(ag_node *n, tensor *g, tensor **gin) {
+    tensor *g_rows = as_rows(g); // (N, out)
     if (ag_needs(n, 0))
-        gin[0] = tensor_reshape(tensor_matmul(as_rows(g), ag_saved(n, 1)), n->in[0].ndim,
-                                n->in[0].shape);
+        gin[0] =
+            tensor_reshape(tensor_matmul(g_rows, ag_saved(n, 1)), n->in[0].ndim, n->in[0].shape);
     if (ag_needs(n, 1))
-        gin[1] = tensor_matmul(tensor_transpose(as_rows(g), 0, 1), as_rows(ag_saved(n, 0)));
-    if (ag_needs(n, 2)) gin[2] = tensor_sum(as_rows(g), 0, false);
+        gin[1] = tensor_matmul(tensor_transpose(g_rows, 0, 1), as_rows(ag_saved(n, 0)));
+    if (ag_needs(n, 2)) gin[2] = tensor_sum(g_rows, 0, false);
+    for (int k = 0; 3 + 2 * k < n->n_in; k++) {
+        int iz = 3 + 2 * k, iv = iz + 1;
+        tensor *z = ag_saved(n, 2 + 2 * k), *v = ag_saved(n, 3 + 2 * k);
+        const ag_edge *ze = &n->in[iz];
+        // (N, out) seen as (N m, out / m): row j of each output row belongs to z[..., j, :]
+        tensor *gk = tensor_reshape(g_rows, SHAPE(-1, n->in[iv].shape[0])); // (N m, out / m)
+        if (ag_needs(n, iz)) gin[iz] = tensor_reshape(tensor_matmul(gk, v), ze->ndim, ze->shape);
+        if (ag_needs(n, iv)) gin[iv] = tensor_matmul(tensor_transpose(gk, 0, 1), as_rows(z));
+    }
 }
 
-tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
+static void check_term(const char *op, const tensor *x, int64_t n_out, const tensor *z,
+                       const tensor *v) {
+    ops_check_pair(op, x, z);
+    ops_check_pair(op, x, v);
+    char sz[SHAPE_STR_MAX], sv[SHAPE_STR_MAX], sx[SHAPE_STR_MAX];
+    bool ok = z->ndim == x->ndim + 1 && v->ndim == 2 && z->shape[z->ndim - 1] == v->shape[1] &&
+              z->shape[z->ndim - 2] * v->shape[0] == n_out;
+    for (int d = 0; ok && d < x->ndim - 1; d++) ok = z->shape[d] == x->shape[d];
+    PETAL_CHECK(ok,
+                "%s: low-rank term z %s, v %s does not fit input %s and %lld outputs (expects "
+                "(..., m, R) and (out / m, R))",
+                op, shape_str(z->ndim, z->shape, sz, sizeof sz),
+                shape_str(v->ndim, v->shape, sv, sizeof sv),
+                shape_str(x->ndim, x->shape, sx, sizeof sx), (long long)n_out);
+}
+
+// y (..., out) += z (..., m, R) @ v^T, written as (N m, out / m) += (N m, R) @ (R, out / m).
+static void accumulate_term(tensor *y, tensor *z, tensor *v) {
+    tensor *zc = tensor_contiguous(tensor_detach(z));
+    tensor *z2 = view_reshape(zc, SHAPE(-1, z->shape[z->ndim - 1]));
+    tensor *y2 = view_reshape(y, SHAPE(-1, v->shape[0]));
+    tensor *vt = view_transpose(v, 0, 1);
+    backend_matmul(y2, z2, vt, 1.0, 1.0);
+    tensor *temps[] = {zc, z2, y2, vt};
+    for (int i = 0; i < 4; i++) tensor_free(temps[i]);
+}
+
+tensor *tensor_linear_lowrank(tensor *x, tensor *w, tensor *b, int n_terms, tensor *const *z,
+                              tensor *const *v) {
     const char *op = "tensor_linear";
     ops_check_pair(op, x, w);
     ops_check_float(op, x);
@@ -64,27 +103,42 @@ tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
                 "%s: input %s does not match weight %s (expects (..., in) and (out, in))", op,
                 shape_str(x->ndim, x->shape, sx, sizeof sx),
                 shape_str(w->ndim, w->shape, sw, sizeof sw));
+    PETAL_CHECK(n_terms >= 0 && n_terms <= LINEAR_MAX_TERMS, "%s: %d low-rank terms (at most %d)",
+                op, n_terms, LINEAR_MAX_TERMS);
     int64_t n_out = w->shape[0];
     if (b) {
         ops_check_pair(op, x, b);
         PETAL_CHECK(b->ndim == 1 && b->shape[0] == n_out, "%s: bias %s, expected [%lld]", op,
                     shape_str(b->ndim, b->shape, sx, sizeof sx), (long long)n_out);
     }
+    for (int k = 0; k < n_terms; k++) check_term(op, x, n_out, z[k], v[k]);
     int64_t shape[PETAL_MAX_DIMS];
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
     shape[x->ndim - 1] = n_out;
     tensor *y = tensor_empty_on(x->device, x->dtype, x->ndim, shape);
-    // The bias goes in first and the GEMM accumulates onto it (beta = 1): no separate add pass.
+    // The bias goes in first and the GEMMs accumulate onto it (beta = 1): no separate add pass.
     if (b) backend_of(y)->copy(y, b);
     tensor *x2 = x->ndim == 1 ? view_unsqueeze(x, 0) : tensor_detach(x);
     tensor *y2 = x->ndim == 1 ? view_unsqueeze(y, 0) : tensor_detach(y);
     tensor *wt = view_transpose(w, 0, 1);
     backend_matmul(y2, x2, wt, 1.0, b ? 1.0 : 0.0);
+    for (int k = 0; k < n_terms; k++) accumulate_term(y, z[k], v[k]);
     tensor_free(x2);
     tensor_free(y2);
     tensor_free(wt);
-    ag_node *n = ag_record("linear", linear_backward, y, 3, (tensor *[]){x, w, b});
-    if (n && ag_needs(n, 1)) ag_save(n, 0, x); // dW = g^T x: only a trainable W keeps x alive
-    if (n && ag_needs(n, 0)) ag_save(n, 1, w); // dx = g W
+    tensor *in[3 + 2 * LINEAR_MAX_TERMS] = {x, w, b};
+    for (int k = 0; k < n_terms; k++) in[3 + 2 * k] = z[k], in[4 + 2 * k] = v[k];
+    ag_node *n = ag_record("linear", linear_backward, y, 3 + 2 * n_terms, in);
+    if (!n) return y;
+    if (ag_needs(n, 1)) ag_save(n, 0, x); // dW = g^T x: only a trainable W keeps x alive
+    if (ag_needs(n, 0)) ag_save(n, 1, w); // dx = g W
+    for (int k = 0; k < n_terms; k++) {
+        if (ag_needs(n, 4 + 2 * k)) ag_save(n, 2 + 2 * k, z[k]); // dv = g^T z
+        if (ag_needs(n, 3 + 2 * k)) ag_save(n, 3 + 2 * k, v[k]); // dz = g v
+    }
     return y;
+}
+
+tensor *tensor_linear(tensor *x, tensor *w, tensor *b) {
+    return tensor_linear_lowrank(x, w, b, 0, NULL, NULL);
 }

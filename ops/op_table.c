@@ -74,6 +74,7 @@ FN(f_mean_all, tensor_mean_all(a[0]))
 FN(f_topk, tensor_topk(a[0], c->iparam[0], c->iparam[1], NULL))
 FN(f_matmul, tensor_matmul(a[0], a[1]))
 FN(f_linear, tensor_linear(a[0], a[1], c->n_args > 2 ? a[2] : NULL))
+FN(f_linear_lowrank, tensor_linear_lowrank(a[0], a[1], NULL, 1, &a[2], &a[3]))
 FN(f_reshape, tensor_reshape(a[0], (int)c->iparam[0], &c->iparam[1]))
 FN(f_flatten, tensor_flatten(a[0], I0, I1))
 FN(f_permute, tensor_permute(a[0], (const int[]){I0, I1, (int)c->iparam[2]}))
@@ -215,6 +216,17 @@ const op_case op_cases[] = {
      .fn = f_linear},
     {"linear/frozen-input", "linear", 3, {C(DOMAIN_NORMAL, 3, 4), G(2, 4), G(2)}, .fn = f_linear},
     {"linear/vector", "linear", 3, {G(4), G(3, 4), G(3)}, .fn = f_linear},
+    // a fused-qkv-like output: 6 = 2 parts x 3, each part reading its own row of z
+    {"linear_lowrank/parts",
+     "linear_lowrank",
+     4,
+     {G(2, 3, 4), C(DOMAIN_NORMAL, 6, 4), G(2, 3, 2, 2), G(3, 2)},
+     .fn = f_linear_lowrank},
+    {"linear_lowrank/one-part",
+     "linear_lowrank",
+     4,
+     {G(3, 4), G(5, 4), G(3, 1, 2), GL(LAYOUT_TRANSPOSED, 5, 2)},
+     .fn = f_linear_lowrank},
     // views
     {"reshape", "reshape", 1, {G(3, 4)}, P(2, 2, -1), .fn = f_reshape},
     {"reshape/copy", "reshape", 1, {GL(LAYOUT_TRANSPOSED, 3, 4)}, P(1, 12), .fn = f_reshape},

@@ -68,6 +68,12 @@ tensor *tensor_matmul(tensor *a, tensor *b);
 // x (..., in) W^T (out, in) + b (out) -> (..., out); b may be NULL. A frozen W saves no x and
 // computes no dW.
 tensor *tensor_linear(tensor *x, tensor *w, tensor *b);
+// x W^T + b + sum_k z_k v_k^T, the low-rank terms (PETL deltas) accumulated by GEMMs onto the
+// same output: no delta tensor and no add pass. z_k (..., m, R) and v_k (out / m, R): term k adds
+// z_k[..., j, :] v_k^T to outputs j out/m .. (j + 1) out/m - 1 (m = 3 for a fused qkv, say).
+#define LINEAR_MAX_TERMS 2
+tensor *tensor_linear_lowrank(tensor *x, tensor *w, tensor *b, int n_terms, tensor *const *z,
+                              tensor *const *v);
 
 // ---- views (share storage with their input; reshape copies only when strides demand it) ----
 tensor *tensor_reshape(tensor *x, int ndim, const int64_t *shape); // one -1 allowed

@@ -113,11 +113,6 @@ static tensor *dropped(const cp_delta *d, tensor *z, const nn_ctx *ctx) {
     return nn_consume(z, nn_dropout(z, d->s->dropout, ctx));
 }
 
-static tensor *out_scaled(const cp_delta *d, tensor *z) {
-    tensor *o = nn_consume(z, tensor_linear(z, d->s->out_w, NULL));
-    return d->s->scale == 1.0 ? o : nn_consume(o, tensor_mul_scalar(o, d->s->scale));
-}
-
 // (..., R) -> (..., n, R) through n cores (dense: u @ [M_0 .. M_{n-1}]; diagonal: u * w_j).
 static tensor *apply_cores(const cp_delta *d, tensor *u, int n) {
     tensor *z;
@@ -147,21 +142,15 @@ static tensor *merge_last(tensor *t) {
 // ---- the delta ----
 
 // n targets reading x, outputs concatenated: proj and BERT q/k/v (n = 1), qkv (3), fc1 (4).
-static tensor *forward_concat(const cp_delta *d, tensor *x, int n, const nn_ctx *ctx) {
+static tensor *concat_codes(const cp_delta *d, tensor *x, int n, const nn_ctx *ctx) {
     tensor *u = project(d->s, x);
     if (d->dropout_first) u = dropped(d, u, ctx);
     tensor *z = nn_consume(u, apply_cores(d, u, n)); // (..., n, R)
-    if (!d->dropout_first) z = dropped(d, z, ctx);
-    tensor *o = out_scaled(d, z); // (..., n, d)
-    if (n == 1) {
-        tensor *sq = tensor_squeeze(o, -2);
-        return nn_consume(o, sq);
-    }
-    return merge_last(o);
+    return d->dropout_first ? z : dropped(d, z, ctx);
 }
 
 // fc2: x (..., 4d) is four d-wide inputs; each gets its core and the results are summed.
-static tensor *forward_fc2(const cp_delta *d, tensor *x, const nn_ctx *ctx) {
+static tensor *fc2_codes(const cp_delta *d, tensor *x, const nn_ctx *ctx) {
     int64_t shape[PETAL_MAX_DIMS];
     for (int i = 0; i < x->ndim - 1; i++) shape[i] = x->shape[i];
     shape[x->ndim - 1] = d->chunks;
@@ -179,22 +168,27 @@ static tensor *forward_fc2(const cp_delta *d, tensor *x, const nn_ctx *ctx) {
         tensor *uw = nn_consume(u, nn_consume(w, tensor_mul(u, w)));
         z = nn_consume(uw, tensor_sum(uw, -2, false));
     }
-    return out_scaled(d, dropped(d, z, ctx));
+    z = dropped(d, z, ctx);
+    return nn_consume(z, tensor_unsqueeze(z, -2)); // (..., 1, R)
+}
+
+// The delta as z Out^T: z (..., n, R) holds the n targets' rank-R codes, scaled by s (cheaper
+// on this side of Out than on the (..., n d) output).
+static tensor *cp_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor **v) {
+    const cp_delta *d = (const cp_delta *)base;
+    static const int parts[] = {[CP_SINGLE] = 1, [CP_QKV] = 3};
+    tensor *z = d->kind == CP_FC2   ? fc2_codes(d, x, ctx)
+                : d->kind == CP_FC1 ? concat_codes(d, x, d->chunks, ctx)
+                                    : concat_codes(d, x, parts[d->kind], ctx);
+    if (d->s->scale != 1.0) z = nn_consume(z, tensor_mul_scalar(z, d->s->scale));
+    *v = d->s->out_w;
+    return z;
 }
 
 static tensor *cp_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
-    const cp_delta *d = (const cp_delta *)base;
-    switch (d->kind) {
-    case CP_SINGLE:
-        return forward_concat(d, x, 1, ctx);
-    case CP_QKV:
-        return forward_concat(d, x, 3, ctx);
-    case CP_FC1:
-        return forward_concat(d, x, d->chunks, ctx);
-    case CP_FC2:
-        return forward_fc2(d, x, ctx);
-    }
-    PETAL_CHECK(0, "cp: unknown delta kind %d", (int)d->kind);
+    tensor *v;
+    tensor *z = cp_lowrank(base, x, ctx, &v);
+    return merge_last(nn_consume(z, tensor_linear(z, v, NULL))); // (..., n d)
 }
 
 static void cp_delta_free(nn_delta *d) {
@@ -213,8 +207,11 @@ static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int
                 bool dropout_first, int chunks) {
     cp_delta *d = calloc(1, sizeof *d);
     PETAL_CHECK(d != NULL, "cp: out of host memory");
-    d->base =
-        (nn_delta){.kind = "cp", .forward = cp_forward, .free = cp_delta_free, .linear = true};
+    d->base = (nn_delta){.kind = "cp",
+                         .forward = cp_forward,
+                         .lowrank = cp_lowrank,
+                         .free = cp_delta_free,
+                         .linear = true};
     d->s = b->s;
     d->kind = kind;
     d->coef = coef;

@@ -16,12 +16,22 @@ typedef struct {
     double scaling, dropout;
 } lora_delta;
 
-static tensor *lora_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
+// z = (alpha / r) A dropout(x) as (..., 1, r), v = B: out += z B^T (the scaling on the rank-r
+// side).
+static tensor *lora_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor **v) {
     lora_delta *d = (lora_delta *)base;
     tensor *xd = nn_dropout(x, d->dropout, ctx);
     tensor *h = nn_consume(xd, tensor_linear(xd, d->a, NULL));
-    tensor *o = nn_consume(h, tensor_linear(h, d->b, NULL));
-    return nn_consume(o, tensor_mul_scalar(o, d->scaling));
+    if (d->scaling != 1.0) h = nn_consume(h, tensor_mul_scalar(h, d->scaling));
+    *v = d->b;
+    return nn_consume(h, tensor_unsqueeze(h, -2));
+}
+
+static tensor *lora_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
+    tensor *v;
+    tensor *z = lora_lowrank(base, x, ctx, &v);
+    tensor *o = nn_consume(z, tensor_linear(z, v, NULL));
+    return nn_consume(o, tensor_squeeze(o, -2));
 }
 
 static void lora_free(nn_delta *d) {
@@ -49,8 +59,11 @@ petal_status petl_lora_attach(petl_handle *h) {
         if (!l || strstr(l->name, "_m.") || !matches_any(o->targets, l->name)) continue;
         lora_delta *d = calloc(1, sizeof *d);
         PETAL_CHECK(d != NULL, "lora: out of host memory");
-        d->base =
-            (nn_delta){.kind = "lora", .forward = lora_forward, .free = lora_free, .linear = true};
+        d->base = (nn_delta){.kind = "lora",
+                             .forward = lora_forward,
+                             .lowrank = lora_lowrank,
+                             .free = lora_free,
+                             .linear = true};
         modality tag = r->items[i].tag;
         d->a = petl_param(h, nn_name(name, "%s.lora_A.weight", l->name), SHAPE(o->rank, l->in), tag,
                           false);

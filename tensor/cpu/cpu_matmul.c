@@ -35,9 +35,12 @@ static void gemm_batch(const matmul_plan *p, const tensor *a, const tensor *b, t
     // multi-threaded BLAS call on each. Large products: let BLAS use every thread. (BLAS is
     // never called inside an inactive `parallel if(0)` region: libgomp would then start a fresh
     // nested team for BLAS on every call.)
-    bool small = (double)p->m * (double)p->n * (double)p->k <= 64.0 * 64 * 64 * 16;
+    double each = (double)p->m * (double)p->n * (double)p->k;
+    bool small = each <= 64.0 * 64 * 64 * 16;
+    // Below ~a quarter million multiply-adds in all, waking the team costs more than it saves.
+    bool worth_threads = each * (double)p->batch >= 262144.0;
 #ifdef _OPENMP
-    if (small && p->batch >= omp_get_max_threads() && omp_get_max_threads() > 1) {
+    if (small && worth_threads && p->batch >= omp_get_max_threads() && omp_get_max_threads() > 1) {
 #pragma omp parallel for
         for (int64_t i = 0; i < p->batch; i++) gemm_entry(p, a, b, c, alpha, beta, i);
         return;

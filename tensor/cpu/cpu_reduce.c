@@ -86,7 +86,7 @@ static double sum_all(const tensor *x, int64_t len) {
     int64_t n_blocks = (len + SUM_BLOCK - 1) / SUM_BLOCK;
     double *partial = malloc((size_t)n_blocks * sizeof *partial);
     PETAL_CHECK(partial != NULL, "reduce: out of host memory");
-#pragma omp parallel for
+#pragma omp parallel for if (len >= CPU_PARALLEL_GRAIN)
     for (int64_t b = 0; b < n_blocks; b++) {
         int64_t start = b * SUM_BLOCK, n = len - start < SUM_BLOCK ? len - start : SUM_BLOCK;
         partial[b] = x->dtype == PETAL_F32
@@ -174,7 +174,7 @@ static int rank_asc(const void *pa, const void *pb) {
 void cpu_topk(tensor *values, tensor *indices, const tensor *x, int64_t k, bool largest) {
     int64_t n = x->shape[x->ndim - 1], rows = tensor_numel(x) / (n ? n : 1);
     int64_t *ind = tensor_data_i64(indices);
-#pragma omp parallel
+#pragma omp parallel if (rows * n >= CPU_PARALLEL_GRAIN)
     {
         ranked *buf = malloc((size_t)(n ? n : 1) * sizeof *buf);
         PETAL_CHECK(buf != NULL, "topk: out of host memory");

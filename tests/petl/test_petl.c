@@ -207,7 +207,9 @@ static void check_trainable(tiny *t, bool losses, const char *what) {
     int n = registry_trainable(t->m->registry, params, 256);
     ck_assert(n > 0 && n <= 256);
     check_ctx c = {t, losses};
-    gradcheck_result r = gradcheck(model_fn, &c, n, params, NULL);
+    gradcheck_options o = GRADCHECK_DEFAULTS;
+    o.max_per_input = 16;
+    gradcheck_result r = gradcheck(model_fn, &c, n, params, &o);
     char line[256];
     gradcheck_describe(&r, line, sizeof line);
     ck_assert_msg(r.passed, "%s: %s", what, line);
