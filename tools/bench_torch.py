@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""PyTorch twins of `petal bench gemm` and `petal bench block`, printing the same JSON fields.
+"""PyTorch twins of `petal bench gemm`, `block`, `vit` and `blip-itm`, printing the same JSON fields.
 
 Run by hand next to petal on the same machine, with the same thread count or the same GPU:
     PETAL_NUM_THREADS=2 ./build/petal bench block
     python3 tools/bench_torch.py block --threads 2
     ./build/petal bench block --device cuda
     python3 tools/bench_torch.py block --device cuda
-Needs only torch (Debian's python3-torch is enough on the CPU); never run by CI.
+    ./build/petal bench blip-itm
+    tools/.venv/bin/python tools/bench_torch.py blip-itm --threads 2
+gemm and block need only torch (Debian's python3-torch is enough on the CPU); vit and blip-itm run
+transformers' BLIP (BlipForImageTextRetrieval at BLIP-base size, random weights, vision eps 1e-6 as
+BLIP has it), so they need transformers too (tools/.venv). Never run by CI.
 
 On the CPU, peak_bytes is the growth of the process's peak resident set during the first
 full-size forward+backward (after a small warm-up), the same measure petal prints as
@@ -144,27 +148,79 @@ def bench_gemm(args):
     return result
 
 
+def bench_blip(args):
+    """BLIP-base at its real size: the ViT alone (vit) or ITM through the multimodal encoder
+    (blip-itm); forward under no_grad, then forward+backward with the images requiring grad."""
+    from transformers import BlipConfig, BlipForImageTextRetrieval
+    cfg = BlipConfig()
+    cfg.vision_config.image_size = args.image_size
+    cfg.vision_config.layer_norm_eps = 1e-6
+    model = BlipForImageTextRetrieval(cfg).to(args.device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=args.device)
+    ids = 1000 + (torch.arange(args.batch * args.tokens) * 7919) % 20000
+    ids = ids.reshape(args.batch, args.tokens).to(args.device)
+    ids[:, 0] = 30523  # [ENC]
+    mask = torch.ones_like(ids)
+
+    def forward(x):
+        if args.bench == "vit":
+            return model.vision_model(pixel_values=x)[0].mean()
+        return model(input_ids=ids, pixel_values=x, attention_mask=mask,
+                     use_itm_head=True)[0].mean()
+
+    meter, delta = PeakMeter(args.device), None
+    fwd, fwd_bwd = [], []
+    for it in range(-1, args.iters):
+        with torch.no_grad():
+            t0 = clock(args.device)
+            forward(images)
+            t1 = clock(args.device)
+        x = images.clone().requires_grad_(True)
+        t2 = clock(args.device)
+        forward(x).backward()
+        t3 = clock(args.device)
+        del x
+        if delta is None:
+            delta = meter.read()
+        if it >= 0:
+            fwd.append((t1 - t0) * 1e3)
+            fwd_bwd.append((t3 - t2) * 1e3)
+    return {"bench": args.bench, "impl": "torch", "device": str(args.device), "batch": args.batch,
+            "image_size": args.image_size, "tokens": args.tokens if args.bench != "vit" else 0,
+            "threads": torch.get_num_threads(), "fwd_ms": round(statistics.median(fwd), 1),
+            "fwd_bwd_ms": round(statistics.median(fwd_bwd), 1), "peak_bytes": delta}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("bench", choices=["gemm", "block"])
+    p.add_argument("bench", choices=["gemm", "block", "vit", "blip-itm"])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--iters", type=int, default=None, help="10 (gemm, block) or 3 (vit, blip-itm)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--m", type=int, default=1024)
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--k", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--tokens", type=int, default=197)
+    p.add_argument("--batch", type=int, default=None, help="4 (block) or 2 (vit, blip-itm)")
+    p.add_argument("--tokens", type=int, default=None, help="197 (block) or 35 (blip-itm)")
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--image-size", type=int, default=384)
     args = p.parse_args()
+    blip = args.bench in ("vit", "blip-itm")
+    defaults = {"iters": (3, 10), "batch": (2, 4), "tokens": (35, 197)}  # as petal's benches
+    for name, (for_blip, other) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, for_blip if blip else other)
     args.device = torch.device(args.device)
     if args.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with torch.random.fork_rng():
-        result = bench_block(args) if args.bench == "block" else bench_gemm(args)
+        benches = {"block": bench_block, "gemm": bench_gemm, "vit": bench_blip, "blip-itm": bench_blip}
+        result = benches[args.bench](args)
     print(json.dumps(result))
 
 
