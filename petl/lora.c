@@ -28,15 +28,6 @@ static void lora_free(nn_delta *d) {
     free(d);
 }
 
-// True when name matches one of the comma-separated globs.
-static bool matches_any(const char *patterns, const char *name) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", patterns);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (registry_match(tok, name)) return true;
-    return false;
-}
-
 petal_status petl_lora_attach(petl_handle *h) {
     const lora_options *o = &h->cfg.lora;
     if (o->rank < 1)
@@ -46,7 +37,7 @@ petal_status petl_lora_attach(petl_handle *h) {
     char name[NN_NAME_MAX];
     for (int i = 0; i < n_entries; i++) {
         nn_linear *l = r->items[i].linear;
-        if (!l || strstr(l->name, "_m.") || !matches_any(o->targets, l->name)) continue;
+        if (!l || strstr(l->name, "_m.") || !petl_matches_any(o->targets, l->name)) continue;
         lora_delta *d = calloc(1, sizeof *d);
         PETAL_CHECK(d != NULL, "lora: out of host memory");
         d->base =

@@ -109,6 +109,7 @@ void blip_free(blip_model *m) {
         if (h->free) h->free(h);
         h = next;
     }
+    loss_hooks_free(m->itc_extra);
     if (m->petl_free) m->petl_free(m->petl);
     registry_free(m->registry);
     free(m);

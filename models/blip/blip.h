@@ -25,6 +25,7 @@ typedef struct {
     tensor *ptr_queue;                // (1) i64 next slot
     // PETL extension points (models/blip/hooks.h) and what attached them: the model frees it.
     cls_hook *itm_positive; // the fused [CLS] of ITM's positive pairs (ICE)
+    loss_hook *itc_extra;   // terms added to the ITC loss (MCAM)
     void *petl;
     void (*petl_free)(void *petl);
 } blip_model;

@@ -8,17 +8,8 @@
 #include "petl/petl.h"
 #include "tensor/scope.h"
 #include "tests/fixture.h"
+#include "tests/petl/petl_util.h"
 #include "tests/test_util.h"
-
-static tensor *outputs(const blip_model *m, tensor *image, tensor *ids, tensor *mask) {
-    const nn_ctx eval = NN_EVAL;
-    tensor *embeds = blip_image_embeds(m, image, &eval);
-    tensor *enc = blip_with_first_token(ids, m->cfg.tokens.enc);
-    tensor *itm = blip_itm_logits(m, enc, mask, embeds, &eval);
-    tensor *image_feat = blip_image_feat(m, embeds);
-    tensor *text_feat = blip_text_feat(m, ids, mask, &eval);
-    return tensor_concat((tensor *[]){itm, image_feat, text_feat}, 3, 1);
-}
 
 static void check_fixture(const char *file, petl_config cfg) {
     int mark = scope_begin();
@@ -34,7 +25,7 @@ static void check_fixture(const char *file, petl_config cfg) {
     ck_assert_int_eq(fixture_load_weights(&f, m->registry), 0);
     tensor *image = fixture_get(&f, "inputs/image"), *ids = fixture_get(&f, "inputs/ids");
     tensor *mask = tensor_cast(fixture_get(&f, "inputs/mask"), PETAL_F32);
-    tensor *y = outputs(m, image, ids, mask);
+    tensor *y = petl_test_outputs(m, image, ids, mask);
     ck_assert_msg(fixture_check(&f, "outputs/itm_itc", y, 1e-5), "%s outputs", file);
     autograd_backward(tensor_sum_all(tensor_mul(y, fixture_get(&f, "inputs/seed"))), NULL, false);
     int checked = 0;
