@@ -128,16 +128,9 @@ static int max3(int64_t a, int64_t b, int64_t c) {
 petal_status petl_adapter_attach(petl_handle *h) {
     const adapter_options *o = &h->cfg.adapter;
     blip_model *m = h->m;
-    int64_t d = m->cfg.vision.width;
-    bool widths_match = (!m->has_text || m->cfg.text.hidden == d) &&
-                        (!m->has_decoder || m->cfg.decoder.hidden == d);
-    if (o->rank < 1 || !widths_match)
-        return petal_error(PETAL_ERR_ARG,
-                           "adapter: rank %lld (must be >= 1), vision width %lld, text %lld, "
-                           "decoder %lld (ViT blocks and BERT layers share adapters, so the widths "
-                           "must be equal)",
-                           (long long)o->rank, (long long)d, (long long)m->cfg.text.hidden,
-                           (long long)m->cfg.decoder.hidden);
+    int64_t d;
+    petal_status st = petl_shared_width(h, "adapter", o->rank, &d);
+    if (st) return st;
     adapter_set *set = calloc(1, sizeof *set);
     PETAL_CHECK(set != NULL, "adapter: out of host memory");
     set->scale = o->scale;

@@ -320,15 +320,9 @@ static void copy_momentum_coefficients(petl_handle *h) {
 petal_status petl_cp_attach(petl_handle *h) {
     const cp_options *o = &h->cfg.cp;
     blip_model *m = h->m;
-    int64_t d = m->cfg.vision.width;
-    bool widths_match = (!m->has_text || m->cfg.text.hidden == d) &&
-                        (!m->has_decoder || m->cfg.decoder.hidden == d);
-    if (o->rank < 1 || !widths_match)
-        return petal_error(PETAL_ERR_ARG,
-                           "cp: rank %lld (must be >= 1), vision width %lld, "
-                           "text %lld, decoder %lld (CP shares its factors, so they must be equal)",
-                           (long long)o->rank, (long long)d, (long long)m->cfg.text.hidden,
-                           (long long)m->cfg.decoder.hidden);
+    int64_t d;
+    petal_status st = petl_shared_width(h, "cp", o->rank, &d);
+    if (st) return st;
     cp_shared *s = calloc(1, sizeof *s);
     PETAL_CHECK(s != NULL, "cp: out of host memory");
     *s = (cp_shared){.rank = o->rank, .dropout = o->dropout, .scale = o->scale};

@@ -40,6 +40,10 @@ void petl_own(petl_handle *h, void *state, void (*free)(void *state));
 // True when name matches one of the comma-separated globs.
 bool petl_matches_any(const char *patterns, const char *name);
 
+// The width d of the ViT, text encoder and decoder, which methods sharing factors across them need
+// to be one; an error naming the method when they differ or the rank is below 1.
+petal_status petl_shared_width(const petl_handle *h, const char *method, int64_t rank, int64_t *d);
+
 // A projection f(x, w) of the last input, reused while the same tensor x (unchanged data) meets
 // the same w (unchanged) in the same grad mode: q, k and v read one x, and every cross-attention
 // layer reads the same image embeddings.

@@ -180,6 +180,20 @@ static void handle_free(void *p) {
 
 // ---- shared building blocks ----
 
+petal_status petl_shared_width(const petl_handle *h, const char *method, int64_t rank, int64_t *d) {
+    const blip_model *m = h->m;
+    *d = m->cfg.vision.width;
+    bool widths_match = (!m->has_text || m->cfg.text.hidden == *d) &&
+                        (!m->has_decoder || m->cfg.decoder.hidden == *d);
+    if (rank < 1 || !widths_match)
+        return petal_error(PETAL_ERR_ARG,
+                           "%s: rank %lld (must be >= 1), vision width %lld, text %lld, decoder "
+                           "%lld (the method shares factors across them, so they must be equal)",
+                           method, (long long)rank, (long long)*d, (long long)m->cfg.text.hidden,
+                           (long long)m->cfg.decoder.hidden);
+    return PETAL_OK;
+}
+
 tensor *petl_linear(tensor *x, tensor *w) {
     return tensor_linear(x, w, NULL);
 }

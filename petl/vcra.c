@@ -136,15 +136,9 @@ static void pair_init(petl_handle *h, vcra_pair *p, const char *what, int64_t d,
 petal_status petl_vcra_attach(petl_handle *h) {
     const vcra_options *o = &h->cfg.vcra;
     blip_model *m = h->m;
-    int64_t d = m->cfg.vision.width;
-    bool widths_match = (!m->has_text || m->cfg.text.hidden == d) &&
-                        (!m->has_decoder || m->cfg.decoder.hidden == d);
-    if (o->rank < 1 || !widths_match)
-        return petal_error(PETAL_ERR_ARG,
-                           "vcra: rank %lld (must be >= 1), vision width %lld, text %lld, "
-                           "decoder %lld (A and B are shared, so the widths must be equal)",
-                           (long long)o->rank, (long long)d, (long long)m->cfg.text.hidden,
-                           (long long)m->cfg.decoder.hidden);
+    int64_t d;
+    petal_status st = petl_shared_width(h, "vcra", o->rank, &d);
+    if (st) return st;
     vcra_state *s = calloc(1, sizeof *s);
     PETAL_CHECK(s != NULL, "vcra: out of host memory");
     petl_own(h, s, state_free);

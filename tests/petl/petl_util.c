@@ -1,8 +1,12 @@
 #include "tests/petl/petl_util.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "autograd/gradcheck.h"
 #include "models/blip/retrieval.h"
 #include "ops/ops.h"
+#include "tensor/scope.h"
 #include "tests/test_util.h"
 
 tiny tiny_new(petal_dtype dtype) {
@@ -56,15 +60,70 @@ petl_handle *attach_base(blip_task task, petl_config cfg, blip_model **out) {
     return h;
 }
 
-void randomise(blip_model *m, const char *pattern) {
-    rng_generator g = {11, 0};
+// Calls fn(entry) for every registry entry matching one of the comma-separated globs; returns
+// how many.
+static int for_matching(blip_model *m, const char *patterns, void (*fn)(param_entry *, void *),
+                        void *arg) {
     int n = 0;
-    for (int i = 0; i < m->registry->n; i++)
-        if (registry_match(pattern, m->registry->items[i].name)) {
-            tensor_normal_(m->registry->items[i].value, 0, 0.3, &g);
-            n++;
-        }
-    ck_assert_msg(n > 0, "randomise: no parameter matches %s", pattern);
+    for (int i = 0; i < m->registry->n; i++) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", patterns);
+        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save))
+            if (registry_match(tok, m->registry->items[i].name)) {
+                fn(&m->registry->items[i], arg);
+                n++;
+                break;
+            }
+    }
+    return n;
+}
+
+static void fill_random(param_entry *e, void *g) {
+    tensor_normal_(e->value, 0, 0.3, g);
+}
+
+void randomise(blip_model *m, const char *patterns) {
+    rng_generator g = {11, 0};
+    ck_assert_msg(for_matching(m, patterns, fill_random, &g) > 0,
+                  "randomise: no parameter matches %s", patterns);
+}
+
+void check_unchanged_at_step0(const petl_config *configs, int n) {
+    for (int i = 0; i < n; i++) {
+        int mark = scope_begin();
+        tiny t = tiny_new(PETAL_F32);
+        tensor *before = tiny_outputs(&t);
+        ck_assert_msg(petl_attach(t.m, &configs[i]) != NULL, "%s", petal_error_message());
+        tensor *after = tiny_outputs(&t);
+        ck_assert_msg(memcmp(tensor_data(before), tensor_data(after), tensor_nbytes(before)) == 0,
+                      "config %d changed the backbone's outputs at step 0", i);
+        blip_free(t.m);
+        scope_end(mark);
+    }
+}
+
+void check_merge(petl_config cfg, const char *random, const char *what) {
+    int mark = scope_begin();
+    tiny t = tiny_new(PETAL_F32);
+    petl_handle *h = petl_attach(t.m, &cfg);
+    ck_assert_msg(h != NULL, "%s", petal_error_message());
+    randomise(t.m, random);
+    tensor *qkv = registry_get(t.m->registry, "visual_encoder.blocks.1.attn.qkv.weight");
+    tensor *w0 = tensor_clone_data(qkv);
+    tensor *with_deltas = tiny_outputs(&t);
+    petl_merge(h);
+    tensor *change = tensor_abs(tensor_sub(qkv, w0));
+    ck_assert_msg(tensor_item(tensor_max(tensor_reshape(change, SHAPE(-1)), 0, false)) > 1e-3,
+                  "%s: merging did not change the weight", what);
+    ck_assert_msg(tensors_close("merged outputs", tiny_outputs(&t), with_deltas, 1e-6, 1e-6), "%s",
+                  what);
+    petl_unmerge(h);
+    ck_assert_msg(tensors_close("weight after unmerge", qkv, w0, 1e-6, 0), "%s", what);
+    ck_assert_msg(tensors_close("outputs after unmerge", tiny_outputs(&t), with_deltas, 1e-6, 1e-6),
+                  "%s", what);
+    blip_free(t.m);
+    scope_end(mark);
 }
 
 typedef struct {
@@ -84,16 +143,34 @@ static tensor *model_fn(tensor **in, const void *vctx) {
     return tensor_reshape(tensor_sum_all(tensor_mul(y, w)), SHAPE(1));
 }
 
-void check_gradients(tiny *t, bool losses, int n, tensor **params, const char *what) {
-    tensor *all[256];
-    if (n == 0) {
-        n = registry_trainable(t->m->registry, all, 256);
-        ck_assert(n > 0 && n <= 256);
-        params = all;
-    }
-    check_ctx c = {t, losses};
-    gradcheck_result r = gradcheck(model_fn, &c, n, params, NULL);
+typedef struct {
+    tensor *items[256];
+    int n;
+} tensor_list;
+
+static void collect(param_entry *e, void *list) {
+    tensor_list *l = list;
+    ck_assert(l->n < 256);
+    l->items[l->n++] = e->value;
+}
+
+void gradcheck_config(petl_config cfg, const char *random, const char *checked, bool losses,
+                      const char *what) {
+    int mark = scope_begin();
+    tiny t = tiny_new(PETAL_F64);
+    ck_assert_msg(petl_attach(t.m, &cfg) != NULL, "%s", petal_error_message());
+    if (random) randomise(t.m, random);
+    tensor_list params = {.n = 0};
+    if (checked)
+        for_matching(t.m, checked, collect, &params);
+    else
+        params.n = registry_trainable(t.m->registry, params.items, 256);
+    ck_assert(params.n > 0 && params.n <= 256);
+    check_ctx c = {&t, losses};
+    gradcheck_result r = gradcheck(model_fn, &c, params.n, params.items, NULL);
     char line[256];
     gradcheck_describe(&r, line, sizeof line);
     ck_assert_msg(r.passed, "%s: %s", what, line);
+    blip_free(t.m);
+    scope_end(mark);
 }

@@ -23,10 +23,17 @@ tensor *tiny_losses(const tiny *t, tensor **extra);
 
 // BLIP-base for `task` (queues of 16, parameters left zero) with cfg attached.
 petl_handle *attach_base(blip_task task, petl_config cfg, blip_model **out);
-// Fills every registry entry whose name matches the glob with N(0, 0.3): zero-initialised
-// factors made random, so gradients reach every other parameter.
-void randomise(blip_model *m, const char *pattern);
+// Fills every registry entry whose name matches one of the comma-separated globs with N(0, 0.3):
+// zero-initialised factors made random, so gradients reach every other parameter.
+void randomise(blip_model *m, const char *patterns);
 
-// f64 gradcheck over params (n of them; n = 0: every trainable tensor of the model) of one number:
-// the tiny outputs projected on a fixed random direction, or (losses) tiny_losses.
-void check_gradients(tiny *t, bool losses, int n, tensor **params, const char *what);
+// Each config attached to a fresh tiny model (f32) leaves its outputs bit-for-bit unchanged.
+void check_unchanged_at_step0(const petl_config *configs, int n);
+// cfg on the tiny model with the factors matching `random` made random: petl_merge changes the
+// ViT's qkv weight and keeps the outputs (1e-6); petl_unmerge restores weights and outputs.
+void check_merge(petl_config cfg, const char *random, const char *what);
+// f64 gradcheck of cfg on the tiny model, the factors matching `random` made random first, over
+// the tensors matching `checked` (comma-separated globs; NULL: every trainable tensor), of one
+// number: the tiny outputs projected on a fixed random direction, or (losses) tiny_losses.
+void gradcheck_config(petl_config cfg, const char *random, const char *checked, bool losses,
+                      const char *what);

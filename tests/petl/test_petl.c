@@ -82,86 +82,39 @@ START_TEST(test_zero_init_leaves_outputs_unchanged) {
                              petl_config_lora(4), petl_config_none()};
     configs[3].gqt = GQT_GATE;
     configs[3].ice = ICE_SOFTMAX; // training only: no effect here
-    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
-        int mark = scope_begin();
-        tiny t = tiny_new(PETAL_F32);
-        tensor *before = tiny_outputs(&t);
-        ck_assert(petl_attach(t.m, &configs[i]) != NULL);
-        tensor *after = tiny_outputs(&t);
-        ck_assert_msg(memcmp(tensor_data(before), tensor_data(after), tensor_nbytes(before)) == 0,
-                      "config %zu changed the backbone's outputs at step 0", i);
-        blip_free(t.m);
-        scope_end(mark);
-    }
+    check_unchanged_at_step0(configs, 4);
 }
 END_TEST
 
 START_TEST(test_merge_and_unmerge) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F32);
     petl_config cfg = petl_config_cp(PETL_CODE, 4);
     cfg.lora = petl_config_lora(3).lora;
-    petl_handle *h = petl_attach(t.m, &cfg);
-    randomise(t.m, "CP_V.weight");
-    randomise(t.m, "*.lora_B.weight");
-    param_registry *r = t.m->registry;
-    tensor *qkv = registry_get(r, "visual_encoder.blocks.1.attn.qkv.weight");
-    tensor *w0 = tensor_clone_data(qkv);
-    tensor *with_deltas = tiny_outputs(&t);
-    petl_merge(h);
-    tensor *change = tensor_abs(tensor_sub(qkv, w0));
-    ck_assert_msg(tensor_item(tensor_max(tensor_reshape(change, SHAPE(-1)), 0, false)) > 1e-3,
-                  "merging did not change the weight");
-    tensor *merged = tiny_outputs(&t);
-    ck_assert(tensors_close("merged outputs", merged, with_deltas, 1e-6, 1e-6));
-    petl_unmerge(h);
-    ck_assert(tensors_close("weight after unmerge", qkv, w0, 1e-6, 0));
-    ck_assert(tensors_close("outputs after unmerge", tiny_outputs(&t), with_deltas, 1e-6, 1e-6));
-    blip_free(t.m);
-    scope_end(mark);
+    check_merge(cfg, "CP_V.weight,*.lora_B.weight", "cp (code) + lora");
 }
 END_TEST
 
 START_TEST(test_gradcheck_aurora_code) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg = petl_config_aurora(PETL_CODE, 3);
     cfg.cp.dropout = 0;
     cfg.extra_trainable = "itm_head.*";
-    ck_assert(petl_attach(t.m, &cfg) != NULL);
-    randomise(t.m, "CP_V.weight");
-    check_gradients(&t, false, 0, NULL, "aurora (code): CP + GQT, ITM logits and features");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "CP_V.weight", NULL, false,
+                     "aurora (code): CP + GQT, ITM logits and features");
 }
 END_TEST
 
 START_TEST(test_gradcheck_aurora_paper) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg = petl_config_aurora(PETL_PAPER, 3);
     cfg.extra_trainable = "";
-    ck_assert(petl_attach(t.m, &cfg) != NULL);
-    randomise(t.m, "CP_V");
-    randomise(t.m, "text_encoder.encoder.layer.1.GQT_gate");
-    check_gradients(&t, true, 0, NULL,
-                    "aurora (paper): CP + GQT + ICE, retrieval losses in training");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "CP_V,text_encoder.encoder.layer.1.GQT_gate", NULL, true,
+                     "aurora (paper): CP + GQT + ICE, retrieval losses in training");
 }
 END_TEST
 
 START_TEST(test_gradcheck_lora) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg = petl_config_lora(2);
     cfg.lora.targets = "*.attn.qkv,*.crossattention.self.value";
     cfg.extra_trainable = "";
-    ck_assert(petl_attach(t.m, &cfg) != NULL);
-    randomise(t.m, "*.lora_B.weight");
-    check_gradients(&t, false, 0, NULL, "lora");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "*.lora_B.weight", NULL, false, "lora");
 }
 END_TEST
 

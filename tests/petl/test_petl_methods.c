@@ -184,44 +184,9 @@ START_TEST(test_zero_init_leaves_outputs_unchanged) {
                              petl_config_none()};
     configs[6].lora = petl_config_lora(2).lora; // lora + adapter
     configs[6].adapter = petl_config_adapter(3).adapter;
-    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
-        int mark = scope_begin();
-        tiny t = tiny_new(PETAL_F32);
-        tensor *before = tiny_outputs(&t);
-        ck_assert(petl_attach(t.m, &configs[i]) != NULL);
-        tensor *after = tiny_outputs(&t);
-        ck_assert_msg(memcmp(tensor_data(before), tensor_data(after), tensor_nbytes(before)) == 0,
-                      "config %zu changed the backbone's outputs at step 0", i);
-        blip_free(t.m);
-        scope_end(mark);
-    }
+    check_unchanged_at_step0(configs, (int)(sizeof configs / sizeof configs[0]));
 }
 END_TEST
-
-static void check_merge(petl_config cfg, const char *lambda_b, const char *what) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F32);
-    petl_handle *h = petl_attach(t.m, &cfg);
-    randomise(t.m, lambda_b);
-    tensor *qkv = registry_get(t.m->registry, "visual_encoder.blocks.1.attn.qkv.weight");
-    tensor *wq = registry_get(t.m->registry, "text_encoder.encoder.layer.0.attention.self.query"
-                                             ".weight");
-    tensor *w0 = tensor_clone_data(qkv), *wq0 = tensor_clone_data(wq);
-    tensor *with_deltas = tiny_outputs(&t);
-    petl_merge(h);
-    tensor *change = tensor_abs(tensor_sub(qkv, w0));
-    ck_assert_msg(tensor_item(tensor_max(tensor_reshape(change, SHAPE(-1)), 0, false)) > 1e-3,
-                  "%s: merging did not change the weight", what);
-    ck_assert_msg(tensors_close("merged outputs", tiny_outputs(&t), with_deltas, 1e-6, 1e-6), "%s",
-                  what);
-    petl_unmerge(h);
-    ck_assert(tensors_close("qkv after unmerge", qkv, w0, 1e-6, 0));
-    ck_assert(tensors_close("query after unmerge", wq, wq0, 1e-6, 0));
-    ck_assert_msg(tensors_close("outputs after unmerge", tiny_outputs(&t), with_deltas, 1e-6, 1e-6),
-                  "%s", what);
-    blip_free(t.m);
-    scope_end(mark);
-}
 
 START_TEST(test_merge_and_unmerge) {
     check_merge(petl_config_vera(4), "*.vera_lambda_b", "vera");
@@ -382,112 +347,58 @@ END_TEST
 // ---- gradchecks on the tiny model (f64) ----
 
 START_TEST(test_gradcheck_vera) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg = petl_config_vera(3);
     cfg.vera.targets = "*.attn.qkv,*.crossattention.self.value";
     cfg.extra_trainable = "";
-    ck_assert(petl_attach(t.m, &cfg));
-    randomise(t.m, "*.vera_lambda_b");
-    check_gradients(&t, false, 0, NULL, "vera");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "*.vera_lambda_b", NULL, false, "vera");
 }
 END_TEST
 
-// Every VCRA tensor; vcra_scale gathers gradient from all 36 projections of 18 layers.
+// Every VCRA tensor; vcra_scale gathers gradient from all 18 projections of 6 attention layers.
 START_TEST(test_gradcheck_vcra) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg = petl_config_none();
     cfg.vcra = petl_config_unitrans(2).vcra;
-    ck_assert(petl_attach(t.m, &cfg));
-    randomise(t.m, "*.vcra_lambda_b_*");
-    check_gradients(&t, false, 0, NULL, "vcra");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "*.vcra_lambda_b_*", NULL, false, "vcra");
 }
 END_TEST
 
 START_TEST(test_gradcheck_qasn_sigmoid) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
-    petl_config cfg = only_qasn(PETL_ACT_SIGMOID);
-    ck_assert(petl_attach(t.m, &cfg));
-    randomise(t.m, "*.qasn_lambda_b");
-    check_gradients(&t, false, 0, NULL, "qasn (sigmoid)");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(only_qasn(PETL_ACT_SIGMOID), "*.qasn_lambda_b", NULL, false, "qasn (sigmoid)");
 }
 END_TEST
 
 // Adapters (rank 2) with LoRA on the ViT's qkv: adapter i takes gradient from ViT block i and
 // BERT layer i in text and multimodal passes.
 START_TEST(test_gradcheck_lora_adapter) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg = petl_config_adapter(2);
     cfg.lora = petl_config_lora(2).lora;
     cfg.lora.targets = "*.attn.qkv";
     cfg.extra_trainable = "";
-    ck_assert(petl_attach(t.m, &cfg));
-    randomise(t.m, "adapters.*up_proj.weight");
-    randomise(t.m, "*.lora_B.weight");
-    check_gradients(&t, false, 0, NULL, "lora + adapter");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "adapters.*up_proj.weight,*.lora_B.weight", NULL, false,
+                     "lora + adapter");
 }
 END_TEST
-
-// The entries of a model whose names match the glob, into out (at most cap); returns how many.
-static int matching(const blip_model *m, const char *pattern, tensor **out, int n, int cap) {
-    for (int i = 0; i < m->registry->n && n < cap; i++)
-        if (registry_match(pattern, m->registry->items[i].name))
-            out[n++] = m->registry->items[i].value;
-    return n;
-}
 
 // UniTrans (VCRA + QASN + MCAM) through the retrieval losses in training: ITC (with MCAM), then
 // ITM positives and negatives, whose fusion passes each rebuild QASN's state. Checked: the shared
 // scale, one layer's VCRA vectors, QASN's vectors of the last layer and the projection biases
 // (MCAM's gradient reaches both towers through them).
 START_TEST(test_gradcheck_unitrans_losses) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg = petl_config_unitrans(2);
     cfg.extra_trainable = "vision_proj.bias,text_proj.bias";
-    ck_assert(petl_attach(t.m, &cfg));
-    randomise(t.m, "*.vcra_lambda_b_*");
-    randomise(t.m, "*.qasn_lambda_b");
-    tensor *params[16];
-    int n = matching(t.m, "vcra_scale", params, 0, 16);
-    n = matching(t.m, "text_encoder.encoder.layer.1.crossattention.self.vcra_lambda_*", params, n,
-                 16);
-    n = matching(t.m, "text_encoder.encoder.layer.1.qasn_*", params, n, 16);
-    n = matching(t.m, "*_proj.bias", params, n, 16);
-    ck_assert_int_eq(n, 11);
-    check_gradients(&t, true, n, params, "unitrans: retrieval losses with MCAM");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "*.vcra_lambda_b_*,*.qasn_lambda_b",
+                     "vcra_scale,text_encoder.encoder.layer.1.crossattention.self.vcra_lambda_*,"
+                     "text_encoder.encoder.layer.1.qasn_*,*_proj.bias",
+                     true, "unitrans: retrieval losses with MCAM");
 }
 END_TEST
 
 // CP (paper) + MCAM, a combination neither paper ran, through the retrieval losses.
 START_TEST(test_gradcheck_cp_mcam_losses) {
-    int mark = scope_begin();
-    tiny t = tiny_new(PETAL_F64);
     petl_config cfg;
     ck_assert_int_eq(petl_config_parse("cp+mcam", PETL_PAPER, 2, &cfg), PETAL_OK);
     cfg.extra_trainable = "";
-    ck_assert(petl_attach(t.m, &cfg));
-    randomise(t.m, "CP_V");
-    tensor *params[8];
-    int n = matching(t.m, "CP_P", params, 0, 8);
-    n = matching(t.m, "CP_lambda.*", params, n, 8);
-    ck_assert_int_eq(n, 4);
-    check_gradients(&t, true, n, params, "cp + mcam: retrieval losses");
-    blip_free(t.m);
-    scope_end(mark);
+    gradcheck_config(cfg, "CP_V", "CP_P,CP_lambda.*", true, "cp + mcam: retrieval losses");
 }
 END_TEST
 
