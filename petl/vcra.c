@@ -33,8 +33,9 @@ typedef struct {
     nn_delta base;
     vcra_pair *pair;
     tensor *scale;
-    vcra_lambdas q, kv; // q only for BERT's projections; q and kv for the fused qkv
-    bool fused;         // the ViT's qkv: outputs [q, k, v] with k and v from the kv pair
+    vcra_lambdas own; // BERT: this projection's vectors; the fused qkv: the query's
+    vcra_lambdas kv;  // the fused qkv: the key's and value's
+    bool fused;       // the ViT's qkv: outputs [q, k, v], k and v from the kv vectors
 } vcra_delta;
 
 // s * Lambda_b (B (Lambda_a u))
@@ -47,8 +48,8 @@ static tensor *vcra_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
     (void)ctx;
     vcra_delta *d = (vcra_delta *)base;
     tensor *u = petl_cached(&d->pair->ax, x, d->pair->a, petl_linear); // (..., r)
-    if (!d->fused) return nn_consume(u, scaled(d, u, &d->q));
-    tensor *q = scaled(d, u, &d->q), *kv = nn_consume(u, scaled(d, u, &d->kv));
+    if (!d->fused) return nn_consume(u, scaled(d, u, &d->own));
+    tensor *q = scaled(d, u, &d->own), *kv = nn_consume(u, scaled(d, u, &d->kv));
     tensor *qkv = tensor_concat((tensor *[]){q, kv, kv}, 3, -1); // (..., 3d)
     tensor_free(q);
     tensor_free(kv);
@@ -86,14 +87,14 @@ static vcra_lambdas lambdas(vcra_builder *b, const char *prefix, const char *whi
     return l;
 }
 
-static void add(vcra_builder *b, nn_linear *layer, vcra_lambdas q, vcra_lambdas kv, bool fused) {
+static void add(vcra_builder *b, nn_linear *layer, vcra_lambdas own, vcra_lambdas kv, bool fused) {
     vcra_delta *d = calloc(1, sizeof *d);
     PETAL_CHECK(d != NULL, "vcra: out of host memory");
     d->base = (nn_delta){
         .kind = "vcra", .forward = vcra_forward, .free = vcra_delta_free, .linear = true};
     d->pair = b->pair;
     d->scale = b->s->scale;
-    d->q = q;
+    d->own = own;
     d->kv = kv;
     d->fused = fused;
     petl_add_delta(b->h, layer, &d->base);

@@ -5,7 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "models/blip/retrieval.h"
 #include "ops/ops.h"
 #include "petl/petl.h"
 #include "tensor/scope.h"
