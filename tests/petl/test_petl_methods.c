@@ -366,14 +366,15 @@ START_TEST(test_gradcheck_qasn_sigmoid) {
 }
 END_TEST
 
-// Adapters (rank 2) with LoRA on the ViT's qkv: adapter i takes gradient from ViT block i and
-// BERT layer i in text and multimodal passes.
+// Adapters (rank 2) with LoRA on the ViT's qkv: adapter 1 (all of it) takes gradient from ViT
+// block 1 and BERT layer 1 in text and multimodal passes; LoRA checked on block 0.
 START_TEST(test_gradcheck_lora_adapter) {
     petl_config cfg = petl_config_adapter(2);
     cfg.lora = petl_config_lora(2).lora;
     cfg.lora.targets = "*.attn.qkv";
     cfg.extra_trainable = "";
-    gradcheck_config(cfg, "adapters.*up_proj.weight,*.lora_B.weight", NULL, false,
+    gradcheck_config(cfg, "adapters.*up_proj.weight,*.lora_B.weight",
+                     "adapters.1.*,visual_encoder.blocks.0.attn.qkv.lora_*", false,
                      "lora + adapter");
 }
 END_TEST
