@@ -52,7 +52,10 @@ tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
             n++;
         }
     tensor *y = tensor_linear_lowrank(x, l->weight, l->bias, n, z, v);
-    for (int k = 0; k < n; k++) tensor_free(z[k]);
+    for (int k = 0; k < n; k++) {
+        tensor_free(z[k]);
+        tensor_free(v[k]);
+    }
     int fused = 0;
     for (nn_delta *d = l->deltas; d; d = d->next) {
         if (d->merged || (d->lowrank && fused++ < n)) continue;

@@ -12,7 +12,8 @@ struct nn_delta {
     // The delta's contribution (..., out) for input x (..., in).
     tensor *(*forward)(nn_delta *d, tensor *x, const nn_ctx *ctx);
     // Optional: the same contribution as z v^T without making it, for the fused GEMMs of
-    // tensor_linear_lowrank: returns z (..., m, R) and sets *v (out / m, R). NULL: forward only.
+    // tensor_linear_lowrank: returns z (..., m, R) and sets *v (out / m, R); the caller frees
+    // both (a parameter is handed out as a view). NULL: forward only.
     tensor *(*lowrank)(nn_delta *d, tensor *x, const nn_ctx *ctx, tensor **v);
     void (*free)(nn_delta *d); // may be NULL
     nn_delta *next;

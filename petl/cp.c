@@ -27,10 +27,7 @@ typedef struct {
     tensor *p;         // (N, R) diagonal variant: one row per d x d target slice
     tensor *lambda[5]; // (R) diagonal variant, per modality
     int64_t rows;      // rows of p handed out so far (counted before p is made)
-    // The shared projection of the last input: In(x), valid while x, In and the grad mode match.
-    tensor *x, *ux;
-    uint64_t x_version, in_version;
-    bool grad;
+    petl_input_cache in_x; // In(x) of the last input
 } cp_shared;
 
 typedef enum {
@@ -54,31 +51,18 @@ typedef struct {
 
 // ---- the shared projection ----
 
-static void cache_clear(cp_shared *s) {
-    if (s->x) tensor_release(s->x);
-    tensor_free(s->ux);
-    s->x = s->ux = NULL;
+// The code's In is a Linear (R, d); the paper's is x V with V (d, R).
+static petl_projection in_op(const cp_shared *s) {
+    return s->core ? petl_linear : tensor_matmul;
 }
 
 static tensor *apply_in(const cp_shared *s, tensor *x) {
-    return s->core ? tensor_linear(x, s->in_w, NULL) : tensor_matmul(x, s->in_w);
+    return in_op(s)(x, s->in_w);
 }
 
-// In(x), (..., R): from the cache when this exact input was projected with these factors.
+// In(x), (..., R), computed once per input.
 static tensor *project(cp_shared *s, tensor *x) {
-    bool grad = grad_mode_enabled();
-    bool hit = s->x == x && s->x_version == x->storage->version &&
-               s->in_version == s->in_w->storage->version && s->grad == grad;
-    if (!hit) {
-        cache_clear(s);
-        s->ux = tensor_keep(apply_in(s, x));
-        tensor_retain(x); // the pointer cannot be reused for another tensor while cached
-        s->x = x;
-        s->x_version = x->storage->version;
-        s->in_version = s->in_w->storage->version;
-        s->grad = grad;
-    }
-    return tensor_reshape(s->ux, s->ux->ndim, s->ux->shape); // a new tensor on the same node
+    return petl_cached(&s->in_x, x, s->in_w, in_op(s));
 }
 
 // ---- cores ----
@@ -181,14 +165,14 @@ static tensor *cp_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor *
                 : d->kind == CP_FC1 ? concat_codes(d, x, d->chunks, ctx)
                                     : concat_codes(d, x, parts[d->kind], ctx);
     if (d->s->scale != 1.0) z = nn_consume(z, tensor_mul_scalar(z, d->s->scale));
-    *v = d->s->out_w;
+    *v = petl_alias(d->s->out_w);
     return z;
 }
 
 static tensor *cp_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
     tensor *v;
     tensor *z = cp_lowrank(base, x, ctx, &v);
-    return merge_last(nn_consume(z, tensor_linear(z, v, NULL))); // (..., n d)
+    return merge_last(nn_consume(z, nn_consume(v, tensor_linear(z, v, NULL)))); // (..., n d)
 }
 
 static void cp_delta_free(nn_delta *d) {
@@ -287,7 +271,7 @@ static void attach_bert(cp_builder *b, bert_model *bert, const char *prefix, mod
 
 static void cp_shared_free(void *p) {
     cp_shared *s = p;
-    cache_clear(s);
+    petl_input_cache_clear(&s->in_x);
     free(s);
 }
 
@@ -320,20 +304,13 @@ static void shared_paper(petl_handle *h, cp_shared *s, int64_t d, const bool *mo
 petal_status petl_cp_attach(petl_handle *h) {
     const cp_options *o = &h->cfg.cp;
     blip_model *m = h->m;
-    int64_t d = m->has_vision ? m->cfg.vision.width : m->cfg.text.hidden;
-    bool widths_match = (!m->has_text || m->cfg.text.hidden == d) &&
-                        (!m->has_decoder || m->cfg.decoder.hidden == d);
-    if (o->rank < 1 || !widths_match)
-        return petal_error(PETAL_ERR_ARG,
-                           "cp: rank %lld (must be >= 1), vision width %lld, "
-                           "text %lld, decoder %lld (CP shares its factors, so they must be equal)",
-                           (long long)o->rank, (long long)d, (long long)m->cfg.text.hidden,
-                           (long long)m->cfg.decoder.hidden);
+    int64_t d;
+    petal_status st = petl_shared_width(h, "cp", o->rank, &d);
+    if (st) return st;
     cp_shared *s = calloc(1, sizeof *s);
     PETAL_CHECK(s != NULL, "cp: out of host memory");
     *s = (cp_shared){.rank = o->rank, .dropout = o->dropout, .scale = o->scale};
-    h->cp = s;
-    h->cp_free = cp_shared_free;
+    petl_own(h, s, cp_shared_free);
     bool dense = o->core == CP_CORE_DENSE;
     if (dense) shared_code(h, s, d);
     cp_builder b = {h, s, dense, false};

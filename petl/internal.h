@@ -9,6 +9,15 @@ typedef struct {
     tensor *merged; // dW folded into the weight by petl_merge, or NULL
 } petl_delta_record;
 
+// State a method keeps beyond registry tensors and attached deltas/hooks (CP's shared factors,
+// the adapters' modules), freed with the handle.
+typedef struct {
+    void *state;
+    void (*free)(void *state);
+} petl_owned;
+
+#define PETL_MAX_OWNED 8
+
 struct petl_handle {
     petl_config cfg;
     blip_model *m;
@@ -16,12 +25,12 @@ struct petl_handle {
     int first_entry;   // registry entries from here on were created by petl_attach
     petl_delta_record *deltas;
     int n_deltas, cap_deltas;
-    void *cp; // petl/cp.c's shared factors (freed with the handle)
-    void (*cp_free)(void *cp);
+    petl_owned owned[PETL_MAX_OWNED];
+    int n_owned;
 };
 
 // A new PETL parameter of the model's dtype (zeros) registered under `name`; trainable unless
-// frozen (the momentum copies of coefficients are frozen).
+// frozen (the momentum copies of coefficients, VeRA's and VCRA's random projections).
 tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
                    bool frozen);
 // Sets each PETL entry in a momentum encoder ("text_encoder_m.x") to the value of its twin
@@ -29,9 +38,54 @@ tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *sh
 void petl_copy_momentum_twins(petl_handle *h);
 // Attaches d to the Linear and records it for merging.
 void petl_add_delta(petl_handle *h, nn_linear *l, nn_delta *d);
+// Hands state to the handle, which calls free(state) when the model is freed.
+void petl_own(petl_handle *h, void *state, void (*free)(void *state));
+// True when name matches one of the comma-separated globs.
+bool petl_matches_any(const char *patterns, const char *name);
+
+// The width d of the ViT, text encoder and decoder, which methods sharing factors across them need
+// to be one; an error naming the method when they differ or the rank is below 1.
+petal_status petl_shared_width(const petl_handle *h, const char *method, int64_t rank, int64_t *d);
+
+// A projection f(x, w) of the last input, reused while the same tensor x (unchanged data) meets
+// the same w (unchanged) in the same grad mode: q, k and v read one x, and every cross-attention
+// layer reads the same image embeddings.
+typedef struct {
+    tensor *x, *fx; // x retained (its pointer cannot be reused while cached); fx owned
+    uint64_t x_version, w_version;
+    bool grad;
+} petl_input_cache;
+
+typedef tensor *(*petl_projection)(tensor *x, tensor *w);
+// x w^T for a weight stored as a Linear's (out, in): the projection of most factors.
+tensor *petl_linear(tensor *x, tensor *w);
+
+// f(x, w) (a new tensor on the cached node).
+tensor *petl_cached(petl_input_cache *c, tensor *x, tensor *w, petl_projection f);
+void petl_input_cache_clear(petl_input_cache *c);
+
+// A new tensor on t's node (an autograd-tracked alias): how a low-rank delta hands out a
+// parameter as its v, which the caller frees.
+tensor *petl_alias(tensor *t);
+// lambda_b[:, None] * B (out, r): B with its rows scaled, the v of VeRA's and VCRA's low-rank form.
+tensor *petl_scaled_rows(tensor *b, tensor *lambda_b);
+
+// lambda_b * (B (lambda_a * u)) for u = A x (..., r), B (d, r) as a Linear weight, lambda_a (r)
+// and lambda_b (d): the scaled random projection of VeRA, VCRA and QASN. -> (..., d)
+tensor *petl_scaled_up(tensor *u, tensor *lambda_a, tensor *b, tensor *lambda_b);
+
+// The frozen random pair of VCRA and QASN, registered under a_name and b_name: A (r, d) ~ N(0, 1/d)
+// and B (d, r) ~ N(0, 1/r), drawn in that order from g.
+void petl_random_pair(petl_handle *h, const char *a_name, const char *b_name, int64_t r, int64_t d,
+                      rng_generator *g, tensor **a, tensor **b);
 
 // Per-method attach functions (each file's entry point).
 petal_status petl_cp_attach(petl_handle *h);
 petal_status petl_lora_attach(petl_handle *h);
+petal_status petl_vera_attach(petl_handle *h);
+petal_status petl_vcra_attach(petl_handle *h);
 petal_status petl_gqt_attach(petl_handle *h);
 petal_status petl_ice_attach(petl_handle *h);
+petal_status petl_qasn_attach(petl_handle *h);
+petal_status petl_adapter_attach(petl_handle *h);
+petal_status petl_mcam_attach(petl_handle *h);

@@ -23,28 +23,19 @@ static tensor *lora_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor
     tensor *xd = nn_dropout(x, d->dropout, ctx);
     tensor *h = nn_consume(xd, tensor_linear(xd, d->a, NULL));
     if (d->scaling != 1.0) h = nn_consume(h, tensor_mul_scalar(h, d->scaling));
-    *v = d->b;
+    *v = petl_alias(d->b);
     return nn_consume(h, tensor_unsqueeze(h, -2));
 }
 
 static tensor *lora_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
     tensor *v;
     tensor *z = lora_lowrank(base, x, ctx, &v);
-    tensor *o = nn_consume(z, tensor_linear(z, v, NULL));
+    tensor *o = nn_consume(z, nn_consume(v, tensor_linear(z, v, NULL)));
     return nn_consume(o, tensor_squeeze(o, -2));
 }
 
 static void lora_free(nn_delta *d) {
     free(d);
-}
-
-// True when name matches one of the comma-separated globs.
-static bool matches_any(const char *patterns, const char *name) {
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", patterns);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-        if (registry_match(tok, name)) return true;
-    return false;
 }
 
 petal_status petl_lora_attach(petl_handle *h) {
@@ -56,7 +47,7 @@ petal_status petl_lora_attach(petl_handle *h) {
     char name[NN_NAME_MAX];
     for (int i = 0; i < n_entries; i++) {
         nn_linear *l = r->items[i].linear;
-        if (!l || strstr(l->name, "_m.") || !matches_any(o->targets, l->name)) continue;
+        if (!l || strstr(l->name, "_m.") || !petl_matches_any(o->targets, l->name)) continue;
         lora_delta *d = calloc(1, sizeof *d);
         PETAL_CHECK(d != NULL, "lora: out of host memory");
         d->base = (nn_delta){.kind = "lora",

@@ -1,5 +1,6 @@
 #include "petl/petl.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +56,7 @@ petl_config petl_config_vera(int64_t rank) {
 petl_config petl_config_unitrans(int64_t rank) {
     petl_config c = petl_config_none();
     c.vcra = (vcra_options){true, rank, 0};
-    c.qasn = (qasn_options){true, rank, PETL_ACT_GELU};
+    c.qasn = (qasn_options){true, rank, PETL_ACT_GELU, 1}; // A, B apart from VCRA's (seed 0)
     c.mcam = (mcam_options){true, 0.07, 1.0};
     c.extra_trainable = "vision_proj.*,text_proj.*,itm_head.*";
     return c;
@@ -170,12 +171,93 @@ void petl_add_delta(petl_handle *h, nn_linear *l, nn_delta *d) {
     nn_linear_attach(l, d);
 }
 
+void petl_own(petl_handle *h, void *state, void (*free_state)(void *state)) {
+    PETAL_CHECK(h->n_owned < PETL_MAX_OWNED, "petl_own: more than %d owned states", PETL_MAX_OWNED);
+    h->owned[h->n_owned++] = (petl_owned){state, free_state};
+}
+
+bool petl_matches_any(const char *patterns, const char *name) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", patterns);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        if (registry_match(tok, name)) return true;
+    return false;
+}
+
 static void handle_free(void *p) {
     petl_handle *h = p;
     for (int i = 0; i < h->n_deltas; i++) tensor_free(h->deltas[i].merged);
     free(h->deltas);
-    if (h->cp_free) h->cp_free(h->cp);
+    for (int i = 0; i < h->n_owned; i++) h->owned[i].free(h->owned[i].state);
     free(h);
+}
+
+// ---- shared building blocks ----
+
+petal_status petl_shared_width(const petl_handle *h, const char *method, int64_t rank, int64_t *d) {
+    const blip_model *m = h->m;
+    *d = m->has_vision ? m->cfg.vision.width : m->cfg.text.hidden;
+    bool widths_match = (!m->has_text || m->cfg.text.hidden == *d) &&
+                        (!m->has_decoder || m->cfg.decoder.hidden == *d);
+    if (rank < 1 || !widths_match)
+        return petal_error(PETAL_ERR_ARG,
+                           "%s: rank %lld (must be >= 1), vision width %lld, text %lld, decoder "
+                           "%lld (the method shares factors across them, so they must be equal)",
+                           method, (long long)rank, (long long)*d, (long long)m->cfg.text.hidden,
+                           (long long)m->cfg.decoder.hidden);
+    return PETAL_OK;
+}
+
+tensor *petl_linear(tensor *x, tensor *w) {
+    return tensor_linear(x, w, NULL);
+}
+
+void petl_input_cache_clear(petl_input_cache *c) {
+    if (c->x) tensor_release(c->x);
+    tensor_free(c->fx);
+    c->x = c->fx = NULL;
+}
+
+tensor *petl_cached(petl_input_cache *c, tensor *x, tensor *w, petl_projection f) {
+    bool grad = grad_mode_enabled();
+    bool hit = c->x == x && c->x_version == x->storage->version &&
+               c->w_version == w->storage->version && c->grad == grad;
+    if (!hit) {
+        petl_input_cache_clear(c);
+        c->fx = tensor_keep(f(x, w));
+        tensor_retain(x);
+        c->x = x;
+        c->x_version = x->storage->version;
+        c->w_version = w->storage->version;
+        c->grad = grad;
+    }
+    return tensor_reshape(c->fx, c->fx->ndim, c->fx->shape);
+}
+
+// A N(0, 1/d) and B N(0, 1/r): each projection keeps the scale of what it reads (a unit-variance x
+// gives a unit-variance A x, and B keeps it), so the trainable vectors act on activations of the
+// backbone's own magnitude whatever d and r are, and one learning rate suits every rank.
+void petl_random_pair(petl_handle *h, const char *a_name, const char *b_name, int64_t r, int64_t d,
+                      rng_generator *g, tensor **a, tensor **b) {
+    *a = petl_param(h, a_name, SHAPE(r, d), MODALITY_NONE, true);
+    tensor_normal_(*a, 0.0, 1.0 / sqrt((double)d), g);
+    *b = petl_param(h, b_name, SHAPE(d, r), MODALITY_NONE, true);
+    tensor_normal_(*b, 0.0, 1.0 / sqrt((double)r), g);
+}
+
+tensor *petl_alias(tensor *t) {
+    return tensor_reshape(t, t->ndim, t->shape);
+}
+
+tensor *petl_scaled_rows(tensor *b, tensor *lambda_b) {
+    tensor *col = tensor_unsqueeze(lambda_b, -1); // (out, 1)
+    return nn_consume(col, tensor_mul(b, col));
+}
+
+tensor *petl_scaled_up(tensor *u, tensor *lambda_a, tensor *b, tensor *lambda_b) {
+    tensor *scaled = tensor_mul(u, lambda_a);
+    tensor *up = nn_consume(scaled, petl_linear(scaled, b));
+    return nn_consume(up, tensor_mul(up, lambda_b));
 }
 
 // Marks the backbone entries matching any of the comma-separated patterns trainable.
@@ -201,10 +283,12 @@ petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
     struct {
         bool on;
         petal_status (*attach)(petl_handle *);
-    } methods[] = {{cfg->cp.enabled, petl_cp_attach},
-                   {cfg->lora.enabled, petl_lora_attach},
-                   {cfg->gqt != GQT_OFF, petl_gqt_attach},
-                   {cfg->ice != ICE_OFF, petl_ice_attach}};
+    } methods[] = {
+        {cfg->cp.enabled, petl_cp_attach},      {cfg->lora.enabled, petl_lora_attach},
+        {cfg->vera.enabled, petl_vera_attach},  {cfg->vcra.enabled, petl_vcra_attach},
+        {cfg->gqt != GQT_OFF, petl_gqt_attach}, {cfg->ice != ICE_OFF, petl_ice_attach},
+        {cfg->qasn.enabled, petl_qasn_attach},  {cfg->adapter.enabled, petl_adapter_attach},
+        {cfg->mcam.enabled, petl_mcam_attach}};
     petal_status s = PETAL_OK;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0] && s == PETAL_OK; i++)
         if (methods[i].on) s = methods[i].attach(h);

@@ -56,7 +56,8 @@ typedef struct {
 typedef struct {
     bool enabled;
     int64_t rank;
-    petl_activation activation;
+    petl_activation activation; // the filter f(h) = act(alpha h + beta) - act(0)
+    uint64_t seed;              // its own frozen A, B
 } qasn_options;
 
 typedef struct {
@@ -99,7 +100,8 @@ petal_status petl_config_parse(const char *methods, petl_variant variant, int64_
                                petl_config *out);
 
 typedef enum {
-    PETL_GROUP_SHARED, // factors shared across modalities (CP_U, CP_V, CP_C, VCRA's scale)
+    PETL_GROUP_SHARED, // factors shared across modalities (CP_U, CP_V, CP_C, VCRA's scale,
+                       // the adapters' down projections)
     PETL_GROUP_VISION,
     PETL_GROUP_TEXT,
     PETL_GROUP_MULTIMODAL,
@@ -122,7 +124,9 @@ int64_t petl_count_group(const petl_handle *h, petl_group g); // trainable param
 void petl_print_trainable(const petl_handle *h, FILE *out);
 // n with thousands separators ("125,696"), as PEFT prints counts; returns buf.
 const char *petl_format_count(int64_t n, char *buf, size_t size);
-// MCAM's rank-consistency loss term, or NULL when MCAM is off (petl/mcam.c).
+// MCAM's rank-consistency loss term () over a batch's ITC features (B, E), or NULL when MCAM is
+// off (petl/mcam.c). A retrieval model already adds it to blip_retrieval_losses' ITC loss (reported
+// as itc_extra); this is for features computed elsewhere.
 tensor *petl_extra_loss(const petl_handle *h, tensor *image_feat, tensor *text_feat);
 
 // PETL-only checkpoints (kind "petl", io/checkpoint.h): the trainable tensors (the methods' and

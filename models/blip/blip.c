@@ -116,6 +116,7 @@ void blip_free(blip_model *m) {
     }
     cls_hooks_free(&m->itm_positive);
     cls_hooks_free(&m->itm_all);
+    loss_hooks_free(m->itc_extra);
     if (m->petl_free) m->petl_free(m->petl);
     registry_free(m->registry);
     free(m);

@@ -26,6 +26,7 @@ typedef struct {
     // PETL extension points (models/blip/hooks.h) and what attached them: the model frees it.
     cls_hook *itm_positive; // the fused [CLS] of ITM's positive pairs (ICE as released)
     cls_hook *itm_all;      // the fused [CLS] of every ITM pair: positives, then negatives (ICE)
+    loss_hook *itc_extra;   // terms added to the ITC loss (MCAM)
     void *petl;
     void (*petl_free)(void *petl);
 } blip_model;

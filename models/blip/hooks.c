@@ -1,5 +1,7 @@
 #include "models/blip/hooks.h"
 
+#include "ops/ops.h"
+
 tensor *layer_hooks_run(layer_hook *list, const layer_io *io, tensor *y, const nn_ctx *ctx) {
     for (layer_hook *h = list; h; h = h->next) {
         tensor *next = h->fn(h, io, y, ctx);
@@ -51,4 +53,21 @@ void cls_hooks_free(cls_hook **list) {
         h = next;
     }
     *list = NULL;
+}
+
+tensor *loss_hooks_run(loss_hook *list, tensor *image_feat, tensor *text_feat, const nn_ctx *ctx) {
+    tensor *sum = NULL;
+    for (loss_hook *h = list; h; h = h->next) {
+        tensor *term = h->fn(h, image_feat, text_feat, ctx);
+        sum = sum ? nn_consume(sum, nn_consume(term, tensor_add(sum, term))) : term;
+    }
+    return sum;
+}
+
+void loss_hooks_free(loss_hook *list) {
+    while (list) {
+        loss_hook *next = list->next;
+        if (list->free) list->free(list);
+        list = next;
+    }
 }

@@ -1,7 +1,7 @@
 // Extension points for PETL methods that are more than a Linear delta (nn/linear.h has those):
-// GQT and QASN change what a BERT layer outputs, adapters add to a block's feed-forward branch,
-// ICE enriches the fused [CLS] of ITM's positive pairs. Each point holds a list of hooks that run
-// in the order they were attached; models/ only calls them, petl/ attaches them.
+// GQT, QASN and adapters change what a ViT block or BERT layer outputs, ICE enriches the fused
+// [CLS] of ITM's positive pairs, MCAM adds a term to the ITC loss. Each point holds a list of hooks
+// that run in the order they were attached; models/ only calls them, petl/ attaches them.
 #pragma once
 
 #include "nn/nn.h"
@@ -46,3 +46,16 @@ struct cls_hook {
 tensor *cls_hooks_run(cls_hook *list, tensor *cls, tensor *text_cls, const nn_ctx *ctx);
 void cls_hooks_append(cls_hook **list, cls_hook *h);
 void cls_hooks_free(cls_hook **list);
+
+// Extra terms of the ITC loss (MCAM): image_feat, text_feat (B, E) the batch's normalised ITC
+// features; fn returns a () loss.
+typedef struct loss_hook loss_hook;
+struct loss_hook {
+    tensor *(*fn)(loss_hook *h, tensor *image_feat, tensor *text_feat, const nn_ctx *ctx);
+    void (*free)(loss_hook *h); // may be NULL
+    loss_hook *next;
+};
+
+// The sum of the list's terms, or NULL for an empty list.
+tensor *loss_hooks_run(loss_hook *list, tensor *image_feat, tensor *text_feat, const nn_ctx *ctx);
+void loss_hooks_free(loss_hook *list);

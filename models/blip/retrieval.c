@@ -273,6 +273,8 @@ retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *id
     retrieval_losses out;
     out.ita = m->cfg.momentum ? itc_momentum(m, &f, images, ids, mask, image_ids, opt->alpha, ctx)
                               : itc_in_batch(m, &f, image_ids);
+    out.itc_extra = loss_hooks_run(m->itc_extra, f.image_feat, f.text_feat, ctx);
+    if (out.itc_extra) out.ita = nn_consume(out.ita, tensor_add(out.ita, out.itc_extra));
     out.itm = itm_loss(m, &f, ids, mask, image_ids, opt, ctx);
     tensor_free(f.image_embeds);
     tensor_free(f.text_cls);

@@ -14,8 +14,9 @@ typedef struct {
 } retrieval_options;
 
 typedef struct {
-    tensor *ita; // () (i2t + t2i) / 2
-    tensor *itm; // () cross-entropy over [B positives, B text negatives, B image negatives]
+    tensor *ita;       // () (i2t + t2i) / 2, plus itc_extra
+    tensor *itc_extra; // () the model's extra ITC terms (m->itc_extra: MCAM), or NULL if none
+    tensor *itm;       // () cross-entropy over [B positives, B text negatives, B image negatives]
     tensor *image_feat, *text_feat; // (B, E) the normalised ITC features (extra losses read them)
 } retrieval_losses;
 

@@ -120,11 +120,13 @@ tensor *blip_vqa_rank(const blip_model *m, tensor *images, tensor *q_ids, tensor
                      .causal = true};
     tensor *h = bert_forward(&m->decoder, &in, &eval);
     tensor *logits = bert_lm_logits(&m->decoder, h);
-    tensor *probs = tensor_softmax(tensor_select(logits, 1, 0), 1); // (B, V)
-    tensor *first = tensor_contiguous(tensor_select(a_ids, 1, 1));  // (A)
-    tensor *first_probs = tensor_index_select(probs, 1, first);     // (B, A)
+    tensor *step0 = tensor_select(logits, 1, 0);
+    tensor *probs = tensor_softmax(step0, 1); // (B, V)
+    tensor *second = tensor_select(a_ids, 1, 1);
+    tensor *first = tensor_contiguous(second);                  // (A) the first answer tokens
+    tensor *first_probs = tensor_index_select(probs, 1, first); // (B, A)
     tensor *top;
-    tensor_topk(first_probs, k, true, &top); // (B, k)
+    tensor *top_probs = tensor_topk(first_probs, k, true, &top); // (B, k)
     // Each question against its k candidates, scored by minus the summed smoothed loss.
     tensor *flat_top = tensor_reshape(top, SHAPE(b * k));
     tensor *cand_ids = tensor_index_select(a_ids, 0, flat_top);
@@ -134,13 +136,15 @@ tensor *blip_vqa_rank(const blip_model *m, tensor *images, tensor *q_ids, tensor
     tensor *rep_states = repeat_rows(states, counts, b), *rep_mask = repeat_rows(q_mask, counts, b);
     free(counts);
     tensor *loss = decoder_loss(m, cand_ids, cand_mask, rep_states, rep_mask, 0, true, &eval);
-    tensor *scores = tensor_neg(tensor_reshape(loss, SHAPE(b, k)));
+    tensor *per_question = tensor_reshape(loss, SHAPE(b, k));
+    tensor *scores = tensor_neg(per_question);
     tensor *best = tensor_argmax(scores, 1, true); // (B, 1) position among the k
     tensor *chosen = tensor_gather(top, 1, best);  // (B, 1) answer index
     tensor *out = tensor_keep(tensor_reshape(chosen, SHAPE(b)));
-    tensor *temps[] = {states,      start, h,        logits,   probs,     first,
-                       first_probs, top,   flat_top, cand_ids, cand_mask, rep_states,
-                       rep_mask,    loss,  scores,   best,     chosen};
+    tensor *temps[] = {states,   start,     h,           logits,    step0, probs,
+                       second,   first,     first_probs, top_probs, top,   flat_top,
+                       cand_ids, cand_mask, rep_states,  rep_mask,  loss,  per_question,
+                       scores,   best,      chosen};
     for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) tensor_free(temps[i]);
     grad_mode_set(grad);
     return out;
