@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "io/buffer.h"
+#include "io/text.h"
 #include "models/blip/tasks.h"
 #include "tools/cli.h"
 #include "tools/infer_util.h"
@@ -32,20 +33,24 @@ typedef struct {
     int n;
 } answer_list;
 
-// One answer per line (\n or \r\n); blank lines are skipped.
+// One answer per line (\n or \r\n) of UTF-8 text; blank lines are skipped.
 static int read_answers(const infer_session *s, const char *path, answer_list *out) {
-    size_t len;
+    size_t len, cap = 0;
     *out = (answer_list){0};
     if (buffer_read_file(path, &out->text, &len) != PETAL_OK)
         return infer_fail(s, "--answers: %s", petal_error_message());
     if (memchr(out->text, '\0', len))
         return infer_fail(s, "--answers: %s holds a NUL byte; expected one answer per line", path);
-    size_t cap = 0;
-    for (char *line = out->text, *next; line; line = next) {
+    char *next = out->text;
+    for (int line_no = 1; next; line_no++) {
+        char *line = next;
         next = strchr(line, '\n');
         if (next) *next++ = '\0';
         size_t n = strlen(line);
         if (n > 0 && line[n - 1] == '\r') line[--n] = '\0';
+        if (text_utf8_prefix(line, n) != n)
+            return infer_fail(s, "--answers: %s:%d: expected UTF-8 text, found byte 0x%02x", path,
+                              line_no, (unsigned char)line[text_utf8_prefix(line, n)]);
         if (n == 0) continue;
         out->lines = buffer_grow(out->lines, &cap, (size_t)out->n + 1, sizeof *out->lines);
         out->lines[out->n++] = line;
@@ -74,6 +79,7 @@ static int print_ranked(const infer_session *s, tensor *q_ids, tensor *q_mask, c
         int64_t k = answers.n < VQA_K_TEST ? answers.n : VQA_K_TEST;
         tensor *best = blip_vqa_rank(s->ckpt.model, s->image, q_ids, q_mask, a_ids, a_mask, k);
         printf("%s\n", answers.lines[tensor_data_i64(best)[0]]);
+        tensor_free(best); // blip_vqa_rank hands it to the caller, out of any scope
     }
     answer_list_free(&answers);
     return rc;

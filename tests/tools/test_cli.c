@@ -118,6 +118,13 @@ static void assert_prints(const char *const *args, const char *want) {
     free(out);
 }
 
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
 // ITM and ITC scores of every text of expected.json from the checkpoint at ckpt.
 static void check_itm_scores(const char *ckpt) {
     json_value *root = expected();
@@ -154,29 +161,37 @@ START_TEST(test_itm_from_retrieval) {
 }
 END_TEST
 
+// The options of a caption case of expected.json, as petal caption takes them.
+static void caption_options(const json_value *c, char buf[3][16]) {
+    snprintf(buf[0], 16, "%.0f", number_at(c, "num_beams"));
+    snprintf(buf[1], 16, "%.0f", number_at(c, "max_length"));
+    snprintf(buf[2], 16, "%.0f", number_at(c, "min_length"));
+}
+
 START_TEST(test_caption) {
     const char *ckpt = convert("caption");
     json_value *root = expected();
     const json_value *cases;
     ck_assert_int_eq(json_get_array(root, "caption", &cases), PETAL_OK);
-    ck_assert_uint_eq(json_len(cases), 2);
+    ck_assert_uint_eq(json_len(cases), 3);
     // The first case is BLIP's defaults (beam 3, max 20, min 5, 'a picture of '): no options.
     const json_value *c = json_at(cases, 0);
-    ck_assert_double_eq(number_at(c, "num_beams"), 3);
-    ck_assert_double_eq(number_at(c, "max_length"), 20);
-    ck_assert_double_eq(number_at(c, "min_length"), 5);
+    char opt[3][16];
+    caption_options(c, opt);
+    ck_assert_str_eq(opt[0], "3");
+    ck_assert_str_eq(opt[1], "20");
+    ck_assert_str_eq(opt[2], "5");
     ck_assert_str_eq(string_at(c, "prompt"), "a picture of ");
     assert_prints(ARGS("caption", "--ckpt", ckpt, "--image", CLI_DATA("image.png")),
                   string_at(c, "caption"));
-    c = json_at(cases, 1);
-    char beams[16], max_length[16], min_length[16];
-    snprintf(beams, sizeof beams, "%.0f", number_at(c, "num_beams"));
-    snprintf(max_length, sizeof max_length, "%.0f", number_at(c, "max_length"));
-    snprintf(min_length, sizeof min_length, "%.0f", number_at(c, "min_length"));
-    assert_prints(ARGS("caption", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--beams",
-                       beams, "--max-length", max_length, "--min-length", min_length, "--prompt",
-                       string_at(c, "prompt"), "--threads", "1"),
-                  string_at(c, "caption"));
+    for (size_t i = 1; i < json_len(cases); i++) {
+        c = json_at(cases, i);
+        caption_options(c, opt);
+        assert_prints(ARGS("caption", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--beams",
+                           opt[0], "--max-length", opt[1], "--min-length", opt[2], "--prompt",
+                           string_at(c, "prompt"), "--threads", "1"),
+                      string_at(c, "caption"));
+    }
     json_free(root);
 }
 END_TEST
@@ -193,6 +208,20 @@ START_TEST(test_vqa) {
     assert_prints(ARGS("vqa", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--question",
                        question, "--answers", CLI_DATA("answers.txt")),
                   string_at(vqa, "rank"));
+    // The same list with \r\n line ends, blank lines and no final line end.
+    char *list;
+    size_t len;
+    ck_assert_int_eq(buffer_read_file(CLI_DATA("answers.txt"), &list, &len), PETAL_OK);
+    strbuf crlf = {0};
+    strbuf_append(&crlf, "\r\n\n", 3);
+    for (char *line = strtok(list, "\n"); line; line = strtok(NULL, "\n"))
+        strbuf_printf(&crlf, "%s%s", crlf.len > 3 ? "\r\n\r\n" : "", line);
+    write_file(test_dir_path("crlf.txt"), crlf.data, crlf.len);
+    assert_prints(ARGS("vqa", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--question",
+                       question, "--answers", test_dir_path("crlf.txt")),
+                  string_at(vqa, "rank"));
+    strbuf_free(&crlf);
+    free(list);
     json_free(root);
 }
 END_TEST
@@ -208,13 +237,6 @@ static void assert_refused(const char *const *args, const char *const *names) {
     for (; *names; names++)
         ck_assert_msg(strstr(r.err, *names), "the message does not name '%s': %s", *names, r.err);
     run_result_free(&r);
-}
-
-static void write_file(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-    fclose(f);
 }
 
 START_TEST(test_missing_and_corrupt_files) {
@@ -286,6 +308,10 @@ START_TEST(test_bad_options) {
     assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
                         test_dir_path("blank.txt")),
                    NAMES("--answers", "blank.txt"));
+    write_file(test_dir_path("latin1.txt"), "red\nbl\xe9\n", 8);
+    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
+                        test_dir_path("latin1.txt")),
+                   NAMES("--answers", "latin1.txt:2", "UTF-8"));
     assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
                         test_dir_path("none.txt")),
                    NAMES("--answers", "none.txt"));
