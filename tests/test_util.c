@@ -81,6 +81,31 @@ bool aborts_with(void (*fn)(void), const char *expect) {
     return aborted && matched;
 }
 
+static char test_dir[64];
+static char *test_paths[256];
+static int n_test_paths;
+
+void test_dir_make(void) {
+    strcpy(test_dir, "/tmp/petal-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(test_dir));
+}
+
+void test_dir_remove(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", test_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    for (int i = 0; i < n_test_paths; i++) free(test_paths[i]);
+    n_test_paths = 0;
+}
+
+const char *test_dir_path(const char *name) {
+    ck_assert_int_lt(n_test_paths, 256);
+    size_t n = strlen(test_dir) + strlen(name) + 2;
+    char *p = test_paths[n_test_paths++] = malloc(n);
+    snprintf(p, n, "%s/%s", test_dir, name);
+    return p;
+}
+
 TCase *tcase_with_timeout(const char *name, double seconds) {
     TCase *tc = tcase_create(name);
     tcase_set_timeout(tc, seconds);

@@ -18,6 +18,12 @@ bool tensors_close(const char *what, const tensor *got, const tensor *want, doub
 // (stderr is captured). Prints what it saw on failure.
 bool aborts_with(void (*fn)(void), const char *expect);
 
+// A fresh directory under /tmp for each test: tcase_add_checked_fixture(tc, test_dir_make,
+// test_dir_remove). test_dir_path names a file in it (valid until test_dir_remove; 256 a test).
+void test_dir_make(void);
+void test_dir_remove(void);
+const char *test_dir_path(const char *name);
+
 // A CK_FORK-safe test case with a timeout suited to model-sized work.
 TCase *tcase_with_timeout(const char *name, double seconds);
 

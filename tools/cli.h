@@ -12,9 +12,18 @@ int cmd_bench(int argc, char **argv);
 int cmd_params(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_itm(int argc, char **argv);
+int cmd_caption(int argc, char **argv);
+int cmd_vqa(int argc, char **argv);
 
 // Option parsing shared by subcommands: "--name value" pairs.
 const char *cli_option(int argc, char **argv, const char *name, const char *fallback);
+// Exits with status 2 when the value is not an integer.
 long cli_option_long(int argc, char **argv, const char *name, long fallback);
-// Aborts with a usage message when argv has an option not in `known` (NULL-terminated).
+// The integer value of option `name` (fallback when absent) into *out: 0, or 2 after printing one
+// line naming the option and the range when the value is not an integer in [lo, hi].
+int cli_option_range(int argc, char **argv, const char *name, long fallback, long lo, long hi,
+                     long *out);
+// Returns 2 after printing one line (with the usage) when argv has an option not in `known`
+// (NULL-terminated) or an option without its value; 0 otherwise.
 int cli_check_options(int argc, char **argv, const char *const *known, const char *usage);

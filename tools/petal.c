@@ -1,4 +1,6 @@
 // petal: command-line entry point. `petal help` lists the subcommands.
+#include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,9 @@ static const cli_command commands[] = {
     {"params", "count the parameters a PETL method trains on a BLIP model", cmd_params},
     {"convert", "a .pth or .safetensors state dict -> a petal HDF5 checkpoint", cmd_convert},
     {"inspect", "the tensors of a .h5, .pth or .safetensors file", cmd_inspect},
+    {"itm", "image-text matching and ITC scores of an image and a text", cmd_itm},
+    {"caption", "a caption for an image (beam search)", cmd_caption},
+    {"vqa", "the answer to a question about an image (generated or ranked)", cmd_vqa},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -21,15 +26,29 @@ const char *cli_option(int argc, char **argv, const char *name, const char *fall
     return fallback;
 }
 
-long cli_option_long(int argc, char **argv, const char *name, long fallback) {
+int cli_option_range(int argc, char **argv, const char *name, long fallback, long lo, long hi,
+                     long *out) {
     const char *v = cli_option(argc, argv, name, NULL);
-    if (!v) return fallback;
+    *out = fallback;
+    if (!v) return 0;
     char *end;
+    errno = 0;
     long x = strtol(v, &end, 10);
-    if (*end != '\0') {
-        fprintf(stderr, "petal: option %s expects an integer, got '%s'\n", name, v);
-        exit(2);
+    if (*v && *end == '\0' && errno == 0 && x >= lo && x <= hi) {
+        *out = x;
+        return 0;
     }
+    if (lo == LONG_MIN && hi == LONG_MAX)
+        fprintf(stderr, "petal %s: option %s expects an integer, got '%s'\n", argv[0], name, v);
+    else
+        fprintf(stderr, "petal %s: option %s expects an integer from %ld to %ld, got '%s'\n",
+                argv[0], name, lo, hi, v);
+    return 2;
+}
+
+long cli_option_long(int argc, char **argv, const char *name, long fallback) {
+    long x;
+    if (cli_option_range(argc, argv, name, fallback, LONG_MIN, LONG_MAX, &x)) exit(2);
     return x;
 }
 
@@ -38,7 +57,7 @@ int cli_check_options(int argc, char **argv, const char *const *known, const cha
         bool ok = false;
         for (const char *const *k = known; *k && !ok; k++) ok = strcmp(argv[i], *k) == 0;
         if (!ok || i + 1 >= argc) {
-            fprintf(stderr, "petal %s: %s '%s'\nusage: %s\n", argv[0],
+            fprintf(stderr, "petal %s: %s '%s' (usage: %s)\n", argv[0],
                     ok ? "missing value for" : "unknown option", argv[i], usage);
             return 2;
         }

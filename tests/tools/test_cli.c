@@ -1,0 +1,334 @@
+// petal itm, caption and vqa end to end: each test converts a tiny Salesforce-format .pth
+// (tests/data/cli, written by tools/make_cli_fixtures.py) with `petal convert`, runs the command
+// as its own process and compares what it prints with what the Salesforce BLIP code answered on
+// the same image and text (expected.json): scores within 1e-4, captions and answers exactly.
+// Mistakes a user can make exit with status 2 and one line on stderr naming the file or option.
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "io/buffer.h"
+#include "io/json.h"
+#include "tests/test_util.h"
+
+#define CLI_DATA(name) PETAL_TEST_DATA "/cli/" name
+#define SCORE_TOL      1e-4
+// NULL-terminated lists of arguments and of what a message must name.
+#define ARGS(...)  ((const char *[]){__VA_ARGS__, NULL})
+#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+typedef struct {
+    int status; // the exit status, or -1 when the program did not exit normally
+    char *out, *err;
+} run_result;
+
+static void run_result_free(run_result *r) {
+    free(r->out);
+    free(r->err);
+}
+
+static char *slurp(const char *path) {
+    char *data;
+    size_t len;
+    ck_assert_msg(buffer_read_file(path, &data, &len) == PETAL_OK, "%s", petal_error_message());
+    return data;
+}
+
+// Runs the petal binary with args (NULL-terminated, the subcommand first).
+static run_result run_petal(const char *const *args) {
+    const char *argv[32] = {PETAL_BIN};
+    int n = 1;
+    for (; args[n - 1]; n++) {
+        ck_assert_int_lt(n, 31);
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    const char *out = test_dir_path("stdout"), *err = test_dir_path("stderr");
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
+        execv(PETAL_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return (run_result){WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+// Runs and expects success; returns stdout (malloc'd).
+static char *run_ok(const char *const *args) {
+    run_result r = run_petal(args);
+    ck_assert_msg(r.status == 0, "petal %s exited with %d: %s", args[0], r.status, r.err);
+    free(r.err);
+    return r.out;
+}
+
+// tests/data/cli/<source>.pth -> <dir>/<name>.h5 converted as `task`, with the fixture's
+// vocabulary unless told otherwise.
+static const char *convert_as(const char *source, const char *task, const char *name, bool vocab) {
+    char src[512], dst[64];
+    snprintf(src, sizeof src, "%s/cli/%s.pth", PETAL_TEST_DATA, source);
+    snprintf(dst, sizeof dst, "%s.h5", name);
+    const char *path = test_dir_path(dst);
+    const char *vocab_option = vocab ? "--vocab" : NULL; // NULL ends the list there
+    free(run_ok(ARGS("convert", src, path, "--task", task, "--heads", "2", vocab_option,
+                     CLI_DATA("vocab.txt"))));
+    return path;
+}
+
+static const char *convert(const char *task) {
+    return convert_as(task, task, task, true);
+}
+
+static json_value *expected(void) {
+    json_value *root;
+    ck_assert_msg(json_parse_file(CLI_DATA("expected.json"), &root) == PETAL_OK, "%s",
+                  petal_error_message());
+    return root;
+}
+
+static const char *string_at(const json_value *obj, const char *key) {
+    const char *s;
+    ck_assert_msg(json_get_string(obj, key, &s, NULL) == PETAL_OK, "%s", petal_error_message());
+    return s;
+}
+
+static double number_at(const json_value *obj, const char *key) {
+    double v;
+    ck_assert_msg(json_get_number(obj, key, &v) == PETAL_OK, "%s", petal_error_message());
+    return v;
+}
+
+// stdout is exactly `want` and a newline.
+static void assert_prints(const char *const *args, const char *want) {
+    char *out = run_ok(args);
+    char line[512];
+    snprintf(line, sizeof line, "%s\n", want);
+    ck_assert_msg(strcmp(out, line) == 0, "petal %s printed '%s', the Salesforce code '%s'",
+                  args[0], out, want);
+    free(out);
+}
+
+static void write_file(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+// ITM and ITC scores of every text of expected.json from the checkpoint at ckpt.
+static void check_itm_scores(const char *ckpt) {
+    json_value *root = expected();
+    const json_value *cases;
+    ck_assert_int_eq(json_get_array(root, "itm", &cases), PETAL_OK);
+    ck_assert_uint_ge(json_len(cases), 3);
+    for (size_t i = 0; i < json_len(cases); i++) {
+        const json_value *c = json_at(cases, i);
+        const char *text = string_at(c, "text");
+        char *out =
+            run_ok(ARGS("itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--text", text));
+        double itm, itc;
+        int end = 0;
+        ck_assert_msg(sscanf(out, "itm_score=%lf itc_score=%lf%n", &itm, &itc, &end) == 2 &&
+                          strcmp(out + end, "\n") == 0,
+                      "expected one line 'itm_score=P itc_score=C', got '%s'", out);
+        ck_assert_msg(fabs(itm - number_at(c, "itm_score")) <= SCORE_TOL &&
+                          fabs(itc - number_at(c, "itc_score")) <= SCORE_TOL,
+                      "'%s': itm %.6f itc %.6f, the Salesforce code %.6f %.6f", text, itm, itc,
+                      number_at(c, "itm_score"), number_at(c, "itc_score"));
+        free(out);
+    }
+    json_free(root);
+}
+
+START_TEST(test_itm) {
+    check_itm_scores(convert("itm"));
+}
+END_TEST
+
+// A retrieval checkpoint is loaded as ITM: the same scores.
+START_TEST(test_itm_from_retrieval) {
+    check_itm_scores(convert_as("itm", "retrieval", "retrieval", true));
+}
+END_TEST
+
+// The options of a caption case of expected.json, as petal caption takes them.
+static void caption_options(const json_value *c, char buf[3][16]) {
+    snprintf(buf[0], 16, "%.0f", number_at(c, "num_beams"));
+    snprintf(buf[1], 16, "%.0f", number_at(c, "max_length"));
+    snprintf(buf[2], 16, "%.0f", number_at(c, "min_length"));
+}
+
+START_TEST(test_caption) {
+    const char *ckpt = convert("caption");
+    json_value *root = expected();
+    const json_value *cases;
+    ck_assert_int_eq(json_get_array(root, "caption", &cases), PETAL_OK);
+    ck_assert_uint_eq(json_len(cases), 3);
+    // The first case is BLIP's defaults (beam 3, max 20, min 5, 'a picture of '): no options.
+    const json_value *c = json_at(cases, 0);
+    char opt[3][16];
+    caption_options(c, opt);
+    ck_assert_str_eq(opt[0], "3");
+    ck_assert_str_eq(opt[1], "20");
+    ck_assert_str_eq(opt[2], "5");
+    ck_assert_str_eq(string_at(c, "prompt"), "a picture of ");
+    assert_prints(ARGS("caption", "--ckpt", ckpt, "--image", CLI_DATA("image.png")),
+                  string_at(c, "caption"));
+    for (size_t i = 1; i < json_len(cases); i++) {
+        c = json_at(cases, i);
+        caption_options(c, opt);
+        assert_prints(ARGS("caption", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--beams",
+                           opt[0], "--max-length", opt[1], "--min-length", opt[2], "--prompt",
+                           string_at(c, "prompt"), "--threads", "1"),
+                      string_at(c, "caption"));
+    }
+    json_free(root);
+}
+END_TEST
+
+START_TEST(test_vqa) {
+    const char *ckpt = convert("vqa");
+    json_value *root = expected();
+    const json_value *vqa;
+    ck_assert_int_eq(json_get_object(root, "vqa", &vqa), PETAL_OK);
+    const char *question = string_at(vqa, "question");
+    assert_prints(
+        ARGS("vqa", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--question", question),
+        string_at(vqa, "generate"));
+    assert_prints(ARGS("vqa", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--question",
+                       question, "--answers", CLI_DATA("answers.txt")),
+                  string_at(vqa, "rank"));
+    // The same list with \r\n line ends, blank lines and no final line end.
+    char *list;
+    size_t len;
+    ck_assert_int_eq(buffer_read_file(CLI_DATA("answers.txt"), &list, &len), PETAL_OK);
+    strbuf crlf = {0};
+    strbuf_append(&crlf, "\r\n\n", 3);
+    for (char *line = strtok(list, "\n"); line; line = strtok(NULL, "\n"))
+        strbuf_printf(&crlf, "%s%s", crlf.len > 3 ? "\r\n\r\n" : "", line);
+    write_file(test_dir_path("crlf.txt"), crlf.data, crlf.len);
+    assert_prints(ARGS("vqa", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--question",
+                       question, "--answers", test_dir_path("crlf.txt")),
+                  string_at(vqa, "rank"));
+    strbuf_free(&crlf);
+    free(list);
+    json_free(root);
+}
+END_TEST
+
+// Exit status 2, nothing on stdout, one line on stderr that contains each of `names`.
+static void assert_refused(const char *const *args, const char *const *names) {
+    run_result r = run_petal(args);
+    const char *nl = strchr(r.err, '\n');
+    ck_assert_msg(r.status == 2 && r.out[0] == '\0' && nl && nl[1] == '\0',
+                  "petal %s: expected exit 2 and one line on stderr, got %d, stdout '%s', "
+                  "stderr '%s'",
+                  args[0], r.status, r.out, r.err);
+    for (; *names; names++)
+        ck_assert_msg(strstr(r.err, *names), "the message does not name '%s': %s", *names, r.err);
+    run_result_free(&r);
+}
+
+START_TEST(test_missing_and_corrupt_files) {
+    const char *itm = convert("itm"), *image = CLI_DATA("image.png");
+    const char *nope = test_dir_path("nope.png");
+    assert_refused(ARGS("itm", "--ckpt", itm, "--image", nope, "--text", "a"),
+                   NAMES("--image", nope));
+    assert_refused(ARGS("itm", "--ckpt", test_dir_path("nope.h5"), "--image", image, "--text", "a"),
+                   NAMES("--ckpt", "nope.h5"));
+    // Half a checkpoint, half a PNG, a text file as the image.
+    char *h5, *png;
+    size_t h5_len, png_len;
+    ck_assert_int_eq(buffer_read_file(itm, &h5, &h5_len), PETAL_OK);
+    ck_assert_int_eq(buffer_read_file(image, &png, &png_len), PETAL_OK);
+    write_file(test_dir_path("half.h5"), h5, h5_len / 2);
+    write_file(test_dir_path("half.png"), png, png_len / 2);
+    assert_refused(ARGS("itm", "--ckpt", test_dir_path("half.h5"), "--image", image, "--text", "a"),
+                   NAMES("--ckpt", "half.h5"));
+    assert_refused(ARGS("itm", "--ckpt", itm, "--image", test_dir_path("half.png"), "--text", "a"),
+                   NAMES("--image", "half.png"));
+    assert_refused(ARGS("itm", "--ckpt", itm, "--image", CLI_DATA("vocab.txt"), "--text", "a"),
+                   NAMES("--image", "vocab.txt"));
+    free(h5);
+    free(png);
+    // The .pth itself, and a checkpoint converted without a vocabulary.
+    assert_refused(ARGS("itm", "--ckpt", CLI_DATA("itm.pth"), "--image", image, "--text", "a"),
+                   NAMES("itm.pth", "petal convert"));
+    const char *bare = convert_as("itm", "itm", "bare", false);
+    assert_refused(ARGS("itm", "--ckpt", bare, "--image", image, "--text", "a"),
+                   NAMES("bare.h5", "--vocab"));
+}
+END_TEST
+
+START_TEST(test_wrong_task) {
+    const char *itm = convert("itm"), *caption = convert("caption"), *vqa = convert("vqa");
+    const char *image = CLI_DATA("image.png");
+    assert_refused(ARGS("itm", "--ckpt", caption, "--image", image, "--text", "a"),
+                   NAMES("caption.h5", "for caption", "retrieval, itm or pretrain"));
+    assert_refused(ARGS("caption", "--ckpt", vqa, "--image", image),
+                   NAMES("vqa.h5", "for vqa", "caption or pretrain"));
+    assert_refused(ARGS("vqa", "--ckpt", itm, "--image", image, "--question", "q"),
+                   NAMES("itm.h5", "for itm"));
+    // A text on a caption checkpoint: petal caption takes no --text.
+    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--text", "a"),
+                   NAMES("unknown option '--text'"));
+}
+END_TEST
+
+START_TEST(test_bad_options) {
+    const char *caption = convert("caption"), *vqa = convert("vqa");
+    const char *image = CLI_DATA("image.png");
+    assert_refused(ARGS("itm", "--ckpt", caption, "--image", image), NAMES("missing --text"));
+    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question"),
+                   NAMES("missing value for '--question'"));
+    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--beams", "0"),
+                   NAMES("--beams", "'0'"));
+    // Longer than the tiny decoder's 64 positions; fewer than the 4 prompt tokens.
+    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--max-length", "65"),
+                   NAMES("--max-length", "64"));
+    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--max-length", "4"),
+                   NAMES("--max-length"));
+    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--min-length", "x"),
+                   NAMES("--min-length", "'x'"));
+    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--threads", "-1"),
+                   NAMES("--threads"));
+    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--prompt", "\xff"),
+                   NAMES("--prompt", "UTF-8"));
+    write_file(test_dir_path("blank.txt"), "\n\r\n", 3);
+    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
+                        test_dir_path("blank.txt")),
+                   NAMES("--answers", "blank.txt"));
+    write_file(test_dir_path("latin1.txt"), "red\nbl\xe9\n", 8);
+    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
+                        test_dir_path("latin1.txt")),
+                   NAMES("--answers", "latin1.txt:2", "UTF-8"));
+    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
+                        test_dir_path("none.txt")),
+                   NAMES("--answers", "none.txt"));
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_with_timeout("cli", 300);
+    tcase_add_checked_fixture(tc, test_dir_make, test_dir_remove);
+    tcase_add_test(tc, test_itm);
+    tcase_add_test(tc, test_itm_from_retrieval);
+    tcase_add_test(tc, test_caption);
+    tcase_add_test(tc, test_vqa);
+    tcase_add_test(tc, test_missing_and_corrupt_files);
+    tcase_add_test(tc, test_wrong_task);
+    tcase_add_test(tc, test_bad_options);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

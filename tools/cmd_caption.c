@@ -1,0 +1,83 @@
+// petal caption: BLIP_Decoder.generate (blip.py) with sample=False: beam search from the prompt
+// ([DEC] then the prompt's tokens, without [SEP]), the image embeddings replicated once per beam,
+// repetition penalty 1.0; the decoded caption is printed without the prompt's characters, as
+// blip.py cuts caption[len(prompt):].
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "models/blip/tasks.h"
+#include "ops/ops.h"
+#include "tools/cli.h"
+#include "tools/infer_util.h"
+
+#define MAX_BEAMS 32 // each beam holds its own copy of the image embeddings
+
+static const char *const options[] = {"--ckpt",       "--image",  "--beams",   "--max-length",
+                                      "--min-length", "--prompt", "--threads", NULL};
+static const char *const required[] = {"--ckpt", "--image", NULL};
+static const char *const file_tasks[] = {"caption", "pretrain", NULL};
+static const infer_command caption_command = {
+    .name = "caption",
+    .task = "caption",
+    .file_tasks = file_tasks,
+    .options = options,
+    .required = required,
+    .usage = "petal caption --ckpt FILE --image IMAGE [--beams 3] [--max-length 20] "
+             "[--min-length 5] [--prompt 'a picture of '] [--threads N]"};
+
+// The prompt as blip.py feeds it: tokenized, [CLS] -> [DEC], the final [SEP] dropped. (1, P)
+static int encode_prompt(const infer_session *s, const char *prompt, tensor **out) {
+    tokenizer_options opt = {.padding = TOKENIZER_PAD_LONGEST, .first = TOKENIZER_FIRST_BOS};
+    tensor *ids, *mask;
+    int rc =
+        infer_encode(s, "--prompt", &prompt, 1, &opt, &s->ckpt.model->cfg.decoder, &ids, &mask);
+    if (!rc) *out = tensor_contiguous(tensor_slice(ids, 1, 0, ids->shape[1] - 1, 1));
+    return rc;
+}
+
+// Lengths count the prompt's tokens, as transformers' generate does.
+static int parse_search(const infer_session *s, int64_t prompt_len, generate_options *out) {
+    long beams, max_length, min_length;
+    int64_t positions = s->ckpt.model->cfg.decoder.max_positions;
+    if (infer_option_int(s, "--beams", 3, 1, MAX_BEAMS, &beams) ||
+        infer_option_int(s, "--max-length", 20, prompt_len + 1, positions, &max_length) ||
+        infer_option_int(s, "--min-length", 5, 0, max_length, &min_length))
+        return 2;
+    *out = infer_generate_options(s, beams, max_length, min_length);
+    return 0;
+}
+
+// Drops the first n code points of text (valid UTF-8, from the tokenizer).
+static const char *skip_chars(const char *text, size_t n) {
+    for (; *text && n > 0; n--) {
+        text++;
+        while ((*text & 0xC0) == 0x80) text++;
+    }
+    return text;
+}
+
+static size_t count_chars(const char *text) {
+    size_t n = 0;
+    for (; *text; text++) n += (*text & 0xC0) != 0x80;
+    return n;
+}
+
+int cmd_caption(int argc, char **argv) {
+    infer_session s;
+    int rc = infer_open(&caption_command, argc, argv, &s);
+    if (rc) return rc;
+    const char *prompt = infer_option(&s, "--prompt", "a picture of ");
+    tensor *prompt_ids = NULL;
+    generate_options opt;
+    rc = encode_prompt(&s, prompt, &prompt_ids);
+    if (!rc) rc = parse_search(&s, prompt_ids->shape[1], &opt);
+    if (!rc) {
+        generate_result r = blip_caption_generate(s.ckpt.model, s.image, prompt_ids, &opt);
+        char *caption = infer_decode(&s, &r, 0);
+        printf("%s\n", skip_chars(caption, count_chars(prompt)));
+        free(caption);
+        generate_result_free(&r);
+    }
+    infer_close(&s);
+    return rc;
+}
