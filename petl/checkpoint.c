@@ -4,6 +4,7 @@
 // PETL options, so a reader can see what to attach before loading.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "io/buffer.h"
 #include "io/checkpoint.h"
@@ -77,6 +78,15 @@ petal_status petl_load(petl_handle *h, const char *path, bool force_base) {
                         "%s: expected a PETL checkpoint (kind \"petl\"), found kind \"%s\"; load "
                         "a full checkpoint with blip_load",
                         path, checkpoint_kind_name(info.kind));
+    // The options decide what the frozen random factors are (seeds, ranks), which the file does
+    // not carry: loading under other options would be a silent wrong answer.
+    char *mine = config_json(h);
+    if (!s && strcmp(mine, info.config) != 0)
+        s = petal_error(PETAL_ERR_ARG,
+                        "%s: trained with other options than the ones attached; the file has\n%s"
+                        "attached:\n%s",
+                        path, info.config, mine);
+    free(mine);
     checkpoint_load_options o = {.force_base = force_base};
     if (!s) s = checkpoint_load_from(path, &file, &info, h->m->registry, &o, NULL);
     if (!s) petl_copy_momentum_twins(h);

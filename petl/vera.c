@@ -7,8 +7,8 @@
 // them and learns two vectors:
 //     out += lambda_b * B[:out] (lambda_d * A[:, :in] dropout(x))
 // "<linear>.vera_lambda_d" (r) starts at d_init (0.1), "<linear>.vera_lambda_b" (out) at 0, so the
-// model is unchanged at step 0. A and B are registered once, frozen ("vera_A", "vera_B"), so a
-// PETL checkpoint carries them as peft's save_projection does.
+// model is unchanged at step 0. A and B are registered once as frozen state ("vera_A", "vera_B");
+// a PETL checkpoint records the seed instead of carrying them (peft's save_projection=False).
 #include <stdlib.h>
 #include <string.h>
 
