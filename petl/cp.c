@@ -169,12 +169,6 @@ static tensor *cp_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor *
     return z;
 }
 
-static tensor *cp_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
-    tensor *v;
-    tensor *z = cp_lowrank(base, x, ctx, &v);
-    return merge_last(nn_consume(z, nn_consume(v, tensor_linear(z, v, NULL)))); // (..., n d)
-}
-
 static void cp_delta_free(nn_delta *d) {
     free(d);
 }
@@ -192,7 +186,7 @@ static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int
     cp_delta *d = calloc(1, sizeof *d);
     PETAL_CHECK(d != NULL, "cp: out of host memory");
     d->base = (nn_delta){.kind = "cp",
-                         .forward = cp_forward,
+                         .forward = petl_lowrank_forward,
                          .lowrank = cp_lowrank,
                          .free = cp_delta_free,
                          .linear = true};

@@ -64,6 +64,9 @@ tensor *petl_linear(tensor *x, tensor *w);
 tensor *petl_cached(petl_input_cache *c, tensor *x, tensor *w, petl_projection f);
 void petl_input_cache_clear(petl_input_cache *c);
 
+// The delta (..., out) of a low-rank delta, made from its lowrank(): its forward() when the
+// fused path of nn_linear_forward is not taken (merging, a third delta on one Linear).
+tensor *petl_lowrank_forward(nn_delta *d, tensor *x, const nn_ctx *ctx);
 // A new tensor on t's node (an autograd-tracked alias): how a low-rank delta hands out a
 // parameter as its v, which the caller frees.
 tensor *petl_alias(tensor *t);

@@ -27,13 +27,6 @@ static tensor *lora_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor
     return nn_consume(h, tensor_unsqueeze(h, -2));
 }
 
-static tensor *lora_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
-    tensor *v;
-    tensor *z = lora_lowrank(base, x, ctx, &v);
-    tensor *o = nn_consume(z, nn_consume(v, tensor_linear(z, v, NULL)));
-    return nn_consume(o, tensor_squeeze(o, -2));
-}
-
 static void lora_free(nn_delta *d) {
     free(d);
 }
@@ -51,7 +44,7 @@ petal_status petl_lora_attach(petl_handle *h) {
         lora_delta *d = calloc(1, sizeof *d);
         PETAL_CHECK(d != NULL, "lora: out of host memory");
         d->base = (nn_delta){.kind = "lora",
-                             .forward = lora_forward,
+                             .forward = petl_lowrank_forward,
                              .lowrank = lora_lowrank,
                              .free = lora_free,
                              .linear = true};

@@ -245,6 +245,16 @@ void petl_random_pair(petl_handle *h, const char *a_name, const char *b_name, in
     tensor_normal_(*b, 0.0, 1.0 / sqrt((double)r), g);
 }
 
+tensor *petl_lowrank_forward(nn_delta *d, tensor *x, const nn_ctx *ctx) {
+    tensor *v;
+    tensor *z = d->lowrank(d, x, ctx, &v);                               // (..., m, R)
+    tensor *o = nn_consume(z, nn_consume(v, tensor_linear(z, v, NULL))); // (..., m, out / m)
+    int64_t shape[PETAL_MAX_DIMS];
+    for (int i = 0; i < o->ndim - 2; i++) shape[i] = o->shape[i];
+    shape[o->ndim - 2] = o->shape[o->ndim - 2] * o->shape[o->ndim - 1];
+    return nn_consume(o, tensor_reshape(o, o->ndim - 1, shape));
+}
+
 tensor *petl_alias(tensor *t) {
     return tensor_reshape(t, t->ndim, t->shape);
 }

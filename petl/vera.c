@@ -37,13 +37,6 @@ static tensor *vera_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor
     return nn_consume(z, tensor_unsqueeze(z, -2));
 }
 
-static tensor *vera_forward(nn_delta *base, tensor *x, const nn_ctx *ctx) {
-    tensor *v;
-    tensor *z = vera_lowrank(base, x, ctx, &v);
-    tensor *o = nn_consume(z, nn_consume(v, tensor_linear(z, v, NULL)));
-    return nn_consume(o, tensor_squeeze(o, -2));
-}
-
 static void vera_free(nn_delta *d) {
     free(d);
 }
@@ -91,7 +84,7 @@ petal_status petl_vera_attach(petl_handle *h) {
         vera_delta *d = calloc(1, sizeof *d);
         PETAL_CHECK(d != NULL, "vera: out of host memory");
         d->base = (nn_delta){.kind = "vera",
-                             .forward = vera_forward,
+                             .forward = petl_lowrank_forward,
                              .lowrank = vera_lowrank,
                              .free = vera_free,
                              .linear = true};

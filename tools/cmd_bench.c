@@ -17,37 +17,8 @@
 #include "petal.h"
 #include "tools/bench_blip.h"
 #include "tools/bench_block.h"
+#include "tools/bench_util.h"
 #include "tools/cli.h"
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-// Resident-set size now and its peak, in bytes, from /proc (the measure tools/bench_torch.py uses).
-static void rss_bytes(size_t *current, size_t *peak) {
-    *current = *peak = 0;
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return;
-    char line[256];
-    while (fgets(line, sizeof line, f)) {
-        unsigned long kb;
-        if (sscanf(line, "VmRSS: %lu kB", &kb) == 1) *current = (size_t)kb * 1024;
-        if (sscanf(line, "VmHWM: %lu kB", &kb) == 1) *peak = (size_t)kb * 1024;
-    }
-    fclose(f);
-}
 
 #define MAX_ITERS 1000
 
@@ -71,7 +42,7 @@ static int parse_common(int argc, char **argv, bench_common *b) {
 // The time once everything queued on the device has run.
 static double synced_ms(petal_device d) {
     backend_get(d)->synchronize();
-    return now_ms();
+    return bench_now_ms();
 }
 
 static tensor *kept_normal(petal_device d, int ndim, const int64_t *shape) {
@@ -116,7 +87,7 @@ static int bench_gemm(int argc, char **argv) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f,
                         tensor_data_f32(a), (int)k, tensor_data_f32(b), (int)n, 0.0f,
                         tensor_data_f32(c), (int)n);
-        double t3 = now_ms();
+        double t3 = bench_now_ms();
         tensor_reset_grad(a);
         tensor_reset_grad(b);
         if (it >= 0) {
@@ -128,7 +99,8 @@ static int bench_gemm(int argc, char **argv) {
         }
         scope_end(mark);
     }
-    double f = median(fwd, iters), bw = median(bwd, iters), r = median(raw, iters);
+    double f = bench_median(fwd, iters), bw = bench_median(bwd, iters),
+           r = bench_median(raw, iters);
     double gflop = 2.0 * (double)m * (double)n * (double)k * 1e-9;
     char dn[16];
     printf("{\"bench\": \"gemm\", \"device\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
@@ -174,7 +146,7 @@ static int bench_block(int argc, char **argv) {
     autograd_backward(bench_block_forward(wt, xt), ones_on(dev, SHAPE(1, 8, s.dim)), false);
     scope_end(mark);
     size_t rss0, hwm0, rss1, hwm1;
-    rss_bytes(&rss0, &hwm0);
+    bench_rss(&rss0, &hwm0);
     size_t base = memory_get_stats(dev).current, peak = 0;
     double fwd[MAX_ITERS], bwd[MAX_ITERS];
     tensor *seed = tensor_keep(ones_on(dev, SHAPE(s.batch, s.tokens, s.dim)));
@@ -191,7 +163,7 @@ static int bench_block(int argc, char **argv) {
         size_t p = memory_get_stats(dev).peak - base;
         if (p > peak) peak = p;
         if (it == -2) { // the first full-size step: what it added to the process's peak RSS
-            rss_bytes(&rss1, &hwm1);
+            bench_rss(&rss1, &hwm1);
             rss_delta = hwm1 > rss0 ? hwm1 - rss0 : 0;
         }
         tensor_reset_grad(x);
@@ -205,8 +177,8 @@ static int bench_block(int argc, char **argv) {
            "\"dim\": %lld, \"heads\": %lld, \"threads\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, "
            "\"peak_bytes\": %zu, \"rss_peak_delta_bytes\": %zu}\n",
            device_name(dev, dn), (long long)s.batch, (long long)s.tokens, (long long)s.dim,
-           (long long)s.heads, threads_get(), median(fwd, iters), median(bwd, iters), peak,
-           rss_delta);
+           (long long)s.heads, threads_get(), bench_median(fwd, iters), bench_median(bwd, iters),
+           peak, rss_delta);
     tensor_free(seed);
     tensor_free(x);
     tensor_free(xt);
