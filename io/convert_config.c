@@ -21,6 +21,19 @@ static petal_status json_int_or_zero(const json_value *obj, const char *key, int
     return st;
 }
 
+// petal's BERT and ViT run the exact GELU: a config asking for another activation cannot be
+// converted into a model that computes what it should.
+static petal_status check_activation(const char *path, const json_value *config) {
+    const json_value *act = config ? json_get(config, "hidden_act") : NULL;
+    const char *name;
+    if (!act || json_as_string(act, &name, NULL) != PETAL_OK || strcmp(name, "gelu") == 0)
+        return PETAL_OK;
+    return petal_error(PETAL_ERR_FORMAT,
+                       "%s: hidden_act \"%s\": petal's BERT and ViT use the exact GELU "
+                       "(\"gelu\"); this model cannot be converted",
+                       path, name);
+}
+
 petal_status convert_read_hints(const char *src, int heads, convert_hints *hints) {
     *hints = (convert_hints){heads, heads, 0};
     const char *slash = strrchr(src, '/');
@@ -29,13 +42,16 @@ petal_status convert_read_hints(const char *src, int heads, convert_hints *hints
                 "convert: out of host memory");
     json_value *config = NULL;
     petal_status st = access(path, R_OK) == 0 ? json_parse_file(path, &config) : PETAL_OK;
+    const json_value *vision = config ? json_get(config, "vision_config") : NULL,
+                     *text = config ? json_get(config, "text_config") : NULL;
+    if (st == PETAL_OK) st = check_activation(path, vision ? NULL : config);
+    if (st == PETAL_OK) st = check_activation(path, vision);
+    if (st == PETAL_OK) st = check_activation(path, text);
     free(path);
     if (st != PETAL_OK || !config || heads > 0) {
         json_free(config);
         return st;
     }
-    const json_value *vision = json_get(config, "vision_config"),
-                     *text = json_get(config, "text_config");
     if (vision || text) { // BlipConfig
         if (vision) st = json_int_or_zero(vision, "num_attention_heads", &hints->vision_heads);
         if (st == PETAL_OK && text)

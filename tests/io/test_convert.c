@@ -245,7 +245,22 @@ static void assert_fails(const char *src, const convert_options *opts, petal_sta
     convert_report_free(&rep);
 }
 
+// A BERT whose config.json asks for another activation than the exact GELU.
+static void refuses_other_activation(void) {
+    char src[256], cmd[1400];
+    snprintf(src, sizeof src, "%s/gelu_new", dir);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s && cp %s %s/ && sed 's/\"hidden_act\": \"gelu\"/\"hidden_act\": "
+             "\"gelu_new\"/' %s > %s/config.json",
+             src, IO_DATA("bert_tiny/model.safetensors"), src, IO_DATA("bert_tiny/config.json"),
+             src);
+    ck_assert_int_eq(system(cmd), 0);
+    strcat(src, "/model.safetensors");
+    assert_fails(src, &(convert_options){0}, PETAL_ERR_FORMAT, "hidden_act \"gelu_new\"");
+}
+
 START_TEST(test_refuses) {
+    refuses_other_activation();
     assert_fails(IO_DATA("blip_hf_itr.safetensors"), &(convert_options){.task = "caption"},
                  PETAL_ERR_ARG, "the caption model needs text_decoder.* tensors");
     assert_fails(IO_DATA("blip_hf_itr.safetensors"), &(convert_options){.task = "detect"},
