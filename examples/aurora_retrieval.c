@@ -117,6 +117,11 @@ static batch make_batch(const blip_config *cfg, int n, bool all_concepts, bool s
     return b;
 }
 
+static void batch_free(batch *b) {
+    tensor *parts[] = {b->images, b->ids, b->mask, b->image_ids};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) tensor_free(parts[i]);
+}
+
 // Recall of the 32 concepts' images against their captions (image i <-> text i).
 static retrieval_recall evaluate(const blip_model *m, const batch *eval) {
     int mark = scope_begin();
@@ -130,6 +135,8 @@ static retrieval_recall evaluate(const blip_model *m, const batch *eval) {
     int64_t img2txt[CONCEPTS], per_image[CONCEPTS], txt2img[CONCEPTS];
     for (int i = 0; i < CONCEPTS; i++) img2txt[i] = txt2img[i] = i, per_image[i] = 1;
     retrieval_recall r = blip_retrieval_recall(i2t, t2i, img2txt, per_image, txt2img);
+    tensor_free(i2t);
+    tensor_free(t2i);
     grad_mode_set(grad);
     scope_end(mark);
     return r;
@@ -276,6 +283,8 @@ int main(int argc, char **argv) {
                   4;
     printf("mean recall gain: %.1f points\n", gain);
     bool learned = gain >= 20.0;
+    batch_free(&source);
+    batch_free(&target);
     blip_free(m);
     return learned && changed == 0 ? 0 : 1;
 }

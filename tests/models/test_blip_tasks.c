@@ -119,6 +119,7 @@ START_TEST(test_vqa) {
     tensor *cand_mask = mask_input(&f, "inputs/cand_mask");
     tensor *chosen = blip_vqa_rank(m, image, q_ids, q_mask, cand_ids, cand_mask, 3);
     ck_assert(fixture_check(&f, "outputs/rank", chosen, 0));
+    tensor_free(chosen);
     generate_options o = {.num_beams = 3,
                           .max_length = 10,
                           .min_length = 1,
