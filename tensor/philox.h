@@ -48,7 +48,11 @@ PETAL_HD static inline uint32_t philox_u32(uint64_t key, uint64_t offset, uint64
     return philox4x32_10(key, offset + i / 4).v[i % 4];
 }
 
-// Uniform in [0, 1) with 32 random bits, as a double (exact for every output).
+// A 32-bit output as a uniform in [0, 1), as a double (exact for every output).
+PETAL_HD static inline double philox_unit(uint32_t w) {
+    return (double)w * 2.3283064365386963e-10; // 2^-32
+}
+
 PETAL_HD static inline double philox_uniform(uint64_t key, uint64_t offset, uint64_t i) {
-    return (double)philox_u32(key, offset, i) * 2.3283064365386963e-10; // 2^-32
+    return philox_unit(philox_u32(key, offset, i));
 }

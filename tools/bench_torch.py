@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch twins of `petal bench gemm`, `block`, `vit` and `blip-itm`, printing the same JSON fields.
+"""PyTorch twins of petal's benches (gemm, block, block-petl, vit, blip-itm), same JSON fields.
 
 Run by hand next to petal on the same machine, with the same thread count or the same GPU:
     PETAL_NUM_THREADS=2 ./build/petal bench block
@@ -8,6 +8,8 @@ Run by hand next to petal on the same machine, with the same thread count or the
     python3 tools/bench_torch.py block --device cuda
     ./build/petal bench blip-itm
     tools/.venv/bin/python tools/bench_torch.py blip-itm --threads 2
+    ./build/petal bench block --petl aurora --variant code --rank 32
+    python3 tools/bench_torch.py block-petl --petl aurora --variant code --rank 32 --threads 2
 gemm and block need only torch (Debian's python3-torch is enough on the CPU); vit and blip-itm run
 transformers' BLIP (BlipForImageTextRetrieval at BLIP-base size, random weights, vision eps 1e-6 as
 BLIP has it), so they need transformers too (tools/.venv). Never run by CI.
@@ -52,16 +54,92 @@ class Block(torch.nn.Module):
         self.fc1 = torch.nn.Linear(dim, 4 * dim)
         self.fc2 = torch.nn.Linear(4 * dim, dim)
 
+        self.petl = None  # a PETL method: delta(name, x) for the Linears it targets
+
+    def linear(self, name, x):
+        y = getattr(self, name)(x)
+        delta = self.petl.delta(name, x) if self.petl else None
+        return y if delta is None else y + delta
+
     def forward(self, x):
         b, t, d = x.shape
         hd = d // self.heads
-        qkv = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        qkv = self.linear("qkv", self.norm1(x)).reshape(b, t, 3, self.heads, hd)
+        qkv = qkv.permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         attn = (q @ k.transpose(-2, -1)) * hd ** -0.5
         attn = attn.softmax(dim=-1)
         o = (attn @ v).transpose(1, 2).reshape(b, t, d)
-        x = x + self.proj(o)
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+        x = x + self.linear("proj", o)
+        return x + self.linear("fc2", F.gelu(self.linear("fc1", self.norm2(x))))
+
+
+class Lora(torch.nn.Module):
+    """peft's LoRA on the attention Linears (qkv, proj), alpha = r: delta = B A x."""
+
+    def __init__(self, dim, rank):
+        super().__init__()
+        self.a = torch.nn.ParameterDict({n: torch.nn.Parameter(torch.randn(rank, dim) * dim ** -0.5)
+                                         for n in ("qkv", "proj")})
+        self.b = torch.nn.ParameterDict({"qkv": torch.nn.Parameter(torch.zeros(3 * dim, rank)),
+                                         "proj": torch.nn.Parameter(torch.zeros(dim, rank))})
+
+    def delta(self, name, x):
+        if name not in self.a:
+            return None
+        return F.linear(F.linear(x, self.a[name]), self.b[name])
+
+
+class AuroraCode(torch.nn.Module):
+    """Aurora's released CP (REFERENCE.md section 2) on one ViT block, written the way its code
+    does it: shared In (R, d) and Out (d, R) Linears, a dense (R, R, R) core, CP_attention [R, 4]
+    for q, k, v, proj and mlp_CP [R, 8] for fc1 (4 cores) and fc2 (4 cores), dropout 0.1 on the
+    codes."""
+
+    def __init__(self, dim, rank, chunks=4):
+        super().__init__()
+        self.rank, self.chunks = rank, chunks
+        self.cp_in = torch.nn.Linear(dim, rank, bias=False)
+        self.cp_out = torch.nn.Linear(rank, dim, bias=False)
+        self.core = torch.nn.Parameter(torch.randn(rank, rank, rank) * 0.02)
+        self.att = torch.nn.Parameter(torch.randn(rank, 4) * 0.1)
+        self.mlp = torch.nn.Parameter(torch.randn(rank, 2 * chunks) * 0.1)
+
+    def codes(self, u, cores):  # u (..., R) through each (R, R) core -> (..., n, R)
+        return F.dropout(torch.stack([u @ c for c in cores], -2), 0.1, self.training)
+
+    def delta(self, name, x):
+        r, c = self.rank, self.chunks
+        if name in ("qkv", "proj"):
+            cores = self.core @ self.att  # (R, R, 4)
+            cols = range(3) if name == "qkv" else [3]
+            z = self.codes(self.cp_in(x), [cores[:, :, j] for j in cols])
+            return self.cp_out(z).flatten(-2)
+        m = (self.core @ self.mlp)[:, :, :c].reshape(r, c * r) if name == "fc1" else \
+            (self.core @ self.mlp)[:, :, c:].reshape(r, c * r)
+        if name == "fc1":
+            z = F.dropout((self.cp_in(x) @ m).unflatten(-1, (c, r)), 0.1, self.training)
+            return self.cp_out(z).flatten(-2)
+        u = self.cp_in(x.unflatten(-1, (c, -1))).flatten(-2)  # (..., 4 R)
+        return self.cp_out(F.dropout(u @ m.t(), 0.1, self.training))
+
+
+class AuroraPaper(torch.nn.Module):
+    """The paper's CP on the attention Linears: delta_k(x) = Out diag(lambda * p_k) V^T x."""
+
+    def __init__(self, dim, rank):
+        super().__init__()
+        self.v = torch.nn.Parameter(torch.randn(dim, rank) * dim ** -0.5)
+        self.out = torch.nn.Parameter(torch.zeros(dim, rank))
+        self.p = torch.nn.Parameter(torch.randn(4, rank))
+        self.lam = torch.nn.Parameter(torch.ones(rank))
+
+    def delta(self, name, x):
+        if name not in ("qkv", "proj"):
+            return None
+        w = self.p[:3] if name == "qkv" else self.p[3:]  # (n, R)
+        z = (x @ self.v).unsqueeze(-2) * (self.lam * w)  # (..., n, R)
+        return (z @ self.out.t()).flatten(-2)
 
 
 def clock(device):
@@ -117,6 +195,64 @@ def bench_block(args):
             "dim": args.dim, "heads": args.heads, "threads": torch.get_num_threads(),
             "fwd_ms": round(statistics.median(fwd), 2), "bwd_ms": round(statistics.median(bwd), 2),
             "peak_bytes": delta}
+
+
+def step_flops(blk, x, seed):
+    """GEMM FLOPs of one forward+backward (torch >= 2.1; None on older ones, e.g. Debian's)."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    with FlopCounterMode(display=False) as counter:
+        blk(x).backward(seed)
+    x.grad = None
+    blk.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def bench_block_petl(args):
+    """One block with the method attached against the same block without it, in alternation
+    (as `petal bench block --petl` runs them), and the GEMM FLOPs each adds."""
+    dev = args.device
+    plain = Block(args.dim, args.heads).to(dev)
+    for p in plain.parameters():
+        p.requires_grad_(False)
+    tuned = Block(args.dim, args.heads).to(dev)
+    tuned.load_state_dict(plain.state_dict())
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    methods = {("lora", "paper"): lambda: Lora(args.dim, args.rank),
+               ("lora", "code"): lambda: Lora(args.dim, args.rank),
+               ("aurora", "code"): lambda: AuroraCode(args.dim, args.rank),
+               ("aurora", "paper"): lambda: AuroraPaper(args.dim, args.rank)}
+    tuned.petl = methods[(args.petl, args.variant)]().to(dev)
+    x = torch.randn(args.batch, args.tokens, args.dim, device=dev, requires_grad=True)
+    seed = torch.ones(args.batch, args.tokens, args.dim, device=dev)
+    times = {"plain": ([], []), "tuned": ([], [])}
+    for it in range(-2, args.iters):
+        for arm, blk in (("plain", plain), ("tuned", tuned)):
+            t0 = clock(dev)
+            y = blk(x)
+            t1 = clock(dev)
+            y.backward(seed)
+            t2 = clock(dev)
+            del y
+            x.grad = None
+            blk.zero_grad(set_to_none=True)
+            if it >= 0:
+                times[arm][0].append((t1 - t0) * 1e3)
+                times[arm][1].append((t2 - t1) * 1e3)
+    med = {arm: [statistics.median(v) for v in fb] for arm, fb in times.items()}
+    base, with_ = sum(med["plain"]), sum(med["tuned"])
+    flops = step_flops(plain, x, seed), step_flops(tuned, x, seed)
+    flop_pct = None if flops[0] is None else round(100 * (flops[1] - flops[0]) / flops[0], 2)
+    return {"bench": "block-petl", "impl": "torch", "device": str(dev), "method": args.petl,
+            "variant": args.variant, "rank": args.rank, "batch": args.batch,
+            "tokens": args.tokens, "threads": torch.get_num_threads(),
+            "base_fwd_ms": round(med["plain"][0], 2), "base_bwd_ms": round(med["plain"][1], 2),
+            "petl_fwd_ms": round(med["tuned"][0], 2), "petl_bwd_ms": round(med["tuned"][1], 2),
+            "time_overhead_pct": round(100 * (with_ - base) / base, 2),
+            "flop_overhead_pct": flop_pct}
 
 
 def bench_gemm(args):
@@ -195,7 +331,7 @@ def bench_blip(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("bench", choices=["gemm", "block", "vit", "blip-itm"])
+    p.add_argument("bench", choices=["gemm", "block", "block-petl", "vit", "blip-itm"])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--iters", type=int, default=None, help="10 (gemm, block) or 3 (vit, blip-itm)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -207,6 +343,9 @@ def main():
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--image-size", type=int, default=384)
+    p.add_argument("--petl", choices=["aurora", "lora"], default="aurora")
+    p.add_argument("--variant", choices=["paper", "code"], default="paper")
+    p.add_argument("--rank", type=int, default=32)
     args = p.parse_args()
     blip = args.bench in ("vit", "blip-itm")
     defaults = {"iters": (3, 10), "batch": (2, 4), "tokens": (35, 197)}  # as petal's benches
@@ -219,7 +358,8 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with torch.random.fork_rng():
-        benches = {"block": bench_block, "gemm": bench_gemm, "vit": bench_blip, "blip-itm": bench_blip}
+        benches = {"block": bench_block, "block-petl": bench_block_petl, "gemm": bench_gemm,
+                   "vit": bench_blip, "blip-itm": bench_blip}
         result = benches[args.bench](args)
     print(json.dumps(result))
 

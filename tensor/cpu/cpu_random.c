@@ -20,19 +20,26 @@ void cpu_random(random_kind kind, tensor *out, rng_state rng, const double *para
     }
 }
 
-#define DROPOUT_DEFINE(T, S)                                                                       \
-    static void dropout_##S(T *out, const T *x, int64_t n, double p, rng_state rng) {              \
-        T scale = (T)(1.0 / (1.0 - p));                                                            \
-        _Pragma("omp parallel for if (n >= CPU_PARALLEL_GRAIN)") for (int64_t i = 0; i < n; i++)   \
-            out[i] = random_keep(rng, i, p) ? x[i] * scale : (T)0;                                 \
-    }
-DROPOUT_DEFINE(float, f32)
-DROPOUT_DEFINE(double, f64)
-
+// Elements 4b .. 4b + 3 read the four words of Philox block b (the words random_keep reads one
+// at a time): one Philox evaluation per four elements.
 void cpu_dropout(tensor *out, const tensor *x, double p, rng_state rng) {
-    int64_t n = tensor_numel(out);
-    if (out->dtype == PETAL_F32)
-        dropout_f32(tensor_data_f32(out), tensor_data_f32(x), n, p, rng);
-    else
-        dropout_f64(tensor_data_f64(out), tensor_data_f64(x), n, p, rng);
+    int64_t n = tensor_numel(out), blocks = (n + 3) / 4;
+    bool f32 = out->dtype == PETAL_F32;
+    float *of = f32 ? tensor_data_f32(out) : NULL;
+    const float *xf = f32 ? tensor_data_f32(x) : NULL;
+    double *od = f32 ? NULL : tensor_data_f64(out);
+    const double *xd = f32 ? NULL : tensor_data_f64(x);
+    float scale_f = (float)(1.0 / (1.0 - p));
+    double scale_d = 1.0 / (1.0 - p);
+#pragma omp parallel for if (n >= CPU_PARALLEL_GRAIN)
+    for (int64_t b = 0; b < blocks; b++) {
+        philox_block r = philox4x32_10(rng.seed, rng.offset + (uint64_t)b);
+        for (int64_t j = 0, i = 4 * b; j < 4 && i < n; j++, i++) {
+            bool keep = philox_unit(r.v[j]) >= p;
+            if (f32)
+                of[i] = keep ? xf[i] * scale_f : 0.0f;
+            else
+                od[i] = keep ? xd[i] * scale_d : 0.0;
+        }
+    }
 }
