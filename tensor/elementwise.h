@@ -119,8 +119,8 @@ PETAL_HD static inline float ew_erff(float x) {
     X(BINARY_ADD, add)                                                                             \
     X(BINARY_SUB, sub)                                                                             \
     X(BINARY_MUL, mul)                                                                             \
-    X(BINARY_EQ, eq) X(BINARY_NE, ne) X(BINARY_LT, lt) X(BINARY_LE, le) X(BINARY_GT, gt)           \
-        X(BINARY_GE, ge)
+    X(BINARY_EQ, eq)                                                                               \
+    X(BINARY_NE, ne) X(BINARY_LT, lt) X(BINARY_LE, le) X(BINARY_GT, gt) X(BINARY_GE, ge)
 
 // Formulas shared by every type (integers included): plain arithmetic and comparisons.
 #define PETAL_EW_DEFINE_ARITH(T, S)                                                                \
