@@ -1,6 +1,6 @@
 // Multi-head attention built on tensor_attention: head splitting and merging, a KV cache for
 // decoding, and the BERT-style module with separate query / key / value projections (self- or
-// cross-attention). The ViT's fused-qkv attention is in models/blip/vit.c.
+// cross-attention), and self-attention over a fused qkv projection (the ViT's).
 #pragma once
 
 #include "nn/linear.h"
@@ -9,6 +9,9 @@
 tensor *nn_heads_split(tensor *x, int64_t heads);
 // (B, H, T, D) -> (B, T, H * D); a view (no copy) for tensor_attention's outputs.
 tensor *nn_heads_merge(tensor *o);
+// Self-attention over a fused projection qkv (B, T, 3 D), q, k and v side by side, each split
+// into `heads`: returns the heads merged, (B, T, D). Scale 1 / sqrt(D / heads), no mask.
+tensor *nn_fused_qkv_attention(tensor *qkv, int64_t heads);
 
 // Keys and values of earlier decoding steps, (B, H, S, D) each, owned by the cache.
 typedef struct {

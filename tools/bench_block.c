@@ -1,6 +1,5 @@
 #include "tools/bench_block.h"
 
-#include <math.h>
 #include <stdlib.h>
 
 #include "petal.h"
@@ -44,35 +43,17 @@ void bench_block_weights_free(bench_block_weights *w) {
     free(w);
 }
 
-// Frees its argument and returns r: lets the forward pass read as a chain of steps.
-static tensor *drop(tensor *used, tensor *r) {
-    tensor_free(used);
-    return r;
-}
-
 tensor *bench_block_forward(const bench_block_weights *w, tensor *x) {
-    bench_block_shape s = w->shape;
-    int64_t hd = s.dim / s.heads;
-    // attention branch: (B, T, D) -> qkv (B, T, 3, H, hd) -> q, k, v (B, H, T, hd)
+    // attention branch: (B, T, D) -> qkv (B, T, 3D) -> (B, T, D)
     tensor *h = tensor_layer_norm(x, w->ln1_w, w->ln1_b, 1e-6);
-    tensor *qkv = drop(h, tensor_linear(h, w->qkv_w, w->qkv_b));
-    tensor *split = drop(qkv, tensor_reshape(qkv, SHAPE(s.batch, s.tokens, 3, s.heads, hd)));
-    tensor *heads = drop(split, tensor_permute(split, (const int[]){2, 0, 3, 1, 4}));
-    tensor *q = tensor_select(heads, 0, 0), *k = tensor_select(heads, 0, 1);
-    tensor *v = tensor_select(heads, 0, 2);
-    tensor_free(heads);
-    tensor *o = tensor_attention(q, k, v, &(attention_options){.scale = 1.0 / sqrt((double)hd)});
-    tensor_free(q);
-    tensor_free(k);
-    tensor_free(v);
-    tensor *merged =
-        drop(o, tensor_reshape(tensor_transpose(o, 1, 2), SHAPE(s.batch, s.tokens, s.dim)));
-    tensor *proj = drop(merged, tensor_linear(merged, w->proj_w, w->proj_b));
-    tensor *x1 = drop(proj, tensor_add(x, proj));
+    tensor *qkv = nn_consume(h, tensor_linear(h, w->qkv_w, w->qkv_b));
+    tensor *merged = nn_consume(qkv, nn_fused_qkv_attention(qkv, w->shape.heads));
+    tensor *proj = nn_consume(merged, tensor_linear(merged, w->proj_w, w->proj_b));
+    tensor *x1 = nn_consume(proj, tensor_add(x, proj));
     // MLP branch
     tensor *h2 = tensor_layer_norm(x1, w->ln2_w, w->ln2_b, 1e-6);
-    tensor *f1 = drop(h2, tensor_linear(h2, w->fc1_w, w->fc1_b));
-    tensor *act = drop(f1, tensor_gelu(f1));
-    tensor *f2 = drop(act, tensor_linear(act, w->fc2_w, w->fc2_b));
-    return drop(x1, drop(f2, tensor_add(x1, f2)));
+    tensor *f1 = nn_consume(h2, tensor_linear(h2, w->fc1_w, w->fc1_b));
+    tensor *act = nn_consume(f1, tensor_gelu(f1));
+    tensor *f2 = nn_consume(act, tensor_linear(act, w->fc2_w, w->fc2_b));
+    return nn_consume(x1, nn_consume(f2, tensor_add(x1, f2)));
 }

@@ -166,11 +166,30 @@ class PeakMeter:
         return max(0, rss()[1] - self.base)
 
 
-def bench_block(args):
-    dev = args.device
-    blk = Block(args.dim, args.heads).to(dev)
+def frozen_block(args):
+    blk = Block(args.dim, args.heads).to(args.device)
     for p in blk.parameters():
         p.requires_grad_(False)
+    return blk
+
+
+def timed_step(blk, x, seed):
+    """One forward and backward: (forward ms, backward ms); gradients cleared after."""
+    dev = x.device
+    t0 = clock(dev)
+    y = blk(x)
+    t1 = clock(dev)
+    y.backward(seed)
+    t2 = clock(dev)
+    del y
+    x.grad = None
+    blk.zero_grad(set_to_none=True)
+    return (t1 - t0) * 1e3, (t2 - t1) * 1e3
+
+
+def bench_block(args):
+    dev = args.device
+    blk = frozen_block(args)
     tiny = torch.zeros(1, 8, args.dim, device=dev, requires_grad=True)
     blk(tiny).sum().backward()
     x = torch.randn(args.batch, args.tokens, args.dim, device=dev, requires_grad=True)
@@ -178,18 +197,12 @@ def bench_block(args):
     meter = PeakMeter(dev)
     fwd, bwd, delta = [], [], None
     for it in range(-2, args.iters):
-        t0 = clock(dev)
-        y = blk(x)
-        t1 = clock(dev)
-        y.backward(seed)
-        t2 = clock(dev)
-        del y
-        x.grad = None
+        f, b = timed_step(blk, x, seed)
         if delta is None:
             delta = meter.read()
         if it >= 0:
-            fwd.append((t1 - t0) * 1e3)
-            bwd.append((t2 - t1) * 1e3)
+            fwd.append(f)
+            bwd.append(b)
     return {"bench": "block", "impl": "torch", "device": str(dev), "batch": args.batch,
             "tokens": args.tokens,
             "dim": args.dim, "heads": args.heads, "threads": torch.get_num_threads(),
@@ -204,9 +217,7 @@ def step_flops(blk, x, seed):
     except ImportError:
         return None
     with FlopCounterMode(display=False) as counter:
-        blk(x).backward(seed)
-    x.grad = None
-    blk.zero_grad(set_to_none=True)
+        timed_step(blk, x, seed)
     return counter.get_total_flops()
 
 
@@ -214,34 +225,23 @@ def bench_block_petl(args):
     """One block with the method attached against the same block without it, in alternation
     (as `petal bench block --petl` runs them), and the GEMM FLOPs each adds."""
     dev = args.device
-    plain = Block(args.dim, args.heads).to(dev)
-    for p in plain.parameters():
-        p.requires_grad_(False)
-    tuned = Block(args.dim, args.heads).to(dev)
+    plain, tuned = frozen_block(args), frozen_block(args)
     tuned.load_state_dict(plain.state_dict())
-    for p in tuned.parameters():
-        p.requires_grad_(False)
-    methods = {("lora", "paper"): lambda: Lora(args.dim, args.rank),
-               ("lora", "code"): lambda: Lora(args.dim, args.rank),
-               ("aurora", "code"): lambda: AuroraCode(args.dim, args.rank),
-               ("aurora", "paper"): lambda: AuroraPaper(args.dim, args.rank)}
-    tuned.petl = methods[(args.petl, args.variant)]().to(dev)
+    if args.petl == "lora":
+        tuned.petl = Lora(args.dim, args.rank).to(dev)
+    elif args.variant == "code":
+        tuned.petl = AuroraCode(args.dim, args.rank).to(dev)
+    else:
+        tuned.petl = AuroraPaper(args.dim, args.rank).to(dev)
     x = torch.randn(args.batch, args.tokens, args.dim, device=dev, requires_grad=True)
     seed = torch.ones(args.batch, args.tokens, args.dim, device=dev)
     times = {"plain": ([], []), "tuned": ([], [])}
     for it in range(-2, args.iters):
         for arm, blk in (("plain", plain), ("tuned", tuned)):
-            t0 = clock(dev)
-            y = blk(x)
-            t1 = clock(dev)
-            y.backward(seed)
-            t2 = clock(dev)
-            del y
-            x.grad = None
-            blk.zero_grad(set_to_none=True)
+            f, b = timed_step(blk, x, seed)
             if it >= 0:
-                times[arm][0].append((t1 - t0) * 1e3)
-                times[arm][1].append((t2 - t1) * 1e3)
+                times[arm][0].append(f)
+                times[arm][1].append(b)
     med = {arm: [statistics.median(v) for v in fb] for arm, fb in times.items()}
     base, with_ = sum(med["plain"]), sum(med["tuned"])
     flops = step_flops(plain, x, seed), step_flops(tuned, x, seed)

@@ -1,6 +1,5 @@
 #include "models/blip/vit.h"
 
-#include <math.h>
 #include <stdlib.h>
 
 #include "nn/attention.h"
@@ -86,20 +85,10 @@ tensor *vit_patch_embed(const vit_model *m, tensor *images) {
     return nn_consume(patches, x);
 }
 
-// Fused-qkv self-attention: (B, T, 3D) -> (B, T, 3, H, hd) -> q, k, v (B, H, T, hd).
+// Fused-qkv self-attention: (B, T, D) -> qkv (B, T, 3D) -> (B, T, D).
 static tensor *block_attention(const vit_block *blk, tensor *h, const nn_ctx *ctx) {
-    int64_t b = h->shape[0], t = h->shape[1], d = h->shape[2], hd = d / blk->heads;
     tensor *qkv = nn_linear_forward(&blk->qkv, h, ctx);
-    tensor *split = nn_consume(qkv, tensor_reshape(qkv, SHAPE(b, t, 3, blk->heads, hd)));
-    tensor *heads = nn_consume(split, tensor_permute(split, (const int[]){2, 0, 3, 1, 4}));
-    tensor *q = tensor_select(heads, 0, 0), *k = tensor_select(heads, 0, 1);
-    tensor *v = tensor_select(heads, 0, 2);
-    tensor_free(heads);
-    tensor *o = tensor_attention(q, k, v, &(attention_options){.scale = 1.0 / sqrt((double)hd)});
-    tensor_free(q);
-    tensor_free(k);
-    tensor_free(v);
-    tensor *merged = nn_consume(o, nn_heads_merge(o));
+    tensor *merged = nn_consume(qkv, nn_fused_qkv_attention(qkv, blk->heads));
     return nn_consume(merged, nn_linear_forward(&blk->proj, merged, ctx));
 }
 
