@@ -32,7 +32,12 @@ PETAL_HD static inline double random_value(random_kind kind, rng_state rng, int6
     return x < p[2] ? p[2] : (x > p[3] ? p[3] : x);
 }
 
-// Dropout keeps element i (with drop probability p) when its uniform is at least p.
+// Dropout keeps an element (with drop probability p) when the uniform of its Philox word is at
+// least p; element i reads word i of the stream.
+PETAL_HD static inline bool random_keep_word(uint32_t w, double p) {
+    return philox_unit(w) >= p;
+}
+
 PETAL_HD static inline bool random_keep(rng_state rng, int64_t i, double p) {
-    return philox_uniform(rng.seed, rng.offset, (uint64_t)i) >= p;
+    return random_keep_word(philox_u32(rng.seed, rng.offset, (uint64_t)i), p);
 }

@@ -35,7 +35,7 @@ void cpu_dropout(tensor *out, const tensor *x, double p, rng_state rng) {
     for (int64_t b = 0; b < blocks; b++) {
         philox_block r = philox4x32_10(rng.seed, rng.offset + (uint64_t)b);
         for (int64_t j = 0, i = 4 * b; j < 4 && i < n; j++, i++) {
-            bool keep = philox_unit(r.v[j]) >= p;
+            bool keep = random_keep_word(r.v[j], p);
             if (f32)
                 of[i] = keep ? xf[i] * scale_f : 0.0f;
             else
