@@ -36,14 +36,13 @@ static void empty_locked(block_cache *c) {
         while (c->free_lists[cls]) release_block(c, cls);
 }
 
-// Releases cached blocks, largest first, until `want` bytes are free or the cache is empty.
-static void release_for(block_cache *c, size_t want) {
-    size_t released = 0;
-    for (int cls = BLOCK_CACHE_CLASSES - 1; cls >= 0 && released < want; cls--)
-        while (c->free_lists[cls] && released < want) {
-            released += class_size(cls);
-            release_block(c, cls);
-        }
+// Before `size` new bytes are reserved: releases cached blocks, largest first, until the reserve
+// is back within twice the peak in use (counting the request) or the cache is empty.
+static void trim_for(block_cache *c, size_t size) {
+    size_t in_use = c->reserved - c->cached + size;
+    size_t limit = 2 * (in_use > c->peak_in_use ? in_use : c->peak_in_use);
+    for (int cls = BLOCK_CACHE_CLASSES - 1; cls >= 0 && c->reserved + size > limit; cls--)
+        while (c->free_lists[cls] && c->reserved + size > limit) release_block(c, cls);
 }
 
 // Takes a cached block of class cls .. cls + 3 (the smallest that has one), or NULL.
@@ -69,7 +68,7 @@ void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity) {
     void *ptr = take_cached(c, cls, capacity);
     if (!ptr) {
         size_t size = class_size(cls);
-        if (c->cached >= size) release_for(c, size);
+        trim_for(c, size);
         ptr = c->raw_alloc(size);
         if (!ptr) { // the system refused: give back everything cached and try once more
             empty_locked(c);
@@ -80,6 +79,7 @@ void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity) {
             *capacity = size;
         }
     }
+    if (ptr && c->reserved - c->cached > c->peak_in_use) c->peak_in_use = c->reserved - c->cached;
     pthread_mutex_unlock(&c->lock);
     return ptr;
 }

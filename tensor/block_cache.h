@@ -4,12 +4,13 @@
 // again costs page faults on the CPU (the kernel zeroes every new page) and a synchronising
 // cudaMalloc on the GPU, so freed blocks are kept on a free list of their size class and handed
 // out again. Classes are 8 per octave; a request takes a block of its class or, failing that, of
-// one of the next three (at most ~1.5x the size). Before asking the system for a new block while
-// at least as many bytes sit unused in the cache, the cache releases some of them first, so the
-// process does not grow beyond what the program uses at its peak; once every step finds its
-// blocks cached (the second step of a training loop, usually), nothing is released or asked for.
-// block_cache_empty releases everything cached (allocation does too, then retries, when the
-// system refuses).
+// one of the next three (at most ~1.5x the size). A request that finds no cached block asks the
+// system for a new one; cached blocks (largest first) are given back first only when keeping
+// them would put more than twice the peak of bytes in use on reserve. The slack matters: a
+// program that alternates two different steps (training and evaluation, or two models, as
+// `petal bench block --petl` does) needs the blocks of both, and a cache that gave back what the
+// other step left unused would fault in fresh pages on every step. block_cache_empty releases
+// everything cached (allocation does too, then retries, when the system refuses).
 #pragma once
 
 #include <pthread.h>
@@ -30,6 +31,7 @@ typedef struct {
     cached_block *spare_nodes; // list nodes not in use
     size_t reserved;           // bytes obtained from raw_alloc and not returned
     size_t cached;             // of which sitting on free lists
+    size_t peak_in_use;        // the most bytes ever handed out at once (reserved - cached)
     pthread_mutex_t lock;
 } block_cache;
 
