@@ -117,6 +117,12 @@ tensor *ag_grad_buffer(ag_node *node, int i) {
     return *slot;
 }
 
+tensor *ag_grad_accumulated(ag_node *node, int i) {
+    ag_edge *e = &node->in[i];
+    tensor *g = e->node ? e->node->grad : e->leaf->grad;
+    return e->needs_grad && g && tensor_is_contiguous(g) ? g : NULL;
+}
+
 // ---- leaves ----
 
 tensor *tensor_set_requires_grad(tensor *t, bool requires_grad) {

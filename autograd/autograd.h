@@ -86,4 +86,8 @@ static inline bool ag_needs(const ag_node *node, int i) {
 // into their input (select, slice, index_select, gather, max, topk) add into a window of it in
 // place and leave gin[i] NULL, instead of materialising a mostly-zero tensor per contribution.
 tensor *ag_grad_buffer(ag_node *node, int i);
+// The gradient already accumulated for input i when it is contiguous, else NULL. A rule whose
+// kernel can add into its output (a GEMM with beta = 1) adds its contribution there in place and
+// leaves gin[i] NULL: no new tensor and no separate add pass.
+tensor *ag_grad_accumulated(ag_node *node, int i);
 void ag_node_release(ag_node *node);

@@ -46,12 +46,27 @@ tensor *tensor_matmul(tensor *a, tensor *b) {
     return c;
 }
 
+// dx = g W, added in place to what x has accumulated (another layer reading the same x, such as a
+// PETL projection) when that can be done, else a new tensor x's slot can adopt. Returns NULL when
+// added in place.
+static tensor *linear_input_grad(ag_node *n, tensor *g_rows) {
+    tensor *w = ag_saved(n, 1), *acc = ag_grad_accumulated(n, 0);
+    if (acc) {
+        tensor *acc_rows = as_rows(acc); // (N, in), a view
+        backend_matmul(acc_rows, g_rows, w, 1.0, 1.0);
+        tensor_free(acc_rows);
+        return NULL;
+    }
+    tensor *dx = tensor_matmul(g_rows, w);
+    tensor *shaped = tensor_reshape(dx, n->in[0].ndim, n->in[0].shape);
+    tensor_free(dx); // the view alone holds the storage, so x's slot can adopt it
+    return shaped;
+}
+
 // Inputs: x, w, b, then z_k and v_k for each term. Saved: x, w, then z_k and v_k.
 static void linear_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *g_rows = as_rows(g); // (N, out)
-    if (ag_needs(n, 0))
-        gin[0] =
-            tensor_reshape(tensor_matmul(g_rows, ag_saved(n, 1)), n->in[0].ndim, n->in[0].shape);
+    if (ag_needs(n, 0)) gin[0] = linear_input_grad(n, g_rows);
     if (ag_needs(n, 1))
         gin[1] = tensor_matmul(tensor_transpose(g_rows, 0, 1), as_rows(ag_saved(n, 0)));
     if (ag_needs(n, 2)) gin[2] = tensor_sum(g_rows, 0, false);
