@@ -21,25 +21,32 @@ void cpu_random(random_kind kind, tensor *out, rng_state rng, const double *para
 }
 
 // Elements 4b .. 4b + 3 read the four words of Philox block b (the words random_keep reads one
-// at a time): one Philox evaluation per four elements.
-void cpu_dropout(tensor *out, const tensor *x, double p, rng_state rng) {
-    int64_t n = tensor_numel(out), blocks = (n + 3) / 4;
-    bool f32 = out->dtype == PETAL_F32;
-    float *of = f32 ? tensor_data_f32(out) : NULL;
-    const float *xf = f32 ? tensor_data_f32(x) : NULL;
-    double *od = f32 ? NULL : tensor_data_f64(out);
-    const double *xd = f32 ? NULL : tensor_data_f64(x);
-    float scale_f = (float)(1.0 / (1.0 - p));
-    double scale_d = 1.0 / (1.0 - p);
-#pragma omp parallel for if (n >= CPU_PARALLEL_GRAIN)
-    for (int64_t b = 0; b < blocks; b++) {
-        philox_block r = philox4x32_10(rng.seed, rng.offset + (uint64_t)b);
-        for (int64_t j = 0, i = 4 * b; j < 4 && i < n; j++, i++) {
-            bool keep = random_keep_word(r.v[j], p);
-            if (f32)
-                of[i] = keep ? xf[i] * scale_f : 0.0f;
-            else
-                od[i] = keep ? xd[i] * scale_d : 0.0;
-        }
+// at a time): one Philox evaluation per four elements. Blocks go in groups of DROPOUT_LANES whose
+// Philox rounds run side by side (the compiler turns the lane loop into vector instructions: the
+// generator is most of dropout's cost).
+#define DROPOUT_LANES 16
+
+static void dropout_group(int64_t b0, int64_t n, const tensor *x, tensor *out, double p,
+                          rng_state rng) {
+    uint32_t w[4 * DROPOUT_LANES]; // the words of element first + i
+    for (int l = 0; l < DROPOUT_LANES; l++) {
+        philox_block r = philox4x32_10(rng.seed, rng.offset + (uint64_t)(b0 + l));
+        for (int j = 0; j < 4; j++) w[4 * l + j] = r.v[j];
     }
+    int64_t first = 4 * b0, count = n - first < 4 * DROPOUT_LANES ? n - first : 4 * DROPOUT_LANES;
+    if (out->dtype == PETAL_F32) {
+        float *o = tensor_data_f32(out) + first, scale = (float)(1.0 / (1.0 - p));
+        const float *xi = tensor_data_f32(x) + first;
+        for (int64_t i = 0; i < count; i++) o[i] = random_keep_word(w[i], p) ? xi[i] * scale : 0.0f;
+    } else {
+        double *o = tensor_data_f64(out) + first, scale = 1.0 / (1.0 - p);
+        const double *xi = tensor_data_f64(x) + first;
+        for (int64_t i = 0; i < count; i++) o[i] = random_keep_word(w[i], p) ? xi[i] * scale : 0.0;
+    }
+}
+
+void cpu_dropout(tensor *out, const tensor *x, double p, rng_state rng) {
+    int64_t n = tensor_numel(out), groups = (n + 4 * DROPOUT_LANES - 1) / (4 * DROPOUT_LANES);
+#pragma omp parallel for if (n >= CPU_PARALLEL_GRAIN)
+    for (int64_t g = 0; g < groups; g++) dropout_group(g * DROPOUT_LANES, n, x, out, p, rng);
 }
