@@ -45,3 +45,16 @@ static inline int64_t cpu_index_at(const tensor *idx, int64_t i) {
     return idx->dtype == PETAL_I64 ? ((const int64_t *)base)[idx->offset + i]
                                    : ((const int32_t *)base)[idx->offset + i];
 }
+
+// c (m, n) = alpha * op(a) @ op(b) + beta * c in f32, row-major operands with leading dims; runs
+// and returns true for the rank-R products of low-rank PETL methods (one of m, n, k 16..64 and
+// the others long; tensor/cpu/cpu_gemm_narrow.c), else returns false and leaves c alone. The
+// kernels need AVX-512: without it (CPU_NARROW_GEMM 0) every shape is declined.
+#ifdef __AVX512F__
+#define CPU_NARROW_GEMM 1
+#else
+#define CPU_NARROW_GEMM 0
+#endif
+bool cpu_sgemm_narrow(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                      float *c, int64_t ldc);
