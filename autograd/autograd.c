@@ -118,9 +118,12 @@ tensor *ag_grad_buffer(ag_node *node, int i) {
 }
 
 tensor *ag_grad_accumulated(ag_node *node, int i) {
-    ag_edge *e = &node->in[i];
+    ag_edge *own = &node->in[i], *e = own;
+    if (!own->needs_grad) return NULL;
+    while (e->node && e->node->reshape && !e->node->grad && e->node->in[0].needs_grad)
+        e = &e->node->in[0];
     tensor *g = e->node ? e->node->grad : e->leaf->grad;
-    return e->needs_grad && g && tensor_is_contiguous(g) ? g : NULL;
+    return g && tensor_is_contiguous(g) ? g : NULL;
 }
 
 // ---- leaves ----

@@ -46,6 +46,7 @@ struct ag_node {
     uint64_t visited; // traversal epoch of the last backward that reached this node
     int refs;         // the output tensor and each consumer's edge
     bool released;    // saved tensors freed by a backward without retain_graph
+    bool reshape;     // the output is the input's elements in the same order (a reshape)
     tensor *grad;     // gradient of the output, summed during backward
     tensor *saved[AG_MAX_SAVED];
     int64_t attr_i[AG_MAX_ATTRS]; // op parameters (dims, sizes, flags)
@@ -88,6 +89,9 @@ static inline bool ag_needs(const ag_node *node, int i) {
 tensor *ag_grad_buffer(ag_node *node, int i);
 // The gradient already accumulated for input i when it is contiguous, else NULL. A rule whose
 // kernel can add into its output (a GEMM with beta = 1) adds its contribution there in place and
-// leaves gin[i] NULL: no new tensor and no separate add pass.
+// leaves gin[i] NULL: no new tensor and no separate add pass. When input i comes out of reshapes
+// that have no gradient of their own yet, the accumulator is the reshaped tensor's (same
+// elements in the same order, another shape: view it in input i's shape); the contribution skips
+// the reshapes, which run later only if another consumer gives them a gradient.
 tensor *ag_grad_accumulated(ag_node *node, int i);
 void ag_node_release(ag_node *node);

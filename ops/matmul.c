@@ -52,7 +52,7 @@ tensor *tensor_matmul(tensor *a, tensor *b) {
 static tensor *linear_input_grad(ag_node *n, tensor *g_rows) {
     tensor *w = ag_saved(n, 1), *acc = ag_grad_accumulated(n, 0);
     if (acc) {
-        tensor *acc_rows = as_rows(acc); // (N, in), a view
+        tensor *acc_rows = tensor_reshape(acc, SHAPE(-1, w->shape[1])); // (N, in), a view
         backend_matmul(acc_rows, g_rows, w, 1.0, 1.0);
         tensor_free(acc_rows);
         return NULL;

@@ -21,7 +21,9 @@ tensor *tensor_reshape(tensor *x, int ndim, const int64_t *shape) {
         out = view_reshape(c, ndim, shape);
         tensor_free(c);
     }
-    return record_view(out, x, "reshape", reshape_backward);
+    record_view(out, x, "reshape", reshape_backward);
+    if (out->grad_fn) out->grad_fn->reshape = true;
+    return out;
 }
 
 tensor *tensor_flatten(tensor *x, int start_dim, int end_dim) {

@@ -37,7 +37,7 @@
 #define OUTER_KBLOCK   128 // rows of a per pass, so a tile's slice of a stays in cache
 #define OUTER_PREFETCH 8   // rows ahead
 #define OUTER_BAND     16  // S tiles per band (64 rows of c) when k is short
-#define PARALLEL_MIN   ((int64_t)1 << 21) // multiply-adds worth waking a second thread
+#define PARALLEL_MIN       ((int64_t)1 << 22) // multiply-adds worth waking a second thread
 
 typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
 
