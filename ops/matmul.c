@@ -28,9 +28,23 @@ static tensor *as_rows(tensor *t) {
     return tensor_reshape(t, SHAPE(-1, t->shape[t->ndim - 1]));
 }
 
+// da = g b^T; with one shared matrix b (x V of a PETL projection) it has a's shape and is added
+// in place into what a has accumulated when that can be done (see linear_input_grad).
+static tensor *matmul_input_grad(ag_node *n, tensor *g, tensor *b) {
+    tensor *bt = tensor_transpose(b, -1, -2), *acc = NULL;
+    if (n->in[1].ndim == 2 && (acc = ag_grad_accumulated(n, 0))) {
+        tensor *acc_rows = tensor_reshape(acc, SHAPE(-1, b->shape[0])), *g_rows = as_rows(g);
+        backend_matmul(acc_rows, g_rows, bt, 1.0, 1.0);
+        tensor_free(acc_rows);
+        tensor_free(g_rows);
+        return NULL;
+    }
+    return ops_sum_to(tensor_matmul(g, bt), n, 0);
+}
+
 static void matmul_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *a = ag_saved(n, 0), *b = ag_saved(n, 1);
-    if (ag_needs(n, 0)) gin[0] = ops_sum_to(tensor_matmul(g, tensor_transpose(b, -1, -2)), n, 0);
+    if (ag_needs(n, 0)) gin[0] = matmul_input_grad(n, g, b);
     if (!ag_needs(n, 1)) return;
     if (n->in[1].ndim == 2 && n->in[0].ndim > 2) // one shared matrix: one GEMM over all rows
         gin[1] = tensor_matmul(tensor_transpose(as_rows(a), 0, 1), as_rows(g));

@@ -58,8 +58,8 @@ int bench_block_petl(int argc, char **argv) {
     int64_t rank = cli_option_long(argc, argv, "--rank", 32);
     int64_t batch = cli_option_long(argc, argv, "--batch", 4);
     int64_t tokens = cli_option_long(argc, argv, "--tokens", 197);
-    int iters = (int)cli_option_long(argc, argv, "--iters", 10);
-    if (iters < 1 || iters > MAX_ITERS) iters = 10;
+    int iters = (int)cli_option_long(argc, argv, "--iters", 20);
+    if (iters < 1 || iters > MAX_ITERS) iters = 20;
     petl_config cfg;
     if (strcmp(variant, "paper") != 0 && strcmp(variant, "code") != 0) {
         fprintf(stderr, "petal bench block: --variant '%s': expected paper or code\n", variant);

@@ -51,23 +51,27 @@ END_TEST
 
 // A Linear adds its input gradient in place into what its input has accumulated, and through a
 // reshape that has no gradient yet straight into the reshaped tensor's (the reshape still runs
-// when another consumer gives it one). Tape order: M, B, A run backward as A, B, M.
+// when another consumer gives it one); so does a product with one shared matrix (x V, as in a
+// paper-variant CP projection). Tape order M, B, C, A runs backward as A, C, B, M.
 START_TEST(test_linear_accumulates_in_place_through_reshapes) {
     int mark = scope_begin();
     tensor *x = leaf(SHAPE(4, 6), 3);
     tensor *w1 = tensor_empty(PETAL_F64, SHAPE(5, 6)), *w2 = tensor_empty(PETAL_F64, SHAPE(7, 3));
+    tensor *w3 = tensor_empty(PETAL_F64, SHAPE(3, 2));
     tensor_normal_(w1, 0, 1, &(rng_generator){4, 0});
     tensor_normal_(w2, 0, 1, &(rng_generator){5, 0});
+    tensor_normal_(w3, 0, 1, &(rng_generator){6, 0});
     tensor *x2 = tensor_reshape(x, SHAPE(8, 3));
     tensor *m = tensor_mul_scalar(x2, 0.5);   // M: gives the reshape a gradient last
     tensor *y2 = tensor_linear(x2, w2, NULL); // B: x has a gradient by then, the reshape not
+    tensor *y3 = tensor_matmul(x2, w3);       // C: likewise
     tensor *y1 = tensor_linear(x, w1, NULL);  // A: runs first
-    tensor *loss =
-        tensor_add(tensor_add(tensor_sum_all(y1), tensor_sum_all(y2)), tensor_sum_all(m));
+    tensor *loss = tensor_add(tensor_add(tensor_sum_all(y1), tensor_sum_all(y2)),
+                              tensor_add(tensor_sum_all(y3), tensor_sum_all(m)));
     autograd_backward(loss, NULL, false);
     for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 6; c++) { // sum_o w1[o, c] + sum_o w2[o, c % 3] + 0.5
-            double want = 0.5;
+        for (int c = 0; c < 6; c++) { // sum_o w1[o, c] + sum_o w2[o, c % 3] + sum_j w3[c % 3, j]
+            double want = 0.5 + tensor_get_flat(w3, c % 3 * 2) + tensor_get_flat(w3, c % 3 * 2 + 1);
             for (int o = 0; o < 5; o++) want += tensor_get_flat(w1, o * 6 + c);
             for (int o = 0; o < 7; o++) want += tensor_get_flat(w2, o * 3 + c % 3);
             ck_assert(fabs(tensor_get_flat(x->grad, r * 6 + c) - want) < 1e-12);
