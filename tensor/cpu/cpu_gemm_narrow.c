@@ -37,7 +37,7 @@
 #define OUTER_KBLOCK   128 // rows of a per pass, so a tile's slice of a stays in cache
 #define OUTER_PREFETCH 8   // rows ahead
 #define OUTER_BAND     16  // S tiles per band (64 rows of c) when k is short
-#define PARALLEL_MIN       ((int64_t)1 << 22) // multiply-adds worth waking a second thread
+#define PARALLEL_MIN   ((int64_t)1 << 22) // multiply-adds worth waking a second thread
 
 typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
 
@@ -219,30 +219,29 @@ static inline __attribute__((always_inline)) void outer_tile(int nv, strided a, 
                 *(vec *)(out.p + (s0 + s) * out.ld + l0 + v * VEC) = acc[s][v];
 }
 
+// outer_tile with nv fixed at compile time (the accumulators then live in registers), by nv.
+typedef void (*outer_tile_fn)(strided a, const float *bp, int64_t sp, int64_t k0, int64_t k1,
+                              int64_t k_end, int64_t l0, int64_t s0, sums out);
+#define OUTER_TILE_NV(nv)                                                                          \
+    static void outer_tile_##nv(strided a, const float *bp, int64_t sp, int64_t k0, int64_t k1,    \
+                                int64_t k_end, int64_t l0, int64_t s0, sums out) {                 \
+        outer_tile(nv, a, bp, sp, k0, k1, k_end, l0, s0, out);                                     \
+    }
+OUTER_TILE_NV(1)
+OUTER_TILE_NV(2)
+OUTER_TILE_NV(3)
+OUTER_TILE_NV(4)
+OUTER_TILE_NV(5)
+OUTER_TILE_NV(6)
+static const outer_tile_fn outer_tiles[OUTER_VECS + 1] = {
+    NULL, outer_tile_1, outer_tile_2, outer_tile_3, outer_tile_4, outer_tile_5, outer_tile_6};
+
 // Rows s_begin .. s_end - 1 (multiples of OUTER_COLS) of one tile of L columns (nv vectors,
 // 1..OUTER_VECS), over k rows k0 .. k1 - 1.
 static void outer_block(int nv, strided a, const float *bp, int64_t sp, int64_t k0, int64_t k1,
                         int64_t k, int64_t l0, int64_t s_begin, int64_t s_end, sums out) {
-    for (int64_t s0 = s_begin; s0 < s_end; s0 += OUTER_COLS) switch (nv) {
-        case 6:
-            outer_tile(6, a, bp, sp, k0, k1, k, l0, s0, out);
-            break;
-        case 5:
-            outer_tile(5, a, bp, sp, k0, k1, k, l0, s0, out);
-            break;
-        case 4:
-            outer_tile(4, a, bp, sp, k0, k1, k, l0, s0, out);
-            break;
-        case 3:
-            outer_tile(3, a, bp, sp, k0, k1, k, l0, s0, out);
-            break;
-        case 2:
-            outer_tile(2, a, bp, sp, k0, k1, k, l0, s0, out);
-            break;
-        default:
-            outer_tile(1, a, bp, sp, k0, k1, k, l0, s0, out);
-            break;
-        }
+    for (int64_t s0 = s_begin; s0 < s_end; s0 += OUTER_COLS)
+        outer_tiles[nv](a, bp, sp, k0, k1, k, l0, s0, out);
 }
 
 // n_l is a multiple of VEC and a.rs == 1. The sums go straight into c when its rows are the S
