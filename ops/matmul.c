@@ -28,14 +28,21 @@ static tensor *as_rows(tensor *t) {
     return tensor_reshape(t, SHAPE(-1, t->shape[t->ndim - 1]));
 }
 
+// acc (seen as rows of m's width) += g_rows @ m: an input gradient added in place, in one GEMM
+// with beta = 1, into what the input has accumulated (ag_grad_accumulated).
+static void add_product_into(tensor *acc, tensor *g_rows, tensor *m) {
+    tensor *acc_rows = tensor_reshape(acc, SHAPE(-1, m->shape[1])); // a view: acc is contiguous
+    backend_matmul(acc_rows, g_rows, m, 1.0, 1.0);
+    tensor_free(acc_rows);
+}
+
 // da = g b^T; with one shared matrix b (x V of a PETL projection) it has a's shape and is added
-// in place into what a has accumulated when that can be done (see linear_input_grad).
+// in place into what a has accumulated when there is something (NULL returned then).
 static tensor *matmul_input_grad(ag_node *n, tensor *g, tensor *b) {
     tensor *bt = tensor_transpose(b, -1, -2), *acc = NULL;
     if (n->in[1].ndim == 2 && (acc = ag_grad_accumulated(n, 0))) {
-        tensor *acc_rows = tensor_reshape(acc, SHAPE(-1, b->shape[0])), *g_rows = as_rows(g);
-        backend_matmul(acc_rows, g_rows, bt, 1.0, 1.0);
-        tensor_free(acc_rows);
+        tensor *g_rows = as_rows(g);
+        add_product_into(acc, g_rows, bt);
         tensor_free(g_rows);
         return NULL;
     }
@@ -66,9 +73,7 @@ tensor *tensor_matmul(tensor *a, tensor *b) {
 static tensor *linear_input_grad(ag_node *n, tensor *g_rows) {
     tensor *w = ag_saved(n, 1), *acc = ag_grad_accumulated(n, 0);
     if (acc) {
-        tensor *acc_rows = tensor_reshape(acc, SHAPE(-1, w->shape[1])); // (N, in), a view
-        backend_matmul(acc_rows, g_rows, w, 1.0, 1.0);
-        tensor_free(acc_rows);
+        add_product_into(acc, g_rows, w);
         return NULL;
     }
     tensor *dx = tensor_matmul(g_rows, w);

@@ -13,23 +13,30 @@ static CBLAS_TRANSPOSE blas_trans(bool trans) {
     return trans ? CblasTrans : CblasNoTrans;
 }
 
-// A product under SMALL_GEMM multiply-adds runs on one thread (OpenBLAS takes its thread count
+// Products under SMALL_GEMM multiply-adds each run on one thread (OpenBLAS takes its thread count
 // from OpenMP's at each call): inside a training step, where the second thread has gone to sleep
 // between products, waking it costs more than such a product takes (the rank-32 core products of
 // Aurora's released code ran twice as long on two threads as on one). Returns the team size to
-// restore afterwards, or 0.
+// restore with blas_restore_team, or 0.
 #define SMALL_GEMM 4e6
 
-static int blas_team_for(const matmul_plan *p) {
+static int blas_alone_if_small(double each) {
 #ifdef _OPENMP
     int team = omp_get_max_threads();
-    if (team > 1 && (double)p->m * (double)p->n * (double)p->k < SMALL_GEMM) {
+    if (team > 1 && each < SMALL_GEMM) {
         omp_set_num_threads(1);
         return team;
     }
 #endif
-    (void)p;
+    (void)each;
     return 0;
+}
+
+static void blas_restore_team(int team) {
+#ifdef _OPENMP
+    if (team) omp_set_num_threads(team);
+#endif
+    (void)team;
 }
 
 // Batch entry i of c = a @ b.
@@ -46,16 +53,12 @@ static void gemm_entry(const matmul_plan *p, const tensor *a, const tensor *b, t
         cpu_sgemm_narrow(p->trans_a, p->trans_b, p->m, p->n, p->k, (float)alpha, pa, p->lda, pb,
                          p->ldb, (float)beta, pc, p->ldc))
         return;
-    int team = blas_team_for(p);
     if (c->dtype == PETAL_F32)
         cblas_sgemm(CblasRowMajor, ta, tb, (int)p->m, (int)p->n, (int)p->k, (float)alpha, pa,
                     (int)p->lda, pb, (int)p->ldb, (float)beta, pc, (int)p->ldc);
     else
         cblas_dgemm(CblasRowMajor, ta, tb, (int)p->m, (int)p->n, (int)p->k, alpha, pa, (int)p->lda,
                     pb, (int)p->ldb, beta, pc, (int)p->ldc);
-#ifdef _OPENMP
-    if (team) omp_set_num_threads(team);
-#endif
 }
 
 static void gemm_batch(const matmul_plan *p, const tensor *a, const tensor *b, tensor *c,
@@ -75,7 +78,9 @@ static void gemm_batch(const matmul_plan *p, const tensor *a, const tensor *b, t
         return;
     }
 #endif
+    int team = blas_alone_if_small(each);
     for (int64_t i = 0; i < p->batch; i++) gemm_entry(p, a, b, c, alpha, beta, i);
+    blas_restore_team(team);
 }
 
 void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta) {
