@@ -8,6 +8,7 @@
 
 #include "petal.h"
 #include "ops/op_table.h"
+#include "tensor/random_formula.h"
 #include "tests/ops/reference.h"
 #include "tests/test_util.h"
 
@@ -218,6 +219,10 @@ START_TEST(test_dropout_statistics_and_determinism) {
     }
     double frac = (double)zeros / (double)tensor_numel(a);
     ck_assert_msg(fabs(frac - 0.25) < 0.01, "dropped fraction %g", frac);
+    // Every element keeps or drops as the per-element formula says (the kernel draws Philox in
+    // groups of blocks and threads: this is what ties the groups to their counters).
+    for (int64_t i = 0; i < tensor_numel(a); i++)
+        ck_assert((tensor_data_f32(a)[i] != 0.0f) == random_keep((rng_state){42, 0}, i, 0.25));
     scope_end(mark);
 }
 END_TEST
