@@ -131,7 +131,8 @@ static retrieval_recall evaluate(const blip_model *m, const batch *eval) {
     tensor *image_feat = blip_image_feat(m, embeds);
     tensor *text_feat = blip_text_feat(m, eval->ids, eval->mask, &ctx);
     tensor *i2t, *t2i;
-    blip_retrieval_scores(m, embeds, image_feat, eval->ids, eval->mask, text_feat, 16, &i2t, &t2i);
+    blip_retrieval_scores(m, embeds, image_feat, eval->ids, eval->mask, text_feat, 16, 1.0, &i2t,
+                          &t2i);
     int64_t img2txt[CONCEPTS], per_image[CONCEPTS], txt2img[CONCEPTS];
     for (int i = 0; i < CONCEPTS; i++) img2txt[i] = txt2img[i] = i, per_image[i] = 1;
     retrieval_recall r = blip_retrieval_recall(i2t, t2i, img2txt, per_image, txt2img);

@@ -239,9 +239,13 @@ static petal_status image_set_entry(void *ctx, const json_value *e, size_t i) {
     const char *image;
     petal_status st;
     if ((st = json_member_get(e, "image", &v)) || (st = as_text(v, &image))) return st;
-    if (!image_id_from_name(image, &s->image_ids[i]))
+    const json_value *id = json_get(e, "image_id");
+    if (id) {
+        if ((st = json_as_int(id, &s->image_ids[i]))) return st;
+    } else if (!image_id_from_name(image, &s->image_ids[i])) {
         return json_type_error(
             v, "a file name ending in _<digits>.jpg (BLIP reads the image id from it)");
+    }
     s->images[i] = copy(image);
     s->n = (int64_t)i + 1;
     return PETAL_OK;
@@ -280,10 +284,12 @@ static petal_status read_vqa_answers(const json_value *e, ann_vqa *q) {
     if (n == 0) return json_type_error(list, "a non-empty array of answers");
     q->answers = alloc_array(n, sizeof *q->answers);
     q->weights = alloc_array(n, sizeof *q->weights);
+    q->raw_answers = alloc_array(n, sizeof *q->raw_answers);
     strmap seen = {0};
     for (size_t k = 0; k < n && !st; k++) {
         const char *answer;
         if ((st = as_text(json_at(list, k), &answer))) break;
+        q->raw_answers[q->n_raw++] = copy(answer);
         int64_t at = strmap_get(&seen, answer, strlen(answer));
         if (at < 0) {
             at = q->n_answers++;
@@ -305,6 +311,9 @@ static petal_status read_vg_answer(const json_value *e, ann_vqa *q) {
     q->answers[0] = copy(answer);
     q->weights[0] = 0.2;
     q->n_answers = 1;
+    q->raw_answers = alloc_array(1, sizeof *q->raw_answers);
+    q->raw_answers[0] = copy(answer);
+    q->n_raw = 1;
     return PETAL_OK;
 }
 
@@ -331,6 +340,9 @@ static petal_status vqa_entry(void *ctx, const json_value *e, size_t i) {
     q->image = copy(image);
     if ((st = text_pre_question(question, TEXT_QUESTION_MAX_WORDS, &q->question))) return st;
     if (r->split == ANN_VQA_TEST) return json_get_int(e, "question_id", &q->question_id);
+    if (r->split == ANN_VQA_EVAL &&
+        ((st = json_get_int(e, "question_id", &q->question_id)) || !json_get(e, "answer")))
+        return st;
     if ((v = json_get(e, "question_id")) && (st = json_as_int(v, &q->question_id))) return st;
     return q->dataset == ANN_DATASET_VG ? read_vg_answer(e, q) : read_vqa_answers(e, q);
 }
@@ -352,6 +364,7 @@ void ann_vqa_free(ann_vqa_set *s) {
         free(q->image);
         free(q->question);
         free_strings(q->answers, q->n_answers);
+        free_strings(q->raw_answers, q->n_raw);
         free(q->weights);
     }
     free(s->items);

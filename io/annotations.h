@@ -43,8 +43,11 @@ petal_status ann_load_retrieval(const char *path, int max_words, ann_retrieval_s
 void ann_retrieval_free(ann_retrieval_set *s);
 
 // ---- caption evaluation: coco_karpathy_val/test.json ----
-// The image id is parsed from the file name as BLIP does:
-// int(image.split('/')[-1].strip('.jpg').split('_')[-1]), e.g. COCO_val2014_000000391895.jpg.
+// [{"image": "...", "image_id": 391895 (optional), ...}, ...]
+// The image id is the entry's "image_id", which must then be an integer (`petal data synth` writes
+// one: its file names carry no COCO id). Without it, the id is parsed from the file name as BLIP
+// does: int(image.split('/')[-1].strip('.jpg').split('_')[-1]), e.g. COCO_val2014_000000391895.jpg
+// (strip removes the characters . j p g, not a suffix, so a .png name does not parse).
 typedef struct {
     char **images;
     int64_t *image_ids;
@@ -60,6 +63,8 @@ void ann_image_set_free(ann_image_set *s);
 typedef enum {
     ANN_VQA_TRAIN, // answers with weights; question_id optional
     ANN_VQA_TEST,  // question_id required; answers ignored
+    ANN_VQA_EVAL,  // question_id required; answers read where an entry has them (vqa_val.json
+                   // has them, vqa_test.json not), for accuracy
 } ann_vqa_split;
 
 typedef enum {
@@ -77,6 +82,9 @@ typedef struct {
     char **answers;
     double *weights;
     int n_answers;
+    // every annotator's answer as the file lists it (duplicates kept), for VQA accuracy
+    char **raw_answers;
+    int n_raw;
 } ann_vqa;
 
 typedef struct {

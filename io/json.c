@@ -784,3 +784,25 @@ petal_status json_get_object(const json_value *obj, const char *key, const json_
     petal_status st = json_member_get(obj, key, &v);
     return st ? st : json_as_object(v, out);
 }
+
+void json_write_string(strbuf *b, const char *s) {
+    static const char hex[] = "0123456789abcdef";
+    strbuf_push(b, '"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                                      : NULL;
+        if (esc)
+            strbuf_append(b, esc, 2);
+        else if (c < 0x20) {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            strbuf_append(b, u, 6);
+        } else
+            strbuf_push(b, (char)c);
+    }
+    strbuf_push(b, '"');
+}

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/buffer.h"
 #include "tensor/error.h"
 
 #define JSON_MAX_DEPTH 512
@@ -70,6 +71,11 @@ struct json_member {
 petal_status json_parse(const char *text, size_t len, const char *source, json_value **out);
 // Reads and parses a whole file; errors name the path.
 petal_status json_parse_file(const char *path, json_value **out);
+
+// ---- writing ----
+// Appends s (UTF-8) as a JSON string literal: quotes, and escapes for '"', '\\' and the control
+// characters (\n, \t, ... and \u00XX); other characters are written as they are.
+void json_write_string(strbuf *b, const char *s);
 void json_free(json_value *root); // NULL is fine
 
 // ---- lookup: NULL (or 0) when absent or of another type; no error is recorded ----

@@ -61,7 +61,16 @@ static char *config_json(const petl_handle *h) {
 }
 
 petal_status petl_save(const petl_handle *h, const char *path) {
+    return petl_save_with(h, path, NULL);
+}
+
+petal_status petl_save_with(const petl_handle *h, const char *path, const char *train_json) {
     char *config = config_json(h);
+    if (train_json) {
+        char *with = blip_config_json_with(config, train_json);
+        free(config);
+        config = with;
+    }
     petal_status s = checkpoint_save(path, h->m->registry, CHECKPOINT_PETL,
                                      &(checkpoint_meta){.config = config});
     free(config);

@@ -134,6 +134,8 @@ tensor *petl_extra_loss(const petl_handle *h, tensor *image_feat, tensor *text_f
 // config attribute. petl_load needs the same configuration attached to a model with the same
 // backbone; another backbone is refused (naming both fingerprints) unless force_base.
 petal_status petl_save(const petl_handle *h, const char *path);
+// petl_save with the experiment's config (JSON, train/config.h) embedded under "train".
+petal_status petl_save_with(const petl_handle *h, const char *path, const char *train_json);
 petal_status petl_load(petl_handle *h, const char *path, bool force_base);
 
 // Folds every linear delta into its Linear's weight (W += dW) so inference runs at the backbone's

@@ -52,6 +52,8 @@ const char *petal_status_name(petal_status status) {
         return "device error";
     case PETAL_ERR_MEMORY:
         return "out of memory";
+    case PETAL_ERR_NUMERIC:
+        return "non-finite value";
     }
     return "unknown status";
 }

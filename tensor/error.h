@@ -11,13 +11,14 @@
 
 typedef enum {
     PETAL_OK = 0,
-    PETAL_ERR_ARG,    // a bad argument or option value
-    PETAL_ERR_IO,     // a file could not be opened, read or written
-    PETAL_ERR_FORMAT, // a file is not what it claims to be (corrupt, truncated, wrong version)
-    PETAL_ERR_KEY,    // a named entry is missing or unexpected
-    PETAL_ERR_SHAPE,  // a tensor has the wrong shape or dtype
-    PETAL_ERR_DEVICE, // a device is missing or unusable
-    PETAL_ERR_MEMORY, // an allocation failed
+    PETAL_ERR_ARG,     // a bad argument or option value
+    PETAL_ERR_IO,      // a file could not be opened, read or written
+    PETAL_ERR_FORMAT,  // a file is not what it claims to be (corrupt, truncated, wrong version)
+    PETAL_ERR_KEY,     // a named entry is missing or unexpected
+    PETAL_ERR_SHAPE,   // a tensor has the wrong shape or dtype
+    PETAL_ERR_DEVICE,  // a device is missing or unusable
+    PETAL_ERR_MEMORY,  // an allocation failed
+    PETAL_ERR_NUMERIC, // a computation went non-finite (a training loss or gradient)
 } petal_status;
 
 // C11's _Noreturn, spelled so that the CUDA kernels (C++) can include this header too.

@@ -23,6 +23,8 @@ bool aborts_with(void (*fn)(void), const char *expect);
 void test_dir_make(void);
 void test_dir_remove(void);
 const char *test_dir_path(const char *name);
+// Writes text into a file of the test directory; returns its path (as test_dir_path).
+const char *test_dir_write(const char *name, const char *text);
 
 // A CK_FORK-safe test case with a timeout suited to model-sized work.
 TCase *tcase_with_timeout(const char *name, double seconds);

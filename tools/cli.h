@@ -15,6 +15,12 @@ int cmd_inspect(int argc, char **argv);
 int cmd_itm(int argc, char **argv);
 int cmd_caption(int argc, char **argv);
 int cmd_vqa(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
 
 // Option parsing shared by subcommands: "--name value" pairs.
 const char *cli_option(int argc, char **argv, const char *name, const char *fallback);

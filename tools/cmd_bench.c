@@ -6,6 +6,8 @@
 //   petal bench block --batch B --tokens T --dim D --heads H [--iters I] [--device D]
 //       one pre-norm ViT block (LN, fused qkv, attention, proj, LN, MLP with GELU), frozen
 //       weights, input requiring grad: forward and backward as in PETL training.
+//   petal bench train --config CONFIG.yaml [--steps N]
+//       training steps of an experiment config (tools/bench_train.c).
 // --device is cpu (default), cuda or cuda:N. GPU work is asynchronous, so every timing starts and
 // ends with the device synchronised; peak_bytes is that device's allocator peak.
 #include <cblas.h>
@@ -17,6 +19,7 @@
 #include "petal.h"
 #include "tools/bench_blip.h"
 #include "tools/bench_block.h"
+#include "tools/bench_train.h"
 #include "tools/bench_util.h"
 #include "tools/cli.h"
 
@@ -194,6 +197,7 @@ int cmd_bench(int argc, char **argv) {
                                                               : bench_block(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "vit") == 0) return bench_vit(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "blip-itm") == 0) return bench_blip_itm(argc - 1, argv + 1);
-    fprintf(stderr, "usage: petal bench gemm|block|vit|blip-itm [options]\n");
+    if (argc >= 2 && strcmp(argv[1], "train") == 0) return bench_train(argc - 1, argv + 1);
+    fprintf(stderr, "usage: petal bench gemm|block|vit|blip-itm|train [options]\n");
     return 2;
 }

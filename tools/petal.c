@@ -10,13 +10,22 @@
 
 static const cli_command commands[] = {
     {"gradcheck", "check every op's backward rule against finite differences", cmd_gradcheck},
-    {"bench", "benchmarks: gemm, block, vit, blip-itm", cmd_bench},
+    {"bench", "benchmarks: gemm, block, vit, blip-itm, train", cmd_bench},
     {"params", "count the parameters a PETL method trains on a BLIP model", cmd_params},
     {"convert", "a .pth or .safetensors state dict -> a petal HDF5 checkpoint", cmd_convert},
     {"inspect", "the tensors of a .h5, .pth or .safetensors file", cmd_inspect},
     {"itm", "image-text matching and ITC scores of an image and a text", cmd_itm},
     {"caption", "a caption for an image (beam search)", cmd_caption},
     {"vqa", "the answer to a question about an image (generated or ranked)", cmd_vqa},
+    {"train", "train a PETL experiment from a YAML config into a run folder", cmd_train},
+    {"eval", "evaluate a trained model or PETL file on a config's split", cmd_eval},
+    {"data", "data sets: `petal data synth DIR` writes the synthetic vision-language set",
+     cmd_data},
+    {"plot", "loss, learning rate and eval metrics of a run folder as PNG plots (gnuplot)",
+     cmd_plot},
+    {"runs", "a table of finished runs: trainable params, test metrics, train time", cmd_runs},
+    {"score", "caption metrics of a results file: `petal score captions --pred P --ann A`",
+     cmd_score},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

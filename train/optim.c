@@ -16,11 +16,13 @@ optim_adamw *adamw_new(tensor *const *params, int n, adamw_config cfg) {
     PETAL_CHECK(o != NULL, "adamw_new: out of host memory");
     o->cfg = cfg;
     o->n = n;
-    o->params = malloc((size_t)n * sizeof *o->params);
-    o->m = calloc((size_t)n, sizeof *o->m);
-    o->v = calloc((size_t)n, sizeof *o->v);
-    o->decay = malloc((size_t)n * sizeof *o->decay);
-    o->steps = calloc((size_t)n, sizeof *o->steps);
+    // One spare slot each, so that an optimizer over no parameter (a frozen run) is valid too.
+    size_t slots = (size_t)n + 1;
+    o->params = calloc(slots, sizeof *o->params);
+    o->m = calloc(slots, sizeof *o->m);
+    o->v = calloc(slots, sizeof *o->v);
+    o->decay = calloc(slots, sizeof *o->decay);
+    o->steps = calloc(slots, sizeof *o->steps);
     PETAL_CHECK(o->params && o->m && o->v && o->decay && o->steps, "adamw_new: out of host memory");
     for (int i = 0; i < n; i++) {
         PETAL_CHECK(params[i]->requires_grad && !params[i]->grad_fn &&

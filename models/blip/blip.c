@@ -81,7 +81,7 @@ static blip_model *build(const blip_config *cfg, petal_dtype dtype, uint64_t see
         nn_linear_init(&m->itm_head, &b, "itm_head", cfg->text.hidden, 2, true, MODALITY_NONE,
                        NN_INIT_TORCH);
     }
-    if (cfg->task == BLIP_RETRIEVAL) {
+    if (blip_task_trains_itc(cfg->task)) {
         m->temp = nn_param(&b, "temp", 0, NULL, MODALITY_NONE, false);
         tensor_fill_(m->temp, cfg->temp);
         if (cfg->momentum) momentum_init(m, &b);

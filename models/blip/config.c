@@ -3,11 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const task_names[] = {[BLIP_RETRIEVAL] = "retrieval",
-                                         [BLIP_ITM] = "itm",
-                                         [BLIP_VQA] = "vqa",
-                                         [BLIP_CAPTION] = "caption",
-                                         [BLIP_TEXT] = "text"};
+static const char *const task_names[] = {
+    [BLIP_RETRIEVAL] = "retrieval", [BLIP_ITM] = "itm",   [BLIP_VQA] = "vqa",
+    [BLIP_CAPTION] = "caption",     [BLIP_TEXT] = "text", [BLIP_PRETRAIN] = "pretrain"};
 
 const char *blip_task_name(blip_task task) {
     return task_names[task];
@@ -19,8 +17,8 @@ petal_status blip_task_parse(const char *name, blip_task *out) {
             *out = (blip_task)t;
             return PETAL_OK;
         }
-    return petal_error(PETAL_ERR_ARG, "task '%s': expected retrieval, itm, vqa, caption or text",
-                       name);
+    return petal_error(PETAL_ERR_ARG,
+                       "task '%s': expected retrieval, itm, vqa, caption, text or pretrain", name);
 }
 
 bool blip_task_has_vision(blip_task task) {
@@ -32,11 +30,15 @@ bool blip_task_has_text(blip_task task) {
 }
 
 bool blip_task_has_decoder(blip_task task) {
-    return task == BLIP_CAPTION || task == BLIP_VQA;
+    return task == BLIP_CAPTION || task == BLIP_VQA || task == BLIP_PRETRAIN;
 }
 
 bool blip_task_has_heads(blip_task task) {
-    return task == BLIP_RETRIEVAL || task == BLIP_ITM;
+    return task == BLIP_RETRIEVAL || task == BLIP_ITM || task == BLIP_PRETRAIN;
+}
+
+bool blip_task_trains_itc(blip_task task) {
+    return task == BLIP_RETRIEVAL || task == BLIP_PRETRAIN;
 }
 
 petal_status blip_config_named(const char *name, blip_config *out) {
@@ -89,7 +91,7 @@ static blip_config with_task(blip_config c, blip_task task) {
     c.embed_dim = 256;
     c.tokens =
         (blip_tokens){.pad = 0, .unk = 100, .cls = 101, .sep = 102, .dec = 30522, .enc = 30523};
-    c.momentum = task == BLIP_RETRIEVAL;
+    c.momentum = blip_task_trains_itc(task);
     c.queue_size = 57600;
     c.momentum_coef = 0.995;
     c.temp = 0.07;

@@ -11,6 +11,9 @@ typedef struct {
     int64_t image_size, patch, width, depth, heads, mlp;
     double eps;       // LayerNorm, 1e-6
     double drop_path; // stochastic depth at the last block (linear from 0); 0.1 for VQA training
+    // Activation checkpointing (BLIP's vit_grad_ckpt / vit_ckpt_layer): the first ckpt_layers
+    // blocks keep only their inputs while training and recompute the rest in backward. 0: off.
+    int64_t ckpt_layers;
 } vit_config;
 
 typedef struct {
@@ -29,6 +32,7 @@ typedef enum {
     BLIP_VQA,       // question encoder + answer decoder (blip_vqa.py)
     BLIP_CAPTION,   // image-grounded decoder (blip.py BLIP_Decoder)
     BLIP_TEXT,      // a BERT text encoder alone (plain BERT checkpoints such as all-MiniLM-L6-v2)
+    BLIP_PRETRAIN,  // every module: ITC + ITM + the image-grounded decoder (blip_pretrain.py)
 } blip_task;
 
 typedef struct {
@@ -56,6 +60,8 @@ bool blip_task_has_vision(blip_task task);  // visual_encoder
 bool blip_task_has_text(blip_task task);    // text_encoder
 bool blip_task_has_decoder(blip_task task); // text_decoder
 bool blip_task_has_heads(blip_task task);   // vision_proj, text_proj, itm_head
+// Trained with ITC + ITM: the temperature, and the momentum encoders and queues when enabled.
+bool blip_task_trains_itc(blip_task task);
 
 // BLIP-base: ViT-B/16 (768, 12 layers) and BERT-base MED at the task's BLIP image size
 // (retrieval and captioning 384, VQA 480).

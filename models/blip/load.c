@@ -149,7 +149,27 @@ char *blip_config_to_json(const blip_config *c) {
 
 petal_status blip_save(const char *path, const blip_model *m, checkpoint_kind kind,
                        const char *vocab) {
+    return blip_save_with(path, m, kind, vocab, NULL);
+}
+
+char *blip_config_json_with(const char *config_json, const char *train_json) {
+    strbuf b = {0};
+    size_t n = strlen(config_json);
+    while (n > 0 && config_json[n - 1] != '}') n--; // the object's closing brace
+    PETAL_CHECK(n > 0, "blip_config_json_with: not a JSON object");
+    strbuf_append(&b, config_json, n - 1);
+    strbuf_printf(&b, ",\n \"train\": %s}\n", train_json);
+    return strbuf_take(&b);
+}
+
+petal_status blip_save_with(const char *path, const blip_model *m, checkpoint_kind kind,
+                            const char *vocab, const char *train_json) {
     char *config = blip_config_to_json(&m->cfg);
+    if (train_json) {
+        char *with = blip_config_json_with(config, train_json);
+        free(config);
+        config = with;
+    }
     petal_status s = checkpoint_save(path, m->registry, kind,
                                      &(checkpoint_meta){.config = config, .vocab = vocab});
     free(config);
@@ -176,14 +196,18 @@ static petal_status tokens_from_vocab(const char *path, const char *vocab, blip_
     petal_status s = tokenizer_load_text(vocab, strlen(vocab), source, tok);
     if (s) return s;
     if (c->task != BLIP_TEXT) tokenizer_add_blip_specials(*tok);
-    const tokenizer_special_ids *ids = tokenizer_specials(*tok);
-    c->tokens = (blip_tokens){.pad = ids->pad,
-                              .unk = ids->unk,
-                              .cls = ids->cls,
-                              .sep = ids->sep,
-                              .dec = ids->bos >= 0 ? ids->bos : 0,
-                              .enc = ids->enc >= 0 ? ids->enc : 0};
+    c->tokens = blip_tokens_of(*tok);
     return PETAL_OK;
+}
+
+blip_tokens blip_tokens_of(const tokenizer *tok) {
+    const tokenizer_special_ids *ids = tokenizer_specials(tok);
+    return (blip_tokens){.pad = ids->pad,
+                         .unk = ids->unk,
+                         .cls = ids->cls,
+                         .sep = ids->sep,
+                         .dec = ids->bos >= 0 ? ids->bos : 0,
+                         .enc = ids->enc >= 0 ? ids->enc : 0};
 }
 
 static bool is_momentum_state(const char *name) {
@@ -244,7 +268,8 @@ petal_status blip_load(const char *path, const blip_load_options *opts, blip_loa
     blip_task task = BLIP_RETRIEVAL;
     if (opts->task && blip_task_parse(opts->task, &task) != PETAL_OK)
         return petal_error(PETAL_ERR_ARG,
-                           "blip_load: task '%s': expected retrieval, itm, vqa, caption or text",
+                           "blip_load: task '%s': expected retrieval, itm, vqa, caption, text or "
+                           "pretrain",
                            opts->task);
     tensor_list file;
     petal_status s = checkpoint_read(path, &file, &out->info);
@@ -260,12 +285,12 @@ petal_status blip_load(const char *path, const blip_load_options *opts, blip_loa
                         "it as (retrieval, itm, vqa or caption)",
                         path);
     // A subset of the file's modules is loaded when the task differs from the file's.
-    bool subset = pretrain || (opts->task && task != c.task);
+    bool subset = (pretrain && task != BLIP_PRETRAIN) || (opts->task && task != c.task);
     if (!s && opts->task) c.task = task;
     if (!s) s = tokens_from_vocab(path, out->info.vocab, &c, &out->tok);
     const named_tensor *queue = tensor_list_find(&file, "idx_queue"); // (1, Q)
     if (queue && queue->value->ndim == 2) c.queue_size = queue->value->shape[1];
-    c.momentum = opts->momentum && c.task == BLIP_RETRIEVAL;
+    c.momentum = opts->momentum && blip_task_trains_itc(c.task);
     if (!s && (s = blip_config_check(&c))) {
         char why[512];
         snprintf(why, sizeof why, "%s", petal_error_message());

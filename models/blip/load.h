@@ -19,12 +19,21 @@
 petal_status blip_config_from_json(const char *json, const char *source, blip_task fallback,
                                    bool *pretrain, blip_config *out);
 
+// The special-token ids a model uses with this tokenizer ([DEC] and [ENC] 0 when it lacks them).
+blip_tokens blip_tokens_of(const tokenizer *tok);
+
 // cfg -> the config JSON petal convert writes (malloc'd; free it).
 char *blip_config_to_json(const blip_config *cfg);
 // Saves the model atomically with its config and `vocab` (one token per line, may be NULL): a
 // FULL file has every parameter and buffer, a PETL file the trainable ones (checkpoint.h).
 petal_status blip_save(const char *path, const blip_model *m, checkpoint_kind kind,
                        const char *vocab);
+// blip_save with the experiment's config (a JSON object, train/config.h) embedded under "train"
+// in the file's config attribute; readers of the model config ignore it.
+petal_status blip_save_with(const char *path, const blip_model *m, checkpoint_kind kind,
+                            const char *vocab, const char *train_json);
+// A JSON object's text with `"train": train_json` added as its last key (malloc'd).
+char *blip_config_json_with(const char *config_json, const char *train_json);
 
 typedef struct {
     const char *task;  // load as this task ("retrieval", "vqa", ...); NULL: the file's own

@@ -1,5 +1,6 @@
 #include "models/blip/retrieval.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,11 +177,15 @@ void blip_sample_rows(tensor *weights, rng_generator *g, int64_t *out) {
         const double *row = w + r * cols;
         double total = 0;
         for (int64_t c = 0; c < cols; c++) total += row[c];
+        out[r] = cols - 1;
+        // Weights that are not finite come from similarities that overflowed; ITC's loss, made of
+        // the same similarities, is not finite either, and the trainer stops on it. Any index
+        // serves until then.
+        if (!isfinite(total)) continue;
         PETAL_CHECK(total > 0,
                     "hard negatives: row %lld has no candidate (every item shares its id)",
                     (long long)r);
         double u = philox_uniform(s.seed, s.offset, (uint64_t)r) * total, acc = 0;
-        out[r] = cols - 1;
         for (int64_t c = 0; c < cols; c++) {
             acc += row[c];
             if (u < acc && row[c] > 0) {
@@ -258,7 +263,7 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
 retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *ids, tensor *mask,
                                        tensor *image_ids, const retrieval_options *opt,
                                        const nn_ctx *ctx) {
-    PETAL_CHECK(m->cfg.task == BLIP_RETRIEVAL, "blip_retrieval_losses: the model is for %s",
+    PETAL_CHECK(blip_task_trains_itc(m->cfg.task), "blip_retrieval_losses: the model is for %s",
                 blip_task_name(m->cfg.task));
     clamp_temp(m);
     retrieval_features f;
@@ -276,7 +281,8 @@ retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *id
     out.itc_extra = loss_hooks_run(m->itc_extra, f.image_feat, f.text_feat, ctx);
     if (out.itc_extra) out.ita = nn_consume(out.ita, tensor_add(out.ita, out.itc_extra));
     out.itm = itm_loss(m, &f, ids, mask, image_ids, opt, ctx);
-    tensor_free(f.image_embeds);
+    out.image_embeds = opt->keep_image_embeds ? f.image_embeds : NULL;
+    if (!opt->keep_image_embeds) tensor_free(f.image_embeds);
     tensor_free(f.text_cls);
     out.image_feat = f.image_feat;
     out.text_feat = f.text_feat;
@@ -292,14 +298,14 @@ static tensor *itm_scores(const blip_model *m, tensor *ids, tensor *mask, tensor
     return nn_consume(logits, tensor_select(logits, 1, 1));
 }
 
-// For each row r of sims (R, C): the top k columns get itm(r, c) + sim, the rest -100.
+// For each row r of sims (R, C): the top k columns get itm(r, c) + beta * sim, the rest -100.
 // `pair` builds the (k) ITM inputs of row r for columns `top`: ids, mask and image embeds.
 typedef void (*pair_fn)(const blip_model *m, int64_t r, tensor *top, tensor *text_ids,
                         tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
                         tensor **embeds);
 
-static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, pair_fn pair, tensor *text_ids,
-                      tensor *text_mask, tensor *image_embeds) {
+static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, double beta, pair_fn pair,
+                      tensor *text_ids, tensor *text_mask, tensor *image_embeds) {
     int64_t rows = sims->shape[0], cols = sims->shape[1];
     tensor *scores = tensor_keep(tensor_full(PETAL_F32, SHAPE(rows, cols), -100.0));
     for (int64_t r = 0; r < rows; r++) {
@@ -309,7 +315,7 @@ static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, pair_fn pair
         tensor *ids, *mask, *embeds;
         pair(m, r, top, text_ids, text_mask, image_embeds, &ids, &mask, &embeds);
         tensor *score = itm_scores(m, ids, mask, embeds);
-        tensor *total = tensor_add(score, top_sim);
+        tensor *total = tensor_add(score, tensor_mul_scalar(top_sim, beta)); // x 1 is exact
         double *v = malloc((size_t)k * sizeof *v);
         tensor_to_doubles(total, v);
         tensor *topc = tensor_to(top, DEVICE_CPU);
@@ -346,16 +352,16 @@ static void text_row_pair(const blip_model *m, int64_t r, tensor *top, tensor *t
 
 void blip_retrieval_scores(const blip_model *m, tensor *image_embeds, tensor *image_feat,
                            tensor *text_ids, tensor *text_mask, tensor *text_feat, int64_t k_test,
-                           tensor **i2t, tensor **t2i) {
+                           double beta, tensor **i2t, tensor **t2i) {
     bool grad = grad_mode_set(false);
     int mark = scope_begin();
     tensor *enc_ids = blip_with_first_token(text_ids, m->cfg.tokens.enc);
     tensor *sims = tensor_matmul(image_feat, tensor_transpose(text_feat, 0, 1)); // (I, T)
     int64_t k_i = k_test < sims->shape[1] ? k_test : sims->shape[1];
     int64_t k_t = k_test < sims->shape[0] ? k_test : sims->shape[0];
-    *i2t = rerank(m, sims, k_i, image_row_pair, enc_ids, text_mask, image_embeds);
+    *i2t = rerank(m, sims, k_i, beta, image_row_pair, enc_ids, text_mask, image_embeds);
     tensor *sims_t = tensor_contiguous(tensor_transpose(sims, 0, 1));
-    *t2i = rerank(m, sims_t, k_t, text_row_pair, enc_ids, text_mask, image_embeds);
+    *t2i = rerank(m, sims_t, k_t, beta, text_row_pair, enc_ids, text_mask, image_embeds);
     scope_end(mark);
     grad_mode_set(grad);
 }

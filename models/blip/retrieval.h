@@ -11,6 +11,7 @@ typedef struct {
     // Replay these negatives instead of sampling (B each; tests use torch's choices), or NULL.
     const int64_t *neg_image_for_text;
     const int64_t *neg_text_for_image;
+    bool keep_image_embeds; // hand the image embeddings back (pretraining's LM loss reads them)
 } retrieval_options;
 
 typedef struct {
@@ -18,6 +19,7 @@ typedef struct {
     tensor *itc_extra; // () the model's extra ITC terms (m->itc_extra: MCAM), or NULL if none
     tensor *itm;       // () cross-entropy over [B positives, B text negatives, B image negatives]
     tensor *image_feat, *text_feat; // (B, E) the normalised ITC features (extra losses read them)
+    tensor *image_embeds;           // (B, N + 1, D) with keep_image_embeds, else NULL
 } retrieval_losses;
 
 // One training step's losses for images (B, 3, S, S), texts ids/mask (B, L) ([CLS] first) and
@@ -33,12 +35,14 @@ retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *id
 void blip_sample_rows(tensor *weights, rng_generator *g, int64_t *out);
 
 // Score matrices of the k_test rerank: for each image, its k_test most similar texts by ITC
-// cosine get itm_head(...)[1] + cosine, all others -100; likewise for each text. image_embeds
+// cosine get itm_head(...)[1] + beta * cosine, all others -100; likewise for each text. BLIP's
+// train_retrieval.py adds the cosine (beta 1); the released Aurora configs rank by ITM alone
+// (beta 0). image_embeds
 // (I, N, D), image_feat (I, E), text_ids (T, L) with [CLS] (replaced by [ENC] here), text_mask,
 // text_feat (T, E). Outputs (I, T) and (T, I), f32 on the CPU.
 void blip_retrieval_scores(const blip_model *m, tensor *image_embeds, tensor *image_feat,
                            tensor *text_ids, tensor *text_mask, tensor *text_feat, int64_t k_test,
-                           tensor **i2t, tensor **t2i);
+                           double beta, tensor **i2t, tensor **t2i);
 
 typedef struct {
     double txt_r1, txt_r5, txt_r10; // image -> text: best rank among the image's captions

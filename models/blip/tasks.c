@@ -42,16 +42,21 @@ static tensor *decoder_loss(const blip_model *m, tensor *ids, tensor *mask, tens
 
 tensor *blip_caption_loss(const blip_model *m, tensor *images, tensor *ids, tensor *mask,
                           int64_t prompt_len, const nn_ctx *ctx) {
-    PETAL_CHECK(m->cfg.task == BLIP_CAPTION, "blip_caption_loss: the model is for %s",
-                blip_task_name(m->cfg.task));
     tensor *embeds = blip_image_embeds(m, images, ctx);
-    return nn_consume(embeds, decoder_loss(m, ids, mask, embeds, NULL, prompt_len, false, ctx));
+    return nn_consume(embeds, blip_caption_loss_embeds(m, embeds, ids, mask, prompt_len, ctx));
+}
+
+tensor *blip_caption_loss_embeds(const blip_model *m, tensor *image_embeds, tensor *ids,
+                                 tensor *mask, int64_t prompt_len, const nn_ctx *ctx) {
+    PETAL_CHECK(m->cfg.task == BLIP_CAPTION || m->cfg.task == BLIP_PRETRAIN,
+                "blip_caption_loss: the model is for %s", blip_task_name(m->cfg.task));
+    return decoder_loss(m, ids, mask, image_embeds, NULL, prompt_len, false, ctx);
 }
 
 generate_result blip_caption_generate(const blip_model *m, tensor *images, tensor *prompt,
                                       const generate_options *opt) {
-    PETAL_CHECK(m->cfg.task == BLIP_CAPTION, "blip_caption_generate: the model is for %s",
-                blip_task_name(m->cfg.task));
+    PETAL_CHECK(m->cfg.task == BLIP_CAPTION || m->cfg.task == BLIP_PRETRAIN,
+                "blip_caption_generate: the model is for %s", blip_task_name(m->cfg.task));
     bool grad = grad_mode_set(false);
     const nn_ctx eval = NN_EVAL;
     int64_t b = images->shape[0];

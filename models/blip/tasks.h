@@ -11,6 +11,10 @@
 // smoothing 0.1, mean over the predicted tokens.
 tensor *blip_caption_loss(const blip_model *m, tensor *images, tensor *ids, tensor *mask,
                           int64_t prompt_len, const nn_ctx *ctx);
+// The same on image embeddings already computed (B, N + 1, D): the LM loss of BLIP's
+// pretraining, which shares one ViT pass with ITC and ITM (caption and pretrain models).
+tensor *blip_caption_loss_embeds(const blip_model *m, tensor *image_embeds, tensor *ids,
+                                 tensor *mask, int64_t prompt_len, const nn_ctx *ctx);
 // Captions for images (B, 3, S, S) from a prompt (1, P) whose first token is [DEC] (BLIP's
 // "a picture of " is [DEC] a picture of). The image embeddings are replicated once per beam.
 generate_result blip_caption_generate(const blip_model *m, tensor *images, tensor *prompt,

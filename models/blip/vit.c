@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "autograd/checkpoint.h"
 #include "nn/attention.h"
 #include "nn/dropout.h"
 #include "ops/ops.h"
@@ -115,6 +116,32 @@ tensor *vit_block_forward(const vit_block *blk, tensor *x, const layer_hooks *ho
     return nn_consume(x1, y);
 }
 
+// What a checkpointed block needs to run again in backward (ag_checkpoint copies it).
+typedef struct {
+    const vit_block *blk;
+    const layer_hooks *hooks;
+    int index;
+} block_call;
+
+static tensor *block_call_run(const void *call, tensor *x, rng_generator *rng) {
+    const block_call *c = call;
+    nn_ctx train = {true, rng};
+    return vit_block_forward(c->blk, x, c->hooks, c->index, &train);
+}
+
+// Block i, checkpointed when it is one of the first ckpt_layers and the pass is training
+// (ag_checkpoint itself falls back to a plain call when no gradient is wanted). BLIP's vit.py
+// wraps the attention and the MLP of the *last* vit_ckpt_layer blocks instead; whole blocks keep
+// only x rather than norm1(x) and norm2(x1) too, and the first blocks are recomputed at the end of
+// the backward, when the other blocks' activations are already freed, so the recompute never adds
+// to the peak. Which blocks changes no gradient.
+static tensor *block_forward(const vit_model *m, int64_t i, tensor *x, const nn_ctx *ctx) {
+    if (!ctx->training || i >= m->cfg.ckpt_layers)
+        return vit_block_forward(&m->blocks[i], x, &m->hooks, (int)i, ctx);
+    block_call call = {&m->blocks[i], &m->hooks, (int)i};
+    return ag_checkpoint(block_call_run, &call, sizeof call, x, ctx->rng);
+}
+
 tensor *vit_forward(const vit_model *m, tensor *images, const nn_ctx *ctx) {
     int64_t b = images->shape[0], d = m->cfg.width;
     tensor *patches = vit_patch_embed(m, images);
@@ -124,7 +151,6 @@ tensor *vit_forward(const vit_model *m, tensor *images, const nn_ctx *ctx) {
     tensor_free(patches);
     tensor *pos = tensor_slice(m->pos_embed, 1, 0, x->shape[1], 1); // pos_embed[:, :T]
     x = nn_consume(x, nn_consume(pos, tensor_add(x, pos)));
-    for (int64_t i = 0; i < m->cfg.depth; i++)
-        x = nn_consume(x, vit_block_forward(&m->blocks[i], x, &m->hooks, (int)i, ctx));
+    for (int64_t i = 0; i < m->cfg.depth; i++) x = nn_consume(x, block_forward(m, i, x, ctx));
     return nn_consume(x, nn_layer_norm_forward(&m->norm, x));
 }

@@ -1,0 +1,204 @@
+// petal train and petal eval end to end on a small synthetic data set: the run folder's files, a
+// run killed with SIGKILL at several moments and resumed writes metrics.jsonl identical to the
+// byte to an uninterrupted run's, a non-finite loss stops the run naming the step, and evaluation
+// reads what training wrote.
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/tools/cli_run.h"
+
+// A tiny BLIP pretrained from scratch on 64 images of 16 x 16 pixels.
+static const char *const config_text =
+    "task: pretrain\n"
+    "data_root: %s\n"
+    "image_root: images\n"
+    "ann_root: annotations\n"
+    "vocab: vocab.txt\n"
+    "image_size: 16\n"
+    "arch: {patch: 8, vision_width: 32, vision_depth: 2, vision_heads: 2, vision_mlp: 64,\n"
+    "       text_hidden: 32, text_layers: 1, text_heads: 2, text_intermediate: 64,\n"
+    "       max_positions: 40, embed_dim: 16}\n"
+    "petl: {methods: full}\n"
+    "batch_size_train: 8\n"
+    "batch_size_test: 16\n"
+    "init_lr: 1.0e-3\n"
+    "lr_schedule: step_cosine\n"
+    "warmup_steps: 3\n"
+    "max_epoch: 10\n"
+    "max_steps: 14\n"
+    "queue_size: 16\n"
+    "k_test: 4\n"
+    "log_every: 1\n"
+    "eval_every: 7\n"
+    "save_every: 2\n"
+    "threads: 1\n"
+    "num_workers: 2\n"
+    "seed: 3\n";
+
+static const char *config_path;
+
+static void setup(void) {
+    test_dir_make();
+    const char *data = test_dir_path("synth");
+    free(run_ok(ARGS("data", "synth", data, "--train-images", "64", "--val-images", "16",
+                     "--test-images", "16", "--image-size", "16")));
+    config_path = test_dir_path("pretrain.yaml");
+    FILE *f = fopen(config_path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, config_text, data);
+    fclose(f);
+}
+
+static bool exists(const char *dir, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 0;
+}
+
+static int count_lines(const char *text, const char *with) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, with)); p++) n++;
+    return n;
+}
+
+START_TEST(test_train_writes_the_run_folder) {
+    const char *out = test_dir_path("run");
+    free(run_ok(ARGS("train", config_path, "--out", out)));
+    const char *files[] = {"config.yaml", "metrics.jsonl", "timing.jsonl", "log.txt",
+                           "last.h5",     "best.h5",       "resume.h5",    "summary.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        ck_assert_msg(exists(out, files[i]), "the run folder has no %s", files[i]);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    char *metrics = slurp(path);
+    ck_assert_int_eq(count_lines(metrics, "\"loss_lm\""), 14);       // log_every 1
+    ck_assert_int_eq(count_lines(metrics, "\"split\": \"val\""), 2); // steps 7 and 14
+    ck_assert_int_eq(count_lines(metrics, "\"split\": \"test\""), 1);
+    ck_assert_msg(strstr(metrics, "\"txt_mdr\""), "no median rank in %s", metrics);
+    free(metrics);
+    // The config that ran, read back, trains the same run: the folder's config.yaml is complete.
+    snprintf(path, sizeof path, "%s/last.h5", out);
+    char *line = run_ok(ARGS("eval", config_path, "--ckpt", path, "--split", "test"));
+    ck_assert_msg(strstr(line, "\"split\": \"test\"") && strstr(line, "\"r_mean\""), "%s", line);
+    free(line);
+    // A second run into the same folder is refused, naming --resume.
+    run_result r = run_petal(ARGS("train", config_path, "--out", out));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_msg(strstr(r.err, "--resume"), "%s", r.err);
+    run_result_free(&r);
+}
+END_TEST
+
+static int file_lines(const char *dir, const char *name) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    for (int c; f && (c = fgetc(f)) != EOF;) n += c == '\n';
+    if (f) fclose(f);
+    return n;
+}
+
+// Starts `petal train` into out and kills it with SIGKILL once metrics.jsonl has `lines` lines
+// and `us` microseconds more have passed: a moment inside a step, an evaluation or a save.
+// Fails unless the run was still going when killed.
+static void train_and_kill(const char *out, bool resume, int lines, long us) {
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout)) _exit(127);
+        const char *argv[] = {
+            PETAL_BIN, "train", config_path, "--out", out, resume ? "--resume" : NULL, NULL};
+        execv(PETAL_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    struct timespec poll = {0, 200000L}, rest = {us / 1000000, (us % 1000000) * 1000L};
+    int status;
+    while (file_lines(out, "metrics.jsonl") < lines && waitpid(pid, &status, WNOHANG) == 0)
+        nanosleep(&poll, NULL);
+    nanosleep(&rest, NULL);
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                  "the run ended before the kill (status %d): the test kills too late", status);
+}
+
+START_TEST(test_resume_after_kill_is_exact) {
+    const char *whole = test_dir_path("whole"), *cut = test_dir_path("cut");
+    free(run_ok(ARGS("train", config_path, "--out", whole)));
+    // Kills at growing moments (after a number of metrics lines, plus a delay that lands inside
+    // a step, an evaluation or a checkpoint write); each resume goes on from the last resume.h5,
+    // or starts afresh when none was written yet. 14 steps, val at 7 and 14: 17 lines in all.
+    struct {
+        int lines;
+        long us;
+    } moments[] = {{0, 0}, {2, 3000}, {6, 9000}, {9, 500}, {13, 7000}};
+    bool started = false;
+    for (size_t i = 0; i < sizeof moments / sizeof moments[0]; i++) {
+        train_and_kill(cut, started && exists(cut, "resume.h5"), moments[i].lines, moments[i].us);
+        started = true;
+        if (!exists(cut, "resume.h5")) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", cut);
+            ck_assert_int_eq(system(cmd), 0);
+            started = false;
+        }
+    }
+    if (started)
+        free(run_ok(ARGS("train", config_path, "--out", cut, "--resume")));
+    else
+        free(run_ok(ARGS("train", config_path, "--out", cut)));
+    char a[1024], b[1024];
+    snprintf(a, sizeof a, "%s/metrics.jsonl", whole);
+    snprintf(b, sizeof b, "%s/metrics.jsonl", cut);
+    char *want = slurp(a), *got = slurp(b);
+    ck_assert_msg(strcmp(want, got) == 0,
+                  "metrics.jsonl after kills and resumes differs:\n--- uninterrupted\n%s\n--- "
+                  "resumed\n%s",
+                  want, got);
+    free(want);
+    free(got);
+}
+END_TEST
+
+START_TEST(test_non_finite_loss_stops_the_run) {
+    const char *out = test_dir_path("nan");
+    run_result r = run_petal(ARGS("train", config_path, "--out", out, "--set", "init_lr=1e30",
+                                  "--set", "warmup_steps=0"));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_msg(strstr(r.err, "not finite") && strstr(r.err, "step "), "%s", r.err);
+    run_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_bad_config_key_names_file_and_line) {
+    const char *bad = test_dir_path("bad.yaml");
+    FILE *f = fopen(bad, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "task: retrieval\nimage_root: x\nann_root: y\ninit_lr: fast\n");
+    fclose(f);
+    run_result r = run_petal(ARGS("train", bad, "--out", test_dir_path("never")));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_msg(strstr(r.err, "bad.yaml:4") && strstr(r.err, "init_lr"), "%s", r.err);
+    run_result_free(&r);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("train_cli");
+    TCase *tc = tcase_with_timeout("train", 240);
+    tcase_add_checked_fixture(tc, setup, test_dir_remove);
+    tcase_add_test(tc, test_train_writes_the_run_folder);
+    tcase_add_test(tc, test_resume_after_kill_is_exact);
+    tcase_add_test(tc, test_non_finite_loss_stops_the_run);
+    tcase_add_test(tc, test_bad_config_key_names_file_and_line);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

@@ -1,0 +1,45 @@
+// petal bench train: training steps of an experiment config (the model, PETL method, data set and
+// loader it names) without evaluation or checkpoints: steps/s, peak memory and the fraction of
+// the time spent waiting for the data loader, as one JSON line.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/bench_train.h"
+#include "tools/cli.h"
+#include "train/trainer.h"
+
+int bench_train(int argc, char **argv) {
+    const char *config = cli_option(argc, argv, "--config", NULL);
+    long steps;
+    if (!config) {
+        fprintf(stderr, "usage: petal bench train --config CONFIG.yaml [--steps 20] "
+                        "[--set key=value]\n");
+        return 2;
+    }
+    if (cli_option_range(argc, argv, "--steps", 20, 1, 100000, &steps)) return 2;
+    const char *sets[16];
+    int n_sets = 0;
+    for (int i = 1; i + 1 < argc && n_sets < 16; i++)
+        if (strcmp(argv[i], "--set") == 0) sets[n_sets++] = argv[++i];
+    train_config c;
+    if (train_config_load(config, sets, n_sets, &c)) {
+        fprintf(stderr, "petal bench train: %s\n", petal_error_message());
+        return 1;
+    }
+    trainer_bench_result r;
+    petal_status s = trainer_bench(&c, steps, &r);
+    if (!s)
+        printf("{\"bench\": \"train\", \"config\": \"%s\", \"task\": \"%s\", \"methods\": \"%s\", "
+               "\"batch\": %lld, \"workers\": %lld, \"threads\": %lld, \"trainable\": %lld, "
+               "\"steps\": %lld, \"steps_per_s\": %.4g, \"ms_per_step\": %.4g, "
+               "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f}\n",
+               config, train_task_name(c.task), c.petl.methods, (long long)c.batch_size_train,
+               (long long)c.num_workers, (long long)c.threads, (long long)r.trainable,
+               (long long)r.steps, (double)r.steps / r.seconds, 1e3 * r.seconds / (double)r.steps,
+               r.data_wait_s / r.seconds, (double)r.peak_bytes / 1048576.0);
+    else
+        fprintf(stderr, "petal bench train: %s\n", petal_error_message());
+    train_config_free(&c);
+    return s ? 1 : 0;
+}

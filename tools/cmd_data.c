@@ -1,0 +1,94 @@
+// petal data synth DIR: writes the synthetic vision-language set (train/synth.h) in BLIP's formats
+// and prints what it wrote.
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "tools/cli.h"
+#include "train/synth.h"
+
+static const char *const usage =
+    "petal data synth DIR [--seed S] [--train-images N] [--val-images N] [--test-images N] "
+    "[--image-size S] [--force]";
+
+static const char *const valued[] = {"--seed", "--train-images", "--val-images", "--test-images",
+                                     "--image-size"};
+enum { N_VALUED = sizeof valued / sizeof *valued };
+
+static int bad_usage(const char *what, const char *arg) {
+    fprintf(stderr, "petal data: %s '%s'\nusage: %s\n", what, arg, usage);
+    return 2;
+}
+
+static bool is_valued(const char *a) {
+    for (int k = 0; k < N_VALUED; k++)
+        if (strcmp(a, valued[k]) == 0) return true;
+    return false;
+}
+
+// argv: data synth DIR [options]. Fills o; returns 0, or 2 after printing what is wrong.
+static int parse(int argc, char **argv, synth_options *o) {
+    if (argc < 2 || strcmp(argv[1], "synth") != 0)
+        return bad_usage("expected the data set 'synth', got", argc < 2 ? "" : argv[1]);
+    if (argc < 3 || !*argv[2] || strncmp(argv[2], "--", 2) == 0)
+        return bad_usage("expected DIR, got", argc < 3 ? "" : argv[2]);
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--force") == 0)
+            o->force = true;
+        else if (!is_valued(argv[i]))
+            return bad_usage("unknown option", argv[i]);
+        else if (++i == argc)
+            return bad_usage("missing value for", argv[i - 1]);
+    }
+    long v[N_VALUED];
+    const long fallback[N_VALUED] = {(long)o->seed, o->train_images, o->val_images, o->test_images,
+                                     o->image_size};
+    const long lo[N_VALUED] = {0, 1, 1, 1, SYNTH_MIN_SIZE};
+    const long hi[N_VALUED] = {LONG_MAX, SYNTH_MAX_IMAGES, SYNTH_MAX_IMAGES, SYNTH_MAX_IMAGES,
+                               SYNTH_MAX_SIZE};
+    for (int k = 0; k < N_VALUED; k++)
+        if (cli_option_range(argc, argv, valued[k], fallback[k], lo[k], hi[k], &v[k])) return 2;
+    o->seed = (uint64_t)v[0];
+    o->train_images = v[1];
+    o->val_images = v[2];
+    o->test_images = v[3];
+    o->image_size = (int)v[4];
+    return 0;
+}
+
+static void print_summary(const char *dir, const synth_options *o, const synth_summary *s,
+                          double seconds) {
+    printf("wrote the synthetic set to %s in %.2f s (seed %llu, %d x %d images)\n", dir, seconds,
+           (unsigned long long)o->seed, o->image_size, o->image_size);
+    printf("%-6s %8s %9s %9s %10s\n", "split", "images", "held out", "captions", "questions");
+    for (int p = 0; p < SYNTH_SPLITS; p++)
+        printf("%-6s %8lld %9lld %9lld %10lld\n", synth_split_names[p], (long long)s->images[p],
+               (long long)s->held_out[p], (long long)s->captions[p], (long long)s->questions[p]);
+    printf("held out of train (colour, texture): ");
+    synth_print_held_out(stdout);
+    printf("\nvocabulary: %d tokens; answer list: %d answers\n", s->vocab_size, s->answers);
+    printf("images in %s/images, and with the colour channels rotated in %s/images_shifted\n", dir,
+           dir);
+}
+
+int cmd_data(int argc, char **argv) {
+    if (argc == 2 && (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)) {
+        printf("usage: %s\n", usage);
+        return 0;
+    }
+    synth_options o = synth_defaults();
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    synth_summary s;
+    if (synth_write(argv[2], &o, &s) != PETAL_OK) {
+        fprintf(stderr, "petal data synth: %s\n", petal_error_message());
+        return 1;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    print_summary(argv[2], &o, &s,
+                  (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    return 0;
+}

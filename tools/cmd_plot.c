@@ -1,0 +1,19 @@
+// petal plot RUN_DIR: the losses, the learning rate and the evaluation metrics of a run's
+// metrics.jsonl as PNG plots in RUN_DIR/plots, drawn by gnuplot (train/plot.h).
+#include <stdio.h>
+
+#include "tools/cli.h"
+#include "train/plot.h"
+
+int cmd_plot(int argc, char **argv) {
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: petal plot RUN_DIR   (reads RUN_DIR/metrics.jsonl, writes "
+                        "RUN_DIR/plots/{loss,lr,eval}.png)\n");
+        return 2;
+    }
+    if (plot_run(argv[1], stdout) != PETAL_OK) {
+        fprintf(stderr, "petal plot: %s\n", petal_error_message());
+        return 1;
+    }
+    return 0;
+}

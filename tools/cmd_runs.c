@@ -1,0 +1,91 @@
+// petal runs: a table of finished runs (their summary.json): trainable parameters, the test
+// split's metrics and the training time, one row per run folder, or per comma-joined list of
+// folders (the retrieval and VQA runs of one method: their metrics side by side, times added).
+#include <stdio.h>
+#include <string.h>
+
+#include "io/json.h"
+#include "petl/petl.h"
+#include "tools/cli.h"
+
+static const char *const usage = "petal runs RUN_DIR [RUN_DIR ...] [--metrics a,b,...]\n"
+                                 "example: petal runs runs/synth_retrieval_* --metrics "
+                                 "txt_r1,img_r1,r_mean";
+
+static const char *const default_metrics =
+    "txt_r1,txt_r5,txt_r10,img_r1,img_r5,img_r10,vqa_acc,CIDEr";
+
+#define MAX_JOINED 4
+
+// The cell of metric `name`: the first of the joined runs' test lines that has it.
+static void print_metric(json_value *const *runs, int n, const char *name) {
+    for (int r = 0; r < n; r++) {
+        double v;
+        const json_value *x = json_get(json_get(runs[r], "test"), name);
+        if (x && json_as_number(x, &v) == PETAL_OK) {
+            printf(" %8.1f", v);
+            return;
+        }
+    }
+    printf(" %8s", "-");
+}
+
+static int print_row(char *dirs, char *const *metrics, int n_metrics) {
+    json_value *runs[MAX_JOINED];
+    int n = 0, rc = 0;
+    const char *first = dirs;
+    for (char *save, *dir = strtok_r(dirs, ",", &save); dir && n < MAX_JOINED;
+         dir = strtok_r(NULL, ",", &save)) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/summary.json", dir);
+        if (json_parse_file(path, &runs[n]) != PETAL_OK) {
+            fprintf(stderr, "petal runs: %s\n", petal_error_message());
+            rc = 1;
+            break;
+        }
+        n++;
+    }
+    if (!rc && n > 0) {
+        const char *methods = "?";
+        int64_t trainable = 0;
+        double seconds = 0, s;
+        json_get_string(runs[0], "methods", &methods, NULL);
+        json_get_int(runs[0], "trainable", &trainable);
+        for (int r = 0; r < n; r++)
+            if (json_get_number(runs[r], "train_seconds", &s) == PETAL_OK) seconds += s;
+        const char *name = strrchr(first, '/');
+        char count[32];
+        printf("%-28s %-10s %12s", name && name[1] ? name + 1 : first, methods,
+               petl_format_count(trainable, count, sizeof count));
+        for (int i = 0; i < n_metrics; i++) print_metric(runs, n, metrics[i]);
+        printf(" %8.1f\n", seconds);
+    }
+    for (int r = 0; r < n; r++) json_free(runs[r]);
+    return rc;
+}
+
+int cmd_runs(int argc, char **argv) {
+    char list[512];
+    snprintf(list, sizeof list, "%s", cli_option(argc, argv, "--metrics", default_metrics));
+    char *metrics[32];
+    int n_metrics = 0;
+    for (char *save, *tok = strtok_r(list, ",", &save); tok && n_metrics < 32;
+         tok = strtok_r(NULL, ",", &save))
+        metrics[n_metrics++] = tok;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        printf("%s\n", usage);
+        return argc < 2 ? 2 : 0;
+    }
+    printf("%-28s %-10s %12s", "run", "methods", "trainable");
+    for (int i = 0; i < n_metrics; i++) printf(" %8s", metrics[i]);
+    printf(" %8s\n", "train s");
+    int rc = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--metrics") == 0) {
+            i++;
+            continue;
+        }
+        rc |= print_row(argv[i], metrics, n_metrics);
+    }
+    return rc;
+}

@@ -1,0 +1,32 @@
+// The model of an experiment: a BLIP for the config's task, loaded from `pretrained` or built
+// from `arch` with fresh weights, with the petl: block attached (or every backbone parameter
+// trainable for "full", nothing but the heads' globs for "frozen").
+#pragma once
+
+#include "io/tokenizer.h"
+#include "models/blip/blip.h"
+#include "petl/petl.h"
+#include "train/config.h"
+
+typedef struct {
+    blip_model *m;
+    tokenizer *tok;
+    char *vocab;        // the vocabulary's text, one token per line: saved with full checkpoints
+    petl_handle *petl;  // NULL for "full" (nothing attached)
+    bool full;          // every backbone parameter trains; checkpoints are full files
+    int64_t prompt_len; // caption: [CLS] and the prompt's tokens, not predicted (prompt_length)
+} train_model;
+
+// Loads or builds the model, then attaches. Errors name the config key and the file.
+petal_status train_model_init(const train_config *c, train_model *out);
+void train_model_free(train_model *tm);
+
+// last.h5 / best.h5: a PETL-only file (a full one when everything trains), with the experiment's
+// config embedded (JSON).
+petal_status train_model_save(const train_model *tm, const char *path, const char *config_json);
+
+// The trainable tensors in registry order, their registry names and whether weight decay applies
+// (registry flag, and only on tensors of 2 or more dimensions unless decay_1d). Returns the count;
+// the arrays are malloc'd.
+int train_model_trainable(const train_model *tm, bool decay_1d, tensor ***params,
+                          const char ***names, bool **decay);

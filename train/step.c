@@ -1,0 +1,54 @@
+#include "train/step.h"
+
+#include "models/blip/retrieval.h"
+#include "models/blip/tasks.h"
+#include "ops/ops.h"
+
+static void part(step_parts *p, const char *name, tensor *value) {
+    p->names[p->n] = name;
+    p->values[p->n++] = tensor_item(value);
+}
+
+// ITC with momentum distillation and ITM with hard negatives; pretraining adds the decoder's LM
+// loss on the same image embeddings (blip_pretrain.py).
+static tensor *itc_itm_loss(const train_model *tm, const train_batch *b, double alpha, bool with_lm,
+                            const nn_ctx *ctx, step_parts *p) {
+    retrieval_options o = {.alpha = alpha, .rng = ctx->rng, .keep_image_embeds = with_lm};
+    retrieval_losses l =
+        blip_retrieval_losses(tm->m, b->images, b->text_ids, b->text_mask, b->image_ids, &o, ctx);
+    tensor *loss = tensor_add(l.ita, l.itm);
+    part(p, "loss_ita", l.ita);
+    part(p, "loss_itm", l.itm);
+    if (with_lm) {
+        tensor *lm =
+            blip_caption_loss_embeds(tm->m, l.image_embeds, b->text_ids, b->text_mask, 0, ctx);
+        part(p, "loss_lm", lm);
+        loss = tensor_add(loss, lm);
+    }
+    return loss;
+}
+
+tensor *step_loss(const train_model *tm, const train_config *c, const train_batch *b, double alpha,
+                  rng_generator *g, step_parts *parts) {
+    const nn_ctx ctx = {true, g};
+    *parts = (step_parts){0};
+    switch (c->task) {
+    case TRAIN_TASK_RETRIEVAL:
+        return itc_itm_loss(tm, b, alpha, false, &ctx, parts);
+    case TRAIN_TASK_PRETRAIN:
+        return itc_itm_loss(tm, b, alpha, true, &ctx, parts);
+    case TRAIN_TASK_VQA: {
+        tensor *loss = blip_vqa_loss(tm->m, b->images, b->text_ids, b->text_mask, b->answer_ids,
+                                     b->answer_mask, b->answer_counts, b->answer_weights, &ctx);
+        part(parts, "loss_vqa", loss);
+        return loss;
+    }
+    case TRAIN_TASK_CAPTION: {
+        tensor *loss =
+            blip_caption_loss(tm->m, b->images, b->text_ids, b->text_mask, tm->prompt_len, &ctx);
+        part(parts, "loss_lm", loss);
+        return loss;
+    }
+    }
+    return NULL;
+}

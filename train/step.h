@@ -1,0 +1,20 @@
+// One micro-batch's training loss for each task, as BLIP's train_*.py compute it, with its parts
+// for the metrics lines.
+#pragma once
+
+#include "train/config.h"
+#include "train/loader.h"
+#include "train/model.h"
+
+#define STEP_MAX_PARTS 4
+
+typedef struct {
+    int n;
+    const char *names[STEP_MAX_PARTS]; // "loss_ita", "loss_itm", "loss_lm", "loss_vqa"
+    double values[STEP_MAX_PARTS];
+} step_parts;
+
+// The loss to back-propagate (a () tensor in the current scope) and its parts' values. alpha is
+// the distillation weight (retrieval, pretrain); g draws dropout masks and hard negatives.
+tensor *step_loss(const train_model *tm, const train_config *c, const train_batch *b, double alpha,
+                  rng_generator *g, step_parts *parts);

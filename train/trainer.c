@@ -1,0 +1,426 @@
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "autograd/autograd.h"
+#include "io/buffer.h"
+#include "ops/ops.h"
+#include "tensor/scope.h"
+#include "tensor/storage.h"
+#include "tensor/threads.h"
+#include "train/evaluate.h"
+#include "train/resume.h"
+#include "train/run.h"
+#include "train/schedule.h"
+#include "train/splits.h"
+#include "train/step.h"
+
+typedef struct {
+    const train_config *c;
+    char *config_json; // embedded in checkpoints and the resume file
+    train_run run;
+    train_model tm;
+    optim_adamw *opt;
+    const char **names; // (opt->n) registry names of the trainable tensors
+    const char *run_dir;
+    char *results_dir; // RUN_DIR/results: the VQA and caption results files
+    train_data data;   // the training split
+    loader_options lo;
+    int64_t batches;   // micro-batches per epoch
+    int64_t per_epoch; // optimizer steps per epoch
+    int64_t total;     // optimizer steps of the run
+    train_position pos;
+    double wait_s, busy_s; // data wait and step time since the last timing line
+    int64_t timed_steps;
+    double start;
+    double train_s; // wall time of the training loop (this process)
+} trainer;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static petal_status open_data(trainer *t) {
+    const train_config *c = t->c;
+    petal_status s = splits_load(c, TRAIN_SPLIT_TRAIN, &t->data);
+    if (s) return s;
+    t->lo = splits_loader_options(c, true);
+    t->batches = loader_batches_per_epoch(&t->data, &t->lo);
+    t->per_epoch = t->batches / c->grad_accum;
+    if (t->per_epoch < 1)
+        return petal_error(PETAL_ERR_ARG,
+                           "%s: the training split has %lld batches of %lld per epoch, fewer than "
+                           "grad_accum (%lld)",
+                           c->source, (long long)t->batches, (long long)c->batch_size_train,
+                           (long long)c->grad_accum);
+    t->total = c->max_epoch * t->per_epoch;
+    if (c->max_steps > 0 && c->max_steps < t->total) t->total = c->max_steps;
+    return PETAL_OK;
+}
+
+static petal_status open_optimizer(trainer *t) {
+    tensor **params;
+    bool *decay;
+    int n = train_model_trainable(&t->tm, t->c->decay_1d, &params, &t->names, &decay);
+    adamw_config a = ADAMW_DEFAULTS;
+    a.lr = t->c->init_lr;
+    a.weight_decay = t->c->weight_decay;
+    t->opt = adamw_new(params, n, a);
+    for (int i = 0; i < n; i++) adamw_set_decay(t->opt, i, decay[i]);
+    if (n == 0) t->total = 0; // "frozen" with no heads: the pretrained model is evaluated as is
+    free(params);
+    free(decay);
+    return PETAL_OK;
+}
+
+// Global L2 norm of the trainable gradients, or the first non-finite one named in an error.
+static petal_status grad_norm(trainer *t, double *norm) {
+    double sq = 0;
+    for (int i = 0; i < t->opt->n; i++) {
+        tensor *g = t->opt->params[i]->grad;
+        if (!g) continue;
+        double x = tensor_item(tensor_sum_all(tensor_mul(g, g)));
+        if (!isfinite(x))
+            return petal_error(PETAL_ERR_NUMERIC,
+                               "step %lld: the gradient of '%s' is not finite; stopped, last "
+                               "good checkpoint kept",
+                               (long long)t->pos.step + 1, t->names[i]);
+        sq += x;
+    }
+    *norm = sqrt(sq);
+    return PETAL_OK;
+}
+
+// torch.nn.utils.clip_grad_norm_: scale every gradient by max / (norm + 1e-6) when above max.
+static void clip_grads(trainer *t, double norm) {
+    double coef = t->c->grad_clip / (norm + 1e-6);
+    if (t->c->grad_clip <= 0 || coef >= 1) return;
+    for (int i = 0; i < t->opt->n; i++) {
+        tensor *g = t->opt->params[i]->grad;
+        if (g) tensor_copy_(g, tensor_mul_scalar(g, coef));
+    }
+}
+
+static petal_status non_finite_loss(const trainer *t, const step_parts *p) {
+    char parts[256] = "";
+    for (int i = 0; i < p->n; i++) {
+        size_t used = strlen(parts);
+        snprintf(parts + used, sizeof parts - used, "%s%s %.9g", i ? ", " : "", p->names[i],
+                 p->values[i]);
+    }
+    return petal_error(PETAL_ERR_NUMERIC,
+                       "step %lld: the loss is not finite (%s); stopped, last good checkpoint "
+                       "kept",
+                       (long long)t->pos.step + 1, parts);
+}
+
+// One optimizer step over grad_accum micro-batches; *mean gets the parts averaged over them.
+static petal_status train_step(trainer *t, loader *l, step_parts *mean) {
+    const train_config *c = t->c;
+    t->opt->cfg.lr = schedule_lr(c, t->pos.step, t->pos.epoch, t->total);
+    adamw_zero_grad(t->opt);
+    *mean = (step_parts){0};
+    petal_status s = PETAL_OK;
+    for (int64_t a = 0; a < c->grad_accum && !s; a++) {
+        int mark = scope_begin();
+        train_batch b;
+        bool done = false;
+        double t0 = now();
+        s = loader_next(l, &b, &done);
+        t->wait_s += now() - t0;
+        if (!s && done)
+            s = petal_error(PETAL_ERR_ARG, "the loader ended the epoch early (batch %lld)",
+                            (long long)(t->pos.batch + a));
+        if (s) {
+            scope_end(mark);
+            break;
+        }
+        double alpha = schedule_alpha(c->alpha, t->pos.epoch, t->pos.batch + a, t->batches);
+        step_parts p;
+        tensor *loss = step_loss(&t->tm, c, &b, alpha, &t->pos.rng, &p);
+        if (!isfinite(tensor_item(loss))) s = non_finite_loss(t, &p);
+        if (!s && c->grad_accum > 1) loss = tensor_mul_scalar(loss, 1.0 / (double)c->grad_accum);
+        if (!s) autograd_backward(loss, NULL, false);
+        mean->n = p.n;
+        for (int i = 0; i < p.n; i++) {
+            mean->names[i] = p.names[i];
+            mean->values[i] += p.values[i] / (double)c->grad_accum;
+        }
+        train_batch_free(&b);
+        scope_end(mark);
+    }
+    double norm = 0;
+    int mark = scope_begin();
+    if (!s) s = grad_norm(t, &norm);
+    if (!s) clip_grads(t, norm);
+    scope_end(mark);
+    if (!s) adamw_step(t->opt);
+    return s;
+}
+
+static double step_loss_total(const step_parts *p) {
+    double sum = 0;
+    for (int i = 0; i < p->n; i++) sum += p->values[i];
+    return sum;
+}
+
+static void log_step(trainer *t, const step_parts *p) {
+    strbuf b = {0};
+    strbuf_printf(&b, "{\"step\": %lld, \"epoch\": %lld, \"lr\": %.9g, \"loss\": %.9g",
+                  (long long)t->pos.step, (long long)t->pos.epoch, t->opt->cfg.lr,
+                  step_loss_total(p));
+    for (int i = 0; i < p->n; i++) strbuf_printf(&b, ", \"%s\": %.9g", p->names[i], p->values[i]);
+    strbuf_printf(&b, "}");
+    run_metrics_line(&t->run, b.data);
+    strbuf_clear(&b);
+    memory_stats m = memory_get_stats(DEVICE_CPU);
+    double busy = t->busy_s > 0 ? t->busy_s : 1e-9;
+    strbuf_printf(&b,
+                  "{\"step\": %lld, \"steps_per_s\": %.4g, \"data_wait_s\": %.4g, "
+                  "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f}",
+                  (long long)t->pos.step, (double)t->timed_steps / busy, t->wait_s,
+                  t->wait_s / busy, (double)m.peak / 1048576.0);
+    run_timing_line(&t->run, b.data);
+    strbuf_free(&b);
+    char line[512];
+    int n = snprintf(line, sizeof line, "step %5lld/%lld  epoch %lld  lr %.3e  loss %.4f",
+                     (long long)t->pos.step, (long long)t->total, (long long)t->pos.epoch,
+                     t->opt->cfg.lr, step_loss_total(p));
+    for (int i = 0; i < p->n && n < (int)sizeof line; i++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.4f", i ? ", " : "  (",
+                      p->names[i] + 5, p->values[i]);
+    if (p->n > 0 && n < (int)sizeof line) snprintf(line + n, sizeof line - (size_t)n, ")");
+    run_log(&t->run, "%s", line);
+    t->wait_s = t->busy_s = 0;
+    t->timed_steps = 0;
+}
+
+static void show_progress(trainer *t, const step_parts *p) {
+    double elapsed = now() - t->start;
+    double rate = elapsed > 0 ? (double)t->pos.step / elapsed : 0;
+    double eta = rate > 0 ? (double)(t->total - t->pos.step) / rate : 0;
+    run_progress(&t->run, "step %lld/%lld  loss %.4f  %.2f steps/s  ETA %dm%02ds",
+                 (long long)t->pos.step, (long long)t->total, step_loss_total(p), rate,
+                 (int)eta / 60, (int)eta % 60);
+}
+
+static petal_status save_checkpoint(trainer *t, const char *name) {
+    char *path = run_path(&t->run, name);
+    petal_status s = train_model_save(&t->tm, path, t->config_json);
+    free(path);
+    return s;
+}
+
+// Validation metrics into metrics.jsonl; best.h5 when the score improved.
+static petal_status validate(trainer *t) {
+    eval_result r;
+    petal_status s = evaluate_split(t->c, &t->tm, TRAIN_SPLIT_VAL, t->results_dir, t->pos.step, &r);
+    if (s) return s;
+    char *line = eval_result_json(&r, t->pos.step, t->pos.epoch, "val");
+    run_metrics_line(&t->run, line);
+    run_log(&t->run, "eval  step %lld  val %s %.4f", (long long)t->pos.step, r.score_name, r.score);
+    free(line);
+    if (r.score > t->pos.best) {
+        t->pos.best = r.score;
+        t->pos.best_step = t->pos.step;
+        s = save_checkpoint(t, "best.h5");
+    }
+    return s;
+}
+
+static petal_status save_state(trainer *t) {
+    t->pos.metrics_bytes = run_metrics_bytes(&t->run);
+    char *path = run_path(&t->run, "resume.h5");
+    petal_status s = resume_save(path, &t->tm, t->opt, &t->pos, t->config_json);
+    free(path);
+    return s ? s : save_checkpoint(t, "last.h5");
+}
+
+static bool every(int64_t step, int64_t n) {
+    return n > 0 && step % n == 0;
+}
+
+// The position after an optimizer step: the next micro-batch, in the next epoch (and loader)
+// when this one is through.
+static void advance(trainer *t, loader **l) {
+    t->pos.step++;
+    t->pos.batch += t->c->grad_accum;
+    if (t->pos.batch >= t->per_epoch * t->c->grad_accum) {
+        t->pos.epoch++;
+        t->pos.batch = 0;
+        loader_free(*l);
+        *l = NULL;
+    }
+}
+
+// After optimizer step pos.step: log, validate and save as asked.
+static petal_status after_step(trainer *t, const step_parts *p) {
+    const train_config *c = t->c;
+    bool last = t->pos.step == t->total;
+    if (every(t->pos.step, c->log_every) || last)
+        log_step(t, p);
+    else
+        show_progress(t, p);
+    petal_status s = PETAL_OK;
+    if (every(t->pos.step, c->eval_every) || last) s = validate(t);
+    if (!s && (every(t->pos.step, c->save_every) || last)) s = save_state(t);
+    return s;
+}
+
+static petal_status train_loop(trainer *t) {
+    loader *l = NULL;
+    petal_status s = PETAL_OK;
+    t->start = now();
+    while (!s && t->pos.step < t->total) {
+        if (!l && (s = loader_new(&t->data, t->tm.tok, &t->lo, t->pos.epoch, t->pos.batch, &l)))
+            break;
+        step_parts p;
+        double t0 = now();
+        s = train_step(t, l, &p);
+        t->busy_s += now() - t0;
+        t->timed_steps++;
+        if (s) break;
+        advance(t, &l);
+        s = after_step(t, &p);
+    }
+    loader_free(l);
+    t->train_s = now() - t->start;
+    return s;
+}
+
+// The model, the training split and the optimizer, at step 0.
+static petal_status setup(trainer *t) {
+    const train_config *c = t->c;
+    if (c->threads > 0) threads_set((int)c->threads);
+    t->config_json = train_config_to_json(c);
+    t->pos = (train_position){.rng = {(uint64_t)c->seed * 2 + 1, 0}, .best = -1};
+    petal_status s = train_model_init(c, &t->tm);
+    if (!s) s = open_data(t);
+    if (!s) s = open_optimizer(t);
+    return s;
+}
+
+static void teardown(trainer *t) {
+    if (t->run.metrics) run_close(&t->run);
+    adamw_free(t->opt);
+    free(t->names);
+    train_data_free(&t->data);
+    train_model_free(&t->tm);
+    free(t->config_json);
+    free(t->results_dir);
+}
+
+static petal_status start(trainer *t, bool resume) {
+    const train_config *c = t->c;
+    petal_status s = setup(t);
+    if (!s) s = run_open(&t->run, t->run_dir, c, resume);
+    if (!s) {
+        t->results_dir = run_path(&t->run, "results");
+        if (mkdir(t->results_dir, 0777) != 0 && errno != EEXIST)
+            s = petal_error(PETAL_ERR_IO, "cannot create '%s': %s", t->results_dir,
+                            strerror(errno));
+    }
+    if (s || !resume) return s;
+    char *path = run_path(&t->run, "resume.h5");
+    s = resume_load(path, &t->tm, t->opt, t->config_json, &t->pos);
+    free(path);
+    if (!s) s = run_metrics_truncate(&t->run, t->pos.metrics_bytes);
+    if (!s)
+        run_log(&t->run, "resumed at step %lld (epoch %lld, batch %lld)", (long long)t->pos.step,
+                (long long)t->pos.epoch, (long long)t->pos.batch);
+    return s;
+}
+
+static void print_header(trainer *t) {
+    run_log(&t->run, "%s: %s on %lld training samples, %lld steps (%lld per epoch)", t->c->source,
+            train_task_name(t->c->task), (long long)t->data.n, (long long)t->total,
+            (long long)t->per_epoch);
+    if (t->tm.petl) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        petl_print_trainable(t->tm.petl, f);
+        fclose(f);
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+            run_log(&t->run, "%s", line);
+        free(text);
+    } else {
+        char n[32];
+        run_log(&t->run, "trainable params: %s (every backbone parameter)",
+                petl_format_count(registry_count(t->tm.m->registry, true), n, sizeof n));
+    }
+}
+
+// The test split's metrics into metrics.jsonl, and summary.json: what a table of runs shows.
+static petal_status finish(trainer *t) {
+    eval_result r;
+    petal_status s =
+        evaluate_split(t->c, &t->tm, TRAIN_SPLIT_TEST, t->results_dir, t->pos.step, &r);
+    if (s) return s;
+    char *line = eval_result_json(&r, t->pos.step, t->pos.epoch, "test");
+    run_metrics_line(&t->run, line);
+    run_log(&t->run, "test  %s", line);
+    char *path = run_path(&t->run, "summary.json");
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f,
+                "{\"methods\": \"%s\", \"trainable\": %lld, \"all\": %lld, \"steps\": %lld, "
+                "\"train_seconds\": %.2f, \"test\": %s}\n",
+                t->c->petl.methods, (long long)registry_count(t->tm.m->registry, true),
+                (long long)registry_count(t->tm.m->registry, false), (long long)t->pos.step,
+                t->train_s, line);
+        if (fclose(f) != 0) f = NULL;
+    }
+    if (!f) s = petal_error(PETAL_ERR_IO, "cannot write '%s'", path);
+    free(path);
+    free(line);
+    return s;
+}
+
+petal_status trainer_run(const train_config *c, const char *run_dir, bool resume) {
+    trainer t = {.c = c, .run_dir = run_dir};
+    petal_status s = start(&t, resume);
+    if (!s) {
+        print_header(&t);
+        s = train_loop(&t);
+    }
+    if (!s) s = finish(&t);
+    teardown(&t);
+    return s;
+}
+
+petal_status trainer_bench(const train_config *c, int64_t steps, trainer_bench_result *out) {
+    trainer t = {.c = c};
+    petal_status s = setup(&t);
+    loader *l = NULL;
+    *out = (trainer_bench_result){.trainable = registry_count(t.tm.m->registry, true)};
+    // One untimed step first: the block cache and OpenBLAS's buffers fill there.
+    for (int64_t i = 0; !s && i <= steps && t.pos.step < t.total; i++) {
+        if (!l && (s = loader_new(&t.data, t.tm.tok, &t.lo, t.pos.epoch, t.pos.batch, &l))) break;
+        if (i == 1) {
+            memory_reset_peak(DEVICE_CPU);
+            t.wait_s = 0;
+            t.start = now();
+        }
+        step_parts p;
+        s = train_step(&t, l, &p);
+        if (!s) advance(&t, &l);
+        out->steps = i;
+    }
+    loader_free(l);
+    if (!s) {
+        out->seconds = now() - t.start;
+        out->data_wait_s = t.wait_s;
+        out->peak_bytes = memory_get_stats(DEVICE_CPU).peak;
+    }
+    teardown(&t);
+    return s;
+}

@@ -1,0 +1,23 @@
+// `petal train`: one experiment from a config into a run folder (train/run.h): the training loop
+// (gradient accumulation, clipping, a stop on the first non-finite loss or gradient), evaluation
+// on the validation split every eval_every steps with best.h5 kept, last.h5 and the resume state
+// every save_every steps, and an exact resume (train/resume.h).
+#pragma once
+
+#include <stdbool.h>
+
+#include "train/config.h"
+
+// Runs (or, with resume, continues) the experiment; its lines go to stdout and RUN_DIR/log.txt.
+petal_status trainer_run(const train_config *c, const char *run_dir, bool resume);
+
+typedef struct {
+    int64_t steps;      // timed optimizer steps (after one untimed warm-up step)
+    double seconds;     // their wall time
+    double data_wait_s; // of it, waiting for the loader
+    size_t peak_bytes;  // CPU allocator peak during the timed steps
+    int64_t trainable;  // trainable parameters
+} trainer_bench_result;
+
+// `petal bench train`: the config's training steps with no run folder, evaluation or saving.
+petal_status trainer_bench(const train_config *c, int64_t steps, trainer_bench_result *out);
