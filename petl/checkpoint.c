@@ -77,6 +77,16 @@ petal_status petl_save_with(const petl_handle *h, const char *path, const char *
     return s;
 }
 
+// Whether a file's config holds the options `mine` describes: the same text, or the same with
+// the experiment's config appended under "train" (petl_save_with).
+static bool same_options(const char *mine, const char *file) {
+    size_t n = strlen(mine);
+    while (n > 0 && mine[n - 1] != '}') n--; // mine's closing brace
+    if (n == 0 || strncmp(mine, file, n - 1) != 0) return false;
+    const char *rest = file + n - 1;
+    return strcmp(rest, mine + n - 1) == 0 || strncmp(rest, ",\n \"train\": ", 12) == 0;
+}
+
 petal_status petl_load(petl_handle *h, const char *path, bool force_base) {
     checkpoint_info info;
     tensor_list file;
@@ -90,7 +100,7 @@ petal_status petl_load(petl_handle *h, const char *path, bool force_base) {
     // The options decide what the frozen random factors are (seeds, ranks), which the file does
     // not carry: loading under other options would be a silent wrong answer.
     char *mine = config_json(h);
-    if (!s && strcmp(mine, info.config) != 0)
+    if (!s && !same_options(mine, info.config))
         s = petal_error(PETAL_ERR_ARG,
                         "%s: trained with other options than the ones attached; the file has\n%s"
                         "attached:\n%s",

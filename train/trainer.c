@@ -39,7 +39,8 @@ typedef struct {
     double wait_s, busy_s; // data wait and step time since the last timing line
     int64_t timed_steps;
     double start;
-    double train_s; // wall time of the training loop (this process)
+    double train_s;  // wall time of the training loop (this process)
+    int64_t skipped; // unreadable training images left out (skip_bad_images), this process
 } trainer;
 
 static double now(void) {
@@ -248,6 +249,13 @@ static bool every(int64_t step, int64_t n) {
     return n > 0 && step % n == 0;
 }
 
+// Frees the epoch's loader, counting the images it skipped (skip_bad_images).
+static void close_loader(trainer *t, loader **l) {
+    if (*l) t->skipped += loader_get_stats(*l).skipped;
+    loader_free(*l);
+    *l = NULL;
+}
+
 // The position after an optimizer step: the next micro-batch, in the next epoch (and loader)
 // when this one is through.
 static void advance(trainer *t, loader **l) {
@@ -256,8 +264,7 @@ static void advance(trainer *t, loader **l) {
     if (t->pos.batch >= t->per_epoch * t->c->grad_accum) {
         t->pos.epoch++;
         t->pos.batch = 0;
-        loader_free(*l);
-        *l = NULL;
+        close_loader(t, l);
     }
 }
 
@@ -291,8 +298,11 @@ static petal_status train_loop(trainer *t) {
         advance(t, &l);
         s = after_step(t, &p);
     }
-    loader_free(l);
+    close_loader(t, &l);
     t->train_s = now() - t->start;
+    if (t->skipped > 0)
+        run_log(&t->run, "skipped %lld unreadable training images (skip_bad_images)",
+                (long long)t->skipped);
     return s;
 }
 

@@ -67,19 +67,31 @@ static void momentum_update(blip_model *m) {
     blip_momentum_pairs(m, ema_pair, &m->cfg.momentum_coef);
 }
 
-// Writes the batch's momentum features and ids at the queue pointer and advances it.
+// Columns [from, from + n) of source into the queue's columns [at, at + n).
+static void queue_write(tensor *queue, tensor *source, int64_t at, int64_t from, int64_t n) {
+    tensor *window = tensor_slice(queue, 1, at, at + n, 1);
+    tensor *part = tensor_slice(source, 1, from, from + n, 1);
+    tensor_copy_(window, part);
+    tensor_free(window);
+    tensor_free(part);
+}
+
+// Writes the batch's momentum features and ids at the queue pointer and advances it. BLIP
+// asserts that the queue is a multiple of the batch, so that a batch never wraps; here a batch
+// wraps around to the queue's start (the same writes when it is a multiple), so that a batch
+// left short by skipped images still fits.
 static void enqueue(blip_model *m, tensor *image_feat_m, tensor *text_feat_m, tensor *ids) {
     int64_t b = image_feat_m->shape[0], q = m->cfg.queue_size;
-    PETAL_CHECK(q % b == 0, "blip retrieval: queue size %lld is not a multiple of the batch %lld",
-                (long long)q, (long long)b);
+    PETAL_CHECK(b <= q, "blip retrieval: batch %lld is larger than the queue (%lld)",
+                (long long)b, (long long)q);
     int64_t ptr = (int64_t)tensor_item(m->ptr_queue);
+    int64_t first = b < q - ptr ? b : q - ptr; // before the wrap
     tensor *targets[] = {m->image_queue, m->text_queue, m->idx_queue};
     tensor *sources[] = {tensor_transpose(image_feat_m, 0, 1), tensor_transpose(text_feat_m, 0, 1),
                          as_row(ids)};
     for (int i = 0; i < 3; i++) {
-        tensor *window = tensor_slice(targets[i], 1, ptr, ptr + b, 1);
-        tensor_copy_(window, sources[i]);
-        tensor_free(window);
+        queue_write(targets[i], sources[i], ptr, 0, first);
+        if (first < b) queue_write(targets[i], sources[i], 0, first, b - first);
         tensor_free(sources[i]);
     }
     tensor_fill_(m->ptr_queue, (double)((ptr + b) % q));

@@ -191,6 +191,110 @@ START_TEST(test_bad_config_key_names_file_and_line) {
 }
 END_TEST
 
+// The value of "key": in the line of text that holds `marker` (-1 if absent).
+static double value_after(const char *text, const char *marker, const char *key) {
+    const char *line = strstr(text, marker);
+    const char *at = line ? strstr(line, key) : NULL;
+    return at ? atof(at + strlen(key)) : -1;
+}
+
+static const char *const petl_config_text = "task: %s\n"
+                                            "data_root: %s\n"
+                                            "image_root: images_shifted\n"
+                                            "ann_root: annotations\n"
+                                            "pretrained: %s\n"
+                                            "image_size: 16\n"
+                                            "text_length: 16\n"
+                                            "petl: {methods: %s, rank: 4}\n"
+                                            "batch_size_train: 8\n"
+                                            "batch_size_test: 16\n"
+                                            "init_lr: 1.0e-2\n"
+                                            "max_steps: 6\n"
+                                            "k_test: 4\n"
+                                            "log_every: 2\n"
+                                            "eval_every: 6\n"
+                                            "threads: 1\n";
+
+// Pretrains, then trains `methods` for `task` on the shifted images; returns the run folder.
+static const char *train_petl(const char *task, const char *methods, const char **config) {
+    const char *pre = test_dir_path("pre");
+    char ckpt[1024], name[64];
+    snprintf(ckpt, sizeof ckpt, "%s/last.h5", pre);
+    if (!exists(pre, "last.h5")) free(run_ok(ARGS("train", config_path, "--out", pre)));
+    snprintf(name, sizeof name, "%s.yaml", task);
+    *config = test_dir_path(name);
+    FILE *f = fopen(*config, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, petl_config_text, task, test_dir_path("synth"), ckpt, methods);
+    fclose(f);
+    snprintf(name, sizeof name, "run_%s", task);
+    const char *out = test_dir_path(name);
+    free(run_ok(ARGS("train", *config, "--out", out)));
+    return out;
+}
+
+// A PETL run's best.h5, evaluated by petal eval, scores what the run logged for it.
+static void check_eval_matches(const char *config, const char *out, const char *key) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    char *metrics = slurp(path);
+    snprintf(path, sizeof path, "%s/best.h5", out);
+    char *line = run_ok(ARGS("eval", config, "--petl", path, "--split", "val"));
+    double logged = value_after(metrics, "\"split\": \"val\"", key);
+    double again = value_after(line, "\"split\": \"val\"", key);
+    ck_assert_msg(logged >= 0 && logged == again, "%s: the run logged %.9g, petal eval gave %.9g",
+                  key, logged, again);
+    free(metrics);
+    free(line);
+}
+
+START_TEST(test_vqa_with_aurora_and_eval) {
+    const char *config;
+    const char *out = train_petl("vqa", "aurora", &config);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    char *metrics = slurp(path);
+    ck_assert_int_eq(count_lines(metrics, "\"loss_vqa\""), 3);
+    ck_assert_int_eq(count_lines(metrics, "\"vqa_acc\""), 2);
+    free(metrics);
+    ck_assert(exists(out, "results/test_step6.json"));
+    check_eval_matches(config, out, "\"vqa_acc\": ");
+}
+END_TEST
+
+START_TEST(test_caption_with_lora_and_eval) {
+    const char *config;
+    const char *out = train_petl("caption", "lora", &config);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
+    char *metrics = slurp(path);
+    ck_assert_int_eq(count_lines(metrics, "\"loss_lm\""), 3);
+    ck_assert_int_eq(count_lines(metrics, "\"CIDEr\""), 2);
+    free(metrics);
+    check_eval_matches(config, out, "\"CIDEr\": ");
+}
+END_TEST
+
+START_TEST(test_bad_image_is_named_or_skipped) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/images/train/synth_5.png", test_dir_path("synth"));
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("not a png", f);
+    fclose(f);
+    run_result r = run_petal(ARGS("train", config_path, "--out", test_dir_path("bad")));
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_msg(strstr(r.err, "coco_karpathy_train.json entry") &&
+                      strstr(r.err, "synth_5.png"),
+                  "%s", r.err);
+    run_result_free(&r);
+    char *out = run_ok(ARGS("train", config_path, "--out", test_dir_path("skip"), "--set",
+                            "skip_bad_images=true"));
+    ck_assert_msg(strstr(out, "skipped ") && strstr(out, "unreadable training images"), "%s", out);
+    free(out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_cli");
     TCase *tc = tcase_with_timeout("train", 240);
@@ -199,6 +303,9 @@ int main(void) {
     tcase_add_test(tc, test_resume_after_kill_is_exact);
     tcase_add_test(tc, test_non_finite_loss_stops_the_run);
     tcase_add_test(tc, test_bad_config_key_names_file_and_line);
+    tcase_add_test(tc, test_vqa_with_aurora_and_eval);
+    tcase_add_test(tc, test_caption_with_lora_and_eval);
+    tcase_add_test(tc, test_bad_image_is_named_or_skipped);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
