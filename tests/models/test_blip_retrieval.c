@@ -134,12 +134,34 @@ START_TEST(test_training_step) {
 }
 END_TEST
 
+// A batch that does not fit before the queue's end wraps to its start (BLIP asserts it never has
+// to; petal wraps so that a batch shortened by skipped images still fits).
+START_TEST(test_queue_wraps) {
+    int mark = scope_begin();
+    setup s = load();
+    int64_t b = s.ids->shape[0], q = s.m->cfg.queue_size, start = q - 1;
+    ck_assert_int_gt(b, 1);
+    tensor_fill_(s.m->ptr_queue, (double)start);
+    const nn_ctx eval = NN_EVAL;
+    retrieval_options opt = {.alpha = 0.4};
+    blip_retrieval_losses(s.m, s.image, s.ids, s.mask, s.idx, &opt, &eval);
+    ck_assert_int_eq((int64_t)tensor_item(s.m->ptr_queue), (start + b) % q);
+    const int64_t *queued = tensor_data_i64(s.m->idx_queue), *ids = tensor_data_i64(s.idx);
+    ck_assert_int_eq(queued[start], ids[0]);
+    for (int64_t i = 1; i < b; i++) ck_assert_int_eq(queued[i - 1], ids[i]);
+    for (int64_t i = b - 1; i < start; i++) ck_assert_int_eq(queued[i], -100); // untouched
+    unload(&s);
+    scope_end(mark);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("blip_retrieval");
     TCase *tc = tcase_with_timeout("parity", 60);
     tcase_add_test(tc, test_stages);
     tcase_add_test(tc, test_vit_blocks);
     tcase_add_test(tc, test_training_step);
+    tcase_add_test(tc, test_queue_wraps);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
