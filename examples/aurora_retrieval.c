@@ -58,9 +58,9 @@ static float texture_on(int texture, int64_t y, int64_t x) {
     return 1.0f;
 }
 
-// image (3, S, S): N(0, 0.5) noise plus concept k's square at a random place. With `shifted`
+// pixels (3, S, S): N(0, 0.5) noise plus concept k's square at a random place. With `shifted`
 // the camera's colour channels are rotated (R -> G -> B -> R).
-static void draw_image(float *image, int64_t size, int k, bool shifted, const double *u,
+static void draw_image(float *pixels, int64_t size, int k, bool shifted, const double *u,
                        rng_generator *g) {
     static const float rgb[4][3] = {{1.5f, -1, -1}, {-1, 1.5f, -1}, {-1, -1, 1.5f}, {1, 1, -1}};
     int colour = k % 4, texture = (k / 4) % 4;
@@ -69,13 +69,13 @@ static void draw_image(float *image, int64_t size, int k, bool shifted, const do
     int64_t x0 = (int64_t)(u[1] * (double)(size - side + 1));
     tensor *noise = tensor_empty(PETAL_F32, SHAPE(3, size, size));
     tensor_normal_(noise, 0, 0.5, g);
-    memcpy(image, noise->storage->data, (size_t)(3 * size * size) * sizeof *image);
+    memcpy(pixels, noise->storage->data, (size_t)(3 * size * size) * sizeof *pixels);
     tensor_free(noise);
     for (int c = 0; c < 3; c++)
         for (int64_t y = y0; y < y0 + side; y++)
             for (int64_t x = x0; x < x0 + side; x++) {
                 int channel = shifted ? (c + 1) % 3 : c;
-                image[(channel * size + y) * size + x] +=
+                pixels[(channel * size + y) * size + x] +=
                     texture_on(texture, y, x) * rgb[colour][c];
             }
 }
