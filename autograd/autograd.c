@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/graph_dot.h"
 #include "tensor/backend.h"
 #include "tensor/error.h"
 #include "tensor/scope.h"
@@ -196,6 +197,7 @@ static void run_node(ag_node *n, bool retain_graph) {
     memset(gin, 0, (size_t)n->n_in * sizeof *gin);
     int mark = scope_begin();
     n->backward(n, n->grad, gin);
+    if (ag_trace_enabled()) ag_trace_node(n, n->grad, gin);
     for (int i = 0; i < n->n_in; i++) {
         ag_edge *e = &n->in[i];
         if (!e->needs_grad || !gin[i]) continue;

@@ -1,4 +1,4 @@
-// Reverse-mode automatic differentiation (DESIGN.md "Autograd").
+// Reverse-mode automatic differentiation (docs/architecture.md "Autograd").
 //
 // Define-by-run: every op whose inputs need gradients records a node: its backward rule, an edge to
 // each input (the node that produced it, or the leaf itself), the tensors the rule needs, and a

@@ -1,4 +1,4 @@
-// Finite-difference gradient checking in f64 (DESIGN.md "Autograd").
+// Finite-difference gradient checking in f64 (docs/architecture.md "Autograd").
 //
 // For f(inputs) -> output, compares the analytic Jacobian (one backward pass per output element,
 // seeded with a one-hot gradient) with central differences (f(x + eps) - f(x - eps)) / 2 eps for

@@ -4,6 +4,20 @@
 # and PETAL_CUDA_DEPS names the CUDA runtime, cuBLAS and NCCL for the libraries to link.
 include(CheckLanguage)
 set(PETAL_CUDA_DEPS "")
+
+# The GPU suite's test settings, in every build (one without CUDA skips the suite too), applied
+# at the end of the directory, once CMakeLists.txt has defined the tests: exit status 77 is how
+# tests/cuda/test_cuda.c says that no GPU could be used (tests/cuda/gpu_gate.h), which CTest then
+# shows as skipped, not passed; tests/cuda/test_cuda_host.c runs that suite's binary to check it.
+function(petal_gpu_suite_settings)
+  if(TARGET test_cuda AND TARGET test_cuda_host)
+    set_tests_properties(cuda PROPERTIES SKIP_RETURN_CODE 77)
+    target_compile_definitions(test_cuda_host PRIVATE PETAL_GPU_SUITE="$<TARGET_FILE:test_cuda>")
+    add_dependencies(test_cuda_host test_cuda)
+  endif()
+endfunction()
+cmake_language(DEFER CALL petal_gpu_suite_settings)
+
 if(PETAL_CUDA STREQUAL "OFF")
   message(STATUS "petal: CUDA backend off (PETAL_CUDA=OFF)")
   return()

@@ -4,11 +4,17 @@
 // and ask autograd for d loss / dW, d loss / db and d loss / dx. The chain rule by hand gives
 //   h = W x + b,   y = tanh(h),   d loss/dy = 2 y,   d loss/dh = 2 y (1 - y^2)
 //   d loss/db = d loss/dh,   d loss/dW = (d loss/dh) x^T,   d loss/dx = W^T (d loss/dh)
-// and the program prints both, side by side.
+// and the program prints both, side by side. It also writes the graph it built to autodiff.dot;
+// run it with PETAL_TRACE=1 to see each backward node and the norms of the gradients it makes.
 #include <math.h>
 #include <stdio.h>
 
 #include "petal.h"
+
+static void show(const char *label, const tensor *t) {
+    printf("%s: ", label);
+    tensor_print(t, stdout);
+}
 
 int main(void) {
     int mark = scope_begin(); // everything below is released by scope_end
@@ -26,16 +32,24 @@ int main(void) {
     tensor *h = tensor_linear(x, w, b); // W x + b
     tensor *y = tensor_tanh(h);
     tensor *loss = tensor_sum_all(tensor_mul(y, y));
-    tensor_print(h, "h = W x + b");
-    tensor_print(y, "y = tanh(h)");
-    tensor_print(loss, "loss = sum(y^2)");
+    show("h = W x + b", h);
+    show("y = tanh(h)", y);
+    show("loss = sum(y^2)", loss);
+
+    // The tape so far, as a Graphviz file: render it with  dot -Tpng autodiff.dot -o autodiff.png
+    FILE *dot = fopen("autodiff.dot", "w");
+    if (dot) {
+        ag_graph_dot(loss, dot);
+        fclose(dot);
+        printf("\nthe graph is in autodiff.dot (render: dot -Tpng autodiff.dot -o autodiff.png)\n");
+    }
 
     // Backward: the tape is replayed in reverse; gradients land in the leaves' ->grad.
     autograd_backward(loss, NULL, false);
     printf("\nautograd's gradients:\n");
-    tensor_print(w->grad, "dloss/dW");
-    tensor_print(b->grad, "dloss/db");
-    tensor_print(x->grad, "dloss/dx");
+    show("dloss/dW", w->grad);
+    show("dloss/db", b->grad);
+    show("dloss/dx", x->grad);
 
     // The same gradients from the chain rule written out by hand.
     double dh[2], gw[6], gx[3] = {0};

@@ -104,7 +104,7 @@ static char *replace(const char *s, const char *from, const char *to) {
     return r;
 }
 
-// HF's vision_model.* names -> Salesforce's (REFERENCE.md); other names unchanged (NULL).
+// HF's vision_model.* names -> Salesforce's (docs/reference.md); other names unchanged (NULL).
 static char *hf_to_salesforce(const char *name) {
     static const char *const prefixes[][2] = {
         {"vision_model.embeddings.class_embedding", "visual_encoder.cls_token"},

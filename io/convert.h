@@ -2,7 +2,7 @@
 //
 // Reads a .pth or .safetensors state dict and recognises its naming:
 // - Salesforce BLIP (visual_encoder.*, text_encoder.*, text_decoder.*): names kept;
-// - HF BLIP (vision_model.*): renamed to Salesforce's (REFERENCE.md "Released weights");
+// - HF BLIP (vision_model.*): renamed to Salesforce's (docs/reference.md "Released weights");
 // - a plain BERT (embeddings.*, encoder.layer.*, as all-MiniLM-L6-v2): put under text_encoder.,
 //   token_type_embeddings kept, pooler and MLM heads dropped;
 // - anything else: every tensor kept under its own name, config "{}".

@@ -1,5 +1,5 @@
-// Images for BLIP (DESIGN.md "io/"): JPEG and PNG decoding with stb_image, Pillow's antialiased
-// bicubic resize, and ToTensor + Normalize into f32 tensors.
+// Images for BLIP (docs/architecture.md "io/"): JPEG and PNG decoding with stb_image, Pillow's
+// antialiased bicubic resize, and ToTensor + Normalize into f32 tensors.
 //
 // BLIP's test transform is image_resize to S x S, then image_to_tensor with image_blip_mean and
 // image_blip_std; image_load_batch does both for a list of files. The training transform (random

@@ -1,5 +1,5 @@
 // A pickle interpreter that understands only what a torch.save state dict needs, and never runs
-// anything (REFERENCE.md "Released weights").
+// anything (docs/reference.md "Released weights").
 //
 // It implements the opcodes torch.save emits (protocol 2, and the protocol 4 forms: FRAME,
 // MEMOIZE, SHORT_BINUNICODE, STACK_GLOBAL), builds plain values (None, bools, ints, floats,

@@ -1,4 +1,4 @@
-// Resizing a ViT's position embeddings to another image size (REFERENCE.md "ViT-B/16"): the
+// Resizing a ViT's position embeddings to another image size (docs/reference.md "ViT-B/16"): the
 // patch grid is resampled with torch's bicubic interpolation (F.interpolate(mode='bicubic',
 // align_corners=False), A = -0.75, edge taps clamped), the CLS entry is kept. This is what
 // Salesforce's interpolate_pos_embed does when a checkpoint's image size differs.

@@ -1,4 +1,4 @@
-// A reader for the zip archives torch.save writes (REFERENCE.md "Released weights"): stored
+// A reader for the zip archives torch.save writes (docs/reference.md "Released weights"): stored
 // (uncompressed) entries, data descriptors, zip64 records, any folder prefix. Every offset and
 // size is checked against the archive before it is used; entries are read in place.
 #pragma once

@@ -1,7 +1,8 @@
 // Linear layer, and the hook through which PETL deltas join the backbone:
 //     y = x W^T + b + sum_k delta_k(x)
-// nn_linear_forward is the only place where that sum happens (DESIGN.md "nn/"). Low-rank deltas
-// (LoRA, CP, ...) are added by GEMMs accumulating onto y, never as a separate (..., out) tensor.
+// nn_linear_forward is the only place where that sum happens (docs/architecture.md "nn/").
+// Low-rank deltas (LoRA, CP, ...) are added by GEMMs accumulating onto y, never as a separate
+// (..., out) tensor.
 #pragma once
 
 #include "nn/nn.h"

@@ -1,4 +1,4 @@
-// The parameter registry (DESIGN.md "nn/ and the parameter registry").
+// The parameter registry (docs/architecture.md "nn/ and the parameter registry").
 //
 // Every parameter of a model lives here under its hierarchical name, the Salesforce checkpoint
 // name ("visual_encoder.blocks.3.attn.qkv.weight"), with flags. Loaders, PETL attachment (by name

@@ -84,11 +84,11 @@ static void adapter_hook_free(layer_hook *h) {
     free(h);
 }
 
-static void attach_hook(adapter_set *set, layer_hook **list, bool vision) {
+static void attach_hook(petl_handle *h, adapter_set *set, layer_hook **list, bool vision) {
     adapter_hook *hook = calloc(1, sizeof *hook);
     PETAL_CHECK(hook != NULL, "adapter: out of host memory");
     *hook = (adapter_hook){{.fn = adapter_fn, .free = adapter_hook_free}, set, vision};
-    layer_hooks_append(list, &hook->base);
+    petl_add_layer_hook(h, list, &hook->base);
 }
 
 static void set_free(void *p) {
@@ -142,8 +142,8 @@ petal_status petl_adapter_attach(petl_handle *h) {
     nn_builder b = {m->registry, &h->rng, m->vit.patch_weight->dtype, false};
     for (int i = 0; i < set->n; i++) adapter_init(&set->adapters[i], &b, i, d, o->rank);
     registry_set_trainable(m->registry, "adapters.*", true);
-    attach_hook(set, &m->vit.hooks.output, true);
-    if (m->has_text) attach_hook(set, &m->text.hooks.output, false);
-    if (m->has_decoder) attach_hook(set, &m->decoder.hooks.output, false);
+    attach_hook(h, set, &m->vit.hooks.output, true);
+    if (m->has_text) attach_hook(h, set, &m->text.hooks.output, false);
+    if (m->has_decoder) attach_hook(h, set, &m->decoder.hooks.output, false);
     return PETAL_OK;
 }

@@ -13,6 +13,7 @@
 
 static const char *const ice_names[] = {"off", "softmax", "mean"};
 static const char *const gqt_names[] = {"off", "gate", "affine"};
+static const char *const cp_sharing_names[] = {"global", "modality", "layer"};
 
 // {"model": {...}, "petl": {...}}: the options of every enabled method.
 static char *config_json(const petl_handle *h) {
@@ -22,13 +23,19 @@ static char *config_json(const petl_handle *h) {
     strbuf_printf(&b, "{\"model\": %s, \"petl\": {\"seed\": %llu, \"extra_trainable\": \"%s\"",
                   model, (unsigned long long)c->seed, c->extra_trainable);
     free(model);
-    if (c->cp.enabled)
+    if (c->cp.enabled) {
         strbuf_printf(&b,
                       ",\n \"cp\": {\"rank\": %lld, \"core\": \"%s\", \"dropout\": %g, "
-                      "\"scale\": %g, \"attention_only\": %s, \"momentum_copies\": %s}",
+                      "\"scale\": %g, \"attention_only\": %s, \"momentum_copies\": %s",
                       (long long)c->cp.rank, c->cp.core == CP_CORE_DENSE ? "dense" : "diagonal",
                       c->cp.dropout, c->cp.scale, c->cp.attention_only ? "true" : "false",
                       c->cp.momentum_copies ? "true" : "false");
+        // Written only when not the defaults, so that files saved before these options load.
+        if (c->cp.targets) strbuf_printf(&b, ", \"targets\": \"%s\"", c->cp.targets);
+        if (c->cp.sharing != CP_SHARE_GLOBAL)
+            strbuf_printf(&b, ", \"sharing\": \"%s\"", cp_sharing_names[c->cp.sharing]);
+        strbuf_printf(&b, "}");
+    }
     if (c->ice)
         strbuf_printf(&b, ",\n \"ice\": {\"mode\": \"%s\", \"scale\": %g}", ice_names[c->ice],
                       c->ice_scale);
@@ -64,15 +71,27 @@ petal_status petl_save(const petl_handle *h, const char *path) {
     return petl_save_with(h, path, NULL);
 }
 
+// A merged handle's weights are W0 + dW: their fingerprint is not the backbone's, and a load would
+// leave the merged dW stale.
+static petal_status refuse_merged(const petl_handle *h, const char *path, const char *what) {
+    if (!petl_is_merged(h)) return PETAL_OK;
+    return petal_error(PETAL_ERR_ARG,
+                       "%s: cannot %s while the deltas are merged into the weights (petl_merge); "
+                       "call petl_unmerge first",
+                       path, what);
+}
+
 petal_status petl_save_with(const petl_handle *h, const char *path, const char *train_json) {
+    petal_status s = refuse_merged(h, path, "save a PETL checkpoint");
+    if (s) return s;
     char *config = config_json(h);
     if (train_json) {
         char *with = blip_config_json_with(config, train_json);
         free(config);
         config = with;
     }
-    petal_status s = checkpoint_save(path, h->m->registry, CHECKPOINT_PETL,
-                                     &(checkpoint_meta){.config = config});
+    s = checkpoint_save(path, h->m->registry, CHECKPOINT_PETL,
+                        &(checkpoint_meta){.config = config});
     free(config);
     return s;
 }
@@ -88,9 +107,11 @@ static bool same_options(const char *mine, const char *file) {
 }
 
 petal_status petl_load(petl_handle *h, const char *path, bool force_base) {
+    petal_status s = refuse_merged(h, path, "load a PETL checkpoint");
+    if (s) return s;
     checkpoint_info info;
     tensor_list file;
-    petal_status s = checkpoint_read(path, &file, &info);
+    s = checkpoint_read(path, &file, &info);
     if (s) return s;
     if (info.kind != CHECKPOINT_PETL)
         s = petal_error(PETAL_ERR_FORMAT,

@@ -1,4 +1,4 @@
-// CP mode approximation (Aurora, REFERENCE.md section 2): every targeted weight W0 gets
+// CP mode approximation (Aurora, docs/reference.md section 2): every targeted weight W0 gets
 //     delta(x) = s * Out(core_k(In(x)))
 // with In (d -> R) and Out (R -> d) shared by the vision, text, multimodal encoders and the
 // decoder, and a small per-target core:
@@ -18,16 +18,24 @@
 #include "petl/internal.h"
 #include "tensor/error.h"
 
+// One In / Out pair and the cache of its In(x); the sharing scope decides which deltas use it.
 typedef struct {
-    int64_t rank;
+    char name[NN_NAME_MAX]; // the In factor's registry name, which identifies the pair
+    modality tag;
+    tensor *in_w;  // In: (R, d) as a Linear weight (code), or V (d, R) applied as x V (paper)
+    tensor *out_w; // (d, R) Out as a Linear weight
+    petl_input_cache in_x; // In(x) of the last input
+} cp_pair;
+
+typedef struct {
+    int64_t rank, d;
     double dropout, scale;
-    tensor *in_w;      // In: (R, d) as a Linear weight (code), or V (d, R) applied as x V (paper)
-    tensor *out_w;     // (d, R) Out as a Linear weight
     tensor *core;      // (R, R, R) dense variant, else NULL
     tensor *p;         // (N, R) diagonal variant: one row per d x d target slice
-    tensor *lambda[5]; // (R) diagonal variant, per modality
+    tensor *lambda[5]; // (R) diagonal variant, per modality that has targets
     int64_t rows;      // rows of p handed out so far (counted before p is made)
-    petl_input_cache in_x; // In(x) of the last input
+    cp_pair **pairs;   // (n_pairs) in order of first use
+    int n_pairs;
 } cp_shared;
 
 typedef enum {
@@ -40,6 +48,7 @@ typedef enum {
 typedef struct {
     nn_delta base;
     cp_shared *s;
+    cp_pair *pair;
     cp_kind kind;
     bool dropout_first; // the code's BERT drops out In(x); elsewhere the core's output
     tensor *coef;       // dense: (R, n) coefficients; this delta reads columns col..
@@ -56,13 +65,13 @@ static petl_projection in_op(const cp_shared *s) {
     return s->core ? petl_linear : tensor_matmul;
 }
 
-static tensor *apply_in(const cp_shared *s, tensor *x) {
-    return in_op(s)(x, s->in_w);
+static tensor *apply_in(const cp_delta *d, tensor *x) {
+    return in_op(d->s)(x, d->pair->in_w);
 }
 
 // In(x), (..., R), computed once per input.
-static tensor *project(cp_shared *s, tensor *x) {
-    return petl_cached(&s->in_x, x, s->in_w, in_op(s));
+static tensor *project(const cp_delta *d, tensor *x) {
+    return petl_cached(&d->pair->in_x, x, d->pair->in_w, in_op(d->s));
 }
 
 // ---- cores ----
@@ -127,7 +136,7 @@ static tensor *merge_last(tensor *t) {
 
 // n targets reading x, outputs concatenated: proj and BERT q/k/v (n = 1), qkv (3), fc1 (4).
 static tensor *concat_codes(const cp_delta *d, tensor *x, int n, const nn_ctx *ctx) {
-    tensor *u = project(d->s, x);
+    tensor *u = project(d, x);
     if (d->dropout_first) u = dropped(d, u, ctx);
     tensor *z = nn_consume(u, apply_cores(d, u, n)); // (..., n, R)
     return d->dropout_first ? z : dropped(d, z, ctx);
@@ -140,7 +149,7 @@ static tensor *fc2_codes(const cp_delta *d, tensor *x, const nn_ctx *ctx) {
     shape[x->ndim - 1] = d->chunks;
     shape[x->ndim] = x->shape[x->ndim - 1] / d->chunks;
     tensor *x4 = tensor_reshape(x, x->ndim + 1, shape);
-    tensor *u = nn_consume(x4, apply_in(d->s, x4)); // (..., chunks, R)
+    tensor *u = nn_consume(x4, apply_in(d, x4)); // (..., chunks, R)
     tensor *z;
     if (d->s->core) { // the code: (..., 4R) @ reshape(cores, (R, 4R))^T
         tensor *flat = merge_last(u);
@@ -165,7 +174,7 @@ static tensor *cp_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor *
                 : d->kind == CP_FC1 ? concat_codes(d, x, d->chunks, ctx)
                                     : concat_codes(d, x, parts[d->kind], ctx);
     if (d->s->scale != 1.0) z = nn_consume(z, tensor_mul_scalar(z, d->s->scale));
-    *v = petl_alias(d->s->out_w);
+    *v = petl_alias(d->pair->out_w);
     return z;
 }
 
@@ -175,11 +184,74 @@ static void cp_delta_free(nn_delta *d) {
 
 // ---- attaching ----
 
+// Preset target sets (petl_cp_default_targets): the attention projections of every encoder, the
+// diagonal core adding BERT's attention output dense, and the ViT MLP unless attention_only.
+#define CP_ATTENTION "*.attn.qkv,*.attn.proj,*.self.query,*.self.key,*.self.value"
+#define CP_OUTPUT    ",*attention.output.dense"
+#define CP_MLP       ",*.mlp.fc1,*.mlp.fc2"
+
+const char *petl_cp_default_targets(const cp_options *o) {
+    bool dense = o->core == CP_CORE_DENSE;
+    if (o->attention_only) return dense ? CP_ATTENTION : CP_ATTENTION CP_OUTPUT;
+    return dense ? CP_ATTENTION CP_MLP : CP_ATTENTION CP_OUTPUT CP_MLP;
+}
+
 typedef struct {
     petl_handle *h;
     cp_shared *s;
+    const char *targets;
     bool dense, momentum; // momentum: the frozen copies in the momentum encoders
+    cp_sharing sharing;
+    char layer[NN_NAME_MAX]; // the block being attached ("visual_encoder.blocks.3"; main encoder)
+    modality layer_tag;      // its encoder: vision, text or decoder
+    bool used[5];            // modalities with at least one delta
 } cp_builder;
+
+// Whether the Linear is a target; a momentum encoder's Linear is when its twin is.
+static bool targeted(const cp_builder *b, const nn_linear *l) {
+    char name[NN_NAME_MAX];
+    const char *m = strstr(l->name, "_m.");
+    if (m) nn_name(name, "%.*s%s", (int)(m - l->name), l->name, m + 2);
+    return petl_matches_any(b->targets, m ? name : l->name);
+}
+
+// The code's In and Out: kaiming-uniform In (R, d) and zero Out (d, R), Linear weights.
+static void pair_code(petl_handle *h, cp_pair *p, const char *prefix, const char *suffix, int64_t r,
+                      int64_t d) {
+    char name[NN_NAME_MAX];
+    p->in_w = petl_param(h, p->name, SHAPE(r, d), p->tag, false);
+    init_kaiming_uniform_(p->in_w, sqrt(5.0), &h->rng);
+    p->out_w =
+        petl_param(h, nn_name(name, "%sCP_V%s.weight", prefix, suffix), SHAPE(d, r), p->tag, false);
+}
+
+// The pair the delta of a `tag` Linear in b->layer uses, made on first use: "CP_U.weight" /
+// "CP_V.weight" (global), "CP_U.vision.weight" (modality), "<layer>.CP_U.weight" (layer); the
+// paper's "CP_U" / "CP_V" without ".weight", whose tensors come after the traversal (paper_pairs).
+static cp_pair *pair_for(cp_builder *b, modality tag) {
+    char prefix[NN_NAME_MAX] = "", suffix[32] = "", name[NN_NAME_MAX];
+    modality pair_tag = MODALITY_NONE;
+    if (b->sharing == CP_SHARE_MODALITY) {
+        snprintf(suffix, sizeof suffix, ".%s", modality_name(tag));
+        pair_tag = tag;
+    } else if (b->sharing == CP_SHARE_LAYER) {
+        nn_name(prefix, "%s.", b->layer);
+        pair_tag = b->layer_tag;
+    }
+    nn_name(name, "%sCP_%s%s%s", prefix, b->dense ? "U" : "V", suffix, b->dense ? ".weight" : "");
+    cp_shared *s = b->s;
+    for (int i = 0; i < s->n_pairs; i++)
+        if (strcmp(s->pairs[i]->name, name) == 0) return s->pairs[i];
+    cp_pair **pairs = realloc(s->pairs, (size_t)(s->n_pairs + 1) * sizeof *pairs);
+    cp_pair *p = calloc(1, sizeof *p);
+    PETAL_CHECK(pairs && p, "cp: out of host memory");
+    s->pairs = pairs;
+    s->pairs[s->n_pairs++] = p;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    p->tag = pair_tag;
+    if (b->dense) pair_code(b->h, p, prefix, suffix, s->rank, s->d);
+    return p;
+}
 
 static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int col, modality tag,
                 bool dropout_first, int chunks) {
@@ -191,6 +263,7 @@ static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int
                          .free = cp_delta_free,
                          .linear = true};
     d->s = b->s;
+    d->pair = pair_for(b, tag);
     d->kind = kind;
     d->coef = coef;
     d->col = col;
@@ -199,100 +272,135 @@ static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int
     d->chunks = chunks;
     d->row = b->s->rows;
     if (!b->dense) b->s->rows += kind == CP_SINGLE ? 1 : (kind == CP_QKV ? 3 : chunks);
+    b->used[tag] = true;
     petl_add_delta(b->h, layer, &d->base);
 }
 
-// A coefficient matrix (R, n), xavier-uniform like the code's nn.init.xavier_uniform_.
-static tensor *coefficients(cp_builder *b, const char *name, int64_t n, modality tag) {
+// A coefficient matrix (R, n), xavier-uniform like the code's nn.init.xavier_uniform_; NULL in the
+// diagonal variant or when none of the Linears it serves is a target.
+static tensor *coefficients(cp_builder *b, bool needed, const char *name, int64_t n, modality tag) {
+    if (!b->dense || !needed) return NULL;
     tensor *c = petl_param(b->h, name, SHAPE(b->s->rank, n), tag, b->momentum);
     init_xavier_uniform_(c, 1.0, &b->h->rng);
     return c;
 }
 
-static void attach_vit(cp_builder *b, vit_model *vit, const char *prefix, bool mlp) {
+// The block's name in the main encoder, which names its layer-scope pair.
+static void enter_block(cp_builder *b, const char *main_name, modality tag) {
+    snprintf(b->layer, sizeof b->layer, "%s", main_name);
+    b->layer_tag = tag;
+}
+
+// prefix: the main encoder's ("visual_encoder"); b->momentum attaches to its momentum copy.
+static void attach_vit(cp_builder *b, vit_model *vit, const char *prefix) {
+    const char *m = b->momentum ? "_m" : "";
     char name[NN_NAME_MAX];
     for (int64_t i = 0; i < vit->cfg.depth; i++) {
         vit_block *blk = &vit->blocks[i];
-        tensor *att = NULL, *mlp_coef = NULL;
+        enter_block(b, nn_name(name, "%s.blocks.%lld", prefix, (long long)i), MODALITY_VISION);
+        bool qkv = targeted(b, &blk->qkv), proj = targeted(b, &blk->proj);
+        bool fc1 = targeted(b, &blk->fc1), fc2 = targeted(b, &blk->fc2);
         int chunks = (int)(vit->cfg.mlp / vit->cfg.width); // 4 in ViT-B: mlp_CP is [R, 8]
-        if (b->dense) {
-            att = coefficients(
-                b, nn_name(name, "%s.blocks.%lld.attn.CP_attention", prefix, (long long)i), 4,
-                MODALITY_VISION);
-            if (mlp)
-                mlp_coef = coefficients(
-                    b, nn_name(name, "%s.blocks.%lld.mlp.mlp_CP", prefix, (long long)i), 2 * chunks,
-                    MODALITY_VISION);
-        }
-        add(b, &blk->qkv, CP_QKV, att, 0, MODALITY_VISION, false, 0);
-        add(b, &blk->proj, CP_SINGLE, att, 3, MODALITY_VISION, false, 0);
-        if (!mlp) continue;
-        add(b, &blk->fc1, CP_FC1, mlp_coef, 0, MODALITY_VISION, false, chunks);
-        add(b, &blk->fc2, CP_FC2, mlp_coef, chunks, MODALITY_VISION, false, chunks);
+        tensor *att = coefficients(
+            b, qkv || proj,
+            nn_name(name, "%s%s.blocks.%lld.attn.CP_attention", prefix, m, (long long)i), 4,
+            MODALITY_VISION);
+        tensor *mlp = coefficients(
+            b, fc1 || fc2, nn_name(name, "%s%s.blocks.%lld.mlp.mlp_CP", prefix, m, (long long)i),
+            2 * chunks, MODALITY_VISION);
+        if (qkv) add(b, &blk->qkv, CP_QKV, att, 0, MODALITY_VISION, false, 0);
+        if (proj) add(b, &blk->proj, CP_SINGLE, att, 3, MODALITY_VISION, false, 0);
+        if (fc1) add(b, &blk->fc1, CP_FC1, mlp, 0, MODALITY_VISION, false, chunks);
+        if (fc2) add(b, &blk->fc2, CP_FC2, mlp, chunks, MODALITY_VISION, false, chunks);
     }
 }
 
-// BERT query / key / value of one attention block ([R, 1] coefficients each in the code), and
-// (paper) its output projection.
+// BERT query / key / value of one attention block ([R, 1] coefficients each in the code) and its
+// output projection ("o_CP", not in the code, which leaves it out). name: the block's, ".self".
 static void attach_attention(cp_builder *b, nn_attention *a, nn_linear *dense, const char *name,
                              modality tag) {
     char buf[NN_NAME_MAX];
-    nn_linear *targets[] = {&a->query, &a->key, &a->value};
-    static const char *const coef_names[] = {"q_CP", "k_CP", "v_CP"};
-    for (int j = 0; j < 3; j++) {
-        tensor *coef =
-            b->dense ? coefficients(b, nn_name(buf, "%s.%s", name, coef_names[j]), 1, tag) : NULL;
-        add(b, targets[j], CP_SINGLE, coef, 0, tag, b->dense, 0); // the code drops out In(x)
+    nn_linear *targets[] = {&a->query, &a->key, &a->value, dense};
+    static const char *const coef_names[] = {"q_CP", "k_CP", "v_CP", "o_CP"};
+    for (int j = 0; j < 4; j++) {
+        if (!targeted(b, targets[j])) continue;
+        tensor *coef = coefficients(b, true, nn_name(buf, "%s.%s", name, coef_names[j]), 1, tag);
+        // The code drops out In(x) of q, k and v; elsewhere the core's output.
+        add(b, targets[j], CP_SINGLE, coef, 0, tag, b->dense && j < 3, 0);
     }
-    if (!b->dense) add(b, dense, CP_SINGLE, NULL, 0, tag, false, 0);
 }
 
 static void attach_bert(cp_builder *b, bert_model *bert, const char *prefix, modality self_tag,
                         modality cross_tag) {
+    const char *m = b->momentum ? "_m" : "";
     char name[NN_NAME_MAX];
     for (int64_t i = 0; i < bert->cfg.layers; i++) {
         bert_layer *l = &bert->layers[i];
+        enter_block(b, nn_name(name, "%s.encoder.layer.%lld", prefix, (long long)i), self_tag);
         attach_attention(
             b, &l->self, &l->self_dense,
-            nn_name(name, "%s.encoder.layer.%lld.attention.self", prefix, (long long)i), self_tag);
+            nn_name(name, "%s%s.encoder.layer.%lld.attention.self", prefix, m, (long long)i),
+            self_tag);
         if (l->has_cross)
-            attach_attention(
-                b, &l->cross, &l->cross_dense,
-                nn_name(name, "%s.encoder.layer.%lld.crossattention.self", prefix, (long long)i),
-                cross_tag);
+            attach_attention(b, &l->cross, &l->cross_dense,
+                             nn_name(name, "%s%s.encoder.layer.%lld.crossattention.self", prefix, m,
+                                     (long long)i),
+                             cross_tag);
     }
 }
 
 static void cp_shared_free(void *p) {
     cp_shared *s = p;
-    petl_input_cache_clear(&s->in_x);
+    for (int i = 0; i < s->n_pairs; i++) {
+        petl_input_cache_clear(&s->pairs[i]->in_x);
+        free(s->pairs[i]);
+    }
+    free(s->pairs);
     free(s);
 }
 
-// The released code: U = Linear(d, R) (kaiming), V = Linear(R, d) zeros, a dense R^3 core.
-static void shared_code(petl_handle *h, cp_shared *s, int64_t d) {
-    s->in_w = petl_param(h, "CP_U.weight", SHAPE(s->rank, d), MODALITY_NONE, false);
-    init_kaiming_uniform_(s->in_w, sqrt(5.0), &h->rng);
-    s->out_w = petl_param(h, "CP_V.weight", SHAPE(d, s->rank), MODALITY_NONE, false);
-    s->core = petl_param(h, "CP_C", SHAPE(s->rank, s->rank, s->rank), MODALITY_NONE, false);
-    init_xavier_uniform_(s->core, 1.0, &h->rng);
-}
-
-// The paper: dW_k = U diag(lambda_m * p_k) V^T with U, V (d, R) (U ~ N(0, 0.02), V = 0),
-// P (N, R) ~ N(0, 1) and lambda_m = 1 for each modality present.
-static void shared_paper(petl_handle *h, cp_shared *s, int64_t d, const bool *modalities) {
-    s->out_w = petl_param(h, "CP_U", SHAPE(d, s->rank), MODALITY_NONE, false);
-    tensor_normal_(s->out_w, 0.0, 0.02, &h->rng);
-    s->in_w = petl_param(h, "CP_V", SHAPE(d, s->rank), MODALITY_NONE, false);
+// The paper: dW_k = U diag(lambda_m * p_k) V^T with U, V (d, R) (U ~ N(0, 0.02), V = 0) per pair,
+// P (N, R) ~ N(0, 1) and lambda_m = 1 for each modality with targets.
+static void paper_factors(petl_handle *h, cp_shared *s, const bool *used) {
+    char name[NN_NAME_MAX];
+    for (int i = 0; i < s->n_pairs; i++) {
+        cp_pair *p = s->pairs[i];
+        const char *v = strstr(p->name, "CP_V"); // "<prefix>CP_V<suffix>"
+        nn_name(name, "%.*sCP_U%s", (int)(v - p->name), p->name, v + 4);
+        p->out_w = petl_param(h, name, SHAPE(s->d, s->rank), p->tag, false);
+        tensor_normal_(p->out_w, 0.0, 0.02, &h->rng);
+        p->in_w = petl_param(h, p->name, SHAPE(s->d, s->rank), p->tag, false);
+    }
     s->p = petl_param(h, "CP_P", SHAPE(s->rows, s->rank), MODALITY_NONE, false);
     tensor_normal_(s->p, 0.0, 1.0, &h->rng);
-    char name[NN_NAME_MAX];
     for (int t = 0; t < 5; t++) {
-        if (!modalities[t]) continue;
+        if (!used[t]) continue;
         s->lambda[t] = petl_param(h, nn_name(name, "CP_lambda.%s", modality_name((modality)t)),
                                   SHAPE(s->rank), (modality)t, false);
         tensor_fill_(s->lambda[t], 1.0);
     }
+}
+
+// Every main-encoder Linear the globs match must have received a delta: CP has no form for the
+// others (the BERT feed-forward, the heads).
+static petal_status check_targets(const petl_handle *h, const char *targets, int n_deltas) {
+    const param_registry *r = h->m->registry;
+    for (int i = 0; i < h->first_entry; i++) {
+        const nn_linear *l = r->items[i].linear;
+        if (!l || strstr(l->name, "_m.") || !petl_matches_any(targets, l->name)) continue;
+        bool has = false;
+        for (const nn_delta *d = l->deltas; d && !has; d = d->next)
+            has = strcmp(d->kind, "cp") == 0;
+        if (!has)
+            return petal_error(PETAL_ERR_ARG,
+                               "cp: target '%s' (from targets '%s') is not a Linear CP can adapt: "
+                               "expected ViT attn.qkv, attn.proj, mlp.fc1, mlp.fc2 or BERT "
+                               "attention query, key, value, output.dense",
+                               l->name, targets);
+    }
+    if (n_deltas == 0)
+        return petal_error(PETAL_ERR_ARG, "cp: no Linear layer matches the targets '%s'", targets);
+    return PETAL_OK;
 }
 
 petal_status petl_cp_attach(petl_handle *h) {
@@ -303,28 +411,31 @@ petal_status petl_cp_attach(petl_handle *h) {
     if (st) return st;
     cp_shared *s = calloc(1, sizeof *s);
     PETAL_CHECK(s != NULL, "cp: out of host memory");
-    *s = (cp_shared){.rank = o->rank, .dropout = o->dropout, .scale = o->scale};
+    *s = (cp_shared){.rank = o->rank, .d = d, .dropout = o->dropout, .scale = o->scale};
     petl_own(h, s, cp_shared_free);
-    bool dense = o->core == CP_CORE_DENSE;
-    if (dense) shared_code(h, s, d);
-    cp_builder b = {h, s, dense, false};
-    bool mlp = !o->attention_only;
-    if (m->has_vision) attach_vit(&b, &m->vit, "visual_encoder", mlp);
+    cp_builder b = {.h = h,
+                    .s = s,
+                    .targets = o->targets ? o->targets : petl_cp_default_targets(o),
+                    .dense = o->core == CP_CORE_DENSE,
+                    .sharing = o->sharing};
+    if (b.dense) {
+        if (b.sharing == CP_SHARE_GLOBAL) pair_for(&b, MODALITY_NONE); // first, as the code draws
+        s->core = petl_param(h, "CP_C", SHAPE(o->rank, o->rank, o->rank), MODALITY_NONE, false);
+        init_xavier_uniform_(s->core, 1.0, &h->rng);
+    }
+    int first_delta = h->n_deltas;
+    if (m->has_vision) attach_vit(&b, &m->vit, "visual_encoder");
     if (m->has_text) attach_bert(&b, &m->text, "text_encoder", MODALITY_TEXT, MODALITY_MULTIMODAL);
     if (m->has_decoder)
         attach_bert(&b, &m->decoder, "text_decoder.bert", MODALITY_DECODER, MODALITY_DECODER);
+    st = check_targets(h, b.targets, h->n_deltas - first_delta);
+    if (st) return st;
     if (o->momentum_copies && m->image_queue) {
         b.momentum = true;
-        attach_vit(&b, &m->vit_m, "visual_encoder_m", mlp);
-        attach_bert(&b, &m->text_m, "text_encoder_m", MODALITY_TEXT, MODALITY_MULTIMODAL);
+        attach_vit(&b, &m->vit_m, "visual_encoder");
+        attach_bert(&b, &m->text_m, "text_encoder", MODALITY_TEXT, MODALITY_MULTIMODAL);
         petl_copy_momentum_twins(h);
     }
-    if (!dense) {
-        bool present[5] = {[MODALITY_VISION] = m->has_vision,
-                           [MODALITY_TEXT] = m->has_text,
-                           [MODALITY_MULTIMODAL] = m->has_text,
-                           [MODALITY_DECODER] = m->has_decoder};
-        shared_paper(h, s, d, present);
-    }
+    if (!b.dense) paper_factors(h, s, b.used);
     return PETAL_OK;
 }

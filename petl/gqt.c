@@ -67,7 +67,7 @@ static void attach(petl_handle *h, bert_model *bert, const char *prefix, modalit
             if (per_layer == 4) tensor_normal_(v, 0.0, 2e-4, &h->rng);
             hook->vectors[i * per_layer + k] = v;
         }
-    layer_hooks_append(&bert->hooks.output, &hook->base);
+    petl_add_layer_hook(h, &bert->hooks.output, &hook->base);
 }
 
 petal_status petl_gqt_attach(petl_handle *h) {

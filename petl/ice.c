@@ -46,6 +46,7 @@ petal_status petl_ice_attach(petl_handle *h) {
     hook->base = (cls_hook){.fn = ice_fn, .free = ice_free};
     hook->mode = h->cfg.ice;
     hook->scale = h->cfg.ice_scale;
-    cls_hooks_append(h->cfg.ice == ICE_MEAN ? &h->m->itm_positive : &h->m->itm_all, &hook->base);
+    petl_add_cls_hook(h, h->cfg.ice == ICE_MEAN ? &h->m->itm_positive : &h->m->itm_all,
+                      &hook->base);
     return PETAL_OK;
 }

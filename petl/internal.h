@@ -6,8 +6,29 @@
 typedef struct {
     nn_linear *layer;
     nn_delta *delta;
-    tensor *merged; // dW folded into the weight by petl_merge, or NULL
+    tensor *unmerged; // (out, in) the weight before petl_merge folded dW in, or NULL
 } petl_delta_record;
+
+// A hook a method attached, so that petl_detach can unlink it from its list.
+typedef struct {
+    enum { PETL_HOOK_LAYER, PETL_HOOK_CLS, PETL_HOOK_LOSS } kind;
+    union {
+        layer_hook **layer;
+        cls_hook **cls;
+        loss_hook **loss;
+    } list;
+    union {
+        layer_hook *layer;
+        cls_hook *cls;
+        loss_hook *loss;
+    } hook;
+} petl_hook_record;
+
+// A backbone tensor training may change (a trained head, its momentum copy, a queue) and its
+// value at attach time (owned), which petl_detach puts back.
+typedef struct {
+    tensor *value, *saved;
+} petl_snapshot;
 
 // State a method keeps beyond registry tensors and attached deltas/hooks (CP's shared factors,
 // the adapters' modules), freed with the handle.
@@ -21,10 +42,16 @@ typedef struct {
 struct petl_handle {
     petl_config cfg;
     blip_model *m;
-    rng_generator rng; // initial values, seeded from cfg.seed
-    int first_entry;   // registry entries from here on were created by petl_attach
+    rng_generator rng;      // initial values, seeded from cfg.seed
+    int first_entry;        // registry entries from here on were created by petl_attach
+    int gqt_first, gqt_end; // [first, end): GQT's entries, a group of their own
+    bool *was_trainable;    // (first_entry) each backbone entry's flag before attach
     petl_delta_record *deltas;
     int n_deltas, cap_deltas;
+    petl_hook_record *hooks;
+    int n_hooks, cap_hooks;
+    petl_snapshot *snapshots;
+    int n_snapshots, cap_snapshots;
     petl_owned owned[PETL_MAX_OWNED];
     int n_owned;
 };
@@ -38,6 +65,10 @@ tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *sh
 void petl_copy_momentum_twins(petl_handle *h);
 // Attaches d to the Linear and records it for merging.
 void petl_add_delta(petl_handle *h, nn_linear *l, nn_delta *d);
+// Append a hook to a model's list and record it for petl_detach.
+void petl_add_layer_hook(petl_handle *h, layer_hook **list, layer_hook *hook);
+void petl_add_cls_hook(petl_handle *h, cls_hook **list, cls_hook *hook);
+void petl_add_loss_hook(petl_handle *h, loss_hook **list, loss_hook *hook);
 // Hands state to the handle, which calls free(state) when the model is freed.
 void petl_own(petl_handle *h, void *state, void (*free)(void *state));
 // True when name matches one of the comma-separated globs.

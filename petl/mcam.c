@@ -1,4 +1,4 @@
-// MCAM (UniTrans, REFERENCE.md section 3): a rank-consistency loss between the two retrieval
+// MCAM (UniTrans, docs/reference.md section 3): a rank-consistency loss between the two retrieval
 // directions of a batch,
 //     L_ITR = weight * sum_i JS(softmax(S_v[i] / tau) || softmax(S_t[i] / tau))
 // with S_v[i] the cosines of image i to every text of the batch and S_t[i] those of text i to every
@@ -74,8 +74,6 @@ petal_status petl_mcam_attach(petl_handle *h) {
     PETAL_CHECK(hook != NULL, "mcam: out of host memory");
     hook->base = (loss_hook){.fn = mcam_fn, .free = mcam_free};
     hook->opt = *o;
-    loss_hook **tail = &h->m->itc_extra;
-    while (*tail) tail = &(*tail)->next;
-    *tail = &hook->base;
+    petl_add_loss_hook(h, &h->m->itc_extra, &hook->base);
     return PETAL_OK;
 }

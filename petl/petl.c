@@ -161,14 +161,42 @@ void petl_copy_momentum_twins(petl_handle *h) {
     }
 }
 
+// items with room for one more of `size` bytes (at n of *cap), reallocated when full.
+static void *grow(void *items, int n, int *cap, size_t size) {
+    if (n < *cap) return items;
+    *cap = *cap ? 2 * *cap : 16;
+    items = realloc(items, (size_t)*cap * size);
+    PETAL_CHECK(items != NULL, "petl: out of host memory");
+    return items;
+}
+
 void petl_add_delta(petl_handle *h, nn_linear *l, nn_delta *d) {
-    if (h->n_deltas == h->cap_deltas) {
-        h->cap_deltas = h->cap_deltas ? 2 * h->cap_deltas : 64;
-        h->deltas = realloc(h->deltas, (size_t)h->cap_deltas * sizeof *h->deltas);
-        PETAL_CHECK(h->deltas != NULL, "petl: out of host memory");
-    }
+    h->deltas = grow(h->deltas, h->n_deltas, &h->cap_deltas, sizeof *h->deltas);
     h->deltas[h->n_deltas++] = (petl_delta_record){l, d, NULL};
     nn_linear_attach(l, d);
+}
+
+static void add_hook(petl_handle *h, petl_hook_record r) {
+    h->hooks = grow(h->hooks, h->n_hooks, &h->cap_hooks, sizeof *h->hooks);
+    h->hooks[h->n_hooks++] = r;
+}
+
+void petl_add_layer_hook(petl_handle *h, layer_hook **list, layer_hook *hook) {
+    layer_hooks_append(list, hook);
+    add_hook(h, (petl_hook_record){PETL_HOOK_LAYER, .list.layer = list, .hook.layer = hook});
+}
+
+void petl_add_cls_hook(petl_handle *h, cls_hook **list, cls_hook *hook) {
+    cls_hooks_append(list, hook);
+    add_hook(h, (petl_hook_record){PETL_HOOK_CLS, .list.cls = list, .hook.cls = hook});
+}
+
+void petl_add_loss_hook(petl_handle *h, loss_hook **list, loss_hook *hook) {
+    loss_hook **tail = list;
+    while (*tail) tail = &(*tail)->next;
+    hook->next = NULL;
+    *tail = hook;
+    add_hook(h, (petl_hook_record){PETL_HOOK_LOSS, .list.loss = list, .hook.loss = hook});
 }
 
 void petl_own(petl_handle *h, void *state, void (*free_state)(void *state)) {
@@ -184,10 +212,15 @@ bool petl_matches_any(const char *patterns, const char *name) {
     return false;
 }
 
+// What the handle owns; the deltas and hooks belong to the model's lists until petl_detach.
 static void handle_free(void *p) {
     petl_handle *h = p;
-    for (int i = 0; i < h->n_deltas; i++) tensor_free(h->deltas[i].merged);
+    for (int i = 0; i < h->n_deltas; i++) tensor_free(h->deltas[i].unmerged);
     free(h->deltas);
+    free(h->hooks);
+    for (int i = 0; i < h->n_snapshots; i++) tensor_free(h->snapshots[i].saved);
+    free(h->snapshots);
+    free(h->was_trainable);
     for (int i = 0; i < h->n_owned; i++) h->owned[i].free(h->owned[i].state);
     free(h);
 }
@@ -278,6 +311,36 @@ static void train_patterns(param_registry *r, const char *patterns) {
         registry_set_trainable(r, tok, true);
 }
 
+static void snapshot(petl_handle *h, tensor *value) {
+    h->snapshots = grow(h->snapshots, h->n_snapshots, &h->cap_snapshots, sizeof *h->snapshots);
+    h->snapshots[h->n_snapshots++] = (petl_snapshot){value, tensor_keep(tensor_clone_data(value))};
+}
+
+static bool is_backbone(const petl_handle *h, const tensor *t) {
+    for (int i = 0; i < h->first_entry; i++)
+        if (h->m->registry->items[i].value == t) return true;
+    return false;
+}
+
+// The momentum copy of a trained backbone head follows it by EMA.
+static void snapshot_trained_copy(tensor *main, tensor *copy, void *ctx) {
+    petl_handle *h = ctx;
+    if (main->requires_grad && is_backbone(h, copy)) snapshot(h, copy);
+}
+
+// Saves what training with the method changes in the backbone: the trainable heads, their
+// momentum copies and the queues. (The momentum copies of frozen weights, the bulk of the
+// momentum encoders, are left out: copying them would double their memory.)
+static void snapshot_backbone(petl_handle *h) {
+    blip_model *m = h->m;
+    for (int i = 0; i < h->first_entry; i++)
+        if (m->registry->items[i].trainable) snapshot(h, m->registry->items[i].value);
+    blip_momentum_pairs(m, snapshot_trained_copy, h);
+    tensor *queues[] = {m->image_queue, m->text_queue, m->idx_queue, m->ptr_queue};
+    for (size_t i = 0; i < sizeof queues / sizeof queues[0]; i++)
+        if (queues[i]) snapshot(h, queues[i]);
+}
+
 petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
     PETAL_CHECK(m->petl == NULL, "petl_attach: the model already has PETL methods attached");
     petl_handle *h = calloc(1, sizeof *h);
@@ -285,8 +348,11 @@ petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
     h->cfg = *cfg;
     h->m = m;
     h->rng = (rng_generator){cfg->seed, 0};
-    registry_freeze_all(m->registry);
     h->first_entry = m->registry->n;
+    h->was_trainable = calloc((size_t)h->first_entry + 1, sizeof *h->was_trainable);
+    PETAL_CHECK(h->was_trainable != NULL, "petl_attach: out of host memory");
+    for (int i = 0; i < h->first_entry; i++) h->was_trainable[i] = m->registry->items[i].trainable;
+    registry_freeze_all(m->registry);
     m->petl = h;
     m->petl_free = handle_free;
     bool grad = grad_mode_set(false);
@@ -300,12 +366,84 @@ petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
         {cfg->qasn.enabled, petl_qasn_attach},  {cfg->adapter.enabled, petl_adapter_attach},
         {cfg->mcam.enabled, petl_mcam_attach}};
     petal_status s = PETAL_OK;
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0] && s == PETAL_OK; i++)
-        if (methods[i].on) s = methods[i].attach(h);
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0] && s == PETAL_OK; i++) {
+        if (!methods[i].on) continue;
+        int first = m->registry->n;
+        s = methods[i].attach(h);
+        if (methods[i].attach == petl_gqt_attach) h->gqt_first = first, h->gqt_end = m->registry->n;
+    }
     grad_mode_set(grad);
-    if (s != PETAL_OK) return NULL; // the model keeps what was attached; the message says why
+    if (s != PETAL_OK) {
+        petl_detach(m); // the message says why; the model is as it was
+        return NULL;
+    }
     train_patterns(m->registry, cfg->extra_trainable);
+    snapshot_backbone(h);
     return h;
+}
+
+// Unlinks node from the list at *head (deltas and every kind of hook link through `next`) and
+// frees it. head: a local pointer to the list's head, advanced in place.
+#define UNLINK_AND_FREE(head, node)                                                                \
+    do {                                                                                           \
+        while (*(head) != (node)) (head) = &(*(head))->next;                                       \
+        *(head) = (node)->next;                                                                    \
+        if ((node)->free) (node)->free(node);                                                      \
+    } while (0)
+
+static void unlink_hook(const petl_hook_record *r) {
+    switch (r->kind) {
+    case PETL_HOOK_LAYER: {
+        layer_hook **head = r->list.layer;
+        UNLINK_AND_FREE(head, r->hook.layer);
+        break;
+    }
+    case PETL_HOOK_CLS: {
+        cls_hook **head = r->list.cls;
+        UNLINK_AND_FREE(head, r->hook.cls);
+        break;
+    }
+    case PETL_HOOK_LOSS: {
+        loss_hook **head = r->list.loss;
+        UNLINK_AND_FREE(head, r->hook.loss);
+        break;
+    }
+    }
+}
+
+// Drops the entries petl_attach registered and puts back the backbone's flags and values.
+static void restore_registry(petl_handle *h) {
+    param_registry *r = h->m->registry;
+    for (int i = h->first_entry; i < r->n; i++) {
+        free(r->items[i].name);
+        tensor_free(r->items[i].value);
+    }
+    r->n = h->first_entry;
+    for (int i = 0; i < r->n; i++) {
+        param_entry *e = &r->items[i];
+        e->trainable = h->was_trainable[i];
+        tensor_set_requires_grad(e->value, e->trainable);
+        tensor_reset_grad(e->value);
+    }
+    bool grad = grad_mode_set(false);
+    for (int i = 0; i < h->n_snapshots; i++)
+        tensor_copy_(h->snapshots[i].value, h->snapshots[i].saved);
+    grad_mode_set(grad);
+}
+
+void petl_detach(blip_model *m) {
+    petl_handle *h = m->petl;
+    if (!h) return;
+    petl_unmerge(h);
+    for (int i = h->n_deltas - 1; i >= 0; i--) {
+        nn_delta **head = &h->deltas[i].layer->deltas;
+        UNLINK_AND_FREE(head, h->deltas[i].delta);
+    }
+    for (int i = h->n_hooks - 1; i >= 0; i--) unlink_hook(&h->hooks[i]);
+    restore_registry(h);
+    m->petl = NULL;
+    m->petl_free = NULL;
+    handle_free(h);
 }
 
 // ---- counting ----
@@ -313,6 +451,7 @@ petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
 static petl_group group_of(const petl_handle *h, int entry) {
     const param_entry *e = &h->m->registry->items[entry];
     if (entry < h->first_entry) return PETL_GROUP_HEADS;
+    if (entry >= h->gqt_first && entry < h->gqt_end) return PETL_GROUP_GQT;
     switch (e->tag) {
     case MODALITY_VISION:
         return PETL_GROUP_VISION;
@@ -356,6 +495,53 @@ const char *petl_format_count(int64_t n, char *buf, size_t size) {
     return buf;
 }
 
+// The kind of tensor an entry is: the last part of its name that is not an index, a modality
+// or weight / bias ("visual_encoder.blocks.3.attn.CP_attention" -> "CP_attention",
+// "CP_U.vision.weight" -> "CP_U", "itm_head.bias" -> "itm_head"): returns where it starts in
+// name and sets *len to its length.
+static const char *kind_of(const char *name, int *len) {
+    static const char *const skipped[] = {"weight", "bias",       "vision",
+                                          "text",   "multimodal", "decoder"};
+    const char *kind = name;
+    *len = 0;
+    for (const char *part = name; *part;) {
+        int n = (int)strcspn(part, ".");
+        bool skip = strspn(part, "0123456789") >= (size_t)n;
+        for (size_t k = 0; k < sizeof skipped / sizeof skipped[0] && !skip; k++)
+            skip = (int)strlen(skipped[k]) == n && strncmp(part, skipped[k], (size_t)n) == 0;
+        if (!skip || *len == 0) kind = part, *len = n;
+        part += n + (part[n] == '.');
+    }
+    return kind;
+}
+
+// "  CP_U, CP_V, CP_C": the distinct kinds of the group's trainable entries, in registry order
+// (the first few, then "...").
+static void print_kinds(const petl_handle *h, petl_group g, FILE *out) {
+    const param_registry *r = h->m->registry;
+    struct {
+        const char *s;
+        int n;
+    } kinds[6];
+    int n_kinds = 0;
+    bool more = false;
+    for (int i = 0; i < r->n; i++) {
+        if (!r->items[i].trainable || group_of(h, i) != g) continue;
+        int len, k = 0;
+        const char *kind = kind_of(r->items[i].name, &len);
+        while (k < n_kinds && !(kinds[k].n == len && strncmp(kinds[k].s, kind, (size_t)len) == 0))
+            k++;
+        if (k < n_kinds) continue;
+        if (n_kinds == (int)(sizeof kinds / sizeof kinds[0]))
+            more = true;
+        else
+            kinds[n_kinds].s = kind, kinds[n_kinds++].n = len;
+    }
+    for (int k = 0; k < n_kinds; k++)
+        fprintf(out, "%s%.*s", k ? ", " : "  ", kinds[k].n, kinds[k].s);
+    if (more) fputs(", ...", out);
+}
+
 void petl_print_trainable(const petl_handle *h, FILE *out) {
     int64_t trainable = registry_count(h->m->registry, true);
     int64_t all = registry_count(h->m->registry, false);
@@ -363,11 +549,14 @@ void petl_print_trainable(const petl_handle *h, FILE *out) {
     fprintf(out, "trainable params: %s || all params: %s || trainable%%: %.4f\n",
             petl_format_count(trainable, a, sizeof a), petl_format_count(all, b, sizeof b),
             100.0 * (double)trainable / (double)all);
-    static const char *const names[] = {"shared factors", "vision",  "text",
-                                        "multimodal",     "decoder", "heads"};
-    for (int g = 0; g < PETL_GROUP_COUNT; g++)
-        fprintf(out, "  %-15s %s\n", names[g],
+    static const char *const names[] = {"shared factors", "vision", "text", "multimodal",
+                                        "decoder",        "gqt",    "heads"};
+    for (int g = 0; g < PETL_GROUP_COUNT; g++) {
+        fprintf(out, "  %-15s %s", names[g],
                 petl_format_count(petl_count_group(h, (petl_group)g), a, sizeof a));
+        print_kinds(h, (petl_group)g, out);
+        fputc('\n', out);
+    }
 }
 
 // ---- merging ----
@@ -392,31 +581,40 @@ static tensor *delta_matrix(const petl_delta_record *r) {
     return out;
 }
 
+// Several deltas on one Linear fold in one after another; the first keeps the backbone's weight.
 void petl_merge(petl_handle *h) {
     bool grad = grad_mode_set(false);
     for (int i = 0; i < h->n_deltas; i++) {
         petl_delta_record *r = &h->deltas[i];
-        if (r->merged || !r->delta->linear) continue;
-        r->merged = delta_matrix(r);
-        tensor *w = tensor_add(r->layer->weight, r->merged);
+        if (r->unmerged || !r->delta->linear) continue;
+        tensor *dw = delta_matrix(r);
+        r->unmerged = tensor_keep(tensor_clone_data(r->layer->weight));
+        tensor *w = tensor_add(r->layer->weight, dw);
         tensor_copy_(r->layer->weight, w);
         tensor_free(w);
+        tensor_free(dw);
         r->delta->merged = true;
     }
     grad_mode_set(grad);
 }
 
+// In reverse, so that a Linear's weight ends as its first delta found it: W0 (W0 + dW - dW would
+// be off by rounding).
 void petl_unmerge(petl_handle *h) {
     bool grad = grad_mode_set(false);
-    for (int i = 0; i < h->n_deltas; i++) {
+    for (int i = h->n_deltas - 1; i >= 0; i--) {
         petl_delta_record *r = &h->deltas[i];
-        if (!r->merged) continue;
-        tensor *w = tensor_sub(r->layer->weight, r->merged);
-        tensor_copy_(r->layer->weight, w);
-        tensor_free(w);
-        tensor_free(r->merged);
-        r->merged = NULL;
+        if (!r->unmerged) continue;
+        tensor_copy_(r->layer->weight, r->unmerged);
+        tensor_free(r->unmerged);
+        r->unmerged = NULL;
         r->delta->merged = false;
     }
     grad_mode_set(grad);
+}
+
+bool petl_is_merged(const petl_handle *h) {
+    for (int i = 0; i < h->n_deltas; i++)
+        if (h->deltas[i].unmerged) return true;
+    return false;
 }

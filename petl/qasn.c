@@ -1,5 +1,5 @@
-// QASN (UniTrans, REFERENCE.md section 3): a side network that runs along the N fusion layers of
-// the image-grounded text encoder (its multimodal-mode passes) and feeds back into them:
+// QASN (UniTrans, docs/reference.md section 3): a side network that runs along the N fusion layers
+// of the image-grounded text encoder (its multimodal-mode passes) and feeds back into them:
 //     h_0 = 0,  h_{i+1} = h_i + w_i(x_F^i),  w_i(x) = Lambda_b^i (B (Lambda_a^i (A x)))
 //     x_F^{i+1} = b_i(x_F^i, x_V) + f_i(h_{i+1}),  f_i(h) = act(alpha_i h + beta_i) - act(0)
 // x_F^i is fusion layer i's input and b_i its output. A (r, d) and B (d, r) are QASN's own frozen
@@ -133,6 +133,6 @@ petal_status petl_qasn_attach(petl_handle *h) {
         tensor_fill_(l->lambda_a, 1.0);
         tensor_fill_(l->alpha, 1.0);
     }
-    layer_hooks_append(&bert->hooks.output, &q->base);
+    petl_add_layer_hook(h, &bert->hooks.output, &q->base);
     return PETAL_OK;
 }

@@ -1,4 +1,4 @@
-// VCRA (UniTrans, REFERENCE.md section 3): every query, key and value projection of every
+// VCRA (UniTrans, docs/reference.md section 3): every query, key and value projection of every
 // attention layer (the ViT's fused qkv as its three parts, BERT self- and cross-attention) gets
 //     delta(x) = s * Lambda_b (B (Lambda_a (A x)))
 // with A (r, d) and B (d, r) random, frozen and shared by all modalities and layers ("vcra_A",

@@ -24,7 +24,7 @@ cmake --build "$build" --target petal_static -j 2 >/dev/null
 # shellcheck disable=SC2046 # pkg-config's flags are meant to split
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fopenmp -I. \
   -D_GNU_SOURCE -DPETAL_TEST_DATA="\"$PWD/tests/data\"" "$source" "$build/libpetal.a" \
-  $(pkg-config --cflags --libs openblas hdf5 libutf8proc stb) -lm -o "$build/fuzz_$target"
+  $(pkg-config --cflags --libs openblas hdf5 libutf8proc stb yaml-0.1 sleef) -lm -o "$build/fuzz_$target"
 echo "built $build/fuzz_$target"
 [ "$seconds" -gt 0 ] || exit 0
 

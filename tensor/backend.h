@@ -1,4 +1,4 @@
-// The backend table: what a device must provide (DESIGN.md "Tensor").
+// The backend table: what a device must provide (docs/architecture.md "Tensor").
 //
 // Kernels receive preallocated outputs and strided input views, all on the backend's device and
 // already checked by the caller (ops/ checks shapes, dtypes and devices and names the op in its

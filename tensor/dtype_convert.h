@@ -64,6 +64,24 @@ PETAL_HD static inline uint16_t f32_to_f16(float f) {
     return sign | (uint16_t)(a >> 13);
 }
 
+// Float to integer, one rule for both devices. C leaves the conversion of NaN and of values outside
+// the integer's range undefined (x86 gives INT_MIN, CUDA saturates), so a copy would give
+// different integers on the CPU and the GPU: NaN becomes 0, values beyond the range clamp to its
+// limits, everything else truncates toward zero as C does.
+PETAL_HD static inline int32_t dtype_double_to_i32(double v) {
+    if (v != v) return 0;
+    if (v <= -2147483648.0) return INT32_MIN;
+    if (v >= 2147483647.0) return INT32_MAX;
+    return (int32_t)v;
+}
+
+PETAL_HD static inline int64_t dtype_double_to_i64(double v) {
+    if (v != v) return 0;
+    if (v <= -9223372036854775808.0) return INT64_MIN;
+    if (v >= 9223372036854775808.0) return INT64_MAX; // 2^63: the largest double below fits
+    return (int64_t)v;
+}
+
 // The element at p, of type dtype, as a double (integers convert exactly up to 2^53).
 PETAL_HD static inline double dtype_load_double(petal_dtype dtype, const char *p) {
     switch (dtype) {
@@ -84,7 +102,7 @@ PETAL_HD static inline double dtype_load_double(petal_dtype dtype, const char *p
     }
 }
 
-// Stores v at p as type dtype (C's conversion for integers; f16 and bf16 round from f32).
+// Stores v at p as type dtype (integers by the saturating rule above; f16 and bf16 round from f32).
 PETAL_HD static inline void dtype_store_double(petal_dtype dtype, char *p, double v) {
     switch (dtype) {
     case PETAL_F32:
@@ -94,10 +112,10 @@ PETAL_HD static inline void dtype_store_double(petal_dtype dtype, char *p, doubl
         *(double *)p = v;
         break;
     case PETAL_I32:
-        *(int32_t *)p = (int32_t)v;
+        *(int32_t *)p = dtype_double_to_i32(v);
         break;
     case PETAL_I64:
-        *(int64_t *)p = (int64_t)v;
+        *(int64_t *)p = dtype_double_to_i64(v);
         break;
     case PETAL_F16:
         *(uint16_t *)p = f32_to_f16((float)v);

@@ -1,4 +1,4 @@
-// Errors, in two tiers (DESIGN.md "Errors").
+// Errors, in two tiers (docs/architecture.md "Errors").
 //
 // 1. Broken invariants and API misuse (wrong shapes, wrong dtype, a released graph) are programming
 //    errors: PETAL_CHECK prints file:line, the failing expression and a message, then aborts.

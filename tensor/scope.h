@@ -1,4 +1,4 @@
-// Scopes: the step arena of DESIGN.md "Memory model".
+// Scopes: the step arena of docs/architecture.md "Memory model".
 //
 //     int mark = scope_begin();
 //     tensor *loss = model_loss(...);   // every intermediate lands in the scope

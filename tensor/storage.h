@@ -1,4 +1,4 @@
-// Refcounted device memory and the per-device byte counters (DESIGN.md "Memory model").
+// Refcounted device memory and the per-device byte counters (docs/architecture.md "Memory model").
 #pragma once
 
 #include <stddef.h>

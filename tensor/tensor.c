@@ -377,16 +377,3 @@ const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t size) {
     if (used < size) snprintf(buf + used, size - used, "]");
     return buf;
 }
-
-void tensor_print(const tensor *t, const char *label) {
-    char s[SHAPE_STR_MAX], dev[16];
-    printf("%s: %s %s on %s", label ? label : "tensor", dtype_name(t->dtype),
-           shape_str(t->ndim, t->shape, s, sizeof s), device_name(t->device, dev));
-    int64_t n = tensor_numel(t);
-    if (n <= 32) {
-        printf(" = [");
-        for (int64_t i = 0; i < n; i++) printf("%s%.6g", i ? ", " : "", tensor_get_flat(t, i));
-        printf("]");
-    }
-    printf("\n");
-}

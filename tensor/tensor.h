@@ -1,4 +1,4 @@
-// The tensor: a strided view over a refcounted storage block (DESIGN.md "Tensor").
+// The tensor: a strided view over a refcounted storage block (docs/architecture.md "Tensor").
 //
 // Ownership. A tensor created while a scope is open (tensor/scope.h) belongs to that scope and is
 // released when the scope ends; one created with no scope open belongs to the caller, who releases
@@ -115,8 +115,6 @@ void tensor_to_doubles(const tensor *t, double *out);
 // "[4, 197, 768]" into buf; returns buf.
 const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t size);
 #define SHAPE_STR_MAX 96
-// Prints dtype, shape and (for small tensors) values; for examples and debugging.
-void tensor_print(const tensor *t, const char *label);
 
 // Internal: a new tensor struct over `storage` (takes a storage reference) registered with the
 // current scope. Used by views and by backends.

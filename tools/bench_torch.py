@@ -91,7 +91,7 @@ class Lora(torch.nn.Module):
 
 
 class AuroraCode(torch.nn.Module):
-    """Aurora's released CP (REFERENCE.md section 2) on one ViT block, written the way its code
+    """Aurora's released CP (docs/reference.md section 2) on one ViT block, written the way its code
     does it: shared In (R, d) and Out (d, R) Linears, a dense (R, R, R) core, CP_attention [R, 4]
     for q, k, v, proj and mlp_CP [R, 8] for fc1 (4 cores) and fc2 (4 cores), dropout 0.1 on the
     codes."""

@@ -21,6 +21,8 @@ int cmd_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
+int cmd_grads(int argc, char **argv);
+int cmd_diff(int argc, char **argv);
 
 // Option parsing shared by subcommands: "--name value" pairs.
 const char *cli_option(int argc, char **argv, const char *name, const char *fallback);

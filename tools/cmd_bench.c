@@ -9,7 +9,8 @@
 //   petal bench train --config CONFIG.yaml [--steps N]
 //       training steps of an experiment config (tools/bench_train.c).
 // --device is cpu (default), cuda or cuda:N. GPU work is asynchronous, so every timing starts and
-// ends with the device synchronised; peak_bytes is that device's allocator peak.
+// ends with the device synchronised; peak_bytes is that device's allocator peak. cpu_path is the
+// CPU path the kernels ran (tensor/cpu/cpu_path.h; PETAL_CPU picks another).
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #include "petal.h"
+#include "tensor/cpu/cpu_path.h"
 #include "tools/bench_blip.h"
 #include "tools/bench_block.h"
 #include "tools/bench_train.h"
@@ -107,10 +109,10 @@ static int bench_gemm(int argc, char **argv) {
     double gflop = 2.0 * (double)m * (double)n * (double)k * 1e-9;
     char dn[16];
     printf("{\"bench\": \"gemm\", \"device\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
-           "\"threads\": %d, \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, \"peak_bytes\": %zu, "
-           "\"fwd_gflops\": %.1f",
-           device_name(dev, dn), (long long)m, (long long)n, (long long)k, threads_get(), f, bw,
-           peak, gflop / f * 1e3);
+           "\"threads\": %d, \"cpu_path\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
+           "\"peak_bytes\": %zu, \"fwd_gflops\": %.1f",
+           device_name(dev, dn), (long long)m, (long long)n, (long long)k, threads_get(),
+           cpu_path_name(cpu_path_active()), f, bw, peak, gflop / f * 1e3);
     if (on_cpu)
         printf(", \"openblas_ms\": %.3f, \"openblas_gflops\": %.1f, \"fwd_vs_openblas\": %.3f", r,
                gflop / r * 1e3, r / f);
@@ -177,11 +179,12 @@ static int bench_block(int argc, char **argv) {
     }
     char dn[16];
     printf("{\"bench\": \"block\", \"device\": \"%s\", \"batch\": %lld, \"tokens\": %lld, "
-           "\"dim\": %lld, \"heads\": %lld, \"threads\": %d, \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, "
-           "\"peak_bytes\": %zu, \"rss_peak_delta_bytes\": %zu}\n",
+           "\"dim\": %lld, \"heads\": %lld, \"threads\": %d, \"cpu_path\": \"%s\", "
+           "\"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
+           "\"rss_peak_delta_bytes\": %zu}\n",
            device_name(dev, dn), (long long)s.batch, (long long)s.tokens, (long long)s.dim,
-           (long long)s.heads, threads_get(), bench_median(fwd, iters), bench_median(bwd, iters),
-           peak, rss_delta);
+           (long long)s.heads, threads_get(), cpu_path_name(cpu_path_active()),
+           bench_median(fwd, iters), bench_median(bwd, iters), peak, rss_delta);
     tensor_free(seed);
     tensor_free(x);
     tensor_free(xt);
@@ -191,6 +194,10 @@ static int bench_block(int argc, char **argv) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (cpu_path_init() != PETAL_OK) { // a bad PETAL_CPU
+        fprintf(stderr, "petal bench: %s\n", petal_error_message());
+        return 2;
+    }
     if (argc >= 2 && strcmp(argv[1], "gemm") == 0) return bench_gemm(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "block") == 0)
         return cli_option(argc - 1, argv + 1, "--petl", NULL) ? bench_block_petl(argc - 1, argv + 1)

@@ -5,7 +5,7 @@ Run by hand (never by CI), with the same setup as make_blip_fixtures.py:
 
     tools/.venv415/bin/python tools/make_petl_fixtures.py --blip-repo /tmp/blip --out tests/data/petl
 
-Each method is written here in PyTorch from REFERENCE.md (and, for the "code" variants, the
+Each method is written here in PyTorch from docs/reference.md (and, for the "code" variants, the
 forward lines of WillDreamer/Aurora at 1b189ae; for VeRA huggingface/peft's formulation; for the
 adapters the structure of RERV/UniAdapter at 796c124), attached to the Salesforce tiny BLIP modules
 by replacing their forward methods. A fixture holds every weight but the momentum encoders'
@@ -215,7 +215,7 @@ def attach_lora(model, rank, alpha, patterns):
                        base(x) + (alpha / rank) * lin.lora_B(lin.lora_A(x)))
 
 
-# ---- VeRA (huggingface/peft's formulation, written from REFERENCE.md section 4) ----
+# ---- VeRA (huggingface/peft's formulation, written from docs/reference.md section 4) ----
 
 def attach_vera(model, rank, patterns):
     """Shared frozen A (r, max_in) and B (max_out, r), sliced per target; per target trainable
@@ -244,7 +244,7 @@ def attach_vera(model, rank, patterns):
         lin.forward = forward
 
 
-# ---- UniTrans: VCRA and QASN (REFERENCE.md section 3) ----
+# ---- UniTrans: VCRA and QASN (docs/reference.md section 3) ----
 
 def scaled_projection(x, a, b, lambda_a, lambda_b):
     """Lambda_b (B (Lambda_a (A x))) for row vectors x (..., d)."""

@@ -24,6 +24,9 @@ static const cli_command commands[] = {
     {"plot", "loss, learning rate and eval metrics of a run folder as PNG plots (gnuplot)",
      cmd_plot},
     {"runs", "a table of finished runs: trainable params, test metrics, train time", cmd_runs},
+    {"grads", "record or compare the gradients of one training batch (regression files)",
+     cmd_grads},
+    {"diff", "per-tensor differences of two petal HDF5 files", cmd_diff},
     {"score", "caption metrics of a results file: `petal score captions --pred P --ann A`",
      cmd_score},
 };

@@ -54,16 +54,18 @@ static const char *const variant_names[] = {"paper", "code", NULL};
 static const char *const core_names[] = {"diagonal", "dense", NULL};
 static const char *const ice_names[] = {"off", "softmax", "mean", NULL};
 static const char *const gqt_names[] = {"off", "gate", "affine", NULL};
+static const char *const sharing_names[] = {"global", "modality", "layer", NULL};
 
 // The name tables index by enum value, and enums are stored as int.
 _Static_assert(TRAIN_TASK_PRETRAIN == 3 && TRAIN_SCHEDULE_STEP_COSINE == 1 &&
                    TRAIN_VQA_GENERATE == 1 && PETL_CODE == 1 && CP_CORE_DENSE == 1 &&
-                   ICE_MEAN == 2 && GQT_AFFINE == 2,
+                   ICE_MEAN == 2 && GQT_AFFINE == 2 && CP_SHARE_LAYER == 2,
                "enum order differs from the name tables");
 _Static_assert(sizeof(train_task) == sizeof(int) && sizeof(train_schedule) == sizeof(int) &&
                    sizeof(train_vqa_inference) == sizeof(int) &&
                    sizeof(petl_variant) == sizeof(int) && sizeof(cp_core) == sizeof(int) &&
-                   sizeof(ice_mode) == sizeof(int) && sizeof(gqt_mode) == sizeof(int),
+                   sizeof(ice_mode) == sizeof(int) && sizeof(gqt_mode) == sizeof(int) &&
+                   sizeof(cp_sharing) == sizeof(int),
                "enums are read and written as int");
 
 #define AT(field)       offsetof(train_config, field)
@@ -235,12 +237,21 @@ static const config_key config_keys[] = {
      .doc = "CP: dropout on the rank-R vectors (code: 0.1, paper: 0)."},
     {"petl.cp.scale", KEY_DOUBLE, AT(petl.cp_scale), ABOVE(0), HAS(has_cp_scale), TO_PETL(cp.scale),
      NEEDS(cp.enabled), .doc = "CP: the delta's scale s (1)."},
-    {"petl.cp.core", KEY_ENUM, AT(petl.cp_core), .names = core_names, HAS(has_cp_core),
+    {"petl.cp.core", KEY_ENUM, AT(petl.cp_core_kind), .names = core_names, HAS(has_cp_core),
      TO_PETL(cp.core), NEEDS(cp.enabled),
      .doc = "CP: the paper's diagonal core or the code's dense R x R x R core."},
     {"petl.cp.attention_only", KEY_BOOL, AT(petl.attention_only), HAS(has_attention_only),
      TO_PETL(cp.attention_only), NEEDS(cp.enabled),
-     .doc = "CP: deltas on attention projections only (paper) or on the ViT MLP too (code)."},
+     .doc = "CP: deltas on attention projections only (paper) or on the ViT MLP too (code); "
+            "deprecated by petl.cp.targets."},
+    {"petl.cp.targets", KEY_STRING, AT(petl.cp_targets), .nonempty = true, TO_PETL(cp.targets),
+     NEEDS(cp.enabled),
+     .doc = "CP: comma-separated globs of the Linear layers that get deltas (preset: the attention "
+            "projections, + the ViT MLP for the code variant)."},
+    {"petl.cp.sharing", KEY_ENUM, AT(petl.cp_sharing_scope), .names = sharing_names,
+     HAS(has_cp_sharing), TO_PETL(cp.sharing), NEEDS(cp.enabled),
+     .doc = "CP: which deltas share one In/Out factor pair: global (Aurora), modality (vision, "
+            "text, multimodal, decoder) or layer (one per block)."},
     {"petl.ice", KEY_ENUM, AT(petl.ice), .names = ice_names, HAS(has_ice), TO_PETL(ice),
      .doc = "Informative context enhancement: off, softmax (paper) or mean (code)."},
     {"petl.ice_scale", KEY_DOUBLE, AT(petl.ice_scale), AT_LEAST(0), HAS(has_ice_scale),

@@ -1,6 +1,6 @@
-// Experiment configs (DESIGN.md "train/"): one YAML file per run, in the spirit of BLIP's and
-// Aurora's configs/*.yaml, parsed with libyaml into a typed struct. Every key has a type, a
-// default (or is required) and a range; unknown keys, wrong types, values out of range and
+// Experiment configs (docs/architecture.md "train/"): one YAML file per run, in the spirit of
+// BLIP's and Aurora's configs/*.yaml, parsed with libyaml into a typed struct. Every key has a
+// type, a default (or is required) and a range; unknown keys, wrong types, values out of range and
 // missing required keys are errors naming the file, the line and the key:
 //
 //     configs/retrieval_coco.yaml:12: init_lr: expected a number > 0, found 'fast'
@@ -54,12 +54,14 @@ typedef struct {
     int64_t rank;
     char *extra_trainable; // globs of backbone tensors trained too; NULL: the method's default
     // Per-method overrides, each applied only when its `has_` flag is set (the key was given).
-    bool has_cp_dropout, has_cp_scale, has_cp_core, has_attention_only, has_ice, has_ice_scale,
-        has_gqt, has_lora_alpha, has_lora_dropout, has_vera_d_init, has_mcam_tau, has_mcam_weight,
-        has_adapter_scale;
+    bool has_cp_dropout, has_cp_scale, has_cp_core, has_cp_sharing, has_attention_only, has_ice,
+        has_ice_scale, has_gqt, has_lora_alpha, has_lora_dropout, has_vera_d_init, has_mcam_tau,
+        has_mcam_weight, has_adapter_scale;
     double cp_dropout, cp_scale; // petl.cp.dropout, petl.cp.scale
-    cp_core cp_core;             // petl.cp.core: diagonal | dense
-    bool attention_only;         // petl.cp.attention_only
+    cp_core cp_core_kind;        // petl.cp.core: diagonal | dense
+    cp_sharing cp_sharing_scope; // petl.cp.sharing: global | modality | layer
+    char *cp_targets;            // petl.cp.targets (NULL: the preset's)
+    bool attention_only;         // petl.cp.attention_only (deprecated: petl.cp.targets)
     ice_mode ice;                // petl.ice: off | softmax | mean
     double ice_scale;            // petl.ice_scale
     gqt_mode gqt;                // petl.gqt: off | gate | affine

@@ -88,10 +88,19 @@ static petal_status load_pretrained(const train_config *c, train_model *out) {
     return PETAL_OK;
 }
 
-static petal_status attach(const train_config *c, train_model *tm) {
-    petl_config pc;
-    petal_status s = train_config_petl(c, &pc, &tm->full);
+petal_status train_model_attach(const train_config *c, train_model *tm) {
+    vit_config *v = &tm->m->cfg.vision;
+    v->drop_path = c->vit_drop_path;
+    v->ckpt_layers = c->vit_grad_ckpt ? c->vit_ckpt_layer : 0;
+    tm->m->vit.cfg = *v;
+    token_ids prompt = {0};
+    petal_status s = PETAL_OK;
+    if (c->prompt) s = tokenizer_tokenize(tm->tok, c->prompt, strlen(c->prompt), &prompt);
+    tm->prompt_len = 1 + (int64_t)prompt.len;
+    token_ids_free(&prompt);
     if (s) return s;
+    petl_config pc;
+    if ((s = train_config_petl(c, &pc, &tm->full))) return s;
     if (tm->full) {
         registry_set_trainable(tm->m->registry, "*", true);
         registry_set_trainable(tm->m->registry, "*_m.*", false); // EMA copies, not trained
@@ -107,22 +116,24 @@ static petal_status attach(const train_config *c, train_model *tm) {
     return PETAL_OK;
 }
 
-petal_status train_model_init(const train_config *c, train_model *out) {
+petal_status train_model_load(const train_config *c, train_model *out) {
     *out = (train_model){0};
     bool fresh = !c->pretrained || !*c->pretrained;
     petal_status s = fresh ? build_fresh(c, out) : load_pretrained(c, out);
-    if (!s) {
-        vit_config *v = &out->m->cfg.vision;
-        v->drop_path = c->vit_drop_path;
-        v->ckpt_layers = c->vit_grad_ckpt ? c->vit_ckpt_layer : 0;
-        out->m->vit.cfg = *v;
-        s = attach(c, out);
-    }
-    token_ids prompt = {0};
-    if (!s && c->prompt) s = tokenizer_tokenize(out->tok, c->prompt, strlen(c->prompt), &prompt);
-    out->prompt_len = 1 + (int64_t)prompt.len;
-    token_ids_free(&prompt);
     if (s) train_model_free(out);
+    return s;
+}
+
+void train_model_detach(train_model *tm) {
+    petl_detach(tm->m);
+    tm->petl = NULL;
+    tm->full = false;
+    registry_freeze_all(tm->m->registry); // what "full" made trainable
+}
+
+petal_status train_model_init(const train_config *c, train_model *out) {
+    petal_status s = train_model_load(c, out);
+    if (!s && (s = train_model_attach(c, out))) train_model_free(out);
     return s;
 }
 

@@ -19,6 +19,13 @@ typedef struct {
 
 // Loads or builds the model, then attaches. Errors name the config key and the file.
 petal_status train_model_init(const train_config *c, train_model *out);
+// The two halves: the model as `pretrained` (or `arch`) gives it, every parameter frozen; then the
+// config's ViT options (drop path, checkpointing), prompt and petl: block.
+petal_status train_model_load(const train_config *c, train_model *out);
+petal_status train_model_attach(const train_config *c, train_model *tm);
+// Undoes train_model_attach (petl_detach, and every parameter frozen again): the model can take
+// the next configuration of a grid.
+void train_model_detach(train_model *tm);
 void train_model_free(train_model *tm);
 
 // last.h5 / best.h5: a PETL-only file (a full one when everything trains), with the experiment's

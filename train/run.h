@@ -1,4 +1,4 @@
-// The run folder of `petal train` (DESIGN.md "train/"):
+// The run folder of `petal train` (docs/architecture.md "train/"):
 //   config.yaml    the effective config (every key)
 //   metrics.jsonl  deterministic values only: one line per logged step, one per evaluation
 //   timing.jsonl   steps/s, data wait and peak memory, one line per logged step

@@ -25,7 +25,8 @@ typedef struct {
     const train_config *c;
     char *config_json; // embedded in checkpoints and the resume file
     train_run run;
-    train_model tm;
+    train_model *tm; // the caller's (petal ablate shares one), or own_model
+    train_model own_model;
     optim_adamw *opt;
     const char **names; // (opt->n) registry names of the trainable tensors
     const char *run_dir;
@@ -70,7 +71,7 @@ static petal_status open_data(trainer *t) {
 static petal_status open_optimizer(trainer *t) {
     tensor **params;
     bool *decay;
-    int n = train_model_trainable(&t->tm, t->c->decay_1d, &params, &t->names, &decay);
+    int n = train_model_trainable(t->tm, t->c->decay_1d, &params, &t->names, &decay);
     adamw_config a = ADAMW_DEFAULTS;
     a.lr = t->c->init_lr;
     a.weight_decay = t->c->weight_decay;
@@ -146,7 +147,7 @@ static petal_status train_step(trainer *t, loader *l, step_parts *mean) {
         }
         double alpha = schedule_alpha(c->alpha, t->pos.epoch, t->pos.batch + a, t->batches);
         step_parts p;
-        tensor *loss = step_loss(&t->tm, c, &b, alpha, &t->pos.rng, &p);
+        tensor *loss = step_loss(t->tm, c, &b, alpha, &t->pos.rng, &p);
         if (!isfinite(tensor_item(loss))) s = non_finite_loss(t, &p);
         if (!s && c->grad_accum > 1) loss = tensor_mul_scalar(loss, 1.0 / (double)c->grad_accum);
         if (!s) autograd_backward(loss, NULL, false);
@@ -215,7 +216,7 @@ static void show_progress(trainer *t, const step_parts *p) {
 
 static petal_status save_checkpoint(trainer *t, const char *name) {
     char *path = run_path(&t->run, name);
-    petal_status s = train_model_save(&t->tm, path, t->config_json);
+    petal_status s = train_model_save(t->tm, path, t->config_json);
     free(path);
     return s;
 }
@@ -223,7 +224,7 @@ static petal_status save_checkpoint(trainer *t, const char *name) {
 // Validation metrics into metrics.jsonl; best.h5 when the score improved.
 static petal_status validate(trainer *t) {
     eval_result r;
-    petal_status s = evaluate_split(t->c, &t->tm, TRAIN_SPLIT_VAL, t->results_dir, t->pos.step, &r);
+    petal_status s = evaluate_split(t->c, t->tm, TRAIN_SPLIT_VAL, t->results_dir, t->pos.step, &r);
     if (s) return s;
     char *line = eval_result_json(&r, t->pos.step, t->pos.epoch, "val");
     run_metrics_line(&t->run, line);
@@ -240,7 +241,7 @@ static petal_status validate(trainer *t) {
 static petal_status save_state(trainer *t) {
     t->pos.metrics_bytes = run_metrics_bytes(&t->run);
     char *path = run_path(&t->run, "resume.h5");
-    petal_status s = resume_save(path, &t->tm, t->opt, &t->pos, t->config_json);
+    petal_status s = resume_save(path, t->tm, t->opt, &t->pos, t->config_json);
     free(path);
     return s ? s : save_checkpoint(t, "last.h5");
 }
@@ -287,7 +288,7 @@ static petal_status train_loop(trainer *t) {
     petal_status s = PETAL_OK;
     t->start = now();
     while (!s && t->pos.step < t->total) {
-        if (!l && (s = loader_new(&t->data, t->tm.tok, &t->lo, t->pos.epoch, t->pos.batch, &l)))
+        if (!l && (s = loader_new(&t->data, t->tm->tok, &t->lo, t->pos.epoch, t->pos.batch, &l)))
             break;
         step_parts p;
         double t0 = now();
@@ -312,7 +313,11 @@ static petal_status setup(trainer *t) {
     if (c->threads > 0) threads_set((int)c->threads);
     t->config_json = train_config_to_json(c);
     t->pos = (train_position){.rng = {(uint64_t)c->seed * 2 + 1, 0}, .best = -1};
-    petal_status s = train_model_init(c, &t->tm);
+    petal_status s = PETAL_OK;
+    if (!t->tm) {
+        t->tm = &t->own_model;
+        s = train_model_init(c, t->tm);
+    }
     if (!s) s = open_data(t);
     if (!s) s = open_optimizer(t);
     return s;
@@ -323,7 +328,7 @@ static void teardown(trainer *t) {
     adamw_free(t->opt);
     free(t->names);
     train_data_free(&t->data);
-    train_model_free(&t->tm);
+    if (t->tm == &t->own_model) train_model_free(t->tm);
     free(t->config_json);
     free(t->results_dir);
 }
@@ -340,7 +345,7 @@ static petal_status start(trainer *t, bool resume) {
     }
     if (s || !resume) return s;
     char *path = run_path(&t->run, "resume.h5");
-    s = resume_load(path, &t->tm, t->opt, t->config_json, &t->pos);
+    s = resume_load(path, t->tm, t->opt, t->config_json, &t->pos);
     free(path);
     if (!s) s = run_metrics_truncate(&t->run, t->pos.metrics_bytes);
     if (!s)
@@ -353,11 +358,11 @@ static void print_header(trainer *t) {
     run_log(&t->run, "%s: %s on %lld training samples, %lld steps (%lld per epoch)", t->c->source,
             train_task_name(t->c->task), (long long)t->data.n, (long long)t->total,
             (long long)t->per_epoch);
-    if (t->tm.petl) {
+    if (t->tm->petl) {
         char *text = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&text, &len);
-        petl_print_trainable(t->tm.petl, f);
+        petl_print_trainable(t->tm->petl, f);
         fclose(f);
         for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
             run_log(&t->run, "%s", line);
@@ -365,15 +370,14 @@ static void print_header(trainer *t) {
     } else {
         char n[32];
         run_log(&t->run, "trainable params: %s (every backbone parameter)",
-                petl_format_count(registry_count(t->tm.m->registry, true), n, sizeof n));
+                petl_format_count(registry_count(t->tm->m->registry, true), n, sizeof n));
     }
 }
 
 // The test split's metrics into metrics.jsonl, and summary.json: what a table of runs shows.
 static petal_status finish(trainer *t) {
     eval_result r;
-    petal_status s =
-        evaluate_split(t->c, &t->tm, TRAIN_SPLIT_TEST, t->results_dir, t->pos.step, &r);
+    petal_status s = evaluate_split(t->c, t->tm, TRAIN_SPLIT_TEST, t->results_dir, t->pos.step, &r);
     if (s) return s;
     char *line = eval_result_json(&r, t->pos.step, t->pos.epoch, "test");
     run_metrics_line(&t->run, line);
@@ -384,8 +388,8 @@ static petal_status finish(trainer *t) {
         fprintf(f,
                 "{\"methods\": \"%s\", \"trainable\": %lld, \"all\": %lld, \"steps\": %lld, "
                 "\"train_seconds\": %.2f, \"test\": %s}\n",
-                t->c->petl.methods, (long long)registry_count(t->tm.m->registry, true),
-                (long long)registry_count(t->tm.m->registry, false), (long long)t->pos.step,
+                t->c->petl.methods, (long long)registry_count(t->tm->m->registry, true),
+                (long long)registry_count(t->tm->m->registry, false), (long long)t->pos.step,
                 t->train_s, line);
         if (fclose(f) != 0) f = NULL;
     }
@@ -396,7 +400,12 @@ static petal_status finish(trainer *t) {
 }
 
 petal_status trainer_run(const train_config *c, const char *run_dir, bool resume) {
-    trainer t = {.c = c, .run_dir = run_dir};
+    return trainer_run_on(c, run_dir, resume, NULL);
+}
+
+petal_status trainer_run_on(const train_config *c, const char *run_dir, bool resume,
+                            train_model *tm) {
+    trainer t = {.c = c, .run_dir = run_dir, .tm = tm};
     petal_status s = start(&t, resume);
     if (!s) {
         print_header(&t);
@@ -411,10 +420,10 @@ petal_status trainer_bench(const train_config *c, int64_t steps, trainer_bench_r
     trainer t = {.c = c};
     petal_status s = setup(&t);
     loader *l = NULL;
-    *out = (trainer_bench_result){.trainable = registry_count(t.tm.m->registry, true)};
+    *out = (trainer_bench_result){.trainable = registry_count(t.tm->m->registry, true)};
     // One untimed step first: the block cache and OpenBLAS's buffers fill there.
     for (int64_t i = 0; !s && i <= steps && t.pos.step < t.total; i++) {
-        if (!l && (s = loader_new(&t.data, t.tm.tok, &t.lo, t.pos.epoch, t.pos.batch, &l))) break;
+        if (!l && (s = loader_new(&t.data, t.tm->tok, &t.lo, t.pos.epoch, t.pos.batch, &l))) break;
         if (i == 1) {
             memory_reset_peak(DEVICE_CPU);
             t.wait_s = 0;

@@ -7,9 +7,14 @@
 #include <stdbool.h>
 
 #include "train/config.h"
+#include "train/model.h"
 
 // Runs (or, with resume, continues) the experiment; its lines go to stdout and RUN_DIR/log.txt.
 petal_status trainer_run(const train_config *c, const char *run_dir, bool resume);
+// The same on a model the caller built for this config (train_model_init), which it keeps: petal
+// ablate trains every point of a grid on one loaded model.
+petal_status trainer_run_on(const train_config *c, const char *run_dir, bool resume,
+                            train_model *tm);
 
 typedef struct {
     int64_t steps;      // timed optimizer steps (after one untimed warm-up step)

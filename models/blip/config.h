@@ -1,5 +1,5 @@
 // BLIP configurations: the vision transformer, the BERT/MED text models, the task, and the token
-// ids the models put in place of [CLS] (REFERENCE.md section 1).
+// ids the models put in place of [CLS] (docs/reference.md section 1).
 #pragma once
 
 #include <stdbool.h>

@@ -1,10 +1,12 @@
 // Element-wise CPU kernels: copy (with dtype conversion), fill, unary, binary and where. The
-// formulas come from tensor/elementwise.h; this file only supplies the loops.
+// formulas come from tensor/elementwise.h; this file only supplies the loops, except for the f32
+// transcendental ops that the active CPU path computes with its vector math (cpu_path.h).
 #include <string.h>
 
 #include "tensor/backend.h"
 #include "tensor/cpu/cpu_kernels.h"
 #include "tensor/cpu/cpu_iter.h"
+#include "tensor/cpu/cpu_path.h"
 #include "tensor/error.h"
 
 // ---- unary: out = f(x, p0, p1) ----
@@ -78,8 +80,19 @@ static const cpu_span_fn binary_spans[PETAL_DTYPE_COUNT][BINARY_OP_COUNT] = {
     [PETAL_I64] = {PETAL_INT_BINARY_OPS(BINARY_ENTRY_I64)},
 };
 
+// The span of op for dtype: the CPU path's where it has one, else the portable one.
+static cpu_span_fn unary_span(unary_op op, petal_dtype dtype) {
+    cpu_span_fn fn = dtype == PETAL_F32 ? cpu_path_kernels_active()->unary_f32[op] : NULL;
+    return fn ? fn : unary_spans[dtype][op];
+}
+
+static cpu_span_fn binary_span(binary_op op, petal_dtype dtype) {
+    cpu_span_fn fn = dtype == PETAL_F32 ? cpu_path_kernels_active()->binary_f32[op] : NULL;
+    return fn ? fn : binary_spans[dtype][op];
+}
+
 void cpu_unary(unary_op op, tensor *out, const tensor *x, double p0, double p1) {
-    cpu_span_fn fn = unary_spans[out->dtype][op];
+    cpu_span_fn fn = unary_span(op, out->dtype);
     PETAL_CHECK(fn != NULL, "%s: dtype %s is not supported", unary_op_name(op),
                 dtype_name(out->dtype));
     const double prm[2] = {p0, p1};
@@ -89,7 +102,7 @@ void cpu_unary(unary_op op, tensor *out, const tensor *x, double p0, double p1) 
 }
 
 void cpu_binary(binary_op op, tensor *out, const tensor *a, const tensor *b, double p0, double p1) {
-    cpu_span_fn fn = binary_spans[out->dtype][op];
+    cpu_span_fn fn = binary_span(op, out->dtype);
     PETAL_CHECK(fn != NULL, "%s: dtype %s is not supported", binary_op_name(op),
                 dtype_name(out->dtype));
     const double prm[2] = {p0, p1};

@@ -48,13 +48,9 @@ static inline int64_t cpu_index_at(const tensor *idx, int64_t i) {
 
 // c (m, n) = alpha * op(a) @ op(b) + beta * c in f32, row-major operands with leading dims; runs
 // and returns true for the rank-R products of low-rank PETL methods (one of m, n, k 16..64 and
-// the others long; tensor/cpu/cpu_gemm_narrow.c), else returns false and leaves c alone. The
-// kernels need AVX-512: without it (CPU_NARROW_GEMM 0) every shape is declined.
-#ifdef __AVX512F__
-#define CPU_NARROW_GEMM 1
-#else
-#define CPU_NARROW_GEMM 0
-#endif
+// the others long; tensor/cpu/cpu_gemm_narrow.h), else returns false and leaves c alone. The
+// active CPU path runs them (tensor/cpu/cpu_path.h): the avx2 and avx512 paths have kernels, the
+// generic path declines every shape.
 bool cpu_sgemm_narrow(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                       const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                       float *c, int64_t ldc);

@@ -47,7 +47,7 @@ static void gemm_entry(const matmul_plan *p, const tensor *a, const tensor *b, t
     const void *pb = (char *)b->storage->data + matmul_batch_offset(b, c, i) * es;
     void *pc = (char *)c->storage->data + matmul_batch_offset(c, c, i) * es;
     CBLAS_TRANSPOSE ta = blas_trans(p->trans_a), tb = blas_trans(p->trans_b);
-    // Rank-R products go to petal's own kernels (cpu_gemm_narrow.c); not inside the batched
+    // Rank-R products go to petal's own kernels (cpu_gemm_narrow.h); not inside the batched
     // parallel loop below, where they would allocate their packing buffers from many threads.
     if (c->dtype == PETAL_F32 && p->batch == 1 &&
         cpu_sgemm_narrow(p->trans_a, p->trans_b, p->m, p->n, p->k, (float)alpha, pa, p->lda, pb,

@@ -4,6 +4,7 @@
 
 #include "tensor/cpu/cpu_iter.h"
 #include "tensor/cpu/cpu_kernels.h"
+#include "tensor/cpu/cpu_path.h"
 #include "tensor/error.h"
 #include "tensor/random_formula.h"
 
@@ -20,33 +21,11 @@ void cpu_random(random_kind kind, tensor *out, rng_state rng, const double *para
     }
 }
 
-// Elements 4b .. 4b + 3 read the four words of Philox block b (the words random_keep reads one
-// at a time): one Philox evaluation per four elements. Blocks go in groups of DROPOUT_LANES whose
-// Philox rounds run side by side (the compiler turns the lane loop into vector instructions: the
-// generator is most of dropout's cost).
-#define DROPOUT_LANES 16
-
-static void dropout_group(int64_t b0, int64_t n, const tensor *x, tensor *out, double p,
-                          rng_state rng) {
-    uint32_t w[4 * DROPOUT_LANES]; // the words of element first + i
-    for (int l = 0; l < DROPOUT_LANES; l++) {
-        philox_block r = philox4x32_10(rng.seed, rng.offset + (uint64_t)(b0 + l));
-        for (int j = 0; j < 4; j++) w[4 * l + j] = r.v[j];
-    }
-    int64_t first = 4 * b0, count = n - first < 4 * DROPOUT_LANES ? n - first : 4 * DROPOUT_LANES;
-    if (out->dtype == PETAL_F32) {
-        float *o = tensor_data_f32(out) + first, scale = (float)(1.0 / (1.0 - p));
-        const float *xi = tensor_data_f32(x) + first;
-        for (int64_t i = 0; i < count; i++) o[i] = random_keep_word(w[i], p) ? xi[i] * scale : 0.0f;
-    } else {
-        double *o = tensor_data_f64(out) + first, scale = 1.0 / (1.0 - p);
-        const double *xi = tensor_data_f64(x) + first;
-        for (int64_t i = 0; i < count; i++) o[i] = random_keep_word(w[i], p) ? xi[i] * scale : 0.0;
-    }
-}
-
+// The CPU path's dropout_group (tensor/cpu/cpu_path_dropout.h) over groups of DROPOUT_LANES
+// Philox blocks.
 void cpu_dropout(tensor *out, const tensor *x, double p, rng_state rng) {
     int64_t n = tensor_numel(out), groups = (n + 4 * DROPOUT_LANES - 1) / (4 * DROPOUT_LANES);
+    cpu_dropout_group_fn group = cpu_path_kernels_active()->dropout_group;
 #pragma omp parallel for if (n >= CPU_PARALLEL_GRAIN)
-    for (int64_t g = 0; g < groups; g++) dropout_group(g * DROPOUT_LANES, n, x, out, p, rng);
+    for (int64_t g = 0; g < groups; g++) group(g * DROPOUT_LANES, n, x, out, p, rng);
 }

@@ -4,14 +4,28 @@
 
 #include "tensor/cpu/cpu_iter.h"
 #include "tensor/cpu/cpu_kernels.h"
+#include "tensor/cpu/cpu_path.h"
+
+// y = exp(x - m) along a row of len elements st apart: f32 through the CPU path's vector exp
+// (attention's softmax is the largest exp of a ViT block), f64 with libm.
+static void exp_shifted_f32(float *y, const float *x, int64_t len, int64_t st, float m) {
+    for (int64_t r = 0; r < len; r++) y[r * st] = x[r * st] - m;
+    char *p[2] = {(char *)y, (char *)y};
+    const int64_t bytes[2] = {st * (int64_t)sizeof(float), st * (int64_t)sizeof(float)};
+    cpu_path_kernels_active()->unary_f32[UNARY_EXP](len, p, bytes, NULL);
+}
+
+static void exp_shifted_f64(double *y, const double *x, int64_t len, int64_t st, double m) {
+    for (int64_t r = 0; r < len; r++) y[r * st] = exp(x[r * st] - m);
+}
 
 #define SOFTMAX_DEFINE(T, S, EXP, LOG)                                                             \
     static void softmax_row_##S(T *y, const T *x, int64_t len, int64_t st, bool as_log) {          \
         T m = x[0];                                                                                \
         for (int64_t r = 1; r < len; r++) m = x[r * st] > m ? x[r * st] : m;                       \
         if (isinf(m) && m < 0) m = 0; /* an all -inf row: keep exp(x - m) finite */                \
-        /* exp into y first (a loop the compiler vectorises), then sum it in double */             \
-        for (int64_t r = 0; r < len; r++) y[r * st] = EXP(x[r * st] - m);                          \
+        /* exp into y first (vector code), then sum it in double */                                \
+        exp_shifted_##S(y, x, len, st, m);                                                         \
         double acc[4] = {0};                                                                       \
         int64_t r = 0;                                                                             \
         for (; r + 4 <= len; r += 4)                                                               \

@@ -10,6 +10,7 @@
 // the stream; everything else returns as soon as the work is queued.
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,17 +43,40 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 // ---- device discovery ----
 
 static int device_count;
-static char count_error[160];
+static char count_error[256]; // why there is no device, when device_count is 0
 static pthread_once_t count_once = PTHREAD_ONCE_INIT;
+
+// "CUDA driver version is insufficient" means either no driver at all or one older than the
+// runtime; the two need different fixes, so the versions tell them apart.
+static void describe_count_error(cudaError_t err) {
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    if (err == cudaErrorInsufficientDriver && driver == 0)
+        snprintf(count_error, sizeof count_error, "no CUDA driver is installed (%s)",
+                 cudaGetErrorString(err));
+    else if (err == cudaErrorInsufficientDriver)
+        snprintf(count_error, sizeof count_error,
+                 "the CUDA driver is too old for the runtime: the driver supports CUDA %d.%d, "
+                 "petal was built with CUDA %d.%d",
+                 driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+    else if (err == cudaErrorNoDevice)
+        snprintf(count_error, sizeof count_error, "no CUDA device is visible (%s)",
+                 cudaGetErrorString(err));
+    else
+        snprintf(count_error, sizeof count_error, "cudaGetDeviceCount failed: %s: %s",
+                 cudaGetErrorName(err), cudaGetErrorString(err));
+}
 
 static void count_devices(void) {
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
-        snprintf(count_error, sizeof count_error, " (cudaGetDeviceCount: %s)",
-                 cudaGetErrorString(err));
+        describe_count_error(err);
         cudaGetLastError(); // not sticky, but leave no error behind for later checks
         n = 0;
+    } else if (n == 0) {
+        snprintf(count_error, sizeof count_error, "the CUDA driver reports no device");
     }
     device_count = n < CUDA_MAX_DEVICES ? n : CUDA_MAX_DEVICES;
 }
@@ -62,14 +86,61 @@ extern "C" int cuda_device_count(void) {
     return device_count;
 }
 
+// The probe allocates this much: a device whose memory other processes hold cannot run anything.
+#define PROBE_BYTES ((size_t)64 << 20)
+
+// Writes why a device cannot be used; returns false for the caller to return.
+__attribute__((format(printf, 3, 4))) static bool unusable(char *why, size_t cap, const char *fmt,
+                                                           ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+    cudaGetLastError(); // leave no error behind for later checks
+    return false;
+}
+
+static bool call_failed(char *why, size_t cap, int index, const char *call, cudaError_t err) {
+    return unusable(why, cap, "cuda:%d: %s failed: %s: %s", index, call, cudaGetErrorName(err),
+                    cudaGetErrorString(err));
+}
+
+// Every step here returns its error instead of aborting as device_get would, so that a caller
+// can report why a device is unusable (tests/cuda skips or fails with it).
+extern "C" bool cuda_device_usable(int index, char *why, size_t cap) {
+    int count = cuda_device_count();
+    if (count == 0) return unusable(why, cap, "cuda:%d: %s", index, count_error);
+    if (index < 0 || index >= count)
+        return unusable(why, cap, "cuda:%d: only %d CUDA device(s) are present", index, count);
+    size_t free_bytes = 0, total_bytes = 0;
+    cudaError_t err = cudaSetDevice(index);
+    if (err != cudaSuccess) return call_failed(why, cap, index, "cudaSetDevice", err);
+    err = cudaMemGetInfo(&free_bytes, &total_bytes); // creates the context
+    if (err != cudaSuccess) return call_failed(why, cap, index, "creating a context", err);
+    void *p = NULL;
+    err = cudaMalloc(&p, PROBE_BYTES);
+    if (err == cudaErrorMemoryAllocation)
+        return unusable(why, cap,
+                        "cuda:%d is out of memory: %zu MiB free of %zu MiB, %zu MiB refused", index,
+                        free_bytes >> 20, total_bytes >> 20, PROBE_BYTES >> 20);
+    if (err != cudaSuccess) return call_failed(why, cap, index, "cudaMalloc", err);
+    cudaFree(p);
+    return true;
+}
+
 // ---- per-device state ----
 
-static void *raw_alloc(size_t nbytes) {
+// Only running out of memory is left to the block cache (it empties itself and retries); any
+// other failure (a sticky error left by a faulting kernel, a lost device) is what it is.
+extern "C" void *cuda_raw_alloc(size_t nbytes) {
     void *p = NULL;
-    if (cudaMalloc(&p, nbytes) != cudaSuccess) {
-        cudaGetLastError(); // out of memory: the block cache empties itself and retries
+    cudaError_t err = cudaMalloc(&p, nbytes);
+    if (err == cudaErrorMemoryAllocation) {
+        cudaGetLastError();
         return NULL;
     }
+    PETAL_CHECK(err == cudaSuccess, "cudaMalloc(%zu bytes) failed: CUDA error %s: %s", nbytes,
+                cudaGetErrorName(err), cudaGetErrorString(err));
     return p;
 }
 
@@ -84,7 +155,7 @@ static void device_init(cuda_device *d) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&d->blas));
     CUBLAS_CHECK(cublasSetStream(d->blas, d->stream));
-    d->cache.raw_alloc = raw_alloc;
+    d->cache.raw_alloc = cuda_raw_alloc;
     d->cache.raw_free = raw_free;
     d->cache.min_cached = 0; // every size: a cudaMalloc costs more than any small copy
     pthread_mutex_init(&d->cache.lock, NULL);
@@ -101,7 +172,7 @@ static void device_init(cuda_device *d) {
 // Device `index`, made current and set up on first use; aborts clearly if it does not exist.
 static cuda_device *device_get(int index) {
     int count = cuda_device_count();
-    PETAL_CHECK(count > 0, "cuda:%d was requested but no CUDA device is available%s", index,
+    PETAL_CHECK(count > 0, "cuda:%d was requested but no CUDA device is available: %s", index,
                 count_error);
     PETAL_CHECK(index >= 0 && index < count,
                 "cuda:%d was requested but only %d CUDA device(s) are present", index, count);

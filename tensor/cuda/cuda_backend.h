@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cuda_runtime_api.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,6 +15,17 @@ extern const backend cuda_backend;
 
 // CUDA devices usable by petal (0 when there is no driver or no device).
 int cuda_device_count(void);
+
+// Whether device `index` can run petal's work: it exists, a context can be created on it and it
+// can allocate 64 MiB. If not, writes why into why (cap bytes): no driver, a driver too old for
+// the runtime, no device, out of memory, or the CUDA error met. Never aborts. Like any CUDA call,
+// it leaves a forked child of this process unable to use CUDA: ask in a child instead.
+bool cuda_device_usable(int index, char *why, size_t cap);
+
+// cudaMalloc on the current device, for the block cache: NULL when the device is out of memory
+// (the cache then releases what it holds and retries); any other failure aborts naming the CUDA
+// error and its text.
+void *cuda_raw_alloc(size_t nbytes);
 
 // The stream petal runs device `device_index`'s work on, with the device made current: NCCL
 // calls join it so they are ordered with the kernels that produce and consume their tensors.

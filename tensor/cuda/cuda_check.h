@@ -1,7 +1,7 @@
-// Checks for CUDA runtime, cuBLAS and NCCL calls (DESIGN.md "Errors", first tier): a failing call
-// is a broken invariant, so it aborts through petal_fatal with file:line, the call, and the
-// library's name and text for the error. Plain C, so train/dist.c uses it as the kernels do; each
-// macro needs its library's header only where it is used.
+// Checks for CUDA runtime, cuBLAS and NCCL calls (docs/architecture.md "Errors", first tier): a
+// failing call is a broken invariant, so it aborts through petal_fatal with file:line, the call,
+// and the library's name and text for the error. Plain C, so train/dist.c uses it as the kernels
+// do; each macro needs its library's header only where it is used.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -11,6 +11,7 @@
 
 #include "tensor/cuda/cuda_kernels.cuh"
 extern "C" {
+#include "tensor/cuda/cuda_limits.h"
 #include "tensor/matmul_plan.h"
 }
 
@@ -31,6 +32,8 @@ static cublasOperation_t blas_op(bool trans) {
 static void gemm_run(const matmul_plan *p, const tensor *a, const tensor *b, tensor *c,
                      double alpha, double beta, batch_offsets first, batch_offsets stride,
                      int64_t count) {
+    char msg[512];
+    PETAL_CHECK(cuda_gemm_sizes_fit(p, count, a, b, c, msg, sizeof msg), "%s", msg);
     bool f32 = c->dtype == PETAL_F32;
     size_t es = dtype_size(c->dtype);
     float alpha32 = (float)alpha, beta32 = (float)beta;

@@ -3,27 +3,22 @@
 // f32, with per-op tolerances; the same ops at sizes that take many blocks and on NaN, infinities,
 // signed zeros and ties; then the allocator, copies of non-contiguous views, random streams,
 // AdamW, the NCCL layer and the errors (devices mixed, bad indices). Every test case is tagged
-// "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out). Without a CUDA device, or in a build without CUDA,
-// each test prints "SKIPPED: no CUDA device" and passes.
+// "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out). Where cuda:0 cannot be used (no driver, no device,
+// out of memory, a build without CUDA) the suite reports itself skipped, or with
+// PETAL_REQUIRE_GPU=1 fails every case naming why (gpu_gate.h).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ops/op_table.h"
 #include "petal.h"
+#include "tests/cuda/gpu_gate.h"
 #include "tests/test_util.h"
 #include "train/dist.h"
 
 #define CUDA0 DEVICE_CUDA(0)
-
-static bool no_device(const char *test) {
-    if (backend_cuda_device_count() > 0) return false;
-    printf("SKIPPED: no CUDA device (%s)\n", test);
-    return true;
-}
 
 // The same tensor on `device` with the same strides and offset (its whole storage is moved with
 // tensor_to), so the kernels meet the layouts the case was written with; requires_grad is kept.
@@ -110,7 +105,7 @@ static void check_both_types(const op_case *c) {
 
 START_TEST(test_op_case) {
     const op_case *c = &op_cases[_i];
-    if (no_device(c->name)) return;
+    GPU_REQUIRE();
     check_both_types(c);
 }
 END_TEST
@@ -259,7 +254,7 @@ static const op_case sized_cases[] = {
 
 START_TEST(test_sized_case) {
     const op_case *c = &sized_cases[_i];
-    if (no_device(c->name)) return;
+    GPU_REQUIRE();
     check_both_types(c);
 }
 END_TEST
@@ -299,7 +294,7 @@ static const op_case special_cases[] = {
 
 START_TEST(test_special_values) {
     const op_case *c = &special_cases[_i];
-    if (no_device(c->name)) return;
+    GPU_REQUIRE();
     petal_dtype types[] = {PETAL_F64, PETAL_F32};
     for (int t = 0; t < 2; t++) {
         int mark = scope_begin();
@@ -314,7 +309,7 @@ END_TEST
 // ---- memory ----
 
 START_TEST(test_allocator_reuse_and_stats) {
-    if (no_device(__func__)) return;
+    GPU_REQUIRE();
     memory_stats s0 = memory_get_stats(CUDA0);
     size_t nbytes = (size_t)1 << 22;
     tensor *a = tensor_empty_on(CUDA0, PETAL_F32, SHAPE(1024, 1024));
@@ -347,7 +342,7 @@ static bool same_values(const char *what, const tensor *got, const tensor *want)
 }
 
 START_TEST(test_copies_of_views) {
-    if (no_device(__func__)) return;
+    GPU_REQUIRE();
     int mark = scope_begin();
     tensor *host = tensor_arange(PETAL_F64, 0, 30, 1);
     tensor *grid = tensor_reshape(host, SHAPE(5, 6));
@@ -373,7 +368,7 @@ END_TEST
 
 // Copies larger than the pinned staging buffers, and every dtype conversion the CPU makes.
 START_TEST(test_copies_large_and_converted) {
-    if (no_device(__func__)) return;
+    GPU_REQUIRE();
     int mark = scope_begin();
     tensor *big = tensor_empty(PETAL_F32, SHAPE(3 * 1024 * 1024 + 12345));
     tensor_uniform_(big, -1, 1, &(rng_generator){5, 0});
@@ -397,6 +392,28 @@ START_TEST(test_copies_large_and_converted) {
 }
 END_TEST
 
+// NaN, infinities and values outside an integer's range convert by tensor/dtype_convert.h's
+// saturating rule on both devices (C leaves them undefined, and x86 and CUDA differ).
+START_TEST(test_float_to_int_saturates) {
+    GPU_REQUIRE();
+    int mark = scope_begin();
+    double edges[] = {NAN,    INFINITY, -INFINITY, 2147483648.0, -2147483649.0,
+                      0x1p63, -0x1p64,  -0.0,      0.9999,       -0.9999};
+    tensor *x = tensor_from_data(PETAL_F64, SHAPE(10), edges);
+    petal_dtype from[] = {PETAL_F64, PETAL_F32}, to[] = {PETAL_I32, PETAL_I64};
+    for (int f = 0; f < 2; f++) {
+        tensor *src = tensor_cast(x, from[f]), *there = tensor_to(src, CUDA0);
+        for (int t = 0; t < 2; t++) {
+            tensor *want = tensor_cast(src, to[t]);
+            tensor *got = tensor_to(tensor_cast(there, to[t]), DEVICE_CPU);
+            ck_assert_msg(memcmp(tensor_data(got), tensor_data(want), tensor_nbytes(want)) == 0,
+                          "%s -> %s differs from the CPU", dtype_name(from[f]), dtype_name(to[t]));
+        }
+    }
+    scope_end(mark);
+}
+END_TEST
+
 // ---- random streams: the same seed gives the same numbers on both devices ----
 
 static void fill_both(tensor *cpu, tensor *gpu, random_kind kind) {
@@ -414,7 +431,7 @@ static void fill_both(tensor *cpu, tensor *gpu, random_kind kind) {
 }
 
 START_TEST(test_random_streams_equal) {
-    if (no_device(__func__)) return;
+    GPU_REQUIRE();
     int mark = scope_begin();
     petal_dtype types[] = {PETAL_F64, PETAL_F32};
     for (int t = 0; t < 2; t++)
@@ -440,7 +457,7 @@ END_TEST
 // ---- AdamW ----
 
 START_TEST(test_adamw_step_equal) {
-    if (no_device(__func__)) return;
+    GPU_REQUIRE();
     int mark = scope_begin();
     petal_dtype types[] = {PETAL_F64, PETAL_F32};
     for (int t = 0; t < 2; t++) {
@@ -473,7 +490,7 @@ END_TEST
 // ---- NCCL: a world of one rank (the collectives themselves need more GPUs than a test has) ----
 
 START_TEST(test_dist_single_rank) {
-    if (no_device(__func__)) return;
+    GPU_REQUIRE();
     char path[64];
     snprintf(path, sizeof path, "/tmp/petal-dist-test-%d.id", (int)getpid());
     dist_config cfg = {0, 1, CUDA0, path, 30};
@@ -504,19 +521,8 @@ END_TEST
 // ---- errors ----
 //
 // aborts_with runs each mistake in a forked child. CUDA cannot be used in a child forked after
-// the parent initialised it, so these tests ask for the device count in a throwaway child too,
-// and the mistakes build their CUDA tensors inside the aborting child.
-
-static bool no_device_before_fork(const char *test) {
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) _exit(backend_cuda_device_count() > 0 ? 0 : 1);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return false;
-    printf("SKIPPED: no CUDA device (%s)\n", test);
-    return true;
-}
+// the parent initialised it, so these tests touch no CUDA themselves: the mistakes build their
+// CUDA tensors inside the aborting child.
 
 static void add_across_devices(void) {
     tensor *a = tensor_ones(PETAL_F32, SHAPE(2, 2));
@@ -537,7 +543,7 @@ static void seed_across_devices(void) {
 }
 
 START_TEST(test_device_mismatch_names_both) {
-    if (no_device_before_fork(__func__)) return;
+    GPU_REQUIRE();
     ck_assert(aborts_with(add_across_devices,
                           "tensor_add: operands on different devices (cpu and cuda:0)"));
     ck_assert(aborts_with(matmul_across_devices,
@@ -568,7 +574,7 @@ static void target_out_of_range(void) {
 // Bad indices are caught on the device (never read through) and reported as the CPU reports
 // them: the first bad position and its value.
 START_TEST(test_bad_indices_reported) {
-    if (no_device_before_fork(__func__)) return;
+    GPU_REQUIRE();
     ck_assert(aborts_with(select_out_of_range,
                           "index_select: index 9 at position 2 is out of range [0, 4)"));
     ck_assert(aborts_with(embedding_out_of_range,
@@ -590,6 +596,7 @@ int main(void) {
     tcase_add_test(mem, test_allocator_reuse_and_stats);
     tcase_add_test(mem, test_copies_of_views);
     tcase_add_test(mem, test_copies_large_and_converted);
+    tcase_add_test(mem, test_float_to_int_saturates);
     TCase *num = tcase_with_timeout("random, optimizer, NCCL", 120);
     tcase_add_test(num, test_random_streams_equal);
     tcase_add_test(num, test_adamw_step_equal);
@@ -602,5 +609,5 @@ int main(void) {
         tcase_set_tags(all[i], "gpu");
         suite_add_tcase(s, all[i]);
     }
-    return run_suite(s);
+    return gpu_gate_run_suite(s);
 }

@@ -102,7 +102,7 @@ START_TEST(test_base_parameter_counts) {
         cfg.queue_size = 16;
         blip_model *m = blip_new_for_loading(&cfg, PETAL_F32);
         ck_assert_int_eq(own_params(m->registry), fixture_attr(&f, tasks[i].attr));
-        if (i == 0) { // REFERENCE.md: the ViT-B/16 at 384 px has 86,090,496 parameters
+        if (i == 0) { // docs/reference.md: the ViT-B/16 at 384 px has 86,090,496 parameters
             int64_t vit = 0;
             for (int k = 0; k < m->registry->n; k++)
                 if (strncmp(m->registry->items[k].name, "visual_encoder.", 15) == 0)

@@ -9,10 +9,10 @@
 #include "tests/petl/petl_util.h"
 #include "tests/test_util.h"
 
-// REFERENCE.md: Aurora's released code on BLIP-base retrieval (CP parameters only, GQT
-// included): R=32 -> 125,696 (global 81,920 + ViT 4,608 + BERT 39,168), R=64 -> 411,136,
-// R=128 -> 2,358,272; all trainable at R=32 (with vision_proj, itm_head) 324,098; VQA R=32 ->
-// 164,864.
+// docs/reference.md: Aurora's released code on BLIP-base retrieval (CP parameters only, GQT
+// included): R=32 -> 125,696 (global 81,920 + ViT 4,608 + BERT 39,168, of which GQT 36,864), R=64
+// -> 411,136, R=128 -> 2,358,272; all trainable at R=32 (with vision_proj, itm_head) 324,098; VQA
+// R=32 -> 164,864.
 START_TEST(test_aurora_code_counts) {
     static const struct {
         blip_task task;
@@ -30,9 +30,11 @@ START_TEST(test_aurora_code_counts) {
             ck_assert_int_eq(registry_count(m->registry, true), cases[i].trainable);
             ck_assert_int_eq(petl_count_group(h, PETL_GROUP_SHARED), 81920);
             ck_assert_int_eq(petl_count_group(h, PETL_GROUP_VISION), 4608);
+            // BERT's 39,168: q/k/v coefficients 2,304 and GQT's vectors 36,864 (4 x 12 x 768).
             ck_assert_int_eq(petl_count_group(h, PETL_GROUP_TEXT) +
                                  petl_count_group(h, PETL_GROUP_MULTIMODAL),
-                             39168);
+                             2304);
+            ck_assert_int_eq(petl_count_group(h, PETL_GROUP_GQT), 36864);
         }
         blip_free(m);
     }

@@ -6,7 +6,6 @@
 
 #include "petal.h"
 #include "tensor/block_cache.h"
-#include "tensor/cpu/cpu_kernels.h"
 #include "tensor/philox.h"
 #include "tests/test_util.h"
 
@@ -343,75 +342,6 @@ START_TEST(test_block_cache_bounds_its_reserve) {
 }
 END_TEST
 
-// The narrow GEMM kernels (tensor/cpu/cpu_gemm_narrow.c) against a naive f64 product, one case per
-// form and layout with ragged sizes (tails of every tile, vector and k block), alpha and beta,
-// and a c with ldc > n whose padding must stay untouched.
-typedef struct {
-    bool ta, tb;
-    int m, n, k;
-    float alpha, beta;
-    bool handled; // the kernels take the case (else the caller falls back to OpenBLAS)
-} narrow_case;
-
-static const narrow_case narrow_cases[] = {
-    {false, false, 100, 17, 300, 1, 0, true},   // dot form: row, column and k tails
-    {false, true, 64, 64, 256, 1, 0, true},     // dot form, b transposed
-    {false, false, 97, 32, 512, 0.5f, 1, true}, // dot form accumulating
-    {true, false, 208, 23, 300, 1, 0, true},    // outer form: L tail vector, three k blocks
-    {true, false, 40, 160, 130, 1, 0, true},    // outer form on c^T, summing into c directly
-    {true, false, 40, 160, 130, 1, 1, true},    // ... adding to c
-    {true, false, 40, 160, 130, 2, 0.5f, true}, // ... through the scratch sums
-    {false, false, 70, 80, 5, 1, 0, true},      // short k: the rank-R update z V^T
-    {false, true, 65, 128, 64, 1, 1, true},     // ... b transposed, adding to c
-    {true, false, 100, 80, 33, 1, 0, true},     // ... a transposed
-    {false, false, 10, 10, 100, 1, 0, false},   // nothing long
-    {true, true, 100, 20, 300, 1, 0, false},    // a and b both read across k
-};
-
-static float narrow_rand(uint32_t *s) {
-    *s = *s * 1664525u + 1013904223u;
-    return (float)(*s >> 8) / (float)(1 << 24) - 0.5f;
-}
-
-START_TEST(test_narrow_gemm_matches_reference) {
-    const narrow_case *t = &narrow_cases[_i];
-    int lda = t->ta ? t->m : t->k, ldb = t->tb ? t->k : t->n, ldc = t->n + 3;
-    size_t na = (size_t)(t->ta ? t->k : t->m) * lda, nb = (size_t)(t->tb ? t->n : t->k) * ldb;
-    size_t nc = (size_t)t->m * ldc;
-    // One float past an aligned start: the kernels may not assume aligned operands.
-    float *a = malloc((na + 1) * sizeof *a), *b = malloc((nb + 1) * sizeof *b);
-    float *c = malloc(nc * sizeof *c), *c0 = malloc(nc * sizeof *c0);
-    uint32_t seed = 12345u + (uint32_t)_i;
-    for (size_t i = 0; i <= na; i++) a[i] = narrow_rand(&seed);
-    for (size_t i = 0; i <= nb; i++) b[i] = narrow_rand(&seed);
-    for (size_t i = 0; i < nc; i++) c0[i] = c[i] = narrow_rand(&seed);
-    bool handled = cpu_sgemm_narrow(t->ta, t->tb, t->m, t->n, t->k, t->alpha, a + 1, lda, b + 1,
-                                    ldb, t->beta, c, ldc);
-    ck_assert_int_eq(handled, t->handled && CPU_NARROW_GEMM);
-    double worst = 0;
-    int wi = 0, wj = 0;
-    for (int i = 0; i < t->m && handled; i++)
-        for (int j = 0; j < ldc; j++) {
-            double want = c0[(size_t)i * ldc + j];
-            if (j < t->n) {
-                double dot = 0;
-                for (int q = 0; q < t->k; q++)
-                    dot += (double)a[1 + (t->ta ? (size_t)q * lda + i : (size_t)i * lda + q)] *
-                           b[1 + (t->tb ? (size_t)j * ldb + q : (size_t)q * ldb + j)];
-                want = t->alpha * dot + t->beta * want;
-            }
-            double err = fabs(c[(size_t)i * ldc + j] - want);
-            if (err > worst) worst = err, wi = i, wj = j;
-        }
-    double tol = 2e-6 * sqrt((double)t->k) + 1e-6;
-    if (worst > tol)
-        printf("narrow case %d: worst |diff| %.3g at (%d, %d), tolerance %.3g\n", _i, worst, wi, wj,
-               tol);
-    ck_assert(worst <= tol);
-    free(a), free(b), free(c), free(c0);
-}
-END_TEST
-
 int main(void) {
     Suite *s = suite_create("tensor");
     TCase *tc = tcase_with_timeout("core", 30);
@@ -428,8 +358,6 @@ int main(void) {
     tcase_add_test(tc, test_block_cache_reuses_blocks);
     tcase_add_test(tc, test_block_cache_keeps_blocks_of_alternating_steps);
     tcase_add_test(tc, test_block_cache_bounds_its_reserve);
-    tcase_add_loop_test(tc, test_narrow_gemm_matches_reference, 0,
-                        (int)(sizeof narrow_cases / sizeof narrow_cases[0]));
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -147,7 +147,7 @@ START_TEST(test_nested_keys_and_scalar_forms) {
     ck_assert_int_eq(c.petl.variant, PETL_CODE);
     ck_assert_int_eq(c.petl.rank, 16);
     ck_assert(c.petl.has_cp_dropout && c.petl.cp_dropout == 0.2);
-    ck_assert(c.petl.has_cp_core && c.petl.cp_core == CP_CORE_DIAGONAL);
+    ck_assert(c.petl.has_cp_core && c.petl.cp_core_kind == CP_CORE_DIAGONAL);
     ck_assert(c.petl.has_ice && c.petl.ice == ICE_SOFTMAX);
     ck_assert(!c.petl.has_cp_scale && !c.petl.has_gqt && !c.petl.has_mcam_tau);
     ck_assert_str_eq(c.source, test_dir_path("c.yaml"));
@@ -393,22 +393,22 @@ static char *yaml_text(const train_config *c) {
 
 // Equal structs, strings compared by value (the source excepted: it names the file read).
 static void assert_configs_equal(train_config a, train_config b) {
-    char **fields_a[] = {&a.data_root,        &a.image_root,
-                         &a.ann_root,         &a.train_file,
-                         &a.val_file,         &a.test_file,
-                         &a.answer_list,      &a.val_gt_file,
-                         &a.test_gt_file,     &a.vocab,
-                         &a.pretrained,       &a.prompt,
-                         &a.petl.methods,     &a.petl.extra_trainable,
-                         &a.petl.lora_targets};
-    char **fields_b[] = {&b.data_root,        &b.image_root,
-                         &b.ann_root,         &b.train_file,
-                         &b.val_file,         &b.test_file,
-                         &b.answer_list,      &b.val_gt_file,
-                         &b.test_gt_file,     &b.vocab,
-                         &b.pretrained,       &b.prompt,
-                         &b.petl.methods,     &b.petl.extra_trainable,
-                         &b.petl.lora_targets};
+    char **fields_a[] = {&a.data_root,         &a.image_root,
+                         &a.ann_root,          &a.train_file,
+                         &a.val_file,          &a.test_file,
+                         &a.answer_list,       &a.val_gt_file,
+                         &a.test_gt_file,      &a.vocab,
+                         &a.pretrained,        &a.prompt,
+                         &a.petl.methods,      &a.petl.extra_trainable,
+                         &a.petl.lora_targets, &a.petl.cp_targets};
+    char **fields_b[] = {&b.data_root,         &b.image_root,
+                         &b.ann_root,          &b.train_file,
+                         &b.val_file,          &b.test_file,
+                         &b.answer_list,       &b.val_gt_file,
+                         &b.test_gt_file,      &b.vocab,
+                         &b.pretrained,        &b.prompt,
+                         &b.petl.methods,      &b.petl.extra_trainable,
+                         &b.petl.lora_targets, &b.petl.cp_targets};
     for (size_t i = 0; i < sizeof fields_a / sizeof fields_a[0]; i++) {
         ck_assert_msg((*fields_a[i] == NULL) == (*fields_b[i] == NULL), "string field %zu", i);
         if (*fields_a[i]) ck_assert_str_eq(*fields_a[i], *fields_b[i]);
@@ -430,7 +430,8 @@ START_TEST(test_yaml_round_trip) {
     char *text = yaml_text(&c);
     // Every key was given, so nothing is written as null.
     ck_assert_msg(strstr(text, "~") == NULL, "a key of all_keys.yaml came back null:\n%s", text);
-    ck_assert_int_eq(train_config_load(test_dir_write("back.yaml", text), NULL, 0, &back), PETAL_OK);
+    ck_assert_int_eq(train_config_load(test_dir_write("back.yaml", text), NULL, 0, &back),
+                     PETAL_OK);
     assert_configs_equal(c, back);
     char *again = yaml_text(&back);
     ck_assert_str_eq(again, text);
@@ -448,7 +449,8 @@ START_TEST(test_yaml_round_trip) {
     ck_assert_ptr_nonnull(strstr(text, "\npetl:\n  methods: \"full\"\n  variant: paper\n"));
     ck_assert_ptr_nonnull(strstr(text, "\n  cp:\n    dropout: ~\n"));
     ck_assert_ptr_nonnull(strstr(text, "\nval_gt_file: ~\n"));
-    ck_assert_int_eq(train_config_load(test_dir_write("back.yaml", text), NULL, 0, &back), PETAL_OK);
+    ck_assert_int_eq(train_config_load(test_dir_write("back.yaml", text), NULL, 0, &back),
+                     PETAL_OK);
     assert_configs_equal(c, back);
     free(text);
     train_config_free(&back);
@@ -516,6 +518,7 @@ START_TEST(test_petl_config) {
                                     "  variant: code\n"
                                     "  rank: 8\n"
                                     "  cp:\n    dropout: 0.2\n    core: diagonal\n"
+                                    "    sharing: layer\n    targets: \"*.attn.qkv\"\n"
                                     "  ice: softmax\n"
                                     "  ice_scale: 0.5\n"
                                     "  gqt: off\n"
@@ -531,6 +534,8 @@ START_TEST(test_petl_config) {
     ck_assert_int_eq(p.cp.rank, 8);
     ck_assert(p.cp.dropout == 0.2);
     ck_assert_int_eq(p.cp.core, CP_CORE_DIAGONAL);
+    ck_assert_int_eq(p.cp.sharing, CP_SHARE_LAYER);
+    ck_assert_str_eq(p.cp.targets, "*.attn.qkv");
     ck_assert(p.cp.scale == want.cp.scale);                   // not given: the preset's
     ck_assert(p.cp.attention_only == want.cp.attention_only); // (code: false)
     ck_assert(p.cp.momentum_copies);

@@ -18,36 +18,31 @@
 // the tile from cache prefetch the next one. Each element of c is summed by one thread in one
 // order whatever the thread count.
 //
-// Written with GCC vector extensions for 16-float (AVX-512) vectors; built without AVX-512 the
-// entry point declines every shape and OpenBLAS does the work.
+// Written with GCC vector extensions and included (by tensor/cpu/cpu_path_table.h) into the CPU
+// paths that have these kernels (tensor/cpu/cpu_path_avx2.c, _avx512.c), which define first:
+//   VEC                  floats per vector (8 or 16) and the vec type of VEC floats;
+//   DOT_ROWS, OUTER_VECS the tile sizes that fit the path's vector registers (24 accumulators of
+//                        the 32 AVX-512 registers; 8 and 12 of AVX2's 16).
+// The entry point is narrow_sgemm, static: the path's table (cpu_path.h) exports it.
 #include <string.h>
 
 #include "tensor/cpu/cpu_kernels.h"
 
-#define VEC            16 // floats per vector
 #define MIN_NARROW     16
 #define MAX_NARROW     64
-#define MIN_LONG       64 // below this (or a shorter k), OpenBLAS's own overheads are no worse
-#define DOT_ROWS       6  // dot form: 6 rows of a x 4 columns of b = 24 vector accumulators
-#define DOT_COLS       4
+#define MIN_LONG       64  // below this (or a shorter k), OpenBLAS's own overheads are no worse
+#define DOT_COLS       4   // dot form: DOT_ROWS rows of a x 4 columns of b
 #define DOT_MIN_K      256 // shorter rows spend too long in the final reductions
 #define DOT_PREFETCH   128 // floats ahead along a row (8 cache lines)
-#define OUTER_VECS     6   // outer form: 6 vectors along L x 4 elements of b = 24 accumulators
-#define OUTER_COLS     4
+#define OUTER_COLS     4   // outer form: OUTER_VECS vectors along L x 4 elements of b
 #define OUTER_KBLOCK   128 // rows of a per pass, so a tile's slice of a stays in cache
 #define OUTER_PREFETCH 8   // rows ahead
 #define OUTER_BAND     16  // S tiles per band (64 rows of c) when k is short
 #define PARALLEL_MIN   ((int64_t)1 << 22) // multiply-adds worth waking a second thread
 
-typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
-
 // Keeps a loaded vector in a register: otherwise GCC folds the load into each of the FMAs that
 // read it, and the dot form's loop turns from 10 loads per 24 FMAs into 28 (load-bound).
-#if defined(__x86_64__) || defined(__i386__)
 #define KEEP_IN_REGISTER(x) __asm__("" : "+v"(x))
-#else
-#define KEEP_IN_REGISTER(x) ((void)0)
-#endif
 
 // A matrix read by element strides: (i, j) lives at p[i * rs + j * cs].
 typedef struct {
@@ -82,8 +77,9 @@ static void put(float *c, float v, float alpha, float beta) {
 // ---- dot form ----
 
 // out[j] = the sum of v[j]'s lanes, for four vectors at once (a shuffle tree: 13 operations
-// instead of 4 x 8).
+// instead of 4 x 8 for 16 lanes).
 static void reduce4(const vec *v, float *out) {
+#if VEC == 16
     vec ab = __builtin_shufflevector(v[0], v[1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22,
                                      23) +
              __builtin_shufflevector(v[0], v[1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28,
@@ -99,6 +95,20 @@ static void reduce4(const vec *v, float *out) {
     q += __builtin_shufflevector(q, q, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
     q += __builtin_shufflevector(q, q, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
     for (int j = 0; j < 4; j++) out[j] = q[4 * j];
+#elif VEC == 8
+    // lanes: a 0..3, b 4..7 and c 0..3, d 4..7
+    vec ab = __builtin_shufflevector(v[0], v[1], 0, 1, 2, 3, 8, 9, 10, 11) +
+             __builtin_shufflevector(v[0], v[1], 4, 5, 6, 7, 12, 13, 14, 15);
+    vec cd = __builtin_shufflevector(v[2], v[3], 0, 1, 2, 3, 8, 9, 10, 11) +
+             __builtin_shufflevector(v[2], v[3], 4, 5, 6, 7, 12, 13, 14, 15);
+    // lanes: a 0..1, b 2..3, c 4..5, d 6..7
+    vec q = __builtin_shufflevector(ab, cd, 0, 1, 4, 5, 8, 9, 12, 13) +
+            __builtin_shufflevector(ab, cd, 2, 3, 6, 7, 10, 11, 14, 15);
+    q += __builtin_shufflevector(q, q, 1, 0, 3, 2, 5, 4, 7, 6);
+    for (int j = 0; j < 4; j++) out[j] = q[2 * j];
+#else
+#error "cpu_gemm_narrow.h: VEC must be 8 or 16"
+#endif
 }
 
 // Rows l0 .. l0 + rows - 1 (rows <= DOT_ROWS) and columns s0 .. s0 + DOT_COLS - 1 of c. bt holds
@@ -230,11 +240,18 @@ typedef void (*outer_tile_fn)(strided a, const float *bp, int64_t sp, int64_t k0
 OUTER_TILE_NV(1)
 OUTER_TILE_NV(2)
 OUTER_TILE_NV(3)
+#if OUTER_VECS == 6
 OUTER_TILE_NV(4)
 OUTER_TILE_NV(5)
 OUTER_TILE_NV(6)
 static const outer_tile_fn outer_tiles[OUTER_VECS + 1] = {
     NULL, outer_tile_1, outer_tile_2, outer_tile_3, outer_tile_4, outer_tile_5, outer_tile_6};
+#elif OUTER_VECS == 3
+static const outer_tile_fn outer_tiles[OUTER_VECS + 1] = {NULL, outer_tile_1, outer_tile_2,
+                                                          outer_tile_3};
+#else
+#error "cpu_gemm_narrow.h: OUTER_VECS must be 3 or 6"
+#endif
 
 // Rows s_begin .. s_end - 1 (multiples of OUTER_COLS) of one tile of L columns (nv vectors,
 // 1..OUTER_VECS), over k rows k0 .. k1 - 1.
@@ -297,10 +314,9 @@ static bool narrow_run(int64_t n_l, int64_t n_s, int64_t k, float alpha, strided
     return true;
 }
 
-bool cpu_sgemm_narrow(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
-                      float *c, int64_t ldc) {
-    if (!CPU_NARROW_GEMM) return false;
+static bool narrow_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
+                         float *c, int64_t ldc) {
     strided sa = trans_a ? (strided){a, 1, lda} : (strided){a, lda, 1};
     strided sb = trans_b ? (strided){b, 1, ldb} : (strided){b, ldb, 1};
     // A short inner dimension (z V^T, du U): the outer form along c's rows, b packed as (k, n).

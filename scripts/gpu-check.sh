@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The CUDA backend's check on a GPU machine, in one command (docs/cuda.md, "Checking on a GPU
+# machine"): build with CUDA, run the GPU suite with PETAL_REQUIRE_GPU=1 (so an unusable GPU fails
+# instead of skipping), run it again under compute-sanitizer memcheck when that is installed, time
+# `petal bench block --device cuda`, and write one summary file. Every step runs under `timeout`
+# with what is left of the time limit; a step that cannot start in time is reported as not run.
+#
+#   bash scripts/gpu-check.sh [--build-dir DIR] [--summary FILE] [--minutes N] [--dry-run]
+#
+# Defaults: build-gpu/, build-gpu/gpu-check/summary.txt, 30 minutes. --dry-run prints the steps'
+# commands instead of running them. Exits 0 only if every step that ran passed and none was cut.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+
+build_dir=build-gpu
+summary=""
+minutes=30
+dry_run=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir) build_dir="$2"; shift 2 ;;
+    --summary) summary="$2"; shift 2 ;;
+    --minutes) minutes="$2"; shift 2 ;;
+    --dry-run) dry_run=1; shift ;;
+    *) echo "gpu-check: unknown argument '$1' (see the head of $0)" >&2; exit 2 ;;
+  esac
+done
+case "$minutes" in
+  '' | *[!0-9]*) echo "gpu-check: --minutes takes a whole number, got '$minutes'" >&2; exit 2 ;;
+esac
+logs="$build_dir/gpu-check"
+summary="${summary:-$logs/summary.txt}"
+mkdir -p "$logs" "$(dirname "$summary")"
+deadline=$(($(date +%s) + minutes * 60))
+failed=0
+
+note() { echo "$*" | tee -a "$summary"; }
+
+# run_step NAME COMMAND...: runs COMMAND with the time left (less a minute for the summary), its
+# output in $logs/NAME.log; records passed, FAILED (exit status), CUT (time limit) or not run.
+run_step() {
+  local name="$1" log="$logs/$1.log" left status start
+  shift
+  if [ "$dry_run" = 1 ]; then
+    note "$name: would run: $*"
+    return 0
+  fi
+  left=$((deadline - $(date +%s) - 60))
+  if [ "$left" -lt 30 ]; then
+    note "$name: NOT RUN (the ${minutes}-minute limit is reached)"
+    failed=1
+    return 1
+  fi
+  start=$(date +%s)
+  timeout --signal=TERM --kill-after=20 "$left" "$@" >"$log" 2>&1
+  status=$?
+  local took=$(($(date +%s) - start))
+  if [ "$status" = 0 ]; then
+    note "$name: passed (${took} s)"
+  elif [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    note "$name: CUT at the time limit after ${took} s (log: $log)"
+    failed=1
+  else
+    note "$name: FAILED, exit status $status (${took} s, log: $log)"
+    failed=1
+  fi
+  tail -n 15 "$log" | sed 's/^/    /' >>"$summary"
+  return "$status"
+}
+
+: >"$summary"
+note "petal gpu-check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if command -v nvidia-smi >/dev/null; then
+  note "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | head -n 1)"
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '. ')
+else
+  note "GPU: nvidia-smi not found (no NVIDIA driver?)"
+  arch=""
+fi
+# Only the GPU at hand's architecture: the build takes a fraction of the default's time.
+arch_option=()
+if [ -n "$arch" ]; then
+  arch_option=("-DPETAL_CUDA_ARCHS=$arch")
+fi
+
+if run_step configure cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DPETAL_CUDA=ON \
+  -DPETAL_WERROR=ON "${arch_option[@]}" &&
+  run_step build cmake --build "$build_dir" -j "$(nproc)" --target test_cuda petal_cli; then
+  run_step ctest_gpu env PETAL_REQUIRE_GPU=1 ctest --test-dir "$build_dir" -L gpu \
+    --output-on-failure
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [ -x "$sanitizer" ]; then
+    run_step memcheck env PETAL_REQUIRE_GPU=1 "$sanitizer" --tool memcheck \
+      --target-processes all --error-exitcode 1 "$build_dir/tests/test_cuda"
+  else
+    note "memcheck: not run, compute-sanitizer is not installed"
+  fi
+  run_step bench_block "$build_dir/petal" bench block --batch 32 --tokens 197 --dim 768 \
+    --heads 12 --device cuda
+else
+  note "ctest_gpu, memcheck, bench_block: not run, the build did not complete"
+fi
+
+if [ "$dry_run" = 1 ]; then
+  note "dry run: nothing was run"
+elif [ "$failed" = 0 ]; then
+  note "RESULT: every step passed"
+else
+  note "RESULT: FAILED (logs in $logs)"
+fi
+echo "summary: $summary"
+exit "$failed"

@@ -1,0 +1,61 @@
+// CPU paths: the hot kernels (the f32 vector math of GELU, exp, log and tanh, dropout's Philox
+// rounds and the narrow GEMM kernels) are built once per x86-64 level, each level in its own
+// translation unit with its own -march (tensor/cpu/cpu_path_generic.c, _avx2.c, _avx512.c), so
+// one binary runs at full speed
+// on every x86-64 machine and never executes an instruction its CPU lacks. The best path the CPU
+// supports is picked by cpuid on first use; PETAL_CPU=generic|avx2|avx512 forces one, and a forced
+// path the CPU cannot run is refused.
+//
+//   generic  x86-64-v2 (SSE4.2): 4-float math and dropout; the narrow GEMMs go to OpenBLAS
+//   avx2     x86-64-v3 (AVX2, FMA): 8-float math and dropout, 8-float narrow GEMM kernels
+//   avx512   x86-64-v4 (AVX-512 F/BW/DQ/VL): 16-float math, dropout and narrow GEMM kernels
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tensor/backend.h"
+#include "tensor/cpu/cpu_iter.h"
+#include "tensor/error.h"
+
+typedef enum { CPU_PATH_GENERIC, CPU_PATH_AVX2, CPU_PATH_AVX512, CPU_PATH_COUNT } cpu_path;
+
+// c (m, n) = alpha * op(a) @ op(b) + beta * c, as cpu_sgemm_narrow (tensor/cpu/cpu_kernels.h).
+typedef bool (*cpu_sgemm_narrow_fn)(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                                    float alpha, const float *a, int64_t lda, const float *b,
+                                    int64_t ldb, float beta, float *c, int64_t ldc);
+
+// Elements 4 b0 .. of a dropout (cpu_dropout): DROPOUT_LANES Philox blocks, 4 elements each.
+#define DROPOUT_LANES 16
+typedef void (*cpu_dropout_group_fn)(int64_t b0, int64_t n, const tensor *x, tensor *out, double p,
+                                     rng_state rng);
+
+// What one path supplies. The spans replace the portable f32 spans of cpu_elementwise.c for their
+// op (NULL: the portable one runs); they compute contiguous and strided operands alike, so a
+// result does not depend on the layout.
+typedef struct {
+    const char *name;
+    cpu_span_fn unary_f32[UNARY_OP_COUNT];
+    cpu_span_fn binary_f32[BINARY_OP_COUNT];
+    cpu_sgemm_narrow_fn sgemm_narrow; // NULL: every shape is left to OpenBLAS
+    cpu_dropout_group_fn dropout_group;
+} cpu_path_kernels;
+
+extern const cpu_path_kernels cpu_path_generic_kernels, cpu_path_avx2_kernels,
+    cpu_path_avx512_kernels;
+
+const char *cpu_path_name(cpu_path path);
+// Whether this CPU runs the path's instructions (cpuid).
+bool cpu_path_supported(cpu_path path);
+// "generic", "avx2" or "avx512" -> *path; PETAL_ERR_ARG naming the value otherwise.
+petal_status cpu_path_parse(const char *name, cpu_path *path);
+// Makes `path` the active one; PETAL_ERR_DEVICE if this CPU cannot run it. Call it between kernels
+// (tests and the bench compare paths this way), not while one runs.
+petal_status cpu_path_set(cpu_path path);
+// Picks the path unless one is active: PETAL_CPU when set, else the best supported. An unknown or
+// unsupported PETAL_CPU returns its error and leaves no path active (the next call fails again).
+petal_status cpu_path_init(void);
+// The active path; the first call runs cpu_path_init and aborts on a bad PETAL_CPU (as a bad
+// PETAL_NUM_THREADS does: a kernel has no caller to return the error to).
+cpu_path cpu_path_active(void);
+const cpu_path_kernels *cpu_path_kernels_active(void);

@@ -1,0 +1,24 @@
+// The kernels and table of one CPU path (cpu_path.h), included last by the path's translation unit
+// (tensor/cpu/cpu_path_*.c). It defines first CPU_PATH_NAME (the path's name, "avx2"),
+// CPU_PATH_TABLE (the table's name, cpu_path_avx2_kernels), what cpu_path_math.h needs, and, for
+// a path with narrow GEMM kernels, what cpu_gemm_narrow.h needs (DOT_ROWS among it).
+#ifdef DOT_ROWS
+#include "tensor/cpu/cpu_gemm_narrow.h"
+#endif
+#include "tensor/cpu/cpu_path_dropout.h"
+#include "tensor/cpu/cpu_path_math.h"
+
+const cpu_path_kernels CPU_PATH_TABLE = {
+    .name = CPU_PATH_NAME,
+    .unary_f32 = {[UNARY_EXP] = span_exp,
+                  [UNARY_LOG] = span_log,
+                  [UNARY_TANH] = span_tanh,
+                  [UNARY_GELU_ERF] = span_gelu_erf,
+                  [UNARY_GELU_TANH] = span_gelu_tanh},
+    .binary_f32 = {[BINARY_GELU_ERF_GRAD] = span_gelu_erf_grad,
+                   [BINARY_GELU_TANH_GRAD] = span_gelu_tanh_grad},
+    .dropout_group = dropout_group,
+#ifdef DOT_ROWS
+    .sgemm_narrow = narrow_sgemm,
+#endif
+};
