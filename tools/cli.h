@@ -21,6 +21,7 @@ int cmd_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
+int cmd_ablate(int argc, char **argv);
 int cmd_grads(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 

@@ -23,6 +23,7 @@ static const cli_command commands[] = {
      cmd_data},
     {"plot", "loss, learning rate and eval metrics of a run folder as PNG plots (gnuplot)",
      cmd_plot},
+    {"ablate", "a grid of experiments over config keys, with seeds, tables and plots", cmd_ablate},
     {"runs", "a table of finished runs: trainable params, test metrics, train time", cmd_runs},
     {"grads", "record or compare the gradients of one training batch (regression files)",
      cmd_grads},

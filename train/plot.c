@@ -234,7 +234,12 @@ static petal_status write_file(const char *dir, const char *name,
 // ---- running gnuplot ----
 
 static petal_status run_gnuplot(const char *dir) {
-    char program[] = "gnuplot", script[] = "plot.gp";
+    return plot_gnuplot(dir, "plot.gp");
+}
+
+petal_status plot_gnuplot(const char *dir, const char *script_name) {
+    char program[] = "gnuplot";
+    char *script = (char *)script_name;
     char *args[] = {program, script, NULL};
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -251,7 +256,7 @@ static petal_status run_gnuplot(const char *dir) {
         if (errno != EINTR)
             return petal_error(PETAL_ERR_IO, "waiting for gnuplot: %s", strerror(errno));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return petal_error(PETAL_ERR_IO, "gnuplot failed on '%s/plot.gp' (%s %d)", dir,
+        return petal_error(PETAL_ERR_IO, "gnuplot failed on '%s/%s' (%s %d)", dir, script_name,
                            WIFEXITED(status) ? "exit status" : "signal",
                            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     return PETAL_OK;

@@ -20,3 +20,6 @@
 // `report` (NULL: silent). Errors: metrics.jsonl missing or unreadable, a malformed line
 // ("RUN_DIR/metrics.jsonl:LINE:..."), nothing to plot, gnuplot not on the PATH or failing.
 petal_status plot_run(const char *run_dir, FILE *report);
+// Runs `gnuplot SCRIPT` in dir (scripts name their files relative to it). Errors: gnuplot not on
+// the PATH (saying how to install it), or its failure.
+petal_status plot_gnuplot(const char *dir, const char *script);
