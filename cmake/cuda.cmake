@@ -66,7 +66,8 @@ if(PETAL_WERROR)
 endif()
 target_link_libraries(petal_objects PUBLIC CUDA::cudart CUDA::cublas)
 add_compile_definitions(PETAL_HAVE_CUDA)
-set(PETAL_CUDA_DEPS CUDA::cudart CUDA::cublas)
+# CUB (topk) needs the C++ runtime: programs linking the static library get it from here.
+set(PETAL_CUDA_DEPS CUDA::cudart CUDA::cublas stdc++)
 
 if(PETAL_NCCL_INCLUDE_DIR AND PETAL_NCCL_LIBRARY)
   target_include_directories(petal_objects SYSTEM PUBLIC ${PETAL_NCCL_INCLUDE_DIR})
