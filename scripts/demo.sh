@@ -19,16 +19,25 @@ fi
 # Full fine-tuning moves every weight: it takes the pretraining's learning rate, not a PETL one.
 declare -A extra=([full]="--set init_lr=2e-3")
 methods=(aurora lora vera unitrans adapter full frozen)
+
+# One method on one task; its log goes into the run folder.
+adapt() {
+  local m=$1 task=$2 out=runs/synth_$2_$1
+  rm -rf "$out"
+  # shellcheck disable=SC2086 # extra options split on purpose
+  "$petal" train "configs/synth_$task.yaml" --set "petl.methods=$m" ${extra[$m]:-} \
+    --out "$out" >"$out.log" || { cat "$out.log" >&2; return 1; }
+  mv "$out.log" "$out/stdout.log"
+}
+
+# The configs run one compute thread each: retrieval and VQA of a method side by side fill two
+# cores.
 rows=()
 for m in "${methods[@]}"; do
-  for task in retrieval vqa; do
-    out=runs/synth_${task}_$m
-    rm -rf "$out"
-    # shellcheck disable=SC2086 # extra options split on purpose
-    "$petal" train "configs/synth_$task.yaml" --set "petl.methods=$m" ${extra[$m]:-} \
-      --out "$out" >"$out.log" || { cat "$out.log" >&2; exit 1; }
-    mv "$out.log" "$out/stdout.log"
-  done
+  adapt "$m" retrieval &
+  retrieval=$!
+  adapt "$m" vqa || exit 1
+  wait "$retrieval" || exit 1
   rows+=("runs/synth_retrieval_$m,runs/synth_vqa_$m")
 done
 echo

@@ -221,13 +221,21 @@ static petal_status save_checkpoint(trainer *t, const char *name) {
     return s;
 }
 
+// Evaluates the split and writes its metrics line; *line gets the line (malloc'd).
+static petal_status evaluate_logged(trainer *t, train_split split, eval_result *r, char **line) {
+    petal_status s = evaluate_split(t->c, t->tm, split, t->results_dir, t->pos.step, r);
+    if (s) return s;
+    *line = eval_result_json(r, t->pos.step, t->pos.epoch, train_split_name(split));
+    run_metrics_line(&t->run, *line);
+    return PETAL_OK;
+}
+
 // Validation metrics into metrics.jsonl; best.h5 when the score improved.
 static petal_status validate(trainer *t) {
     eval_result r;
-    petal_status s = evaluate_split(t->c, t->tm, TRAIN_SPLIT_VAL, t->results_dir, t->pos.step, &r);
+    char *line;
+    petal_status s = evaluate_logged(t, TRAIN_SPLIT_VAL, &r, &line);
     if (s) return s;
-    char *line = eval_result_json(&r, t->pos.step, t->pos.epoch, "val");
-    run_metrics_line(&t->run, line);
     run_log(&t->run, "eval  step %lld  val %s %.4f", (long long)t->pos.step, r.score_name, r.score);
     free(line);
     if (r.score > t->pos.best) {
@@ -377,10 +385,9 @@ static void print_header(trainer *t) {
 // The test split's metrics into metrics.jsonl, and summary.json: what a table of runs shows.
 static petal_status finish(trainer *t) {
     eval_result r;
-    petal_status s = evaluate_split(t->c, t->tm, TRAIN_SPLIT_TEST, t->results_dir, t->pos.step, &r);
+    char *line;
+    petal_status s = evaluate_logged(t, TRAIN_SPLIT_TEST, &r, &line);
     if (s) return s;
-    char *line = eval_result_json(&r, t->pos.step, t->pos.epoch, "test");
-    run_metrics_line(&t->run, line);
     run_log(&t->run, "test  %s", line);
     char *path = run_path(&t->run, "summary.json");
     FILE *f = fopen(path, "w");
