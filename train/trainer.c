@@ -20,6 +20,7 @@
 #include "train/schedule.h"
 #include "train/splits.h"
 #include "train/step.h"
+#include "train/tb_events.h"
 
 typedef struct {
     const train_config *c;
@@ -31,6 +32,7 @@ typedef struct {
     const char **names; // (opt->n) registry names of the trainable tensors
     const char *run_dir;
     char *results_dir; // RUN_DIR/results: the VQA and caption results files
+    tb_writer tb;      // RUN_DIR/events.out.tfevents.petal (TensorBoard)
     train_data data;   // the training split
     loader_options lo;
     int64_t batches;   // micro-batches per epoch
@@ -43,6 +45,13 @@ typedef struct {
     double train_s;  // wall time of the training loop (this process)
     int64_t skipped; // unreadable training images left out (skip_bad_images), this process
 } trainer;
+
+// Seconds since the epoch: TensorBoard's wall_time.
+static double wall_clock(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static double now(void) {
     struct timespec ts;
@@ -174,6 +183,14 @@ static double step_loss_total(const step_parts *p) {
     return sum;
 }
 
+// Scalars into the TensorBoard file; a failed write is reported once and ends the file (the run
+// and metrics.jsonl go on).
+static void tb_log(trainer *t, const char *const *tags, const double *values, int n) {
+    if (tb_scalars(&t->tb, wall_clock(), t->pos.step, tags, values, n) == PETAL_OK) return;
+    fprintf(stderr, "petal train: %s; no TensorBoard events from here on\n", petal_error_message());
+    tb_close(&t->tb);
+}
+
 static void log_step(trainer *t, const step_parts *p) {
     strbuf b = {0};
     strbuf_printf(&b, "{\"step\": %lld, \"epoch\": %lld, \"lr\": %.9g, \"loss\": %.9g",
@@ -183,6 +200,15 @@ static void log_step(trainer *t, const step_parts *p) {
     strbuf_printf(&b, "}");
     run_metrics_line(&t->run, b.data);
     strbuf_clear(&b);
+    const char *tags[STEP_MAX_PARTS + 2] = {"train/loss", "train/lr"};
+    double values[STEP_MAX_PARTS + 2] = {step_loss_total(p), t->opt->cfg.lr};
+    char part_tags[STEP_MAX_PARTS][64];
+    for (int i = 0; i < p->n; i++) {
+        snprintf(part_tags[i], sizeof part_tags[i], "train/%s", p->names[i]);
+        tags[i + 2] = part_tags[i];
+        values[i + 2] = p->values[i];
+    }
+    tb_log(t, tags, values, p->n + 2);
     memory_stats m = memory_get_stats(DEVICE_CPU);
     double busy = t->busy_s > 0 ? t->busy_s : 1e-9;
     strbuf_printf(&b,
@@ -227,6 +253,13 @@ static petal_status evaluate_logged(trainer *t, train_split split, eval_result *
     if (s) return s;
     *line = eval_result_json(r, t->pos.step, t->pos.epoch, train_split_name(split));
     run_metrics_line(&t->run, *line);
+    char tags[EVAL_MAX_METRICS][64];
+    const char *tag_of[EVAL_MAX_METRICS];
+    for (int i = 0; i < r->n; i++) {
+        snprintf(tags[i], sizeof tags[i], "%s/%s", train_split_name(split), r->names[i]);
+        tag_of[i] = tags[i];
+    }
+    tb_log(t, tag_of, r->values, r->n);
     return PETAL_OK;
 }
 
@@ -339,6 +372,7 @@ static void teardown(trainer *t) {
     if (t->tm == &t->own_model) train_model_free(t->tm);
     free(t->config_json);
     free(t->results_dir);
+    tb_close(&t->tb);
 }
 
 static petal_status start(trainer *t, bool resume) {
@@ -346,8 +380,9 @@ static petal_status start(trainer *t, bool resume) {
     petal_status s = setup(t);
     if (!s) s = run_open(&t->run, t->run_dir, c, resume);
     if (!s) {
+        s = tb_open(&t->tb, t->run.dir, wall_clock());
         t->results_dir = run_path(&t->run, "results");
-        if (mkdir(t->results_dir, 0777) != 0 && errno != EEXIST)
+        if (!s && mkdir(t->results_dir, 0777) != 0 && errno != EEXIST)
             s = petal_error(PETAL_ERR_IO, "cannot create '%s': %s", t->results_dir,
                             strerror(errno));
     }

@@ -71,8 +71,9 @@ static int count_lines(const char *text, const char *with) {
 START_TEST(test_train_writes_the_run_folder) {
     const char *out = test_dir_path("run");
     free(run_ok(ARGS("train", config_path, "--out", out)));
-    const char *files[] = {"config.yaml", "metrics.jsonl", "timing.jsonl", "log.txt",
-                           "last.h5",     "best.h5",       "resume.h5",    "summary.json"};
+    const char *files[] = {"config.yaml", "metrics.jsonl", "timing.jsonl",
+                           "log.txt",     "last.h5",       "best.h5",
+                           "resume.h5",   "summary.json",  "events.out.tfevents.petal"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         ck_assert_msg(exists(out, files[i]), "the run folder has no %s", files[i]);
     char path[1024];
@@ -284,8 +285,7 @@ START_TEST(test_bad_image_is_named_or_skipped) {
     fclose(f);
     run_result r = run_petal(ARGS("train", config_path, "--out", test_dir_path("bad")));
     ck_assert_int_eq(r.status, 1);
-    ck_assert_msg(strstr(r.err, "coco_karpathy_train.json entry") &&
-                      strstr(r.err, "synth_5.png"),
+    ck_assert_msg(strstr(r.err, "coco_karpathy_train.json entry") && strstr(r.err, "synth_5.png"),
                   "%s", r.err);
     run_result_free(&r);
     char *out = run_ok(ARGS("train", config_path, "--out", test_dir_path("skip"), "--set",
