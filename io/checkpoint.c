@@ -1,7 +1,9 @@
 #include "io/checkpoint.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,8 +160,42 @@ static petal_status build_image(const char *path, const entry_set *set, file_att
     return st;
 }
 
+// Removes `path.tmp-<pid>-<n>` files that a writer killed mid-save left behind: those whose pid
+// runs no more (a live writer's file is left alone). Each removal is reported on stderr.
+static void remove_stale_temps(const char *path) {
+    char *dir = buffer_strndup(path, strlen(path));
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (slash)
+        slash[slash == dir ? 1 : 0] = '\0';
+    else
+        strcpy(dir, ".");
+    DIR *d = opendir(dir);
+    size_t n = strlen(base);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long pid;
+        int attempt, used = 0;
+        if (strncmp(e->d_name, base, n) != 0 ||
+            sscanf(e->d_name + n, ".tmp-%ld-%d%n", &pid, &attempt, &used) != 2 ||
+            e->d_name[n + (size_t)used] != '\0' || pid <= 0 || pid == (long)getpid() ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        strbuf stale = {0};
+        strbuf_printf(&stale, "%s/%s", dir, e->d_name);
+        if (unlink(stale.data) == 0)
+            fprintf(stderr,
+                    "petal: checkpoint '%s': removed '%s', left by a writer (pid %ld) that "
+                    "stopped mid-save\n",
+                    path, stale.data, pid);
+        strbuf_free(&stale);
+    }
+    if (d) closedir(d);
+    free(dir);
+}
+
 // A new empty file next to `path`, created with the permissions a plain create would give.
 static int create_temp(const char *path, char **tmp) {
+    remove_stale_temps(path);
     size_t n = strlen(path) + 48;
     *tmp = buffer_alloc(n, "checkpoint_save");
     for (int attempt = 0; attempt < 100; attempt++) {

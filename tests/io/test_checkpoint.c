@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "io/checkpoint.h"
@@ -378,6 +379,40 @@ static void assert_intact(const char *path) {
     ck_assert_int_eq(count_temporaries(), 0);
 }
 
+static void touch(const char *path) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+}
+
+// A writer killed mid-save leaves model.h5.tmp-<pid>-<n>: the next save removes it when that pid
+// runs no more, and leaves a live writer's file and unrelated names alone.
+START_TEST(test_stale_temps_removed) {
+    pid_t dead = fork();
+    ck_assert_int_ge(dead, 0);
+    if (dead == 0) _exit(0);
+    ck_assert_int_eq(waitpid(dead, NULL, 0), dead); // reaped: its pid runs no more
+    char stale[64], live[64];
+    snprintf(stale, sizeof stale, "model.h5.tmp-%ld-0", (long)dead);
+    snprintf(live, sizeof live, "model.h5.tmp-%ld-0", (long)getppid());
+    // in_dir's buffers are reused: the names are copied.
+    char keep[3][256], gone[256], model[256];
+    snprintf(keep[0], 256, "%s", in_dir(live));
+    snprintf(keep[1], 256, "%s", in_dir("model.h5.tmp-x-0"));
+    snprintf(keep[2], 256, "%s", in_dir("other.h5.tmp-1-0"));
+    snprintf(gone, 256, "%s", in_dir(stale));
+    snprintf(model, 256, "%s", in_dir("model.h5"));
+    for (int i = 0; i < 3; i++) touch(keep[i]);
+    touch(gone);
+    param_registry *r = sample_registry(1);
+    save_ok(model, r, CHECKPOINT_FULL);
+    ck_assert_msg(access(gone, F_OK) != 0, "%s is still there", gone);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(access(keep[i], F_OK) == 0, "%s was removed", keep[i]);
+    registry_free(r);
+}
+END_TEST
+
 START_TEST(test_atomic_write) {
     param_registry *v1 = sample_registry(1);
     const char *path = in_dir("model.h5");
@@ -528,6 +563,7 @@ int main(void) {
     tcase_add_test(tc, test_pattern_load);
     tcase_add_test(tc, test_petl_files);
     tcase_add_test(tc, test_atomic_write);
+    tcase_add_test(tc, test_stale_temps_removed);
     tcase_add_test(tc, test_h5py_written);
     tcase_add_test(tc, test_not_a_checkpoint);
     suite_add_tcase(s, tc);
