@@ -66,7 +66,11 @@ static petal_status load_pretrained(const train_config *c, train_model *out) {
     blip_load_options o = {.task = blip_task_name(blip_task_of(c->task)), .momentum = true};
     blip_loaded l;
     petal_status s = blip_load(c->pretrained, &o, &l); // relative to the working directory
-    if (s) return s;
+    if (s) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", petal_error_message());
+        return petal_error(s, "%s: pretrained: %s", c->source, why);
+    }
     if (!l.tok || !l.info.vocab) {
         blip_loaded_free(&l);
         return petal_error(PETAL_ERR_FORMAT, "%s: pretrained: '%s' has no vocabulary", c->source,

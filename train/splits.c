@@ -43,6 +43,13 @@ petal_status splits_load(const train_config *c, train_split split, train_data *o
                             .prompt = c->task == TRAIN_TASK_CAPTION ? c->prompt : NULL,
                             .vqa_answers = true};
     petal_status s = train_data_load(&o, out);
+    if (s) {
+        static const char *const keys[] = {"train_file", "val_file", "test_file"};
+        char why[1024];
+        snprintf(why, sizeof why, "%s", petal_error_message());
+        s = petal_error(s, "%s: %s (under ann_root, data_root '%s'): %s", c->source, keys[split],
+                        c->data_root, why);
+    }
     free(ann);
     free(answers);
     free(ann_root);
