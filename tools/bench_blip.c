@@ -94,7 +94,8 @@ static int run(const char *name, const bench_shape *s, bool text) {
     return 0;
 }
 
-static int parse(int argc, char **argv, bench_shape *s, const char *usage) {
+static int parse(int argc, char **argv, bench_shape *s) {
+    const char *usage = cmd_bench_usage;
     static const char *const known[] = {"--batch", "--image-size", "--tokens", "--iters", NULL};
     if (cli_check_options(argc, argv, known, usage)) return 2;
     s->batch = cli_option_long(argc, argv, "--batch", 2);
@@ -114,13 +115,12 @@ static int parse(int argc, char **argv, bench_shape *s, const char *usage) {
 
 int bench_vit(int argc, char **argv) {
     bench_shape s;
-    int rc = parse(argc, argv, &s, "petal bench vit [--batch B] [--image-size S] [--iters I]");
+    int rc = parse(argc, argv, &s);
     return rc ? rc : run("vit", &s, false);
 }
 
 int bench_blip_itm(int argc, char **argv) {
     bench_shape s;
-    int rc = parse(argc, argv, &s,
-                   "petal bench blip-itm [--batch B] [--image-size S] [--tokens T] [--iters I]");
+    int rc = parse(argc, argv, &s);
     return rc ? rc : run("blip-itm", &s, true);
 }

@@ -50,16 +50,15 @@ static void step(arm *a, tensor *x, tensor *seed, int it) {
 int bench_block_petl(int argc, char **argv) {
     static const char *const known[] = {"--petl",   "--rank",  "--variant", "--batch",
                                         "--tokens", "--iters", NULL};
-    const char *usage = "petal bench block --petl METHOD [--rank R] [--variant paper|code] "
-                        "[--batch B] [--tokens T] [--iters I]";
+    const char *usage = cmd_bench_usage;
     if (cli_check_options(argc, argv, known, usage)) return 2;
     const char *method = cli_option(argc, argv, "--petl", "aurora");
     const char *variant = cli_option(argc, argv, "--variant", "paper");
     int64_t rank = cli_option_long(argc, argv, "--rank", 32);
     int64_t batch = cli_option_long(argc, argv, "--batch", 4);
     int64_t tokens = cli_option_long(argc, argv, "--tokens", 197);
-    int iters = (int)cli_option_long(argc, argv, "--iters", 20);
-    if (iters < 1 || iters > MAX_ITERS) iters = 20;
+    long iters;
+    if (cli_option_range(argc, argv, "--iters", 20, 1, MAX_ITERS, &iters)) return 2;
     petl_config cfg;
     if (strcmp(variant, "paper") != 0 && strcmp(variant, "code") != 0) {
         fprintf(stderr, "petal bench block: --variant '%s': expected paper or code\n", variant);

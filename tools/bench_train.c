@@ -10,11 +10,12 @@
 #include "train/trainer.h"
 
 int bench_train(int argc, char **argv) {
+    static const char *const known[] = {"--config", "--steps", "--set", NULL};
+    if (cli_check_options(argc, argv, known, cmd_bench_usage)) return 2;
     const char *config = cli_option(argc, argv, "--config", NULL);
     long steps;
     if (!config) {
-        fprintf(stderr, "usage: petal bench train --config CONFIG.yaml [--steps 20] "
-                        "[--set key=value]\n");
+        fprintf(stderr, "petal bench train: missing --config\nusage: %s\n", cmd_bench_usage);
         return 2;
     }
     if (cli_option_range(argc, argv, "--steps", 20, 1, 100000, &steps)) return 2;

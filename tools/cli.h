@@ -4,8 +4,17 @@
 typedef struct {
     const char *name;
     const char *summary;
+    // The command's help: the synopsis on the first line (printed after "usage: "), then every
+    // option with its default, then an "example: " line. `petal CMD --help` prints it; usage
+    // errors print it (or its first line, where the message must stay one line).
+    const char *usage;
     int (*run)(int argc, char **argv); // argv[0] is the subcommand name
 } cli_command;
+
+extern const char cmd_gradcheck_usage[], cmd_bench_usage[], cmd_params_usage[], cmd_convert_usage[],
+    cmd_inspect_usage[], cmd_itm_usage[], cmd_caption_usage[], cmd_vqa_usage[], cmd_train_usage[],
+    cmd_eval_usage[], cmd_data_usage[], cmd_plot_usage[], cmd_score_usage[], cmd_runs_usage[],
+    cmd_ablate_usage[], cmd_grads_usage[], cmd_diff_usage[];
 
 int cmd_gradcheck(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -33,6 +42,11 @@ long cli_option_long(int argc, char **argv, const char *name, long fallback);
 // line naming the option and the range when the value is not an integer in [lo, hi].
 int cli_option_range(int argc, char **argv, const char *name, long fallback, long lo, long hi,
                      long *out);
-// Returns 2 after printing one line (with the usage) when argv has an option not in `known`
-// (NULL-terminated) or an option without its value; 0 otherwise.
+// The length of the first line of a usage text: its synopsis.
+int cli_synopsis_len(const char *usage);
+// For commands that take exactly n_files paths and no options: 0, or 2 after printing the
+// unexpected argument (or the missing count) and the usage.
+int cli_check_file_args(int argc, char **argv, int n_files, const char *usage);
+// Returns 2 after printing one line (with the usage's synopsis) when argv has an option not in
+// `known` (NULL-terminated) or an option without its value; 0 otherwise.
 int cli_check_options(int argc, char **argv, const char *const *known, const char *usage);

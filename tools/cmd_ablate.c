@@ -9,12 +9,12 @@
 #include "tools/cli.h"
 #include "train/ablate.h"
 
-static const char *const usage =
+const char cmd_ablate_usage[] =
     "petal ablate CONFIG.yaml --grid key=v1,v2,... [--grid ...] [--set key=value ...] "
     "[--seeds N] [--out DIR]\n"
     "  --grid key=v1,v2  an axis of the grid: every value of the key (repeatable; the grid is "
     "their product)\n"
-    "  --set key=value   a value for every run\n"
+    "  --set key=value   a value for every run (repeatable)\n"
     "  --seeds N         runs per point, with the config's seed, seed + 1, ... (default 1)\n"
     "  --out DIR         the grid folder (default runs/ablate); an interrupted grid continues\n"
     "example: petal ablate configs/synth_retrieval.yaml --grid petl.rank=4,8,16 "
@@ -36,8 +36,8 @@ static bool parse_axis(char *spec, ablate_axis *axis) {
 }
 
 static int usage_error(const char *why, const char *arg) {
-    fprintf(stderr, "petal ablate: %s%s%s\nusage: %s\n", why, arg ? " " : "", arg ? arg : "",
-            usage);
+    fprintf(stderr, "petal ablate: %s%s%s%s\nusage: %s\n", why, arg ? " '" : "", arg ? arg : "",
+            arg ? "'" : "", cmd_ablate_usage);
     return 2;
 }
 
@@ -48,10 +48,7 @@ int cmd_ablate(int argc, char **argv) {
     int rc = 0;
     for (int i = 1; i < argc && !rc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("%s\n", usage);
-            rc = -1;
-        } else if (!strcmp(argv[i], "--grid") && next) {
+        if (!strcmp(argv[i], "--grid") && next) {
             if (o.n_axes == MAX_AXES)
                 rc = usage_error("at most 8 --grid axes", NULL);
             else if (!parse_axis(argv[++i], &axes[o.n_axes++]))
@@ -78,5 +75,5 @@ int cmd_ablate(int argc, char **argv) {
     }
     for (int a = 0; a < o.n_axes; a++) free(axes[a].values);
     free(sets);
-    return rc < 0 ? 0 : rc;
+    return rc;
 }

@@ -27,6 +27,23 @@
 
 #define MAX_ITERS 1000
 
+const char cmd_bench_usage[] =
+    "petal bench gemm|block|vit|blip-itm|train [options]\n"
+    "  gemm --m M --n N --k K [--iters I] [--device D]\n"
+    "      matmul forward and backward (defaults 1024 x 1024 x 1024, 10 iters)\n"
+    "  block --batch B --tokens T --dim D --heads H [--iters I] [--device D]\n"
+    "      one ViT block forward and backward (defaults 4, 197, 768, 12; 10 iters)\n"
+    "  block --petl METHOD [--rank R] [--variant paper|code] [--batch B] [--tokens T] [--iters I]\n"
+    "      a ViT-B block with and without a PETL method (defaults aurora, 32, paper, 4, 197; 20 "
+    "iters)\n"
+    "  vit [--batch B] [--image-size S] [--iters I]\n"
+    "  blip-itm [--batch B] [--image-size S] [--tokens T] [--iters I]\n"
+    "      BLIP-base forward and backward (defaults 2, 384, 35 tokens; 3 iters)\n"
+    "  train --config CONFIG.yaml [--steps N] [--set key=value ...]\n"
+    "      training steps of an experiment (default 20 steps)\n"
+    "  --iters I is 1 to 1000; --device is cpu (default), cuda or cuda:N\n"
+    "example: petal bench gemm --m 512 --n 512 --k 512 --iters 20";
+
 // The options both benches take.
 typedef struct {
     petal_device device;
@@ -39,9 +56,10 @@ static int parse_common(int argc, char **argv, bench_common *b) {
         fprintf(stderr, "petal bench: %s\n", petal_error_message());
         return 2;
     }
-    b->iters = (int)cli_option_long(argc, argv, "--iters", 10);
-    if (b->iters < 1 || b->iters > MAX_ITERS) b->iters = 10;
-    return 0;
+    long iters;
+    int rc = cli_option_range(argc, argv, "--iters", 10, 1, MAX_ITERS, &iters);
+    b->iters = (int)iters;
+    return rc;
 }
 
 // The time once everything queued on the device has run.
@@ -65,9 +83,7 @@ static tensor *ones_on(petal_device d, int ndim, const int64_t *shape) {
 static int bench_gemm(int argc, char **argv) {
     static const char *const known[] = {"--m", "--n", "--k", "--iters", "--device", NULL};
     bench_common bc;
-    if (cli_check_options(argc, argv, known,
-                          "petal bench gemm --m M --n N --k K [--iters I] [--device D]") ||
-        parse_common(argc, argv, &bc))
+    if (cli_check_options(argc, argv, known, cmd_bench_usage) || parse_common(argc, argv, &bc))
         return 2;
     int64_t m = cli_option_long(argc, argv, "--m", 1024),
             n = cli_option_long(argc, argv, "--n", 1024);
@@ -126,10 +142,9 @@ static int bench_gemm(int argc, char **argv) {
 static int bench_block(int argc, char **argv) {
     static const char *const known[] = {"--batch", "--tokens", "--dim", "--heads",
                                         "--iters", "--device", NULL};
-    const char *usage =
-        "petal bench block --batch B --tokens T --dim D --heads H [--iters I] [--device D]";
     bench_common bc;
-    if (cli_check_options(argc, argv, known, usage) || parse_common(argc, argv, &bc)) return 2;
+    if (cli_check_options(argc, argv, known, cmd_bench_usage) || parse_common(argc, argv, &bc))
+        return 2;
     bench_block_shape s = {
         cli_option_long(argc, argv, "--batch", 4), cli_option_long(argc, argv, "--tokens", 197),
         cli_option_long(argc, argv, "--dim", 768), cli_option_long(argc, argv, "--heads", 12)};
@@ -193,18 +208,33 @@ static int bench_block(int argc, char **argv) {
     return 0;
 }
 
+static int bench_block_any(int argc, char **argv) {
+    return cli_option(argc, argv, "--petl", NULL) ? bench_block_petl(argc, argv)
+                                                  : bench_block(argc, argv);
+}
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv); // argv[0] is "bench <name>", as messages name it
+} cases[] = {{"gemm", bench_gemm},
+             {"block", bench_block_any},
+             {"vit", bench_vit},
+             {"blip-itm", bench_blip_itm},
+             {"train", bench_train}};
+
 int cmd_bench(int argc, char **argv) {
     if (cpu_path_init() != PETAL_OK) { // a bad PETAL_CPU
         fprintf(stderr, "petal bench: %s\n", petal_error_message());
         return 2;
     }
-    if (argc >= 2 && strcmp(argv[1], "gemm") == 0) return bench_gemm(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "block") == 0)
-        return cli_option(argc - 1, argv + 1, "--petl", NULL) ? bench_block_petl(argc - 1, argv + 1)
-                                                              : bench_block(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "vit") == 0) return bench_vit(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "blip-itm") == 0) return bench_blip_itm(argc - 1, argv + 1);
-    if (argc >= 2 && strcmp(argv[1], "train") == 0) return bench_train(argc - 1, argv + 1);
-    fprintf(stderr, "usage: petal bench gemm|block|vit|blip-itm|train [options]\n");
+    for (size_t i = 0; argc >= 2 && i < sizeof cases / sizeof *cases; i++)
+        if (strcmp(argv[1], cases[i].name) == 0) {
+            char name[32];
+            snprintf(name, sizeof name, "bench %s", cases[i].name);
+            argv[1] = name;
+            return cases[i].run(argc - 1, argv + 1);
+        }
+    fprintf(stderr, "petal bench: unknown or missing case '%s'\nusage: %s\n",
+            argc >= 2 ? argv[1] : "", cmd_bench_usage);
     return 2;
 }

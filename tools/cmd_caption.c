@@ -12,18 +12,28 @@
 
 #define MAX_BEAMS 32 // each beam holds its own copy of the image embeddings
 
+const char cmd_caption_usage[] =
+    "petal caption --ckpt FILE --image IMAGE [--beams N] [--max-length N] [--min-length N] "
+    "[--prompt TEXT] [--threads N]\n"
+    "  --ckpt FILE       a petal checkpoint for caption or pretrain (petal convert)\n"
+    "  --image IMAGE     a PNG or JPEG image\n"
+    "  --beams N         beam width, 1 to 32 (default 3)\n"
+    "  --max-length N    the longest caption in tokens, prompt included (default 20)\n"
+    "  --min-length N    the shortest (default 5)\n"
+    "  --prompt TEXT     the text the caption starts from (default 'a picture of ')\n"
+    "  --threads N       CPU threads, 1 to 4096 (default: PETAL_NUM_THREADS or all cores)\n"
+    "example: petal caption --ckpt caption.h5 --image demo.jpg --beams 5";
+
 static const char *const options[] = {"--ckpt",       "--image",  "--beams",   "--max-length",
                                       "--min-length", "--prompt", "--threads", NULL};
 static const char *const required[] = {"--ckpt", "--image", NULL};
 static const char *const file_tasks[] = {"caption", "pretrain", NULL};
-static const infer_command caption_command = {
-    .name = "caption",
-    .task = "caption",
-    .file_tasks = file_tasks,
-    .options = options,
-    .required = required,
-    .usage = "petal caption --ckpt FILE --image IMAGE [--beams 3] [--max-length 20] "
-             "[--min-length 5] [--prompt 'a picture of '] [--threads N]"};
+static const infer_command caption_command = {.name = "caption",
+                                              .task = "caption",
+                                              .file_tasks = file_tasks,
+                                              .options = options,
+                                              .required = required,
+                                              .usage = cmd_caption_usage};
 
 // The prompt as blip.py feeds it: tokenized, [CLS] -> [DEC], the final [SEP] dropped. (1, P)
 static int encode_prompt(const infer_session *s, const char *prompt, tensor **out) {

@@ -6,12 +6,20 @@
 #include "io/convert.h"
 #include "tools/cli.h"
 
-static const char *usage =
-    "petal convert SRC DST [--task retrieval|itm|vqa|caption|pretrain] [--image-size N] "
-    "[--vocab FILE] [--keep-momentum] [--heads N]";
+const char cmd_convert_usage[] =
+    "petal convert SRC DST [--task T] [--image-size N] [--vocab FILE] [--keep-momentum] "
+    "[--heads N]\n"
+    "  SRC, DST         a .pth or .safetensors state dict; the petal HDF5 checkpoint to write\n"
+    "  --task T         retrieval, itm, vqa, caption or pretrain (default: inferred from the "
+    "names)\n"
+    "  --image-size N   resize the position embeddings to N x N images (default: as trained)\n"
+    "  --vocab FILE     a BERT vocab.txt to store in the checkpoint (default: none)\n"
+    "  --keep-momentum  keep the momentum encoders and queues (default: dropped)\n"
+    "  --heads N        attention heads (default: config.json beside SRC, else width / 64)\n"
+    "example: petal convert model_base_retrieval_coco.pth retrieval.h5 --vocab vocab.txt";
 
 static int bad_usage(const char *what, const char *arg) {
-    fprintf(stderr, "petal convert: %s '%s'\nusage: %s\n", what, arg, usage);
+    fprintf(stderr, "petal convert: %s '%s'\nusage: %s\n", what, arg, cmd_convert_usage);
     return 2;
 }
 

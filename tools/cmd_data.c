@@ -8,16 +8,24 @@
 #include "tools/cli.h"
 #include "train/synth.h"
 
-static const char *const usage =
+const char cmd_data_usage[] =
     "petal data synth DIR [--seed S] [--train-images N] [--val-images N] [--test-images N] "
-    "[--image-size S] [--force]";
+    "[--image-size S] [--force]\n"
+    "  DIR               the folder to write (annotations, images, vocabulary, answer list)\n"
+    "  --seed S          the generator's seed (default 0)\n"
+    "  --train-images N  images in the train split (default 800)\n"
+    "  --val-images N    images in the val split (default 64)\n"
+    "  --test-images N   images in the test split (default 128)\n"
+    "  --image-size S    S x S pixels per image (default 32)\n"
+    "  --force           write into a DIR that is not empty (default: refuse)\n"
+    "example: petal data synth data/synth --train-images 256 --image-size 64";
 
 static const char *const valued[] = {"--seed", "--train-images", "--val-images", "--test-images",
                                      "--image-size"};
 enum { N_VALUED = sizeof valued / sizeof *valued };
 
 static int bad_usage(const char *what, const char *arg) {
-    fprintf(stderr, "petal data: %s '%s'\nusage: %s\n", what, arg, usage);
+    fprintf(stderr, "petal data: %s '%s'\nusage: %s\n", what, arg, cmd_data_usage);
     return 2;
 }
 
@@ -73,10 +81,6 @@ static void print_summary(const char *dir, const synth_options *o, const synth_s
 }
 
 int cmd_data(int argc, char **argv) {
-    if (argc == 2 && (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)) {
-        printf("usage: %s\n", usage);
-        return 0;
-    }
     synth_options o = synth_defaults();
     int rc = parse(argc, argv, &o);
     if (rc) return rc;

@@ -10,8 +10,11 @@
 #include "io/tensor_list.h"
 #include "tools/cli.h"
 
-static const char *const usage = "petal diff A.h5 B.h5\n"
-                                 "example: petal diff runs/a/last.h5 runs/b/last.h5";
+const char cmd_diff_usage[] =
+    "petal diff A.h5 B.h5\n"
+    "  A.h5, B.h5  petal HDF5 files (checkpoints, PETL files, gradient files); no options\n"
+    "exit 0 when identical, 1 when they differ, 2 on a usage error or a file that cannot be read\n"
+    "example: petal diff runs/a/last.h5 runs/b/last.h5";
 
 typedef struct {
     double max_abs, max_rel; // rel: |a - b| / max(|a|, |b|)
@@ -67,14 +70,7 @@ static int only_in(const tensor_list *from, const tensor_list *other, const char
 }
 
 int cmd_diff(int argc, char **argv) {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("%s\n", usage);
-        return 0;
-    }
-    if (argc != 3) {
-        fprintf(stderr, "petal diff: expected two files\nusage: %s\n", usage);
-        return 2;
-    }
+    if (cli_check_file_args(argc, argv, 2, cmd_diff_usage)) return 2;
     tensor_list a, b;
     if (checkpoint_read(argv[1], &a, NULL) != PETAL_OK) {
         fprintf(stderr, "petal diff: %s\n", petal_error_message());

@@ -10,13 +10,14 @@
 #include "train/model.h"
 #include "tools/cli.h"
 
-static const char *const usage =
+const char cmd_eval_usage[] =
     "petal eval CONFIG.yaml (--petl FILE.h5 | --ckpt FILE.h5) [--split val|test] "
     "[--set key=value ...] [--results DIR]\n"
     "  --petl FILE.h5   a PETL file (RUN_DIR/best.h5 or last.h5) attached to the config's "
     "pretrained model\n"
     "  --ckpt FILE.h5   a full checkpoint (a run that trained every parameter)\n"
     "  --split          the split to evaluate (default test)\n"
+    "  --set key=value  override a config key (repeatable)\n"
     "  --results DIR    where the VQA / caption results files go (default: not kept)\n"
     "example: petal eval configs/synth_retrieval.yaml --petl runs/synth_retrieval/best.h5";
 
@@ -29,10 +30,6 @@ typedef struct {
 static int parse(int argc, char **argv, eval_args *a) {
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("%s\n", usage);
-            return -1;
-        }
         const char **slot = strcmp(argv[i], "--petl") == 0      ? &a->petl
                             : strcmp(argv[i], "--ckpt") == 0    ? &a->ckpt
                             : strcmp(argv[i], "--split") == 0   ? &a->split
@@ -46,12 +43,14 @@ static int parse(int argc, char **argv, eval_args *a) {
         } else if (argv[i][0] != '-' && !a->config)
             a->config = argv[i];
         else {
-            fprintf(stderr, "petal eval: unexpected argument '%s'\nusage: %s\n", argv[i], usage);
+            fprintf(stderr, "petal eval: unexpected argument '%s'\nusage: %s\n", argv[i],
+                    cmd_eval_usage);
             return 2;
         }
     }
     if (a->config && (!a->petl != !a->ckpt)) return 0;
-    fprintf(stderr, "petal eval: give a config and one of --petl or --ckpt\nusage: %s\n", usage);
+    fprintf(stderr, "petal eval: give a config and one of --petl or --ckpt\nusage: %s\n",
+            cmd_eval_usage);
     return 2;
 }
 
@@ -100,5 +99,5 @@ int cmd_eval(int argc, char **argv) {
         train_config_free(&c);
     }
     free(a.sets);
-    return rc < 0 ? 0 : rc;
+    return rc;
 }

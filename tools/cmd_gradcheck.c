@@ -7,6 +7,12 @@
 #include "tensor/scope.h"
 #include "tools/cli.h"
 
+const char cmd_gradcheck_usage[] =
+    "petal gradcheck [--filter SUBSTRING]\n"
+    "  --filter SUBSTRING  only the op cases whose name contains it (default: every case)\n"
+    "exit 1 when a case fails\n"
+    "example: petal gradcheck --filter softmax";
+
 static tensor *run_case(tensor **inputs, const void *ctx) {
     const op_case *c = ctx;
     return c->fn(inputs, c);
@@ -14,7 +20,7 @@ static tensor *run_case(tensor **inputs, const void *ctx) {
 
 int cmd_gradcheck(int argc, char **argv) {
     static const char *const known[] = {"--filter", NULL};
-    if (cli_check_options(argc, argv, known, "petal gradcheck [--filter SUBSTRING]")) return 2;
+    if (cli_check_options(argc, argv, known, cmd_gradcheck_usage)) return 2;
     const char *filter = cli_option(argc, argv, "--filter", NULL);
     int passed = 0, failed = 0;
     for (int k = 0; k < n_op_cases; k++) {

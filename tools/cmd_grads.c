@@ -19,7 +19,7 @@
 #include "train/splits.h"
 #include "train/step.h"
 
-static const char *const usage =
+const char cmd_grads_usage[] =
     "petal grads record|compare --config CONFIG.yaml [--set key=value ...] [--batch N] [--seed S]\n"
     "                   [--rtol R] [--atol A] FILE.h5\n"
     "  record      write the loss and every trainable gradient of one training batch to FILE.h5\n"
@@ -49,7 +49,7 @@ static bool parse_double(const char *s, double *out) {
 // 0, or 2 after printing what is wrong with argv.
 static int parse_args(int argc, char **argv, grads_args *a) {
     if (argc < 2 || (strcmp(argv[1], "record") && strcmp(argv[1], "compare"))) {
-        fprintf(stderr, "petal grads: expected record or compare\nusage: %s\n", usage);
+        fprintf(stderr, "petal grads: expected record or compare\nusage: %s\n", cmd_grads_usage);
         return 2;
     }
     a->record = strcmp(argv[1], "record") == 0;
@@ -79,14 +79,14 @@ static int parse_args(int argc, char **argv, grads_args *a) {
             ok = false;
         if (!ok) {
             fprintf(stderr, "petal grads: bad option '%s'%s%s\nusage: %s\n", opt,
-                    val ? " with value " : " (no value)", val ? val : "", usage);
+                    val ? " with value " : " (no value)", val ? val : "", cmd_grads_usage);
             return 2;
         }
         i++;
     }
     if (a->config && a->file) return 0;
     fprintf(stderr, "petal grads: %s\nusage: %s\n", a->config ? "no FILE.h5 given" : "no --config",
-            usage);
+            cmd_grads_usage);
     return 2;
 }
 
@@ -210,10 +210,6 @@ static petal_status run_grads(const grads_args *a, const train_config *c) {
 }
 
 int cmd_grads(int argc, char **argv) {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        printf("%s\n", usage);
-        return 0;
-    }
     grads_args a = {
         .sets = calloc((size_t)argc, sizeof(char *)), .seed = -1, .rtol = 1e-4, .atol = 1e-6};
     int rc = parse_args(argc, argv, &a);

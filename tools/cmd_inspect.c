@@ -8,6 +8,12 @@
 #include "io/weights.h"
 #include "tools/cli.h"
 
+const char cmd_inspect_usage[] =
+    "petal inspect FILE\n"
+    "  FILE  a petal .h5 checkpoint (its attributes first, as '#' lines), a .pth or a "
+    ".safetensors\n"
+    "example: petal inspect retrieval.h5";
+
 static void print_info(const checkpoint_info *info) {
     int tokens = 0;
     for (const char *p = info->vocab; p && *p; p++) tokens += *p == '\n' || p[1] == '\0';
@@ -31,11 +37,7 @@ static void print_tensors(const tensor_list *l) {
 }
 
 int cmd_inspect(int argc, char **argv) {
-    if (argc != 2 || strncmp(argv[1], "--", 2) == 0) {
-        fprintf(stderr,
-                "usage: petal inspect FILE   (a petal .h5 checkpoint, .pth or .safetensors)\n");
-        return 2;
-    }
+    if (cli_check_file_args(argc, argv, 1, cmd_inspect_usage)) return 2;
     weights_format format;
     tensor_list l;
     checkpoint_info info = {0};

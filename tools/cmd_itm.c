@@ -9,16 +9,23 @@
 #include "tools/cli.h"
 #include "tools/infer_util.h"
 
+const char cmd_itm_usage[] =
+    "petal itm --ckpt FILE --image IMAGE --text TEXT [--threads N]\n"
+    "  --ckpt FILE    a petal checkpoint for retrieval, itm or pretrain (petal convert)\n"
+    "  --image IMAGE  a PNG or JPEG image\n"
+    "  --text TEXT    the text to match against the image\n"
+    "  --threads N    CPU threads, 1 to 4096 (default: PETAL_NUM_THREADS or all cores)\n"
+    "example: petal itm --ckpt retrieval.h5 --image demo.jpg --text 'a dog on a beach'";
+
 static const char *const options[] = {"--ckpt", "--image", "--text", "--threads", NULL};
 static const char *const required[] = {"--ckpt", "--image", "--text", NULL};
 static const char *const file_tasks[] = {"retrieval", "itm", "pretrain", NULL};
-static const infer_command itm_command = {
-    .name = "itm",
-    .task = "itm",
-    .file_tasks = file_tasks,
-    .options = options,
-    .required = required,
-    .usage = "petal itm --ckpt FILE --image IMAGE --text TEXT [--threads N]"};
+static const infer_command itm_command = {.name = "itm",
+                                          .task = "itm",
+                                          .file_tasks = file_tasks,
+                                          .options = options,
+                                          .required = required,
+                                          .usage = cmd_itm_usage};
 
 // softmax(itm_head(...))[1] and the ITC cosine of ids (1, L) with [CLS] first.
 static void itm_scores(const blip_model *m, tensor *image, tensor *ids, tensor *mask, double *itm,

@@ -14,9 +14,13 @@
 
 #define MAX_ITEMS 16
 
-static const char *const usage_line =
-    "petal params [--model blip-base-retrieval] [--method aurora[,lora,...]] "
-    "[--variant paper|code] [--rank 32[,64,...]]";
+const char cmd_params_usage[] =
+    "petal params [--model NAME] [--method M[,M...]] [--variant paper|code] [--rank R[,R...]]\n"
+    "  --model NAME     a BLIP configuration (default blip-base-retrieval)\n"
+    "  --method M,...   PETL methods, e.g. aurora, lora, cp+ice (default aurora)\n"
+    "  --variant V      paper or code (default paper)\n"
+    "  --rank R,...     ranks (default 32); lists print a table of methods by ranks\n"
+    "example: petal params --method aurora,lora --rank 16,32,64";
 
 // Splits a comma-separated list in place; returns the number of items, or -1 if too many.
 static int split(char *list, char **items) {
@@ -102,7 +106,7 @@ static int print_table(const blip_config *bc, const char *model, char **methods,
 
 int cmd_params(int argc, char **argv) {
     static const char *const known[] = {"--model", "--method", "--variant", "--rank", NULL};
-    if (cli_check_options(argc, argv, known, usage_line)) return 2;
+    if (cli_check_options(argc, argv, known, cmd_params_usage)) return 2;
     const char *model = cli_option(argc, argv, "--model", "blip-base-retrieval");
     const char *variant_name = cli_option(argc, argv, "--variant", "paper");
     char methods_buf[256], ranks_buf[256];

@@ -1,6 +1,7 @@
 // petal runs: a table of finished runs (their summary.json): trainable parameters, the test
 // split's metrics and the training time, one row per run folder, or per comma-joined list of
 // folders (the retrieval and VQA runs of one method: their metrics side by side, times added).
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,12 +9,14 @@
 #include "petl/petl.h"
 #include "tools/cli.h"
 
-static const char *const usage = "petal runs RUN_DIR [RUN_DIR ...] [--metrics a,b,...]\n"
-                                 "example: petal runs runs/synth_retrieval_* --metrics "
-                                 "txt_r1,img_r1,r_mean";
+#define DEFAULT_METRICS "txt_r1,txt_r5,txt_r10,img_r1,img_r5,img_r10,vqa_acc,CIDEr"
 
-static const char *const default_metrics =
-    "txt_r1,txt_r5,txt_r10,img_r1,img_r5,img_r10,vqa_acc,CIDEr";
+const char cmd_runs_usage[] =
+    "petal runs RUN_DIR[,RUN_DIR...] [RUN_DIR ...] [--metrics a,b,...]\n"
+    "  RUN_DIR          a finished run folder (its summary.json); comma-joined folders share a "
+    "row\n"
+    "  --metrics a,b    the test metrics to show (default " DEFAULT_METRICS ")\n"
+    "example: petal runs runs/synth_retrieval_* --metrics txt_r1,img_r1,r_mean";
 
 #define MAX_JOINED 4
 
@@ -64,22 +67,37 @@ static int print_row(char *dirs, char *const *metrics, int n_metrics) {
     return rc;
 }
 
+// 0, or 2 after printing what is wrong: no folder, an option other than --metrics, no value.
+static int check_args(int argc, char **argv) {
+    int n_dirs = 0;
+    for (int i = 1; i < argc; i++) {
+        bool metrics = strcmp(argv[i], "--metrics") == 0;
+        if ((argv[i][0] == '-' && !metrics) || (metrics && i + 1 == argc)) {
+            fprintf(stderr, "petal runs: %s '%s'\nusage: %s\n",
+                    metrics ? "missing value for" : "unknown option", argv[i], cmd_runs_usage);
+            return 2;
+        }
+        i += metrics;
+        n_dirs += !metrics;
+    }
+    if (n_dirs > 0) return 0;
+    fprintf(stderr, "petal runs: no RUN_DIR given\nusage: %s\n", cmd_runs_usage);
+    return 2;
+}
+
 int cmd_runs(int argc, char **argv) {
     char list[512];
-    snprintf(list, sizeof list, "%s", cli_option(argc, argv, "--metrics", default_metrics));
+    snprintf(list, sizeof list, "%s", cli_option(argc, argv, "--metrics", DEFAULT_METRICS));
     char *metrics[32];
     int n_metrics = 0;
     for (char *save, *tok = strtok_r(list, ",", &save); tok && n_metrics < 32;
          tok = strtok_r(NULL, ",", &save))
         metrics[n_metrics++] = tok;
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        printf("%s\n", usage);
-        return argc < 2 ? 2 : 0;
-    }
+    int rc = check_args(argc, argv);
+    if (rc) return rc;
     printf("%-28s %-10s %12s", "run", "methods", "trainable");
     for (int i = 0; i < n_metrics; i++) printf(" %8s", metrics[i]);
     printf(" %8s\n", "train s");
-    int rc = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--metrics") == 0) {
             i++;

@@ -6,16 +6,22 @@
 #include "tools/cli.h"
 #include "train/caption_metrics.h"
 
-static const char *const usage_line = "petal score captions --pred RESULTS.json --ann COCO_GT.json";
+const char cmd_score_usage[] =
+    "petal score captions --pred RESULTS.json --ann COCO_GT.json\n"
+    "  --pred RESULTS.json  generated captions, [{\"image_id\": ..., \"caption\": ...}] "
+    "(required)\n"
+    "  --ann COCO_GT.json   reference captions in COCO format (required)\n"
+    "example: petal score captions --pred results/test_epoch0.json --ann "
+    "data/coco_karpathy_test_gt.json";
 
 static int score_captions(int argc, char **argv) {
     static const char *const known[] = {"--pred", "--ann", NULL};
-    if (cli_check_options(argc, argv, known, usage_line)) return 2;
+    if (cli_check_options(argc, argv, known, cmd_score_usage)) return 2;
     const char *pred = cli_option(argc, argv, "--pred", NULL);
     const char *ann = cli_option(argc, argv, "--ann", NULL);
     if (!pred || !ann) {
-        fprintf(stderr, "petal score captions: --pred and --ann are required (usage: %s)\n",
-                usage_line);
+        fprintf(stderr, "petal score captions: --pred and --ann are required (usage: %.*s)\n",
+                cli_synopsis_len(cmd_score_usage), cmd_score_usage);
         return 2;
     }
     caption_scores s;
@@ -35,6 +41,7 @@ int cmd_score(int argc, char **argv) {
         argv[1] = name;
         return score_captions(argc - 1, argv + 1);
     }
-    fprintf(stderr, "petal score: unknown or missing metric set (usage: %s)\n", usage_line);
+    fprintf(stderr, "petal score: unknown or missing metric set (usage: %.*s)\n",
+            cli_synopsis_len(cmd_score_usage), cmd_score_usage);
     return 2;
 }

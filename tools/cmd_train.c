@@ -7,12 +7,12 @@
 #include "train/trainer.h"
 #include "tools/cli.h"
 
-static const char *const usage =
+const char cmd_train_usage[] =
     "petal train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--resume]\n"
     "  CONFIG.yaml      an experiment config (configs/*.yaml; every key in docs/config.md)\n"
     "  --set key=value  override a key, e.g. --set petl.rank=16 (repeatable)\n"
     "  --out RUN_DIR    the run folder (default runs/<config name>)\n"
-    "  --resume         continue the run in RUN_DIR from its resume.h5\n"
+    "  --resume         continue the run in RUN_DIR from its resume.h5 (default: start afresh)\n"
     "example: petal train configs/synth_retrieval.yaml --set petl.methods=lora --out runs/lora";
 
 // runs/<file name without directories and extension>
@@ -31,11 +31,7 @@ int cmd_train(int argc, char **argv) {
     int n_sets = 0;
     bool resume = false;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("%s\n", usage);
-            free(sets);
-            return 0;
-        } else if (strcmp(argv[i], "--resume") == 0)
+        if (strcmp(argv[i], "--resume") == 0)
             resume = true;
         else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc)
             sets[n_sets++] = argv[++i];
@@ -44,13 +40,14 @@ int cmd_train(int argc, char **argv) {
         else if (argv[i][0] != '-' && !config)
             config = argv[i];
         else {
-            fprintf(stderr, "petal train: unexpected argument '%s'\nusage: %s\n", argv[i], usage);
+            fprintf(stderr, "petal train: unexpected argument '%s'\nusage: %s\n", argv[i],
+                    cmd_train_usage);
             free(sets);
             return 2;
         }
     }
     if (!config) {
-        fprintf(stderr, "petal train: no config file given\nusage: %s\n", usage);
+        fprintf(stderr, "petal train: no config file given\nusage: %s\n", cmd_train_usage);
         free(sets);
         return 2;
     }

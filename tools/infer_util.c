@@ -25,7 +25,7 @@ int infer_fail(const infer_session *s, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-    return 2;
+    return 1;
 }
 
 const char *infer_option(const infer_session *s, const char *name, const char *fallback) {
@@ -41,8 +41,11 @@ static int check_options(const infer_session *s) {
     const infer_command *c = s->cmd;
     if (cli_check_options(s->argc, s->argv, c->options, c->usage)) return 2;
     for (const char *const *r = c->required; *r; r++)
-        if (!infer_option(s, *r, NULL))
-            return infer_fail(s, "missing %s (usage: %s)", *r, c->usage);
+        if (!infer_option(s, *r, NULL)) {
+            fprintf(stderr, "petal %s: missing %s (usage: %.*s)\n", c->name, *r,
+                    cli_synopsis_len(c->usage), c->usage);
+            return 2;
+        }
     long threads;
     if (infer_option_int(s, "--threads", 0, 1, 4096, &threads)) return 2;
     if (threads) threads_set((int)threads);

@@ -28,19 +28,20 @@ typedef struct {
     int mark;         // the scope that owns every tensor of the command
 } infer_session;
 
-// Checks the options, applies --threads, loads --ckpt and --image. Returns 0, or 2 after printing
-// what is wrong (s then needs no infer_close).
+// Checks the options, applies --threads, loads --ckpt and --image. Returns 0, or after printing
+// what is wrong (s then needs no infer_close) 2 for the options, 1 for the files.
 int infer_open(const infer_command *cmd, int argc, char **argv, infer_session *s);
 void infer_close(infer_session *s);
 
-// Prints "petal <command>: " and the message on stderr; returns 2.
+// Prints "petal <command>: " and the message on stderr; returns 1 (a bad file or text: a
+// runtime failure, not a usage error).
 int infer_fail(const infer_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *infer_option(const infer_session *s, const char *name, const char *fallback);
 // cli_option_range for the session's options.
 int infer_option_int(const infer_session *s, const char *name, long fallback, long lo, long hi,
                      long *out);
 
-// Tokenizes n texts into *ids (n, L) i64 and *mask (n, L) in the model's dtype; refuses (2) text
+// Tokenizes n texts into *ids (n, L) i64 and *mask (n, L) in the model's dtype; refuses (1) text
 // that is not UTF-8 or longer than `model` takes. `what` names the texts in messages ("--text").
 int infer_encode(const infer_session *s, const char *what, const char *const *texts, int n,
                  const tokenizer_options *opt, const bert_config *model, tensor **ids,

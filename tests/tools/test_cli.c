@@ -2,7 +2,8 @@
 // (tests/data/cli, written by tools/make_cli_fixtures.py) with `petal convert`, runs the command
 // as its own process and compares what it prints with what the Salesforce BLIP code answered on
 // the same image and text (expected.json): scores within 1e-4, captions and answers exactly.
-// Mistakes a user can make exit with status 2 and one line on stderr naming the file or option.
+// Mistakes a user can make exit with one line on stderr naming the file or option: status 2 for
+// an option, 1 for a file or text that cannot be used.
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -173,26 +174,36 @@ START_TEST(test_vqa) {
 }
 END_TEST
 
-// Exit status 2, nothing on stdout, one line on stderr that contains each of `names`.
-static void assert_refused(const char *const *args, const char *const *names) {
+// Exit `status`, nothing on stdout, one line on stderr that contains each of `names`.
+static void assert_exit(int status, const char *const *args, const char *const *names) {
     run_result r = run_petal(args);
     const char *nl = strchr(r.err, '\n');
-    ck_assert_msg(r.status == 2 && r.out[0] == '\0' && nl && nl[1] == '\0',
-                  "petal %s: expected exit 2 and one line on stderr, got %d, stdout '%s', "
+    ck_assert_msg(r.status == status && r.out[0] == '\0' && nl && nl[1] == '\0',
+                  "petal %s: expected exit %d and one line on stderr, got %d, stdout '%s', "
                   "stderr '%s'",
-                  args[0], r.status, r.out, r.err);
+                  args[0], status, r.status, r.out, r.err);
     for (; *names; names++)
         ck_assert_msg(strstr(r.err, *names), "the message does not name '%s': %s", *names, r.err);
     run_result_free(&r);
 }
 
+// A usage error: exit 2.
+static void assert_refused(const char *const *args, const char *const *names) {
+    assert_exit(2, args, names);
+}
+
+// A file or text that cannot be used: exit 1.
+static void assert_failed(const char *const *args, const char *const *names) {
+    assert_exit(1, args, names);
+}
+
 START_TEST(test_missing_and_corrupt_files) {
     const char *itm = convert("itm"), *image = CLI_DATA("image.png");
     const char *nope = test_dir_path("nope.png");
-    assert_refused(ARGS("itm", "--ckpt", itm, "--image", nope, "--text", "a"),
-                   NAMES("--image", nope));
-    assert_refused(ARGS("itm", "--ckpt", test_dir_path("nope.h5"), "--image", image, "--text", "a"),
-                   NAMES("--ckpt", "nope.h5"));
+    assert_failed(ARGS("itm", "--ckpt", itm, "--image", nope, "--text", "a"),
+                  NAMES("--image", nope));
+    assert_failed(ARGS("itm", "--ckpt", test_dir_path("nope.h5"), "--image", image, "--text", "a"),
+                  NAMES("--ckpt", "nope.h5"));
     // Half a checkpoint, half a PNG, a text file as the image.
     char *h5, *png;
     size_t h5_len, png_len;
@@ -200,32 +211,32 @@ START_TEST(test_missing_and_corrupt_files) {
     ck_assert_int_eq(buffer_read_file(image, &png, &png_len), PETAL_OK);
     write_file(test_dir_path("half.h5"), h5, h5_len / 2);
     write_file(test_dir_path("half.png"), png, png_len / 2);
-    assert_refused(ARGS("itm", "--ckpt", test_dir_path("half.h5"), "--image", image, "--text", "a"),
-                   NAMES("--ckpt", "half.h5"));
-    assert_refused(ARGS("itm", "--ckpt", itm, "--image", test_dir_path("half.png"), "--text", "a"),
-                   NAMES("--image", "half.png"));
-    assert_refused(ARGS("itm", "--ckpt", itm, "--image", CLI_DATA("vocab.txt"), "--text", "a"),
-                   NAMES("--image", "vocab.txt"));
+    assert_failed(ARGS("itm", "--ckpt", test_dir_path("half.h5"), "--image", image, "--text", "a"),
+                  NAMES("--ckpt", "half.h5"));
+    assert_failed(ARGS("itm", "--ckpt", itm, "--image", test_dir_path("half.png"), "--text", "a"),
+                  NAMES("--image", "half.png"));
+    assert_failed(ARGS("itm", "--ckpt", itm, "--image", CLI_DATA("vocab.txt"), "--text", "a"),
+                  NAMES("--image", "vocab.txt"));
     free(h5);
     free(png);
     // The .pth itself, and a checkpoint converted without a vocabulary.
-    assert_refused(ARGS("itm", "--ckpt", CLI_DATA("itm.pth"), "--image", image, "--text", "a"),
-                   NAMES("itm.pth", "petal convert"));
+    assert_failed(ARGS("itm", "--ckpt", CLI_DATA("itm.pth"), "--image", image, "--text", "a"),
+                  NAMES("itm.pth", "petal convert"));
     const char *bare = convert_as("itm", "itm", "bare", false);
-    assert_refused(ARGS("itm", "--ckpt", bare, "--image", image, "--text", "a"),
-                   NAMES("bare.h5", "--vocab"));
+    assert_failed(ARGS("itm", "--ckpt", bare, "--image", image, "--text", "a"),
+                  NAMES("bare.h5", "--vocab"));
 }
 END_TEST
 
 START_TEST(test_wrong_task) {
     const char *itm = convert("itm"), *caption = convert("caption"), *vqa = convert("vqa");
     const char *image = CLI_DATA("image.png");
-    assert_refused(ARGS("itm", "--ckpt", caption, "--image", image, "--text", "a"),
-                   NAMES("caption.h5", "for caption", "retrieval, itm or pretrain"));
-    assert_refused(ARGS("caption", "--ckpt", vqa, "--image", image),
-                   NAMES("vqa.h5", "for vqa", "caption or pretrain"));
-    assert_refused(ARGS("vqa", "--ckpt", itm, "--image", image, "--question", "q"),
-                   NAMES("itm.h5", "for itm"));
+    assert_failed(ARGS("itm", "--ckpt", caption, "--image", image, "--text", "a"),
+                  NAMES("caption.h5", "for caption", "retrieval, itm or pretrain"));
+    assert_failed(ARGS("caption", "--ckpt", vqa, "--image", image),
+                  NAMES("vqa.h5", "for vqa", "caption or pretrain"));
+    assert_failed(ARGS("vqa", "--ckpt", itm, "--image", image, "--question", "q"),
+                  NAMES("itm.h5", "for itm"));
     // A text on a caption checkpoint: petal caption takes no --text.
     assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--text", "a"),
                    NAMES("unknown option '--text'"));
@@ -249,19 +260,19 @@ START_TEST(test_bad_options) {
                    NAMES("--min-length", "'x'"));
     assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--threads", "-1"),
                    NAMES("--threads"));
-    assert_refused(ARGS("caption", "--ckpt", caption, "--image", image, "--prompt", "\xff"),
-                   NAMES("--prompt", "UTF-8"));
+    assert_failed(ARGS("caption", "--ckpt", caption, "--image", image, "--prompt", "\xff"),
+                  NAMES("--prompt", "UTF-8"));
     write_file(test_dir_path("blank.txt"), "\n\r\n", 3);
-    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
-                        test_dir_path("blank.txt")),
-                   NAMES("--answers", "blank.txt"));
+    assert_failed(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
+                       test_dir_path("blank.txt")),
+                  NAMES("--answers", "blank.txt"));
     write_file(test_dir_path("latin1.txt"), "red\nbl\xe9\n", 8);
-    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
-                        test_dir_path("latin1.txt")),
-                   NAMES("--answers", "latin1.txt:2", "UTF-8"));
-    assert_refused(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
-                        test_dir_path("none.txt")),
-                   NAMES("--answers", "none.txt"));
+    assert_failed(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
+                       test_dir_path("latin1.txt")),
+                  NAMES("--answers", "latin1.txt:2", "UTF-8"));
+    assert_failed(ARGS("vqa", "--ckpt", vqa, "--image", image, "--question", "q", "--answers",
+                       test_dir_path("none.txt")),
+                  NAMES("--answers", "none.txt"));
 }
 END_TEST
 
