@@ -32,7 +32,8 @@ const char cmd_bench_usage[] =
     "  gemm --m M --n N --k K [--iters I] [--device D]\n"
     "      matmul forward and backward (defaults 1024 x 1024 x 1024, 10 iters)\n"
     "  block --batch B --tokens T --dim D --heads H [--iters I] [--device D]\n"
-    "      one ViT block forward and backward (defaults 4, 197, 768, 12; 10 iters)\n"
+    "      one ViT block forward and backward (defaults 4, 197, 768, 12; 10 iters); on the CPU\n"
+    "      also its GEMM floor: the step's GEMM FLOPs at the sgemm rate OpenBLAS reaches here\n"
     "  block --petl METHOD [--rank R] [--variant paper|code] [--batch B] [--tokens T] [--iters I]\n"
     "      a ViT-B block with and without a PETL method (defaults aurora, 32, paper, 4, 197; 20 "
     "iters)\n"
@@ -139,6 +140,26 @@ static int bench_gemm(int argc, char **argv) {
     return 0;
 }
 
+// The rate (GFLOP/s) of a bare cblas_sgemm of m x k @ k x n on this machine now: the best of
+// five after a warm-up, the bound a BLAS-based step can reach.
+static double sgemm_gflops(int64_t m, int64_t n, int64_t k) {
+    float *a = calloc((size_t)(m * k), sizeof *a), *b = calloc((size_t)(k * n), sizeof *b);
+    float *c = calloc((size_t)(m * n), sizeof *c);
+    PETAL_CHECK(a && b && c, "petal bench block: out of host memory");
+    double best = 0;
+    for (int it = -1; it < 5; it++) {
+        double t0 = bench_now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
+                    (int)k, b, (int)n, 0.0f, c, (int)n);
+        double ms = bench_now_ms() - t0;
+        if (it >= 0 && (best == 0 || ms < best)) best = ms;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * (double)m * (double)n * (double)k / (best * 1e6);
+}
+
 static int bench_block(int argc, char **argv) {
     static const char *const known[] = {"--batch", "--tokens", "--dim", "--heads",
                                         "--iters", "--device", NULL};
@@ -171,14 +192,17 @@ static int bench_block(int argc, char **argv) {
     double fwd[MAX_ITERS], bwd[MAX_ITERS];
     tensor *seed = tensor_keep(ones_on(dev, SHAPE(s.batch, s.tokens, s.dim)));
     size_t rss_delta = 0;
+    int64_t flops = 0;
     for (int it = -2; it < iters; it++) {
         mark = scope_begin();
         memory_reset_peak(dev);
         double t0 = synced_ms(dev);
+        if (it == -1) backend_matmul_flops_reset(); // one step's GEMM FLOPs, counted once
         tensor *y = bench_block_forward(w, x);
         double t1 = synced_ms(dev);
         autograd_backward(y, seed, false);
         double t2 = synced_ms(dev);
+        if (it == -1) flops = backend_matmul_flops();
         scope_end(mark);
         size_t p = memory_get_stats(dev).peak - base;
         if (p > peak) peak = p;
@@ -192,14 +216,23 @@ static int bench_block(int argc, char **argv) {
             bwd[it] = t2 - t1;
         }
     }
-    char dn[16];
+    char dn[16], floor[128] = "";
+    double step_ms = bench_median(fwd, iters) + bench_median(bwd, iters);
+    if (dev.type == PETAL_CPU) { // the MLP's first product is the block's typical GEMM
+        double rate = sgemm_gflops(s.batch * s.tokens, 4 * s.dim, s.dim);
+        double floor_ms = (double)flops / (rate * 1e6);
+        snprintf(floor, sizeof floor,
+                 ", \"gemm_flops\": %lld, \"sgemm_gflops\": %.1f, \"gemm_floor_ms\": %.2f, "
+                 "\"step_over_floor\": %.3f",
+                 (long long)flops, rate, floor_ms, step_ms / floor_ms);
+    }
     printf("{\"bench\": \"block\", \"device\": \"%s\", \"batch\": %lld, \"tokens\": %lld, "
            "\"dim\": %lld, \"heads\": %lld, \"threads\": %d, \"cpu_path\": \"%s\", "
            "\"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
-           "\"rss_peak_delta_bytes\": %zu}\n",
+           "\"rss_peak_delta_bytes\": %zu%s}\n",
            device_name(dev, dn), (long long)s.batch, (long long)s.tokens, (long long)s.dim,
            (long long)s.heads, threads_get(), cpu_path_name(cpu_path_active()),
-           bench_median(fwd, iters), bench_median(bwd, iters), peak, rss_delta);
+           bench_median(fwd, iters), bench_median(bwd, iters), peak, rss_delta, floor);
     tensor_free(seed);
     tensor_free(x);
     tensor_free(xt);
