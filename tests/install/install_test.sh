@@ -70,7 +70,10 @@ make -s -C "$src/tests/install/consumer" OUT="$work/make" \
 }
 ./make/01_autodiff >autodiff.txt || fail "01_autodiff built with pkg-config failed"
 ./make/consumer_cpp || fail "the C++ consumer built with pkg-config failed"
-ldd make/consumer_cpp | grep -q "libpetal.so.$soversion => $libdir/" ||
+# ldd's output is read whole first: `ldd | grep -q` under pipefail fails whenever grep's early
+# exit makes ldd die of SIGPIPE, a match or not.
+libs="$(ldd make/consumer_cpp)"
+grep -q "libpetal.so.$soversion => $libdir/" <<<"$libs" ||
     fail "the C++ consumer does not load the installed libpetal.so.$soversion"
 
 # A CMake project with find_package(petal): petal::petal and petal::petal_static.
@@ -85,7 +88,8 @@ cmake --build cmake-build -j2 >>cmake.log 2>&1 || {
 }
 ./cmake-build/consumer_cpp || fail "the C++ consumer built with CMake failed"
 ./cmake-build/example_static >autodiff.txt || fail "01_autodiff on petal::petal_static failed"
-if ldd cmake-build/example_static | grep -q libpetal; then
+libs="$(ldd cmake-build/example_static)"
+if grep -q libpetal <<<"$libs"; then
     fail "example_static links libpetal.so, not libpetal.a"
 fi
 echo "install test: passed ($(wc -l <headers.txt) headers; pkg-config and CMake consumers ran)"
