@@ -82,8 +82,8 @@ static void queue_write(tensor *queue, tensor *source, int64_t at, int64_t from,
 // left short by skipped images still fits.
 static void enqueue(blip_model *m, tensor *image_feat_m, tensor *text_feat_m, tensor *ids) {
     int64_t b = image_feat_m->shape[0], q = m->cfg.queue_size;
-    PETAL_CHECK(b <= q, "blip retrieval: batch %lld is larger than the queue (%lld)",
-                (long long)b, (long long)q);
+    PETAL_CHECK(b <= q, "blip retrieval: batch %lld is larger than the queue (%lld)", (long long)b,
+                (long long)q);
     int64_t ptr = (int64_t)tensor_item(m->ptr_queue);
     int64_t first = b < q - ptr ? b : q - ptr; // before the wrap
     tensor *targets[] = {m->image_queue, m->text_queue, m->idx_queue};
