@@ -798,7 +798,7 @@ void json_write_string(strbuf *b, const char *s) {
                                       : NULL;
         if (esc)
             strbuf_append(b, esc, 2);
-        else if (c < 0x20) {
+        else if (c < 0x20 || c == 0x7f) {
             char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             strbuf_append(b, u, 6);
         } else

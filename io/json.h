@@ -73,8 +73,9 @@ petal_status json_parse(const char *text, size_t len, const char *source, json_v
 petal_status json_parse_file(const char *path, json_value **out);
 
 // ---- writing ----
-// Appends s (UTF-8) as a JSON string literal: quotes, and escapes for '"', '\\' and the control
-// characters (\n, \t, ... and \u00XX); other characters are written as they are.
+// Appends s (UTF-8) as a JSON string literal: quotes, and escapes for '"', '\\', the control
+// characters (\n, \t, ... and \u00XX) and DEL; other characters are written as they are. The
+// literal is a valid YAML double-quoted scalar too.
 void json_write_string(strbuf *b, const char *s);
 void json_free(json_value *root); // NULL is fine
 

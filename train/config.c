@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "io/buffer.h"
+#include "io/json.h"
 
 #define TASK_COUNT (TRAIN_TASK_PRETRAIN + 1)
 
@@ -1163,21 +1164,6 @@ static const char *emit_key(emitter *e, const char *name) {
     return l;
 }
 
-// A double-quoted string, valid in YAML and JSON alike.
-static void write_quoted(strbuf *b, const char *s) {
-    strbuf_push(b, '"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            strbuf_printf(b, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            strbuf_printf(b, "\\u%04x", ch);
-        else
-            strbuf_push(b, (char)ch);
-    }
-    strbuf_push(b, '"');
-}
-
 static void write_value(strbuf *b, const train_config *c, const config_key *k, emit_style style) {
     const void *field = key_field(c, k);
     const char *null = style == STYLE_JSON ? "null" : "~";
@@ -1189,7 +1175,7 @@ static void write_value(strbuf *b, const train_config *c, const config_key *k, e
     switch (k->type) {
     case KEY_STRING:
         if (*(char *const *)field)
-            write_quoted(b, *(char *const *)field);
+            json_write_string(b, *(char *const *)field);
         else
             strbuf_printf(b, "%s", null);
         return;
@@ -1249,7 +1235,7 @@ static void schema_default_text(strbuf *b, const config_key *k, const char *text
     }
     strbuf_printf(b, "`");
     if (k->type == KEY_STRING)
-        write_quoted(b, text);
+        json_write_string(b, text);
     else
         strbuf_printf(b, "%s", text);
     strbuf_printf(b, "`");

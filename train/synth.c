@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "io/buffer.h"
+#include "io/json.h"
 #include "io/strmap.h"
 #include "tensor/philox.h"
 
@@ -345,16 +346,6 @@ static int build_vocab(strbuf *out) {
 
 // ---- JSON ----
 
-// Our texts come from the tables above: ASCII without control characters.
-static void json_string(strbuf *b, const char *s) {
-    strbuf_push(b, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') strbuf_push(b, '\\');
-        strbuf_push(b, *s);
-    }
-    strbuf_push(b, '"');
-}
-
 // Opens the next element of the JSON array being written into b (one element a line).
 static void json_next(strbuf *b) {
     strbuf_append(b, b->len ? ",\n" : "[\n", 2);
@@ -479,15 +470,15 @@ static void add_captions(writer *w, synth_split split, int64_t id, const synth_s
         if (split == SYNTH_TRAIN) {
             json_next(&j->captions);
             strbuf_printf(&j->captions, "{\"image\": \"%s\", \"caption\": ", w->image.data);
-            json_string(&j->captions, w->text.data);
+            json_write_string(&j->captions, w->text.data);
             strbuf_printf(&j->captions, ", \"image_id\": \"synth_%lld\"}", (long long)id);
             continue;
         }
         if (c) strbuf_append(&j->captions, ", ", 2);
-        json_string(&j->captions, w->text.data);
+        json_write_string(&j->captions, w->text.data);
         json_next(&j->gt_annotations);
         strbuf_printf(&j->gt_annotations, "{\"image_id\": %lld, \"caption\": ", (long long)id);
-        json_string(&j->gt_annotations, w->text.data);
+        json_write_string(&j->gt_annotations, w->text.data);
         strbuf_printf(&j->gt_annotations, ", \"id\": %lld}",
                       (long long)(id * SYNTH_CAPTIONS_PER_IMAGE + c));
     }
@@ -503,12 +494,12 @@ static void add_questions(writer *w, synth_split split, int64_t id, const synth_
         json_next(&w->json.vqa);
         strbuf_printf(&w->json.vqa, "{\"question_id\": %lld, \"question\": ",
                       (long long)(id * SYNTH_QUESTIONS_PER_IMAGE + k));
-        json_string(&w->json.vqa, question_kinds[k].wordings[draw_below(st, d, 2)]);
+        json_write_string(&w->json.vqa, question_kinds[k].wordings[draw_below(st, d, 2)]);
         strbuf_append(&w->json.vqa, ", \"answer\": [", 13);
         annotate(s, k, st, answers);
         for (int a = 0; a < SYNTH_ANSWERS_PER_QUESTION; a++) {
             if (a) strbuf_append(&w->json.vqa, ", ", 2);
-            json_string(&w->json.vqa, answers[a]);
+            json_write_string(&w->json.vqa, answers[a]);
         }
         strbuf_printf(&w->json.vqa, "], \"image\": \"%s\", \"dataset\": \"vqa\"}", w->image.data);
     }
@@ -579,7 +570,7 @@ static petal_status write_answer_list(writer *w) {
     strbuf b = {0};
     for (int a = 0; a < n; a++) {
         json_next(&b);
-        json_string(&b, answers[a]);
+        json_write_string(&b, answers[a]);
     }
     json_close(&b);
     petal_status st = write_annotation(w, "answer_list.json", &b);

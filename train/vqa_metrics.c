@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "io/buffer.h"
+#include "io/json.h"
 
 // processPunctuation's marks. Periods are not among them: periodStrip handles those.
 static const char punctuation_marks[] = ";/[]\"{}()=+\\_-><@`,?!";
@@ -290,21 +291,6 @@ static bool is_utf8(const char *s) {
     return true;
 }
 
-static void append_json_string(strbuf *b, const char *s) {
-    strbuf_push(b, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            strbuf_push(b, '\\');
-            strbuf_push(b, *s);
-        } else if ((unsigned char)*s < 0x20) {
-            strbuf_printf(b, "\\u%04x", (unsigned)*s);
-        } else {
-            strbuf_push(b, *s);
-        }
-    }
-    strbuf_push(b, '"');
-}
-
 // Writes `len` bytes to a temporary file next to path and renames it over path, so a reader
 // sees the old file or the whole new one.
 static petal_status write_atomically(const char *path, const char *data, size_t len) {
@@ -343,7 +329,7 @@ petal_status vqa_results_write(const char *path, const int64_t *question_ids,
     for (int64_t i = 0; i < n; i++) {
         strbuf_printf(&json, "%s\n{\"question_id\": %lld, \"answer\": ", i ? "," : "",
                       (long long)question_ids[i]);
-        append_json_string(&json, answers[i]);
+        json_write_string(&json, answers[i]);
         strbuf_push(&json, '}');
     }
     strbuf_append(&json, "\n]\n", 3);
