@@ -1,16 +1,12 @@
 #include "io/checkpoint.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "io/buffer.h"
+#include "io/files.h"
 #include "io/fingerprint.h"
 #include "io/h5_file.h"
 
@@ -160,109 +156,6 @@ static petal_status build_image(const char *path, const entry_set *set, file_att
     return st;
 }
 
-// Removes `path.tmp-<pid>-<n>` files that a writer killed mid-save left behind: those whose pid
-// runs no more (a live writer's file is left alone). Each removal is reported on stderr.
-static void remove_stale_temps(const char *path) {
-    char *dir = buffer_strndup(path, strlen(path));
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (slash)
-        slash[slash == dir ? 1 : 0] = '\0';
-    else
-        strcpy(dir, ".");
-    DIR *d = opendir(dir);
-    size_t n = strlen(base);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        long pid;
-        int attempt, used = 0;
-        if (strncmp(e->d_name, base, n) != 0 ||
-            sscanf(e->d_name + n, ".tmp-%ld-%d%n", &pid, &attempt, &used) != 2 ||
-            e->d_name[n + (size_t)used] != '\0' || pid <= 0 || pid == (long)getpid() ||
-            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
-        strbuf stale = {0};
-        strbuf_printf(&stale, "%s/%s", dir, e->d_name);
-        if (unlink(stale.data) == 0)
-            fprintf(stderr,
-                    "petal: checkpoint '%s': removed '%s', left by a writer (pid %ld) that "
-                    "stopped mid-save\n",
-                    path, stale.data, pid);
-        strbuf_free(&stale);
-    }
-    if (d) closedir(d);
-    free(dir);
-}
-
-// A new empty file next to `path`, created with the permissions a plain create would give.
-static int create_temp(const char *path, char **tmp) {
-    remove_stale_temps(path);
-    size_t n = strlen(path) + 48;
-    *tmp = buffer_alloc(n, "checkpoint_save");
-    for (int attempt = 0; attempt < 100; attempt++) {
-        snprintf(*tmp, n, "%s.tmp-%ld-%d", path, (long)getpid(), attempt);
-        int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST) return fd;
-    }
-    return -1;
-}
-
-static petal_status write_all(int fd, const char *path, const char *tmp, const uint8_t *data,
-                              size_t size) {
-    while (size > 0) {
-        ssize_t n = write(fd, data, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0)
-            return petal_error(PETAL_ERR_IO, "checkpoint '%s': cannot write '%s': %s", path, tmp,
-                               n < 0 ? strerror(errno) : "no progress");
-        data += n;
-        size -= (size_t)n;
-    }
-    return fsync(fd) == 0 ? PETAL_OK
-                          : petal_error(PETAL_ERR_IO, "checkpoint '%s': cannot sync '%s': %s", path,
-                                        tmp, strerror(errno));
-}
-
-static petal_status sync_directory_of(const char *path) {
-    char *dir = buffer_strndup(path, strlen(path));
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else
-        slash[slash == dir ? 1 : 0] = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    petal_status st = PETAL_OK;
-    if (fd < 0 || fsync(fd) != 0)
-        st = petal_error(PETAL_ERR_IO, "checkpoint '%s': cannot sync directory '%s': %s", path, dir,
-                         strerror(errno));
-    if (fd >= 0) close(fd);
-    free(dir);
-    return st;
-}
-
-// Temporary file in the same directory, write, fsync, rename over path, fsync the directory.
-static petal_status save_atomically(const char *path, const uint8_t *image, size_t size) {
-    char *tmp;
-    int fd = create_temp(path, &tmp);
-    if (fd < 0) {
-        petal_status st = petal_error(
-            PETAL_ERR_IO, "checkpoint '%s': cannot create a temporary file in its directory: %s",
-            path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    petal_status st = write_all(fd, path, tmp, image, size);
-    close(fd);
-    if (st == PETAL_OK && rename(tmp, path) != 0)
-        st = petal_error(PETAL_ERR_IO, "checkpoint '%s': cannot rename '%s' over it: %s", path, tmp,
-                         strerror(errno));
-    if (st != PETAL_OK)
-        unlink(tmp);
-    else
-        st = sync_directory_of(path);
-    free(tmp);
-    return st;
-}
-
 petal_status checkpoint_save(const char *path, const param_registry *r, checkpoint_kind kind,
                              const checkpoint_meta *meta) {
     for (int i = 0; i < r->n; i++) {
@@ -286,7 +179,7 @@ petal_status checkpoint_save(const char *path, const param_registry *r, checkpoi
     h5_quiet_end(q);
     free(set.items);
     if (st != PETAL_OK) return st;
-    st = save_atomically(path, image, size);
+    st = file_write_atomic(path, image, size, "checkpoint");
     free(image);
     return st;
 }

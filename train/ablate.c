@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/buffer.h"
+#include "io/files.h"
 #include "io/json.h"
 #include "train/config.h"
 #include "train/model.h"
@@ -330,8 +331,7 @@ static petal_status write_results(const ablate_options *o, train_task task, int 
     }
     strbuf plots = {0};
     strbuf_printf(&plots, "%s/plots", o->out);
-    if (!s && mkdir(plots.data, 0777) != 0 && errno != EEXIST)
-        s = petal_error(PETAL_ERR_IO, "cannot create '%s': %s", plots.data, strerror(errno));
+    if (!s) s = file_make_dirs(plots.data);
     if (!s) s = write_plots(o, task, r, n_points, index, plots.data);
     strbuf_free(&plots);
     for (int i = 0; i < n_points * o->seeds; i++) json_free(runs[i]);

@@ -7,6 +7,7 @@
 
 #include "autograd/autograd.h"
 #include "io/buffer.h"
+#include "io/files.h"
 #include "io/json.h"
 #include "models/blip/retrieval.h"
 #include "models/blip/tasks.h"
@@ -144,18 +145,6 @@ static char *results_path(const char *dir, train_split split, int64_t step, bool
     return p;
 }
 
-static petal_status write_text(const char *path, const char *text) {
-    size_t n = strlen(path) + 8;
-    char *tmp = buffer_alloc(n, "evaluate");
-    snprintf(tmp, n, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    bool ok = f && fputs(text, f) >= 0;
-    if (f) ok = fclose(f) == 0 && ok;
-    ok = ok && rename(tmp, path) == 0;
-    free(tmp);
-    return ok ? PETAL_OK : petal_error(PETAL_ERR_IO, "cannot write results file '%s'", path);
-}
-
 // ---- vqa ----
 
 static generate_options search_options(const train_model *tm, int beams, int64_t max_length,
@@ -289,7 +278,7 @@ static petal_status eval_caption(const train_config *c, const train_model *tm, c
     }
     loader_free(l);
     strbuf_printf(&out, "\n]\n");
-    if (!s) s = write_text(results, out.data);
+    if (!s) s = file_write_atomic(results, out.data, out.len, "caption results");
     strbuf_free(&out);
     char *gt = NULL;
     if (!s) {

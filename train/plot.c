@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "io/buffer.h"
+#include "io/files.h"
 #include "io/json.h"
 
 typedef struct {
@@ -271,9 +272,7 @@ static petal_status write_and_draw(const char *run_dir, const char *metrics, plo
                            metrics);
     strbuf dir = {0};
     strbuf_printf(&dir, "%s/plots", run_dir);
-    petal_status st = PETAL_OK;
-    if (mkdir(dir.data, 0777) != 0 && errno != EEXIST)
-        st = petal_error(PETAL_ERR_IO, "cannot create '%s': %s", dir.data, strerror(errno));
+    petal_status st = file_make_dirs(dir.data);
     strbuf name = {0};
     for (int i = 0; i < N_FIGURES && !st; i++) {
         strbuf_clear(&name);

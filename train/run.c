@@ -3,37 +3,16 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/buffer.h"
+#include "io/files.h"
 
 char *run_path(const train_run *r, const char *name) {
     size_t n = strlen(r->dir) + strlen(name) + 2;
     char *p = buffer_alloc(n, "run_path");
     snprintf(p, n, "%s/%s", r->dir, name);
     return p;
-}
-
-// mkdir -p
-static petal_status make_dirs(const char *dir) {
-    char *p = buffer_strndup(dir, strlen(dir));
-    petal_status s = PETAL_OK;
-    for (char *c = p + 1; !s; c++) {
-        bool end = *c == '\0';
-        if (*c != '/' && !end) continue;
-        *c = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            s = petal_error(PETAL_ERR_IO, "run folder '%s': cannot create '%s': %s", dir, p,
-                            strerror(errno));
-        if (end) break;
-        *c = '/';
-    }
-    struct stat st;
-    if (!s && (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)))
-        s = petal_error(PETAL_ERR_IO, "run folder '%s' is not a directory", dir);
-    free(p);
-    return s;
 }
 
 static petal_status open_log(train_run *r, const char *name, FILE **f) {
@@ -47,23 +26,22 @@ static petal_status open_log(train_run *r, const char *name, FILE **f) {
 }
 
 static petal_status write_config(train_run *r, const train_config *c) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    PETAL_CHECK(f != NULL, "run_open: out of host memory");
+    train_config_write_yaml(c, f);
+    fclose(f);
     char *path = run_path(r, "config.yaml");
-    char *tmp = run_path(r, "config.yaml.tmp");
-    FILE *f = fopen(tmp, "w");
-    petal_status s = PETAL_OK;
-    if (f) {
-        train_config_write_yaml(c, f);
-        if (fclose(f) != 0 || rename(tmp, path) != 0) f = NULL;
-    }
-    if (!f) s = petal_error(PETAL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    petal_status s = file_write_atomic(path, text, len, "run config");
     free(path);
-    free(tmp);
+    free(text);
     return s;
 }
 
 petal_status run_open(train_run *r, const char *dir, const train_config *c, bool resume) {
     *r = (train_run){.dir = buffer_strndup(dir, strlen(dir)), .tty = isatty(STDERR_FILENO)};
-    petal_status s = make_dirs(dir);
+    petal_status s = file_make_dirs(dir);
     char *metrics = run_path(r, "metrics.jsonl");
     if (!s && !resume && access(metrics, F_OK) == 0)
         s = petal_error(PETAL_ERR_ARG,

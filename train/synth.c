@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "io/buffer.h"
+#include "io/files.h"
 #include "io/json.h"
 #include "io/strmap.h"
 #include "tensor/philox.h"
@@ -370,31 +371,6 @@ static petal_status write_file(const char *path, const char *data, size_t len) {
     return ok ? PETAL_OK : petal_error(PETAL_ERR_IO, "cannot write '%s': %s", path, strerror(err));
 }
 
-static petal_status make_dir(const char *path) {
-    if (mkdir(path, 0777) == 0) return PETAL_OK;
-    int err = errno;
-    struct stat sb;
-    if (err == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return PETAL_OK;
-    return petal_error(PETAL_ERR_IO, "cannot create the directory '%s': %s", path,
-                       err == EEXIST ? "a file has that name" : strerror(err));
-}
-
-// mkdir -p
-static petal_status make_dirs(const char *path) {
-    size_t n = strlen(path);
-    char *p = buffer_strndup(path, n);
-    petal_status st = PETAL_OK;
-    for (size_t i = 1; i <= n && !st; i++) {
-        char was = p[i];
-        if (was != '/' && was != '\0') continue;
-        p[i] = '\0';
-        st = make_dir(p);
-        p[i] = was;
-    }
-    free(p);
-    return st;
-}
-
 // dir must be missing or empty, unless force.
 static petal_status check_dir(const char *dir, bool force) {
     if (!*dir) return petal_error(PETAL_ERR_ARG, "synth_write: expected a directory, found ''");
@@ -666,17 +642,17 @@ static petal_status check_options(const synth_options *o) {
 }
 
 static petal_status make_layout(writer *w) {
-    petal_status st = make_dirs(w->dir);
+    petal_status st = file_make_dirs(w->dir);
     for (int s = 0; s < SYNTH_SPLITS && !st; s++)
         for (int camera = 0; camera < 2 && !st; camera++) {
             strbuf_clear(&w->path);
             strbuf_printf(&w->path, "%s/%s/%s", w->dir, camera ? "images_shifted" : "images",
                           synth_split_names[s]);
-            st = make_dirs(w->path.data);
+            st = file_make_dirs(w->path.data);
         }
     strbuf_clear(&w->path);
     strbuf_printf(&w->path, "%s/annotations", w->dir);
-    return st ? st : make_dirs(w->path.data);
+    return st ? st : file_make_dirs(w->path.data);
 }
 
 petal_status synth_write(const char *dir, const synth_options *o, synth_summary *summary) {

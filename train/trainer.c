@@ -10,6 +10,7 @@
 
 #include "autograd/autograd.h"
 #include "io/buffer.h"
+#include "io/files.h"
 #include "ops/ops.h"
 #include "tensor/scope.h"
 #include "tensor/storage.h"
@@ -382,9 +383,7 @@ static petal_status start(trainer *t, bool resume) {
     if (!s) {
         s = tb_open(&t->tb, t->run.dir, wall_clock());
         t->results_dir = run_path(&t->run, "results");
-        if (!s && mkdir(t->results_dir, 0777) != 0 && errno != EEXIST)
-            s = petal_error(PETAL_ERR_IO, "cannot create '%s': %s", t->results_dir,
-                            strerror(errno));
+        if (!s) s = file_make_dirs(t->results_dir);
     }
     if (s || !resume) return s;
     char *path = run_path(&t->run, "resume.h5");

@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "io/buffer.h"
+#include "io/files.h"
 #include "io/json.h"
 
 // processPunctuation's marks. Periods are not among them: periodStrip handles those.
@@ -291,31 +292,6 @@ static bool is_utf8(const char *s) {
     return true;
 }
 
-// Writes `len` bytes to a temporary file next to path and renames it over path, so a reader
-// sees the old file or the whole new one.
-static petal_status write_atomically(const char *path, const char *data, size_t len) {
-    strbuf tmp = {0};
-    strbuf_printf(&tmp, "%s.XXXXXX", path);
-    int fd = mkstemp(tmp.data);
-    if (fd < 0) {
-        petal_status st = petal_error(PETAL_ERR_IO, "cannot create a temporary file for '%s': %s",
-                                      path, strerror(errno));
-        strbuf_free(&tmp);
-        return st;
-    }
-    FILE *f = fdopen(fd, "wb");
-    bool ok = f && fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fd) == 0;
-    if (f ? fclose(f) != 0 : close(fd) != 0) ok = false;
-    ok = ok && rename(tmp.data, path) == 0;
-    petal_status st = PETAL_OK;
-    if (!ok) {
-        st = petal_error(PETAL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp.data);
-    }
-    strbuf_free(&tmp);
-    return st;
-}
-
 petal_status vqa_results_write(const char *path, const int64_t *question_ids,
                                const char *const *answers, int64_t n) {
     for (int64_t i = 0; i < n; i++)
@@ -333,7 +309,7 @@ petal_status vqa_results_write(const char *path, const int64_t *question_ids,
         strbuf_push(&json, '}');
     }
     strbuf_append(&json, "\n]\n", 3);
-    petal_status st = write_atomically(path, json.data, json.len);
+    petal_status st = file_write_atomic(path, json.data, json.len, "VQA results");
     strbuf_free(&json);
     return st;
 }
