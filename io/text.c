@@ -212,3 +212,12 @@ petal_status text_pre_question(const char *question, int max_words, char **out) 
     *out = strbuf_take(&low);
     return PETAL_OK;
 }
+
+const char *text_after_prompt(const char *caption, const char *prompt) {
+    for (const char *p = prompt; *p && *caption; p++)
+        if ((*p & 0xC0) != 0x80) { // a code point starts: skip one of caption's
+            caption++;
+            while ((*caption & 0xC0) == 0x80) caption++;
+        }
+    return caption;
+}

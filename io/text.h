@@ -34,5 +34,8 @@ void text_append_lower(strbuf *out, int32_t cp);
 bool text_is_space(int32_t cp);
 // The bounds [start, end) of Python's s.strip() (whitespace by str.isspace) in valid UTF-8.
 void text_strip(const char *s, size_t len, size_t *start, size_t *end);
+// What is left of caption after as many characters as `prompt` has (UTF-8 code points): BLIP's
+// caption[len(prompt):], which drops the prompt from a decoded caption.
+const char *text_after_prompt(const char *caption, const char *prompt);
 // The offset of the first byte that is not valid UTF-8, or len if all of it is.
 size_t text_utf8_prefix(const char *s, size_t len);

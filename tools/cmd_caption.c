@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "io/text.h"
 #include "models/blip/tasks.h"
 #include "ops/ops.h"
 #include "tools/cli.h"
@@ -57,21 +58,6 @@ static int parse_search(const infer_session *s, int64_t prompt_len, generate_opt
     return 0;
 }
 
-// Drops the first n code points of text (valid UTF-8, from the tokenizer).
-static const char *skip_chars(const char *text, size_t n) {
-    for (; *text && n > 0; n--) {
-        text++;
-        while ((*text & 0xC0) == 0x80) text++;
-    }
-    return text;
-}
-
-static size_t count_chars(const char *text) {
-    size_t n = 0;
-    for (; *text; text++) n += (*text & 0xC0) != 0x80;
-    return n;
-}
-
 int cmd_caption(int argc, char **argv) {
     infer_session s;
     int rc = infer_open(&caption_command, argc, argv, &s);
@@ -84,7 +70,7 @@ int cmd_caption(int argc, char **argv) {
     if (!rc) {
         generate_result r = blip_caption_generate(s.ckpt.model, s.image, prompt_ids, &opt);
         char *caption = infer_decode(&s, &r, 0);
-        printf("%s\n", skip_chars(caption, count_chars(prompt)));
+        printf("%s\n", text_after_prompt(caption, prompt));
         free(caption);
         generate_result_free(&r);
     }

@@ -9,6 +9,7 @@
 #include "io/buffer.h"
 #include "io/files.h"
 #include "io/json.h"
+#include "io/text.h"
 #include "models/blip/retrieval.h"
 #include "models/blip/tasks.h"
 #include "ops/ops.h"
@@ -239,16 +240,6 @@ static petal_status prompt_ids(const train_config *c, const train_model *tm, ten
     return PETAL_OK;
 }
 
-// Drops the prompt's characters from a decoded caption, as BLIP's caption[len(prompt):].
-static const char *after_prompt(const char *text, const char *prompt) {
-    for (const char *p = prompt; *p && *text; p++)
-        if ((*p & 0xC0) != 0x80) {
-            text++;
-            while ((*text & 0xC0) == 0x80) text++;
-        }
-    return text;
-}
-
 static petal_status eval_caption(const train_config *c, const train_model *tm, const train_data *d,
                                  train_split split, const char *results, eval_result *r) {
     tensor *prompt;
@@ -269,7 +260,7 @@ static petal_status eval_caption(const train_config *c, const train_model *tm, c
             char *text = tokenizer_decode(tm->tok, gen.tokens + i * gen.len, (size_t)gen.len, true);
             strbuf_printf(&out, "%s\n {\"image_id\": %lld, \"caption\": ", n ? "," : "",
                           (long long)d->samples[b.indices[i]].image_id);
-            json_write_string(&out, after_prompt(text, c->prompt ? c->prompt : ""));
+            json_write_string(&out, text_after_prompt(text, c->prompt ? c->prompt : ""));
             strbuf_push(&out, '}');
             free(text);
         }
