@@ -183,3 +183,25 @@ petal_status checkpoint_save(const char *path, const param_registry *r, checkpoi
     free(image);
     return st;
 }
+
+void checkpoint_entries_add(checkpoint_entries *e, const char *prefix, const char *name,
+                            tensor *t) {
+    param_registry *r = &e->entries;
+    size_t cap = (size_t)r->cap;
+    r->items = buffer_grow(r->items, &cap, (size_t)r->n + 1, sizeof *r->items);
+    r->cap = (int)cap;
+    strbuf full = {0};
+    strbuf_printf(&full, "%s%s", prefix, name);
+    r->items[r->n++] = (param_entry){.name = strbuf_take(&full), .value = t};
+}
+
+void checkpoint_entries_free(checkpoint_entries *e) {
+    for (int i = 0; i < e->entries.n; i++) free(e->entries.items[i].name);
+    free(e->entries.items);
+    *e = (checkpoint_entries){0};
+}
+
+petal_status checkpoint_save_entries(const char *path, const checkpoint_entries *e,
+                                     const checkpoint_meta *meta) {
+    return checkpoint_save(path, &e->entries, CHECKPOINT_FULL, meta);
+}

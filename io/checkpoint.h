@@ -44,6 +44,18 @@ typedef struct {
 petal_status checkpoint_save(const char *path, const param_registry *r, checkpoint_kind kind,
                              const checkpoint_meta *meta);
 
+// Named tensors that belong to no model (a resume state, recorded gradients) saved as a FULL file:
+// the names are the list's own, the tensors borrowed (they must outlive the save).
+typedef struct {
+    param_registry entries;
+} checkpoint_entries;
+
+// Adds `prefix` + name for t.
+void checkpoint_entries_add(checkpoint_entries *e, const char *prefix, const char *name, tensor *t);
+void checkpoint_entries_free(checkpoint_entries *e); // the names; not the tensors
+petal_status checkpoint_save_entries(const char *path, const checkpoint_entries *e,
+                                     const checkpoint_meta *meta);
+
 typedef struct {
     int version;
     checkpoint_kind kind;

@@ -28,20 +28,16 @@ static tensor *loss_tensor(double loss) {
 
 petal_status grad_record(const param_registry *r, double loss, const char *fingerprint_json,
                          const char *path) {
-    // A registry borrowing the gradients: checkpoint_save reads it; only the names are its own.
-    param_registry g = {calloc((size_t)r->n + 1, sizeof(param_entry)), 0, r->n + 1};
-    PETAL_CHECK(g.items != NULL, "grad_record: out of host memory");
+    checkpoint_entries g = {0};
     int mark = scope_begin();
     for (int i = 0; i < r->n; i++)
         if (r->items[i].trainable)
-            g.items[g.n++] = (param_entry){.name = join(GRAD_PREFIX, r->items[i].name),
-                                           .value = entry_grad(&r->items[i])};
-    g.items[g.n++] = (param_entry){.name = join("", GRAD_LOSS_NAME), .value = loss_tensor(loss)};
+            checkpoint_entries_add(&g, GRAD_PREFIX, r->items[i].name, entry_grad(&r->items[i]));
+    checkpoint_entries_add(&g, "", GRAD_LOSS_NAME, loss_tensor(loss));
     petal_status s =
-        checkpoint_save(path, &g, CHECKPOINT_FULL, &(checkpoint_meta){.config = fingerprint_json});
+        checkpoint_save_entries(path, &g, &(checkpoint_meta){.config = fingerprint_json});
     scope_end(mark);
-    for (int i = 0; i < g.n; i++) free(g.items[i].name);
-    free(g.items);
+    checkpoint_entries_free(&g);
     return s;
 }
 

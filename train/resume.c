@@ -21,42 +21,22 @@ static const char *param_name(const param_registry *r, const tensor *t) {
     return NULL;
 }
 
-// A registry that borrows the tensors it lists (the names are its own): checkpoint_save reads
-// it, and resume_registry_free frees the names alone.
-static void add(param_registry *r, const char *prefix, const char *name, tensor *t) {
-    if (r->n == r->cap) {
-        r->cap = r->cap ? 2 * r->cap : 256;
-        r->items = realloc(r->items, (size_t)r->cap * sizeof *r->items);
-        PETAL_CHECK(r->items != NULL, "resume_save: out of host memory");
-    }
-    size_t n = strlen(prefix) + strlen(name) + 1;
-    char *full = malloc(n);
-    PETAL_CHECK(full != NULL, "resume_save: out of host memory");
-    snprintf(full, n, "%s%s", prefix, name);
-    r->items[r->n++] = (param_entry){.name = full, .value = t};
-}
-
-static void resume_registry_free(param_registry *r) {
-    for (int i = 0; i < r->n; i++) free(r->items[i].name);
-    free(r->items);
-}
-
 petal_status resume_save(const char *path, const train_model *tm, const optim_adamw *opt,
                          const train_position *pos, const char *config_json) {
-    param_registry r = {0};
+    checkpoint_entries r = {0};
     const param_registry *model = tm->m->registry;
     for (int i = 0; i < model->n; i++)
         if (saved_entry(&model->items[i]))
-            add(&r, "model.", model->items[i].name, model->items[i].value);
+            checkpoint_entries_add(&r, "model.", model->items[i].name, model->items[i].value);
     tensor *steps = tensor_empty(PETAL_I64, SHAPE(opt->n > 0 ? opt->n : 1));
     tensor_fill_(steps, 0);
     for (int i = 0; i < opt->n; i++) {
         tensor_data_i64(steps)[i] = opt->steps[i];
         if (!opt->m[i]) continue;
-        add(&r, "optim.m.", param_name(model, opt->params[i]), opt->m[i]);
-        add(&r, "optim.v.", param_name(model, opt->params[i]), opt->v[i]);
+        checkpoint_entries_add(&r, "optim.m.", param_name(model, opt->params[i]), opt->m[i]);
+        checkpoint_entries_add(&r, "optim.v.", param_name(model, opt->params[i]), opt->v[i]);
     }
-    add(&r, "", "optim.steps", steps);
+    checkpoint_entries_add(&r, "", "optim.steps", steps);
     tensor *p = tensor_empty(PETAL_I64, SHAPE(POS_N));
     int64_t *v = tensor_data_i64(p);
     v[POS_STEP] = pos->step;
@@ -66,12 +46,11 @@ petal_status resume_save(const char *path, const train_model *tm, const optim_ad
     v[POS_OFFSET] = (int64_t)pos->rng.offset;
     v[POS_METRICS] = pos->metrics_bytes;
     v[POS_BEST_STEP] = pos->best_step;
-    add(&r, "", "state.position", p);
+    checkpoint_entries_add(&r, "", "state.position", p);
     tensor *best = tensor_from_data(PETAL_F64, SHAPE(1), (double[]){pos->best});
-    add(&r, "", "state.best", best);
-    petal_status s =
-        checkpoint_save(path, &r, CHECKPOINT_FULL, &(checkpoint_meta){.config = config_json});
-    resume_registry_free(&r);
+    checkpoint_entries_add(&r, "", "state.best", best);
+    petal_status s = checkpoint_save_entries(path, &r, &(checkpoint_meta){.config = config_json});
+    checkpoint_entries_free(&r);
     tensor_free(steps);
     tensor_free(p);
     tensor_free(best);
