@@ -249,30 +249,33 @@ static void check_eval_matches(const char *config, const char *out, const char *
     free(line);
 }
 
-START_TEST(test_vqa_with_aurora_and_eval) {
+// Trains `methods` for `task`, checks metrics.jsonl has 3 lines with the loss and 2 with the
+// score (validation at step 6, test), and that petal eval reproduces the logged score.
+static const char *check_petl_run(const char *task, const char *methods, const char *loss,
+                                  const char *score) {
     const char *config;
-    const char *out = train_petl("vqa", "aurora", &config);
-    char path[1024];
+    const char *out = train_petl(task, methods, &config);
+    char path[1024], key[64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out);
     char *metrics = slurp(path);
-    ck_assert_int_eq(count_lines(metrics, "\"loss_vqa\""), 3);
-    ck_assert_int_eq(count_lines(metrics, "\"vqa_acc\""), 2);
+    snprintf(key, sizeof key, "\"%s\"", loss);
+    ck_assert_int_eq(count_lines(metrics, key), 3);
+    snprintf(key, sizeof key, "\"%s\"", score);
+    ck_assert_int_eq(count_lines(metrics, key), 2);
     free(metrics);
+    snprintf(key, sizeof key, "\"%s\": ", score);
+    check_eval_matches(config, out, key);
+    return out;
+}
+
+START_TEST(test_vqa_with_aurora_and_eval) {
+    const char *out = check_petl_run("vqa", "aurora", "loss_vqa", "vqa_acc");
     ck_assert(exists(out, "results/test_step6.json"));
-    check_eval_matches(config, out, "\"vqa_acc\": ");
 }
 END_TEST
 
 START_TEST(test_caption_with_lora_and_eval) {
-    const char *config;
-    const char *out = train_petl("caption", "lora", &config);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", out);
-    char *metrics = slurp(path);
-    ck_assert_int_eq(count_lines(metrics, "\"loss_lm\""), 3);
-    ck_assert_int_eq(count_lines(metrics, "\"CIDEr\""), 2);
-    free(metrics);
-    check_eval_matches(config, out, "\"CIDEr\": ");
+    check_petl_run("caption", "lora", "loss_lm", "CIDEr");
 }
 END_TEST
 
