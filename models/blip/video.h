@@ -1,0 +1,35 @@
+// Text-video retrieval with the image BLIP (docs/video-models.md): every frame through the ViT,
+// the ITC feature from the frames' [CLS] embeddings, and the multimodal encoder cross-attending to
+// all frames' tokens concatenated frame by frame (Salesforce eval_retrieval_video.py; WillDreamer
+// Aurora CP/blip_retrieval.py and train_video_retrieval.py).
+#pragma once
+
+#include "models/blip/blip.h"
+
+// How the frames' [CLS] embeddings cls_t (t < T) become the video's ITC feature. vision_proj is
+// affine, so both are the same function; they differ in rounding and in where the mean sits
+// (before the projection, Aurora's training, or after it, every evaluation).
+typedef enum {
+    BLIP_VIDEO_ITC_PROJ_MEAN, // normalize(mean_t(vision_proj(cls_t))): BLIP's and Aurora's eval
+    BLIP_VIDEO_ITC_MEAN_PROJ, // normalize(vision_proj(mean_t(cls_t))): Aurora's training forward
+} blip_video_itc;
+
+// frames (B, T, 3, S, S) -> frame embeddings (B, T, N + 1, D), [CLS] first in each frame.
+// chunk 0: one ViT pass over the B T frames, recording gradients when grad mode is on; chunk > 0:
+// at most chunk frames a pass with gradients off, which bounds evaluation's memory by the chunk.
+tensor *blip_video_embeds(const blip_model *m, tensor *frames, int64_t chunk, const nn_ctx *ctx);
+// frame embeddings (B, T, N + 1, D) -> the normalised ITC feature (B, E)
+tensor *blip_video_feat(const blip_model *m, tensor *embeds, blip_video_itc how);
+// frame embeddings (B, T, N + 1, D) -> what cross-attention reads (B, T (N + 1), D): frame 0's
+// tokens, then frame 1's, as video_feat.view(B, -1, D) orders them.
+tensor *blip_video_states(tensor *embeds);
+// itm_head of the video-grounded [CLS] of ids (B, L) (first token [ENC]) and mask (B, L) against
+// frame embeddings (B, T, N + 1, D), paired row by row: (B, 2) logits, index 1 = match.
+tensor *blip_video_itm_logits(const blip_model *m, tensor *ids, tensor *mask, tensor *embeds,
+                              const nn_ctx *ctx);
+// eval_retrieval_video.py's score matrices: blip_retrieval_scores over frame embeddings
+// (V, T, N + 1, D) and video features (V, E); v2t (V, T_txt), t2v (T_txt, V). BLIP's and
+// Aurora's video evaluations both add the cosine (beta 1).
+void blip_video_retrieval_scores(const blip_model *m, tensor *embeds, tensor *video_feat,
+                                 tensor *text_ids, tensor *text_mask, tensor *text_feat,
+                                 int64_t k_test, double beta, tensor **v2t, tensor **t2v);
