@@ -28,19 +28,25 @@ int bench_train(int argc, char **argv) {
         fprintf(stderr, "petal bench train: %s\n", petal_error_message());
         return 1;
     }
+    dist_comm *comm;
+    petal_status s = dist_init_from_env(&comm);
     trainer_bench_result r;
-    petal_status s = trainer_bench(&c, steps, &r);
-    if (!s)
+    if (!s) s = trainer_bench(&c, comm, steps, &r);
+    int ranks = comm ? dist_world_size(comm) : 1;
+    if (!s && (!comm || dist_rank(comm) == 0))
         printf("{\"bench\": \"train\", \"config\": \"%s\", \"task\": \"%s\", \"methods\": \"%s\", "
                "\"batch\": %lld, \"workers\": %lld, \"threads\": %lld, \"trainable\": %lld, "
                "\"steps\": %lld, \"steps_per_s\": %.4g, \"ms_per_step\": %.4g, "
-               "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f}\n",
+               "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f, \"ranks\": %d, "
+               "\"comm_ms_per_step\": %.4g}\n",
                config, train_task_name(c.task), c.petl.methods, (long long)c.batch_size_train,
                (long long)c.num_workers, (long long)c.threads, (long long)r.trainable,
                (long long)r.steps, (double)r.steps / r.seconds, 1e3 * r.seconds / (double)r.steps,
-               r.data_wait_s / r.seconds, (double)r.peak_bytes / 1048576.0);
-    else
+               r.data_wait_s / r.seconds, (double)r.peak_bytes / 1048576.0, ranks,
+               1e3 * r.comm_s / (double)r.steps);
+    else if (s)
         fprintf(stderr, "petal bench train: %s\n", petal_error_message());
     train_config_free(&c);
+    dist_free(comm);
     return s ? 1 : 0;
 }

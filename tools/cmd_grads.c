@@ -139,7 +139,7 @@ static petal_status backward(const train_config *c, const train_model *tm, const
     int mark = scope_begin();
     step_parts parts;
     rng_generator g = {(uint64_t)seed * 2 + 1, 0};
-    tensor *l = step_loss(tm, c, b, c->alpha, &g, &parts);
+    tensor *l = step_loss(tm, c, b, c->alpha, &g, NULL, &parts);
     *loss = tensor_item(l);
     petal_status s = PETAL_OK;
     if (isfinite(*loss))

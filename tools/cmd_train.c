@@ -8,11 +8,16 @@
 #include "tools/cli.h"
 
 const char cmd_train_usage[] =
-    "petal train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--resume]\n"
+    "petal train CONFIG.yaml [--set key=value ...] [--out RUN_DIR] [--resume] [--stop-after N]\n"
     "  CONFIG.yaml      an experiment config (configs/*.yaml; every key in docs/config.md)\n"
     "  --set key=value  override a key, e.g. --set petl.rank=16 (repeatable)\n"
     "  --out RUN_DIR    the run folder (default runs/<config name>)\n"
     "  --resume         continue the run in RUN_DIR from its resume.h5 (default: start afresh)\n"
+    "  --stop-after N   save the resume state and stop after optimizer step N (default: run to "
+    "the\n"
+    "                   end); a time-limited job goes on later with --resume\n"
+    "under mpirun or srun every rank runs this same command: data-parallel training\n"
+    "(docs/distributed.md; PETAL_DIST=mpi|nccl|auto, PETAL_DIST_TIMEOUT seconds)\n"
     "example: petal train configs/synth_retrieval.yaml --set petl.methods=lora --out runs/lora";
 
 // runs/<file name without directories and extension>
@@ -26,13 +31,15 @@ static char *default_out(const char *config) {
 }
 
 int cmd_train(int argc, char **argv) {
-    const char *config = NULL, *out = NULL;
+    const char *config = NULL, *out = NULL, *stop_after = NULL;
     const char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0;
-    bool resume = false;
+    trainer_options o = {0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--resume") == 0)
-            resume = true;
+            o.resume = true;
+        else if (strcmp(argv[i], "--stop-after") == 0 && i + 1 < argc)
+            stop_after = argv[++i];
         else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc)
             sets[n_sets++] = argv[++i];
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
@@ -51,6 +58,17 @@ int cmd_train(int argc, char **argv) {
         free(sets);
         return 2;
     }
+    if (stop_after) {
+        char *end;
+        long long n = strtoll(stop_after, &end, 10);
+        if (end == stop_after || *end || n < 1) {
+            fprintf(stderr, "petal train: --stop-after '%s': expected a step number >= 1\n",
+                    stop_after);
+            free(sets);
+            return 2;
+        }
+        o.stop_after = n;
+    }
     train_config c;
     petal_status s = train_config_load(config, sets, n_sets, &c);
     free(sets);
@@ -59,9 +77,13 @@ int cmd_train(int argc, char **argv) {
         return 1;
     }
     char *dir = out ? NULL : default_out(config);
-    s = trainer_run(&c, out ? out : dir, resume);
+    s = dist_init_from_env(&o.comm);
+    if (!s) s = trainer_run_with(&c, out ? out : dir, &o);
+    // One rank's failure ends the job: the others would wait for it until the timeout.
+    if (s && o.comm) dist_abort(o.comm, "petal train");
     if (s) fprintf(stderr, "petal train: %s\n", petal_error_message());
     free(dir);
     train_config_free(&c);
+    dist_free(o.comm);
     return s ? 1 : 0;
 }

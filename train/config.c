@@ -51,6 +51,7 @@ typedef struct {
 static const char *const task_names[] = {"retrieval", "vqa", "caption", "pretrain", NULL};
 static const char *const schedule_names[] = {"epoch_cosine", "step_cosine", NULL};
 static const char *const inference_names[] = {"rank", "generate", NULL};
+static const char *const dtype_names[] = {"f32", "f64", NULL};
 static const char *const variant_names[] = {"paper", "code", NULL};
 static const char *const core_names[] = {"diagonal", "dense", NULL};
 static const char *const ice_names[] = {"off", "softmax", "mean", NULL};
@@ -156,6 +157,13 @@ static const config_key config_keys[] = {
      .doc = "How many ViT blocks vit_grad_ckpt checkpoints (BLIP retrieval configs: 4)."},
     {"vit_drop_path", KEY_DOUBLE, AT(vit_drop_path), FRACTION, .def = "0", BY_TASK(FOR_VQA("0.1")),
      .doc = "The ViT's stochastic depth rate at the last block (BLIP blip_vqa.py: 0.1)."},
+    {"text_dropout", KEY_DOUBLE, AT(text_dropout), FRACTION, .def = "0.1",
+     .doc = "Hidden and attention-probability dropout of the text encoders and decoder while "
+            "training (BLIP med_config.json: 0.1); 0 makes a step a deterministic function of its "
+            "samples (docs/distributed.md)."},
+    {"dtype", KEY_ENUM, AT(dtype), .names = dtype_names, .def = "f32",
+     .doc = "Precision of the model, its PETL tensors and the batches: f32, or f64 for "
+            "exactness checks (a model built from arch; pretrained files are f32)."},
     {"seed", KEY_INT, AT(seed), AT_LEAST(0), .def = "42",
      .doc = "Seed of every random stream: initialisation, data order, augmentation, dropout "
             "(BLIP's --seed 42)."},
@@ -1047,6 +1055,11 @@ static petal_status check_rules(const train_config *c, const config_origin *orig
         return rule_error(c, origins, "queue_size", "batch_size_train",
                           "expected a multiple of batch_size_train (%lld), found '%lld'",
                           (long long)c->batch_size_train, (long long)c->queue_size);
+    if (c->dtype == TRAIN_DTYPE_F64 && *c->pretrained)
+        return rule_error(c, origins, "dtype", "pretrained",
+                          "f64 needs a model built from arch (pretrained files are f32), found "
+                          "pretrained '%s'",
+                          c->pretrained);
     return *c->pretrained ? PETAL_OK : check_arch(c, origins);
 }
 
@@ -1271,4 +1284,8 @@ void train_config_write_schema(FILE *out) {
     }
     fputs(b.data, out);
     strbuf_free(&b);
+}
+
+petal_dtype train_config_dtype(const train_config *c) {
+    return c->dtype == TRAIN_DTYPE_F64 ? PETAL_F64 : PETAL_F32;
 }

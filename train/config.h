@@ -35,6 +35,11 @@ typedef enum {
     TRAIN_SCHEDULE_STEP_COSINE,  // linear warmup over warmup_steps, then cosine per step
 } train_schedule;
 
+typedef enum {
+    TRAIN_DTYPE_F32, // the models' and PETL tensors' usual precision
+    TRAIN_DTYPE_F64, // for exactness checks and gradient regression tests
+} train_dtype;
+
 typedef enum { TRAIN_VQA_RANK, TRAIN_VQA_GENERATE } train_vqa_inference;
 
 // The architecture of a model built from scratch (pretrained is empty): BLIP's ViT and MED at
@@ -98,6 +103,8 @@ typedef struct {
     bool vit_grad_ckpt; // activation checkpointing of the first vit_ckpt_layer ViT blocks
     int64_t vit_ckpt_layer;
     double vit_drop_path; // the ViT's stochastic depth (0; 0.1 in vqa.yaml)
+    double text_dropout;  // hidden and attention dropout of the BERTs while training (0.1)
+    train_dtype dtype;    // f32 | f64 (arch models only)
     // ---- optimisation ----
     int64_t seed;
     int64_t batch_size_train, batch_size_test;
@@ -148,6 +155,8 @@ char *train_config_to_json(const train_config *c);
 // The key reference of docs/config.md: one Markdown table row per key (name, type and range,
 // default by task, meaning), in the order of the YAML output.
 void train_config_write_schema(FILE *out);
+// The tensor dtype of the config's dtype key.
+petal_dtype train_config_dtype(const train_config *c);
 
 // A path key resolved against data_root (absolute paths and NULL pass through); malloc'd.
 char *train_config_path(const train_config *c, const char *relative);

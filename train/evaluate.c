@@ -86,7 +86,7 @@ static petal_status text_features(const train_config *c, const train_model *tm,
         s = tokenizer_encode_batch(tm->tok, (const char *const *)set->texts + i, n, &o, &chunk_ids,
                                    &chunk_mask);
         if (s) break;
-        chunk_mask = nn_consume(chunk_mask, tensor_cast(chunk_mask, PETAL_F32));
+        chunk_mask = nn_consume(chunk_mask, tensor_cast(chunk_mask, train_config_dtype(c)));
         batch_list_push(&si, chunk_ids);
         batch_list_push(&sm, chunk_mask);
         batch_list_push(&sf, blip_text_feat(tm->m, chunk_ids, chunk_mask, &eval));
@@ -192,7 +192,7 @@ static petal_status eval_vqa(const train_config *c, const train_model *tm, const
     if (c->inference == TRAIN_VQA_RANK)
         s = tokenizer_encode_batch(tm->tok, (const char *const *)d->answer_list->items,
                                    (int)d->answer_list->n, &ao, &a_ids, &a_mask);
-    if (a_mask) a_mask = nn_consume(a_mask, tensor_cast(a_mask, PETAL_F32));
+    if (a_mask) a_mask = nn_consume(a_mask, tensor_cast(a_mask, train_config_dtype(c)));
     loader_options o = splits_loader_options(c, false);
     loader *l = NULL;
     if (!s) s = loader_new(d, tm->tok, &o, 0, 0, &l);

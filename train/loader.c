@@ -47,8 +47,9 @@ struct loader {
     bool texts, answers; // what the batches carry besides images
     tokenizer_options text_opt, answer_opt;
     int64_t epoch, n_batches;
-    int64_t *order; // (d->n) the epoch's sample order
-    slot *slots;    // batch b waits in slot b % n_slots
+    int64_t *order; // (n_samples) the epoch's sample order in this shard
+    int64_t n_samples;
+    slot *slots; // batch b waits in slot b % n_slots
     int n_slots;
     pthread_t *threads;
     int n_threads;
@@ -99,9 +100,26 @@ void loader_epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch, i
     }
 }
 
+int64_t loader_shard_samples(int64_t n, int world_size) {
+    return world_size > 1 ? (n + world_size - 1) / world_size : n;
+}
+
+void loader_shard_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch, int rank,
+                        int world_size, int64_t *order) {
+    if (world_size <= 1) {
+        loader_epoch_order(n, shuffle, seed, epoch, order);
+        return;
+    }
+    int64_t *all = buffer_alloc((size_t)(n > 0 ? n : 1) * sizeof *all, "loader");
+    loader_epoch_order(n, shuffle, seed, epoch, all);
+    int64_t m = loader_shard_samples(n, world_size);
+    for (int64_t k = 0; k < m; k++) order[k] = all[(rank + k * world_size) % n];
+    free(all);
+}
+
 int64_t loader_batches_per_epoch(const train_data *d, const loader_options *o) {
-    int64_t b = o->batch_size;
-    return o->drop_last ? d->n / b : (d->n + b - 1) / b;
+    int64_t b = o->batch_size, n = loader_shard_samples(d->n, o->world_size);
+    return o->drop_last ? n / b : (n + b - 1) / b;
 }
 
 // ---- decoding a batch (worker threads, or loader_next without workers) ----
@@ -231,7 +249,7 @@ static void slot_reset(slot *s) {
 // Decodes batch b into s. Stops early (leaving a batch nobody reads) when the loader is freed.
 static petal_status slot_decode(loader *l, slot *s, int64_t b) {
     int64_t first = b * l->o.batch_size, end = first + l->o.batch_size;
-    if (end > l->d->n) end = l->d->n;
+    if (end > l->n_samples) end = l->n_samples;
     size_t image_floats = 3 * (size_t)l->o.image_size * (size_t)l->o.image_size;
     for (int64_t pos = first; pos < end && !atomic_load(&l->stop); pos++) {
         int64_t i = l->order[pos];
@@ -310,8 +328,16 @@ static tensor *ids_tensor(const token_rows *r) {
     return tensor_keep(tensor_from_data(PETAL_I64, SHAPE(r->rows, r->len), r->ids));
 }
 
-static tensor *mask_tensor(const token_rows *r) {
-    return tensor_keep(tensor_from_data(PETAL_F32, SHAPE(r->rows, r->len), r->mask));
+// An f32 tensor made from the workers' floats, in the batch's dtype, owned by the batch.
+static tensor *as_dtype(tensor *t, petal_dtype dtype) {
+    if (dtype != PETAL_F64) return tensor_keep(t);
+    tensor *c = tensor_keep(tensor_cast(t, dtype));
+    tensor_free(t);
+    return c;
+}
+
+static tensor *mask_tensor(const token_rows *r, petal_dtype dtype) {
+    return as_dtype(tensor_from_data(PETAL_F32, SHAPE(r->rows, r->len), r->mask), dtype);
 }
 
 // A per-sample i64 field of the batch's samples as an (n) tensor.
@@ -330,7 +356,8 @@ static void batch_from_slot(const loader *l, const slot *s, train_batch *out) {
     out->n = n;
     out->indices = buffer_alloc((size_t)n * sizeof *out->indices, "loader");
     memcpy(out->indices, s->indices, (size_t)n * sizeof *out->indices);
-    out->images = tensor_keep(tensor_from_data(PETAL_F32, SHAPE(n, 3, size, size), s->images));
+    out->images =
+        as_dtype(tensor_from_data(PETAL_F32, SHAPE(n, 3, size, size), s->images), l->o.dtype);
     bool vqa = l->d->task == TRAIN_TASK_VQA;
     if (vqa)
         out->question_ids = gather_ids(l, s, true);
@@ -338,15 +365,15 @@ static void batch_from_slot(const loader *l, const slot *s, train_batch *out) {
         out->image_ids = gather_ids(l, s, false);
     if (l->texts) {
         out->text_ids = ids_tensor(&s->text);
-        out->text_mask = mask_tensor(&s->text);
+        out->text_mask = mask_tensor(&s->text, l->o.dtype);
     }
     if (l->answers) {
         out->answer_ids = ids_tensor(&s->answers);
-        out->answer_mask = mask_tensor(&s->answers);
+        out->answer_mask = mask_tensor(&s->answers, l->o.dtype);
         out->answer_counts = buffer_alloc((size_t)n * sizeof *out->answer_counts, "loader");
         memcpy(out->answer_counts, s->n_answers, (size_t)n * sizeof *out->answer_counts);
         out->answer_weights =
-            tensor_keep(tensor_from_data(PETAL_F32, SHAPE(s->answers.rows), s->weights));
+            as_dtype(tensor_from_data(PETAL_F32, SHAPE(s->answers.rows), s->weights), l->o.dtype);
     }
 }
 
@@ -483,8 +510,12 @@ petal_status loader_new(const train_data *d, const tokenizer *tok, const loader_
     l->answer_opt = train_data_answer_options();
     l->aug = augment_blip_config(o->image_size);
     norm_tables(l->norm);
-    l->order = buffer_alloc((size_t)d->n * sizeof *l->order, "loader");
-    loader_epoch_order(d->n, o->shuffle, o->seed, epoch, l->order);
+    PETAL_CHECK(o->world_size <= 1 || (o->rank >= 0 && o->rank < o->world_size),
+                "loader_new: rank %d of %d", o->rank, o->world_size);
+    l->n_samples = loader_shard_samples(d->n, o->world_size);
+    l->order =
+        buffer_alloc((size_t)(l->n_samples > 0 ? l->n_samples : 1) * sizeof *l->order, "loader");
+    loader_shard_order(d->n, o->shuffle, o->seed, epoch, o->rank, o->world_size, l->order);
     l->next_claim = l->next_take = start_batch;
     atomic_init(&l->stop, false);
     slots_init(l);

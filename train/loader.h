@@ -47,6 +47,10 @@ typedef struct {
     int prefetch;         // batches in the queue or being decoded (>= 1)
     int text_length;      // captions / questions: this max_length instead of BLIP's (0: BLIP's)
     uint64_t seed;
+    // Data parallelism: this process reads shard `rank` of `world_size` (0 and 0 or 1: the whole
+    // split), as PyTorch's DistributedSampler cuts it (loader_shard_order).
+    int rank, world_size;
+    petal_dtype dtype; // of images, masks and answer weights: F32 (0) or F64 (config dtype)
 } loader_options;
 
 // One batch. Its tensors belong to the batch (they are in no scope) until train_batch_free.
@@ -80,7 +84,8 @@ typedef struct {
 
 typedef struct loader loader;
 
-// Batches per epoch: ceil(n / batch_size), or floor with drop_last.
+// Batches per epoch of one shard (loader_shard_samples samples): ceil(n / batch_size), or floor
+// with drop_last.
 int64_t loader_batches_per_epoch(const train_data *d, const loader_options *o);
 
 // Starts a pass over epoch `epoch` at batch `start_batch` (0, or where a resumed run stopped).
@@ -102,6 +107,15 @@ void loader_free(loader *l);
 // The order of epoch `epoch`: a permutation of 0..n-1 (Fisher-Yates with Philox) or, without
 // shuffle, 0..n-1. order holds n entries.
 void loader_epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch, int64_t *order);
+// DistributedSampler(shuffle, seed, drop_last=False): the epoch's order (loader_epoch_order) made
+// a multiple of world_size long by repeating its start, then every world_size-th entry from
+// position rank. The shards are disjoint when world_size divides n and equally long always, so
+// that every rank takes the same number of steps; together, batch b of every shard holds the
+// samples of batch b of one process reading batch_size * world_size at a time. order holds
+// loader_shard_samples(n, world_size) entries.
+int64_t loader_shard_samples(int64_t n, int world_size);
+void loader_shard_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch, int rank,
+                        int world_size, int64_t *order);
 // The seed of the generator ({seed, 0}) that sample `index` of epoch `epoch` draws its training
 // transform from (augment_sample).
 uint64_t loader_sample_seed(uint64_t seed, int64_t epoch, int64_t index);

@@ -57,7 +57,7 @@ static petal_status build_fresh(const train_config *c, train_model *out) {
     }
     size_t len;
     if (!s) s = buffer_read_file(path, &out->vocab, &len);
-    if (!s) out->m = blip_new(&b, PETAL_F32, (uint64_t)c->seed);
+    if (!s) out->m = blip_new(&b, train_config_dtype(c), (uint64_t)c->seed);
     free(path);
     return s;
 }
@@ -94,9 +94,11 @@ static petal_status load_pretrained(const train_config *c, train_model *out) {
 
 petal_status train_model_attach(const train_config *c, train_model *tm) {
     vit_config *v = &tm->m->cfg.vision;
-    v->drop_path = c->vit_drop_path;
     v->ckpt_layers = c->vit_grad_ckpt ? c->vit_ckpt_layer : 0;
-    tm->m->vit.cfg = *v;
+    tm->m->vit.cfg.ckpt_layers = v->ckpt_layers;
+    vit_set_drop_path(&tm->m->vit, c->vit_drop_path);
+    v->drop_path = c->vit_drop_path;
+    blip_set_text_dropout(tm->m, c->text_dropout, c->text_dropout);
     token_ids prompt = {0};
     petal_status s = PETAL_OK;
     if (c->prompt) s = tokenizer_tokenize(tm->tok, c->prompt, strlen(c->prompt), &prompt);

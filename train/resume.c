@@ -7,7 +7,17 @@
 #include "io/checkpoint.h"
 #include "tensor/error.h"
 
-enum { POS_STEP, POS_EPOCH, POS_BATCH, POS_SEED, POS_OFFSET, POS_METRICS, POS_BEST_STEP, POS_N };
+enum {
+    POS_STEP,
+    POS_EPOCH,
+    POS_BATCH,
+    POS_SEED,
+    POS_OFFSET,
+    POS_METRICS,
+    POS_BEST_STEP,
+    POS_WORLD,
+    POS_N
+};
 
 static bool saved_entry(const param_entry *e) {
     return e->trainable || e->buffer;
@@ -22,7 +32,8 @@ static const char *param_name(const param_registry *r, const tensor *t) {
 }
 
 petal_status resume_save(const char *path, const train_model *tm, const optim_adamw *opt,
-                         const train_position *pos, const char *config_json) {
+                         const train_position *pos, const rng_generator *rngs,
+                         const char *config_json) {
     checkpoint_entries r = {0};
     const param_registry *model = tm->m->registry;
     for (int i = 0; i < model->n; i++)
@@ -46,7 +57,17 @@ petal_status resume_save(const char *path, const train_model *tm, const optim_ad
     v[POS_OFFSET] = (int64_t)pos->rng.offset;
     v[POS_METRICS] = pos->metrics_bytes;
     v[POS_BEST_STEP] = pos->best_step;
+    v[POS_WORLD] = pos->world;
     checkpoint_entries_add(&r, "", "state.position", p);
+    tensor *ranks = NULL;
+    if (pos->world > 1) {
+        ranks = tensor_empty(PETAL_I64, SHAPE(pos->world, 2));
+        for (int k = 0; k < pos->world; k++) {
+            tensor_data_i64(ranks)[2 * k] = (int64_t)rngs[k].seed;
+            tensor_data_i64(ranks)[2 * k + 1] = (int64_t)rngs[k].offset;
+        }
+        checkpoint_entries_add(&r, "", "state.rank_rng", ranks);
+    }
     tensor *best = tensor_from_data(PETAL_F64, SHAPE(1), (double[]){pos->best});
     checkpoint_entries_add(&r, "", "state.best", best);
     petal_status s = checkpoint_save_entries(path, &r, &(checkpoint_meta){.config = config_json});
@@ -54,6 +75,7 @@ petal_status resume_save(const char *path, const train_model *tm, const optim_ad
     tensor_free(steps);
     tensor_free(p);
     tensor_free(best);
+    tensor_free(ranks);
     return s;
 }
 
@@ -98,29 +120,55 @@ static petal_status restore_optimizer(const char *path, const tensor_list *file,
     return PETAL_OK;
 }
 
+// The saved ranks' generators (state.rank_rng) of a data-parallel run.
+static petal_status restore_rank_rngs(const char *path, const tensor_list *file, int world,
+                                      rng_generator **rngs) {
+    *rngs = NULL;
+    if (world <= 1) return PETAL_OK;
+    const named_tensor *e = tensor_list_find(file, "state.rank_rng");
+    if (!e || e->value->dtype != PETAL_I64 || tensor_numel(e->value) != 2 * (int64_t)world)
+        return petal_error(PETAL_ERR_FORMAT,
+                           "%s: the run had %d ranks but 'state.rank_rng' (%d x 2 i64) is missing "
+                           "or malformed",
+                           path, world, world);
+    *rngs = malloc((size_t)world * sizeof **rngs);
+    PETAL_CHECK(*rngs != NULL, "resume_load: out of host memory");
+    const int64_t *v = tensor_data_i64(e->value);
+    for (int k = 0; k < world; k++)
+        (*rngs)[k] = (rng_generator){(uint64_t)v[2 * k], (uint64_t)v[2 * k + 1]};
+    return PETAL_OK;
+}
+
 static petal_status restore_position(const char *path, const tensor_list *file,
                                      train_position *pos) {
     const named_tensor *p = tensor_list_find(file, "state.position");
     const named_tensor *b = tensor_list_find(file, "state.best");
-    if (!p || !b || p->value->dtype != PETAL_I64 || tensor_numel(p->value) != POS_N ||
+    int64_t n = p ? tensor_numel(p->value) : 0;
+    // A file written before data parallelism has no POS_WORLD entry: one rank.
+    if (!p || !b || p->value->dtype != PETAL_I64 || (n != POS_N && n != POS_WORLD) ||
         b->value->dtype != PETAL_F64 || tensor_numel(b->value) != 1)
         return petal_error(PETAL_ERR_FORMAT,
                            "%s: 'state.position' (%d i64) or 'state.best' (1 f64) is missing or "
                            "malformed",
                            path, POS_N);
     const int64_t *v = tensor_data_i64(p->value);
+    if (n == POS_N && (v[POS_WORLD] < 1 || v[POS_WORLD] > 1 << 20))
+        return petal_error(PETAL_ERR_FORMAT, "%s: 'state.position' names %lld ranks", path,
+                           (long long)v[POS_WORLD]);
     *pos = (train_position){.step = v[POS_STEP],
                             .epoch = v[POS_EPOCH],
                             .batch = v[POS_BATCH],
                             .rng = {(uint64_t)v[POS_SEED], (uint64_t)v[POS_OFFSET]},
                             .metrics_bytes = v[POS_METRICS],
                             .best = ((const double *)b->value->storage->data)[b->value->offset],
-                            .best_step = v[POS_BEST_STEP]};
+                            .best_step = v[POS_BEST_STEP],
+                            .world = n == POS_N ? (int)v[POS_WORLD] : 1};
     return PETAL_OK;
 }
 
 petal_status resume_load(const char *path, train_model *tm, optim_adamw *opt,
-                         const char *config_json, train_position *pos) {
+                         const char *config_json, train_position *pos, rng_generator **rngs) {
+    *rngs = NULL;
     tensor_list file;
     checkpoint_info info;
     petal_status s = checkpoint_read(path, &file, &info);
@@ -139,6 +187,7 @@ petal_status resume_load(const char *path, train_model *tm, optim_adamw *opt,
     }
     if (!s) s = restore_optimizer(path, &file, model, opt);
     if (!s) s = restore_position(path, &file, pos);
+    if (!s) s = restore_rank_rngs(path, &file, pos->world, rngs);
     tensor_list_free(&file);
     checkpoint_info_free(&info);
     return s;

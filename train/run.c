@@ -57,6 +57,10 @@ petal_status run_open(train_run *r, const char *dir, const train_config *c, bool
     return s;
 }
 
+void run_open_silent(train_run *r) {
+    *r = (train_run){.silent = true};
+}
+
 void run_close(train_run *r) {
     FILE *files[] = {r->metrics, r->timing, r->log};
     for (int i = 0; i < 3; i++)
@@ -66,16 +70,19 @@ void run_close(train_run *r) {
 }
 
 void run_metrics_line(train_run *r, const char *json) {
+    if (r->silent) return;
     fprintf(r->metrics, "%s\n", json);
     fflush(r->metrics);
 }
 
 int64_t run_metrics_bytes(const train_run *r) {
+    if (r->silent) return 0;
     fflush(r->metrics);
     return (int64_t)ftell(r->metrics);
 }
 
 petal_status run_metrics_truncate(train_run *r, int64_t bytes) {
+    if (r->silent) return PETAL_OK;
     fflush(r->metrics);
     if (ftruncate(fileno(r->metrics), (off_t)bytes) != 0 || fseek(r->metrics, 0, SEEK_END) != 0)
         return petal_error(PETAL_ERR_IO, "%s/metrics.jsonl: cannot cut it back to %lld bytes: %s",
@@ -84,6 +91,7 @@ petal_status run_metrics_truncate(train_run *r, int64_t bytes) {
 }
 
 void run_timing_line(train_run *r, const char *json) {
+    if (r->silent) return;
     fprintf(r->timing, "%s\n", json);
     fflush(r->timing);
 }
@@ -95,6 +103,7 @@ static void clear_progress(train_run *r) {
 }
 
 void run_log(train_run *r, const char *fmt, ...) {
+    if (r->silent) return;
     clear_progress(r);
     va_list ap;
     va_start(ap, fmt);

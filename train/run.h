@@ -18,11 +18,15 @@ typedef struct {
     FILE *metrics, *timing, *log;
     bool tty;          // stderr is a terminal: a progress line is redrawn in place
     bool progress_out; // a progress line is on the screen (cleared before the next log line)
+    bool silent;       // run_open_silent
 } train_run;
 
 // Creates dir (and its parents) and writes config.yaml; opens the logs for appending. A new run
 // refuses a folder that already has metrics.jsonl (resume it or pick another --out).
 petal_status run_open(train_run *r, const char *dir, const train_config *c, bool resume);
+// The run of a rank other than 0 in data-parallel training: no folder, no files, nothing printed
+// (rank 0 writes the run); every run_* call is a no-op on it.
+void run_open_silent(train_run *r);
 void run_close(train_run *r);
 // dir/name, malloc'd.
 char *run_path(const train_run *r, const char *name);

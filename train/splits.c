@@ -67,5 +67,6 @@ loader_options splits_loader_options(const train_config *c, bool train) {
                             .workers = (int)c->num_workers,
                             .prefetch = (int)c->prefetch,
                             .text_length = (int)c->text_length,
-                            .seed = (uint64_t)c->seed};
+                            .seed = (uint64_t)c->seed,
+                            .dtype = train_config_dtype(c)};
 }

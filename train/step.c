@@ -9,11 +9,27 @@ static void part(step_parts *p, const char *name, tensor *value) {
     p->values[p->n++] = tensor_item(value);
 }
 
+static tensor *gather(void *comm, tensor *x) {
+    tensor *all;
+    if (dist_all_gather(comm, x, &all)) dist_abort(comm, "concat_all_gather");
+    return all;
+}
+
+static tensor *gather_grad(void *comm, tensor *x) {
+    return dist_gather_grad(comm, x);
+}
+
 // ITC with momentum distillation and ITM with hard negatives; pretraining adds the decoder's LM
 // loss on the same image embeddings (blip_pretrain.py).
-static tensor *itc_itm_loss(const train_model *tm, const train_batch *b, double alpha, bool with_lm,
-                            const nn_ctx *ctx, step_parts *p) {
-    retrieval_options o = {.alpha = alpha, .rng = ctx->rng, .keep_image_embeds = with_lm};
+static tensor *itc_itm_loss(const train_model *tm, const train_config *c, const train_batch *b,
+                            double alpha, bool with_lm, dist_comm *comm, const nn_ctx *ctx,
+                            step_parts *p) {
+    blip_collectives dist = {comm, gather, gather_grad};
+    retrieval_options o = {.alpha = alpha,
+                           .rng = ctx->rng,
+                           .keep_image_embeds = with_lm,
+                           .dist = comm ? &dist : NULL,
+                           .negatives_all_ranks = c->negative_all_rank};
     retrieval_losses l =
         blip_retrieval_losses(tm->m, b->images, b->text_ids, b->text_mask, b->image_ids, &o, ctx);
     tensor *loss = tensor_add(l.ita, l.itm);
@@ -29,14 +45,14 @@ static tensor *itc_itm_loss(const train_model *tm, const train_batch *b, double 
 }
 
 tensor *step_loss(const train_model *tm, const train_config *c, const train_batch *b, double alpha,
-                  rng_generator *g, step_parts *parts) {
+                  rng_generator *g, dist_comm *comm, step_parts *parts) {
     const nn_ctx ctx = {true, g};
     *parts = (step_parts){0};
     switch (c->task) {
     case TRAIN_TASK_RETRIEVAL:
-        return itc_itm_loss(tm, b, alpha, false, &ctx, parts);
+        return itc_itm_loss(tm, c, b, alpha, false, comm, &ctx, parts);
     case TRAIN_TASK_PRETRAIN:
-        return itc_itm_loss(tm, b, alpha, true, &ctx, parts);
+        return itc_itm_loss(tm, c, b, alpha, true, comm, &ctx, parts);
     case TRAIN_TASK_VQA: {
         tensor *loss = blip_vqa_loss(tm->m, b->images, b->text_ids, b->text_mask, b->answer_ids,
                                      b->answer_mask, b->answer_counts, b->answer_weights, &ctx);

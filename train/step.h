@@ -3,6 +3,7 @@
 #pragma once
 
 #include "train/config.h"
+#include "train/dist.h"
 #include "train/loader.h"
 #include "train/model.h"
 
@@ -15,6 +16,8 @@ typedef struct {
 } step_parts;
 
 // The loss to back-propagate (a () tensor in the current scope) and its parts' values. alpha is
-// the distillation weight (retrieval, pretrain); g draws dropout masks and hard negatives.
+// the distillation weight (retrieval, pretrain); g draws dropout masks and hard negatives. comm
+// (NULL: one process) makes ITC/ITM training what blip_retrieval.py does across GPUs: the queues
+// take every rank's features, and negative_all_rank draws negatives from every rank's batch.
 tensor *step_loss(const train_model *tm, const train_config *c, const train_batch *b, double alpha,
-                  rng_generator *g, step_parts *parts);
+                  rng_generator *g, dist_comm *comm, step_parts *parts);

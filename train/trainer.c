@@ -21,6 +21,7 @@
 #include "train/schedule.h"
 #include "train/splits.h"
 #include "train/step.h"
+#include "train/sync.h"
 #include "train/tb_events.h"
 
 typedef struct {
@@ -45,6 +46,11 @@ typedef struct {
     double start;
     double train_s;  // wall time of the training loop (this process)
     int64_t skipped; // unreadable training images left out (skip_bad_images), this process
+    dist_comm *comm; // data parallelism across processes, or NULL for one
+    int rank, world;
+    double comm_s;      // time in the gradient all-reduce since the last timing line
+    int64_t stop_after; // trainer_options.stop_after
+    bool stopped;       // the loop ended at stop_after, not at the end of the run
 } trainer;
 
 // Seconds since the epoch: TensorBoard's wall_time.
@@ -65,6 +71,8 @@ static petal_status open_data(trainer *t) {
     petal_status s = splits_load(c, TRAIN_SPLIT_TRAIN, &t->data);
     if (s) return s;
     t->lo = splits_loader_options(c, true);
+    t->lo.rank = t->rank;
+    t->lo.world_size = t->world;
     t->batches = loader_batches_per_epoch(&t->data, &t->lo);
     t->per_epoch = t->batches / c->grad_accum;
     if (t->per_epoch < 1)
@@ -134,41 +142,64 @@ static petal_status non_finite_loss(const trainer *t, const step_parts *p) {
                        (long long)t->pos.step + 1, parts);
 }
 
-// One optimizer step over grad_accum micro-batches; *mean gets the parts averaged over them.
+// The micro-batch's loss, back-propagated; its parts added into *mean.
+static petal_status micro_step(trainer *t, loader *l, int64_t a, step_parts *mean) {
+    const train_config *c = t->c;
+    int mark = scope_begin();
+    train_batch b;
+    bool done = false;
+    double t0 = now();
+    petal_status s = loader_next(l, &b, &done);
+    t->wait_s += now() - t0;
+    if (!s && done)
+        s = petal_error(PETAL_ERR_ARG, "the loader ended the epoch early (batch %lld)",
+                        (long long)(t->pos.batch + a));
+    if (!s) {
+        double alpha = schedule_alpha(c->alpha, t->pos.epoch, t->pos.batch + a, t->batches);
+        step_parts p;
+        tensor *loss = step_loss(t->tm, c, &b, alpha, &t->pos.rng, t->comm, &p);
+        // A non-finite loss is back-propagated too and caught after the step's parts are
+        // averaged: the ranks of a data-parallel run must all reach the all-reduce.
+        if (c->grad_accum > 1) loss = tensor_mul_scalar(loss, 1.0 / (double)c->grad_accum);
+        autograd_backward(loss, NULL, false);
+        mean->n = p.n;
+        for (int i = 0; i < p.n; i++) {
+            mean->names[i] = p.names[i];
+            mean->values[i] += p.values[i] / (double)c->grad_accum;
+        }
+    }
+    train_batch_free(&b);
+    scope_end(mark);
+    return s;
+}
+
+// Averages the gradients and the loss parts over the ranks (nothing for one process).
+static petal_status sync_step(trainer *t, step_parts *mean) {
+    if (!t->comm) return PETAL_OK;
+    double t0 = now();
+    petal_status s = sync_grads(t->comm, t->opt);
+    if (!s) s = sync_parts(t->comm, mean);
+    t->comm_s += now() - t0;
+    return s;
+}
+
+static bool parts_finite(const step_parts *p) {
+    for (int i = 0; i < p->n; i++)
+        if (!isfinite(p->values[i])) return false;
+    return true;
+}
+
+// One optimizer step over grad_accum micro-batches; *mean gets the parts averaged over them (and
+// over the ranks).
 static petal_status train_step(trainer *t, loader *l, step_parts *mean) {
     const train_config *c = t->c;
     t->opt->cfg.lr = schedule_lr(c, t->pos.step, t->pos.epoch, t->total);
     adamw_zero_grad(t->opt);
     *mean = (step_parts){0};
     petal_status s = PETAL_OK;
-    for (int64_t a = 0; a < c->grad_accum && !s; a++) {
-        int mark = scope_begin();
-        train_batch b;
-        bool done = false;
-        double t0 = now();
-        s = loader_next(l, &b, &done);
-        t->wait_s += now() - t0;
-        if (!s && done)
-            s = petal_error(PETAL_ERR_ARG, "the loader ended the epoch early (batch %lld)",
-                            (long long)(t->pos.batch + a));
-        if (s) {
-            scope_end(mark);
-            break;
-        }
-        double alpha = schedule_alpha(c->alpha, t->pos.epoch, t->pos.batch + a, t->batches);
-        step_parts p;
-        tensor *loss = step_loss(t->tm, c, &b, alpha, &t->pos.rng, &p);
-        if (!isfinite(tensor_item(loss))) s = non_finite_loss(t, &p);
-        if (!s && c->grad_accum > 1) loss = tensor_mul_scalar(loss, 1.0 / (double)c->grad_accum);
-        if (!s) autograd_backward(loss, NULL, false);
-        mean->n = p.n;
-        for (int i = 0; i < p.n; i++) {
-            mean->names[i] = p.names[i];
-            mean->values[i] += p.values[i] / (double)c->grad_accum;
-        }
-        train_batch_free(&b);
-        scope_end(mark);
-    }
+    for (int64_t a = 0; a < c->grad_accum && !s; a++) s = micro_step(t, l, a, mean);
+    if (!s) s = sync_step(t, mean);
+    if (!s && !parts_finite(mean)) s = non_finite_loss(t, mean);
     double norm = 0;
     int mark = scope_begin();
     if (!s) s = grad_norm(t, &norm);
@@ -214,9 +245,11 @@ static void log_step(trainer *t, const step_parts *p) {
     double busy = t->busy_s > 0 ? t->busy_s : 1e-9;
     strbuf_printf(&b,
                   "{\"step\": %lld, \"steps_per_s\": %.4g, \"data_wait_s\": %.4g, "
-                  "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f}",
+                  "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f",
                   (long long)t->pos.step, (double)t->timed_steps / busy, t->wait_s,
                   t->wait_s / busy, (double)m.peak / 1048576.0);
+    if (t->comm) strbuf_printf(&b, ", \"ranks\": %d, \"comm_s\": %.4g", t->world, t->comm_s);
+    strbuf_printf(&b, "}");
     run_timing_line(&t->run, b.data);
     strbuf_free(&b);
     char line[512];
@@ -228,7 +261,7 @@ static void log_step(trainer *t, const step_parts *p) {
                       p->names[i] + 5, p->values[i]);
     if (p->n > 0 && n < (int)sizeof line) snprintf(line + n, sizeof line - (size_t)n, ")");
     run_log(&t->run, "%s", line);
-    t->wait_s = t->busy_s = 0;
+    t->wait_s = t->busy_s = t->comm_s = 0;
     t->timed_steps = 0;
 }
 
@@ -242,6 +275,7 @@ static void show_progress(trainer *t, const step_parts *p) {
 }
 
 static petal_status save_checkpoint(trainer *t, const char *name) {
+    if (t->rank != 0) return PETAL_OK; // rank 0 writes the run
     char *path = run_path(&t->run, name);
     petal_status s = train_model_save(t->tm, path, t->config_json);
     free(path);
@@ -280,11 +314,22 @@ static petal_status validate(trainer *t) {
     return s;
 }
 
+// resume.h5 and last.h5, by rank 0, with every rank's generator.
 static petal_status save_state(trainer *t) {
-    t->pos.metrics_bytes = run_metrics_bytes(&t->run);
-    char *path = run_path(&t->run, "resume.h5");
-    petal_status s = resume_save(path, t->tm, t->opt, &t->pos, t->config_json);
-    free(path);
+    rng_generator *rngs = NULL;
+    petal_status s = PETAL_OK;
+    if (t->comm) {
+        rngs = malloc((size_t)t->world * sizeof *rngs);
+        PETAL_CHECK(rngs != NULL, "petal train: out of host memory");
+        s = sync_gather_rngs(t->comm, t->pos.rng, rngs);
+    }
+    if (!s && t->rank == 0) {
+        t->pos.metrics_bytes = run_metrics_bytes(&t->run);
+        char *path = run_path(&t->run, "resume.h5");
+        s = resume_save(path, t->tm, t->opt, &t->pos, rngs, t->config_json);
+        free(path);
+    }
+    free(rngs);
     return s ? s : save_checkpoint(t, "last.h5");
 }
 
@@ -340,6 +385,13 @@ static petal_status train_loop(trainer *t) {
         if (s) break;
         advance(t, &l);
         s = after_step(t, &p);
+        if (!s && t->stop_after > 0 && t->pos.step >= t->stop_after && t->pos.step < t->total) {
+            if (!every(t->pos.step, t->c->save_every)) s = save_state(t);
+            run_log(&t->run, "stopped after step %lld as asked; continue with --resume",
+                    (long long)t->pos.step);
+            t->stopped = true;
+            break;
+        }
     }
     close_loader(t, &l);
     t->train_s = now() - t->start;
@@ -354,7 +406,9 @@ static petal_status setup(trainer *t) {
     const train_config *c = t->c;
     if (c->threads > 0) threads_set((int)c->threads);
     t->config_json = train_config_to_json(c);
-    t->pos = (train_position){.rng = {(uint64_t)c->seed * 2 + 1, 0}, .best = -1};
+    rng_generator run_rng = {(uint64_t)c->seed * 2 + 1, 0};
+    t->pos =
+        (train_position){.rng = sync_rank_rng(run_rng, t->rank), .best = -1, .world = t->world};
     petal_status s = PETAL_OK;
     if (!t->tm) {
         t->tm = &t->own_model;
@@ -376,21 +430,98 @@ static void teardown(trainer *t) {
     tb_close(&t->tb);
 }
 
-static petal_status start(trainer *t, bool resume) {
-    const train_config *c = t->c;
-    petal_status s = setup(t);
-    if (!s) s = run_open(&t->run, t->run_dir, c, resume);
+// Rank 0 opens the run folder; the other ranks write nothing.
+static petal_status open_run(trainer *t, bool resume) {
+    if (t->rank != 0) {
+        run_open_silent(&t->run);
+        return PETAL_OK;
+    }
+    petal_status s = run_open(&t->run, t->run_dir, t->c, resume);
     if (!s) {
         s = tb_open(&t->tb, t->run.dir, wall_clock());
         t->results_dir = run_path(&t->run, "results");
         if (!s) s = file_make_dirs(t->results_dir);
     }
-    if (s || !resume) return s;
+    return s;
+}
+
+// A status every rank shares: when any rank failed, the others stop too (naming no cause: the
+// failed rank printed its own), rather than wait in the next collective until the timeout.
+static petal_status agree(trainer *t, petal_status s) {
+    if (!t->comm) return s;
+    tensor *flag = tensor_from_data(PETAL_I64, SHAPE(1), (int64_t[]){s != PETAL_OK});
+    petal_status st = dist_all_reduce(t->comm, &flag, 1, DIST_SUM);
+    int64_t failed = tensor_data_i64(flag)[0];
+    tensor_free(flag);
+    if (s) return s;
+    if (st) return st;
+    if (failed > 0)
+        return petal_error(PETAL_ERR_ARG,
+                           "rank %d: %lld other rank(s) failed to start (see their "
+                           "messages)",
+                           t->rank, (long long)failed);
+    return PETAL_OK;
+}
+
+// After a resume: every rank's generator (the saved ones, fresh keys for ranks the run did not
+// have), and the place in the epoch when the run saved with another number of ranks: the same
+// count of the epoch's samples done, rounded down to a whole optimizer step.
+static petal_status place_ranks(trainer *t, const rng_generator *saved) {
+    int saved_world = t->pos.world;
+    if (t->comm) {
+        tensor *table = tensor_zeros(PETAL_I64, SHAPE(t->world, 2));
+        rng_generator run_rng = {(uint64_t)t->c->seed * 2 + 1, 0};
+        for (int r = 0; t->rank == 0 && r < t->world; r++) {
+            rng_generator g = r == 0            ? t->pos.rng
+                              : r < saved_world ? saved[r]
+                                                : sync_rank_rng(run_rng, r);
+            tensor_data_i64(table)[2 * r] = (int64_t)g.seed;
+            tensor_data_i64(table)[2 * r + 1] = (int64_t)g.offset;
+        }
+        petal_status s = dist_broadcast(t->comm, &table, 1, 0);
+        const int64_t *v = tensor_data_i64(table);
+        t->pos.rng = (rng_generator){(uint64_t)v[2 * t->rank], (uint64_t)v[2 * t->rank + 1]};
+        tensor_free(table);
+        if (s) return s;
+    }
+    if (saved_world != t->world) {
+        int64_t b = t->c->batch_size_train, accum = t->c->grad_accum;
+        int64_t done = t->pos.batch * b * saved_world;
+        int64_t batch = done / (b * t->world);
+        batch -= batch % accum;
+        if (batch >= t->per_epoch * accum) {
+            t->pos.epoch++;
+            batch = 0;
+        }
+        run_log(&t->run,
+                "the run saved with %d rank(s) and goes on with %d: epoch %lld resumes at batch "
+                "%lld of each shard (%lld samples of the epoch were done)",
+                saved_world, t->world, (long long)t->pos.epoch, (long long)batch, (long long)done);
+        t->pos.batch = batch;
+        t->pos.world = t->world;
+    }
+    return PETAL_OK;
+}
+
+// Rank 0 reads the resume state (the others get it from rank 0).
+static petal_status load_resume(trainer *t, rng_generator **saved) {
     char *path = run_path(&t->run, "resume.h5");
-    s = resume_load(path, t->tm, t->opt, t->config_json, &t->pos);
+    petal_status s = resume_load(path, t->tm, t->opt, t->config_json, &t->pos, saved);
     free(path);
     if (!s) s = run_metrics_truncate(&t->run, t->pos.metrics_bytes);
-    if (!s)
+    return s;
+}
+
+static petal_status start(trainer *t, bool resume) {
+    petal_status s = setup(t);
+    if (!s) s = open_run(t, resume);
+    rng_generator *saved = NULL;
+    if (!s && resume && t->rank == 0) s = load_resume(t, &saved);
+    s = agree(t, s);
+    if (!s && t->comm) s = sync_start(t->comm, t->tm, t->opt, &t->pos);
+    if (!s && resume) s = place_ranks(t, saved);
+    free(saved);
+    if (!s && resume)
         run_log(&t->run, "resumed at step %lld (epoch %lld, batch %lld)", (long long)t->pos.step,
                 (long long)t->pos.epoch, (long long)t->pos.batch);
     return s;
@@ -400,6 +531,10 @@ static void print_header(trainer *t) {
     run_log(&t->run, "%s: %s on %lld training samples, %lld steps (%lld per epoch)", t->c->source,
             train_task_name(t->c->task), (long long)t->data.n, (long long)t->total,
             (long long)t->per_epoch);
+    if (t->comm)
+        run_log(&t->run, "data parallel: %d ranks (%s), %lld samples per step in all", t->world,
+                dist_backend_name(t->comm),
+                (long long)(t->world * t->c->batch_size_train * t->c->grad_accum));
     if (t->tm->petl) {
         char *text = NULL;
         size_t len = 0;
@@ -423,6 +558,10 @@ static petal_status finish(trainer *t) {
     petal_status s = evaluate_logged(t, TRAIN_SPLIT_TEST, &r, &line);
     if (s) return s;
     run_log(&t->run, "test  %s", line);
+    if (t->rank != 0) {
+        free(line);
+        return PETAL_OK;
+    }
     char *path = run_path(&t->run, "summary.json");
     FILE *f = fopen(path, "w");
     if (f) {
@@ -441,24 +580,40 @@ static petal_status finish(trainer *t) {
 }
 
 petal_status trainer_run(const train_config *c, const char *run_dir, bool resume) {
-    return trainer_run_on(c, run_dir, resume, NULL);
+    return trainer_run_with(c, run_dir, &(trainer_options){.resume = resume});
 }
 
 petal_status trainer_run_on(const train_config *c, const char *run_dir, bool resume,
                             train_model *tm) {
-    trainer t = {.c = c, .run_dir = run_dir, .tm = tm};
-    petal_status s = start(&t, resume);
+    return trainer_run_with(c, run_dir, &(trainer_options){.resume = resume, .model = tm});
+}
+
+static trainer trainer_of(const train_config *c, dist_comm *comm) {
+    return (trainer){.c = c,
+                     .comm = comm,
+                     .rank = comm ? dist_rank(comm) : 0,
+                     .world = comm ? dist_world_size(comm) : 1};
+}
+
+petal_status trainer_run_with(const train_config *c, const char *run_dir,
+                              const trainer_options *o) {
+    trainer t = trainer_of(c, o->comm);
+    t.run_dir = run_dir;
+    t.tm = o->model;
+    t.stop_after = o->stop_after;
+    petal_status s = start(&t, o->resume);
     if (!s) {
         print_header(&t);
         s = train_loop(&t);
     }
-    if (!s) s = finish(&t);
+    if (!s && !t.stopped) s = finish(&t);
     teardown(&t);
     return s;
 }
 
-petal_status trainer_bench(const train_config *c, int64_t steps, trainer_bench_result *out) {
-    trainer t = {.c = c};
+petal_status trainer_bench(const train_config *c, dist_comm *comm, int64_t steps,
+                           trainer_bench_result *out) {
+    trainer t = trainer_of(c, comm);
     petal_status s = setup(&t);
     loader *l = NULL;
     *out = (trainer_bench_result){.trainable = registry_count(t.tm->m->registry, true)};
@@ -467,7 +622,7 @@ petal_status trainer_bench(const train_config *c, int64_t steps, trainer_bench_r
         if (!l && (s = loader_new(&t.data, t.tm->tok, &t.lo, t.pos.epoch, t.pos.batch, &l))) break;
         if (i == 1) {
             memory_reset_peak(DEVICE_CPU);
-            t.wait_s = 0;
+            t.wait_s = t.comm_s = 0;
             t.start = now();
         }
         step_parts p;
@@ -479,6 +634,7 @@ petal_status trainer_bench(const train_config *c, int64_t steps, trainer_bench_r
     if (!s) {
         out->seconds = now() - t.start;
         out->data_wait_s = t.wait_s;
+        out->comm_s = t.comm_s;
         out->peak_bytes = memory_get_stats(DEVICE_CPU).peak;
     }
     teardown(&t);

@@ -74,6 +74,15 @@ static void attention_block_free(nn_attention *att, nn_linear *dense) {
     nn_linear_free(dense);
 }
 
+void bert_set_dropout(bert_model *m, double hidden, double attention) {
+    m->cfg.dropout = hidden;
+    m->cfg.attn_dropout = attention;
+    for (int64_t i = 0; m->layers && i < m->cfg.layers; i++) {
+        m->layers[i].self.dropout = attention;
+        if (m->layers[i].has_cross) m->layers[i].cross.dropout = attention;
+    }
+}
+
 void bert_free(bert_model *m) {
     for (int64_t i = 0; i < m->cfg.layers; i++) {
         bert_layer *l = &m->layers[i];

@@ -58,6 +58,9 @@ typedef struct {
 void bert_init(bert_model *m, nn_builder *b, const char *prefix, const char *head_prefix,
                const bert_config *cfg, modality tag);
 void bert_free(bert_model *m);
+// The hidden and attention-probability dropout rates used while training (med_config.json's
+// hidden_dropout_prob and attention_probs_dropout_prob).
+void bert_set_dropout(bert_model *m, double hidden, double attention);
 
 tensor *bert_embed(const bert_model *m, tensor *ids, int64_t past, const nn_ctx *ctx);
 // (B, T, H): the last hidden states.

@@ -202,3 +202,10 @@ tensor *blip_with_first_token(tensor *ids, int64_t token) {
     tensor_free(first);
     return out;
 }
+
+void blip_set_text_dropout(blip_model *m, double hidden, double attention) {
+    bert_model *texts[] = {m->has_text ? &m->text : NULL, m->has_decoder ? &m->decoder : NULL,
+                           m->image_queue ? &m->text_m : NULL};
+    for (int i = 0; i < 3; i++)
+        if (texts[i]) bert_set_dropout(texts[i], hidden, attention);
+}

@@ -44,6 +44,8 @@ void blip_momentum_pairs(blip_model *m, void (*fn)(tensor *main, tensor *copy, v
                          void *ctx);
 // Copies the main encoders' parameters into the momentum copies (copy_params).
 void blip_momentum_copy(blip_model *m);
+// bert_set_dropout on every text encoder and decoder the model has, momentum copy included.
+void blip_set_text_dropout(blip_model *m, double hidden, double attention);
 // Momentum copies from the main encoders and fresh queues (random unit columns drawn from seed,
 // ids -100, pointer 0): the state blip_retrieval.py starts training from. No-op without them.
 void blip_momentum_reset(blip_model *m, uint64_t seed);

@@ -104,8 +104,26 @@ typedef struct {
     tensor *text_cls; // (B, H) the unimodal text encoder's [CLS] (ICE reads it)
 } retrieval_features;
 
+// Enqueues the momentum features and ids of every rank's batch (blip_retrieval.py gathers them
+// in _dequeue_and_enqueue), so that the queues stay equal on every rank.
+static void enqueue_all(blip_model *m, tensor *image_feat_m, tensor *text_feat_m, tensor *ids,
+                        const blip_collectives *dist) {
+    if (!dist) {
+        enqueue(m, image_feat_m, text_feat_m, ids);
+        return;
+    }
+    tensor *a = dist->gather(dist->ctx, image_feat_m), *b = dist->gather(dist->ctx, text_feat_m);
+    tensor *c = dist->gather(dist->ctx, ids);
+    enqueue(m, a, b, c);
+    tensor_free(a);
+    tensor_free(b);
+    tensor_free(c);
+}
+
 static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *images, tensor *ids,
-                            tensor *mask, tensor *image_ids, double alpha, const nn_ctx *ctx) {
+                            tensor *mask, tensor *image_ids, const retrieval_options *opt,
+                            const nn_ctx *ctx) {
+    double alpha = opt->alpha;
     petal_dtype dt = f->image_feat->dtype;
     tensor *col = as_col(image_ids), *row = as_row(image_ids);
     tensor *idx_all = tensor_concat((tensor *[]){row, m->idx_queue}, 2, 1); // (1, B + Q)
@@ -146,7 +164,7 @@ static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *
     tensor *sum = tensor_add(l_i2t, l_t2i);
     tensor *loss = tensor_mul_scalar(sum, 0.5);
     grad = grad_mode_set(false);
-    enqueue(m, image_feat_m, text_feat_m, image_ids);
+    enqueue_all(m, image_feat_m, text_feat_m, image_ids, opt->dist);
     grad_mode_set(grad);
     tensor *temps[] = {col,         row,       idx_all,  pos,         pos_sum,
                        sim_targets, embeds_m,  cls_m,    proj_m,      image_feat_m,
@@ -222,6 +240,59 @@ static tensor *index_tensor(const int64_t *v, int64_t n, petal_device device) {
     return device.type == PETAL_CPU ? t : nn_consume(t, tensor_to(t, device));
 }
 
+// Where hard negatives come from: this rank's batch, or every rank's (negative_all_rank).
+typedef struct {
+    tensor *image_embeds;           // (P, N + 1, D), with gradients
+    tensor *image_feat, *text_feat; // (P, E) no gradient
+    tensor *enc_ids, *mask;         // (P, L)
+    tensor *image_ids;              // (P)
+    bool gathered;                  // the tensors are the pool's own (else the batch's)
+} negative_pool;
+
+static negative_pool pool_of(const retrieval_features *f, tensor *enc_ids, tensor *mask,
+                             tensor *image_ids, const retrieval_options *opt) {
+    const blip_collectives *d = opt->negatives_all_ranks ? opt->dist : NULL;
+    if (!d)
+        return (negative_pool){f->image_embeds, f->image_feat, f->text_feat, enc_ids, mask,
+                               image_ids,       false};
+    return (negative_pool){d->gather_grad(d->ctx, f->image_embeds),
+                           d->gather(d->ctx, f->image_feat),
+                           d->gather(d->ctx, f->text_feat),
+                           d->gather(d->ctx, enc_ids),
+                           d->gather(d->ctx, mask),
+                           d->gather(d->ctx, image_ids),
+                           true};
+}
+
+static void pool_free(negative_pool *p) {
+    tensor *ts[] = {p->image_embeds, p->image_feat, p->text_feat,
+                    p->enc_ids,      p->mask,       p->image_ids};
+    for (int i = 0; p->gathered && i < 6; i++) tensor_free(ts[i]);
+}
+
+// For each text a negative image and for each image a negative text, drawn from the pool by
+// softmax similarity with same-id pairs excluded (or replayed from opt).
+static void draw_negatives(blip_model *m, const retrieval_features *f, const negative_pool *p,
+                           tensor *image_ids, const retrieval_options *opt, int64_t *neg_img,
+                           int64_t *neg_txt) {
+    int64_t b = image_ids->shape[0];
+    if (opt->neg_image_for_text && opt->neg_text_for_image) {
+        memcpy(neg_img, opt->neg_image_for_text, (size_t)b * sizeof *neg_img);
+        memcpy(neg_txt, opt->neg_text_for_image, (size_t)b * sizeof *neg_txt);
+        return;
+    }
+    bool grad = grad_mode_set(false);
+    tensor *col = as_col(image_ids), *row = as_row(p->image_ids);
+    tensor *same = equal_mask(col, row, f->image_feat->dtype);
+    tensor *w_i2t = negative_weights(f->image_feat, p->text_feat, m->temp, same);
+    tensor *w_t2i = negative_weights(f->text_feat, p->image_feat, m->temp, same);
+    blip_sample_rows(w_t2i, opt->rng, neg_img); // a negative image for each text
+    blip_sample_rows(w_i2t, opt->rng, neg_txt); // a negative text for each image
+    tensor *temps[] = {col, row, same, w_i2t, w_t2i};
+    for (int i = 0; i < 5; i++) tensor_free(temps[i]);
+    grad_mode_set(grad);
+}
+
 static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids, tensor *mask,
                         tensor *image_ids, const retrieval_options *opt, const nn_ctx *ctx) {
     int64_t b = ids->shape[0];
@@ -232,25 +303,13 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     int64_t *neg_img = malloc((size_t)b * sizeof *neg_img),
             *neg_txt = malloc((size_t)b * sizeof *neg_txt);
     PETAL_CHECK(neg_img && neg_txt, "blip retrieval: out of host memory");
-    if (opt->neg_image_for_text && opt->neg_text_for_image) {
-        memcpy(neg_img, opt->neg_image_for_text, (size_t)b * sizeof *neg_img);
-        memcpy(neg_txt, opt->neg_text_for_image, (size_t)b * sizeof *neg_txt);
-    } else {
-        bool grad = grad_mode_set(false);
-        tensor *col = as_col(image_ids), *row = as_row(image_ids);
-        tensor *same = equal_mask(col, row, f->image_feat->dtype);
-        tensor *w_i2t = negative_weights(f->image_feat, f->text_feat, m->temp, same);
-        tensor *w_t2i = negative_weights(f->text_feat, f->image_feat, m->temp, same);
-        blip_sample_rows(w_t2i, opt->rng, neg_img); // a negative image for each text
-        blip_sample_rows(w_i2t, opt->rng, neg_txt); // a negative text for each image
-        tensor *temps[] = {col, row, same, w_i2t, w_t2i};
-        for (int i = 0; i < 5; i++) tensor_free(temps[i]);
-        grad_mode_set(grad);
-    }
+    negative_pool pool = pool_of(f, enc_ids, mask, image_ids, opt);
+    draw_negatives(m, f, &pool, image_ids, opt, neg_img, neg_txt);
     tensor *img_idx = index_tensor(neg_img, b, dev), *txt_idx = index_tensor(neg_txt, b, dev);
-    tensor *embeds_neg = tensor_index_select(f->image_embeds, 0, img_idx);
-    tensor *ids_neg = tensor_index_select(enc_ids, 0, txt_idx);
-    tensor *mask_neg = tensor_index_select(mask, 0, txt_idx);
+    tensor *embeds_neg = tensor_index_select(pool.image_embeds, 0, img_idx);
+    tensor *ids_neg = tensor_index_select(pool.enc_ids, 0, txt_idx);
+    tensor *mask_neg = tensor_index_select(pool.mask, 0, txt_idx);
+    pool_free(&pool);
     tensor *ids_all = tensor_concat((tensor *[]){enc_ids, ids_neg}, 2, 0);
     tensor *mask_all = tensor_concat((tensor *[]){mask, mask_neg}, 2, 0);
     tensor *embeds_all = tensor_concat((tensor *[]){embeds_neg, f->image_embeds}, 2, 0);
@@ -288,7 +347,7 @@ retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *id
     tensor *text_proj = nn_linear_forward(&m->text_proj, f.text_cls, ctx);
     f.text_feat = nn_consume(text_proj, tensor_normalize(text_proj, -1, 1e-12));
     retrieval_losses out;
-    out.ita = m->cfg.momentum ? itc_momentum(m, &f, images, ids, mask, image_ids, opt->alpha, ctx)
+    out.ita = m->cfg.momentum ? itc_momentum(m, &f, images, ids, mask, image_ids, opt, ctx)
                               : itc_in_batch(m, &f, image_ids);
     out.itc_extra = loss_hooks_run(m->itc_extra, f.image_feat, f.text_feat, ctx);
     if (out.itc_extra) out.ita = nn_consume(out.ita, tensor_add(out.ita, out.itc_extra));

@@ -5,6 +5,16 @@
 
 #include "models/blip/blip.h"
 
+// Data parallelism, as hooks so that models/ needs nothing from train/ (train/dist.c fills them):
+// what blip_retrieval.py does across GPUs.
+typedef struct {
+    void *ctx;
+    // Every rank's x (B, ...) stacked in rank order: concat_all_gather, no gradient.
+    tensor *(*gather)(void *ctx, tensor *x);
+    // The same with all_gather_with_grad's backward (this rank's rows of the summed gradient).
+    tensor *(*gather_grad)(void *ctx, tensor *x);
+} blip_collectives;
+
 typedef struct {
     double alpha;       // distillation weight (0.4, ramped over the first epoch by the trainer)
     rng_generator *rng; // hard-negative sampling (NULL: the default generator)
@@ -12,6 +22,11 @@ typedef struct {
     const int64_t *neg_image_for_text;
     const int64_t *neg_text_for_image;
     bool keep_image_embeds; // hand the image embeddings back (pretraining's LM loss reads them)
+    // Several processes (NULL: one): the queues take every rank's momentum features and image
+    // ids, and with negatives_all_ranks the hard negatives are drawn from every rank's batch
+    // (negative_all_rank), the chosen images' embeddings with gradients.
+    const blip_collectives *dist;
+    bool negatives_all_ranks;
 } retrieval_options;
 
 typedef struct {

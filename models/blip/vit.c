@@ -8,8 +8,7 @@
 #include "ops/ops.h"
 #include "tensor/error.h"
 
-static void block_init(vit_block *blk, nn_builder *b, const char *name, const vit_config *cfg,
-                       double drop_path) {
+static void block_init(vit_block *blk, nn_builder *b, const char *name, const vit_config *cfg) {
     char buf[NN_NAME_MAX];
     int64_t d = cfg->width;
     nn_layer_norm_init(&blk->norm1, b, nn_name(buf, "%s.norm1", name), d, cfg->eps,
@@ -25,7 +24,6 @@ static void block_init(vit_block *blk, nn_builder *b, const char *name, const vi
     nn_linear_init(&blk->fc2, b, nn_name(buf, "%s.mlp.fc2", name), cfg->mlp, d, true,
                    MODALITY_VISION, NN_INIT_TRUNC_NORMAL);
     blk->heads = cfg->heads;
-    blk->drop_path = drop_path;
 }
 
 void vit_init(vit_model *m, nn_builder *b, const char *prefix, const vit_config *cfg) {
@@ -46,13 +44,18 @@ void vit_init(vit_model *m, nn_builder *b, const char *prefix, const vit_config 
     nn_init_weight(b, m->pos_embed, NN_INIT_TRUNC_NORMAL);
     m->blocks = calloc((size_t)cfg->depth, sizeof *m->blocks);
     PETAL_CHECK(m->blocks != NULL, "vit_init: out of host memory");
-    for (int64_t i = 0; i < cfg->depth; i++) {
-        // timm's stochastic-depth decay rule: rates linear from 0 to drop_path over the blocks.
-        double rate = cfg->depth > 1 ? cfg->drop_path * (double)i / (double)(cfg->depth - 1) : 0;
-        block_init(&m->blocks[i], b, nn_name(buf, "%s.blocks.%lld", prefix, (long long)i), cfg,
-                   rate);
-    }
+    for (int64_t i = 0; i < cfg->depth; i++)
+        block_init(&m->blocks[i], b, nn_name(buf, "%s.blocks.%lld", prefix, (long long)i), cfg);
+    vit_set_drop_path(m, cfg->drop_path);
     nn_layer_norm_init(&m->norm, b, nn_name(buf, "%s.norm", prefix), d, cfg->eps, MODALITY_VISION);
+}
+
+void vit_set_drop_path(vit_model *m, double drop_path) {
+    m->cfg.drop_path = drop_path;
+    // timm's stochastic-depth decay rule: rates linear from 0 to drop_path over the blocks.
+    for (int64_t i = 0; i < m->cfg.depth; i++)
+        m->blocks[i].drop_path =
+            m->cfg.depth > 1 ? drop_path * (double)i / (double)(m->cfg.depth - 1) : 0;
 }
 
 void vit_free(vit_model *m) {

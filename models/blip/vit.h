@@ -29,6 +29,8 @@ typedef struct {
 
 void vit_init(vit_model *m, nn_builder *b, const char *prefix, const vit_config *cfg);
 void vit_free(vit_model *m);
+// The stochastic-depth rate of the last block (the others' ramp linearly from 0), after init.
+void vit_set_drop_path(vit_model *m, double drop_path);
 
 // images (B, 3, S, S) -> patch embeddings (B, N, D)
 tensor *vit_patch_embed(const vit_model *m, tensor *images);

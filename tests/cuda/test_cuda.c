@@ -493,12 +493,13 @@ START_TEST(test_dist_single_rank) {
     GPU_REQUIRE();
     char path[64];
     snprintf(path, sizeof path, "/tmp/petal-dist-test-%d.id", (int)getpid());
-    dist_config cfg = {0, 1, CUDA0, path, 30};
+    dist_config cfg = {
+        .world_size = 1, .backend = DIST_NCCL, .device = CUDA0, .id_file = path, .timeout_s = 30};
     dist_comm *comm;
     petal_status st = dist_init(&cfg, &comm);
 #ifdef PETAL_HAVE_NCCL
     ck_assert_msg(st == PETAL_OK, "dist_init: %s", petal_error_message());
-    ck_assert(access(path, F_OK) != 0); // rank 0 removed the rendezvous file
+    ck_assert(access(path, F_OK) != 0); // removed by rank 0 (or never written: MPI carried the id)
     ck_assert_int_eq(dist_rank(comm), 0);
     ck_assert_int_eq(dist_world_size(comm), 1);
     int mark = scope_begin();
@@ -509,6 +510,10 @@ START_TEST(test_dist_single_rank) {
     ck_assert_int_eq(dist_broadcast(comm, (tensor *[]){a, b}, 2, 0), PETAL_OK);
     ck_assert(same_values("all_reduce + broadcast, one rank", a, a0));
     ck_assert(same_values("all_reduce + broadcast, one rank", b, b0));
+    tensor *gathered;
+    ck_assert_int_eq(dist_all_gather(comm, b, &gathered), PETAL_OK);
+    ck_assert(same_values("all_gather, one rank", gathered, b0));
+    tensor_free(gathered);
     scope_end(mark);
     dist_free(comm);
 #else

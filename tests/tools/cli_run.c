@@ -21,15 +21,7 @@ char *slurp(const char *path) {
     return data;
 }
 
-// Runs the petal binary with args (NULL-terminated, the subcommand first).
-run_result run_petal(const char *const *args) {
-    const char *argv[32] = {PETAL_BIN};
-    int n = 1;
-    for (; args[n - 1]; n++) {
-        ck_assert_int_lt(n, 31);
-        argv[n] = args[n - 1];
-    }
-    argv[n] = NULL;
+run_result run_program(const char *const *argv) {
     const char *out = test_dir_path("stdout"), *err = test_dir_path("stderr");
     fflush(stdout);
     fflush(stderr);
@@ -39,12 +31,24 @@ run_result run_petal(const char *const *args) {
         int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
-        execv(PETAL_BIN, (char *const *)argv);
+        execv(argv[0], (char *const *)argv);
         _exit(127);
     }
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     return (run_result){WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
+}
+
+// Runs the petal binary with args (NULL-terminated, the subcommand first).
+run_result run_petal(const char *const *args) {
+    const char *argv[32] = {PETAL_BIN};
+    int n = 1;
+    for (; args[n - 1]; n++) {
+        ck_assert_int_lt(n, 31);
+        argv[n] = args[n - 1];
+    }
+    argv[n] = NULL;
+    return run_program(argv);
 }
 
 // Runs and expects success; returns stdout (malloc'd).

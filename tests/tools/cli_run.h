@@ -16,6 +16,8 @@ typedef struct {
 void run_result_free(run_result *r);
 // The whole file (malloc'd), failing the test if it cannot be read.
 char *slurp(const char *path);
+// Runs argv[0] (a path) with argv (NULL-terminated), its output into files of the test directory.
+run_result run_program(const char *const *argv);
 // Runs the petal binary with args (NULL-terminated, the subcommand first).
 run_result run_petal(const char *const *args);
 // Runs and expects success; returns stdout (malloc'd).

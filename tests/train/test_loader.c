@@ -262,6 +262,62 @@ START_TEST(test_epoch_order) {
 }
 END_TEST
 
+// DistributedSampler's cut: padded to a multiple of the ranks by repeating the epoch's start,
+// then every world-th entry from position rank.
+START_TEST(test_shard_order) {
+    enum { N = 10 };
+    int64_t whole[N];
+    loader_epoch_order(N, true, 5, 2, whole);
+    for (int world = 1; world <= 4; world++) {
+        int64_t m = loader_shard_samples(N, world), count[N] = {0};
+        ck_assert_int_eq(m, (N + world - 1) / world);
+        for (int r = 0; r < world; r++) {
+            int64_t shard[N];
+            loader_shard_order(N, true, 5, 2, r, world, shard);
+            for (int64_t k = 0; k < m; k++) {
+                ck_assert_int_eq(shard[k], whole[(r + k * world) % N]);
+                count[shard[k]]++;
+            }
+        }
+        // every sample once; the padding (world * m - N of them) repeats the first ones
+        for (int64_t p = 0; p < N; p++) ck_assert_int_eq(count[whole[p]], 1 + (p < world * m - N));
+    }
+}
+END_TEST
+
+// Batch b of every shard together is batch b of one loader with world times the batch size: what
+// makes a data-parallel step equal to one process's step (every batch of it when the number of
+// ranks divides the samples; here the shards' padding gives them one batch more).
+START_TEST(test_shards_make_the_global_batch) {
+    train_data d;
+    fixture_pairs(TRAIN_TASK_RETRIEVAL, &d);
+    loader_options big = train_options(0);
+    big.batch_size = 6;
+    big.drop_last = true;
+    epoch_batches whole, parts[2];
+    run_epoch(&d, &big, 1, 0, &whole);
+    for (int r = 0; r < 2; r++) {
+        loader_options o = big;
+        o.batch_size = 3;
+        o.rank = r;
+        o.world_size = 2;
+        // 23 samples: shards of 12 (one repeated) make 4 batches of 3, the whole 3 batches of 6
+        ck_assert_int_eq(loader_batches_per_epoch(&d, &o), 4);
+        run_epoch(&d, &o, 1, 0, &parts[r]);
+        ck_assert_int_eq(parts[r].n, 4);
+    }
+    for (int b = 0; b < whole.n; b++)
+        for (int64_t k = 0; k < 6; k++) {
+            const train_batch *p = &parts[k % 2].b[b];
+            ck_assert_int_eq(p->indices[k / 2], whole.b[b].indices[k]);
+        }
+    epoch_free(&whole);
+    epoch_free(&parts[0]);
+    epoch_free(&parts[1]);
+    train_data_free(&d);
+}
+END_TEST
+
 START_TEST(test_every_sample_once_per_epoch) {
     train_data d;
     fixture_pairs(TRAIN_TASK_RETRIEVAL, &d);
@@ -655,6 +711,8 @@ int main(void) {
     tcase_add_test(tc, test_same_batches_for_any_workers_and_start);
     tcase_add_test(tc, test_epoch_order);
     tcase_add_test(tc, test_every_sample_once_per_epoch);
+    tcase_add_test(tc, test_shard_order);
+    tcase_add_test(tc, test_shards_make_the_global_batch);
     tcase_add_test(tc, test_test_transform_is_image_load_batch);
     tcase_add_test(tc, test_train_transform_is_augment_with_sample_generator);
     tcase_add_test(tc, test_tokenization_is_tokenizer_encode_batch);

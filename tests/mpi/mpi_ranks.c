@@ -1,0 +1,226 @@
+// The rank side of tests/tools/test_dist_cli.c: one program that every rank of
+// `mpirun -np N mpi_ranks CASE` runs (a Check suite cannot: Check forks, and MPI does not survive
+// a fork). Each case exits 0 when what it checked holds on this rank and prints the failure
+// otherwise, with the worst element where values are compared.
+//   collectives  all-reduce (f32, f64, i64; sum, mean; several buckets) equals the sum in rank
+//                order bit for bit, on every rank; broadcast; all-gather of equal and of ragged
+//                row counts; barrier
+//   gather-grad  dist_gather_grad's backward against central differences of the sum over ranks
+//                of each rank's loss, in f64
+//   hang         rank 1 stops (SIGSTOP) after one collective; rank 0 must fail within the timeout
+//                naming rank 1
+//   kill         rank 1 dies (SIGKILL) after one collective
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/autograd.h"
+#include "ops/ops.h"
+#include "tensor/scope.h"
+#include "train/dist.h"
+
+static int failures;
+
+#define EXPECT(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                        \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+#define OK(call) EXPECT((call) == PETAL_OK, "%s: %s", #call, petal_error_message())
+
+// The value rank r contributes at element i: not exactly representable sums, so that the order of
+// the additions shows in the bits.
+static double value_of(int r, int64_t i) {
+    return sin(0.37 * (double)i + 1.3 * r) * pow(10.0, (double)(i % 7) - 3) + 1.0 / (r + 3);
+}
+
+static tensor *rank_values(petal_dtype dt, int r, int64_t n) {
+    tensor *t = tensor_empty(dt, SHAPE(n));
+    for (int64_t i = 0; i < n; i++) {
+        double v = value_of(r, i);
+        if (dt == PETAL_F32) tensor_data_f32(t)[i] = (float)v;
+        if (dt == PETAL_F64) tensor_data_f64(t)[i] = v;
+        if (dt == PETAL_I64) tensor_data_i64(t)[i] = (int64_t)(v * 1e6);
+    }
+    return t;
+}
+
+// The sum in rank order, as the all-reduce must compute it, in the tensor's own precision.
+static double expected(petal_dtype dt, int world, int64_t i, bool mean) {
+    if (dt == PETAL_F32) {
+        float s = (float)value_of(0, i);
+        for (int r = 1; r < world; r++) s += (float)value_of(r, i);
+        return mean ? (double)(float)(s * (1.0 / world)) : (double)s;
+    }
+    if (dt == PETAL_I64) {
+        int64_t s = 0;
+        for (int r = 0; r < world; r++) s += (int64_t)(value_of(r, i) * 1e6);
+        return (double)s;
+    }
+    double s = value_of(0, i);
+    for (int r = 1; r < world; r++) s += value_of(r, i);
+    return mean ? s * (1.0 / world) : s;
+}
+
+static void check_all_reduce(dist_comm *c, petal_dtype dt, int64_t n, dist_op op) {
+    int world = dist_world_size(c);
+    tensor *a = rank_values(dt, dist_rank(c), n), *b = rank_values(dt, dist_rank(c), 3);
+    tensor *both[] = {a, b};
+    OK(dist_all_reduce(c, both, 2, op));
+    int64_t worst = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double want = expected(dt, world, i, op == DIST_AVG);
+        double got = dt == PETAL_F32   ? (double)tensor_data_f32(a)[i]
+                     : dt == PETAL_F64 ? tensor_data_f64(a)[i]
+                                       : (double)tensor_data_i64(a)[i];
+        if (got != want && worst < 0) worst = i;
+    }
+    EXPECT(worst < 0,
+           "all-reduce %s of %lld elements (%s): element %lld differs from the sum in "
+           "rank order",
+           dtype_name(dt), (long long)n, op == DIST_AVG ? "mean" : "sum", (long long)worst);
+    // every rank holds the same bits: rank 0's result broadcast and compared
+    tensor *copy = tensor_clone_data(a);
+    OK(dist_broadcast(c, &copy, 1, 0));
+    EXPECT(memcmp(copy->storage->data, a->storage->data, (size_t)n * dtype_size(dt)) == 0,
+           "all-reduce %s: rank %d's result differs from rank 0's", dtype_name(dt), dist_rank(c));
+    tensor_free(copy);
+    tensor_free(a);
+    tensor_free(b);
+}
+
+static void check_gather(dist_comm *c, bool ragged) {
+    int me = dist_rank(c), world = dist_world_size(c);
+    int64_t rows = ragged ? me + 1 : 2;
+    tensor *x = tensor_empty(PETAL_F32, SHAPE(rows, 3));
+    for (int64_t i = 0; i < rows * 3; i++) tensor_data_f32(x)[i] = (float)(100 * me + i);
+    tensor *all;
+    OK(dist_all_gather(c, x, &all));
+    int64_t total = 0;
+    for (int r = 0; r < world; r++) total += ragged ? r + 1 : 2;
+    EXPECT(all && all->shape[0] == total && all->shape[1] == 3,
+           "all-gather: %lld rows, expected %lld", all ? (long long)all->shape[0] : -1LL,
+           (long long)total);
+    for (int r = 0, at = 0; all && r < world; r++) {
+        int64_t n = ragged ? r + 1 : 2;
+        for (int64_t i = 0; i < n * 3; i++)
+            EXPECT(tensor_data_f32(all)[at * 3 + i] == (float)(100 * r + i),
+                   "all-gather: rank %d's element %lld", r, (long long)i);
+        at += (int)n;
+    }
+    tensor_free(all);
+    tensor_free(x);
+}
+
+static void collectives(dist_comm *c) {
+    petal_dtype dts[] = {PETAL_F32, PETAL_F64, PETAL_I64};
+    for (int d = 0; d < 3; d++) {
+        check_all_reduce(c, dts[d], 1000, DIST_SUM);
+        check_all_reduce(c, dts[d], 5, DIST_AVG);
+    }
+    setenv("PETAL_DIST_BUCKET_MB", "0.01", 1); // 2621 f32 per bucket (1024 at least): 4 buckets
+    check_all_reduce(c, PETAL_F32, 10001, DIST_AVG);
+    unsetenv("PETAL_DIST_BUCKET_MB");
+    tensor *t = rank_values(PETAL_F64, dist_rank(c), 7);
+    OK(dist_broadcast(c, &t, 1, dist_world_size(c) - 1));
+    for (int64_t i = 0; i < 7; i++)
+        EXPECT(tensor_data_f64(t)[i] == value_of(dist_world_size(c) - 1, i),
+               "broadcast from the last rank: element %lld", (long long)i);
+    tensor_free(t);
+    check_gather(c, false);
+    check_gather(c, true);
+    OK(dist_barrier(c));
+}
+
+// L = sum over ranks r of sum(tanh(gather(x)) * w_r), with rank r's own weights w_r.
+static double global_loss(dist_comm *c, tensor *x, tensor *w, bool backward) {
+    int mark = scope_begin();
+    tensor *all = dist_gather_grad(c, x);
+    tensor *l = tensor_sum_all(tensor_mul(tensor_tanh(all), w));
+    if (backward) autograd_backward(l, NULL, false);
+    tensor *sum = tensor_clone_data(l);
+    OK(dist_all_reduce(c, &sum, 1, DIST_SUM));
+    double v = tensor_data_f64(sum)[0];
+    tensor_free(sum);
+    scope_end(mark);
+    return v;
+}
+
+static void gather_grad(dist_comm *c) {
+    int me = dist_rank(c), world = dist_world_size(c);
+    tensor *x = tensor_keep(tensor_empty(PETAL_F64, SHAPE(2, 3)));
+    tensor *w = tensor_keep(tensor_empty(PETAL_F64, SHAPE(2 * world, 3)));
+    // values of order 1, so that central differences with h = 1e-6 are good to about 1e-10
+    for (int64_t i = 0; i < 6; i++) tensor_data_f64(x)[i] = sin(0.7 * (double)i + me);
+    for (int64_t i = 0; i < 6 * world; i++) tensor_data_f64(w)[i] = cos(0.3 * (double)i - me);
+    tensor_set_requires_grad(x, true);
+    global_loss(c, x, w, true);
+    double worst = 0;
+    int64_t worst_at = -1;
+    for (int q = 0; q < world; q++) {
+        tensor *analytic = tensor_clone_data(x->grad);
+        OK(dist_broadcast(c, &analytic, 1, q)); // rank q's gradient, seen by every rank
+        for (int64_t i = 0; i < 6; i++) {
+            const double h = 1e-6;
+            double keep = tensor_data_f64(x)[i];
+            if (me == q) tensor_data_f64(x)[i] = keep + h;
+            double up = global_loss(c, x, w, false);
+            if (me == q) tensor_data_f64(x)[i] = keep - h;
+            double down = global_loss(c, x, w, false);
+            if (me == q) tensor_data_f64(x)[i] = keep;
+            double err = fabs((up - down) / (2 * h) - tensor_data_f64(analytic)[i]);
+            if (err > worst) {
+                worst = err;
+                worst_at = q * 6 + i;
+            }
+        }
+        tensor_free(analytic);
+    }
+    EXPECT(worst < 1e-8, "gather-grad: worst |analytic - numeric| %.3g at rank %lld element %lld",
+           worst, (long long)(worst_at / 6), (long long)(worst_at % 6));
+    if (me == 0)
+        printf("gather-grad: worst |analytic - numeric| %.3g over %d ranks\n", worst, world);
+    tensor_free(x);
+    tensor_free(w);
+}
+
+// Rank 1 stops or dies after the first collective; rank 0's next one must fail, naming it.
+static void lose_rank(dist_comm *c, int sig) {
+    OK(dist_barrier(c));
+    if (dist_rank(c) == 1) raise(sig);
+    tensor *t = rank_values(PETAL_F32, dist_rank(c), 16);
+    petal_status st = dist_all_reduce(c, &t, 1, DIST_SUM);
+    EXPECT(st != PETAL_OK, "the all-reduce without rank 1 succeeded");
+    tensor_free(t);
+    dist_abort(c, "mpi_ranks");
+}
+
+int main(int argc, char **argv) {
+    const char *which = argc > 1 ? argv[1] : "";
+    dist_comm *c;
+    if (dist_init_from_env(&c) || !c) {
+        fprintf(stderr, "mpi_ranks: %s\n", c ? "" : "not started by a launcher with 2+ ranks");
+        fprintf(stderr, "%s\n", petal_error_message());
+        return 1;
+    }
+    if (!strcmp(which, "collectives"))
+        collectives(c);
+    else if (!strcmp(which, "gather-grad"))
+        gather_grad(c);
+    else if (!strcmp(which, "hang"))
+        lose_rank(c, SIGSTOP);
+    else if (!strcmp(which, "kill"))
+        lose_rank(c, SIGKILL);
+    else
+        EXPECT(false, "unknown case '%s'", which);
+    if (failures) fprintf(stderr, "rank %d: %d check(s) failed\n", dist_rank(c), failures);
+    dist_free(c);
+    return failures ? 1 : 0;
+}

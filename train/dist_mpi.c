@@ -1,0 +1,377 @@
+// The mpi backend of train/dist.h: CPU tensors over MPI point-to-point messages on a communicator
+// of its own (a duplicate of MPI_COMM_WORLD, so a program's own MPI traffic never meets petal's).
+//
+// All-reduce, for a world of N ranks, on the tensors packed into one buffer and taken in buckets:
+// the bucket is cut into N chunks; rank k collects chunk k from every rank and sums the copies in
+// rank order (a reduce-scatter), then sends the sum to every rank (an all-gather). The order of
+// the additions is fixed by the ranks, not by message timing or MPI's algorithm choice, so every
+// rank ends with the same bits and a rerun repeats them. Each rank sends and receives 2 (N - 1) / N
+// of the data, as a ring does, in N - 1 messages per phase: meant for the tens of ranks of CPU
+// data parallelism, not thousands.
+//
+// Every wait polls its requests against the deadline (dist_config.timeout_s): when it passes, the
+// error names the ranks whose messages are missing, and the communicator is marked failed.
+#include "train/dist_backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tensor/storage.h"
+
+#ifdef PETAL_HAVE_MPI
+#include <mpi.h>
+
+enum { TAG_SCATTER = 11, TAG_GATHER, TAG_BCAST, TAG_ALLGATHER };
+
+typedef struct {
+    MPI_Comm comm;
+    bool finalize; // petal started MPI, so petal ends it
+} mpi_state;
+
+static bool started_here;
+
+petal_status dist_mpi_start(void) {
+    int ready = 0;
+    MPI_Initialized(&ready);
+    if (ready) return PETAL_OK;
+    int provided;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+        return petal_error(PETAL_ERR_DEVICE, "dist: MPI_Init_thread failed");
+    started_here = true;
+    return PETAL_OK;
+}
+
+static MPI_Comm comm_of(const dist_comm *c) {
+    return ((const mpi_state *)c->impl)->comm;
+}
+
+// Waits for n requests (peer[i] is the rank at the other end of reqs[i]) until the deadline.
+static petal_status wait_all(dist_comm *c, MPI_Request *reqs, const int *peer, int n,
+                             const char *what) {
+    double deadline = dist_now() + c->timeout_s;
+    int left = n, *done = malloc((size_t)(n > 0 ? n : 1) * sizeof *done);
+    PETAL_CHECK(done != NULL, "%s: out of host memory", what);
+    long naps = 0;
+    while (left > 0) {
+        int count;
+        if (MPI_Testsome(n, reqs, &count, done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) {
+            free(done);
+            c->failed = true;
+            return petal_error(PETAL_ERR_DEVICE, "%s: rank %d: MPI_Testsome failed", what, c->rank);
+        }
+        if (count == MPI_UNDEFINED) break;
+        left -= count;
+        if (count > 0 || left == 0) {
+            naps = 0;
+            continue;
+        }
+        if (dist_now() > deadline) {
+            int missing = -1;
+            for (int i = 0; i < n && missing < 0; i++)
+                if (reqs[i] != MPI_REQUEST_NULL) missing = peer[i];
+            free(done);
+            c->failed = true;
+            return petal_error(PETAL_ERR_DEVICE,
+                               "%s: rank %d waited %g s for rank %d (%d transfer(s) unfinished): "
+                               "rank %d died or hangs (PETAL_DIST_TIMEOUT sets the wait)",
+                               what, c->rank, c->timeout_s, missing, left, missing);
+        }
+        // Spin briefly (a step's messages arrive within microseconds), then nap up to 1 ms so a
+        // rank waiting on a slower one leaves the cores to it.
+        if (++naps > 64)
+            nanosleep(&(struct timespec){0, naps < 1024 ? 50 * 1000 : 1000 * 1000}, NULL);
+    }
+    free(done);
+    return PETAL_OK;
+}
+
+static MPI_Datatype mpi_type(petal_dtype t) {
+    switch (t) {
+    case PETAL_F32:
+        return MPI_FLOAT;
+    case PETAL_F64:
+        return MPI_DOUBLE;
+    case PETAL_I64:
+        return MPI_INT64_T;
+    case PETAL_I32:
+        return MPI_INT32_T;
+    default:
+        return MPI_UINT16_T; // f16 and bf16: moved, never reduced
+    }
+}
+
+static void *data_of(const tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)dtype_size(t->dtype);
+}
+
+// ---- all-reduce ----
+
+typedef struct {
+    petal_dtype dtype;
+    size_t elem; // bytes per element
+    char *own;   // (total) this rank's values, packed, then the results
+    char *in;    // (N - 1, chunk) the other ranks' copies of this rank's chunk
+    int64_t total, bucket;
+} reduce_job;
+
+// dst[i] += src[i] for n elements of the job's dtype.
+static void add_into(petal_dtype t, void *dst, const void *src, int64_t n) {
+    if (t == PETAL_F32)
+        for (int64_t i = 0; i < n; i++) ((float *)dst)[i] += ((const float *)src)[i];
+    else if (t == PETAL_F64)
+        for (int64_t i = 0; i < n; i++) ((double *)dst)[i] += ((const double *)src)[i];
+    else
+        for (int64_t i = 0; i < n; i++) ((int64_t *)dst)[i] += ((const int64_t *)src)[i];
+}
+
+static void scale(petal_dtype t, void *p, int64_t n, double s) {
+    if (t == PETAL_F32)
+        for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)(((float *)p)[i] * s);
+    else if (t == PETAL_F64)
+        for (int64_t i = 0; i < n; i++) ((double *)p)[i] *= s;
+}
+
+// Chunk k of a bucket of n elements: [k n / N, (k + 1) n / N).
+static int64_t chunk_at(int64_t n, int world, int k) {
+    return n * k / world;
+}
+
+// Phase one for the bucket at `at` of n elements: this rank's chunk summed in rank order.
+static petal_status reduce_scatter(dist_comm *c, reduce_job *j, int64_t at, int64_t n) {
+    int world = c->world_size, me = c->rank, m = 0;
+    MPI_Request *reqs = malloc(2 * (size_t)world * sizeof *reqs);
+    int *peer = malloc(2 * (size_t)world * sizeof *peer);
+    PETAL_CHECK(reqs && peer, "dist_all_reduce: out of host memory");
+    int64_t lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
+    MPI_Datatype type = mpi_type(j->dtype);
+    for (int r = 0, slot = 0; r < world; r++) {
+        if (r == me) continue;
+        int64_t rlo = chunk_at(n, world, r), rn = chunk_at(n, world, r + 1) - rlo;
+        MPI_Irecv(j->in + (size_t)slot++ * (size_t)mine * j->elem, (int)mine, type, r, TAG_SCATTER,
+                  comm_of(c), &reqs[m]);
+        peer[m++] = r;
+        MPI_Isend(j->own + (size_t)(at + rlo) * j->elem, (int)rn, type, r, TAG_SCATTER, comm_of(c),
+                  &reqs[m]);
+        peer[m++] = r;
+    }
+    petal_status st = wait_all(c, reqs, peer, m, "dist_all_reduce");
+    if (!st) { // sum = copy of rank 0 + copy of rank 1 + ..., this rank's own in its place
+        char *sum = j->own + (size_t)(at + lo) * j->elem;
+        char *first = me == 0 ? sum : j->in;
+        if (me != 0) {
+            char *keep = malloc((size_t)mine * j->elem + 1);
+            PETAL_CHECK(keep != NULL, "dist_all_reduce: out of host memory");
+            memcpy(keep, sum, (size_t)mine * j->elem);
+            memcpy(sum, first, (size_t)mine * j->elem);
+            for (int r = 1, slot = 1; r < world; r++)
+                add_into(j->dtype, sum, r == me ? keep : j->in + (size_t)slot++ * mine * j->elem,
+                         mine);
+            free(keep);
+        } else {
+            for (int slot = 0; slot < world - 1; slot++)
+                add_into(j->dtype, sum, j->in + (size_t)slot * mine * j->elem, mine);
+        }
+    }
+    free(reqs);
+    free(peer);
+    return st;
+}
+
+// Phase two: every rank's summed chunk to every rank.
+static petal_status share_chunks(dist_comm *c, reduce_job *j, int64_t at, int64_t n) {
+    int world = c->world_size, me = c->rank, m = 0;
+    MPI_Request *reqs = malloc(2 * (size_t)world * sizeof *reqs);
+    int *peer = malloc(2 * (size_t)world * sizeof *peer);
+    PETAL_CHECK(reqs && peer, "dist_all_reduce: out of host memory");
+    int64_t lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
+    MPI_Datatype type = mpi_type(j->dtype);
+    for (int r = 0; r < world; r++) {
+        if (r == me) continue;
+        int64_t rlo = chunk_at(n, world, r), rn = chunk_at(n, world, r + 1) - rlo;
+        MPI_Irecv(j->own + (size_t)(at + rlo) * j->elem, (int)rn, type, r, TAG_GATHER, comm_of(c),
+                  &reqs[m]);
+        peer[m++] = r;
+        MPI_Isend(j->own + (size_t)(at + lo) * j->elem, (int)mine, type, r, TAG_GATHER, comm_of(c),
+                  &reqs[m]);
+        peer[m++] = r;
+    }
+    petal_status st = wait_all(c, reqs, peer, m, "dist_all_reduce");
+    free(reqs);
+    free(peer);
+    return st;
+}
+
+static int64_t bucket_elements(size_t elem) {
+    const char *v = getenv("PETAL_DIST_BUCKET_MB");
+    double mb = v ? atof(v) : 25.0;
+    if (!(mb > 0)) mb = 25.0;
+    int64_t n = (int64_t)(mb * 1048576.0 / (double)elem);
+    return n < 1024 ? 1024 : n;
+}
+
+static void pack(tensor *const *ts, int n, char *buf, bool into_buffer) {
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        size_t bytes = (size_t)tensor_numel(ts[i]) * dtype_size(ts[i]->dtype);
+        if (into_buffer)
+            memcpy(buf + at, data_of(ts[i]), bytes);
+        else
+            memcpy(data_of(ts[i]), buf + at, bytes);
+        at += bytes;
+    }
+}
+
+static petal_status mpi_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op) {
+    if (n == 0 || c->world_size == 1) return PETAL_OK;
+    reduce_job j = {.dtype = ts[0]->dtype, .elem = dtype_size(ts[0]->dtype)};
+    for (int i = 0; i < n; i++) {
+        PETAL_CHECK(ts[i]->dtype == j.dtype, "dist_all_reduce: tensor %d is %s, tensor 0 %s", i,
+                    dtype_name(ts[i]->dtype), dtype_name(j.dtype));
+        j.total += tensor_numel(ts[i]);
+    }
+    PETAL_CHECK(j.dtype == PETAL_F32 || j.dtype == PETAL_F64 || j.dtype == PETAL_I64,
+                "dist_all_reduce: the mpi backend reduces f32, f64 and i64, not %s",
+                dtype_name(j.dtype));
+    j.bucket = bucket_elements(j.elem);
+    j.own = malloc((size_t)j.total * j.elem + 1);
+    j.in = malloc((size_t)(c->world_size - 1) * (size_t)(j.bucket / c->world_size + 1) * j.elem);
+    PETAL_CHECK(j.own && j.in, "dist_all_reduce: out of host memory for %lld elements",
+                (long long)j.total);
+    pack(ts, n, j.own, true);
+    petal_status st = PETAL_OK;
+    for (int64_t at = 0; at < j.total && !st; at += j.bucket) {
+        int64_t len = j.total - at < j.bucket ? j.total - at : j.bucket;
+        st = reduce_scatter(c, &j, at, len);
+        if (!st) st = share_chunks(c, &j, at, len);
+    }
+    if (!st && op == DIST_AVG) scale(j.dtype, j.own, j.total, 1.0 / c->world_size);
+    if (!st) pack(ts, n, j.own, false);
+    free(j.own);
+    free(j.in);
+    return st;
+}
+
+// ---- broadcast and all-gather ----
+
+static petal_status mpi_broadcast(dist_comm *c, tensor *const *ts, int n, int root) {
+    int world = c->world_size, m = 0;
+    MPI_Request *reqs = malloc((size_t)(world * n + 1) * sizeof *reqs);
+    int *peer = malloc((size_t)(world * n + 1) * sizeof *peer);
+    PETAL_CHECK(reqs && peer, "dist_broadcast: out of host memory");
+    for (int i = 0; i < n; i++) {
+        int64_t count = tensor_numel(ts[i]) * (int64_t)dtype_size(ts[i]->dtype);
+        PETAL_CHECK(count < (1ll << 31), "dist_broadcast: tensor %d has %lld bytes (2 GiB at most)",
+                    i, (long long)count);
+        for (int r = 0; r < world; r++) {
+            if (r == c->rank || (c->rank != root && r != root)) continue;
+            if (c->rank == root)
+                MPI_Isend(data_of(ts[i]), (int)count, MPI_BYTE, r, TAG_BCAST, comm_of(c), &reqs[m]);
+            else
+                MPI_Irecv(data_of(ts[i]), (int)count, MPI_BYTE, r, TAG_BCAST, comm_of(c), &reqs[m]);
+            peer[m++] = r;
+        }
+    }
+    petal_status st = wait_all(c, reqs, peer, m, "dist_broadcast");
+    free(reqs);
+    free(peer);
+    return st;
+}
+
+static petal_status mpi_all_gather(dist_comm *c, tensor *x, tensor *out) {
+    int world = c->world_size, m = 0;
+    int64_t bytes = tensor_numel(x) * (int64_t)dtype_size(x->dtype);
+    PETAL_CHECK(bytes < (1ll << 31), "dist_all_gather: %lld bytes per rank (2 GiB at most)",
+                (long long)bytes);
+    MPI_Request *reqs = malloc(2 * (size_t)world * sizeof *reqs);
+    int *peer = malloc(2 * (size_t)world * sizeof *peer);
+    PETAL_CHECK(reqs && peer, "dist_all_gather: out of host memory");
+    char *dst = data_of(out);
+    memcpy(dst + (size_t)c->rank * (size_t)bytes, data_of(x), (size_t)bytes);
+    for (int r = 0; r < world; r++) {
+        if (r == c->rank) continue;
+        MPI_Irecv(dst + (size_t)r * (size_t)bytes, (int)bytes, MPI_BYTE, r, TAG_ALLGATHER,
+                  comm_of(c), &reqs[m]);
+        peer[m++] = r;
+        MPI_Isend(data_of(x), (int)bytes, MPI_BYTE, r, TAG_ALLGATHER, comm_of(c), &reqs[m]);
+        peer[m++] = r;
+    }
+    petal_status st = wait_all(c, reqs, peer, m, "dist_all_gather");
+    free(reqs);
+    free(peer);
+    return st;
+}
+
+// ---- life cycle ----
+
+static void mpi_free(dist_comm *c) {
+    mpi_state *s = c->impl;
+    MPI_Comm_free(&s->comm);
+    if (s->finalize) MPI_Finalize();
+    free(s);
+}
+
+static void mpi_abort(dist_comm *c) {
+    (void)c;
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+static const dist_backend mpi_backend = {"mpi",          mpi_all_reduce, mpi_broadcast,
+                                         mpi_all_gather, mpi_free,       mpi_abort};
+
+petal_status dist_mpi_init(const dist_config *cfg, dist_comm *c) {
+    char dev[16];
+    if (cfg->device.type != PETAL_CPU)
+        return petal_error(PETAL_ERR_ARG,
+                           "dist_init: the mpi backend moves CPU tensors; rank %d was given %s "
+                           "(PETAL_DIST=nccl for GPUs)",
+                           cfg->rank, device_name(cfg->device, dev));
+    petal_status st = dist_mpi_start();
+    if (st) return st;
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (rank != cfg->rank || size != cfg->world_size)
+        return petal_error(PETAL_ERR_ARG,
+                           "dist_init: MPI says rank %d of %d, the configuration rank %d of %d "
+                           "(started by another launcher than the variables name?)",
+                           rank, size, cfg->rank, cfg->world_size);
+    mpi_state *s = calloc(1, sizeof *s);
+    PETAL_CHECK(s != NULL, "dist_init: out of host memory");
+    MPI_Comm_dup(MPI_COMM_WORLD, &s->comm);
+    s->finalize = started_here;
+    started_here = false; // the communicator that finalises is this one
+    c->be = &mpi_backend;
+    c->impl = s;
+    return PETAL_OK;
+}
+
+petal_status dist_mpi_share(void *bytes, size_t n, int root, double timeout_s) {
+    MPI_Request req;
+    MPI_Ibcast(bytes, (int)n, MPI_BYTE, root, MPI_COMM_WORLD, &req);
+    double deadline = dist_now() + timeout_s;
+    for (;;) {
+        int done = 0;
+        MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+        if (done) return PETAL_OK;
+        if (dist_now() > deadline)
+            return petal_error(PETAL_ERR_DEVICE,
+                               "dist_init: waited %g s for rank %d's NCCL id over MPI", timeout_s,
+                               root);
+        nanosleep(&(struct timespec){0, 1000 * 1000}, NULL);
+    }
+}
+
+#else // a build without MPI
+
+petal_status dist_mpi_init(const dist_config *cfg, dist_comm *c) {
+    (void)cfg, (void)c;
+    return petal_error(PETAL_ERR_DEVICE,
+                       "dist_init: this petal was built without MPI (apt-get install "
+                       "libopenmpi-dev openmpi-bin and reconfigure), so it cannot run the mpi "
+                       "backend");
+}
+
+#endif
