@@ -21,10 +21,16 @@ source="tests/fuzz/fuzz_$target.c"
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPETAL_NATIVE=OFF \
   -DPETAL_CUDA=OFF -DBUILD_TESTING=OFF -DPETAL_SANITIZE=address,undefined,fuzzer-no-link >/dev/null
 cmake --build "$build" --target petal_static -j 2 >/dev/null
-# shellcheck disable=SC2046 # pkg-config's flags are meant to split
+# The optional engines the library was built with (cmake/mpi.cmake, cmake/video.cmake find them
+# with these same modules) are linked too.
+modules="openblas hdf5 libutf8proc stb yaml-0.1 sleef"
+for m in mpi-c libavformat libavcodec libswscale libavutil; do
+  if pkg-config --exists "$m"; then modules="$modules $m"; fi
+done
+# shellcheck disable=SC2046,SC2086 # pkg-config's flags and the module list are meant to split
 clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fopenmp -I. \
   -D_GNU_SOURCE -DPETAL_TEST_DATA="\"$PWD/tests/data\"" "$source" "$build/libpetal.a" \
-  $(pkg-config --cflags --libs openblas hdf5 libutf8proc stb yaml-0.1 sleef) -lm -o "$build/fuzz_$target"
+  $(pkg-config --cflags --libs $modules) -lm -o "$build/fuzz_$target"
 echo "built $build/fuzz_$target"
 [ "$seconds" -gt 0 ] || exit 0
 

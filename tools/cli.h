@@ -14,7 +14,7 @@ typedef struct {
 extern const char cmd_gradcheck_usage[], cmd_bench_usage[], cmd_params_usage[], cmd_convert_usage[],
     cmd_inspect_usage[], cmd_itm_usage[], cmd_caption_usage[], cmd_vqa_usage[], cmd_train_usage[],
     cmd_eval_usage[], cmd_data_usage[], cmd_plot_usage[], cmd_score_usage[], cmd_runs_usage[],
-    cmd_ablate_usage[], cmd_grads_usage[], cmd_diff_usage[];
+    cmd_ablate_usage[], cmd_grads_usage[], cmd_diff_usage[], cmd_frames_usage[];
 
 int cmd_gradcheck(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -33,6 +33,7 @@ int cmd_runs(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
 int cmd_grads(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_frames(int argc, char **argv);
 
 // Option parsing shared by subcommands: "--name value" pairs.
 const char *cli_option(int argc, char **argv, const char *name, const char *fallback);

@@ -26,6 +26,8 @@ static const cli_command commands[] = {
     {"eval", "evaluate a trained model or PETL file on a config's split", cmd_eval_usage, cmd_eval},
     {"data", "data sets: `petal data synth DIR` writes the synthetic vision-language set",
      cmd_data_usage, cmd_data},
+    {"frames", "the frames a video model sees: sampled, decoded, resized, as PNG files",
+     cmd_frames_usage, cmd_frames},
     {"plot", "loss, learning rate and eval metrics of a run folder as PNG plots (gnuplot)",
      cmd_plot_usage, cmd_plot},
     {"ablate", "a grid of experiments over config keys, with seeds, tables and plots",

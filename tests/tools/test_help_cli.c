@@ -24,6 +24,7 @@ static const struct {
     {"train", ARGS("c.yaml", "--bogus")},
     {"eval", ARGS("c.yaml", "--bogus")},
     {"data", ARGS("synth", "dir", "--bogus", "1")},
+    {"frames", ARGS("v.mp4", "--bogus", "1")},
     {"plot", ARGS("--bogus")},
     {"ablate", ARGS("c.yaml", "--bogus")},
     {"runs", ARGS("run", "--bogus")},
