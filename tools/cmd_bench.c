@@ -22,13 +22,14 @@
 #include "tools/bench_blip.h"
 #include "tools/bench_block.h"
 #include "tools/bench_train.h"
+#include "tools/bench_dist.h"
 #include "tools/bench_util.h"
 #include "tools/cli.h"
 
 #define MAX_ITERS 1000
 
 const char cmd_bench_usage[] =
-    "petal bench gemm|block|vit|blip-itm|train [options]\n"
+    "petal bench gemm|block|vit|blip-itm|train|allreduce [options]\n"
     "  gemm --m M --n N --k K [--iters I] [--device D]\n"
     "      matmul forward and backward (defaults 1024 x 1024 x 1024, 10 iters)\n"
     "  block --batch B --tokens T --dim D --heads H [--iters I] [--device D]\n"
@@ -41,7 +42,9 @@ const char cmd_bench_usage[] =
     "  blip-itm [--batch B] [--image-size S] [--tokens T] [--iters I]\n"
     "      BLIP-base forward and backward (defaults 2, 384, 35 tokens; 3 iters)\n"
     "  train --config CONFIG.yaml [--steps N] [--set key=value ...]\n"
-    "      training steps of an experiment (default 20 steps)\n"
+    "      training steps of an experiment (default 20 steps); under mpirun, data parallel\n"
+    "  allreduce [--bytes 4K,64K,512K,4M,32M] [--iters I]\n"
+    "      the gradient all-reduce of data-parallel training, under mpirun -np N (20 iters)\n"
     "  --iters I is 1 to 1000; --device is cpu (default), cuda or cuda:N\n"
     "example: petal bench gemm --m 512 --n 512 --k 512 --iters 20";
 
@@ -249,11 +252,9 @@ static int bench_block_any(int argc, char **argv) {
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv); // argv[0] is "bench <name>", as messages name it
-} cases[] = {{"gemm", bench_gemm},
-             {"block", bench_block_any},
-             {"vit", bench_vit},
-             {"blip-itm", bench_blip_itm},
-             {"train", bench_train}};
+} cases[] = {{"gemm", bench_gemm},   {"block", bench_block_any},
+             {"vit", bench_vit},     {"blip-itm", bench_blip_itm},
+             {"train", bench_train}, {"allreduce", bench_allreduce}};
 
 int cmd_bench(int argc, char **argv) {
     if (cpu_path_init() != PETAL_OK) { // a bad PETAL_CPU

@@ -19,6 +19,8 @@ const char cmd_eval_usage[] =
     "  --split          the split to evaluate (default test)\n"
     "  --set key=value  override a config key (repeatable)\n"
     "  --results DIR    where the VQA / caption results files go (default: not kept)\n"
+    "under mpirun every rank runs this same command and retrieval's rerank is split over them\n"
+    "(docs/distributed.md); rank 0 prints\n"
     "example: petal eval configs/synth_retrieval.yaml --petl runs/synth_retrieval/best.h5";
 
 typedef struct {
@@ -60,18 +62,27 @@ static int run(const train_config *c, const eval_args *a) {
         fprintf(stderr, "petal eval: --split: %s\n", petal_error_message());
         return 2;
     }
+    dist_comm *comm;
+    petal_status s = dist_init_from_env(&comm);
+    if (s) {
+        fprintf(stderr, "petal eval: %s\n", petal_error_message());
+        return 1;
+    }
+    bool first = !comm || dist_rank(comm) == 0;
     train_model tm;
-    petal_status s = train_model_init(c, &tm);
+    s = train_model_init(c, &tm);
     if (!s && a->petl) s = petl_load(tm.petl, a->petl, false);
     eval_result r;
-    if (!s) s = evaluate_split(c, &tm, split, a->results, 0, &r);
-    if (!s) {
+    if (!s) s = evaluate_split_on(c, &tm, split, first ? a->results : NULL, 0, comm, &r);
+    if (!s && first) {
         char *line = eval_result_json(&r, 0, 0, train_split_name(split));
         printf("%s\n", line);
         free(line);
     }
+    if (s && comm) dist_abort(comm, "petal eval");
     if (s) fprintf(stderr, "petal eval: %s\n", petal_error_message());
     train_model_free(&tm);
+    dist_free(comm);
     return s ? 1 : 0;
 }
 

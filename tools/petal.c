@@ -11,7 +11,8 @@
 static const cli_command commands[] = {
     {"gradcheck", "check every op's backward rule against finite differences", cmd_gradcheck_usage,
      cmd_gradcheck},
-    {"bench", "benchmarks: gemm, block, vit, blip-itm, train", cmd_bench_usage, cmd_bench},
+    {"bench", "benchmarks: gemm, block, vit, blip-itm, train, allreduce", cmd_bench_usage,
+     cmd_bench},
     {"params", "count the parameters a PETL method trains on a BLIP model", cmd_params_usage,
      cmd_params},
     {"convert", "a .pth or .safetensors state dict -> a petal HDF5 checkpoint", cmd_convert_usage,

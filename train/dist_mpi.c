@@ -53,21 +53,21 @@ static petal_status wait_all(dist_comm *c, MPI_Request *reqs, const int *peer, i
     double deadline = dist_now() + c->timeout_s;
     int left = n, *done = malloc((size_t)(n > 0 ? n : 1) * sizeof *done);
     PETAL_CHECK(done != NULL, "%s: out of host memory", what);
-    long naps = 0;
+    double last = dist_now(); // when a transfer last finished
     while (left > 0) {
         int count;
         if (MPI_Testsome(n, reqs, &count, done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) {
             free(done);
             c->failed = true;
-            return petal_error(PETAL_ERR_DEVICE, "%s: rank %d: MPI_Testsome failed", what, c->rank);
+            return petal_error(PETAL_ERR_DEVICE, "%s: rank %d: MPI_Testsome failed", what,
+                               c->rank);
         }
         if (count == MPI_UNDEFINED) break;
         left -= count;
-        if (count > 0 || left == 0) {
-            naps = 0;
-            continue;
-        }
-        if (dist_now() > deadline) {
+        double t = dist_now();
+        if (count > 0) last = t;
+        if (left == 0 || count > 0) continue;
+        if (t > deadline) {
             int missing = -1;
             for (int i = 0; i < n && missing < 0; i++)
                 if (reqs[i] != MPI_REQUEST_NULL) missing = peer[i];
@@ -78,10 +78,10 @@ static petal_status wait_all(dist_comm *c, MPI_Request *reqs, const int *peer, i
                                "rank %d died or hangs (PETAL_DIST_TIMEOUT sets the wait)",
                                what, c->rank, c->timeout_s, missing, left, missing);
         }
-        // Spin briefly (a step's messages arrive within microseconds), then nap up to 1 ms so a
-        // rank waiting on a slower one leaves the cores to it.
-        if (++naps > 64)
-            nanosleep(&(struct timespec){0, naps < 1024 ? 50 * 1000 : 1000 * 1000}, NULL);
+        // MPI moves large messages only inside its calls, so a transfer under way is polled
+        // without pause; after 20 ms without progress the peer is busy elsewhere (a longer
+        // backward pass) and naps of 0.2 ms leave it the core.
+        if (t - last > 0.02) nanosleep(&(struct timespec){0, 200 * 1000}, NULL);
     }
     free(done);
     return PETAL_OK;

@@ -101,15 +101,36 @@ static petal_status text_features(const train_config *c, const train_model *tm,
     return s;
 }
 
+// The score matrices summed over the ranks (each computed its rows, zeros elsewhere).
+static petal_status sum_parts(dist_comm *comm, tensor **i2t, tensor **t2i) {
+    tensor *both[] = {*i2t, *t2i};
+    petal_device dev = dist_device(comm);
+    for (int i = 0; i < 2; i++) both[i] = tensor_to(both[i], dev);
+    petal_status s = dist_all_reduce(comm, both, 2, DIST_SUM);
+    tensor *back[] = {tensor_to(both[0], DEVICE_CPU), tensor_to(both[1], DEVICE_CPU)};
+    for (int i = 0; i < 2; i++) tensor_free(both[i]);
+    tensor_free(*i2t);
+    tensor_free(*t2i);
+    *i2t = back[0];
+    *t2i = back[1];
+    return s;
+}
+
 static petal_status eval_retrieval(const train_config *c, const train_model *tm,
-                                   const train_data *d, eval_result *r) {
+                                   const train_data *d, dist_comm *comm, eval_result *r) {
     tensor *embeds, *image_feat, *ids, *mask, *text_feat;
     petal_status s = image_features(c, tm, d, &embeds, &image_feat);
     if (!s) s = text_features(c, tm, d->retrieval, &ids, &mask, &text_feat);
     if (s) return s;
     tensor *i2t, *t2i;
-    blip_retrieval_scores(tm->m, embeds, image_feat, ids, mask, text_feat, c->k_test, c->beta, &i2t,
-                          &t2i);
+    blip_retrieval_scores_part(tm->m, embeds, image_feat, ids, mask, text_feat, c->k_test, c->beta,
+                               comm ? dist_rank(comm) : 0, comm ? dist_world_size(comm) : 1, &i2t,
+                               &t2i);
+    if (comm && (s = sum_parts(comm, &i2t, &t2i))) {
+        tensor_free(i2t);
+        tensor_free(t2i);
+        return s;
+    }
     rank_metrics m;
     s = rank_metrics_compute(i2t, t2i, d->retrieval->image_texts, d->retrieval->text_image, &m);
     tensor_free(i2t);
@@ -295,6 +316,12 @@ static petal_status eval_caption(const train_config *c, const train_model *tm, c
 
 petal_status evaluate_split(const train_config *c, const train_model *tm, train_split split,
                             const char *results_dir, int64_t step, eval_result *out) {
+    return evaluate_split_on(c, tm, split, results_dir, step, NULL, out);
+}
+
+petal_status evaluate_split_on(const train_config *c, const train_model *tm, train_split split,
+                               const char *results_dir, int64_t step, dist_comm *comm,
+                               eval_result *out) {
     *out = (eval_result){0};
     train_data d;
     petal_status s = splits_load(c, split, &d);
@@ -306,7 +333,7 @@ petal_status evaluate_split(const train_config *c, const train_model *tm, train_
     switch (c->task) {
     case TRAIN_TASK_RETRIEVAL:
     case TRAIN_TASK_PRETRAIN:
-        s = eval_retrieval(c, tm, &d, out);
+        s = eval_retrieval(c, tm, &d, comm, out);
         break;
     case TRAIN_TASK_VQA:
         results = results_path(results_dir, split, step, &temp);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "train/config.h"
+#include "train/dist.h"
 #include "train/model.h"
 #include "train/splits.h"
 
@@ -27,5 +28,12 @@ typedef struct {
 // as <split>_step<step>.json.
 petal_status evaluate_split(const train_config *c, const train_model *tm, train_split split,
                             const char *results_dir, int64_t step, eval_result *out);
+// The same with every rank of a data-parallel run calling it (comm NULL: evaluate_split).
+// Retrieval's ITM rerank, where the time goes, is split over the ranks by rows and the score
+// matrices summed; the features and the VQA and caption evaluations are computed on every rank
+// (only results_dir's files need be rank 0's). Every rank gets the same result.
+petal_status evaluate_split_on(const train_config *c, const train_model *tm, train_split split,
+                               const char *results_dir, int64_t step, dist_comm *comm,
+                               eval_result *out);
 // {"step": s, "epoch": e, "split": "val", "<metric>": %.9g, ...} (malloc'd)
 char *eval_result_json(const eval_result *r, int64_t step, int64_t epoch, const char *split);

@@ -284,7 +284,7 @@ static petal_status save_checkpoint(trainer *t, const char *name) {
 
 // Evaluates the split and writes its metrics line; *line gets the line (malloc'd).
 static petal_status evaluate_logged(trainer *t, train_split split, eval_result *r, char **line) {
-    petal_status s = evaluate_split(t->c, t->tm, split, t->results_dir, t->pos.step, r);
+    petal_status s = evaluate_split_on(t->c, t->tm, split, t->results_dir, t->pos.step, t->comm, r);
     if (s) return s;
     *line = eval_result_json(r, t->pos.step, t->pos.epoch, train_split_name(split));
     run_metrics_line(&t->run, *line);

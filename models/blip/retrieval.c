@@ -375,11 +375,17 @@ typedef void (*pair_fn)(const blip_model *m, int64_t r, tensor *top, tensor *tex
                         tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
                         tensor **embeds);
 
+// Rows [from, to) of the rerank; the other rows are left 0.
 static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, double beta, pair_fn pair,
-                      tensor *text_ids, tensor *text_mask, tensor *image_embeds) {
+                      tensor *text_ids, tensor *text_mask, tensor *image_embeds, int part,
+                      int parts) {
     int64_t rows = sims->shape[0], cols = sims->shape[1];
-    tensor *scores = tensor_keep(tensor_full(PETAL_F32, SHAPE(rows, cols), -100.0));
-    for (int64_t r = 0; r < rows; r++) {
+    int64_t step = rows / parts + 1; // train_retrieval.py's split of the rows over the ranks
+    int64_t from = part * step < rows ? part * step : rows;
+    int64_t to = from + step < rows ? from + step : rows;
+    tensor *scores = tensor_keep(tensor_zeros(PETAL_F32, SHAPE(rows, cols)));
+    for (int64_t i = from * cols; i < to * cols; i++) tensor_data_f32(scores)[i] = -100.0f;
+    for (int64_t r = from; r < to; r++) {
         int mark = scope_begin();
         tensor *row = tensor_select(sims, 0, r), *top;
         tensor *top_sim = tensor_topk(row, k, true, &top);
@@ -424,15 +430,27 @@ static void text_row_pair(const blip_model *m, int64_t r, tensor *top, tensor *t
 void blip_retrieval_scores(const blip_model *m, tensor *image_embeds, tensor *image_feat,
                            tensor *text_ids, tensor *text_mask, tensor *text_feat, int64_t k_test,
                            double beta, tensor **i2t, tensor **t2i) {
+    blip_retrieval_scores_part(m, image_embeds, image_feat, text_ids, text_mask, text_feat, k_test,
+                               beta, 0, 1, i2t, t2i);
+}
+
+void blip_retrieval_scores_part(const blip_model *m, tensor *image_embeds, tensor *image_feat,
+                                tensor *text_ids, tensor *text_mask, tensor *text_feat,
+                                int64_t k_test, double beta, int part, int parts, tensor **i2t,
+                                tensor **t2i) {
+    PETAL_CHECK(parts >= 1 && part >= 0 && part < parts, "blip_retrieval_scores: part %d of %d",
+                part, parts);
     bool grad = grad_mode_set(false);
     int mark = scope_begin();
     tensor *enc_ids = blip_with_first_token(text_ids, m->cfg.tokens.enc);
     tensor *sims = tensor_matmul(image_feat, tensor_transpose(text_feat, 0, 1)); // (I, T)
     int64_t k_i = k_test < sims->shape[1] ? k_test : sims->shape[1];
     int64_t k_t = k_test < sims->shape[0] ? k_test : sims->shape[0];
-    *i2t = rerank(m, sims, k_i, beta, image_row_pair, enc_ids, text_mask, image_embeds);
+    *i2t =
+        rerank(m, sims, k_i, beta, image_row_pair, enc_ids, text_mask, image_embeds, part, parts);
     tensor *sims_t = tensor_contiguous(tensor_transpose(sims, 0, 1));
-    *t2i = rerank(m, sims_t, k_t, beta, text_row_pair, enc_ids, text_mask, image_embeds);
+    *t2i =
+        rerank(m, sims_t, k_t, beta, text_row_pair, enc_ids, text_mask, image_embeds, part, parts);
     scope_end(mark);
     grad_mode_set(grad);
 }

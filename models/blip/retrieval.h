@@ -59,6 +59,14 @@ void blip_retrieval_scores(const blip_model *m, tensor *image_embeds, tensor *im
                            tensor *text_ids, tensor *text_mask, tensor *text_feat, int64_t k_test,
                            double beta, tensor **i2t, tensor **t2i);
 
+// The share of one of `parts` processes: the rows of part `part` in train_retrieval.py's split
+// (rows / parts + 1 each, in order) as above, every other row 0, so that the sum of the parts'
+// matrices is blip_retrieval_scores' (the ITC similarities, cheap, are computed whole).
+void blip_retrieval_scores_part(const blip_model *m, tensor *image_embeds, tensor *image_feat,
+                                tensor *text_ids, tensor *text_mask, tensor *text_feat,
+                                int64_t k_test, double beta, int part, int parts, tensor **i2t,
+                                tensor **t2i);
+
 typedef struct {
     double txt_r1, txt_r5, txt_r10; // image -> text: best rank among the image's captions
     double img_r1, img_r5, img_r10; // text -> image

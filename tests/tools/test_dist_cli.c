@@ -6,7 +6,8 @@
 //   - `petal train`, VQA in f64: 2 ranks with batch 4 give the losses and trained tensors of
 //     1 rank with batch 8 (1e-6 asked, about 1e-13 found), and f32 within float rounding;
 //   - retrieval: the ITC queues of 2 ranks hold every rank's momentum features (those of 1 rank
-//     with the doubled batch, as columns in another order);
+//     with the doubled batch, as columns in another order), and `petal eval` with its rerank
+//     split over 2 ranks prints the metrics of one process;
 //   - --stop-after and --resume: 2 ranks stopped and resumed write metrics.jsonl identical to an
 //     uninterrupted run; a 2-rank run goes on with 1 rank.
 // A build without MPI checks instead that the launcher's variables make `petal train` say so.
@@ -264,6 +265,17 @@ START_TEST(test_retrieval_queues_gather_every_rank) {
         for (int64_t i = 0; i < e; i++) worst = fmax(worst, fabs(ca[i] - cb[i]));
     }
     ck_assert_msg(worst < 1e-12, "queued momentum features differ by %.3g", worst);
+    // The ITM rerank split over 2 ranks gives the metrics of one process.
+    char last[600];
+    snprintf(last, sizeof last, "%s/last.h5", r2);
+    char *alone = run_ok(ARGS("eval", c2, "--petl", last, "--set", "warmup_steps=1"));
+    run_result split =
+        mpirun("2", ARGS(PETAL_BIN, "eval", c2, "--petl", last, "--set", "warmup_steps=1"));
+    ck_assert_msg(split.status == 0, "%s", split.err);
+    ck_assert_msg(strstr(alone, "r_mean") && strcmp(alone, split.out) == 0,
+                  "one process:\n%s\n2 ranks:\n%s", alone, split.out);
+    free(alone);
+    run_result_free(&split);
     tensor_list_free(&a);
     tensor_list_free(&b);
     checkpoint_info_free(&ia);
