@@ -88,7 +88,7 @@ static void job_nonce(char *out, size_t size) {
 
 static bool nccl_usable(void) {
 #if defined(PETAL_HAVE_CUDA) && defined(PETAL_HAVE_NCCL)
-    return cuda_device_count() > 0;
+    return backend_cuda_device_count() > 0;
 #else
     return false;
 #endif
