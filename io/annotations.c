@@ -38,6 +38,13 @@ static petal_status member_text(const json_value *entry, const char *key, const 
     return st ? st : as_text(v, out);
 }
 
+// The entry's picture: "image" (BLIP's image sets), or "video" in the video sets of BLIP-style
+// code (MSR-VTT, DiDeMo, MSRVTT-QA), whose entries have no "image".
+static petal_status media_path(const json_value *entry, const char **out) {
+    return member_text(
+        entry, json_get(entry, "video") && !json_get(entry, "image") ? "video" : "image", out);
+}
+
 // Parses path and reads the entries of its root array: start() sizes the set, then entry() reads
 // each entry, until one fails.
 static petal_status read_entries(const char *path, void *ctx,
@@ -79,10 +86,19 @@ typedef struct {
 // numbers by value (1 and 1.0 are one key, 1 and "1" two).
 static petal_status image_id_key(const json_value *entry, strbuf *key) {
     const json_value *v;
+    const char *video;
+    strbuf_clear(key);
+    if (!json_get(entry, "image_id") && json_get(entry, "video")) { // a video is its own id
+        petal_status st = member_text(entry, "video", &video);
+        if (!st) {
+            strbuf_push(key, 'v');
+            strbuf_append(key, video, strlen(video));
+        }
+        return st;
+    }
     petal_status st = json_member_get(entry, "image_id", &v);
     if (st) return st;
     char num[40];
-    strbuf_clear(key);
     if (v->type == JSON_STRING) {
         strbuf_push(key, 's');
         strbuf_append(key, v->string.chars, v->string.len);
@@ -108,7 +124,7 @@ static petal_status train_entry(void *ctx, const json_value *e, size_t i) {
     const char *image, *caption;
     char *pre;
     petal_status st;
-    if ((st = member_text(e, "image", &image)) || (st = member_text(e, "caption", &caption)) ||
+    if ((st = media_path(e, &image)) || (st = member_text(e, "caption", &caption)) ||
         (st = image_id_key(e, &r->key)) || (st = text_pre_caption(caption, r->max_words, &pre)))
         return st;
     ann_caption *c = &r->set->items[i];
@@ -159,7 +175,10 @@ typedef struct {
 static void retrieval_start(void *ctx, const json_value *entries) {
     ann_retrieval_set *s = ((retrieval_reader *)ctx)->set;
     size_t n = json_len(entries), n_captions = 0;
-    for (size_t i = 0; i < n; i++) n_captions += json_len(json_get(json_at(entries, i), "caption"));
+    for (size_t i = 0; i < n; i++) {
+        const json_value *c = json_get(json_at(entries, i), "caption");
+        n_captions += c && c->type == JSON_STRING ? 1 : json_len(c); // a string: one caption
+    }
     s->images = alloc_array(n, sizeof *s->images);
     s->image_texts = alloc_array(n + 1, sizeof *s->image_texts);
     s->texts = alloc_array(n_captions, sizeof *s->texts);
@@ -170,14 +189,16 @@ static petal_status retrieval_entry(void *ctx, const json_value *e, size_t i) {
     retrieval_reader *r = ctx;
     ann_retrieval_set *s = r->set;
     const char *image, *caption;
-    const json_value *captions;
+    const json_value *captions = json_get(e, "caption");
     petal_status st;
-    if ((st = member_text(e, "image", &image)) || (st = json_get_array(e, "caption", &captions)))
+    // MSR-VTT's test set: one caption a video, as a string (image sets keep their lists)
+    bool one = captions && captions->type == JSON_STRING && json_get(e, "video");
+    if ((st = media_path(e, &image)) || (!one && (st = json_get_array(e, "caption", &captions))))
         return st;
     s->images[i] = copy(image);
     s->n_images = (int64_t)i + 1;
-    for (size_t k = 0; k < json_len(captions); k++) {
-        if ((st = as_text(json_at(captions, k), &caption)) ||
+    for (size_t k = 0; k < (one ? 1 : json_len(captions)); k++) {
+        if ((st = as_text(one ? captions : json_at(captions, k), &caption)) ||
             (st = text_pre_caption(caption, r->max_words, &s->texts[s->n_texts])))
             return st;
         s->text_image[s->n_texts++] = (int64_t)i;
@@ -317,6 +338,13 @@ static petal_status read_vg_answer(const json_value *e, ann_vqa *q) {
     return PETAL_OK;
 }
 
+// MSRVTT-QA's one answer per question: weight 1, as the only answer of its question.
+static petal_status read_video_answer(const json_value *e, ann_vqa *q) {
+    petal_status st = read_vg_answer(e, q);
+    if (!st) q->weights[0] = 1.0;
+    return st;
+}
+
 static void vqa_start(void *ctx, const json_value *entries) {
     vqa_reader *r = ctx;
     r->set->items = buffer_grow(r->set->items, &r->cap, (size_t)r->set->n + json_len(entries),
@@ -328,11 +356,13 @@ static petal_status vqa_entry(void *ctx, const json_value *e, size_t i) {
     vqa_reader *r = ctx;
     ann_vqa *q = &r->set->items[r->set->n++];
     *q = (ann_vqa){.question_id = -1};
-    const char *image, *question, *dataset;
-    const json_value *v;
+    const char *image, *question, *dataset = "vqa";
+    const json_value *v = NULL;
     petal_status st;
-    if ((st = member_text(e, "image", &image)) || (st = member_text(e, "question", &question)) ||
-        (st = json_member_get(e, "dataset", &v)) || (st = as_text(v, &dataset)))
+    // Video QA entries (MSRVTT-QA) name a video and one answer, and no data set.
+    bool video = json_get(e, "video") && !json_get(e, "dataset");
+    if ((st = media_path(e, &image)) || (st = member_text(e, "question", &question)) ||
+        (!video && ((st = json_member_get(e, "dataset", &v)) || (st = as_text(v, &dataset)))))
         return st;
     if (strcmp(dataset, "vqa") != 0 && strcmp(dataset, "vg") != 0)
         return json_type_error(v, "\"vqa\" or \"vg\"");
@@ -344,6 +374,7 @@ static petal_status vqa_entry(void *ctx, const json_value *e, size_t i) {
         ((st = json_get_int(e, "question_id", &q->question_id)) || !json_get(e, "answer")))
         return st;
     if ((v = json_get(e, "question_id")) && (st = json_as_int(v, &q->question_id))) return st;
+    if (video) return read_video_answer(e, q);
     return q->dataset == ANN_DATASET_VG ? read_vg_answer(e, q) : read_vqa_answers(e, q);
 }
 

@@ -8,6 +8,12 @@
 
 #include "tensor/error.h"
 
+// Video sets of BLIP-style code (MSR-VTT, DiDeMo, MSRVTT-QA) read through the same functions: an
+// entry's "video" stands for its "image" (the struct fields keep the name image), a training pair
+// without "image_id" is its video's own id, a retrieval test entry's "caption" may be one string,
+// and a QA entry {"video", "question", "answer": "one answer", "question_id"} has no "dataset"
+// (its answer weighs 1).
+
 // ---- caption and retrieval training: coco_karpathy_train.json, flickr30k_train.json ----
 // [{"image": "val2014/x.jpg", "caption": "...", "image_id": "coco_123" | 123}, ...]
 typedef struct {

@@ -83,12 +83,30 @@ static tensor *project_heads(const nn_linear *l, tensor *x, int64_t heads, const
     return nn_consume(y, nn_heads_split(y, heads));
 }
 
+// k (B, H, S, D) times key_scale (B, S) as (B, 1, S, 1), the scale detached.
+static tensor *scale_keys(tensor *k, tensor *key_scale) {
+    int64_t b = k->shape[0], s = k->shape[2];
+    PETAL_CHECK(key_scale->ndim == 2 && key_scale->shape[0] == b && key_scale->shape[1] == s,
+                "nn_attention_forward_scaled: key_scale must be (%lld, %lld)", (long long)b,
+                (long long)s);
+    tensor *d = tensor_detach(key_scale);
+    tensor *col = nn_consume(d, tensor_reshape(d, SHAPE(b, 1, s, 1)));
+    return nn_consume(col, tensor_mul(k, col));
+}
+
 tensor *nn_attention_forward(const nn_attention *a, tensor *x, tensor *kv, tensor *mask,
                              nn_kv_cache *cache, const nn_ctx *ctx) {
+    return nn_attention_forward_scaled(a, x, kv, NULL, mask, cache, ctx);
+}
+
+tensor *nn_attention_forward_scaled(const nn_attention *a, tensor *x, tensor *kv, tensor *key_scale,
+                                    tensor *mask, nn_kv_cache *cache, const nn_ctx *ctx) {
     PETAL_CHECK(!(kv && cache), "nn_attention_forward: a KV cache is for self-attention only");
+    PETAL_CHECK(!(key_scale && cache), "nn_attention_forward: key_scale is not for a KV cache");
     tensor *source = kv ? kv : x;
     tensor *q = project_heads(&a->query, x, a->heads, ctx);
     tensor *k = project_heads(&a->key, source, a->heads, ctx);
+    if (key_scale) k = nn_consume(k, scale_keys(k, key_scale));
     tensor *v = project_heads(&a->value, source, a->heads, ctx);
     if (cache) { // attend to every cached step; the cache owns the extended tensors
         k = nn_consume(k, extend(&cache->k, k));

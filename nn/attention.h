@@ -39,3 +39,9 @@ void nn_attention_free(nn_attention *a);
 // values are appended and the queries attend to all of them. Returns (B, T, dim).
 tensor *nn_attention_forward(const nn_attention *a, tensor *x, tensor *kv, tensor *mask,
                              nn_kv_cache *cache, const nn_ctx *ctx);
+// The same with each key scaled after its projection (bias and PETL deltas included): k_s *=
+// key_scale[b, s] for key_scale (B, S), read without gradient; values are not scaled. Aurora's
+// frame-aware attention (CP/med.py) weights each video frame's keys this way. key_scale NULL:
+// nn_attention_forward.
+tensor *nn_attention_forward_scaled(const nn_attention *a, tensor *x, tensor *kv, tensor *key_scale,
+                                    tensor *mask, nn_kv_cache *cache, const nn_ctx *ctx);

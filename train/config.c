@@ -52,6 +52,8 @@ static const char *const task_names[] = {"retrieval", "vqa", "caption", "pretrai
 static const char *const schedule_names[] = {"epoch_cosine", "step_cosine", NULL};
 static const char *const inference_names[] = {"rank", "generate", NULL};
 static const char *const dtype_names[] = {"f32", "f64", NULL};
+static const char *const media_names[] = {"image", "video", NULL};
+static const char *const video_itc_names[] = {"aurora", "blip", NULL};
 static const char *const variant_names[] = {"paper", "code", NULL};
 static const char *const core_names[] = {"diagonal", "dense", NULL};
 static const char *const ice_names[] = {"off", "softmax", "mean", NULL};
@@ -132,6 +134,25 @@ static const config_key config_keys[] = {
      .doc = "Token limit (padding length for retrieval and pretraining) of captions and "
             "questions, [CLS] and [SEP] included; 0: BLIP's (35 retrieval, 30 pretrain, 40 "
             "caption, 35 questions)."},
+    {"media", KEY_ENUM, AT(media), .names = media_names, .def = "image",
+     .doc = "What image_root holds: image files, or video files of which num_frames frames are "
+            "decoded (retrieval and vqa; docs/video.md)."},
+    {"num_frames", KEY_INT, AT(num_frames), .lo = 1, .hi = 64, .def = "8",
+     .doc = "Video: frames per clip in training, one drawn per equal segment (Aurora: 8)."},
+    {"num_frames_test", KEY_INT, AT(num_frames_test), .lo = 1, .hi = 64, .def = "16",
+     .doc = "Video: frames per clip in evaluation, the segments' middles (Aurora: 16 for "
+            "DiDeMo, 8 for MSR-VTT)."},
+    {"video_itc", KEY_ENUM, AT(video_itc), .names = video_itc_names, .def = "aurora",
+     .doc =
+         "Video ITC feature: aurora (vision_proj of the frames' mean [CLS], CP/blip_retrieval.py) "
+         "or blip (the mean of the projected frames, eval_retrieval_video.py); equal up to "
+         "rounding, the projection being affine."},
+    {"frame_aware_attention", KEY_BOOL, AT(frame_aware_attention), .def = "false",
+     .doc =
+         "Video retrieval training: Aurora's frame-aware cross-attention (keys of frame t scaled "
+         "by T softmax_t(text . frame_t / 4); Aurora's MSR-VTT and DiDeMo configs: true)."},
+    {"video_chunk", KEY_INT, AT(video_chunk), .lo = 1, .hi = 4096, .def = "32",
+     .doc = "Video evaluation: frames through the ViT per pass (bounds the memory)."},
     {"pretrained", KEY_STRING, AT(pretrained), .def = "",
      .doc = "A petal HDF5 checkpoint to start from (petal convert makes one from BLIP's .pth "
             "files), taken as given (not under data_root). Empty: the model is built from arch "
@@ -1055,6 +1076,11 @@ static petal_status check_rules(const train_config *c, const config_origin *orig
         return rule_error(c, origins, "queue_size", "batch_size_train",
                           "expected a multiple of batch_size_train (%lld), found '%lld'",
                           (long long)c->batch_size_train, (long long)c->queue_size);
+    if (c->media == TRAIN_MEDIA_VIDEO && c->task != TRAIN_TASK_RETRIEVAL &&
+        c->task != TRAIN_TASK_VQA)
+        return rule_error(c, origins, "media", "task",
+                          "video needs task retrieval or vqa, found task '%s'",
+                          train_task_name(c->task));
     if (c->dtype == TRAIN_DTYPE_F64 && *c->pretrained)
         return rule_error(c, origins, "dtype", "pretrained",
                           "f64 needs a model built from arch (pretrained files are f32), found "

@@ -35,6 +35,14 @@ typedef enum {
     TRAIN_SCHEDULE_STEP_COSINE,  // linear warmup over warmup_steps, then cosine per step
 } train_schedule;
 
+typedef enum { TRAIN_MEDIA_IMAGE, TRAIN_MEDIA_VIDEO } train_media;
+
+typedef enum {
+    TRAIN_VIDEO_ITC_AURORA, // vision_proj of the mean over frames of the [CLS]
+                            // (CP/blip_retrieval.py)
+    TRAIN_VIDEO_ITC_BLIP,   // the mean of the projected frames' [CLS] (eval_retrieval_video.py)
+} train_video_itc;
+
 typedef enum {
     TRAIN_DTYPE_F32, // the models' and PETL tensors' usual precision
     TRAIN_DTYPE_F64, // for exactness checks and gradient regression tests
@@ -96,6 +104,13 @@ typedef struct {
     int64_t prefetch;     // batches decoded ahead (default 4)
     int64_t max_words;    // pre_caption's word limit (30)
     int64_t text_length;  // token limit of captions / questions (0: BLIP's 35, 30 or 40)
+    // ---- video (docs/video.md) ----
+    train_media media;          // image (default) | video: what image_root's files are
+    int64_t num_frames;         // frames sampled per video in training (8)
+    int64_t num_frames_test;    // and in evaluation (16)
+    train_video_itc video_itc;  // the video ITC feature: aurora | blip
+    bool frame_aware_attention; // Aurora's per-frame key scaling in cross-attention
+    int64_t video_chunk;        // frames per ViT pass when evaluating (32)
     // ---- model ----
     char *pretrained; // a petal .h5 (never NULL); empty: build from `arch` with fresh weights
     train_arch arch;

@@ -11,11 +11,13 @@
 #include "io/json.h"
 #include "io/text.h"
 #include "models/blip/retrieval.h"
+#include "models/blip/video.h"
 #include "models/blip/tasks.h"
 #include "ops/ops.h"
 #include "tensor/scope.h"
 #include "train/caption_metrics.h"
 #include "train/rank_metrics.h"
+#include "train/step.h"
 #include "train/vqa_metrics.h"
 
 static void metric(eval_result *r, const char *name, double value) {
@@ -45,7 +47,25 @@ static tensor *batch_list_concat(batch_list *s) {
 
 // ---- retrieval ----
 
-// Image embeddings (I, N + 1, D) and ITC features (I, E) of every image of the split, in order.
+// What the multimodal encoder cross-attends to and the ITC feature of a batch: images (B, 3, S, S)
+// give their embeddings (B, N + 1, D); videos (B, T, 3, S, S) every frame's, concatenated
+// (B, T (N + 1), D), their frames taken through the ViT video_chunk at a time.
+static void visual_features(const train_config *c, const train_model *tm, tensor *images,
+                            tensor **states, tensor **feat) {
+    const nn_ctx eval = NN_EVAL;
+    if (c->media == TRAIN_MEDIA_IMAGE) {
+        *states = blip_image_embeds(tm->m, images, &eval);
+        *feat = blip_image_feat(tm->m, *states);
+        return;
+    }
+    tensor *frames = blip_video_embeds(tm->m, images, c->video_chunk, &eval); // (B, T, N + 1, D)
+    *feat = blip_video_feat(tm->m, frames, video_itc(c));
+    *states = blip_video_states(frames);
+    tensor_free(frames);
+}
+
+// Image embeddings (I, N + 1, D) and ITC features (I, E) of every image of the split, in order
+// (for videos, what visual_features gives).
 static petal_status image_features(const train_config *c, const train_model *tm,
                                    const train_data *d, tensor **embeds, tensor **feats) {
     loader_options o = splits_loader_options(c, false);
@@ -55,11 +75,11 @@ static petal_status image_features(const train_config *c, const train_model *tm,
     batch_list e = {0}, f = {0};
     train_batch b;
     bool done = false;
-    const nn_ctx eval = NN_EVAL;
     while (!s && !(s = loader_next(l, &b, &done)) && !done) {
-        tensor *x = blip_image_embeds(tm->m, b.images, &eval);
+        tensor *x, *feat;
+        visual_features(c, tm, b.images, &x, &feat);
         batch_list_push(&e, x);
-        batch_list_push(&f, blip_image_feat(tm->m, x));
+        batch_list_push(&f, feat);
         train_batch_free(&b);
     }
     loader_free(l);
@@ -186,7 +206,11 @@ static char **vqa_answers(const train_config *c, const train_model *tm, const tr
     char **out = buffer_calloc((size_t)b->n, sizeof *out, "evaluate");
     if (c->inference == TRAIN_VQA_RANK) {
         int64_t k = c->k_test < d->answer_list->n ? c->k_test : d->answer_list->n;
-        tensor *best = blip_vqa_rank(tm->m, b->images, b->text_ids, b->text_mask, a_ids, a_mask, k);
+        tensor *best =
+            c->media == TRAIN_MEDIA_VIDEO
+                ? blip_video_vqa_rank(tm->m, b->images, c->video_chunk, b->text_ids, b->text_mask,
+                                      a_ids, a_mask, k)
+                : blip_vqa_rank(tm->m, b->images, b->text_ids, b->text_mask, a_ids, a_mask, k);
         for (int64_t i = 0; i < b->n; i++) {
             const char *a = d->answer_list->items[tensor_data_i64(best)[i]];
             out[i] = buffer_strndup(a, strlen(a));
@@ -195,15 +219,28 @@ static char **vqa_answers(const train_config *c, const train_model *tm, const tr
         return out;
     }
     generate_options g = search_options(tm, 3, 10, 1); // blip_vqa.py's generate
-    generate_result r = blip_vqa_generate(tm->m, b->images, b->text_ids, b->text_mask, &g);
+    generate_result r = c->media == TRAIN_MEDIA_VIDEO
+                            ? blip_video_vqa_generate(tm->m, b->images, c->video_chunk, b->text_ids,
+                                                      b->text_mask, &g)
+                            : blip_vqa_generate(tm->m, b->images, b->text_ids, b->text_mask, &g);
     for (int64_t i = 0; i < b->n; i++)
         out[i] = tokenizer_decode(tm->tok, r.tokens + i * r.len, (size_t)r.len, true);
     generate_result_free(&r);
     return out;
 }
 
+// MSRVTT-QA's accuracy: the normalised prediction equals the normalised (only) answer.
+static double exact_match(const char *pred, const char *answer) {
+    char *a = vqa_normalize_answer(pred), *b = vqa_normalize_answer(answer);
+    double same = strcmp(a, b) == 0;
+    free(a);
+    free(b);
+    return same;
+}
+
 static petal_status eval_vqa(const train_config *c, const train_model *tm, const train_data *d,
                              const char *results, eval_result *r) {
+    bool video = c->media == TRAIN_MEDIA_VIDEO;
     if (c->inference == TRAIN_VQA_RANK && !d->answer_list)
         return petal_error(PETAL_ERR_ARG, "%s: answer_list: ranking needs the answer list",
                            c->source);
@@ -230,7 +267,8 @@ static petal_status eval_vqa(const train_config *c, const train_model *tm, const
             qids[n] = q->question_id;
             preds[n] = answers[i];
             if (q->n_raw == 0) continue; // a test question without answers: results file only
-            acc += vqa_accuracy(answers[i], (const char *const *)q->raw_answers, q->n_raw);
+            acc += video ? exact_match(answers[i], q->raw_answers[0])
+                         : vqa_accuracy(answers[i], (const char *const *)q->raw_answers, q->n_raw);
             answered++;
         }
         free(answers);
@@ -242,9 +280,9 @@ static petal_status eval_vqa(const train_config *c, const train_model *tm, const
     free(preds);
     free(qids);
     if (s) return s;
-    r->score_name = "vqa_acc";
+    r->score_name = video ? "qa_acc" : "vqa_acc";
     r->score = answered ? 100.0 * acc / (double)answered : 0;
-    if (answered) metric(r, "vqa_acc", r->score);
+    if (answered) metric(r, r->score_name, r->score);
     return PETAL_OK;
 }
 

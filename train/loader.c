@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "io/augment.h"
+#include "io/video.h"
 #include "io/buffer.h"
 #include "io/image.h"
 #include "tensor/philox.h"
@@ -32,7 +33,7 @@ typedef struct {
     int64_t *n_answers; // (batch_size) answers per question
     float *weights;     // (A) answer weights
     size_t weights_cap;
-    int64_t skipped, truncated;
+    int64_t skipped, truncated, repeated;
     strbuf warnings;     // a line per skipped image, printed when the batch is returned
     petal_status status; // the batch's error, and its message (malloc'd)
     char *message;
@@ -140,6 +141,22 @@ static void normalize_into(const loader *l, const image *im, float *dst) {
 }
 
 // Decodes sample i and writes its (3, S, S) normalised planes into dst.
+// Floats of one sample: (3, S, S), or (T, 3, S, S) for a video.
+static size_t sample_floats(const loader_options *o) {
+    size_t frames = o->frames > 0 ? (size_t)o->frames : 1;
+    return frames * 3 * (size_t)o->image_size * (size_t)o->image_size;
+}
+
+static petal_status decode_video(const loader *l, int64_t i, float *dst, int64_t *repeated) {
+    const train_sample *s = &l->d->samples[i];
+    video_sampling vs = {l->o.frames, l->o.image_size, l->o.train_transform,
+                         loader_sample_seed(l->o.seed, l->epoch, i)};
+    int rep = 0;
+    petal_status st = video_load_frames(s->image, &vs, dst, &rep);
+    *repeated += rep;
+    return st ? sample_error(s, st) : PETAL_OK;
+}
+
 static petal_status decode_image(const loader *l, int64_t i, float *dst) {
     const train_sample *s = &l->d->samples[i];
     image src, out;
@@ -238,7 +255,7 @@ static petal_status encode_texts(const loader *l, slot *s) {
 }
 
 static void slot_reset(slot *s) {
-    s->n = s->skipped = s->truncated = 0;
+    s->n = s->skipped = s->truncated = s->repeated = 0;
     s->text.rows = s->answers.rows = 0;
     strbuf_clear(&s->warnings);
     s->status = PETAL_OK;
@@ -250,10 +267,12 @@ static void slot_reset(slot *s) {
 static petal_status slot_decode(loader *l, slot *s, int64_t b) {
     int64_t first = b * l->o.batch_size, end = first + l->o.batch_size;
     if (end > l->n_samples) end = l->n_samples;
-    size_t image_floats = 3 * (size_t)l->o.image_size * (size_t)l->o.image_size;
+    size_t floats = sample_floats(&l->o);
     for (int64_t pos = first; pos < end && !atomic_load(&l->stop); pos++) {
         int64_t i = l->order[pos];
-        petal_status st = decode_image(l, i, s->images + (size_t)s->n * image_floats);
+        float *dst = s->images + (size_t)s->n * floats;
+        petal_status st =
+            l->o.frames > 0 ? decode_video(l, i, dst, &s->repeated) : decode_image(l, i, dst);
         if (st == PETAL_OK) {
             s->indices[s->n++] = i;
             continue;
@@ -356,8 +375,11 @@ static void batch_from_slot(const loader *l, const slot *s, train_batch *out) {
     out->n = n;
     out->indices = buffer_alloc((size_t)n * sizeof *out->indices, "loader");
     memcpy(out->indices, s->indices, (size_t)n * sizeof *out->indices);
-    out->images =
-        as_dtype(tensor_from_data(PETAL_F32, SHAPE(n, 3, size, size), s->images), l->o.dtype);
+    tensor *images =
+        l->o.frames > 0
+            ? tensor_from_data(PETAL_F32, SHAPE(n, l->o.frames, 3, size, size), s->images)
+            : tensor_from_data(PETAL_F32, SHAPE(n, 3, size, size), s->images);
+    out->images = as_dtype(images, l->o.dtype);
     bool vqa = l->d->task == TRAIN_TASK_VQA;
     if (vqa)
         out->question_ids = gather_ids(l, s, true);
@@ -392,6 +414,7 @@ static petal_status take_batch(loader *l, train_batch *out) {
         l->stats.images += s->n;
         l->stats.skipped += s->skipped;
         l->stats.truncated += s->truncated;
+        l->stats.repeated += s->repeated;
         if (s->n) batch_from_slot(l, s, out);
     }
     slot_release(l, s);
@@ -451,12 +474,12 @@ static void norm_tables(float norm[3][256]) {
 static void slots_init(loader *l) {
     l->n_slots = l->o.workers ? l->o.prefetch : 1;
     l->slots = buffer_calloc((size_t)l->n_slots, sizeof *l->slots, "loader");
-    size_t b = (size_t)l->o.batch_size, s = (size_t)l->o.image_size;
+    size_t b = (size_t)l->o.batch_size;
     for (int k = 0; k < l->n_slots; k++) {
         slot *sl = &l->slots[k];
         sl->batch = -1;
         sl->indices = buffer_alloc(b * sizeof *sl->indices, "loader");
-        sl->images = buffer_alloc(b * 3 * s * s * sizeof *sl->images, "loader");
+        sl->images = buffer_alloc(b * sample_floats(&l->o) * sizeof *sl->images, "loader");
         sl->n_answers = buffer_alloc(b * sizeof *sl->n_answers, "loader");
     }
 }

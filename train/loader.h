@@ -51,13 +51,18 @@ typedef struct {
     // split), as PyTorch's DistributedSampler cuts it (loader_shard_order).
     int rank, world_size;
     petal_dtype dtype; // of images, masks and answer weights: F32 (0) or F64 (config dtype)
+    // Video: each sample's file is a video of which `frames` frames are sampled (io/video.h: one
+    // random frame per segment in training, from the sample's generator; the segment middles
+    // otherwise), resized and normalised as test images are. 0: samples are images.
+    int frames;
 } loader_options;
 
 // One batch. Its tensors belong to the batch (they are in no scope) until train_batch_free.
 typedef struct {
     int64_t n;         // samples: batch_size, fewer in the last batch or after skipped images
     int64_t *indices;  // (n) the samples' indices in the train_data
-    tensor *images;    // (n, 3, S, S) f32, normalised with BLIP's mean and std
+    tensor *images;    // (n, 3, S, S) f32, normalised with BLIP's mean and std; (n, T, 3, S, S)
+                       // for videos
     tensor *image_ids; // (n) i64 the samples' image_id; NULL for VQA
     // Texts as tokenizer_encode_batch makes them with train_data_text_options, but with the 0/1
     // mask in f32, the dtype the models take masks in. NULL when the split has images only.
@@ -80,6 +85,7 @@ typedef struct {
     int64_t images;      // images decoded into returned batches
     int64_t skipped;     // unreadable images left out (skip_bad_images)
     int64_t truncated;   // texts cut to the maximum length, as BLIP's tokenizer call does
+    int64_t repeated;    // video frames that repeat a clip's last one (shorter than T frames)
 } loader_stats;
 
 typedef struct loader loader;

@@ -68,5 +68,8 @@ loader_options splits_loader_options(const train_config *c, bool train) {
                             .prefetch = (int)c->prefetch,
                             .text_length = (int)c->text_length,
                             .seed = (uint64_t)c->seed,
-                            .dtype = train_config_dtype(c)};
+                            .dtype = train_config_dtype(c),
+                            .frames = c->media == TRAIN_MEDIA_VIDEO
+                                          ? (int)(train ? c->num_frames : c->num_frames_test)
+                                          : 0};
 }

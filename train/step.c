@@ -2,11 +2,17 @@
 
 #include "models/blip/retrieval.h"
 #include "models/blip/tasks.h"
+#include "models/blip/video.h"
 #include "ops/ops.h"
 
 static void part(step_parts *p, const char *name, tensor *value) {
     p->names[p->n] = name;
     p->values[p->n++] = tensor_item(value);
+}
+
+blip_video_itc video_itc(const train_config *c) {
+    return c->video_itc == TRAIN_VIDEO_ITC_BLIP ? BLIP_VIDEO_ITC_PROJ_MEAN
+                                                : BLIP_VIDEO_ITC_MEAN_PROJ;
 }
 
 static tensor *gather(void *comm, tensor *x) {
@@ -30,8 +36,12 @@ static tensor *itc_itm_loss(const train_model *tm, const train_config *c, const 
                            .keep_image_embeds = with_lm,
                            .dist = comm ? &dist : NULL,
                            .negatives_all_ranks = c->negative_all_rank};
-    retrieval_losses l =
-        blip_retrieval_losses(tm->m, b->images, b->text_ids, b->text_mask, b->image_ids, &o, ctx);
+    blip_video_options v = {video_itc(c), c->frame_aware_attention};
+    retrieval_losses l = c->media == TRAIN_MEDIA_VIDEO
+                             ? blip_video_retrieval_losses(tm->m, b->images, b->text_ids,
+                                                           b->text_mask, b->image_ids, &o, &v, ctx)
+                             : blip_retrieval_losses(tm->m, b->images, b->text_ids, b->text_mask,
+                                                     b->image_ids, &o, ctx);
     tensor *loss = tensor_add(l.ita, l.itm);
     part(p, "loss_ita", l.ita);
     part(p, "loss_itm", l.itm);
@@ -54,8 +64,11 @@ tensor *step_loss(const train_model *tm, const train_config *c, const train_batc
     case TRAIN_TASK_PRETRAIN:
         return itc_itm_loss(tm, c, b, alpha, true, comm, &ctx, parts);
     case TRAIN_TASK_VQA: {
-        tensor *loss = blip_vqa_loss(tm->m, b->images, b->text_ids, b->text_mask, b->answer_ids,
-                                     b->answer_mask, b->answer_counts, b->answer_weights, &ctx);
+        tensor *(*vqa_loss)(const blip_model *, tensor *, tensor *, tensor *, tensor *, tensor *,
+                            const int64_t *, tensor *, const nn_ctx *) =
+            c->media == TRAIN_MEDIA_VIDEO ? blip_video_vqa_loss : blip_vqa_loss;
+        tensor *loss = vqa_loss(tm->m, b->images, b->text_ids, b->text_mask, b->answer_ids,
+                                b->answer_mask, b->answer_counts, b->answer_weights, &ctx);
         part(parts, "loss_vqa", loss);
         return loss;
     }

@@ -2,6 +2,7 @@
 // for the metrics lines.
 #pragma once
 
+#include "models/blip/video.h"
 #include "train/config.h"
 #include "train/dist.h"
 #include "train/loader.h"
@@ -19,5 +20,8 @@ typedef struct {
 // the distillation weight (retrieval, pretrain); g draws dropout masks and hard negatives. comm
 // (NULL: one process) makes ITC/ITM training what blip_retrieval.py does across GPUs: the queues
 // take every rank's features, and negative_all_rank draws negatives from every rank's batch.
+// The config's video_itc as models/blip/video.h names it.
+blip_video_itc video_itc(const train_config *c);
+
 tensor *step_loss(const train_model *tm, const train_config *c, const train_batch *b, double alpha,
                   rng_generator *g, dist_comm *comm, step_parts *parts);

@@ -164,16 +164,22 @@ static tensor *ffn_add_norm(const bert_layer *l, const bert_config *cfg, tensor 
     return nn_consume(sum, nn_layer_norm_forward(&l->out_ln, sum));
 }
 
-tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
-                           tensor *self_mask, tensor *states, tensor *cross_mask,
-                           nn_kv_cache *cache, const layer_hooks *hooks, int index,
-                           const nn_ctx *ctx) {
+// What a layer's cross-attention reads: states (B, N, W) or NULL (text mode), the additive mask
+// and the key scale (B, N) or NULL.
+typedef struct {
+    tensor *states, *mask, *key_scale;
+} cross_input;
+
+static tensor *layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
+                             tensor *self_mask, const cross_input *cross, nn_kv_cache *cache,
+                             const layer_hooks *hooks, int index, const nn_ctx *ctx) {
     tensor *s = nn_attention_forward(&l->self, x, NULL, self_mask, cache, ctx);
     tensor *a_s = nn_consume(s, add_norm(&l->self_dense, &l->self_ln, s, x, cfg->dropout, ctx));
     tensor *a_c = NULL;
-    if (states) {
+    if (cross->states) {
         PETAL_CHECK(l->has_cross, "bert: multimodal mode on a model without cross-attention");
-        tensor *c = nn_attention_forward(&l->cross, a_s, states, cross_mask, NULL, ctx);
+        tensor *c = nn_attention_forward_scaled(&l->cross, a_s, cross->states, cross->key_scale,
+                                                cross->mask, NULL, ctx);
         a_c = nn_consume(c, add_norm(&l->cross_dense, &l->cross_ln, c, a_s, cfg->dropout, ctx));
     }
     tensor *a = a_c ? a_c : a_s;
@@ -187,6 +193,14 @@ tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *
     return y;
 }
 
+tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
+                           tensor *self_mask, tensor *states, tensor *cross_mask,
+                           nn_kv_cache *cache, const layer_hooks *hooks, int index,
+                           const nn_ctx *ctx) {
+    cross_input cross = {states, cross_mask, NULL};
+    return layer_forward(l, cfg, x, self_mask, &cross, cache, hooks, index, ctx);
+}
+
 tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ctx) {
     int64_t b = in->ids->shape[0], t = in->ids->shape[1];
     int64_t past = in->cache ? nn_kv_cache_length(&in->cache[0]) : 0;
@@ -195,6 +209,8 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
     tensor *self_mask =
         nn_consume(mask, in->causal ? bert_causal_mask(mask, t) : bert_extended_mask(mask));
     tensor *cross_mask = NULL;
+    PETAL_CHECK(!in->key_scale || in->mode == BERT_MULTIMODAL,
+                "bert_forward: key_scale is for multimodal mode");
     if (in->mode == BERT_MULTIMODAL) {
         PETAL_CHECK(in->encoder_states != NULL,
                     "bert_forward: multimodal mode needs encoder states");
@@ -203,12 +219,12 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
             in->encoder_mask ? tensor_detach(in->encoder_mask) : tensor_ones(dt, SHAPE(b, n));
         cross_mask = nn_consume(em, bert_extended_mask(em));
     }
+    cross_input cross = {in->mode == BERT_MULTIMODAL ? in->encoder_states : NULL, cross_mask,
+                         in->key_scale};
     tensor *x = bert_embed(m, in->ids, past, ctx);
     for (int64_t i = 0; i < m->cfg.layers; i++)
-        x = nn_consume(x, bert_layer_forward(
-                              &m->layers[i], &m->cfg, x, self_mask,
-                              in->mode == BERT_MULTIMODAL ? in->encoder_states : NULL, cross_mask,
-                              in->cache ? &in->cache[i] : NULL, &m->hooks, (int)i, ctx));
+        x = nn_consume(x, layer_forward(&m->layers[i], &m->cfg, x, self_mask, &cross,
+                                        in->cache ? &in->cache[i] : NULL, &m->hooks, (int)i, ctx));
     tensor_free(self_mask);
     tensor_free(cross_mask);
     return x;

@@ -49,8 +49,11 @@ typedef struct {
     bert_mode mode;         // MULTIMODAL: cross-attention to encoder_states in every layer
     tensor *encoder_states; // (B, N, W)
     tensor *encoder_mask;   // (B, N) 0/1, or NULL: ones
-    bool causal;            // a decoder: position i sees positions <= i
-    nn_kv_cache *cache;     // one per layer (self-attention), or NULL
+    // (B, N) multiplies the cross-attention keys of encoder_states (no gradient), or NULL: Aurora's
+    // frame-aware attention (nn_attention_forward_scaled).
+    tensor *key_scale;
+    bool causal;        // a decoder: position i sees positions <= i
+    nn_kv_cache *cache; // one per layer (self-attention), or NULL
 } bert_input;
 
 // prefix: the encoder's parameters ("text_encoder", "text_decoder.bert"); head_prefix: where the

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/blip/video.h"
 #include "nn/nn.h"
 #include "ops/ops.h"
 #include "tensor/error.h"
@@ -97,11 +98,33 @@ static void enqueue(blip_model *m, tensor *image_feat_m, tensor *text_feat_m, te
     tensor_fill_(m->ptr_queue, (double)((ptr + b) % q));
 }
 
+// ---- encoding ----
+
+static blip_visual encode_images(const vit_model *vit, const nn_linear *proj, tensor *images,
+                                 bool with_frames, const void *opts, const nn_ctx *ctx) {
+    (void)with_frames; // an image is one frame: frame-aware attention would scale nothing
+    (void)opts;
+    const nn_ctx eval = NN_EVAL; // as in blip_image_feat: the projection has no dropout
+    tensor *embeds = vit_forward(vit, images, ctx);
+    tensor *cls = tensor_select(embeds, 1, 0);
+    tensor *p = nn_consume(cls, nn_linear_forward(proj, cls, &eval));
+    return (blip_visual){embeds, nn_consume(p, tensor_normalize(p, -1, 1e-12)), NULL};
+}
+
+const blip_visual_encoder blip_image_encoder = {encode_images, NULL, false};
+
+static void visual_free(blip_visual *v) {
+    tensor_free(v->states);
+    tensor_free(v->feat);
+    tensor_free(v->frame_feat);
+}
+
 // ---- ITC ----
 
 typedef struct {
-    tensor *image_embeds, *image_feat, *text_feat; // with gradients
-    tensor *text_cls; // (B, H) the unimodal text encoder's [CLS] (ICE reads it)
+    blip_visual v;     // the main vision tower's, with gradients
+    tensor *text_feat; // (B, E) with gradients
+    tensor *text_cls;  // (B, H) the unimodal text encoder's [CLS] (ICE reads it)
 } retrieval_features;
 
 // Enqueues the momentum features and ids of every rank's batch (blip_retrieval.py gathers them
@@ -120,11 +143,12 @@ static void enqueue_all(blip_model *m, tensor *image_feat_m, tensor *text_feat_m
     tensor_free(c);
 }
 
-static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *images, tensor *ids,
+static tensor *itc_momentum(blip_model *m, const retrieval_features *f,
+                            const blip_visual_encoder *enc, tensor *pixels, tensor *ids,
                             tensor *mask, tensor *image_ids, const retrieval_options *opt,
                             const nn_ctx *ctx) {
     double alpha = opt->alpha;
-    petal_dtype dt = f->image_feat->dtype;
+    petal_dtype dt = f->v.feat->dtype;
     tensor *col = as_col(image_ids), *row = as_row(image_ids);
     tensor *idx_all = tensor_concat((tensor *[]){row, m->idx_queue}, 2, 1); // (1, B + Q)
     tensor *pos = equal_mask(col, idx_all, dt);
@@ -132,10 +156,8 @@ static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *
     tensor *sim_targets = tensor_div(pos, pos_sum);
     bool grad = grad_mode_set(false);
     momentum_update(m);
-    tensor *embeds_m = vit_forward(&m->vit_m, images, ctx);
-    tensor *cls_m = tensor_select(embeds_m, 1, 0);
-    tensor *proj_m = nn_linear_forward(&m->vision_proj_m, cls_m, ctx);
-    tensor *image_feat_m = tensor_normalize(proj_m, -1, 1e-12);
+    blip_visual vm = enc->encode(&m->vit_m, &m->vision_proj_m, pixels, false, enc->opts, ctx);
+    tensor *image_feat_m = vm.feat;
     bert_input in = {.ids = ids, .mask = mask, .mode = BERT_TEXT};
     tensor *text_h_m = bert_forward(&m->text_m, &in, ctx);
     tensor *tcls_m = tensor_select(text_h_m, 1, 0);
@@ -157,7 +179,7 @@ static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *
         tensor_free(sims_m[i]);
     }
     grad_mode_set(grad);
-    tensor *sim_i2t = scaled_sim(f->image_feat, text_all, m->temp);
+    tensor *sim_i2t = scaled_sim(f->v.feat, text_all, m->temp);
     tensor *sim_t2i = scaled_sim(f->text_feat, image_all, m->temp);
     tensor *l_i2t = soft_cross_entropy(sim_i2t, targets[0]);
     tensor *l_t2i = soft_cross_entropy(sim_t2i, targets[1]);
@@ -166,24 +188,23 @@ static tensor *itc_momentum(blip_model *m, const retrieval_features *f, tensor *
     grad = grad_mode_set(false);
     enqueue_all(m, image_feat_m, text_feat_m, image_ids, opt->dist);
     grad_mode_set(grad);
-    tensor *temps[] = {col,         row,       idx_all,  pos,         pos_sum,
-                       sim_targets, embeds_m,  cls_m,    proj_m,      image_feat_m,
-                       text_h_m,    tcls_m,    tproj_m,  text_feat_m, it,
-                       tt,          image_all, text_all, targets[0],  targets[1],
-                       sim_i2t,     sim_t2i,   l_i2t,    l_t2i,       sum};
+    visual_free(&vm);
+    tensor *temps[] = {col,        row,        idx_all,     pos,     pos_sum, sim_targets, text_h_m,
+                       tcls_m,     tproj_m,    text_feat_m, it,      tt,      image_all,   text_all,
+                       targets[0], targets[1], sim_i2t,     sim_t2i, l_i2t,   l_t2i,       sum};
     for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) tensor_free(temps[i]);
     return loss;
 }
 
 // Without momentum encoders: in-batch contrastive loss against the image-id targets.
 static tensor *itc_in_batch(blip_model *m, const retrieval_features *f, tensor *image_ids) {
-    petal_dtype dt = f->image_feat->dtype;
+    petal_dtype dt = f->v.feat->dtype;
     tensor *col = as_col(image_ids), *row = as_row(image_ids);
     tensor *pos = equal_mask(col, row, dt);
     tensor *pos_sum = tensor_sum(pos, 1, true);
     tensor *targets = tensor_div(pos, pos_sum);
-    tensor *tt = tensor_transpose(f->text_feat, 0, 1), *it = tensor_transpose(f->image_feat, 0, 1);
-    tensor *sim_i2t = scaled_sim(f->image_feat, tt, m->temp);
+    tensor *tt = tensor_transpose(f->text_feat, 0, 1), *it = tensor_transpose(f->v.feat, 0, 1);
+    tensor *sim_i2t = scaled_sim(f->v.feat, tt, m->temp);
     tensor *sim_t2i = scaled_sim(f->text_feat, it, m->temp);
     tensor *l_i2t = soft_cross_entropy(sim_i2t, targets);
     tensor *l_t2i = soft_cross_entropy(sim_t2i, targets);
@@ -242,8 +263,9 @@ static tensor *index_tensor(const int64_t *v, int64_t n, petal_device device) {
 
 // Where hard negatives come from: this rank's batch, or every rank's (negative_all_rank).
 typedef struct {
-    tensor *image_embeds;           // (P, N + 1, D), with gradients
+    tensor *states;                 // (P, S, D), with gradients
     tensor *image_feat, *text_feat; // (P, E) no gradient
+    tensor *frame_feat;             // (P, T, E) no gradient, or NULL (no frame-aware attention)
     tensor *enc_ids, *mask;         // (P, L)
     tensor *image_ids;              // (P)
     bool gathered;                  // the tensors are the pool's own (else the batch's)
@@ -253,21 +275,19 @@ static negative_pool pool_of(const retrieval_features *f, tensor *enc_ids, tenso
                              tensor *image_ids, const retrieval_options *opt) {
     const blip_collectives *d = opt->negatives_all_ranks ? opt->dist : NULL;
     if (!d)
-        return (negative_pool){f->image_embeds, f->image_feat, f->text_feat, enc_ids, mask,
-                               image_ids,       false};
-    return (negative_pool){d->gather_grad(d->ctx, f->image_embeds),
-                           d->gather(d->ctx, f->image_feat),
-                           d->gather(d->ctx, f->text_feat),
-                           d->gather(d->ctx, enc_ids),
-                           d->gather(d->ctx, mask),
-                           d->gather(d->ctx, image_ids),
-                           true};
+        return (negative_pool){f->v.states, f->v.feat, f->text_feat, f->v.frame_feat,
+                               enc_ids,     mask,      image_ids,    false};
+    tensor *frames = f->v.frame_feat ? d->gather(d->ctx, f->v.frame_feat) : NULL;
+    return (negative_pool){d->gather_grad(d->ctx, f->v.states), d->gather(d->ctx, f->v.feat),
+                           d->gather(d->ctx, f->text_feat),     frames,
+                           d->gather(d->ctx, enc_ids),          d->gather(d->ctx, mask),
+                           d->gather(d->ctx, image_ids),        true};
 }
 
 static void pool_free(negative_pool *p) {
-    tensor *ts[] = {p->image_embeds, p->image_feat, p->text_feat,
-                    p->enc_ids,      p->mask,       p->image_ids};
-    for (int i = 0; p->gathered && i < 6; i++) tensor_free(ts[i]);
+    tensor *ts[] = {p->states,  p->image_feat, p->text_feat, p->frame_feat,
+                    p->enc_ids, p->mask,       p->image_ids};
+    for (int i = 0; p->gathered && i < 7; i++) tensor_free(ts[i]);
 }
 
 // For each text a negative image and for each image a negative text, drawn from the pool by
@@ -283,8 +303,8 @@ static void draw_negatives(blip_model *m, const retrieval_features *f, const neg
     }
     bool grad = grad_mode_set(false);
     tensor *col = as_col(image_ids), *row = as_row(p->image_ids);
-    tensor *same = equal_mask(col, row, f->image_feat->dtype);
-    tensor *w_i2t = negative_weights(f->image_feat, p->text_feat, m->temp, same);
+    tensor *same = equal_mask(col, row, f->v.feat->dtype);
+    tensor *w_i2t = negative_weights(f->v.feat, p->text_feat, m->temp, same);
     tensor *w_t2i = negative_weights(f->text_feat, p->image_feat, m->temp, same);
     blip_sample_rows(w_t2i, opt->rng, neg_img); // a negative image for each text
     blip_sample_rows(w_i2t, opt->rng, neg_txt); // a negative text for each image
@@ -293,12 +313,52 @@ static void draw_negatives(blip_model *m, const retrieval_features *f, const neg
     grad_mode_set(grad);
 }
 
+// The multimodal encoder's hidden states for ids (P, L) against states (P, S, D), the cross-
+// attention keys scaled by key_scale (P, S), or not (NULL: blip_multimodal).
+static tensor *multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *states,
+                          tensor *key_scale, const nn_ctx *ctx) {
+    bert_input in = {.ids = ids,
+                     .mask = mask,
+                     .mode = BERT_MULTIMODAL,
+                     .encoder_states = states,
+                     .key_scale = key_scale};
+    return bert_forward(&m->text, &in, ctx);
+}
+
+// Frame-aware key scales (P, S) of (text, video) pairs: text features (P, E), frame features
+// (P, T, E) of videos whose states have S tokens; NULL without frame features.
+static tensor *pair_scale(tensor *text_feat, tensor *frame_feat, int64_t s) {
+    if (!frame_feat) return NULL;
+    int64_t t = frame_feat->shape[1];
+    PETAL_CHECK(s % t == 0, "frame-aware attention: %lld states are not %lld frames' tokens",
+                (long long)s, (long long)t);
+    return blip_video_frame_scale(text_feat, frame_feat, s / t);
+}
+
+// The negative pass's scales, its pairs ordered as CP/blip_retrieval.py 281-283 stacks them:
+// (text b, its negative video) for every b, then (video b's negative text, video b).
+static tensor *negative_scale(const retrieval_features *f, const negative_pool *p, tensor *img_idx,
+                              tensor *txt_idx) {
+    if (!f->v.frame_feat) return NULL;
+    bool grad = grad_mode_set(false);
+    tensor *frames_neg = tensor_index_select(p->frame_feat, 0, img_idx);
+    tensor *text_neg = tensor_index_select(p->text_feat, 0, txt_idx);
+    tensor *texts = tensor_concat((tensor *[]){f->text_feat, text_neg}, 2, 0);       // (2B, E)
+    tensor *frames = tensor_concat((tensor *[]){frames_neg, f->v.frame_feat}, 2, 0); // (2B, T, E)
+    tensor *scale = pair_scale(texts, frames, f->v.states->shape[1]);
+    tensor *temps[] = {frames_neg, text_neg, texts, frames};
+    for (int i = 0; i < 4; i++) tensor_free(temps[i]);
+    grad_mode_set(grad);
+    return scale;
+}
+
 static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids, tensor *mask,
                         tensor *image_ids, const retrieval_options *opt, const nn_ctx *ctx) {
     int64_t b = ids->shape[0];
     petal_device dev = ids->device;
     tensor *enc_ids = blip_with_first_token(ids, m->cfg.tokens.enc);
-    tensor *pos_h = blip_multimodal(m, enc_ids, mask, f->image_embeds, ctx);
+    tensor *pos_scale = pair_scale(f->text_feat, f->v.frame_feat, f->v.states->shape[1]);
+    tensor *pos_h = multimodal(m, enc_ids, mask, f->v.states, pos_scale, ctx);
     tensor *cls_pos = cls_hooks_run(m->itm_positive, tensor_select(pos_h, 1, 0), f->text_cls, ctx);
     int64_t *neg_img = malloc((size_t)b * sizeof *neg_img),
             *neg_txt = malloc((size_t)b * sizeof *neg_txt);
@@ -306,14 +366,15 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     negative_pool pool = pool_of(f, enc_ids, mask, image_ids, opt);
     draw_negatives(m, f, &pool, image_ids, opt, neg_img, neg_txt);
     tensor *img_idx = index_tensor(neg_img, b, dev), *txt_idx = index_tensor(neg_txt, b, dev);
-    tensor *embeds_neg = tensor_index_select(pool.image_embeds, 0, img_idx);
+    tensor *embeds_neg = tensor_index_select(pool.states, 0, img_idx);
     tensor *ids_neg = tensor_index_select(pool.enc_ids, 0, txt_idx);
     tensor *mask_neg = tensor_index_select(pool.mask, 0, txt_idx);
+    tensor *neg_scale = negative_scale(f, &pool, img_idx, txt_idx);
     pool_free(&pool);
     tensor *ids_all = tensor_concat((tensor *[]){enc_ids, ids_neg}, 2, 0);
     tensor *mask_all = tensor_concat((tensor *[]){mask, mask_neg}, 2, 0);
-    tensor *embeds_all = tensor_concat((tensor *[]){embeds_neg, f->image_embeds}, 2, 0);
-    tensor *neg_h = blip_multimodal(m, ids_all, mask_all, embeds_all, ctx);
+    tensor *embeds_all = tensor_concat((tensor *[]){embeds_neg, f->v.states}, 2, 0);
+    tensor *neg_h = multimodal(m, ids_all, mask_all, embeds_all, neg_scale, ctx);
     tensor *cls_neg = tensor_select(neg_h, 1, 0);
     tensor *vl = tensor_concat((tensor *[]){cls_pos, cls_neg}, 2, 0); // (3B, H)
     vl = cls_hooks_run(m->itm_all, vl, f->text_cls, ctx);
@@ -322,9 +383,9 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     for (int64_t i = 0; i < b; i++) tensor_data_i64(labels)[i] = 1;
     if (dev.type != PETAL_CPU) labels = nn_consume(labels, tensor_to(labels, dev));
     tensor *loss = tensor_cross_entropy(logits, labels, NULL);
-    tensor *temps[] = {enc_ids,  pos_h,   img_idx,  txt_idx,    embeds_neg, ids_neg,
-                       mask_neg, ids_all, mask_all, embeds_all, neg_h,      cls_pos,
-                       cls_neg,  vl,      logits,   labels};
+    tensor *temps[] = {enc_ids, pos_scale, pos_h,     img_idx, txt_idx,  embeds_neg,
+                       ids_neg, mask_neg,  neg_scale, ids_all, mask_all, embeds_all,
+                       neg_h,   cls_pos,   cls_neg,   vl,      logits,   labels};
     for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) tensor_free(temps[i]);
     free(neg_img);
     free(neg_txt);
@@ -334,12 +395,19 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
 retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *ids, tensor *mask,
                                        tensor *image_ids, const retrieval_options *opt,
                                        const nn_ctx *ctx) {
+    return blip_retrieval_losses_with(m, &blip_image_encoder, images, ids, mask, image_ids, opt,
+                                      ctx);
+}
+
+retrieval_losses blip_retrieval_losses_with(blip_model *m, const blip_visual_encoder *enc,
+                                            tensor *pixels, tensor *ids, tensor *mask,
+                                            tensor *image_ids, const retrieval_options *opt,
+                                            const nn_ctx *ctx) {
     PETAL_CHECK(blip_task_trains_itc(m->cfg.task), "blip_retrieval_losses: the model is for %s",
                 blip_task_name(m->cfg.task));
     clamp_temp(m);
     retrieval_features f;
-    f.image_embeds = blip_image_embeds(m, images, ctx);
-    f.image_feat = blip_image_feat(m, f.image_embeds);
+    f.v = enc->encode(&m->vit, &m->vision_proj, pixels, enc->frame_aware, enc->opts, ctx);
     bert_input text = {.ids = ids, .mask = mask, .mode = BERT_TEXT};
     tensor *text_h = bert_forward(&m->text, &text, ctx);
     f.text_cls = tensor_select(text_h, 1, 0);
@@ -347,15 +415,16 @@ retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *id
     tensor *text_proj = nn_linear_forward(&m->text_proj, f.text_cls, ctx);
     f.text_feat = nn_consume(text_proj, tensor_normalize(text_proj, -1, 1e-12));
     retrieval_losses out;
-    out.ita = m->cfg.momentum ? itc_momentum(m, &f, images, ids, mask, image_ids, opt, ctx)
+    out.ita = m->cfg.momentum ? itc_momentum(m, &f, enc, pixels, ids, mask, image_ids, opt, ctx)
                               : itc_in_batch(m, &f, image_ids);
-    out.itc_extra = loss_hooks_run(m->itc_extra, f.image_feat, f.text_feat, ctx);
+    out.itc_extra = loss_hooks_run(m->itc_extra, f.v.feat, f.text_feat, ctx);
     if (out.itc_extra) out.ita = nn_consume(out.ita, tensor_add(out.ita, out.itc_extra));
     out.itm = itm_loss(m, &f, ids, mask, image_ids, opt, ctx);
-    out.image_embeds = opt->keep_image_embeds ? f.image_embeds : NULL;
-    if (!opt->keep_image_embeds) tensor_free(f.image_embeds);
+    out.image_embeds = opt->keep_image_embeds ? f.v.states : NULL;
+    if (!opt->keep_image_embeds) tensor_free(f.v.states);
+    tensor_free(f.v.frame_feat);
     tensor_free(f.text_cls);
-    out.image_feat = f.image_feat;
+    out.image_feat = f.v.feat;
     out.text_feat = f.text_feat;
     return out;
 }

@@ -29,12 +29,32 @@ typedef struct {
     bool negatives_all_ranks;
 } retrieval_options;
 
+// A visual batch as the losses read it, from one vision tower (the model's or its momentum copy).
+typedef struct {
+    tensor *states;     // (B, S, D) what the multimodal encoder cross-attends to
+    tensor *feat;       // (B, E) the normalised ITC feature
+    tensor *frame_feat; // (B, T, E) each frame's normalised feature (frame-aware ITM), or NULL
+} blip_visual;
+
+// How pixels (images, or videos' frames) become a blip_visual through a vision tower vit and its
+// projection proj, with frame features when with_frames; opts belongs to the encoder. Images and
+// videos share every loss through it.
+typedef struct {
+    blip_visual (*encode)(const vit_model *vit, const nn_linear *proj, tensor *pixels,
+                          bool with_frames, const void *opts, const nn_ctx *ctx);
+    const void *opts;
+    bool frame_aware; // the main tower's encoding has frame_feat: frame-aware ITM
+} blip_visual_encoder;
+
+// images (B, 3, S, S): states the image embeddings (B, N + 1, D), feat normalize(proj(cls)).
+extern const blip_visual_encoder blip_image_encoder;
+
 typedef struct {
     tensor *ita;       // () (i2t + t2i) / 2, plus itc_extra
     tensor *itc_extra; // () the model's extra ITC terms (m->itc_extra: MCAM), or NULL if none
     tensor *itm;       // () cross-entropy over [B positives, B text negatives, B image negatives]
     tensor *image_feat, *text_feat; // (B, E) the normalised ITC features (extra losses read them)
-    tensor *image_embeds;           // (B, N + 1, D) with keep_image_embeds, else NULL
+    tensor *image_embeds; // (B, S, D) the states (B, N + 1, D for images) with keep_image_embeds
 } retrieval_losses;
 
 // One training step's losses for images (B, 3, S, S), texts ids/mask (B, L) ([CLS] first) and
@@ -44,6 +64,13 @@ typedef struct {
 retrieval_losses blip_retrieval_losses(blip_model *m, tensor *images, tensor *ids, tensor *mask,
                                        tensor *image_ids, const retrieval_options *opt,
                                        const nn_ctx *ctx);
+// The same for any visual input: pixels go through enc with the main and the momentum towers.
+// With frame_feat in the encoding, every ITM pass (positives and both hard-negative halves)
+// scales its cross-attention keys by blip_video_frame_scale of its (text, video) pairs.
+retrieval_losses blip_retrieval_losses_with(blip_model *m, const blip_visual_encoder *enc,
+                                            tensor *pixels, tensor *ids, tensor *mask,
+                                            tensor *image_ids, const retrieval_options *opt,
+                                            const nn_ctx *ctx);
 
 // Draws one index per row of weights (R, C) with probability proportional to the weights (rows
 // must have a positive sum): torch.multinomial(w, 1) with petal's generator.

@@ -69,15 +69,30 @@ generate_result blip_caption_generate(const blip_model *m, tensor *images, tenso
     return r;
 }
 
-tensor *blip_vqa_encode(const blip_model *m, tensor *images, tensor *q_ids, tensor *q_mask,
-                        const nn_ctx *ctx) {
+// Question states (B, Lq, H) grounded in visual states embeds (B, S, D).
+static tensor *encode_question(const blip_model *m, tensor *embeds, tensor *q_ids, tensor *q_mask,
+                               const nn_ctx *ctx) {
     PETAL_CHECK(m->cfg.task == BLIP_VQA, "blip_vqa: the model is for %s",
                 blip_task_name(m->cfg.task));
-    tensor *embeds = blip_image_embeds(m, images, ctx);
     tensor *enc = blip_with_first_token(q_ids, m->cfg.tokens.enc);
     tensor *states = blip_multimodal(m, enc, q_mask, embeds, ctx);
     tensor_free(enc);
-    return nn_consume(embeds, states);
+    return states;
+}
+
+tensor *blip_vqa_encode(const blip_model *m, tensor *images, tensor *q_ids, tensor *q_mask,
+                        const nn_ctx *ctx) {
+    tensor *embeds = blip_image_embeds(m, images, ctx);
+    return nn_consume(embeds, encode_question(m, embeds, q_ids, q_mask, ctx));
+}
+
+// Image embeddings for inference: eval mode, no gradients.
+static tensor *eval_embeds(const blip_model *m, tensor *images) {
+    const nn_ctx eval = NN_EVAL;
+    bool grad = grad_mode_set(false);
+    tensor *embeds = blip_image_embeds(m, images, &eval);
+    grad_mode_set(grad);
+    return embeds;
 }
 
 // Rows of x repeated: row b appears counts[b] times, consecutively.
@@ -94,8 +109,16 @@ static tensor *repeat_rows(tensor *x, const int64_t *counts, int64_t n) {
 tensor *blip_vqa_loss(const blip_model *m, tensor *images, tensor *q_ids, tensor *q_mask,
                       tensor *a_ids, tensor *a_mask, const int64_t *n_per_question, tensor *weights,
                       const nn_ctx *ctx) {
+    tensor *embeds = blip_image_embeds(m, images, ctx);
+    return nn_consume(embeds, blip_vqa_loss_embeds(m, embeds, q_ids, q_mask, a_ids, a_mask,
+                                                   n_per_question, weights, ctx));
+}
+
+tensor *blip_vqa_loss_embeds(const blip_model *m, tensor *image_embeds, tensor *q_ids,
+                             tensor *q_mask, tensor *a_ids, tensor *a_mask,
+                             const int64_t *n_per_question, tensor *weights, const nn_ctx *ctx) {
     int64_t b = q_ids->shape[0];
-    tensor *states = blip_vqa_encode(m, images, q_ids, q_mask, ctx);
+    tensor *states = encode_question(m, image_embeds, q_ids, q_mask, ctx);
     tensor *rep_states = repeat_rows(states, n_per_question, b);
     tensor *rep_mask = repeat_rows(q_mask, n_per_question, b);
     tensor_free(states);
@@ -109,12 +132,18 @@ tensor *blip_vqa_loss(const blip_model *m, tensor *images, tensor *q_ids, tensor
 
 tensor *blip_vqa_rank(const blip_model *m, tensor *images, tensor *q_ids, tensor *q_mask,
                       tensor *a_ids, tensor *a_mask, int64_t k) {
+    tensor *embeds = eval_embeds(m, images);
+    return nn_consume(embeds, blip_vqa_rank_embeds(m, embeds, q_ids, q_mask, a_ids, a_mask, k));
+}
+
+tensor *blip_vqa_rank_embeds(const blip_model *m, tensor *image_embeds, tensor *q_ids,
+                             tensor *q_mask, tensor *a_ids, tensor *a_mask, int64_t k) {
     bool grad = grad_mode_set(false);
     const nn_ctx eval = NN_EVAL;
     int64_t b = q_ids->shape[0], n_answers = a_ids->shape[0];
     PETAL_CHECK(k >= 1 && k <= n_answers, "blip_vqa_rank: k = %lld for %lld answers", (long long)k,
                 (long long)n_answers);
-    tensor *states = blip_vqa_encode(m, images, q_ids, q_mask, &eval);
+    tensor *states = encode_question(m, image_embeds, q_ids, q_mask, &eval);
     // The first answer token's probability after [DEC], for every answer.
     tensor *start = tensor_full(PETAL_I64, 2, (int64_t[]){b, 1}, (double)m->cfg.tokens.dec);
     if (q_ids->device.type != PETAL_CPU) start = nn_consume(start, tensor_to(start, q_ids->device));
@@ -157,10 +186,18 @@ tensor *blip_vqa_rank(const blip_model *m, tensor *images, tensor *q_ids, tensor
 
 generate_result blip_vqa_generate(const blip_model *m, tensor *images, tensor *q_ids,
                                   tensor *q_mask, const generate_options *opt) {
+    tensor *embeds = eval_embeds(m, images);
+    generate_result r = blip_vqa_generate_embeds(m, embeds, q_ids, q_mask, opt);
+    tensor_free(embeds);
+    return r;
+}
+
+generate_result blip_vqa_generate_embeds(const blip_model *m, tensor *image_embeds, tensor *q_ids,
+                                         tensor *q_mask, const generate_options *opt) {
     bool grad = grad_mode_set(false);
     const nn_ctx eval = NN_EVAL;
     int64_t b = q_ids->shape[0];
-    tensor *states = blip_vqa_encode(m, images, q_ids, q_mask, &eval);
+    tensor *states = encode_question(m, image_embeds, q_ids, q_mask, &eval);
     tensor *bos = tensor_full(PETAL_I64, 2, (int64_t[]){b, 1}, (double)m->cfg.tokens.dec);
     if (q_ids->device.type != PETAL_CPU) bos = nn_consume(bos, tensor_to(bos, q_ids->device));
     // blip_vqa.py attends to every question position here (question_atts are ones).

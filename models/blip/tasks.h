@@ -35,3 +35,14 @@ tensor *blip_vqa_rank(const blip_model *m, tensor *images, tensor *q_ids, tensor
 // Generate inference: answers decoded from [DEC] (beam 3, max 10, min 1 in BLIP).
 generate_result blip_vqa_generate(const blip_model *m, tensor *images, tensor *q_ids,
                                   tensor *q_mask, const generate_options *opt);
+
+// The three on visual states computed already, image_embeds (B, S, D): an image's embeddings
+// (B, N + 1, D), or a video's frames' tokens (B, T (N + 1), D) (models/blip/video.h). The image
+// functions above are these after blip_image_embeds.
+tensor *blip_vqa_loss_embeds(const blip_model *m, tensor *image_embeds, tensor *q_ids,
+                             tensor *q_mask, tensor *a_ids, tensor *a_mask,
+                             const int64_t *n_per_question, tensor *weights, const nn_ctx *ctx);
+tensor *blip_vqa_rank_embeds(const blip_model *m, tensor *image_embeds, tensor *q_ids,
+                             tensor *q_mask, tensor *a_ids, tensor *a_mask, int64_t k);
+generate_result blip_vqa_generate_embeds(const blip_model *m, tensor *image_embeds, tensor *q_ids,
+                                         tensor *q_mask, const generate_options *opt);

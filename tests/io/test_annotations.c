@@ -168,6 +168,49 @@ static bool fails_with(petal_status got, petal_status want, const char *rest) {
     return ok;
 }
 
+// MSR-VTT / MSRVTT-QA style entries: "video" for "image", a video its own id, one caption as a
+// string in a test entry, one answer (weight 1) and no "dataset" in a QA entry.
+START_TEST(test_video_sets) {
+    ann_train_set *t;
+    ck_assert_int_eq(ann_load_train(write_tmp("[{\"video\": \"v1.mp4\", \"caption\": \"A cat.\"},"
+                                              " {\"video\": \"v2.mp4\", \"caption\": \"dog\"},"
+                                              " {\"video\": \"v1.mp4\", \"caption\": \"cat\"}]"),
+                                    30, "", &t),
+                     PETAL_OK);
+    ck_assert_int_eq(t->n, 3);
+    ck_assert_int_eq(t->n_images, 2);
+    ck_assert_str_eq(t->items[1].image, "v2.mp4");
+    ck_assert_str_eq(t->items[0].caption, "a cat");
+    ck_assert_int_eq(t->items[2].image_index, t->items[0].image_index);
+    ann_train_free(t);
+    unlink(tmp);
+    ann_retrieval_set *r;
+    ck_assert_int_eq(ann_load_retrieval(write_tmp("[{\"video\": \"v1.mp4\", \"caption\": \"one\"},"
+                                                  " {\"video\": \"v2.mp4\", \"caption\": "
+                                                  "[\"two\", \"three\"]}]"),
+                                        30, &r),
+                     PETAL_OK);
+    ck_assert_int_eq(r->n_images, 2);
+    ck_assert_int_eq(r->n_texts, 3);
+    ck_assert_str_eq(r->texts[0], "one");
+    ck_assert_int_eq(r->text_image[2], 1);
+    ann_retrieval_free(r);
+    unlink(tmp);
+    ann_vqa_set *q;
+    const char *path = write_tmp("[{\"video\": \"v1.mp4\", \"question\": \"What colour?\", "
+                                 "\"answer\": \"red\", \"question_id\": 7}]");
+    ck_assert_int_eq(ann_load_vqa(&path, 1, ANN_VQA_TRAIN, &q), PETAL_OK);
+    ck_assert_int_eq(q->n, 1);
+    ck_assert_str_eq(q->items[0].image, "v1.mp4");
+    ck_assert_int_eq(q->items[0].question_id, 7);
+    ck_assert_int_eq(q->items[0].n_answers, 1);
+    ck_assert_str_eq(q->items[0].answers[0], "red");
+    ck_assert(q->items[0].weights[0] == 1.0);
+    ann_vqa_free(q);
+    unlink(tmp);
+}
+END_TEST
+
 START_TEST(test_train_errors) {
     ann_train_set *s = (ann_train_set *)1;
     ck_assert(fails_with(ann_load_train(write_tmp("{\"image\": 1}"), 30, "", &s), PETAL_ERR_FORMAT,
@@ -313,6 +356,7 @@ int main(void) {
     tcase_add_test(tc, test_retrieval_eval);
     tcase_add_test(tc, test_vqa);
     tcase_add_test(tc, test_train_errors);
+    tcase_add_test(tc, test_video_sets);
     tcase_add_test(tc, test_eval_errors);
     tcase_add_test(tc, test_caption_eval_ids);
     tcase_add_test(tc, test_vqa_errors);

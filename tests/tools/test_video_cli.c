@@ -202,6 +202,61 @@ START_TEST(test_frames_errors) {
 }
 END_TEST
 
+// A tiny BLIP built from arch and trained on the generated clips through the trainer: video
+// retrieval with Aurora's frame-aware attention and VideoQA, each for 4 steps, then evaluated.
+static const char *const video_config =
+    "task: %s\n"
+    "media: video\n"
+    "data_root: %s\n"
+    "image_root: videos\n"
+    "ann_root: annotations\n"
+    "train_file: %s_train.json\n"
+    "val_file: %s_val.json\n"
+    "test_file: %s_test.json\n"
+    "vocab: vocab.txt\n"
+    "image_size: 32\n"
+    "num_frames: 3\n"
+    "num_frames_test: 5\n"
+    "frame_aware_attention: true\n"
+    "video_chunk: 4\n"
+    "arch: {patch: 8, vision_width: 32, vision_depth: 1, vision_heads: 2, vision_mlp: 64,\n"
+    "       text_hidden: 32, text_layers: 1, text_heads: 2, text_intermediate: 64,\n"
+    "       max_positions: 40, embed_dim: 16}\n"
+    "petl: {methods: aurora, variant: paper, rank: 4}\n"
+    "batch_size_train: 4\n"
+    "batch_size_test: 4\n"
+    "init_lr: 1.0e-3\n"
+    "max_steps: 4\n"
+    "queue_size: 8\n"
+    "k_test: 3\n"
+    "log_every: 1\n"
+    "eval_every: 0\n"
+    "threads: 1\n"
+    "num_workers: 2\n";
+
+static char *train_video(const char *data, const char *task, const char *files) {
+    char text[4096], name[64], out[64];
+    snprintf(text, sizeof text, video_config, task, data, files, files, files);
+    snprintf(name, sizeof name, "%s.yaml", task);
+    snprintf(out, sizeof out, "run_%s", task);
+    const char *config = test_dir_write(name, text);
+    return run_ok(ARGS("train", config, "--out", test_dir_path(out)));
+}
+
+START_TEST(test_train_on_videos) {
+    if (!video_available()) return;
+    const char *data = synth_args(test_dir_path("set"), "0");
+    char *out = train_video(data, "retrieval", "msrvtt");
+    ck_assert_msg(strstr(out, "step     4/4") && strstr(out, "\"txt_r1\"") &&
+                      strstr(out, "\"img_mdr\""),
+                  "%s", out);
+    free(out);
+    out = train_video(data, "vqa", "msrvtt_qa");
+    ck_assert_msg(strstr(out, "step     4/4") && strstr(out, "\"qa_acc\""), "%s", out);
+    free(out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("video_cli");
     TCase *tc = tcase_with_timeout("video_cli", 60);
@@ -210,6 +265,7 @@ int main(void) {
     tcase_add_test(tc, test_synth_video_is_deterministic);
     tcase_add_test(tc, test_frames_writes_the_sampled_frames);
     tcase_add_test(tc, test_frames_errors);
+    tcase_add_test(tc, test_train_on_videos);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

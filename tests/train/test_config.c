@@ -502,8 +502,8 @@ START_TEST(test_json) {
     ck_assert_ptr_null(json_get(petl, "mcam"));
     ck_assert_ptr_null(json_get(petl, "lora"));
     ck_assert_ptr_null(json_get(petl, "extra_trainable"));
-    // Every top-level key: 50 scalars and the arch and petl blocks.
-    ck_assert_int_eq(json_len(root), 52);
+    // Every top-level key: 56 scalars and the arch and petl blocks.
+    ck_assert_int_eq(json_len(root), 58);
     json_free(root);
     free(text);
     train_config_free(&c);
@@ -618,7 +618,7 @@ START_TEST(test_shipped_configs) {
         n++;
     }
     closedir(dir);
-    ck_assert_int_eq(n, 7);
+    ck_assert_int_eq(n, 12);
 
     train_config c;
     ck_assert_int_eq(train_config_load(REPO_ROOT "/configs/synth_retrieval.yaml", NULL, 0, &c),
