@@ -140,3 +140,21 @@ petal_status file_make_dirs(const char *path) {
     free(p);
     return st;
 }
+
+petal_status file_dir_writable(const char *dir, bool force, const char *option) {
+    if (!*dir) return petal_error(PETAL_ERR_ARG, "expected a directory to write into, found ''");
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? PETAL_OK
+                               : petal_error(PETAL_ERR_IO, "cannot write the set into '%s': %s",
+                                             dir, strerror(errno));
+    bool empty = true;
+    for (struct dirent *e; empty && (e = readdir(d));)
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    closedir(d);
+    if (empty || force) return PETAL_OK;
+    return petal_error(PETAL_ERR_ARG,
+                       "'%s' exists and is not empty; --force (%s) writes the set into it, "
+                       "replacing only the set's own files",
+                       dir, option);
+}

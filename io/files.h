@@ -1,6 +1,7 @@
 // Writing files so that a reader never sees half of one, and making directories.
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tensor/error.h"
@@ -15,3 +16,8 @@ petal_status file_write_atomic(const char *path, const void *data, size_t size, 
 // mkdir -p: path and every missing parent. An existing directory is fine; a file in the way is an
 // error naming it.
 petal_status file_make_dirs(const char *path);
+
+// Where a generator writes a set of files: dir must be missing or empty, unless force (then the
+// set's own files are replaced and others left). The refusal names dir and `option`, the field
+// that forces (e.g. "synth_options.force").
+petal_status file_dir_writable(const char *dir, bool force, const char *option);

@@ -13,6 +13,7 @@
 // error names the ranks whose messages are missing, and the communicator is marked failed.
 #include "train/dist_backend.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,7 @@ static petal_status wait_all(dist_comm *c, MPI_Request *reqs, const int *peer, i
         if (MPI_Testsome(n, reqs, &count, done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) {
             free(done);
             c->failed = true;
-            return petal_error(PETAL_ERR_DEVICE, "%s: rank %d: MPI_Testsome failed", what,
-                               c->rank);
+            return petal_error(PETAL_ERR_DEVICE, "%s: rank %d: MPI_Testsome failed", what, c->rank);
         }
         if (count == MPI_UNDEFINED) break;
         left -= count;
@@ -138,69 +138,77 @@ static int64_t chunk_at(int64_t n, int world, int k) {
     return n * k / world;
 }
 
-// Phase one for the bucket at `at` of n elements: this rank's chunk summed in rank order.
-static petal_status reduce_scatter(dist_comm *c, reduce_job *j, int64_t at, int64_t n) {
-    int world = c->world_size, me = c->rank, m = 0;
+typedef struct {
+    void *data;
+    int64_t count; // elements; 0: no message
+} span;
+
+// With every other rank r at once: receive recv[r] from it and send send[r] to it (spans of
+// `type`), then wait for all of it within the deadline.
+static petal_status exchange(dist_comm *c, const span *recv, const span *send, MPI_Datatype type,
+                             int tag, const char *what) {
+    int world = c->world_size, m = 0;
     MPI_Request *reqs = malloc(2 * (size_t)world * sizeof *reqs);
     int *peer = malloc(2 * (size_t)world * sizeof *peer);
-    PETAL_CHECK(reqs && peer, "dist_all_reduce: out of host memory");
-    int64_t lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
-    MPI_Datatype type = mpi_type(j->dtype);
-    for (int r = 0, slot = 0; r < world; r++) {
-        if (r == me) continue;
-        int64_t rlo = chunk_at(n, world, r), rn = chunk_at(n, world, r + 1) - rlo;
-        MPI_Irecv(j->in + (size_t)slot++ * (size_t)mine * j->elem, (int)mine, type, r, TAG_SCATTER,
-                  comm_of(c), &reqs[m]);
-        peer[m++] = r;
-        MPI_Isend(j->own + (size_t)(at + rlo) * j->elem, (int)rn, type, r, TAG_SCATTER, comm_of(c),
-                  &reqs[m]);
-        peer[m++] = r;
-    }
-    petal_status st = wait_all(c, reqs, peer, m, "dist_all_reduce");
-    if (!st) { // sum = copy of rank 0 + copy of rank 1 + ..., this rank's own in its place
-        char *sum = j->own + (size_t)(at + lo) * j->elem;
-        char *first = me == 0 ? sum : j->in;
-        if (me != 0) {
-            char *keep = malloc((size_t)mine * j->elem + 1);
-            PETAL_CHECK(keep != NULL, "dist_all_reduce: out of host memory");
-            memcpy(keep, sum, (size_t)mine * j->elem);
-            memcpy(sum, first, (size_t)mine * j->elem);
-            for (int r = 1, slot = 1; r < world; r++)
-                add_into(j->dtype, sum, r == me ? keep : j->in + (size_t)slot++ * mine * j->elem,
-                         mine);
-            free(keep);
-        } else {
-            for (int slot = 0; slot < world - 1; slot++)
-                add_into(j->dtype, sum, j->in + (size_t)slot * mine * j->elem, mine);
+    PETAL_CHECK(reqs && peer, "%s: out of host memory", what);
+    for (int r = 0; r < world; r++) {
+        if (r == c->rank) continue;
+        PETAL_CHECK(recv[r].count < INT32_MAX && send[r].count < INT32_MAX,
+                    "%s: a message of more than 2^31 elements", what);
+        if (recv[r].count > 0) {
+            MPI_Irecv(recv[r].data, (int)recv[r].count, type, r, tag, comm_of(c), &reqs[m]);
+            peer[m++] = r;
+        }
+        if (send[r].count > 0) {
+            MPI_Isend(send[r].data, (int)send[r].count, type, r, tag, comm_of(c), &reqs[m]);
+            peer[m++] = r;
         }
     }
+    petal_status st = wait_all(c, reqs, peer, m, what);
     free(reqs);
     free(peer);
     return st;
 }
 
-// Phase two: every rank's summed chunk to every rank.
-static petal_status share_chunks(dist_comm *c, reduce_job *j, int64_t at, int64_t n) {
-    int world = c->world_size, me = c->rank, m = 0;
-    MPI_Request *reqs = malloc(2 * (size_t)world * sizeof *reqs);
-    int *peer = malloc(2 * (size_t)world * sizeof *peer);
-    PETAL_CHECK(reqs && peer, "dist_all_reduce: out of host memory");
+static char *at_element(const reduce_job *j, char *base, int64_t i) {
+    return base + (size_t)i * j->elem;
+}
+
+// Phase one for the bucket at `at` of n elements: every rank's copy of this rank's chunk comes
+// in (other ranks' into j->in, in rank order), and the copies are summed in rank order.
+static petal_status reduce_scatter(dist_comm *c, reduce_job *j, int64_t at, int64_t n, span *recv,
+                                   span *send) {
+    int world = c->world_size, me = c->rank;
     int64_t lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
-    MPI_Datatype type = mpi_type(j->dtype);
-    for (int r = 0; r < world; r++) {
-        if (r == me) continue;
-        int64_t rlo = chunk_at(n, world, r), rn = chunk_at(n, world, r + 1) - rlo;
-        MPI_Irecv(j->own + (size_t)(at + rlo) * j->elem, (int)rn, type, r, TAG_GATHER, comm_of(c),
-                  &reqs[m]);
-        peer[m++] = r;
-        MPI_Isend(j->own + (size_t)(at + lo) * j->elem, (int)mine, type, r, TAG_GATHER, comm_of(c),
-                  &reqs[m]);
-        peer[m++] = r;
+    for (int r = 0, slot = 0; r < world; r++) {
+        int64_t rlo = chunk_at(n, world, r);
+        recv[r] = r == me ? (span){0} : (span){at_element(j, j->in, (int64_t)slot++ * mine), mine};
+        send[r] = (span){at_element(j, j->own, at + rlo), chunk_at(n, world, r + 1) - rlo};
     }
-    petal_status st = wait_all(c, reqs, peer, m, "dist_all_reduce");
-    free(reqs);
-    free(peer);
-    return st;
+    petal_status st = exchange(c, recv, send, mpi_type(j->dtype), TAG_SCATTER, "dist_all_reduce");
+    if (st) return st;
+    // sum = rank 0's copy + rank 1's + ..., this rank's own in its place
+    char *sum = at_element(j, j->own, at + lo);
+    char *keep = malloc((size_t)mine * j->elem + 1);
+    PETAL_CHECK(keep != NULL, "dist_all_reduce: out of host memory");
+    memcpy(keep, sum, (size_t)mine * j->elem);
+    memcpy(sum, me == 0 ? keep : recv[0].data, (size_t)mine * j->elem);
+    for (int r = 1; r < world; r++) add_into(j->dtype, sum, r == me ? keep : recv[r].data, mine);
+    free(keep);
+    return PETAL_OK;
+}
+
+// Phase two: every rank's summed chunk to every rank.
+static petal_status share_chunks(dist_comm *c, reduce_job *j, int64_t at, int64_t n, span *recv,
+                                 span *send) {
+    int world = c->world_size, me = c->rank;
+    int64_t lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
+    for (int r = 0; r < world; r++) {
+        int64_t rlo = chunk_at(n, world, r);
+        recv[r] = (span){at_element(j, j->own, at + rlo), chunk_at(n, world, r + 1) - rlo};
+        send[r] = (span){at_element(j, j->own, at + lo), mine};
+    }
+    return exchange(c, recv, send, mpi_type(j->dtype), TAG_GATHER, "dist_all_reduce");
 }
 
 static int64_t bucket_elements(size_t elem) {
@@ -239,13 +247,18 @@ static petal_status mpi_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_
     j.in = malloc((size_t)(c->world_size - 1) * (size_t)(j.bucket / c->world_size + 1) * j.elem);
     PETAL_CHECK(j.own && j.in, "dist_all_reduce: out of host memory for %lld elements",
                 (long long)j.total);
+    span *recv = malloc((size_t)c->world_size * sizeof *recv),
+         *send = malloc((size_t)c->world_size * sizeof *send);
+    PETAL_CHECK(recv && send, "dist_all_reduce: out of host memory");
     pack(ts, n, j.own, true);
     petal_status st = PETAL_OK;
     for (int64_t at = 0; at < j.total && !st; at += j.bucket) {
         int64_t len = j.total - at < j.bucket ? j.total - at : j.bucket;
-        st = reduce_scatter(c, &j, at, len);
-        if (!st) st = share_chunks(c, &j, at, len);
+        st = reduce_scatter(c, &j, at, len, recv, send);
+        if (!st) st = share_chunks(c, &j, at, len, recv, send);
     }
+    free(recv);
+    free(send);
     if (!st && op == DIST_AVG) scale(j.dtype, j.own, j.total, 1.0 / c->world_size);
     if (!st) pack(ts, n, j.own, false);
     free(j.own);
@@ -256,50 +269,37 @@ static petal_status mpi_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_
 // ---- broadcast and all-gather ----
 
 static petal_status mpi_broadcast(dist_comm *c, tensor *const *ts, int n, int root) {
-    int world = c->world_size, m = 0;
-    MPI_Request *reqs = malloc((size_t)(world * n + 1) * sizeof *reqs);
-    int *peer = malloc((size_t)(world * n + 1) * sizeof *peer);
-    PETAL_CHECK(reqs && peer, "dist_broadcast: out of host memory");
-    for (int i = 0; i < n; i++) {
-        int64_t count = tensor_numel(ts[i]) * (int64_t)dtype_size(ts[i]->dtype);
-        PETAL_CHECK(count < (1ll << 31), "dist_broadcast: tensor %d has %lld bytes (2 GiB at most)",
-                    i, (long long)count);
-        for (int r = 0; r < world; r++) {
-            if (r == c->rank || (c->rank != root && r != root)) continue;
-            if (c->rank == root)
-                MPI_Isend(data_of(ts[i]), (int)count, MPI_BYTE, r, TAG_BCAST, comm_of(c), &reqs[m]);
-            else
-                MPI_Irecv(data_of(ts[i]), (int)count, MPI_BYTE, r, TAG_BCAST, comm_of(c), &reqs[m]);
-            peer[m++] = r;
+    span *recv = calloc((size_t)c->world_size, sizeof *recv),
+         *send = calloc((size_t)c->world_size, sizeof *send);
+    PETAL_CHECK(recv && send, "dist_broadcast: out of host memory");
+    petal_status st = PETAL_OK;
+    for (int i = 0; i < n && !st; i++) {
+        span s = {data_of(ts[i]), tensor_numel(ts[i]) * (int64_t)dtype_size(ts[i]->dtype)};
+        for (int r = 0; r < c->world_size; r++) {
+            send[r] = c->rank == root ? s : (span){0};
+            recv[r] = r == root ? s : (span){0};
         }
+        st = exchange(c, recv, send, MPI_BYTE, TAG_BCAST, "dist_broadcast");
     }
-    petal_status st = wait_all(c, reqs, peer, m, "dist_broadcast");
-    free(reqs);
-    free(peer);
+    free(recv);
+    free(send);
     return st;
 }
 
 static petal_status mpi_all_gather(dist_comm *c, tensor *x, tensor *out) {
-    int world = c->world_size, m = 0;
     int64_t bytes = tensor_numel(x) * (int64_t)dtype_size(x->dtype);
-    PETAL_CHECK(bytes < (1ll << 31), "dist_all_gather: %lld bytes per rank (2 GiB at most)",
-                (long long)bytes);
-    MPI_Request *reqs = malloc(2 * (size_t)world * sizeof *reqs);
-    int *peer = malloc(2 * (size_t)world * sizeof *peer);
-    PETAL_CHECK(reqs && peer, "dist_all_gather: out of host memory");
+    span *recv = malloc((size_t)c->world_size * sizeof *recv),
+         *send = malloc((size_t)c->world_size * sizeof *send);
+    PETAL_CHECK(recv && send, "dist_all_gather: out of host memory");
     char *dst = data_of(out);
     memcpy(dst + (size_t)c->rank * (size_t)bytes, data_of(x), (size_t)bytes);
-    for (int r = 0; r < world; r++) {
-        if (r == c->rank) continue;
-        MPI_Irecv(dst + (size_t)r * (size_t)bytes, (int)bytes, MPI_BYTE, r, TAG_ALLGATHER,
-                  comm_of(c), &reqs[m]);
-        peer[m++] = r;
-        MPI_Isend(data_of(x), (int)bytes, MPI_BYTE, r, TAG_ALLGATHER, comm_of(c), &reqs[m]);
-        peer[m++] = r;
+    for (int r = 0; r < c->world_size; r++) {
+        recv[r] = (span){dst + (size_t)r * (size_t)bytes, bytes};
+        send[r] = (span){data_of(x), bytes};
     }
-    petal_status st = wait_all(c, reqs, peer, m, "dist_all_gather");
-    free(reqs);
-    free(peer);
+    petal_status st = exchange(c, recv, send, MPI_BYTE, TAG_ALLGATHER, "dist_all_gather");
+    free(recv);
+    free(send);
     return st;
 }
 

@@ -4,7 +4,6 @@
 #include "train/synth.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,25 +370,6 @@ static petal_status write_file(const char *path, const char *data, size_t len) {
     return ok ? PETAL_OK : petal_error(PETAL_ERR_IO, "cannot write '%s': %s", path, strerror(err));
 }
 
-// dir must be missing or empty, unless force.
-static petal_status check_dir(const char *dir, bool force) {
-    if (!*dir) return petal_error(PETAL_ERR_ARG, "synth_write: expected a directory, found ''");
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? PETAL_OK
-                               : petal_error(PETAL_ERR_IO, "cannot write the set into '%s': %s",
-                                             dir, strerror(errno));
-    bool empty = true;
-    for (struct dirent *e; empty && (e = readdir(d));)
-        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
-    closedir(d);
-    if (empty || force) return PETAL_OK;
-    return petal_error(PETAL_ERR_ARG,
-                       "'%s' exists and is not empty; --force (synth_options.force) writes the "
-                       "set into it, replacing only the set's own files",
-                       dir);
-}
-
 static void append_png(void *ctx, void *data, int size) {
     strbuf_append(ctx, data, (size_t)size);
 }
@@ -658,7 +638,7 @@ static petal_status make_layout(writer *w) {
 petal_status synth_write(const char *dir, const synth_options *o, synth_summary *summary) {
     synth_summary sum = {0};
     petal_status st = check_options(o);
-    if (st || (st = check_dir(dir, o->force))) return st;
+    if (st || (st = file_dir_writable(dir, o->force, "synth_options.force"))) return st;
     size_t bytes = (size_t)o->image_size * (size_t)o->image_size * 3;
     writer w = {.dir = dir,
                 .o = o,

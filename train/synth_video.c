@@ -4,7 +4,6 @@
 #include "train/synth_video.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,26 +338,6 @@ static petal_status write_text(const char *path, const char *data, size_t len) {
               : petal_error(PETAL_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
 }
 
-// dir must be missing or empty, unless force.
-static petal_status check_dir(const char *dir, bool force) {
-    if (!*dir)
-        return petal_error(PETAL_ERR_ARG, "synth_video_write: expected a directory, found ''");
-    DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? PETAL_OK
-                               : petal_error(PETAL_ERR_IO, "cannot write the set into '%s': %s",
-                                             dir, strerror(errno));
-    bool empty = true;
-    for (struct dirent *e; empty && (e = readdir(d));)
-        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
-    closedir(d);
-    if (empty || force) return PETAL_OK;
-    return petal_error(PETAL_ERR_ARG,
-                       "'%s' exists and is not empty; --force (synth_video_options.force) writes "
-                       "the set into it, replacing only the set's own files",
-                       dir);
-}
-
 // ---- the writer ----
 
 typedef struct {
@@ -522,7 +501,7 @@ petal_status synth_video_write(const char *dir, const synth_video_options *o,
     pthread_once(&once, quiet_libav);
     synth_video_summary sum = {0};
     petal_status st = check_options(o);
-    if (st || (st = check_dir(dir, o->force))) return st;
+    if (st || (st = file_dir_writable(dir, o->force, "synth_video_options.force"))) return st;
     const AVCodec *codec = find_encoder();
     if (!codec)
         return petal_error(PETAL_ERR_FORMAT,
