@@ -52,8 +52,16 @@ struct ag_node {
     int64_t attr_i[AG_MAX_ATTRS]; // op parameters (dims, sizes, flags)
     double attr_f[AG_MAX_ATTRS];  // op parameters (eps, p, scales)
     int n_in;
+#ifdef __cplusplus
+    // C++ has no flexible array members: there the edges are read right after the struct, which is
+    // where C puts `in` when ag_edge and ag_node have the same alignment (asserted below).
+#else
     ag_edge in[]; // one per input, in the op's argument order
+#endif
 };
+#ifdef __cplusplus
+static_assert(alignof(ag_edge) == alignof(ag_node), "ag_node's edges start at its end");
+#endif
 
 // ---- grad mode ----
 bool grad_mode_enabled(void);
@@ -81,7 +89,11 @@ static inline tensor *ag_saved(const ag_node *node, int slot) {
     return node->saved[slot];
 }
 static inline bool ag_needs(const ag_node *node, int i) {
+#ifdef __cplusplus
+    return reinterpret_cast<const ag_edge *>(node + 1)[i].needs_grad;
+#else
     return node->in[i].needs_grad;
+#endif
 }
 // The gradient accumulator of input i (zero-filled if nothing reached it yet). Rules that scatter
 // into their input (select, slice, index_select, gather, max, topk) add into a window of it in

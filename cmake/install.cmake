@@ -30,17 +30,11 @@ install(TARGETS petal petal_static EXPORT petalTargets
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/petal ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS petal_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
-# The kernels (tensor/cpu/, tensor/cuda/, the per-element random formula that needs
-# _DEFAULT_SOURCE) and the headers private to one folder stay out.
-foreach(layer ${PETAL_LAYERS})
-  install(DIRECTORY ${layer}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/petal/${layer}
-          FILES_MATCHING PATTERN "*.h"
-          PATTERN cpu EXCLUDE
-          PATTERN cuda EXCLUDE
-          PATTERN internal.h EXCLUDE
-          PATTERN convert_config.h EXCLUDE
-          PATTERN h5_file.h EXCLUDE
-          PATTERN random_formula.h EXCLUDE)
+# The headers petal.h reaches (PETAL_PUBLIC_HEADERS, cmake/exports.cmake), in their folders: the
+# API libpetal.so exports. The kernels' and the internal helpers' headers stay out.
+foreach(header IN LISTS PETAL_PUBLIC_HEADERS)
+  get_filename_component(folder ${header} DIRECTORY)
+  install(FILES ${header} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/petal/${folder})
 endforeach()
 install(FILES petal.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/petal)
 install(DIRECTORY configs/ DESTINATION ${CMAKE_INSTALL_DATADIR}/petal/configs)

@@ -1,5 +1,6 @@
 #include "tensor/backend.h"
 
+#include "tensor/cpu/cpu_kernels.h"
 #include "tensor/error.h"
 #include "tensor/tensor.h"
 

@@ -111,7 +111,5 @@ void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, d
 int64_t backend_matmul_flops(void); // since the last reset
 void backend_matmul_flops_reset(void);
 
-extern const backend cpu_backend;
-
 // Number of CUDA devices, or -1 if petal was built without CUDA.
 int backend_cuda_device_count(void);

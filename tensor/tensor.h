@@ -15,10 +15,28 @@
 #define PETAL_MAX_DIMS 6
 
 // Shape literals: tensor_zeros(PETAL_F32, SHAPE(4, 197, 768)) passes ndim and a shape array.
+#ifdef __cplusplus
+// C++ has no compound literals. There the sizes go into a returned array that lives until the end
+// of the full expression (the call SHAPE is an argument of), and the count is taken unevaluated,
+// so each size is evaluated once, as in C. extern "C++": petal.h includes this inside extern "C".
+extern "C++" {
+struct petal_shape_array {
+    int64_t dims[PETAL_MAX_DIMS];
+};
+template <typename... T> char (&petal_shape_ndim(T...))[sizeof...(T)];
+template <typename... T> inline petal_shape_array petal_shape_of(T... dims) {
+    static_assert(sizeof...(T) >= 1 && sizeof...(T) <= PETAL_MAX_DIMS,
+                  "SHAPE takes 1 to PETAL_MAX_DIMS sizes");
+    return {{static_cast<int64_t>(dims)...}};
+}
+}
+#define SHAPE(...) (int)sizeof(petal_shape_ndim(__VA_ARGS__)), petal_shape_of(__VA_ARGS__).dims
+#else
 #define SHAPE(...)                                                                                 \
     (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) {                 \
         __VA_ARGS__                                                                                \
     }
+#endif
 
 typedef struct tensor_storage {
     void *data;

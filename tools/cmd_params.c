@@ -3,6 +3,7 @@
 // (--method a,b --rank 16,32) print a table of the methods' own parameters, like Figure 3(d) of
 // the Aurora paper. The models are built without initialising their weights, so even BLIP-large
 // counts in well under a second per cell.
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,36 +14,67 @@
 #include "tools/cli.h"
 
 #define MAX_ITEMS 16
+// Above a model's width a rank is no longer low: LoRA's factors would be wider than the matrix
+// they approximate, and Aurora's dense core grows as R^3 (4 GiB of floats at R = 1024). The
+// named models are at most 1024 wide; this caps a rank wherever the width does not.
+#define MAX_RANK 4096
 
 const char cmd_params_usage[] =
     "petal params [--model NAME] [--method M[,M...]] [--variant paper|code] [--rank R[,R...]]\n"
     "  --model NAME     a BLIP configuration (default blip-base-retrieval)\n"
-    "  --method M,...   PETL methods, e.g. aurora, lora, cp+ice (default aurora)\n"
+    "  --method M,...   1 to 16 PETL methods, e.g. aurora, lora, cp+ice (default aurora)\n"
     "  --variant V      paper or code (default paper)\n"
-    "  --rank R,...     ranks (default 32); lists print a table of methods by ranks\n"
+    "  --rank R,...     1 to 16 ranks, each from 1 to the model's width (768 on BLIP-base, at\n"
+    "                   most 4096) (default 32); lists print a table of methods by ranks\n"
     "example: petal params --method aurora,lora --rank 16,32,64";
 
-// Splits a comma-separated list in place; returns the number of items, or -1 if too many.
-static int split(char *list, char **items) {
+// Splits `list`, a copy of option `name`'s value `value`, at its commas in place. Returns the
+// number of items, or -1 after printing the option and the item when an item is empty ("4,,8",
+// "4,": skipping it would silently drop a row of the table) or there are more than MAX_ITEMS.
+static int split(const char *name, const char *value, char *list, char **items) {
     int n = 0;
-    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        if (n == MAX_ITEMS) return -1;
-        items[n++] = tok;
-    }
-    return n;
-}
-
-static int parse_ranks(char *list, int64_t *ranks) {
-    char *items[MAX_ITEMS];
-    int n = split(list, items);
-    for (int i = 0; i < n; i++) {
-        char *end;
-        ranks[i] = strtoll(items[i], &end, 10);
-        if (*end || ranks[i] < 1) {
-            fprintf(stderr, "petal params: --rank: '%s' is not a positive integer\n", items[i]);
+    for (char *item = list;; n++) {
+        char *comma = strchr(item, ',');
+        if (comma) *comma = '\0';
+        if (n == MAX_ITEMS) {
+            fprintf(stderr, "petal params: %s '%s': more than %d items\n", name, value, MAX_ITEMS);
             return -1;
         }
+        if (!*item) {
+            fprintf(stderr, "petal params: %s '%s': item %d is empty\n", name, value, n + 1);
+            return -1;
+        }
+        items[n] = item;
+        if (!comma) return n + 1;
+        item = comma + 1;
+    }
+}
+
+// The widest layer of the model: the bound on --rank.
+static int64_t model_width(const blip_config *bc) {
+    int64_t w = bc->vision.width;
+    if (bc->text.hidden > w) w = bc->text.hidden;
+    if (bc->decoder.hidden > w) w = bc->decoder.hidden;
+    return w < MAX_RANK ? w : MAX_RANK;
+}
+
+// Parses each rank before any model is built, so that a huge rank is refused, not allocated.
+static int parse_ranks(const char *value, char *list, const char *model, int64_t max_rank,
+                       int64_t *ranks) {
+    char *items[MAX_ITEMS];
+    int n = split("--rank", value, list, items);
+    for (int i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        long long r = strtoll(items[i], &end, 10);
+        if (*end || errno || r < 1 || r > max_rank) {
+            fprintf(stderr,
+                    "petal params: --rank '%s': item %d '%s' is not an integer from 1 to %lld "
+                    "(the largest rank on %s)\n",
+                    value, i + 1, items[i], (long long)max_rank, model);
+            return -1;
+        }
+        ranks[i] = r;
     }
     return n;
 }
@@ -109,9 +141,6 @@ int cmd_params(int argc, char **argv) {
     if (cli_check_options(argc, argv, known, cmd_params_usage)) return 2;
     const char *model = cli_option(argc, argv, "--model", "blip-base-retrieval");
     const char *variant_name = cli_option(argc, argv, "--variant", "paper");
-    char methods_buf[256], ranks_buf[256];
-    snprintf(methods_buf, sizeof methods_buf, "%s", cli_option(argc, argv, "--method", "aurora"));
-    snprintf(ranks_buf, sizeof ranks_buf, "%s", cli_option(argc, argv, "--rank", "32"));
     blip_config bc;
     if (blip_config_named(model, &bc) != PETAL_OK) {
         fprintf(stderr, "petal params: --model: %s\n", petal_error_message());
@@ -122,13 +151,18 @@ int cmd_params(int argc, char **argv) {
         return 2;
     }
     petl_variant variant = strcmp(variant_name, "code") == 0 ? PETL_CODE : PETL_PAPER;
+    // The items point into these copies until the end.
+    const char *method_list = cli_option(argc, argv, "--method", "aurora");
+    const char *rank_list = cli_option(argc, argv, "--rank", "32");
+    char *methods_buf = strdup(method_list), *ranks_buf = strdup(rank_list);
     char *methods[MAX_ITEMS];
     int64_t ranks[MAX_ITEMS];
-    int n_methods = split(methods_buf, methods), n_ranks = parse_ranks(ranks_buf, ranks);
-    if (n_ranks < 0) return 2; // parse_ranks said which item
-    if (n_methods < 1 || n_ranks < 1) {
-        fprintf(stderr, "petal params: --method and --rank take 1 to %d comma-separated items\n",
-                MAX_ITEMS);
+    int n_methods = split("--method", method_list, methods_buf, methods);
+    int n_ranks =
+        n_methods < 0 ? -1 : parse_ranks(rank_list, ranks_buf, model, model_width(&bc), ranks);
+    if (n_ranks < 0) { // split or parse_ranks said which item
+        free(methods_buf);
+        free(ranks_buf);
         return 2;
     }
     int mark = scope_begin();
@@ -136,5 +170,7 @@ int cmd_params(int argc, char **argv) {
                      ? print_one(&bc, model, methods[0], variant, ranks[0])
                      : print_table(&bc, model, methods, n_methods, variant, ranks, n_ranks);
     scope_end(mark);
+    free(methods_buf);
+    free(ranks_buf);
     return status;
 }

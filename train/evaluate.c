@@ -59,7 +59,7 @@ static void visual_features(const train_config *c, const train_model *tm, tensor
         return;
     }
     tensor *frames = blip_video_embeds(tm->m, images, c->video_chunk, &eval); // (B, T, N + 1, D)
-    *feat = blip_video_feat(tm->m, frames, video_itc(c));
+    *feat = blip_video_feat(tm->m, frames, step_video_itc(c));
     *states = blip_video_states(frames);
     tensor_free(frames);
 }

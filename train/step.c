@@ -10,7 +10,7 @@ static void part(step_parts *p, const char *name, tensor *value) {
     p->values[p->n++] = tensor_item(value);
 }
 
-blip_video_itc video_itc(const train_config *c) {
+blip_video_itc step_video_itc(const train_config *c) {
     return c->video_itc == TRAIN_VIDEO_ITC_BLIP ? BLIP_VIDEO_ITC_PROJ_MEAN
                                                 : BLIP_VIDEO_ITC_MEAN_PROJ;
 }
@@ -36,7 +36,7 @@ static tensor *itc_itm_loss(const train_model *tm, const train_config *c, const 
                            .keep_image_embeds = with_lm,
                            .dist = comm ? &dist : NULL,
                            .negatives_all_ranks = c->negative_all_rank};
-    blip_video_options v = {video_itc(c), c->frame_aware_attention};
+    blip_video_options v = {step_video_itc(c), c->frame_aware_attention};
     retrieval_losses l = c->media == TRAIN_MEDIA_VIDEO
                              ? blip_video_retrieval_losses(tm->m, b->images, b->text_ids,
                                                            b->text_mask, b->image_ids, &o, &v, ctx)

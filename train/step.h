@@ -21,7 +21,7 @@ typedef struct {
 // (NULL: one process) makes ITC/ITM training what blip_retrieval.py does across GPUs: the queues
 // take every rank's features, and negative_all_rank draws negatives from every rank's batch.
 // The config's video_itc as models/blip/video.h names it.
-blip_video_itc video_itc(const train_config *c);
+blip_video_itc step_video_itc(const train_config *c);
 
 tensor *step_loss(const train_model *tm, const train_config *c, const train_batch *b, double alpha,
                   rng_generator *g, dist_comm *comm, step_parts *parts);

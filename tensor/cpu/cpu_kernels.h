@@ -3,6 +3,8 @@
 
 #include "tensor/backend.h"
 
+extern const backend cpu_backend; // the CPU row of the backend table (tensor/backend.c)
+
 void cpu_copy(tensor *dst, const tensor *src);
 void cpu_fill(tensor *dst, double value);
 void cpu_unary(unary_op op, tensor *out, const tensor *x, double p0, double p1);

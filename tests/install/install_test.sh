@@ -38,12 +38,22 @@ done
 for f in tensor/cpu tensor/cuda ops/internal.h petl/internal.h; do
     [ ! -e "$prefix/include/petal/$f" ] || fail "include/petal/$f is private but installed"
 done
+# The shared library exports petal's API alone (cmake/exports.cmake): every defined dynamic
+# symbol carries a prefix of cmake/petal-exports.txt, so none of the internal helpers (zip_open,
+# json_parse, cpu_*, stb's) can collide with another library's names.
+allowed=$(grep -E '^[A-Za-z_]' "$src/cmake/petal-exports.txt" | paste -sd'|')
+nm -D --defined-only "$shared" | awk '{ print $NF }' >"$work/exports.txt"
+[ -s "$work/exports.txt" ] || fail "nm -D lists no symbols in $shared"
+if grep -Ev "^($allowed)(_.*)?\$" "$work/exports.txt" >"$work/foreign.txt"; then
+    fail "libpetal.so exports $(wc -l <"$work/foreign.txt") names outside cmake/petal-exports.txt's" \
+        "prefixes: $(head -20 "$work/foreign.txt" | paste -sd' ')"
+fi
 "$prefix/bin/petal" help >"$work/help.txt" || fail "the installed petal command failed"
 grep -q gradcheck "$work/help.txt" || fail "petal help does not list gradcheck"
 
 # Each installed header compiles alone as strict C11 with nothing but petal.pc's flags, and all
-# of them as C++17 inside the extern "C" a C++ caller of single headers writes (petal.h has its
-# own). One C++ unit for all: the C++ library headers cost more to parse than petal's.
+# of them as C++17 -pedantic inside the extern "C" a C++ caller of single headers writes (petal.h
+# has its own). One C++ unit for all: the C++ library headers cost more to parse than petal's.
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 cflags=$(pkg-config --cflags petal)
 (cd "$prefix/include/petal" && find . -name '*.h' | sed 's|^\./||' | sort) >"$work/headers.txt"
@@ -57,7 +67,7 @@ while read -r h; do
 done <"$work/headers.txt"
 echo "}" >>"$work/headers.cpp"
 # shellcheck disable=SC2086
-c++ -std=c++17 -Wall -Wextra -Werror $cflags -fsyntax-only "$work/headers.cpp" ||
+c++ -std=c++17 -Wall -Wextra -pedantic -Werror $cflags -fsyntax-only "$work/headers.cpp" ||
     fail "the installed headers do not compile as C++17"
 
 cd "$work"

@@ -276,6 +276,30 @@ START_TEST(test_bad_options) {
 }
 END_TEST
 
+// petal params refuses a malformed list before it builds any model: an empty item (which used
+// to be skipped, dropping a row of the table), a non-number, a rank out of range (a huge one
+// used to abort in the allocator), too many items.
+START_TEST(test_params_bad_lists) {
+    assert_refused(ARGS("params", "--rank", "4,,8"), NAMES("--rank", "'4,,8'", "item 2", "empty"));
+    assert_refused(ARGS("params", "--rank", ",4"), NAMES("--rank", "item 1", "empty"));
+    assert_refused(ARGS("params", "--rank", "4,"), NAMES("--rank", "item 2", "empty"));
+    assert_refused(ARGS("params", "--rank", ""), NAMES("--rank", "item 1", "empty"));
+    assert_refused(ARGS("params", "--method", "aurora,,lora"),
+                   NAMES("--method", "'aurora,,lora'", "item 2", "empty"));
+    assert_refused(ARGS("params", "--rank", "8,4x"), NAMES("--rank", "item 2", "'4x'", "768"));
+    assert_refused(ARGS("params", "--rank", "0"), NAMES("--rank", "'0'", "from 1 to 768"));
+    // Above BLIP-base's width 768, and past int64 (which strtoll clamps).
+    assert_refused(ARGS("params", "--rank", "769"),
+                   NAMES("--rank", "'769'", "from 1 to 768", "blip-base-retrieval"));
+    assert_refused(ARGS("params", "--rank", "99999999999999999999"),
+                   NAMES("--rank", "'99999999999999999999'", "768"));
+    assert_refused(ARGS("params", "--model", "blip-large-retrieval", "--rank", "1025"),
+                   NAMES("--rank", "'1025'", "from 1 to 1024", "blip-large-retrieval"));
+    assert_refused(ARGS("params", "--rank", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"),
+                   NAMES("--rank", "more than 16 items"));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_with_timeout("cli", 300);
@@ -287,6 +311,7 @@ int main(void) {
     tcase_add_test(tc, test_missing_and_corrupt_files);
     tcase_add_test(tc, test_wrong_task);
     tcase_add_test(tc, test_bad_options);
+    tcase_add_test(tc, test_params_bad_lists);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
