@@ -330,7 +330,14 @@ static petal_status timed(dist_comm *c, double t0, double bytes, petal_status st
 
 petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op) {
     if (c->failed) return refuse_failed(c, "dist_all_reduce");
-    for (int i = 0; i < n; i++) check_tensor("dist_all_reduce", c, ts[i], i);
+    for (int i = 0; i < n; i++) {
+        check_tensor("dist_all_reduce", c, ts[i], i);
+        petal_dtype t = ts[i]->dtype;
+        bool floating = t == PETAL_F32 || t == PETAL_F64 || t == PETAL_F16 || t == PETAL_BF16;
+        PETAL_CHECK(op == DIST_SUM || floating,
+                    "dist_all_reduce: a mean of %s tensor %d (means are of floating tensors)",
+                    dtype_name(ts[i]->dtype), i);
+    }
     double t0 = dist_now();
     return timed(c, t0, payload(ts, n), c->be->all_reduce(c, ts, n, op));
 }

@@ -70,7 +70,8 @@ void dist_abort(dist_comm *c, const char *where) __attribute__((noreturn));
 
 typedef enum { DIST_SUM, DIST_AVG } dist_op;
 
-// In place, over every rank: each tensor becomes the sum (or mean) of its copies. Tensors are
+// In place, over every rank: each tensor becomes the sum (or, for floating dtypes, the mean) of its
+// copies. Tensors are
 // contiguous and on the communicator's device; mpi reduces f32, f64 and i64 (all tensors of one
 // call of one dtype), nccl also f16, bf16 and i32. Large lists go in buckets (PETAL_DIST_BUCKET_MB,
 // default 25) so that the staging buffers stay bounded.

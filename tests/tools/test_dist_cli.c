@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "io/checkpoint.h"
+#include "tensor/backend.h"
 #include "tests/tools/cli_run.h"
 
 static const char *const config_text =
@@ -98,6 +99,18 @@ static void mpirun_ok(const char *n, const char *const *args) {
 START_TEST(test_collectives) {
     mpirun_ok("2", ARGS(PETAL_MPI_RANKS, "collectives"));
     mpirun_ok("3", ARGS(PETAL_MPI_RANKS, "collectives"));
+}
+END_TEST
+
+// The nccl backend through the same checks, one GPU per rank: only where two GPUs are.
+START_TEST(test_nccl_collectives_on_two_gpus) {
+    if (backend_cuda_device_count() < 2) {
+        printf("dist_cli: nccl collectives skipped: %d CUDA device(s), 2 needed\n",
+               backend_cuda_device_count() < 0 ? 0 : backend_cuda_device_count());
+        return;
+    }
+    setenv("PETAL_DIST", "nccl", 1);
+    mpirun_ok("2", ARGS(PETAL_MPI_RANKS, "collectives"));
 }
 END_TEST
 
@@ -335,6 +348,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, test_dir_remove);
 #ifdef PETAL_MPIEXEC
     tcase_add_test(tc, test_collectives);
+    tcase_add_test(tc, test_nccl_collectives_on_two_gpus);
     tcase_add_test(tc, test_gather_grad_gradcheck);
     tcase_add_test(tc, test_hung_rank_ends_the_job);
     tcase_add_test(tc, test_killed_rank_ends_the_job);
