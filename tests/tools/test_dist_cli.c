@@ -61,6 +61,13 @@ static void setup(void) {
     data_dir = test_dir_path("synth");
     free(run_ok(ARGS("data", "synth", data_dir, "--train-images", "64", "--val-images", "16",
                      "--test-images", "16", "--image-size", "16")));
+    // Open MPI keeps buffers to the end by design, some allocated in plugins it has unloaded by
+    // then, which no suppression file can name: under AddressSanitizer the ranks run without its
+    // leak check (every other suite checks petal's own leaks).
+    const char *asan = getenv("ASAN_OPTIONS");
+    char options[512];
+    snprintf(options, sizeof options, "%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : "");
+    setenv("ASAN_OPTIONS", options, 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1); // more ranks than this machine's cores
@@ -89,10 +96,16 @@ static run_result mpirun(const char *n, const char *const *args) {
     return run_program(argv);
 }
 
+// The last 1500 characters of s: what fits in a Check message.
+static const char *tail_of(const char *s) {
+    size_t n = strlen(s);
+    return n > 1500 ? s + n - 1500 : s;
+}
+
 static void mpirun_ok(const char *n, const char *const *args) {
     run_result r = mpirun(n, args);
     ck_assert_msg(r.status == 0, "mpirun -np %s %s exited with %d:\n%s\n%s", n, args[0], r.status,
-                  r.out, r.err);
+                  tail_of(r.out), tail_of(r.err));
     run_result_free(&r);
 }
 
@@ -127,7 +140,7 @@ START_TEST(test_hung_rank_ends_the_job) {
     double took = seconds() - t0;
     ck_assert_msg(r.status != 0, "a job with a stopped rank exited with 0");
     ck_assert_msg(strstr(r.err, "waited 3 s for rank 1") && strstr(r.err, "rank 1 died or hangs"),
-                  "%s", r.err);
+                  "%s", tail_of(r.err));
     ck_assert_msg(took < 60, "the job took %.1f s to end (timeout 3 s)", took);
     run_result_free(&r);
 }
@@ -284,7 +297,7 @@ START_TEST(test_retrieval_queues_gather_every_rank) {
     char *alone = run_ok(ARGS("eval", c2, "--petl", last, "--set", "warmup_steps=1"));
     run_result split =
         mpirun("2", ARGS(PETAL_BIN, "eval", c2, "--petl", last, "--set", "warmup_steps=1"));
-    ck_assert_msg(split.status == 0, "%s", split.err);
+    ck_assert_msg(split.status == 0, "%s", tail_of(split.err));
     ck_assert_msg(strstr(alone, "r_mean") && strcmp(alone, split.out) == 0,
                   "one process:\n%s\n2 ranks:\n%s", alone, split.out);
     free(alone);
@@ -310,8 +323,8 @@ START_TEST(test_stop_and_resume_across_rank_counts) {
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", whole);
     snprintf(pb, sizeof pb, "%s/metrics.jsonl", cut);
     char *a = slurp(pa), *b = slurp(pb);
-    ck_assert_msg(strcmp(a, b) == 0, "stopped and resumed on 2 ranks:\n%s\nuninterrupted:\n%s", b,
-                  a);
+    ck_assert_msg(strcmp(a, b) == 0, "stopped and resumed on 2 ranks:\n%s\nuninterrupted:\n%s",
+                  tail_of(b), tail_of(a));
     free(a);
     free(b);
     // Saved by 2 ranks, continued by 1: 7 steps x 2 ranks x 4 samples are done.
