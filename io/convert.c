@@ -185,20 +185,59 @@ static bool task_uses(const task_info *t, const char *module) {
 
 // Why a (Salesforce-named) tensor is not written, or NULL to keep it; *buffer when it is kept as
 // a buffer (momentum copies and queues, kept on request).
+// Whether the name belongs to a momentum encoder ("visual_encoder_m.*"); top gets its first
+// component without the "_m" (128 bytes).
+static bool momentum_module(const char *name, char *top) {
+    top_module(name, top, 128);
+    size_t n = strlen(top);
+    bool momentum = n > 2 && strcmp(top + n - 2, "_m") == 0;
+    if (momentum) top[n - 2] = '\0';
+    return momentum;
+}
+
 static const char *blip_drop_reason(const char *name, const task_info *t, bool keep_momentum,
                                     bool *buffer) {
     char top[128];
-    top_module(name, top, sizeof top);
-    size_t n = strlen(top);
-    bool momentum = n > 2 && strcmp(top + n - 2, "_m") == 0, queue = false;
+    bool momentum = momentum_module(name, top), queue = false;
     for (size_t i = 0; i < sizeof queues / sizeof queues[0]; i++)
         queue |= strcmp(name, queues[i]) == 0;
-    if (momentum) top[n - 2] = '\0';
     *buffer = momentum || queue;
     if ((momentum || queue) && !keep_momentum) return momentum ? "momentum copy" : "queue";
     if (ends_with(name, "position_ids")) return "position_ids buffer";
     if ((momentum || queue) && !t->momentum) return "not used by the task";
     return queue || task_uses(t, top) ? NULL : "not used by the task";
+}
+
+// Aurora's own tensors (docs/reference.md section 2): a name component "CP_*" (CP_U, CP_V, CP_C,
+// CP_attention, GQT's CP_scaleself ...) or "*_CP" (mlp_CP, q_CP, k_CP, v_CP). BLIP has none.
+static bool is_aurora(const char *name) {
+    for (const char *c = name;; c++) {
+        size_t n = strcspn(c, ".");
+        if (strncmp(c, "CP_", 3) == 0 || (n > 3 && strncmp(c + n - 3, "_CP", 3) == 0)) return true;
+        c += n;
+        if (!*c) return false;
+    }
+}
+
+// An Aurora tensor: split out for the PETL file, dropped when a momentum copy (see convert.h), or
+// refused without split_petl.
+static petal_status take_aurora(job *j, const char *source_name, const char *name,
+                                const tensor *t) {
+    char top[128];
+    if (momentum_module(name, top)) {
+        bool gqt = strstr(name, ".CP_scale") || strstr(name, ".CP_shift");
+        drop(j->rep, source_name,
+             gqt ? "GQT vector of a momentum encoder, never read (it runs in text mode)"
+                 : "momentum copy of an Aurora tensor (petl_load restarts it from its twin)");
+        return PETAL_OK;
+    }
+    if (!j->opts->split_petl)
+        return petal_error(PETAL_ERR_KEY,
+                           "%s: '%s' is one of Aurora's CP / GQT tensors: convert a released "
+                           "Aurora checkpoint with --petl FILE, which writes them as a PETL file",
+                           j->src, source_name);
+    tensor_list_add(&j->rep->petl, name, tensor_detach(t));
+    return PETAL_OK;
 }
 
 static bool same_values(const tensor *a, const tensor *b) {
@@ -278,6 +317,10 @@ static petal_status convert_blip(job *j, const tensor_list *in, bool hf,
     for (int i = 0; i < renamed.n && st == PETAL_OK; i++) {
         bool buffer;
         const char *name = renamed.items[i].name;
+        if (is_aurora(name)) {
+            st = take_aurora(j, in->items[i].name, name, renamed.items[i].value);
+            continue;
+        }
         const char *why = blip_drop_reason(name, t, j->opts->keep_momentum, &buffer);
         if (why)
             drop(j->rep, in->items[i].name, why);
@@ -402,5 +445,6 @@ void convert_report_free(convert_report *report) {
     for (int i = 0; i < report->n_dropped; i++) free(report->dropped[i].name);
     free(report->dropped);
     free(report->config);
+    tensor_list_free(&report->petl);
     *report = (convert_report){0};
 }

@@ -11,10 +11,19 @@
 // embeddings and cls.predictions.bias; resizes pos_embed to the image size; infers the config
 // JSON (the schema of docs/checkpoint-format.md) from the shapes; embeds a vocabulary; and writes
 // the checkpoint atomically.
+//
+// A released Aurora training checkpoint (docs/petl.md "Released Aurora protocol") also holds
+// Aurora's tensors beside BLIP's: a name component CP_* or *_CP (CP_U.weight, CP_C,
+// ...attn.CP_attention, ...mlp.mlp_CP, ...self.q_CP, GQT's ...layer.<i>.CP_scaleself). With
+// split_petl those of the main modules go to report->petl (petl_convert_aurora writes them as a
+// PETL file); their copies in the momentum encoders are dropped (petl_load restarts them from
+// their twins, and text_encoder_m's GQT vectors are never read: it runs in text mode only).
+// Without split_petl such a state dict is refused rather than written with tensors no model has.
 #pragma once
 
 #include <stdbool.h>
 
+#include "io/tensor_list.h"
 #include "tensor/error.h"
 
 typedef struct {
@@ -23,6 +32,7 @@ typedef struct {
     const char *vocab_path; // one token per line; NULL: no vocabulary
     bool keep_momentum;     // keep momentum encoders and queues (as buffers)
     int heads;              // 0: from config.json beside the source, else width / 64
+    bool split_petl;        // Aurora's tensors -> report->petl (see above); false: refused
 } convert_options;
 
 typedef struct {
@@ -39,6 +49,7 @@ typedef struct {
     char resized[160]; // "visual_encoder.pos_embed [1, 577, 768] -> [1, 901, 768]", or ""
     char *config;      // the config JSON written
     int vocab_tokens;  // lines of the embedded vocabulary; 0 when none
+    tensor_list petl;  // split_petl: Aurora's tensors of the main modules, not written to dst
 } convert_report;
 
 // Converts src into a petal checkpoint at dst. The report (may be NULL) says what was done; free

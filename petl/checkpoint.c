@@ -34,6 +34,7 @@ static char *config_json(const petl_handle *h) {
         if (c->cp.targets) strbuf_printf(&b, ", \"targets\": \"%s\"", c->cp.targets);
         if (c->cp.sharing != CP_SHARE_GLOBAL)
             strbuf_printf(&b, ", \"sharing\": \"%s\"", cp_sharing_names[c->cp.sharing]);
+        if (c->cp.plain_cached_kv) strbuf_printf(&b, ", \"plain_cached_kv\": true");
         strbuf_printf(&b, "}");
     }
     if (c->ice)
@@ -132,5 +133,77 @@ petal_status petl_load(petl_handle *h, const char *path, bool force_base) {
     if (!s) petl_copy_momentum_twins(h);
     tensor_list_free(&file);
     checkpoint_info_free(&info);
+    return s;
+}
+
+// ---- released Aurora checkpoints ----
+
+// The released configuration for Aurora's tensors: the rank from CP_C (R, R, R), GQT when the
+// file has its vectors.
+static petal_status aurora_config(const char *src, const tensor_list *aurora, petl_config *out) {
+    const named_tensor *core = tensor_list_find(aurora, "CP_C");
+    const tensor *c = core ? core->value : NULL;
+    if (!c || c->ndim != 3 || c->shape[1] != c->shape[0] || c->shape[2] != c->shape[0]) {
+        char shape[SHAPE_STR_MAX];
+        return petal_error(PETAL_ERR_KEY,
+                           "%s: expected CP_C, the released code's dense core (R, R, R), found "
+                           "%s",
+                           src, c ? shape_str(c->ndim, c->shape, shape, sizeof shape) : "none");
+    }
+    *out = petl_config_aurora(PETL_CODE, c->shape[0]);
+    bool gqt = false;
+    for (int i = 0; i < aurora->n && !gqt; i++) gqt = strstr(aurora->items[i].name, ".CP_scale");
+    if (!gqt) out->gqt = GQT_OFF;
+    return PETAL_OK;
+}
+
+// Copies each of Aurora's tensors onto the attached method's entry of that name, then checks that
+// none the method trains was left at its initial value.
+static petal_status import_aurora(petl_handle *h, const char *src, const tensor_list *aurora) {
+    const param_registry *r = h->m->registry;
+    char want[SHAPE_STR_MAX], found[SHAPE_STR_MAX];
+    for (int i = 0; i < aurora->n; i++) {
+        const named_tensor *t = &aurora->items[i];
+        const param_entry *e = registry_find(r, t->name);
+        if (!e || e < &r->items[h->first_entry] || !e->trainable)
+            return petal_error(PETAL_ERR_KEY,
+                               "%s: '%s' is not a tensor of the released Aurora configuration "
+                               "(rank %lld, GQT %s) on this %s model",
+                               src, t->name, (long long)h->cfg.cp.rank, h->cfg.gqt ? "on" : "off",
+                               blip_task_name(h->m->cfg.task));
+        if (!tensor_same_shape(e->value, t->value))
+            return petal_error(PETAL_ERR_SHAPE, "%s: '%s' is %s, expected %s", src, t->name,
+                               shape_str(t->value->ndim, t->value->shape, found, sizeof found),
+                               shape_str(e->value->ndim, e->value->shape, want, sizeof want));
+        tensor_copy_(e->value, t->value);
+    }
+    for (int i = h->first_entry; i < r->n; i++) {
+        const param_entry *e = &r->items[i];
+        if (e->trainable && !tensor_list_find(aurora, e->name))
+            return petal_error(PETAL_ERR_KEY,
+                               "%s: the released Aurora configuration (rank %lld) trains '%s' %s, "
+                               "which the file lacks",
+                               src, (long long)h->cfg.cp.rank, e->name,
+                               shape_str(e->value->ndim, e->value->shape, want, sizeof want));
+    }
+    return PETAL_OK;
+}
+
+petal_status petl_convert_aurora(const char *src, const char *dst, const char *petl_path,
+                                 const convert_options *opts, convert_report *report) {
+    convert_options split = *opts;
+    split.split_petl = true;
+    petal_status s = convert_file(src, dst, &split, report);
+    if (s) return s;
+    petl_config cfg;
+    blip_loaded l = {0};
+    s = aurora_config(src, &report->petl, &cfg);
+    if (!s) s = blip_load(dst, NULL, &l);
+    petl_handle *h = s ? NULL : petl_attach(l.model, &cfg);
+    if (!s && !h) s = PETAL_ERR_ARG; // petl_attach set the message
+    if (!s) s = import_aurora(h, src, &report->petl);
+    if (!s) s = petl_save(h, petl_path);
+    blip_loaded_free(&l);
+    if (s) remove(dst); // half a conversion: the backbone alone would pass for all of it
     return s;
 }

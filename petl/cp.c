@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/blip/generate.h"
 #include "nn/dropout.h"
 #include "ops/ops.h"
 #include "petl/internal.h"
@@ -56,6 +57,7 @@ typedef struct {
     int chunks;  // FC1 / FC2: the MLP width over d
     int64_t row; // diagonal: first row of p
     modality tag;
+    bool plain_when_cached; // a decoder self-attention key or value under cp.plain_cached_kv
 } cp_delta;
 
 // ---- the shared projection ----
@@ -169,12 +171,21 @@ static tensor *fc2_codes(const cp_delta *d, tensor *x, const nn_ctx *ctx) {
 // on this side of Out than on the (..., n d) output).
 static tensor *cp_lowrank(nn_delta *base, tensor *x, const nn_ctx *ctx, tensor **v) {
     const cp_delta *d = (const cp_delta *)base;
+    *v = petl_alias(d->pair->out_w);
+    if (d->plain_when_cached && blip_generate_cached_step()) {
+        // The released decoder's cached step: no CP on this key or value. A low-rank delta cannot
+        // decline the call (nn_linear_forward), so its code is zero and the GEMM adds nothing.
+        int64_t shape[PETAL_MAX_DIMS];
+        for (int i = 0; i < x->ndim - 1; i++) shape[i] = x->shape[i];
+        shape[x->ndim - 1] = 1;
+        shape[x->ndim] = d->s->rank;
+        return tensor_zeros_on(x->device, x->dtype, x->ndim + 1, shape);
+    }
     static const int parts[] = {[CP_SINGLE] = 1, [CP_QKV] = 3};
     tensor *z = d->kind == CP_FC2   ? fc2_codes(d, x, ctx)
                 : d->kind == CP_FC1 ? concat_codes(d, x, d->chunks, ctx)
                                     : concat_codes(d, x, parts[d->kind], ctx);
     if (d->s->scale != 1.0) z = nn_consume(z, tensor_mul_scalar(z, d->s->scale));
-    *v = petl_alias(d->pair->out_w);
     return z;
 }
 
@@ -253,8 +264,8 @@ static cp_pair *pair_for(cp_builder *b, modality tag) {
     return p;
 }
 
-static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int col, modality tag,
-                bool dropout_first, int chunks) {
+static cp_delta *add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int col,
+                     modality tag, bool dropout_first, int chunks) {
     cp_delta *d = calloc(1, sizeof *d);
     PETAL_CHECK(d != NULL, "cp: out of host memory");
     d->base = (nn_delta){.kind = "cp",
@@ -274,6 +285,7 @@ static void add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef, int
     if (!b->dense) b->s->rows += kind == CP_SINGLE ? 1 : (kind == CP_QKV ? 3 : chunks);
     b->used[tag] = true;
     petl_add_delta(b->h, layer, &d->base);
+    return d;
 }
 
 // A coefficient matrix (R, n), xavier-uniform like the code's nn.init.xavier_uniform_; NULL in the
@@ -317,8 +329,9 @@ static void attach_vit(cp_builder *b, vit_model *vit, const char *prefix) {
 
 // BERT query / key / value of one attention block ([R, 1] coefficients each in the code) and its
 // output projection ("o_CP", not in the code, which leaves it out). name: the block's, ".self".
+// plain_cached: the block is the decoder's self-attention and cp.plain_cached_kv is on.
 static void attach_attention(cp_builder *b, nn_attention *a, nn_linear *dense, const char *name,
-                             modality tag) {
+                             modality tag, bool plain_cached) {
     char buf[NN_NAME_MAX];
     nn_linear *targets[] = {&a->query, &a->key, &a->value, dense};
     static const char *const coef_names[] = {"q_CP", "k_CP", "v_CP", "o_CP"};
@@ -326,7 +339,10 @@ static void attach_attention(cp_builder *b, nn_attention *a, nn_linear *dense, c
         if (!targeted(b, targets[j])) continue;
         tensor *coef = coefficients(b, true, nn_name(buf, "%s.%s", name, coef_names[j]), 1, tag);
         // The code drops out In(x) of q, k and v; elsewhere the core's output.
-        add(b, targets[j], CP_SINGLE, coef, 0, tag, b->dense && j < 3, 0);
+        cp_delta *d = add(b, targets[j], CP_SINGLE, coef, 0, tag, b->dense && j < 3, 0);
+        // Such a key or value delta depends on the step, not on x alone: it cannot fold into W.
+        d->plain_when_cached = plain_cached && (j == 1 || j == 2);
+        d->base.linear = !d->plain_when_cached;
     }
 }
 
@@ -340,12 +356,12 @@ static void attach_bert(cp_builder *b, bert_model *bert, const char *prefix, mod
         attach_attention(
             b, &l->self, &l->self_dense,
             nn_name(name, "%s%s.encoder.layer.%lld.attention.self", prefix, m, (long long)i),
-            self_tag);
+            self_tag, self_tag == MODALITY_DECODER && b->h->cfg.cp.plain_cached_kv);
         if (l->has_cross)
             attach_attention(b, &l->cross, &l->cross_dense,
                              nn_name(name, "%s%s.encoder.layer.%lld.crossattention.self", prefix, m,
                                      (long long)i),
-                             cross_tag);
+                             cross_tag, false);
     }
 }
 

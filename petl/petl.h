@@ -14,6 +14,7 @@
 
 #include <stdio.h>
 
+#include "io/convert.h"
 #include "models/blip/blip.h"
 
 typedef enum { PETL_PAPER, PETL_CODE } petl_variant;
@@ -42,6 +43,11 @@ typedef struct {
                          // ViT MLP (paper), false adds it (code)
     cp_sharing sharing;
     bool momentum_copies; // code: momentum encoders carry deltas too, with EMA'd coefficients
+    // The released decoder (CP/med.py) computes the self-attention keys and values of a KV-cached
+    // generation step without CP (models/blip/generate.h); true does the same, and those deltas
+    // then never merge. false (default, both presets): CP on every step, so generating with the
+    // cache gives what generating without it would (docs/petl.md "Released Aurora protocol").
+    bool plain_cached_kv;
 } cp_options;
 
 typedef struct {
@@ -163,6 +169,19 @@ petal_status petl_save(const petl_handle *h, const char *path);
 // petl_save with the experiment's config (JSON, train/config.h) embedded under "train".
 petal_status petl_save_with(const petl_handle *h, const char *path, const char *train_json);
 petal_status petl_load(petl_handle *h, const char *path, bool force_base);
+
+// Released Aurora training checkpoints (train_retrieval.py's checkpoint_<epoch>.pth, docs/petl.md
+// "Released Aurora protocol"): `petal convert SRC DST --petl FILE`. Converts the BLIP part of
+// src into a petal checkpoint at dst (convert_file, with opts->split_petl set) and writes Aurora's
+// CP and GQT tensors as a PETL file at petl_path: the released-code configuration
+// (petl_config_aurora(PETL_CODE, R), R from CP_C, GQT off when the file has no GQT vectors)
+// attached to that backbone, its tensors loaded from the file by name. Each of them must be a
+// tensor of that configuration, of its shape, and each tensor the configuration trains must be in
+// the file (errors name src, the tensor, the shapes); the trained heads (vision_proj, itm_head)
+// come from the backbone the file also holds. report->petl lists the tensors written. On failure
+// neither file is left.
+petal_status petl_convert_aurora(const char *src, const char *dst, const char *petl_path,
+                                 const convert_options *opts, convert_report *report);
 
 // Folds every linear delta into its Linear's weight (W += dW) so inference runs at the backbone's
 // cost; unmerge puts back the weights as they were, bit for bit. Non-linear methods (ICE, GQT,

@@ -1,14 +1,16 @@
-// petal convert: a .pth or .safetensors state dict -> a petal HDF5 checkpoint (io/convert.h).
+// petal convert: a .pth or .safetensors state dict -> a petal HDF5 checkpoint (io/convert.h); a
+// released Aurora training checkpoint also gives a PETL file (--petl, petl_convert_aurora).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/convert.h"
+#include "petl/petl.h"
 #include "tools/cli.h"
 
 const char cmd_convert_usage[] =
     "petal convert SRC DST [--task T] [--image-size N] [--vocab FILE] [--keep-momentum] "
-    "[--heads N]\n"
+    "[--heads N] [--petl FILE]\n"
     "  SRC, DST         a .pth or .safetensors state dict; the petal HDF5 checkpoint to write\n"
     "  --task T         retrieval, itm, vqa, caption or pretrain (default: inferred from the "
     "names)\n"
@@ -16,7 +18,11 @@ const char cmd_convert_usage[] =
     "  --vocab FILE     a BERT vocab.txt to store in the checkpoint (default: none)\n"
     "  --keep-momentum  keep the momentum encoders and queues (default: dropped)\n"
     "  --heads N        attention heads (default: config.json beside SRC, else width / 64)\n"
-    "example: petal convert model_base_retrieval_coco.pth retrieval.h5 --vocab vocab.txt";
+    "  --petl FILE      SRC is a released Aurora training checkpoint: write its CP and GQT "
+    "tensors\n"
+    "                   to FILE, a PETL checkpoint for DST (default: such a SRC is refused)\n"
+    "example: petal convert model_base_retrieval_coco.pth retrieval.h5 --vocab vocab.txt\n"
+    "example: petal convert checkpoint_5.pth backbone.h5 --petl aurora.h5 --vocab vocab.txt";
 
 static int bad_usage(const char *what, const char *arg) {
     fprintf(stderr, "petal convert: %s '%s'\nusage: %s\n", what, arg, cmd_convert_usage);
@@ -31,7 +37,8 @@ static bool parse_int(const char *text, int *out) {
 }
 
 // Fills opts and the two paths; returns 0, or 2 after printing what is wrong.
-static int parse(int argc, char **argv, convert_options *opts, const char *paths[2]) {
+static int parse(int argc, char **argv, convert_options *opts, const char *paths[2],
+                 const char **petl) {
     int n_paths = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -46,6 +53,8 @@ static int parse(int argc, char **argv, convert_options *opts, const char *paths
             opts->task = argv[++i];
         } else if (strcmp(a, "--vocab") == 0) {
             opts->vocab_path = argv[++i];
+        } else if (strcmp(a, "--petl") == 0) {
+            *petl = argv[++i];
         } else if (strcmp(a, "--image-size") == 0 || strcmp(a, "--heads") == 0) {
             if (!parse_int(argv[++i], a[2] == 'i' ? &opts->image_size : &opts->heads))
                 return bad_usage("expected a positive integer for", a);
@@ -74,11 +83,12 @@ static void print_dropped(const convert_report *r) {
 
 int cmd_convert(int argc, char **argv) {
     convert_options opts = {0};
-    const char *paths[2] = {NULL, NULL};
-    int rc = parse(argc, argv, &opts, paths);
+    const char *paths[2] = {NULL, NULL}, *petl = NULL;
+    int rc = parse(argc, argv, &opts, paths, &petl);
     if (rc) return rc;
     convert_report r;
-    petal_status st = convert_file(paths[0], paths[1], &opts, &r);
+    petal_status st = petl ? petl_convert_aurora(paths[0], paths[1], petl, &opts, &r)
+                           : convert_file(paths[0], paths[1], &opts, &r);
     if (st != PETAL_OK) {
         fprintf(stderr, "petal convert: %s\n", petal_error_message());
         convert_report_free(&r);
@@ -93,6 +103,10 @@ int cmd_convert(int argc, char **argv) {
     size_t n = strlen(r.config);
     printf("wrote %d tensors to %s\nconfig: %s%s", r.n_written, paths[1], r.config,
            n && r.config[n - 1] == '\n' ? "" : "\n");
+    if (petl)
+        printf("wrote Aurora's %d CP and GQT tensors (and the heads trained with them) to %s, a "
+               "PETL file for %s\n",
+               r.petl.n, petl, paths[1]);
     convert_report_free(&r);
     return 0;
 }

@@ -282,6 +282,10 @@ static const config_key config_keys[] = {
      HAS(has_cp_sharing), TO_PETL(cp.sharing), NEEDS(cp.enabled),
      .doc = "CP: which deltas share one In/Out factor pair: global (Aurora), modality (vision, "
             "text, multimodal, decoder) or layer (one per block)."},
+    {"petl.cp.plain_cached_kv", KEY_BOOL, AT(petl.cp_plain_cached_kv), HAS(has_cp_plain_cached_kv),
+     TO_PETL(cp.plain_cached_kv), NEEDS(cp.enabled),
+     .doc = "CP: a KV-cached generation step computes the decoder's self-attention keys and values "
+            "without CP, as the released decoder does (false: CP on every step, docs/petl.md)."},
     {"petl.ice", KEY_ENUM, AT(petl.ice), .names = ice_names, HAS(has_ice), TO_PETL(ice),
      .doc = "Informative context enhancement: off, softmax (paper) or mean (code)."},
     {"petl.ice_scale", KEY_DOUBLE, AT(petl.ice_scale), AT_LEAST(0), HAS(has_ice_scale),

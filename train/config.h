@@ -67,12 +67,13 @@ typedef struct {
     int64_t rank;
     char *extra_trainable; // globs of backbone tensors trained too; NULL: the method's default
     // Per-method overrides, each applied only when its `has_` flag is set (the key was given).
-    bool has_cp_dropout, has_cp_scale, has_cp_core, has_cp_sharing, has_attention_only, has_ice,
-        has_ice_scale, has_gqt, has_lora_alpha, has_lora_dropout, has_vera_d_init, has_mcam_tau,
-        has_mcam_weight, has_adapter_scale;
+    bool has_cp_dropout, has_cp_scale, has_cp_core, has_cp_sharing, has_cp_plain_cached_kv,
+        has_attention_only, has_ice, has_ice_scale, has_gqt, has_lora_alpha, has_lora_dropout,
+        has_vera_d_init, has_mcam_tau, has_mcam_weight, has_adapter_scale;
     double cp_dropout, cp_scale; // petl.cp.dropout, petl.cp.scale
     cp_core cp_core_kind;        // petl.cp.core: diagonal | dense
     cp_sharing cp_sharing_scope; // petl.cp.sharing: global | modality | layer
+    bool cp_plain_cached_kv;     // petl.cp.plain_cached_kv
     char *cp_targets;            // petl.cp.targets (NULL: the preset's)
     bool attention_only;         // petl.cp.attention_only (deprecated: petl.cp.targets)
     ice_mode ice;                // petl.ice: off | softmax | mean

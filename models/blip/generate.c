@@ -10,6 +10,14 @@
 
 // ---- the decoder, one step at a time ----
 
+// Set around the decoder's forward pass of a cached step (blip_generate_cached_step), per thread
+// like grad mode, since each thread decodes its own batch.
+static _Thread_local bool cached_step;
+
+bool blip_generate_cached_step(void) {
+    return cached_step;
+}
+
 typedef struct {
     const bert_model *decoder;
     nn_kv_cache *cache;           // one per layer
@@ -27,7 +35,9 @@ static float *next_scores(decoder_state *s, tensor *tokens, bool log_probs) {
                      .encoder_mask = s->states_mask,
                      .causal = true,
                      .cache = s->cache};
+    cached_step = nn_kv_cache_length(&s->cache[0]) > 0;
     tensor *h = bert_forward(s->decoder, &in, &eval);
+    cached_step = false;
     tensor *last = tensor_select(h, 1, h->shape[1] - 1); // (R, H)
     tensor *logits = bert_lm_logits(s->decoder, last);
     tensor *scores = log_probs ? tensor_log_softmax(logits, 1) : logits;

@@ -27,3 +27,9 @@ typedef struct {
 generate_result blip_generate(const bert_model *decoder, tensor *prompt, tensor *encoder_states,
                               tensor *encoder_mask, const generate_options *opt);
 void generate_result_free(generate_result *r);
+
+// Whether the calling thread is inside a KV-cached step of blip_generate: a step after the first,
+// which feeds each row's last token against the keys and values the cache holds. The released
+// Aurora decoder (CP/med.py) leaves CP out of the keys and values such a step computes; CP's
+// plain_cached_kv option reads this to do the same (docs/petl.md "Released Aurora protocol").
+bool blip_generate_cached_step(void);
