@@ -43,6 +43,12 @@ long cli_option_long(int argc, char **argv, const char *name, long fallback);
 // line naming the option and the range when the value is not an integer in [lo, hi].
 int cli_option_range(int argc, char **argv, const char *name, long fallback, long lo, long hi,
                      long *out);
+// Splits `list`, a writable copy of option `name`'s value `value`, at its commas in place into
+// items (at most max). Returns the number of items, or -1 after printing one line, "<cmd>: <name>
+// '<value>': item K is empty" (4,,8 or 4,: skipping it would silently drop a row) or "more than
+// <max> items".
+int cli_split_list(const char *cmd, const char *name, const char *value, char *list, char **items,
+                   int max);
 // The length of the first line of a usage text: its synopsis.
 int cli_synopsis_len(const char *usage);
 // For commands that take exactly n_files paths and no options: 0, or 2 after printing the

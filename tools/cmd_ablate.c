@@ -22,17 +22,19 @@ const char cmd_ablate_usage[] =
 
 #define MAX_AXES 8
 
-// "key=v1,v2" -> an axis (the string is split in place); false when malformed.
-static bool parse_axis(char *spec, ablate_axis *axis) {
+// "key=v1,v2" -> an axis (the string is split in place): 1, or 0 when it has no key=, or -1 after
+// naming an empty value on stderr.
+static int parse_axis(char *spec, ablate_axis *axis) {
     char *eq = strchr(spec, '=');
-    if (!eq || eq == spec || !eq[1]) return false;
+    if (!eq || eq == spec || !eq[1]) return 0;
     *eq = '\0';
     axis->key = spec;
-    axis->n = 0;
-    axis->values = buffer_calloc(strlen(eq + 1) + 1, sizeof *axis->values, "ablate");
-    for (char *save, *v = strtok_r(eq + 1, ",", &save); v; v = strtok_r(NULL, ",", &save))
-        axis->values[axis->n++] = v;
-    return axis->n > 0 && eq[1 + strlen(eq + 1) - 1] != ',';
+    int max = (int)strlen(eq + 1) + 1;
+    axis->values = buffer_calloc((size_t)max, sizeof *axis->values, "ablate");
+    char *value = buffer_strndup(eq + 1, strlen(eq + 1));
+    axis->n = cli_split_list("petal ablate", "--grid", value, eq + 1, axis->values, max);
+    free(value);
+    return axis->n > 0 ? 1 : -1;
 }
 
 static int usage_error(const char *why, const char *arg) {
@@ -51,8 +53,10 @@ int cmd_ablate(int argc, char **argv) {
         if (!strcmp(argv[i], "--grid") && next) {
             if (o.n_axes == MAX_AXES)
                 rc = usage_error("at most 8 --grid axes", NULL);
-            else if (!parse_axis(argv[++i], &axes[o.n_axes++]))
-                rc = usage_error("--grid expects key=v1,v2,... without empty values, got", next);
+            else if ((rc = parse_axis(argv[++i], &axes[o.n_axes++])) <= 0)
+                rc = rc < 0 ? 2 : usage_error("--grid expects key=v1,v2,..., got", next);
+            else
+                rc = 0;
         } else if (!strcmp(argv[i], "--set") && next) {
             sets[o.n_sets++] = argv[++i];
         } else if (!strcmp(argv[i], "--seeds") && next) {

@@ -28,28 +28,6 @@ const char cmd_params_usage[] =
     "                   most 4096) (default 32); lists print a table of methods by ranks\n"
     "example: petal params --method aurora,lora --rank 16,32,64";
 
-// Splits `list`, a copy of option `name`'s value `value`, at its commas in place. Returns the
-// number of items, or -1 after printing the option and the item when an item is empty ("4,,8",
-// "4,": skipping it would silently drop a row of the table) or there are more than MAX_ITEMS.
-static int split(const char *name, const char *value, char *list, char **items) {
-    int n = 0;
-    for (char *item = list;; n++) {
-        char *comma = strchr(item, ',');
-        if (comma) *comma = '\0';
-        if (n == MAX_ITEMS) {
-            fprintf(stderr, "petal params: %s '%s': more than %d items\n", name, value, MAX_ITEMS);
-            return -1;
-        }
-        if (!*item) {
-            fprintf(stderr, "petal params: %s '%s': item %d is empty\n", name, value, n + 1);
-            return -1;
-        }
-        items[n] = item;
-        if (!comma) return n + 1;
-        item = comma + 1;
-    }
-}
-
 // The widest layer of the model: the bound on --rank.
 static int64_t model_width(const blip_config *bc) {
     int64_t w = bc->vision.width;
@@ -62,7 +40,7 @@ static int64_t model_width(const blip_config *bc) {
 static int parse_ranks(const char *value, char *list, const char *model, int64_t max_rank,
                        int64_t *ranks) {
     char *items[MAX_ITEMS];
-    int n = split("--rank", value, list, items);
+    int n = cli_split_list("petal params", "--rank", value, list, items, MAX_ITEMS);
     for (int i = 0; i < n; i++) {
         char *end;
         errno = 0;
@@ -157,10 +135,11 @@ int cmd_params(int argc, char **argv) {
     char *methods_buf = strdup(method_list), *ranks_buf = strdup(rank_list);
     char *methods[MAX_ITEMS];
     int64_t ranks[MAX_ITEMS];
-    int n_methods = split("--method", method_list, methods_buf, methods);
+    int n_methods =
+        cli_split_list("petal params", "--method", method_list, methods_buf, methods, MAX_ITEMS);
     int n_ranks =
         n_methods < 0 ? -1 : parse_ranks(rank_list, ranks_buf, model, model_width(&bc), ranks);
-    if (n_ranks < 0) { // split or parse_ranks said which item
+    if (n_ranks < 0) { // cli_split_list or parse_ranks said which item
         free(methods_buf);
         free(ranks_buf);
         return 2;

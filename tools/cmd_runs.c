@@ -3,6 +3,7 @@
 // folders (the retrieval and VQA runs of one method: their metrics side by side, times added).
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "io/json.h"
@@ -33,12 +34,23 @@ static void print_metric(json_value *const *runs, int n, const char *name) {
     printf(" %8s", "-");
 }
 
-static int print_row(char *dirs, char *const *metrics, int n_metrics) {
+// The run folders of one argument ("a,b": one row), split in place into dirs; -1 after naming an
+// empty item.
+static int split_runs(char *arg, char **dirs) {
+    char *value = strdup(arg);
+    int n = cli_split_list("petal runs", "run", value ? value : "", arg, dirs, MAX_JOINED);
+    free(value);
+    return n;
+}
+
+static int print_row(char *arg, char *const *metrics, int n_metrics) {
     json_value *runs[MAX_JOINED];
     int n = 0, rc = 0;
-    const char *first = dirs;
-    for (char *save, *dir = strtok_r(dirs, ",", &save); dir && n < MAX_JOINED;
-         dir = strtok_r(NULL, ",", &save)) {
+    const char *first = arg;
+    char *dir_list[MAX_JOINED];
+    int n_dirs = split_runs(arg, dir_list);
+    for (int k = 0; k < n_dirs; k++) {
+        const char *dir = dir_list[k];
         char path[4096];
         snprintf(path, sizeof path, "%s/summary.json", dir);
         if (json_parse_file(path, &runs[n]) != PETAL_OK) {
@@ -89,12 +101,18 @@ int cmd_runs(int argc, char **argv) {
     char list[512];
     snprintf(list, sizeof list, "%s", cli_option(argc, argv, "--metrics", DEFAULT_METRICS));
     char *metrics[32];
-    int n_metrics = 0;
-    for (char *save, *tok = strtok_r(list, ",", &save); tok && n_metrics < 32;
-         tok = strtok_r(NULL, ",", &save))
-        metrics[n_metrics++] = tok;
     int rc = check_args(argc, argv);
     if (rc) return rc;
+    const char *given = cli_option(argc, argv, "--metrics", DEFAULT_METRICS);
+    int n_metrics = cli_split_list("petal runs", "--metrics", given, list, metrics, 32);
+    if (n_metrics < 0) return 2;
+    for (int i = 1; i < argc; i++) { // every row's list checked before the table starts
+        char *copy = strdup(argv[i]), *dirs[MAX_JOINED];
+        bool bad = strcmp(argv[i], "--metrics") != 0 && copy && split_runs(copy, dirs) < 0;
+        i += strcmp(argv[i], "--metrics") == 0;
+        free(copy);
+        if (bad) return 2;
+    }
     printf("%-28s %-10s %12s", "run", "methods", "trainable");
     for (int i = 0; i < n_metrics; i++) printf(" %8s", metrics[i]);
     printf(" %8s\n", "train s");

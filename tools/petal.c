@@ -69,6 +69,26 @@ int cli_option_range(int argc, char **argv, const char *name, long fallback, lon
     return 2;
 }
 
+int cli_split_list(const char *cmd, const char *name, const char *value, char *list, char **items,
+                   int max) {
+    int n = 0;
+    for (char *item = list;; n++) {
+        char *comma = strchr(item, ',');
+        if (comma) *comma = '\0';
+        if (n == max) {
+            fprintf(stderr, "%s: %s '%s': more than %d items\n", cmd, name, value, max);
+            return -1;
+        }
+        if (!*item) {
+            fprintf(stderr, "%s: %s '%s': item %d is empty\n", cmd, name, value, n + 1);
+            return -1;
+        }
+        items[n] = item;
+        if (!comma) return n + 1;
+        item = comma + 1;
+    }
+}
+
 long cli_option_long(int argc, char **argv, const char *name, long fallback) {
     long x;
     if (cli_option_range(argc, argv, name, fallback, LONG_MIN, LONG_MAX, &x)) exit(2);

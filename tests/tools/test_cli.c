@@ -297,6 +297,12 @@ START_TEST(test_params_bad_lists) {
                    NAMES("--rank", "'1025'", "from 1 to 1024", "blip-large-retrieval"));
     assert_refused(ARGS("params", "--rank", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"),
                    NAMES("--rank", "more than 16 items"));
+    // The other commands that take lists use the same splitter.
+    assert_refused(ARGS("runs", "runs/a", "--metrics", "txt_r1,,img_r1"),
+                   NAMES("petal runs", "--metrics", "item 2", "empty"));
+    assert_refused(ARGS("runs", "runs/a,"), NAMES("petal runs", "run", "item 2", "empty"));
+    assert_refused(ARGS("ablate", "c.yaml", "--grid", "petl.rank=4,,8"),
+                   NAMES("petal ablate", "--grid", "'4,,8'", "item 2", "empty"));
 }
 END_TEST
 
