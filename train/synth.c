@@ -3,7 +3,6 @@
 // templates can produce, so it does not depend on the image counts or the seed.
 #include "train/synth.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +11,8 @@
 #include "io/buffer.h"
 #include "io/files.h"
 #include "io/json.h"
-#include "io/strmap.h"
 #include "tensor/philox.h"
+#include "train/synth_vocab.h"
 
 // stb's image writer: petal's one implementation of it (tests that write images include
 // stb_image_write.h and link to this one).
@@ -280,68 +279,25 @@ enum { MAX_ANSWERS = 64 };
 
 // ---- the vocabulary ----
 
-typedef struct {
-    strmap seen;
-    char **tokens; // malloc'd, in order of first appearance
-    size_t n, cap;
-} token_set;
-
-// BERT's basic tokens of an ASCII text, lowercased: runs of letters and digits, and single
-// punctuation marks. Tokens of the raw text cover those of BLIP's preprocessed text, which only
-// lowercases, drops punctuation and truncates.
-static void add_tokens(token_set *v, const char *text) {
-    for (const char *p = text; *p;) {
-        size_t n = 1;
-        if (*p == ' ') {
-            p++;
-            continue;
-        }
-        while (isalnum((unsigned char)*p) && isalnum((unsigned char)p[n])) n++;
-        char *token = buffer_strndup(p, n);
-        for (size_t i = 0; i < n; i++) token[i] = (char)tolower((unsigned char)token[i]);
-        if (strmap_get(&v->seen, token, n) < 0) {
-            strmap_set(&v->seen, token, n, (int64_t)v->n);
-            v->tokens = buffer_grow(v->tokens, &v->cap, v->n + 1, sizeof *v->tokens);
-            v->tokens[v->n++] = token;
-        } else {
-            free(token);
-        }
-        p += n;
-    }
-}
-
-static int compare_tokens(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 // vocab.txt: the special tokens at ids 0-4, then every token of every caption any composition
 // can get, every question, every answer and BLIP's captioning prompt, sorted. Returns its lines.
 static int build_vocab(strbuf *out) {
-    static const char *const specials = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
-    token_set v = {0};
+    synth_vocab v = {0};
     strbuf text = {0};
     for (int k = 0; k < SYNTH_COMPOSITIONS; k++)
         for (int t = 0; t < N_TEMPLATES; t++) {
             synth_scene s = scene_of(k);
             fill_template(caption_templates[t], &s, &text);
-            add_tokens(&v, text.data);
+            synth_vocab_add(&v, text.data);
         }
     for (int k = 0; k < SYNTH_QUESTIONS_PER_IMAGE; k++)
-        for (int w = 0; w < 2; w++) add_tokens(&v, question_kinds[k].wordings[w]);
+        for (int w = 0; w < 2; w++) synth_vocab_add(&v, question_kinds[k].wordings[w]);
     const char *answers[MAX_ANSWERS];
-    for (int a = 0, n = all_answers(answers, MAX_ANSWERS); a < n; a++) add_tokens(&v, answers[a]);
-    add_tokens(&v, "a picture of"); // train_caption.py's prompt
-    qsort(v.tokens, v.n, sizeof *v.tokens, compare_tokens);
-    strbuf_clear(out);
-    strbuf_append(out, specials, strlen(specials));
-    for (size_t i = 0; i < v.n; i++) {
-        strbuf_printf(out, "%s\n", v.tokens[i]);
-        free(v.tokens[i]);
-    }
-    free(v.tokens);
-    strmap_free(&v.seen);
+    for (int a = 0, n = all_answers(answers, MAX_ANSWERS); a < n; a++)
+        synth_vocab_add(&v, answers[a]);
+    synth_vocab_add(&v, "a picture of"); // train_caption.py's prompt
     strbuf_free(&text);
-    return 5 + (int)v.n;
+    return synth_vocab_take_text(&v, out);
 }
 
 // ---- JSON ----

@@ -3,7 +3,6 @@
 // collected in memory and written after the clips, the vocabulary last.
 #include "train/synth_video.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "io/json.h"
 #include "tensor/philox.h"
 #include "train/synth.h"
+#include "train/synth_vocab.h"
 
 const char *const synth_video_motion_words[SYNTH_VIDEO_MOTIONS] = {"left", "right", "up", "down"};
 
@@ -81,57 +81,21 @@ static void caption_into(char *buf, size_t n, int template, int colour, int text
 
 // ---- the vocabulary ----
 
-typedef struct {
-    char **tokens;
-    size_t n, cap;
-} token_list;
-
-// Runs of letters and single other characters, as BERT's basic tokenizer splits ASCII text.
-static void add_tokens(token_list *v, const char *text) {
-    for (const char *p = text; *p;) {
-        size_t n = 1;
-        if (*p == ' ') {
-            p++;
-            continue;
-        }
-        while (isalnum((unsigned char)*p) && isalnum((unsigned char)p[n])) n++;
-        v->tokens = buffer_grow(v->tokens, &v->cap, v->n + 1, sizeof *v->tokens);
-        v->tokens[v->n++] = buffer_strndup(p, n);
-        p += n;
-    }
-}
-
-static int compare_tokens(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 // vocab.txt: the special tokens, then the tokens of every caption any composition can get, the
 // questions, the answers and BLIP's captioning prompt, sorted and unique. Returns its lines.
 static int build_vocab(strbuf *out) {
-    token_list v = {0};
+    synth_vocab v = {0};
     char text[128];
     for (int t = 0; t < N_TEMPLATES; t++)
         for (int c = 0; c < SYNTH_COLOURS; c++)
             for (int x = 0; x < SYNTH_TEXTURES; x++)
                 for (int m = 0; m < SYNTH_VIDEO_MOTIONS; m++) {
                     caption_into(text, sizeof text, t, c, x, m);
-                    add_tokens(&v, text);
+                    synth_vocab_add(&v, text);
                 }
-    for (int q = 0; q < SYNTH_VIDEO_QUESTIONS; q++) add_tokens(&v, questions[q]);
-    add_tokens(&v, "a picture of"); // train_caption.py's prompt
-    qsort(v.tokens, v.n, sizeof *v.tokens, compare_tokens);
-    strbuf_clear(out);
-    strbuf_printf(out, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n");
-    int lines = 5;
-    for (size_t i = 0; i < v.n; i++) {
-        if (i == 0 || strcmp(v.tokens[i], v.tokens[i - 1]) != 0) {
-            strbuf_printf(out, "%s\n", v.tokens[i]);
-            lines++;
-        }
-    }
-    for (size_t i = 0; i < v.n; i++) free(v.tokens[i]);
-    free(v.tokens);
-    return lines;
+    for (int q = 0; q < SYNTH_VIDEO_QUESTIONS; q++) synth_vocab_add(&v, questions[q]);
+    synth_vocab_add(&v, "a picture of"); // train_caption.py's prompt
+    return synth_vocab_take_text(&v, out);
 }
 
 // ---- the clips ----
