@@ -256,7 +256,55 @@ static ag_node **collect_tape(ag_node *root, size_t *count) {
     return order;
 }
 
+// ---- leaves whose gradient is complete ----
+
+typedef struct {
+    tensor *leaf;
+    size_t last; // index in the tape of the last node that adds to the leaf's gradient
+} leaf_use;
+
+static int by_leaf_then_last(const void *a, const void *b) {
+    const leaf_use *x = a, *y = b;
+    if (x->leaf != y->leaf) return (uintptr_t)x->leaf < (uintptr_t)y->leaf ? -1 : 1;
+    return x->last < y->last ? 1 : (x->last > y->last ? -1 : 0); // the last use first
+}
+
+static int by_last(const void *a, const void *b) {
+    const leaf_use *x = a, *y = b;
+    return x->last < y->last ? -1 : (x->last > y->last ? 1 : 0);
+}
+
+// Each leaf that needs a gradient with the tape index after which nothing adds to it, in tape
+// order; *n gets the count.
+static leaf_use *leaf_schedule(ag_node **order, size_t count, size_t *n) {
+    size_t cap = 16, k = 0;
+    leaf_use *uses = malloc(cap * sizeof *uses);
+    PETAL_CHECK(uses != NULL, "autograd: out of host memory");
+    for (size_t i = 0; i < count; i++)
+        for (int j = 0; j < order[i]->n_in; j++) {
+            const ag_edge *e = &order[i]->in[j];
+            if (!e->leaf || !e->needs_grad) continue;
+            if (k == cap) {
+                uses = realloc(uses, (cap *= 2) * sizeof *uses);
+                PETAL_CHECK(uses != NULL, "autograd: out of host memory");
+            }
+            uses[k++] = (leaf_use){e->leaf, i};
+        }
+    qsort(uses, k, sizeof *uses, by_leaf_then_last);
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++)
+        if (i == 0 || uses[i].leaf != uses[i - 1].leaf) uses[m++] = uses[i];
+    qsort(uses, m, sizeof *uses, by_last);
+    *n = m;
+    return uses;
+}
+
 void autograd_backward(tensor *root, tensor *grad, bool retain_graph) {
+    autograd_backward_notify(root, grad, retain_graph, NULL, NULL);
+}
+
+void autograd_backward_notify(tensor *root, tensor *grad, bool retain_graph,
+                              void (*done)(tensor *leaf, void *ctx), void *ctx) {
     char a[SHAPE_STR_MAX], b[SHAPE_STR_MAX];
     PETAL_CHECK(root->requires_grad,
                 "autograd_backward: the tensor does not require grad (no input of its graph is "
@@ -286,13 +334,18 @@ void autograd_backward(tensor *root, tensor *grad, bool retain_graph) {
             root->grad = seed;
         }
         grad_mode_set(prev);
+        if (done) done(root, ctx);
         return;
     }
-    size_t count;
+    size_t count, n_uses = 0, next = 0;
     ag_node **order = collect_tape(root->grad_fn, &count);
+    leaf_use *uses = done ? leaf_schedule(order, count, &n_uses) : NULL;
     root->grad_fn->grad = seed;
-    for (size_t i = 0; i < count; i++)
+    for (size_t i = 0; i < count; i++) {
         if (order[i]->grad) run_node(order[i], retain_graph);
+        for (; next < n_uses && uses[next].last == i; next++) done(uses[next].leaf, ctx);
+    }
+    free(uses);
     free(order);
     grad_mode_set(prev);
 }

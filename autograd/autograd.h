@@ -77,6 +77,11 @@ void tensor_reset_grad(tensor *t); // frees t->grad (the next backward allocates
 // every leaf that requires grad. A second backward through the same nodes needs retain_graph on
 // the first.
 void autograd_backward(tensor *root, tensor *grad, bool retain_graph);
+// The same, calling done(leaf, ctx) for each leaf that needs a gradient as soon as it is complete:
+// after the last node of the tape that adds to it has run (grad mode is off during the call).
+// Data parallelism starts averaging those gradients while the pass goes on.
+void autograd_backward_notify(tensor *root, tensor *grad, bool retain_graph,
+                              void (*done)(tensor *leaf, void *ctx), void *ctx);
 
 // ---- recording (used by ops/) ----
 // Returns NULL, recording nothing, when grad mode is off or no input requires grad. Otherwise

@@ -223,6 +223,12 @@ static const config_key config_keys[] = {
             "parameter (true); false follows the usual rule."},
     {"threads", KEY_INT, AT(threads), AT_LEAST(0), .def = "0",
      .doc = "PETAL_NUM_THREADS for the run (0: leave it as it is)."},
+    {"dist_overlap", KEY_BOOL, AT(dist_overlap), .def = "true",
+     .doc = "Data parallel (docs/distributed.md): average the gradients in buckets while the "
+            "step's last backward pass runs, each as soon as it is complete (false: after the "
+            "pass). The same numbers either way."},
+    {"dist_bucket_mb", KEY_DOUBLE, AT(dist_bucket_mb), .lo = 0.001, .hi = 4096, .def = "1",
+     .doc = "Data parallel: the size of a bucket of gradients averaged at once, in MB."},
     {"queue_size", KEY_INT, AT(queue_size), AT_LEAST(1), .def = "57600",
      .doc = "ITC queue length (BLIP: 57600); a multiple of batch_size_train (times the number of "
             "processes)."},

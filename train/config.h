@@ -128,11 +128,13 @@ typedef struct {
     train_schedule lr_schedule; // epoch_cosine (default) | step_cosine
     int64_t warmup_steps;       // step_cosine: linear warmup from 0
     int64_t max_epoch;
-    int64_t max_steps;  // stop after this many optimizer steps (0: no limit)
-    int64_t grad_accum; // micro-batches per optimizer step (1)
-    double grad_clip;   // max global L2 norm of the trainable gradients (0: off)
-    bool decay_1d;      // weight decay on biases, norms and other 1-d tensors too (false)
-    int64_t threads;    // PETAL_NUM_THREADS for the run (0: leave as it is)
+    int64_t max_steps;     // stop after this many optimizer steps (0: no limit)
+    int64_t grad_accum;    // micro-batches per optimizer step (1)
+    double grad_clip;      // max global L2 norm of the trainable gradients (0: off)
+    bool decay_1d;         // weight decay on biases, norms and other 1-d tensors too (false)
+    int64_t threads;       // PETAL_NUM_THREADS for the run (0: leave as it is)
+    bool dist_overlap;     // data parallel: average gradients while the backward pass runs
+    double dist_bucket_mb; // and in buckets of this size
     // ---- retrieval / pretrain ----
     int64_t queue_size; // 57600
     double alpha;       // distillation weight, ramped over the first epoch

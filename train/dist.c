@@ -328,8 +328,8 @@ static petal_status timed(dist_comm *c, double t0, double bytes, petal_status st
     return st;
 }
 
-petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op) {
-    if (c->failed) return refuse_failed(c, "dist_all_reduce");
+// The tensors of an all-reduce: on the communicator's device, contiguous, means of floats only.
+static void check_reduce(const dist_comm *c, tensor *const *ts, int n, dist_op op) {
     for (int i = 0; i < n; i++) {
         check_tensor("dist_all_reduce", c, ts[i], i);
         petal_dtype t = ts[i]->dtype;
@@ -338,8 +338,54 @@ petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op)
                     "dist_all_reduce: a mean of %s tensor %d (means are of floating tensors)",
                     dtype_name(ts[i]->dtype), i);
     }
+}
+
+petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op) {
+    if (c->failed) return refuse_failed(c, "dist_all_reduce");
+    check_reduce(c, ts, n, op);
     double t0 = dist_now();
     return timed(c, t0, payload(ts, n), c->be->all_reduce(c, ts, n, op));
+}
+
+petal_status dist_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_op op,
+                                   dist_pending **out) {
+    *out = NULL;
+    if (!c->be->all_reduce_begin) return dist_all_reduce(c, ts, n, op);
+    if (c->failed) return refuse_failed(c, "dist_all_reduce");
+    check_reduce(c, ts, n, op);
+    dist_pending *p = calloc(1, sizeof *p);
+    PETAL_CHECK(p != NULL, "dist_all_reduce: out of host memory");
+    p->c = c;
+    double t0 = dist_now();
+    petal_status st = timed(c, t0, payload(ts, n), c->be->all_reduce_begin(c, ts, n, op, &p->job));
+    if (st) {
+        free(p);
+        return st;
+    }
+    *out = p;
+    return PETAL_OK;
+}
+
+petal_status dist_pending_poll(dist_pending *p, bool *done) {
+    *done = true;
+    if (!p || !p->job) return PETAL_OK;
+    double t0 = dist_now();
+    dist_comm *c = p->c;
+    petal_status st = c->be->all_reduce_poll(p->job, done);
+    c->stats.seconds += dist_now() - t0;
+    return st;
+}
+
+petal_status dist_pending_wait(dist_pending *p) {
+    if (!p) return PETAL_OK;
+    petal_status st = PETAL_OK;
+    if (p->job) {
+        double t0 = dist_now();
+        st = p->c->be->all_reduce_wait(p->job);
+        p->c->stats.seconds += dist_now() - t0;
+    }
+    free(p);
+    return st;
 }
 
 petal_status dist_broadcast(dist_comm *c, tensor *const *ts, int n, int root) {

@@ -76,6 +76,15 @@ typedef enum { DIST_SUM, DIST_AVG } dist_op;
 // call of one dtype), nccl also f16, bf16 and i32. Large lists go in buckets (PETAL_DIST_BUCKET_MB,
 // default 25) so that the staging buffers stay bounded.
 petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op);
+// dist_all_reduce in two halves: begin posts it and returns, poll moves it on (MPI moves messages
+// only inside its calls) and says whether it finished, wait finishes it and frees the handle. The
+// tensors must not be touched in between. Every rank begins the same all-reduces in the same
+// order. What it computes is dist_all_reduce's, to the bit.
+typedef struct dist_pending dist_pending;
+petal_status dist_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_op op,
+                                   dist_pending **out);
+petal_status dist_pending_poll(dist_pending *p, bool *done);
+petal_status dist_pending_wait(dist_pending *p);
 // In place: every rank's tensors become root's.
 petal_status dist_broadcast(dist_comm *c, tensor *const *ts, int n, int root);
 // Every rank's x (rows_r, ...) stacked in rank order into *out (sum of rows_r, ...): BLIP's

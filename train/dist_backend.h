@@ -13,7 +13,18 @@ typedef struct {
     petal_status (*all_gather)(dist_comm *c, tensor *x, tensor *out);
     void (*free)(dist_comm *c);  // a clean shutdown
     void (*abort)(dist_comm *c); // ends every rank of the job; does not return
+    // An all-reduce begun and finished apart (a job of the backend's own), so that messages move
+    // while the backward pass goes on; NULL: dist.c runs all_reduce at the beginning.
+    petal_status (*all_reduce_begin)(dist_comm *c, tensor *const *ts, int n, dist_op op,
+                                     void **job);
+    petal_status (*all_reduce_poll)(void *job, bool *done);
+    petal_status (*all_reduce_wait)(void *job); // frees the job
 } dist_backend;
+
+struct dist_pending {
+    dist_comm *c;
+    void *job; // NULL: finished at the beginning
+};
 
 struct dist_comm {
     const dist_backend *be;

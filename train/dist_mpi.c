@@ -108,14 +108,6 @@ static void *data_of(const tensor *t) {
 
 // ---- all-reduce ----
 
-typedef struct {
-    petal_dtype dtype;
-    size_t elem; // bytes per element
-    char *own;   // (total) this rank's values, packed, then the results
-    char *in;    // (N - 1, chunk) the other ranks' copies of this rank's chunk
-    int64_t total, bucket;
-} reduce_job;
-
 // dst[i] += src[i] for n elements of the job's dtype.
 static void add_into(petal_dtype t, void *dst, const void *src, int64_t n) {
     if (t == PETAL_F32)
@@ -143,80 +135,117 @@ typedef struct {
     int64_t count; // elements; 0: no message
 } span;
 
-// With every other rank r at once: receive recv[r] from it and send send[r] to it (spans of
-// `type`), then wait for all of it within the deadline.
-static petal_status exchange(dist_comm *c, const span *recv, const span *send, MPI_Datatype type,
-                             int tag, const char *what) {
-    int world = c->world_size, m = 0;
-    MPI_Request *reqs = malloc(2 * (size_t)world * sizeof *reqs);
-    int *peer = malloc(2 * (size_t)world * sizeof *peer);
-    PETAL_CHECK(reqs && peer, "%s: out of host memory", what);
-    for (int r = 0; r < world; r++) {
+// The messages of one exchange in flight: the requests and the rank at the other end of each.
+typedef struct {
+    MPI_Request *reqs;
+    int *peer;
+    int m;
+} in_flight;
+
+static void in_flight_init(in_flight *f, int world, const char *what) {
+    f->reqs = malloc(2 * (size_t)world * sizeof *f->reqs);
+    f->peer = malloc(2 * (size_t)world * sizeof *f->peer);
+    f->m = 0;
+    PETAL_CHECK(f->reqs && f->peer, "%s: out of host memory", what);
+}
+
+static void in_flight_free(in_flight *f) {
+    free(f->reqs);
+    free(f->peer);
+}
+
+// Posts, with every other rank r at once, the receive of recv[r] from it and the send of send[r]
+// to it (spans of `type`).
+static void exchange_post(dist_comm *c, const span *recv, const span *send, MPI_Datatype type,
+                          int tag, in_flight *f, const char *what) {
+    f->m = 0;
+    for (int r = 0; r < c->world_size; r++) {
         if (r == c->rank) continue;
         PETAL_CHECK(recv[r].count < INT32_MAX && send[r].count < INT32_MAX,
                     "%s: a message of more than 2^31 elements", what);
         if (recv[r].count > 0) {
-            MPI_Irecv(recv[r].data, (int)recv[r].count, type, r, tag, comm_of(c), &reqs[m]);
-            peer[m++] = r;
+            MPI_Irecv(recv[r].data, (int)recv[r].count, type, r, tag, comm_of(c), &f->reqs[f->m]);
+            f->peer[f->m++] = r;
         }
         if (send[r].count > 0) {
-            MPI_Isend(send[r].data, (int)send[r].count, type, r, tag, comm_of(c), &reqs[m]);
-            peer[m++] = r;
+            MPI_Isend(send[r].data, (int)send[r].count, type, r, tag, comm_of(c), &f->reqs[f->m]);
+            f->peer[f->m++] = r;
         }
     }
-    petal_status st = wait_all(c, reqs, peer, m, what);
-    free(reqs);
-    free(peer);
+}
+
+// exchange_post, then the wait for all of it within the deadline.
+static petal_status exchange(dist_comm *c, const span *recv, const span *send, MPI_Datatype type,
+                             int tag, const char *what) {
+    in_flight f;
+    in_flight_init(&f, c->world_size, what);
+    exchange_post(c, recv, send, type, tag, &f, what);
+    petal_status st = wait_all(c, f.reqs, f.peer, f.m, what);
+    in_flight_free(&f);
     return st;
 }
 
-static char *at_element(const reduce_job *j, char *base, int64_t i) {
+// An all-reduce under way (dist_all_reduce_begin's job): the tensors packed into `own`, taken
+// bucket after bucket, each in two exchanges (phase 1 collects every rank's copy of this rank's
+// chunk, phase 2 shares the sums).
+typedef struct mpi_job mpi_job;
+struct mpi_job {
+    dist_comm *c;
+    tensor **ts;
+    int n;
+    dist_op op;
+    petal_dtype dtype;
+    size_t elem; // bytes per element
+    char *own;   // (total) this rank's values, packed, then the results
+    char *in;    // (N - 1, chunk) the other ranks' copies of this rank's chunk
+    char *keep;  // (chunk) this rank's own copy while the sum is formed
+    int64_t total, bucket;
+    int64_t at, len; // the bucket under way
+    int phase;       // 0: next bucket to start, 1: collecting, 2: sharing, 3: finished
+    span *recv, *send;
+    in_flight f;
+};
+
+static char *at_element(const mpi_job *j, char *base, int64_t i) {
     return base + (size_t)i * j->elem;
 }
 
-// Phase one for the bucket at `at` of n elements: every rank's copy of this rank's chunk comes
-// in (other ranks' into j->in, in rank order), and the copies are summed in rank order.
-static petal_status reduce_scatter(dist_comm *c, reduce_job *j, int64_t at, int64_t n, span *recv,
-                                   span *send) {
-    int world = c->world_size, me = c->rank;
-    int64_t lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
+// Phase 1's messages for the bucket at j->at: every rank's copy of this rank's chunk comes in
+// (other ranks' into j->in, in rank order); this rank's copies of the others' chunks go out.
+static void post_collect(mpi_job *j) {
+    int world = j->c->world_size, me = j->c->rank;
+    int64_t n = j->len, lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
     for (int r = 0, slot = 0; r < world; r++) {
         int64_t rlo = chunk_at(n, world, r);
-        recv[r] = r == me ? (span){0} : (span){at_element(j, j->in, (int64_t)slot++ * mine), mine};
-        send[r] = (span){at_element(j, j->own, at + rlo), chunk_at(n, world, r + 1) - rlo};
+        j->recv[r] =
+            r == me ? (span){0} : (span){at_element(j, j->in, (int64_t)slot++ * mine), mine};
+        j->send[r] = (span){at_element(j, j->own, j->at + rlo), chunk_at(n, world, r + 1) - rlo};
     }
-    petal_status st = exchange(c, recv, send, mpi_type(j->dtype), TAG_SCATTER, "dist_all_reduce");
-    if (st) return st;
-    // sum = rank 0's copy + rank 1's + ..., this rank's own in its place
-    char *sum = at_element(j, j->own, at + lo);
-    char *keep = malloc((size_t)mine * j->elem + 1);
-    PETAL_CHECK(keep != NULL, "dist_all_reduce: out of host memory");
-    memcpy(keep, sum, (size_t)mine * j->elem);
-    memcpy(sum, me == 0 ? keep : recv[0].data, (size_t)mine * j->elem);
-    for (int r = 1; r < world; r++) add_into(j->dtype, sum, r == me ? keep : recv[r].data, mine);
-    free(keep);
-    return PETAL_OK;
+    exchange_post(j->c, j->recv, j->send, mpi_type(j->dtype), TAG_SCATTER, &j->f,
+                  "dist_all_reduce");
 }
 
-// Phase two: every rank's summed chunk to every rank.
-static petal_status share_chunks(dist_comm *c, reduce_job *j, int64_t at, int64_t n, span *recv,
-                                 span *send) {
-    int world = c->world_size, me = c->rank;
-    int64_t lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
+// The chunk's sum in rank order: rank 0's copy + rank 1's + ..., this rank's own in its place.
+static void sum_chunk(mpi_job *j) {
+    int world = j->c->world_size, me = j->c->rank;
+    int64_t lo = chunk_at(j->len, world, me), mine = chunk_at(j->len, world, me + 1) - lo;
+    char *sum = at_element(j, j->own, j->at + lo);
+    memcpy(j->keep, sum, (size_t)mine * j->elem);
+    memcpy(sum, me == 0 ? j->keep : j->recv[0].data, (size_t)mine * j->elem);
+    for (int r = 1; r < world; r++)
+        add_into(j->dtype, sum, r == me ? j->keep : j->recv[r].data, mine);
+}
+
+// Phase 2's messages: this rank's summed chunk to every rank, theirs into place.
+static void post_share(mpi_job *j) {
+    int world = j->c->world_size, me = j->c->rank;
+    int64_t n = j->len, lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
     for (int r = 0; r < world; r++) {
         int64_t rlo = chunk_at(n, world, r);
-        recv[r] = (span){at_element(j, j->own, at + rlo), chunk_at(n, world, r + 1) - rlo};
-        send[r] = (span){at_element(j, j->own, at + lo), mine};
+        j->recv[r] = (span){at_element(j, j->own, j->at + rlo), chunk_at(n, world, r + 1) - rlo};
+        j->send[r] = (span){at_element(j, j->own, j->at + lo), mine};
     }
-    return exchange(c, recv, send, mpi_type(j->dtype), TAG_GATHER, "dist_all_reduce");
-}
-
-static int64_t bucket_elements(size_t elem) {
-    const char *v = getenv("PETAL_DIST_BUCKET_MB");
-    double mb = v ? atof(v) : 25.0;
-    if (!(mb > 0)) mb = 25.0;
-    int64_t n = (int64_t)(mb * 1048576.0 / (double)elem);
-    return n < 1024 ? 1024 : n;
+    exchange_post(j->c, j->recv, j->send, mpi_type(j->dtype), TAG_GATHER, &j->f, "dist_all_reduce");
 }
 
 static void pack(tensor *const *ts, int n, char *buf, bool into_buffer) {
@@ -231,39 +260,122 @@ static void pack(tensor *const *ts, int n, char *buf, bool into_buffer) {
     }
 }
 
+// Moves the job on as far as its messages allow; with `block`, waits for each exchange (within
+// the deadline) until the job is finished.
+static petal_status advance(mpi_job *j, bool block) {
+    for (;;) {
+        if (j->phase == 0) {
+            if (j->at >= j->total) {
+                if (j->op == DIST_AVG) scale(j->dtype, j->own, j->total, 1.0 / j->c->world_size);
+                pack(j->ts, j->n, j->own, false);
+                j->phase = 3;
+            } else {
+                j->len = j->total - j->at < j->bucket ? j->total - j->at : j->bucket;
+                post_collect(j);
+                j->phase = 1;
+            }
+        }
+        if (j->phase == 3) return PETAL_OK;
+        int done = 0;
+        if (block) {
+            petal_status st = wait_all(j->c, j->f.reqs, j->f.peer, j->f.m, "dist_all_reduce");
+            if (st) return st;
+            done = 1;
+        } else if (MPI_Testall(j->f.m, j->f.reqs, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) {
+            j->c->failed = true;
+            return petal_error(PETAL_ERR_DEVICE, "dist_all_reduce: rank %d: MPI_Testall failed",
+                               j->c->rank);
+        }
+        if (!done) return PETAL_OK;
+        if (j->phase == 1) {
+            sum_chunk(j);
+            post_share(j);
+            j->phase = 2;
+        } else {
+            j->at += j->bucket;
+            j->phase = 0;
+        }
+    }
+}
+
+static int64_t bucket_elements(size_t elem) {
+    const char *v = getenv("PETAL_DIST_BUCKET_MB");
+    double mb = v ? atof(v) : 25.0;
+    if (!(mb > 0)) mb = 25.0;
+    int64_t n = (int64_t)(mb * 1048576.0 / (double)elem);
+    return n < 1024 ? 1024 : n;
+}
+
+static void pending_free(mpi_job *j) {
+    if (!j) return;
+    in_flight_free(&j->f);
+    free(j->ts);
+    free(j->own);
+    free(j->in);
+    free(j->keep);
+    free(j->recv);
+    free(j->send);
+    free(j);
+}
+
+static petal_status mpi_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_op op,
+                                         void **out) {
+    mpi_job *j = calloc(1, sizeof *j);
+    PETAL_CHECK(j != NULL, "dist_all_reduce: out of host memory");
+    *j = (mpi_job){.c = c, .n = n, .op = op, .dtype = n ? ts[0]->dtype : PETAL_F32};
+    j->elem = dtype_size(j->dtype);
+    for (int i = 0; i < n; i++) {
+        PETAL_CHECK(ts[i]->dtype == j->dtype, "dist_all_reduce: tensor %d is %s, tensor 0 %s", i,
+                    dtype_name(ts[i]->dtype), dtype_name(j->dtype));
+        j->total += tensor_numel(ts[i]);
+    }
+    PETAL_CHECK(j->dtype == PETAL_F32 || j->dtype == PETAL_F64 || j->dtype == PETAL_I64,
+                "dist_all_reduce: the mpi backend reduces f32, f64 and i64, not %s",
+                dtype_name(j->dtype));
+    int world = c->world_size;
+    j->bucket = bucket_elements(j->elem);
+    size_t chunk = (size_t)(j->bucket / world + 1) * j->elem;
+    j->ts = malloc((size_t)(n + 1) * sizeof *j->ts);
+    j->own = malloc((size_t)j->total * j->elem + 1);
+    j->in = malloc((size_t)(world - 1) * chunk + 1);
+    j->keep = malloc(chunk);
+    j->recv = malloc((size_t)world * sizeof *j->recv);
+    j->send = malloc((size_t)world * sizeof *j->send);
+    PETAL_CHECK(j->ts && j->own && j->in && j->keep && j->recv && j->send,
+                "dist_all_reduce: out of host memory for %lld elements", (long long)j->total);
+    in_flight_init(&j->f, world, "dist_all_reduce");
+    memcpy(j->ts, ts, (size_t)n * sizeof *ts);
+    pack(ts, n, j->own, true);
+    j->phase = world == 1 ? 3 : 0;
+    if (world == 1) pack(ts, n, j->own, false);
+    petal_status st = advance(j, false);
+    if (st) {
+        pending_free(j);
+        return st;
+    }
+    *out = j;
+    return PETAL_OK;
+}
+
+static petal_status mpi_all_reduce_poll(void *job, bool *done) {
+    mpi_job *j = job;
+    petal_status st = j->phase == 3 ? PETAL_OK : advance(j, false);
+    *done = j->phase == 3;
+    return st;
+}
+
+static petal_status mpi_all_reduce_wait(void *job) {
+    mpi_job *j = job;
+    petal_status st = advance(j, true);
+    pending_free(j);
+    return st;
+}
+
 static petal_status mpi_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op) {
     if (n == 0 || c->world_size == 1) return PETAL_OK;
-    reduce_job j = {.dtype = ts[0]->dtype, .elem = dtype_size(ts[0]->dtype)};
-    for (int i = 0; i < n; i++) {
-        PETAL_CHECK(ts[i]->dtype == j.dtype, "dist_all_reduce: tensor %d is %s, tensor 0 %s", i,
-                    dtype_name(ts[i]->dtype), dtype_name(j.dtype));
-        j.total += tensor_numel(ts[i]);
-    }
-    PETAL_CHECK(j.dtype == PETAL_F32 || j.dtype == PETAL_F64 || j.dtype == PETAL_I64,
-                "dist_all_reduce: the mpi backend reduces f32, f64 and i64, not %s",
-                dtype_name(j.dtype));
-    j.bucket = bucket_elements(j.elem);
-    j.own = malloc((size_t)j.total * j.elem + 1);
-    j.in = malloc((size_t)(c->world_size - 1) * (size_t)(j.bucket / c->world_size + 1) * j.elem);
-    PETAL_CHECK(j.own && j.in, "dist_all_reduce: out of host memory for %lld elements",
-                (long long)j.total);
-    span *recv = malloc((size_t)c->world_size * sizeof *recv),
-         *send = malloc((size_t)c->world_size * sizeof *send);
-    PETAL_CHECK(recv && send, "dist_all_reduce: out of host memory");
-    pack(ts, n, j.own, true);
-    petal_status st = PETAL_OK;
-    for (int64_t at = 0; at < j.total && !st; at += j.bucket) {
-        int64_t len = j.total - at < j.bucket ? j.total - at : j.bucket;
-        st = reduce_scatter(c, &j, at, len, recv, send);
-        if (!st) st = share_chunks(c, &j, at, len, recv, send);
-    }
-    free(recv);
-    free(send);
-    if (!st && op == DIST_AVG) scale(j.dtype, j.own, j.total, 1.0 / c->world_size);
-    if (!st) pack(ts, n, j.own, false);
-    free(j.own);
-    free(j.in);
-    return st;
+    void *j;
+    petal_status st = mpi_all_reduce_begin(c, ts, n, op, &j);
+    return st ? st : mpi_all_reduce_wait(j);
 }
 
 // ---- broadcast and all-gather ----
@@ -318,8 +430,9 @@ static void mpi_abort(dist_comm *c) {
     exit(1);
 }
 
-static const dist_backend mpi_backend = {"mpi",          mpi_all_reduce, mpi_broadcast,
-                                         mpi_all_gather, mpi_free,       mpi_abort};
+static const dist_backend mpi_backend = {
+    "mpi",     mpi_all_reduce,       mpi_broadcast,       mpi_all_gather,     mpi_free,
+    mpi_abort, mpi_all_reduce_begin, mpi_all_reduce_poll, mpi_all_reduce_wait};
 
 petal_status dist_mpi_init(const dist_config *cfg, dist_comm *c) {
     char dev[16];

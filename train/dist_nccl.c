@@ -130,8 +130,10 @@ static void nccl_abort(dist_comm *c) {
     exit(1);
 }
 
-static const dist_backend nccl_backend = {"nccl",          nccl_all_reduce, nccl_broadcast,
-                                          nccl_all_gather, nccl_free,       nccl_abort};
+// No split all-reduce yet: dist_all_reduce_begin runs it whole (the stream would let it overlap).
+static const dist_backend nccl_backend = {
+    "nccl", nccl_all_reduce, nccl_broadcast, nccl_all_gather, nccl_free, nccl_abort, NULL, NULL,
+    NULL};
 
 static petal_status check_config(const dist_config *cfg) {
     char dev[16];

@@ -1,5 +1,6 @@
 #include "train/sync.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,4 +114,127 @@ petal_status sync_gather_rngs(dist_comm *c, rng_generator mine, rng_generator *r
         rngs[r] = (rng_generator){(uint64_t)v[2 * r], (uint64_t)v[2 * r + 1]};
     tensor_free(all);
     return PETAL_OK;
+}
+
+// ---- averaging overlapped with the backward pass ----
+
+typedef struct {
+    tensor *leaf;
+    int index; // in opt->params
+} leaf_index;
+
+struct sync_overlap {
+    dist_comm *c;
+    optim_adamw *opt;
+    leaf_index *by_leaf; // (opt->n) sorted by the tensor's address
+    int *bucket_of;      // (opt->n) each parameter's bucket
+    int *first;          // (n_buckets + 1) bucket b holds order[first[b] .. first[b + 1])
+    int *order;          // (opt->n) parameter indices, bucket after bucket
+    int *left;           // (n_buckets) gradients not complete yet
+    dist_pending **pending;
+    int n_buckets, begun;
+    petal_status failed; // the first error of a callback, reported by finish
+};
+
+static int by_address(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const leaf_index *)a)->leaf;
+    uintptr_t y = (uintptr_t)((const leaf_index *)b)->leaf;
+    return x < y ? -1 : x > y;
+}
+
+sync_overlap *sync_overlap_new(dist_comm *c, optim_adamw *opt, double bucket_mb) {
+    sync_overlap *o = calloc(1, sizeof *o);
+    int n = opt->n;
+    PETAL_CHECK(o != NULL, "sync_overlap: out of host memory");
+    *o = (sync_overlap){.c = c, .opt = opt};
+    o->by_leaf = malloc((size_t)(n + 1) * sizeof *o->by_leaf);
+    o->bucket_of = malloc((size_t)(n + 1) * sizeof *o->bucket_of);
+    o->first = malloc((size_t)(n + 2) * sizeof *o->first);
+    o->order = malloc((size_t)(n + 1) * sizeof *o->order);
+    PETAL_CHECK(o->by_leaf && o->bucket_of && o->first && o->order,
+                "sync_overlap: out of host memory");
+    double cap = bucket_mb * 1048576.0, bytes = 0;
+    for (int k = 0; k < n; k++) {
+        int i = n - 1 - k; // reverse registry order
+        tensor *p = opt->params[i];
+        double size = (double)tensor_numel(p) * dtype_size(p->dtype);
+        if (k == 0 || bytes + size > cap) {
+            o->first[o->n_buckets++] = k;
+            bytes = 0;
+        }
+        bytes += size;
+        o->order[k] = i;
+        o->bucket_of[i] = o->n_buckets - 1;
+        o->by_leaf[k] = (leaf_index){p, i};
+    }
+    o->first[o->n_buckets] = n;
+    qsort(o->by_leaf, (size_t)n, sizeof *o->by_leaf, by_address);
+    o->left = calloc((size_t)o->n_buckets + 1, sizeof *o->left);
+    o->pending = calloc((size_t)o->n_buckets + 1, sizeof *o->pending);
+    PETAL_CHECK(o->left && o->pending, "sync_overlap: out of host memory");
+    return o;
+}
+
+void sync_overlap_start(sync_overlap *o) {
+    for (int b = 0; b < o->n_buckets; b++) o->left[b] = o->first[b + 1] - o->first[b];
+    o->begun = 0;
+    o->failed = PETAL_OK;
+}
+
+// Begins bucket b: its gradients (zeros for a parameter that got none) averaged over the ranks.
+static void begin_bucket(sync_overlap *o, int b) {
+    int n = o->first[b + 1] - o->first[b];
+    tensor **gs = malloc((size_t)(n + 1) * sizeof *gs);
+    PETAL_CHECK(gs != NULL, "sync_overlap: out of host memory");
+    for (int k = 0; k < n; k++) {
+        tensor *p = o->opt->params[o->order[o->first[b] + k]];
+        if (!p->grad) p->grad = tensor_keep(tensor_zeros_like(p));
+        gs[k] = p->grad;
+    }
+    petal_status st = dist_all_reduce_begin(o->c, gs, n, DIST_AVG, &o->pending[b]);
+    if (st && !o->failed) o->failed = st;
+    free(gs);
+}
+
+// Begins, in bucket order, every bucket whose gradients are complete, up to the first that is not.
+static void begin_ready(sync_overlap *o) {
+    while (o->begun < o->n_buckets && o->left[o->begun] == 0 && !o->failed)
+        begin_bucket(o, o->begun++);
+}
+
+void sync_overlap_leaf_done(tensor *leaf, void *ctx) {
+    sync_overlap *o = ctx;
+    leaf_index key = {leaf, 0};
+    const leaf_index *hit = bsearch(&key, o->by_leaf, (size_t)o->opt->n, sizeof key, by_address);
+    if (!hit) return; // a leaf that is not trained (an input that asked for its gradient)
+    o->left[o->bucket_of[hit->index]]--;
+    begin_ready(o);
+    for (int b = 0; b < o->begun && !o->failed; b++) { // MPI moves messages inside its calls
+        bool done;
+        petal_status st = dist_pending_poll(o->pending[b], &done);
+        if (st) o->failed = st;
+    }
+}
+
+petal_status sync_overlap_finish(sync_overlap *o) {
+    for (int b = o->begun; b < o->n_buckets && !o->failed; b++) o->left[b] = 0;
+    begin_ready(o);
+    petal_status st = o->failed;
+    for (int b = 0; b < o->begun; b++) {
+        petal_status w = dist_pending_wait(o->pending[b]);
+        o->pending[b] = NULL;
+        if (!st) st = w;
+    }
+    return st;
+}
+
+void sync_overlap_free(sync_overlap *o) {
+    if (!o) return;
+    free(o->by_leaf);
+    free(o->bucket_of);
+    free(o->first);
+    free(o->order);
+    free(o->left);
+    free(o->pending);
+    free(o);
 }

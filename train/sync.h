@@ -23,3 +23,21 @@ petal_status sync_parts(dist_comm *c, step_parts *p);
 rng_generator sync_rank_rng(rng_generator base, int rank);
 // Every rank's generator, in rank order, into rngs (world entries) on every rank.
 petal_status sync_gather_rngs(dist_comm *c, rng_generator mine, rng_generator *rngs);
+
+// Gradient averaging overlapped with the step's last backward pass: the trainable tensors in
+// buckets of about bucket_mb MB, in reverse registry order (about the order a backward pass
+// completes them); a bucket's all-reduce begins once every gradient in it is complete and every
+// earlier bucket has begun (so that all ranks begin them in one order). The sums are
+// dist_all_reduce's, bit for bit: only the time they start moves.
+//
+//     sync_overlap *ov = sync_overlap_new(comm, opt, 1.0);
+//     ... the step's other backward passes (gradient accumulation) ...
+//     sync_overlap_start(ov);
+//     autograd_backward_notify(loss, NULL, false, sync_overlap_leaf_done, ov);
+//     sync_overlap_finish(ov); // the rest begun, every bucket waited for: gradients averaged
+typedef struct sync_overlap sync_overlap;
+sync_overlap *sync_overlap_new(dist_comm *c, optim_adamw *opt, double bucket_mb);
+void sync_overlap_start(sync_overlap *o);
+void sync_overlap_leaf_done(tensor *leaf, void *ctx); // autograd_backward_notify's callback
+petal_status sync_overlap_finish(sync_overlap *o);
+void sync_overlap_free(sync_overlap *o);

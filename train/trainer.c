@@ -48,9 +48,10 @@ typedef struct {
     int64_t skipped; // unreadable training images left out (skip_bad_images), this process
     dist_comm *comm; // data parallelism across processes, or NULL for one
     int rank, world;
-    double comm_s;      // time in the gradient all-reduce since the last timing line
-    int64_t stop_after; // trainer_options.stop_after
-    bool stopped;       // the loop ended at stop_after, not at the end of the run
+    sync_overlap *overlap; // dist_overlap: the gradients averaged during the last backward
+    double comm_s;         // time in the gradient all-reduce since the last timing line
+    int64_t stop_after;    // trainer_options.stop_after
+    bool stopped;          // the loop ended at stop_after, not at the end of the run
 } trainer;
 
 // Seconds since the epoch: TensorBoard's wall_time.
@@ -96,6 +97,8 @@ static petal_status open_optimizer(trainer *t) {
     t->opt = adamw_new(params, n, a);
     for (int i = 0; i < n; i++) adamw_set_decay(t->opt, i, decay[i]);
     if (n == 0) t->total = 0; // "frozen" with no heads: the pretrained model is evaluated as is
+    if (t->comm && t->c->dist_overlap)
+        t->overlap = sync_overlap_new(t->comm, t->opt, t->c->dist_bucket_mb);
     free(params);
     free(decay);
     return PETAL_OK;
@@ -161,7 +164,12 @@ static petal_status micro_step(trainer *t, loader *l, int64_t a, step_parts *mea
         // A non-finite loss is back-propagated too and caught after the step's parts are
         // averaged: the ranks of a data-parallel run must all reach the all-reduce.
         if (c->grad_accum > 1) loss = tensor_mul_scalar(loss, 1.0 / (double)c->grad_accum);
-        autograd_backward(loss, NULL, false);
+        if (t->overlap && a == c->grad_accum - 1) { // the step's gradients complete in this pass
+            sync_overlap_start(t->overlap);
+            autograd_backward_notify(loss, NULL, false, sync_overlap_leaf_done, t->overlap);
+        } else {
+            autograd_backward(loss, NULL, false);
+        }
         mean->n = p.n;
         for (int i = 0; i < p.n; i++) {
             mean->names[i] = p.names[i];
@@ -177,7 +185,7 @@ static petal_status micro_step(trainer *t, loader *l, int64_t a, step_parts *mea
 static petal_status sync_step(trainer *t, step_parts *mean) {
     if (!t->comm) return PETAL_OK;
     double t0 = now();
-    petal_status s = sync_grads(t->comm, t->opt);
+    petal_status s = t->overlap ? sync_overlap_finish(t->overlap) : sync_grads(t->comm, t->opt);
     if (!s) s = sync_parts(t->comm, mean);
     t->comm_s += now() - t0;
     return s;
@@ -421,6 +429,7 @@ static petal_status setup(trainer *t) {
 
 static void teardown(trainer *t) {
     if (t->run.metrics) run_close(&t->run);
+    sync_overlap_free(t->overlap);
     adamw_free(t->opt);
     free(t->names);
     train_data_free(&t->data);

@@ -256,11 +256,52 @@ START_TEST(test_backward_from_a_leaf_and_explicit_seed) {
 }
 END_TEST
 
+// autograd_backward_notify: each leaf once, when its gradient is final. w is used early and late
+// in the tape (its gradient gets two contributions), b only late, x (no gradient) never.
+typedef struct {
+    tensor *leaves[4];
+    double grads[4]; // the gradient's first element when the leaf was announced
+    int n;
+} announced;
+
+static void note_leaf(tensor *leaf, void *ctx) {
+    announced *a = ctx;
+    ck_assert_int_lt(a->n, 4);
+    a->leaves[a->n] = leaf;
+    a->grads[a->n++] = tensor_item(tensor_select(tensor_reshape(leaf->grad, SHAPE(-1)), 0, 0));
+}
+
+START_TEST(test_notify_announces_final_gradients) {
+    int mark = scope_begin();
+    tensor *w = tensor_set_requires_grad(tensor_keep(tensor_full(PETAL_F64, SHAPE(2), 1.5)), true);
+    tensor *b = tensor_set_requires_grad(tensor_keep(tensor_full(PETAL_F64, SHAPE(2), -2)), true);
+    tensor *x = tensor_full(PETAL_F64, SHAPE(2), 3);
+    tensor *h = tensor_mul(w, x);                             // early use of w
+    tensor *y = tensor_add(tensor_mul(tensor_tanh(h), w), b); // late uses of w and b
+    announced a = {0};
+    autograd_backward_notify(tensor_sum_all(y), NULL, false, note_leaf, &a);
+    ck_assert_int_eq(a.n, 2);
+    for (int i = 0; i < 2; i++) {
+        tensor *leaf = a.leaves[i];
+        ck_assert(leaf == w || leaf == b);
+        ck_assert(leaf != a.leaves[1 - i]);
+        ck_assert_double_eq(a.grads[i], tensor_data_f64(leaf->grad)[0]); // nothing added later
+    }
+    // d/dw [tanh(w x) w + b] = x (1 - tanh^2(w x)) w + tanh(w x)
+    double t = tanh(4.5), want = 3 * (1 - t * t) * 1.5 + t;
+    ck_assert_double_eq_tol(tensor_data_f64(w->grad)[0], want, 1e-12);
+    scope_end(mark);
+    tensor_free(w);
+    tensor_free(b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("autograd");
     TCase *tc = tcase_with_timeout("tape", 60);
     tcase_add_test(tc, test_gradients_accumulate_until_reset);
     tcase_add_test(tc, test_shared_inputs);
+    tcase_add_test(tc, test_notify_announces_final_gradients);
     tcase_add_test(tc, test_linear_accumulates_in_place_through_reshapes);
     tcase_add_test(tc, test_grad_mode_off_records_nothing);
     tcase_add_test(tc, test_misuse_is_reported);

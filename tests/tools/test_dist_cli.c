@@ -246,6 +246,30 @@ START_TEST(test_two_ranks_equal_one_f64) {
 }
 END_TEST
 
+// Averaging during the backward pass (dist_overlap, small buckets so that several overlap) and
+// after it give the same bits: only when the messages move differs.
+START_TEST(test_overlap_changes_no_bit) {
+    const char *c2 =
+        write_config("vqa2.yaml", "vqa", "f32", "aurora, variant: paper, rank: 4", 4, 6);
+    char on[512], off[512];
+    snprintf(on, sizeof on, "%s", test_dir_path("on"));
+    snprintf(off, sizeof off, "%s", test_dir_path("off"));
+    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", on, "--set", "dist_bucket_mb=0.001"));
+    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", off, "--set", "dist_overlap=false"));
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", on);
+    snprintf(pb, sizeof pb, "%s/metrics.jsonl", off);
+    char *a = slurp(pa), *b = slurp(pb);
+    ck_assert_msg(strcmp(a, b) == 0, "overlapped:\n%s\nafter the pass:\n%s", tail_of(a),
+                  tail_of(b));
+    free(a);
+    free(b);
+    snprintf(pa, sizeof pa, "%s/last.h5", on);
+    snprintf(pb, sizeof pb, "%s/last.h5", off);
+    free(run_ok(ARGS("diff", pa, pb))); // exit 0: the same tensors
+}
+END_TEST
+
 START_TEST(test_two_ranks_equal_one_f32) {
     // Float rounding differs with the split; AdamW turns it into whole steps on gradients that
     // are near zero, so the tensors agree less closely than the losses.
@@ -367,6 +391,7 @@ int main(void) {
     tcase_add_test(tc, test_killed_rank_ends_the_job);
     tcase_add_test(tc, test_two_ranks_equal_one_f64);
     tcase_add_test(tc, test_two_ranks_equal_one_f32);
+    tcase_add_test(tc, test_overlap_changes_no_bit);
     tcase_add_test(tc, test_retrieval_queues_gather_every_rank);
     tcase_add_test(tc, test_stop_and_resume_across_rank_counts);
 #else
