@@ -98,8 +98,53 @@ static void check_itm_scores(const char *ckpt) {
     json_free(root);
 }
 
+static void assert_refused(const char *const *args, const char *const *names);
+
+// Every case's text in one call: one line each, naming its text, with the scores of one call per
+// text; [CLS] first instead of [ENC] moves the ITM score and leaves the ITC cosine.
+static void check_itm_batch(const char *ckpt) {
+    json_value *root = expected();
+    const json_value *cases;
+    ck_assert_int_eq(json_get_array(root, "itm", &cases), PETAL_OK);
+    const char *args[32] = {"itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png")};
+    int n = 5;
+    for (size_t i = 0; i < json_len(cases) && n < 28; i++) {
+        args[n++] = "--text";
+        args[n++] = string_at(json_at(cases, i), "text");
+    }
+    char *out = run_ok(args);
+    const char *line = out;
+    for (size_t i = 0; i < json_len(cases); i++) {
+        const json_value *c = json_at(cases, i);
+        double itm, itc;
+        int end = 0;
+        ck_assert_msg(sscanf(line, "itm_score=%lf itc_score=%lf  %n", &itm, &itc, &end) == 2,
+                      "line %zu of '%s'", i, out);
+        ck_assert(strncmp(line + end, string_at(c, "text"), strlen(string_at(c, "text"))) == 0);
+        ck_assert_msg(fabs(itm - number_at(c, "itm_score")) <= SCORE_TOL &&
+                          fabs(itc - number_at(c, "itc_score")) <= SCORE_TOL,
+                      "batched '%s': itm %.6f itc %.6f", string_at(c, "text"), itm, itc);
+        line = strchr(line, '\n') + 1;
+    }
+    free(out);
+    const json_value *c = json_at(cases, 0);
+    out = run_ok(ARGS("itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--text",
+                      string_at(c, "text"), "--itm-token", "cls"));
+    double itm, itc;
+    ck_assert_int_eq(sscanf(out, "itm_score=%lf itc_score=%lf", &itm, &itc), 2);
+    ck_assert_msg(fabs(itm - number_at(c, "itm_score")) > 1e-4, "--itm-token cls changed nothing");
+    ck_assert(fabs(itc - number_at(c, "itc_score")) <= SCORE_TOL);
+    free(out);
+    json_free(root);
+}
+
 START_TEST(test_itm) {
-    check_itm_scores(convert("itm"));
+    const char *ckpt = convert("itm");
+    check_itm_scores(ckpt);
+    check_itm_batch(ckpt);
+    assert_refused(ARGS("itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--text", "x",
+                        "--itm-token", "sep"),
+                   NAMES("--itm-token", "'sep'", "enc or cls"));
 }
 END_TEST
 
