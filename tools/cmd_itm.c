@@ -100,8 +100,8 @@ int cmd_itm(int argc, char **argv) {
         itm_scores(s.ckpt.model, s.image, ids, mask, first, itm, itc);
         grad_mode_set(grad);
         for (int i = 0; i < n; i++) // one text: the line as before; several: each names its text
-            printf(n == 1 ? "itm_score=%.6f itc_score=%.6f\n"
-                          : "itm_score=%.6f itc_score=%.6f  %s\n",
+            printf(n == 1 ? "itm_score=%.9g itc_score=%.9g\n"
+                          : "itm_score=%.9g itc_score=%.9g  %s\n",
                    itm[i], itc[i], texts[i]);
     }
     infer_close(&s);
