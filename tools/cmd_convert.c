@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "io/convert.h"
 #include "petl/petl.h"
@@ -10,7 +11,7 @@
 
 const char cmd_convert_usage[] =
     "petal convert SRC DST [--task T] [--image-size N] [--vocab FILE] [--keep-momentum] "
-    "[--heads N] [--petl FILE]\n"
+    "[--heads N] [--petl FILE] [--force]\n"
     "  SRC, DST         a .pth or .safetensors state dict; the petal HDF5 checkpoint to write\n"
     "  --task T         retrieval, itm, vqa, caption or pretrain (default: inferred from the "
     "names)\n"
@@ -21,6 +22,8 @@ const char cmd_convert_usage[] =
     "  --petl FILE      SRC is a released Aurora training checkpoint: write its CP and GQT "
     "tensors\n"
     "                   to FILE, a PETL checkpoint for DST (default: such a SRC is refused)\n"
+    "  --force          replace DST (and FILE) when they exist (default: refused); DST may never\n"
+    "                   be SRC\n"
     "example: petal convert model_base_retrieval_coco.pth retrieval.h5 --vocab vocab.txt\n"
     "example: petal convert checkpoint_5.pth backbone.h5 --petl aurora.h5 --vocab vocab.txt";
 
@@ -38,12 +41,14 @@ static bool parse_int(const char *text, int *out) {
 
 // Fills opts and the two paths; returns 0, or 2 after printing what is wrong.
 static int parse(int argc, char **argv, convert_options *opts, const char *paths[2],
-                 const char **petl) {
+                 const char **petl, bool *force) {
     int n_paths = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--keep-momentum") == 0) {
             opts->keep_momentum = true;
+        } else if (strcmp(a, "--force") == 0) {
+            *force = true;
         } else if (strncmp(a, "--", 2) != 0) {
             if (n_paths == 2) return bad_usage("one path too many:", a);
             paths[n_paths++] = a;
@@ -81,10 +86,44 @@ static void print_dropped(const convert_report *r) {
     printf("\n");
 }
 
+// Nothing is lost by accident: an output that exists needs --force, and no output may be the
+// source itself (it is read while the output is written). 0, or 2 after saying which.
+static int check_outputs(const char *src, const char *const *outs, int n, bool force) {
+    struct stat s, o;
+    bool have_src = stat(src, &s) == 0;
+    for (int i = 0; i < n; i++) {
+        if (!outs[i] || stat(outs[i], &o) != 0) continue;
+        if (have_src && o.st_dev == s.st_dev && o.st_ino == s.st_ino) {
+            fprintf(stderr, "petal convert: '%s' is SRC itself; write the checkpoint elsewhere\n",
+                    outs[i]);
+            return 2;
+        }
+        if (!force) {
+            fprintf(stderr, "petal convert: '%s' exists; --force replaces it\n", outs[i]);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+// An empty vocabulary is refused before the conversion starts. 0, or 1 after saying so.
+static int check_vocab(const char *path) {
+    struct stat st;
+    if (!path || stat(path, &st) != 0 || st.st_size > 0) return 0; // missing: the loader says so
+    fprintf(stderr,
+            "petal convert: --vocab '%s' is empty (expected a BERT vocab.txt, one token a "
+            "line)\n",
+            path);
+    return 1;
+}
+
 int cmd_convert(int argc, char **argv) {
     convert_options opts = {0};
     const char *paths[2] = {NULL, NULL}, *petl = NULL;
-    int rc = parse(argc, argv, &opts, paths, &petl);
+    bool force = false;
+    int rc = parse(argc, argv, &opts, paths, &petl, &force);
+    if (!rc) rc = check_outputs(paths[0], (const char *const[]){paths[1], petl}, 2, force);
+    if (!rc) rc = check_vocab(opts.vocab_path);
     if (rc) return rc;
     convert_report r;
     petal_status st = petl ? petl_convert_aurora(paths[0], paths[1], petl, &opts, &r)

@@ -342,6 +342,16 @@ START_TEST(test_params_bad_lists) {
                    NAMES("--rank", "'1025'", "from 1 to 1024", "blip-large-retrieval"));
     assert_refused(ARGS("params", "--rank", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"),
                    NAMES("--rank", "more than 16 items"));
+    // petal convert loses nothing by accident: an existing DST needs --force, SRC is never DST,
+    // an empty vocabulary is refused at once.
+    const char *dst = test_dir_write("exists.h5", "x");
+    assert_refused(ARGS("convert", CLI_DATA("itm.pth"), dst, "--task", "itm"),
+                   NAMES("exists.h5", "exists", "--force"));
+    assert_refused(ARGS("convert", CLI_DATA("itm.pth"), CLI_DATA("itm.pth"), "--force"),
+                   NAMES("itm.pth", "is SRC itself"));
+    assert_failed(ARGS("convert", CLI_DATA("itm.pth"), test_dir_path("new.h5"), "--vocab",
+                       test_dir_write("empty.txt", "")),
+                  NAMES("--vocab", "empty.txt", "is empty"));
     // The other commands that take lists use the same splitter.
     assert_refused(ARGS("runs", "runs/a", "--metrics", "txt_r1,,img_r1"),
                    NAMES("petal runs", "--metrics", "item 2", "empty"));
