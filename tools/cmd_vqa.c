@@ -16,16 +16,19 @@
 #define VQA_K_TEST 128 // BLIP's configs/vqa.yaml
 
 const char cmd_vqa_usage[] =
-    "petal vqa --ckpt FILE --image IMAGE --question TEXT [--answers FILE] [--threads N]\n"
+    "petal vqa --ckpt FILE --image IMAGE --question TEXT [--answers FILE] [--long-text warn|error] "
+    "[--threads N]\n"
     "  --ckpt FILE      a petal checkpoint for vqa (petal convert)\n"
     "  --image IMAGE    a PNG or JPEG image\n"
     "  --question TEXT  the question about the image\n"
     "  --answers FILE   rank these answers, one per line (default: generate, beam 3)\n"
+    "  --long-text P    warn (default) or error: a question over 35 tokens is cut, as BLIP does,\n"
+    "                   with a warning line, or refused\n"
     "  --threads N      CPU threads, 1 to 4096 (default: PETAL_NUM_THREADS or all cores)\n"
     "example: petal vqa --ckpt vqa.h5 --image demo.jpg --question 'what colour is the dog?'";
 
-static const char *const options[] = {"--ckpt",    "--image",   "--question",
-                                      "--answers", "--threads", NULL};
+static const char *const options[] = {"--ckpt",    "--image",     "--question", "--answers",
+                                      "--threads", "--long-text", NULL};
 static const char *const required[] = {"--ckpt", "--image", "--question", NULL};
 static const char *const file_tasks[] = {"vqa", NULL};
 static const infer_command vqa_command = {.name = "vqa",

@@ -128,9 +128,40 @@ void infer_close(infer_session *s) {
     scope_end(s->mark);
 }
 
+// Texts the tokenizer will cut to opt->max_length, as BLIP's truncation=True does: a line on
+// stderr for each (warn), or a refusal (--long-text error). 0, or 1 after the refusal.
+static int check_lengths(const infer_session *s, const char *what, const char *const *texts, int n,
+                         const tokenizer_options *opt) {
+    const char *policy = infer_option(s, "--long-text", "warn");
+    bool refuse = strcmp(policy, "error") == 0;
+    if (!refuse && strcmp(policy, "warn") != 0) {
+        fprintf(stderr, "petal %s: --long-text '%s': expected warn or error\n", s->cmd->name,
+                policy);
+        return 2;
+    }
+    for (int i = 0; i < n && opt->max_length > 0; i++) {
+        token_ids t = {0};
+        if (tokenizer_tokenize(s->ckpt.tok, texts[i], strlen(texts[i]), &t) != PETAL_OK)
+            return 0;                     // not UTF-8: tokenizer_encode_batch says so next
+        int64_t len = (int64_t)t.len + 2; // [CLS] (or [ENC]) and [SEP]
+        token_ids_free(&t);
+        if (len <= opt->max_length) continue;
+        if (refuse)
+            return infer_fail(s, "%s %d: %lld tokens, more than %d (--long-text error)", what,
+                              i + 1, (long long)len, opt->max_length);
+        fprintf(stderr,
+                "petal %s: %s %d: %lld tokens, cut to %d as BLIP does (--long-text error refuses "
+                "it)\n",
+                s->cmd->name, what, i + 1, (long long)len, opt->max_length);
+    }
+    return 0;
+}
+
 int infer_encode(const infer_session *s, const char *what, const char *const *texts, int n,
                  const tokenizer_options *opt, const bert_config *model, tensor **ids,
                  tensor **mask) {
+    int rc = check_lengths(s, what, texts, n, opt);
+    if (rc) return rc;
     tensor *mask_i64;
     if (tokenizer_encode_batch(s->ckpt.tok, texts, n, opt, ids, &mask_i64) != PETAL_OK)
         return infer_fail(s, "%s: %s", what, petal_error_message());

@@ -42,7 +42,9 @@ int infer_option_int(const infer_session *s, const char *name, long fallback, lo
                      long *out);
 
 // Tokenizes n texts into *ids (n, L) i64 and *mask (n, L) in the model's dtype; refuses (1) text
-// that is not UTF-8 or longer than `model` takes. `what` names the texts in messages ("--text").
+// that is not UTF-8 or longer than `model` takes. A text longer than opt->max_length is cut, with
+// a warning line, or refused (1) when the command's --long-text is error (2: a bad --long-text).
+// `what` names the texts in messages ("--text").
 int infer_encode(const infer_session *s, const char *what, const char *const *texts, int n,
                  const tokenizer_options *opt, const bert_config *model, tensor **ids,
                  tensor **mask);

@@ -99,6 +99,7 @@ static void check_itm_scores(const char *ckpt) {
 }
 
 static void assert_refused(const char *const *args, const char *const *names);
+static void assert_failed(const char *const *args, const char *const *names);
 
 // Every case's text in one call: one line each, naming its text, with the scores of one call per
 // text; [CLS] first instead of [ENC] moves the ITM score and leaves the ITC cosine.
@@ -138,10 +139,28 @@ static void check_itm_batch(const char *ckpt) {
     json_free(root);
 }
 
+// A text over BLIP's 35 tokens is cut with a warning naming it, or refused with --long-text error.
+static void check_long_text(const char *ckpt) {
+    char text[400] = "";
+    for (int i = 0; i < 40; i++) strcat(text, "door ");
+    run_result r = run_petal(ARGS("itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--text",
+                                  "a", "--text", text));
+    ck_assert_msg(r.status == 0 && strstr(r.err, "--text 2: 42 tokens, cut to 35"), "%d: %s",
+                  r.status, r.err);
+    run_result_free(&r);
+    assert_failed(ARGS("itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--text", text,
+                       "--long-text", "error"),
+                  NAMES("--text 1", "42 tokens", "more than 35"));
+    assert_refused(ARGS("itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--text", "a",
+                        "--long-text", "maybe"),
+                   NAMES("--long-text", "'maybe'", "warn or error"));
+}
+
 START_TEST(test_itm) {
     const char *ckpt = convert("itm");
     check_itm_scores(ckpt);
     check_itm_batch(ckpt);
+    check_long_text(ckpt);
     assert_refused(ARGS("itm", "--ckpt", ckpt, "--image", CLI_DATA("image.png"), "--text", "x",
                         "--itm-token", "sep"),
                    NAMES("--itm-token", "'sep'", "enc or cls"));
