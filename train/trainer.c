@@ -44,9 +44,10 @@ typedef struct {
     double wait_s, busy_s; // data wait and step time since the last timing line
     int64_t timed_steps;
     double start;
-    double train_s;  // wall time of the training loop (this process)
-    int64_t skipped; // unreadable training images left out (skip_bad_images), this process
-    dist_comm *comm; // data parallelism across processes, or NULL for one
+    double train_s;    // wall time of the training loop (this process)
+    int64_t skipped;   // unreadable training images left out (skip_bad_images), this process
+    int64_t truncated; // training texts cut to the maximum length, this process
+    dist_comm *comm;   // data parallelism across processes, or NULL for one
     int rank, world;
     sync_overlap *overlap; // dist_overlap: the gradients averaged during the last backward
     double comm_s;         // time in the gradient all-reduce since the last timing line
@@ -345,9 +346,14 @@ static bool every(int64_t step, int64_t n) {
     return n > 0 && step % n == 0;
 }
 
-// Frees the epoch's loader, counting the images it skipped (skip_bad_images).
+// Frees the epoch's loader, counting the images it skipped (skip_bad_images) and the texts it
+// cut.
 static void close_loader(trainer *t, loader **l) {
-    if (*l) t->skipped += loader_get_stats(*l).skipped;
+    if (*l) {
+        loader_stats st = loader_get_stats(*l);
+        t->skipped += st.skipped;
+        t->truncated += st.truncated;
+    }
     loader_free(*l);
     *l = NULL;
 }
@@ -406,6 +412,12 @@ static petal_status train_loop(trainer *t) {
     if (t->skipped > 0)
         run_log(&t->run, "skipped %lld unreadable training images (skip_bad_images)",
                 (long long)t->skipped);
+    // BLIP's tokenizer call truncates too, silently: say how often it happened.
+    if (t->truncated > 0)
+        run_log(&t->run,
+                "cut %lld training texts to the maximum length (text_length, or BLIP's for the "
+                "task)",
+                (long long)t->truncated);
     return s;
 }
 

@@ -298,11 +298,21 @@ START_TEST(test_bad_image_is_named_or_skipped) {
 }
 END_TEST
 
+// Texts cut to the maximum length are counted and said, not dropped silently.
+START_TEST(test_cut_texts_are_reported) {
+    char *out = run_ok(ARGS("train", config_path, "--out", test_dir_path("short"), "--set",
+                            "text_length=4", "--set", "max_steps=3", "--set", "eval_every=0"));
+    ck_assert_msg(strstr(out, "training texts to the maximum length"), "%s", out);
+    free(out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_cli");
     TCase *tc = tcase_with_timeout("train", 240);
     tcase_add_checked_fixture(tc, setup, test_dir_remove);
     tcase_add_test(tc, test_train_writes_the_run_folder);
+    tcase_add_test(tc, test_cut_texts_are_reported);
     tcase_add_test(tc, test_resume_after_kill_is_exact);
     tcase_add_test(tc, test_non_finite_loss_stops_the_run);
     tcase_add_test(tc, test_bad_config_key_names_file_and_line);
