@@ -439,13 +439,12 @@ static petal_status gather_ragged(dist_comm *c, tensor *x, const int64_t *rows, 
     tensor *all = tensor_empty_on(c->device, x->dtype, x->ndim, shape);
     petal_status st = c->be->all_gather(c, padded, all);
     tensor_free(padded);
-    tensor *parts[64],
-        **list = c->world_size <= 64 ? parts : malloc((size_t)c->world_size * sizeof *list);
+    tensor **list = malloc((size_t)c->world_size * sizeof *list);
     PETAL_CHECK(list != NULL, "dist_all_gather: out of host memory");
     for (int r = 0; r < c->world_size; r++) list[r] = rows_of(all, r * most, rows[r]);
     *out = st ? NULL : tensor_concat(list, c->world_size, 0);
     for (int r = 0; r < c->world_size; r++) tensor_free(list[r]);
-    if (list != parts) free(list);
+    free(list);
     tensor_free(all);
     return st;
 }

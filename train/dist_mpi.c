@@ -102,10 +102,6 @@ static MPI_Datatype mpi_type(petal_dtype t) {
     }
 }
 
-static void *data_of(const tensor *t) {
-    return (char *)t->storage->data + t->offset * (int64_t)dtype_size(t->dtype);
-}
-
 // ---- all-reduce ----
 
 // dst[i] += src[i] for n elements of the job's dtype.
@@ -253,9 +249,9 @@ static void pack(tensor *const *ts, int n, char *buf, bool into_buffer) {
     for (int i = 0; i < n; i++) {
         size_t bytes = (size_t)tensor_numel(ts[i]) * dtype_size(ts[i]->dtype);
         if (into_buffer)
-            memcpy(buf + at, data_of(ts[i]), bytes);
+            memcpy(buf + at, tensor_data(ts[i]), bytes);
         else
-            memcpy(data_of(ts[i]), buf + at, bytes);
+            memcpy(tensor_data(ts[i]), buf + at, bytes);
         at += bytes;
     }
 }
@@ -346,8 +342,6 @@ static petal_status mpi_all_reduce_begin(dist_comm *c, tensor *const *ts, int n,
     in_flight_init(&j->f, world, "dist_all_reduce");
     memcpy(j->ts, ts, (size_t)n * sizeof *ts);
     pack(ts, n, j->own, true);
-    j->phase = world == 1 ? 3 : 0;
-    if (world == 1) pack(ts, n, j->own, false);
     petal_status st = advance(j, false);
     if (st) {
         pending_free(j);
@@ -386,7 +380,7 @@ static petal_status mpi_broadcast(dist_comm *c, tensor *const *ts, int n, int ro
     PETAL_CHECK(recv && send, "dist_broadcast: out of host memory");
     petal_status st = PETAL_OK;
     for (int i = 0; i < n && !st; i++) {
-        span s = {data_of(ts[i]), tensor_numel(ts[i]) * (int64_t)dtype_size(ts[i]->dtype)};
+        span s = {tensor_data(ts[i]), tensor_numel(ts[i]) * (int64_t)dtype_size(ts[i]->dtype)};
         for (int r = 0; r < c->world_size; r++) {
             send[r] = c->rank == root ? s : (span){0};
             recv[r] = r == root ? s : (span){0};
@@ -403,11 +397,11 @@ static petal_status mpi_all_gather(dist_comm *c, tensor *x, tensor *out) {
     span *recv = malloc((size_t)c->world_size * sizeof *recv),
          *send = malloc((size_t)c->world_size * sizeof *send);
     PETAL_CHECK(recv && send, "dist_all_gather: out of host memory");
-    char *dst = data_of(out);
-    memcpy(dst + (size_t)c->rank * (size_t)bytes, data_of(x), (size_t)bytes);
+    char *dst = tensor_data(out);
+    memcpy(dst + (size_t)c->rank * (size_t)bytes, tensor_data(x), (size_t)bytes);
     for (int r = 0; r < c->world_size; r++) {
         recv[r] = (span){dst + (size_t)r * (size_t)bytes, bytes};
-        send[r] = (span){data_of(x), bytes};
+        send[r] = (span){tensor_data(x), bytes};
     }
     petal_status st = exchange(c, recv, send, MPI_BYTE, TAG_ALLGATHER, "dist_all_gather");
     free(recv);

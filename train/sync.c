@@ -71,14 +71,16 @@ petal_status sync_start(dist_comm *c, train_model *tm, optim_adamw *opt, train_p
     return s;
 }
 
+// p's gradient, zeros when it got none: every rank must send the same list of tensors.
+static tensor *grad_or_zeros(tensor *p) {
+    if (!p->grad) p->grad = tensor_keep(tensor_zeros_like(p));
+    return p->grad;
+}
+
 petal_status sync_grads(dist_comm *c, optim_adamw *opt) {
-    for (int i = 0; i < opt->n; i++) {
-        tensor *p = opt->params[i];
-        if (!p->grad) p->grad = tensor_keep(tensor_zeros_like(p));
-    }
     tensor **gs = malloc((size_t)(opt->n + 1) * sizeof *gs);
     PETAL_CHECK(gs != NULL, "sync_grads: out of host memory");
-    for (int i = 0; i < opt->n; i++) gs[i] = opt->params[i]->grad;
+    for (int i = 0; i < opt->n; i++) gs[i] = grad_or_zeros(opt->params[i]);
     petal_status s = dist_all_reduce(c, gs, opt->n, DIST_AVG);
     free(gs);
     return s;
@@ -186,11 +188,7 @@ static void begin_bucket(sync_overlap *o, int b) {
     int n = o->first[b + 1] - o->first[b];
     tensor **gs = malloc((size_t)(n + 1) * sizeof *gs);
     PETAL_CHECK(gs != NULL, "sync_overlap: out of host memory");
-    for (int k = 0; k < n; k++) {
-        tensor *p = o->opt->params[o->order[o->first[b] + k]];
-        if (!p->grad) p->grad = tensor_keep(tensor_zeros_like(p));
-        gs[k] = p->grad;
-    }
+    for (int k = 0; k < n; k++) gs[k] = grad_or_zeros(o->opt->params[o->order[o->first[b] + k]]);
     petal_status st = dist_all_reduce_begin(o->c, gs, n, DIST_AVG, &o->pending[b]);
     if (st && !o->failed) o->failed = st;
     free(gs);
