@@ -44,7 +44,7 @@ static int usage_error(const char *why, const char *arg) {
 }
 
 int cmd_ablate(int argc, char **argv) {
-    ablate_axis axes[MAX_AXES];
+    ablate_axis axes[MAX_AXES] = {0}; // a bad --grid is counted before its values exist
     const char **sets = buffer_calloc((size_t)argc, sizeof *sets, "ablate");
     ablate_options o = {.axes = axes, .sets = sets, .seeds = 1, .out = "runs/ablate"};
     int rc = 0;
