@@ -40,6 +40,7 @@ extern "C" {
 #include "ops/ops.h"
 #include "petl/petl.h"
 #include "tensor/backend.h"
+#include "tensor/blas.h"
 #include "tensor/device.h"
 #include "tensor/dtype.h"
 #include "tensor/error.h"

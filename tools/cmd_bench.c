@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "petal.h"
+#include "tensor/blas.h"
 #include "tensor/cpu/cpu_path.h"
 #include "tools/bench_blip.h"
 #include "tools/bench_block.h"
@@ -129,10 +130,11 @@ static int bench_gemm(int argc, char **argv) {
     double gflop = 2.0 * (double)m * (double)n * (double)k * 1e-9;
     char dn[16];
     printf("{\"bench\": \"gemm\", \"device\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
-           "\"threads\": %d, \"cpu_path\": \"%s\", \"fwd_ms\": %.3f, \"bwd_ms\": %.3f, "
+           "\"threads\": %d, \"cpu_path\": \"%s\", \"blas_core\": \"%s\", \"fwd_ms\": %.3f, "
+           "\"bwd_ms\": %.3f, "
            "\"peak_bytes\": %zu, \"fwd_gflops\": %.1f",
            device_name(dev, dn), (long long)m, (long long)n, (long long)k, threads_get(),
-           cpu_path_name(cpu_path_active()), f, bw, peak, gflop / f * 1e3);
+           cpu_path_name(cpu_path_active()), blas_core_name(), f, bw, peak, gflop / f * 1e3);
     if (on_cpu)
         printf(", \"openblas_ms\": %.3f, \"openblas_gflops\": %.1f, \"fwd_vs_openblas\": %.3f", r,
                gflop / r * 1e3, r / f);
@@ -231,10 +233,11 @@ static int bench_block(int argc, char **argv) {
     }
     printf("{\"bench\": \"block\", \"device\": \"%s\", \"batch\": %lld, \"tokens\": %lld, "
            "\"dim\": %lld, \"heads\": %lld, \"threads\": %d, \"cpu_path\": \"%s\", "
+           "\"blas_core\": \"%s\", "
            "\"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
            "\"rss_peak_delta_bytes\": %zu%s}\n",
            device_name(dev, dn), (long long)s.batch, (long long)s.tokens, (long long)s.dim,
-           (long long)s.heads, threads_get(), cpu_path_name(cpu_path_active()),
+           (long long)s.heads, threads_get(), cpu_path_name(cpu_path_active()), blas_core_name(),
            bench_median(fwd, iters), bench_median(bwd, iters), peak, rss_delta, floor);
     tensor_free(seed);
     tensor_free(x);

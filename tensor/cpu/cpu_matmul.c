@@ -2,6 +2,7 @@
 // batch folding) run as cblas_sgemm / cblas_dgemm calls.
 #include <cblas.h>
 
+#include "tensor/blas.h"
 #include "tensor/cpu/cpu_kernels.h"
 #include "tensor/matmul_plan.h"
 
@@ -84,5 +85,6 @@ static void gemm_batch(const matmul_plan *p, const tensor *a, const tensor *b, t
 }
 
 void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta) {
+    blas_core_warn_once();
     matmul_run(gemm_batch, c, a, b, alpha, beta);
 }

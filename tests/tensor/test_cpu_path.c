@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "petal.h"
 #include "tensor/cpu/cpu_kernels.h"
@@ -381,13 +382,45 @@ START_TEST(test_dropout_matches_formula) {
 }
 END_TEST
 
-int main(void) {
+// OpenBLAS's kernels suit this CPU once the suite has started (test_util.c restarts it with
+// OPENBLAS_CORETYPE where OpenBLAS misjudged the CPU, as `petal` does), and a program that runs
+// with a misjudged OpenBLAS is told what to set.
+START_TEST(test_blas_core_suits_the_cpu) {
+    printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE=%s)\n", blas_core_name(),
+           getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
+    ck_assert_ptr_null(blas_core_advice());
+    ck_assert(!blas_core_warn_once());
+    if (!cpu_path_supported(CPU_PATH_AVX2)) return;
+    char self[512], cmd[1024]; // this program with a pre-AVX2 choice forced: the warning's fix
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    ck_assert(len > 0);
+    self[len] = '\0';
+    snprintf(cmd, sizeof cmd,
+             "OPENBLAS_CORETYPE=Prescott '%s' --exit-after-warning 2>&1 >/dev/null", self);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char line[1024] = "";
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, p));
+    pclose(p);
+    printf("forced Prescott: %s", line);
+    ck_assert_ptr_nonnull(strstr(line, "OpenBLAS runs its Prescott kernels"));
+    ck_assert_ptr_nonnull(strstr(line, "(OPENBLAS_CORETYPE=Prescott)"));
+    ck_assert_ptr_nonnull(strstr(line, cpu_path_supported(CPU_PATH_AVX512)
+                                           ? "set OPENBLAS_CORETYPE=SkylakeX"
+                                           : "set OPENBLAS_CORETYPE=Haswell"));
+}
+END_TEST
+
+int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--exit-after-warning") == 0)
+        return blas_core_warn_once() ? 0 : 1;
     Suite *s = suite_create("cpu_path");
     TCase *choice = tcase_create("choice");
     tcase_add_test(choice, test_best_path_is_chosen);
     tcase_add_test(choice, test_petal_cpu_forces_a_path);
     tcase_add_test(choice, test_bad_petal_cpu_is_refused);
     tcase_add_test(choice, test_bad_petal_cpu_stops_the_first_kernel);
+    tcase_add_test(choice, test_blas_core_suits_the_cpu);
     suite_add_tcase(s, choice);
     TCase *kernels = tcase_with_timeout("kernels", 20);
     tcase_add_loop_test(kernels, test_narrow_gemm_matches_reference, 0,
