@@ -6,8 +6,9 @@
 //   petal bench block --batch B --tokens T --dim D --heads H [--iters I] [--device D]
 //       one pre-norm ViT block (LN, fused qkv, attention, proj, LN, MLP with GELU), frozen
 //       weights, input requiring grad: forward and backward as in PETL training.
-//   petal bench train --config CONFIG.yaml [--steps N]
-//       training steps of an experiment config (tools/bench_train.c).
+//   petal bench train --config CONFIG.yaml [--steps N] | --model blip-base-retrieval [...]
+//       training steps of an experiment config, or one PETL step of BLIP-base retrieval on random
+//       inputs (tools/bench_train.c).
 // --device is cpu (default), cuda or cuda:N. GPU work is asynchronous, so every timing starts and
 // ends with the device synchronised; peak_bytes is that device's allocator peak. cpu_path is the
 // CPU path the kernels ran (tensor/cpu/cpu_path.h; PETAL_CPU picks another).
@@ -44,6 +45,10 @@ const char cmd_bench_usage[] =
     "      BLIP-base forward and backward (defaults 2, 384, 35 tokens; 3 iters)\n"
     "  train --config CONFIG.yaml [--steps N] [--set key=value ...]\n"
     "      training steps of an experiment (default 20 steps); under mpirun, data parallel\n"
+    "  train --model blip-base-retrieval [--petl M] [--variant code|paper] [--rank R] [--batch B]\n"
+    "        [--image-size S] [--steps N]\n"
+    "      one PETL training step of BLIP-base retrieval on random inputs, as\n"
+    "      tools/bench_torch.py train (defaults aurora, code, 32, 4, 224; 3 steps)\n"
     "  allreduce [--bytes 4K,64K,512K,4M,32M] [--iters I]\n"
     "      the gradient all-reduce of data-parallel training, under mpirun -np N (20 iters)\n"
     "  --iters I is 1 to 1000; --device is cpu (default), cuda or cuda:N\n"

@@ -53,15 +53,24 @@ static tensor *scaled_sim(tensor *a, tensor *b, tensor *temp) {
 
 // ---- momentum encoders and queues ----
 
-// p_m = p_m * c + p * (1 - c) for every momentum copy (blip_retrieval.py's _momentum_update).
+// p_m = p_m * c + p * (1 - c) for every momentum copy (blip_retrieval.py's _momentum_update), in
+// slices of EMA_SLICE elements: whole-tensor temporaries (three 94 MB blocks for the word
+// embeddings) would stay in the block cache in sizes no later request of the step fits.
+#define EMA_SLICE ((int64_t)1 << 20)
+
 static void ema_pair(tensor *p, tensor *pm, void *ctx) {
     double c = *(const double *)ctx;
-    tensor *a = tensor_mul_scalar(pm, c), *b = tensor_mul_scalar(p, 1.0 - c);
-    tensor *mixed = tensor_add(a, b);
-    tensor_copy_(pm, mixed);
-    tensor_free(a);
-    tensor_free(b);
-    tensor_free(mixed);
+    int mark = scope_begin();
+    tensor *flat = tensor_flatten(p, 0, -1), *flat_m = tensor_flatten(pm, 0, -1); // (n)
+    int64_t n = tensor_numel(pm);
+    for (int64_t at = 0; at < n; at += EMA_SLICE) {
+        int64_t end = n - at < EMA_SLICE ? n : at + EMA_SLICE;
+        tensor *slice_m = tensor_slice(flat_m, 0, at, end, 1);
+        tensor *a = tensor_mul_scalar(slice_m, c);
+        tensor *b = tensor_mul_scalar(tensor_slice(flat, 0, at, end, 1), 1.0 - c);
+        tensor_copy_(slice_m, tensor_add(a, b));
+    }
+    scope_end(mark);
 }
 
 static void momentum_update(blip_model *m) {
