@@ -60,7 +60,13 @@ void blas_core_reexec(void) {
         free(argv);
         return;
     }
-    execv("/proc/self/exe", argv);
+    // The program's own path, not /proc/self/exe: the process keeps its name (ps, top, gdb).
+    static char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0) {
+        self[len] = '\0';
+        execv(self, argv);
+    }
     unsetenv("OPENBLAS_CORETYPE"); // the exec failed: go on as we are (and warn at the first GEMM)
     free(argv);
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch twins of petal's benches (gemm, block, block-petl, vit, blip-itm), same JSON fields.
+"""PyTorch twins of petal's benches (gemm, block, block-petl, vit, blip-itm, train), same JSON
+fields.
 
 Run by hand next to petal on the same machine, with the same thread count or the same GPU:
     PETAL_NUM_THREADS=2 ./build/petal bench block
@@ -14,6 +15,26 @@ gemm and block need only torch (Debian's python3-torch is enough on the CPU); vi
 transformers' BLIP (BlipForImageTextRetrieval at BLIP-base size, random weights, vision eps 1e-6 as
 BLIP has it), so they need transformers too (tools/.venv). Never run by CI.
 
+train times one training step of BLIP-base image-text retrieval with Aurora, run by the released
+code itself (WillDreamer/Aurora at 1b189ae: CP/blip_retrieval.py, CP/vit.py, CP/med.py), random
+weights, the trainable set of its train_retrieval.py, AdamW: the twin of
+`petal bench train --model blip-base-retrieval --petl aurora --variant code`. It imports the
+checkouts at run time (nothing is downloaded) and needs BLIP's transformers 4.15, timm, einops,
+Debian's python3-torchvision (timm 0.4.12 imports it) and python3-h5py (tools/blip_reference.py):
+    git clone https://github.com/WillDreamer/Aurora /tmp/aurora
+    git -C /tmp/aurora checkout 1b189ae
+    git clone https://github.com/salesforce/BLIP /tmp/blip
+    git -C /tmp/blip checkout 056a169
+    apt-get install python3-torchvision
+    /usr/bin/python3 -m venv --system-site-packages tools/.venv415
+    tools/.venv415/bin/pip install --no-deps transformers==4.15.0 timm==0.4.12 \
+        huggingface_hub==0.2.1 sacremoses filelock regex tqdm packaging einops
+    tools/.venv415/bin/python tools/bench_torch.py train \
+        --aurora-repo /tmp/aurora --blip-repo /tmp/blip --rank 32 --batch 4 --image-size 224 \
+        --threads 2
+Its peak_bytes is taken over the first (warm-up) step, AdamW's state included, from after the
+model was built; ms_per_step is the median of --iters steps after it.
+
 On the CPU, peak_bytes is the growth of the process's peak resident set during the first
 full-size forward+backward (after a small warm-up), the same measure petal prints as
 rss_peak_delta_bytes: PyTorch's CPU allocator keeps no byte counters to compare with petal's
@@ -22,12 +43,33 @@ was allocated before the step, the measure of petal's peak_bytes there. GPU timi
 before and after each phase, as petal's do; TF32 is off, as in petal's f32 GEMMs.
 """
 import argparse
+import importlib.util
 import json
+import os
 import statistics
+import sys
 import time
+import types
 
-import torch
-import torch.nn.functional as F
+
+def openblas_kernels_for_this_cpu():
+    """Debian's OpenBLAS (which Debian's torch calls) gives CPU models newer than itself its SSE3
+    kernels, 4.7x slower GEMMs on a 5th-generation Xeon; petal then restarts itself with
+    OPENBLAS_CORETYPE set (tensor/blas.h). So that both sides run the kernels the CPU allows, this
+    script sets it the same way, by the CPU's flags, unless it is set already."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split() for line in f if line.startswith("flags")), [])
+    core = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
+    if core:
+        os.environ["OPENBLAS_CORETYPE"] = core
+        os.execv(sys.executable, [sys.executable] + sys.argv)
+
+
+openblas_kernels_for_this_cpu()
+import torch  # noqa: E402 (after the OpenBLAS choice above, which OpenBLAS reads on load)
+import torch.nn.functional as F  # noqa: E402
 
 
 def rss():
@@ -329,29 +371,127 @@ def bench_blip(args):
             "fwd_bwd_ms": round(statistics.median(fwd_bwd), 1), "peak_bytes": delta}
 
 
+BLIP_ENC = 30523  # [ENC] in BLIP's 30524-token vocabulary (bert-base-uncased + [DEC] + [ENC])
+
+
+def import_aurora(args):
+    """Aurora's CP/blip_retrieval.py, importable offline in one process: blip_reference.import_blip
+    stubs fairscale and gives the Tokenizer stand-in (token ids in, no vocabulary download)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from blip_reference import import_blip
+    blip, _, _ = import_blip(args.blip_repo)
+    if importlib.util.find_spec("tkinter") is None:  # CP/med.py's stray `from tkinter import N`
+        sys.modules["tkinter"] = types.ModuleType("tkinter")
+        sys.modules["tkinter"].N = None
+    sys.path.insert(0, args.aurora_repo)
+    import CP.blip_retrieval as aurora
+    tok = blip.init_tokenizer()
+    tok.enc_token_id = BLIP_ENC  # the stand-in's ids are the tiny fixtures' vocabulary
+    aurora.init_tokenizer = lambda: tok
+    aurora.concat_all_gather = lambda t: t  # one process (negative_all_rank False)
+    return aurora, tok
+
+
+def release_trainable(name):
+    """train_retrieval.py's filter, verbatim: the CP and GQT tensors, vision_proj and itm_head
+    of the online model. Its 'test_proj' (sic) matches nothing, so text_proj stays frozen."""
+    online = "_m" not in name
+    return online and any(k in name for k in ("CP", "vision_proj", "test_proj", "itm_head"))
+
+
+def aurora_retrieval(args, aurora):
+    # the keys CP/ reads from train_retrieval.py's yaml config; adapter_visual and
+    # temporal_attention are read but missing from the released configs (KeyError without them)
+    config = {"R": args.rank, "modality": "image", "frame_aware_attention": False,
+              "adapter_visual": False, "temporal_attention": False}
+    model = aurora.blip_retrieval(
+        pretrained="", config=config, image_size=args.image_size, vit="base",
+        med_config=os.path.join(args.aurora_repo, "configs", "med_config.json"),
+        queue_size=57600, negative_all_rank=False, device=args.device)
+    model = model.to(args.device).train()  # as train(): dropout on
+    for name, p in model.named_parameters():
+        p.requires_grad_(release_trainable(name))
+    return model
+
+
+def train_step(model, opt, batch, tok):
+    """One step of train_retrieval.py's train(): (forward, backward, optimizer) ms."""
+    images, ids, mask, idx = batch
+    dev = images.device
+    tok.queue.append((ids, mask))  # what the model's tokenizer call returns for the captions
+    t0 = clock(dev)
+    loss_ita, loss_itm = model(images, [""] * len(ids), alpha=0.4, idx=idx)
+    t1 = clock(dev)
+    (loss_ita + loss_itm).backward()
+    t2 = clock(dev)
+    opt.step()
+    opt.zero_grad()
+    t3 = clock(dev)
+    return (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3
+
+
+def bench_train(args):
+    aurora, tok = import_aurora(args)
+    model = aurora_retrieval(args, aurora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.05)
+    dev, b, t = args.device, args.batch, args.tokens
+    images = torch.randn(b, 3, args.image_size, args.image_size, device=dev)
+    ids = (1000 + (torch.arange(b * t) * 7919) % 20000).reshape(b, t).to(dev)
+    ids[:, 0] = 101  # [CLS]; the model itself puts [ENC] there for ITM
+    batch = images, ids, torch.ones_like(ids), torch.arange(b, device=dev)
+    meter, delta = PeakMeter(dev), None
+    steps = []
+    for it in range(-1, args.iters):
+        ms = train_step(model, opt, batch, tok)
+        if delta is None:
+            delta = meter.read()
+        if it >= 0:
+            steps.append(ms)
+    med = [statistics.median(s[i] for s in steps) for i in range(3)]
+    return {"bench": "train", "impl": "torch", "device": str(dev),
+            "model": "blip-base-retrieval", "petl": "aurora", "variant": "code",
+            "rank": args.rank, "batch": b, "image_size": args.image_size, "text_length": t,
+            "threads": torch.get_num_threads(), "trainable": sum(p.numel() for p in params),
+            "ms_per_step": round(statistics.median(sum(s) for s in steps), 1),
+            "fwd_ms": round(med[0], 1), "bwd_ms": round(med[1], 1), "opt_ms": round(med[2], 1),
+            "peak_bytes": delta}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("bench", choices=["gemm", "block", "block-petl", "vit", "blip-itm"])
+    p.add_argument("bench", choices=["gemm", "block", "block-petl", "vit", "blip-itm", "train"])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--iters", type=int, default=None, help="10 (gemm, block) or 3 (vit, blip-itm)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="10 (gemm, block) or 3 (vit, blip-itm, train)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--m", type=int, default=1024)
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--k", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=None, help="4 (block) or 2 (vit, blip-itm)")
-    p.add_argument("--tokens", type=int, default=None, help="197 (block) or 35 (blip-itm)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="4 (block, train) or 2 (vit, blip-itm)")
+    p.add_argument("--tokens", type=int, default=None,
+                   help="197 (block) or 35 (blip-itm, train: BLIP retrieval's max_length)")
     p.add_argument("--dim", type=int, default=768)
     p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--image-size", type=int, default=384)
+    p.add_argument("--image-size", type=int, default=None, help="384, or 224 (train)")
     p.add_argument("--petl", choices=["aurora", "lora"], default="aurora")
-    p.add_argument("--variant", choices=["paper", "code"], default="paper")
+    p.add_argument("--variant", choices=["paper", "code"], default=None,
+                   help="paper, or code (train)")
     p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--aurora-repo", default="/tmp/aurora",
+                   help="WillDreamer/Aurora checkout (train)")
+    p.add_argument("--blip-repo", default="/tmp/blip", help="salesforce/BLIP checkout (train)")
     args = p.parse_args()
-    blip = args.bench in ("vit", "blip-itm")
-    defaults = {"iters": (3, 10), "batch": (2, 4), "tokens": (35, 197)}  # as petal's benches
-    for name, (for_blip, other) in defaults.items():
+    # as petal's benches: (vit and blip-itm, train, the others)
+    defaults = {"iters": (3, 3, 10), "batch": (2, 4, 4), "tokens": (35, 35, 197),
+                "image_size": (384, 224, 384), "variant": ("paper", "code", "paper")}
+    column = {"vit": 0, "blip-itm": 0, "train": 1}.get(args.bench, 2)
+    for name, values in defaults.items():
         if getattr(args, name) is None:
-            setattr(args, name, for_blip if blip else other)
+            setattr(args, name, values[column])
+    if args.bench == "train" and (args.petl, args.variant) != ("aurora", "code"):
+        p.error("train runs the released Aurora code: --petl aurora --variant code")
     args.device = torch.device(args.device)
     if args.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -359,8 +499,10 @@ def main():
     torch.manual_seed(0)
     with torch.random.fork_rng():
         benches = {"block": bench_block, "block-petl": bench_block_petl, "gemm": bench_gemm,
-                   "vit": bench_blip, "blip-itm": bench_blip}
+                   "vit": bench_blip, "blip-itm": bench_blip, "train": bench_train}
         result = benches[args.bench](args)
+    if args.device.type == "cpu":
+        result["openblas_coretype"] = os.environ.get("OPENBLAS_CORETYPE", "")
     print(json.dumps(result))
 
 
