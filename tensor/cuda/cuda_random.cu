@@ -8,14 +8,10 @@ extern "C" {
 #include "tensor/random_formula.h"
 }
 
-typedef struct {
-    double p[4];
-} random_params;
-
 template <typename T>
 __global__ void random_kernel(random_kind kind, T *out, int64_t n, rng_state rng,
                               random_params params) {
-    CUDA_FOR_EACH(i, n) out[i] = (T)random_value(kind, rng, i, params.p);
+    CUDA_FOR_EACH(i, n) out[i] = (T)random_value(kind, rng, i, &params);
 }
 
 template <typename T>
@@ -29,11 +25,7 @@ void cuda_random(random_kind kind, tensor *out, rng_state rng, const double *par
     PETAL_CHECK(tensor_is_contiguous(out), "random fill: the output must be contiguous");
     PETAL_CHECK(dtype_is_float(out->dtype), "random fill: dtype %s is not supported",
                 dtype_name(out->dtype));
-    random_params rp = {{params[0], params[1], 0, 0}};
-    if (kind == RANDOM_TRUNC_NORMAL) { // the only kind with bounds
-        rp.p[2] = params[2];
-        rp.p[3] = params[3];
-    }
+    random_params rp = random_prepare(kind, params); // the bounds' CDF on the host, as the CPU's
     int64_t n = tensor_numel(out);
     if (n == 0) return;
     if (out->dtype == PETAL_F32)
