@@ -18,15 +18,15 @@
 static inline vec vec_load(const char *p, int64_t st, int64_t m) {
     vec v = {0};
     if (m == VEC && st == sizeof(float))
-        memcpy(&v, p, sizeof v);
-    else
+        v = *(const vec *)p; // vec is aligned(4); not memcpy, which GCC copies in 16-byte halves
+    else                     // through the stack, stalling store forwarding at the vector load
         for (int64_t i = 0; i < m; i++) v[i] = *(const float *)(p + i * st);
     return v;
 }
 
 static inline void vec_store(char *p, int64_t st, int64_t m, vec v) {
     if (m == VEC && st == sizeof(float))
-        memcpy(p, &v, sizeof v);
+        *(vec *)p = v;
     else
         for (int64_t i = 0; i < m; i++) *(float *)(p + i * st) = v[i];
 }
