@@ -110,7 +110,8 @@ PETAL_HD static inline float ew_erff(float x) {
     X(BINARY_POW_GRAD, pow_grad)                                                                   \
     X(BINARY_CLAMP_GRAD, clamp_grad)                                                               \
     X(BINARY_SQRT_GRAD, sqrt_grad)                                                                 \
-    X(BINARY_RSQRT_GRAD, rsqrt_grad)
+    X(BINARY_RSQRT_GRAD, rsqrt_grad)                                                               \
+    X(BINARY_MIX, mix)
 
 // The ops that integer tensors support too (ids, masks, index arithmetic).
 #define PETAL_INT_UNARY_OPS(X)                                                                     \
@@ -210,6 +211,11 @@ PETAL_HD static inline float ew_erff(float x) {
     }                                                                                              \
     PETAL_HD static inline T ew_div_##S(T a, T b, T p0, T p1) {                                    \
         return (void)p0, (void)p1, a / b;                                                          \
+    }                                                                                              \
+    /* a p0 + b p1, two products then a sum (no fused multiply-add: the library and the CUDA */    \
+    /* kernels are built without contraction), as a * p0 + b * p1 of two scalar ops rounds */      \
+    PETAL_HD static inline T ew_mix_##S(T a, T b, T p0, T p1) {                                    \
+        return a * p0 + b * p1;                                                                    \
     }                                                                                              \
     /* d/dx gelu(x) = Phi(x) + x phi(x) */                                                         \
     PETAL_HD static inline T ew_gelu_erf_grad_##S(T g, T x, T p0, T p1) {                          \

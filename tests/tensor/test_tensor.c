@@ -198,6 +198,28 @@ START_TEST(test_random_fills) {
 }
 END_TEST
 
+// The backend's mix op, in place (the momentum encoders' update), gives the bits of
+// a * p0 + b * p1 as two scalar products and a sum, in f32 and f64.
+START_TEST(test_mix_rounds_as_its_parts) {
+    petal_dtype dtypes[] = {PETAL_F32, PETAL_F64};
+    for (int d = 0; d < 2; d++) {
+        tensor *a = tensor_keep(tensor_empty(dtypes[d], SHAPE(1000, 37)));
+        tensor *b = tensor_keep(tensor_empty(dtypes[d], SHAPE(1000, 37)));
+        rng_generator g = {.seed = 3};
+        tensor_normal_(a, 0, 1, &g);
+        tensor_normal_(b, 0, 1, &g);
+        int mark = scope_begin();
+        tensor *want = tensor_add(tensor_mul_scalar(a, 0.995), tensor_mul_scalar(b, 1.0 - 0.995));
+        backend_of(a)->binary(BINARY_MIX, a, a, b, 0.995, 1.0 - 0.995);
+        size_t bytes = (size_t)tensor_numel(a) * dtype_size(a->dtype);
+        ck_assert_msg(memcmp(tensor_data(a), tensor_data(want), bytes) == 0, "%s mix differs",
+                      dtype_name(dtypes[d]));
+        scope_end(mark);
+        tensor_free(a), tensor_free(b);
+    }
+}
+END_TEST
+
 START_TEST(test_fast_exp_erf) {
     double worst_exp = 0, worst_erf = 0;
     for (int i = -1000000; i <= 1000000; i++) {
@@ -353,6 +375,7 @@ int main(void) {
     tcase_add_test(tc, test_random_independent_of_threads);
     tcase_add_test(tc, test_random_fills);
     tcase_add_test(tc, test_fast_exp_erf);
+    tcase_add_test(tc, test_mix_rounds_as_its_parts);
     tcase_add_test(tc, test_scopes_release_everything);
     tcase_add_test(tc, test_errors_name_the_problem);
     tcase_add_test(tc, test_block_cache_reuses_blocks);
