@@ -179,12 +179,13 @@ static int bench_train_config(int argc, char **argv) {
                "\"batch\": %lld, \"workers\": %lld, \"threads\": %lld, \"trainable\": %lld, "
                "\"steps\": %lld, \"steps_per_s\": %.4g, \"ms_per_step\": %.4g, "
                "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f, \"ranks\": %d, "
-               "\"comm_ms_per_step\": %.4g}\n",
+               "\"comm_ms_per_step\": %.4g, \"cpu_path\": \"%s\", \"blas_core\": \"%s\"}\n",
                config, train_task_name(c.task), c.petl.methods, (long long)c.batch_size_train,
                (long long)c.num_workers, (long long)c.threads, (long long)r.trainable,
                (long long)r.steps, (double)r.steps / r.seconds, 1e3 * r.seconds / (double)r.steps,
                r.data_wait_s / r.seconds, (double)r.peak_bytes / 1048576.0, ranks,
-               1e3 * r.comm_s / (double)r.steps);
+               1e3 * r.comm_s / (double)r.steps, cpu_path_name(cpu_path_active()),
+               blas_core_name());
     else if (s)
         fprintf(stderr, "petal bench train: %s\n", petal_error_message());
     train_config_free(&c);
