@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# petal against PyTorch on this CPU, side by side in one run (issue: CPU speed on every x86
+# machine): the ViT-B block (4x197 tokens, frozen, input requiring grad) and one Aurora training
+# step of BLIP-base retrieval (code variant, rank 32, batch 4, 224 px), at 1 and 2 threads, on
+# each CPU path this machine can run of avx512 and avx2. The avx2 rows stand in for an AVX2-only
+# machine: petal's avx2 path (PETAL_CPU=avx2), OpenBLAS's Haswell kernels for both sides, and
+# PyTorch's AVX2 kernels (ATEN_CPU_CAPABILITY=avx2).
+#
+#   bash scripts/bench-cpu.sh [--no-train] [OUT.jsonl]
+#
+# Needs a build (build/petal), Debian's python3-torch and, for the training step, the released
+# Aurora and BLIP code and the venv described in tools/bench_torch.py (AURORA, BLIP, VENV below).
+# Not run by CI: about 10 minutes on a 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+train=1
+if [ "${1:-}" = "--no-train" ]; then
+  train=0
+  shift
+fi
+out=${1:-bench-cpu.jsonl}
+AURORA=${AURORA:-/tmp/aurora} BLIP=${BLIP:-/tmp/blip} VENV=${VENV:-tools/.venv415}
+petal=build/petal
+: >"$out"
+
+cpu_can() { PETAL_CPU=$1 "$petal" bench gemm --m 8 --n 8 --k 8 --iters 1 >/dev/null 2>&1; }
+
+run() { # LABEL COMMAND...: one JSON line, tagged, into $out and onto the screen
+  local label=$1
+  shift
+  local line
+  line=$("$@" | tail -n 1)
+  echo "{\"run\": \"$label\", ${line#\{}" | tee -a "$out"
+}
+
+for path in avx512 avx2; do
+  if ! cpu_can $path; then
+    echo "== $path: this CPU cannot run it, skipped"
+    continue
+  fi
+  blas=SkylakeX aten=avx512
+  [ $path = avx2 ] && blas=Haswell aten=avx2
+  export OPENBLAS_CORETYPE=$blas ATEN_CPU_CAPABILITY=$aten PETAL_CPU=$path
+  for threads in 1 2; do
+    echo "== $path, $threads thread(s)"
+    run "petal $path t$threads" env PETAL_NUM_THREADS=$threads "$petal" bench block --iters 10
+    run "torch $path t$threads" /usr/bin/python3 tools/bench_torch.py block --threads $threads \
+      --iters 10
+    [ $train = 1 ] || continue
+    run "petal $path t$threads" env PETAL_NUM_THREADS=$threads "$petal" bench train \
+      --model blip-base-retrieval --steps 3
+    run "torch $path t$threads" "$VENV/bin/python" tools/bench_torch.py train --threads $threads \
+      --iters 3 --aurora-repo "$AURORA" --blip-repo "$BLIP"
+  done
+done
+echo "== results in $out"
