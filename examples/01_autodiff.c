@@ -17,6 +17,8 @@ static void show(const char *label, const tensor *t) {
 }
 
 int main(void) {
+    // OpenBLAS's kernels and libgomp's spin, set before they load (tensor/threads.h)
+    threads_reexec();
     int mark = scope_begin(); // everything below is released by scope_end
 
     // Leaves: tensors we want gradients for.

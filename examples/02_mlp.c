@@ -85,6 +85,8 @@ static double accuracy(const mlp *m, tensor *x, tensor *y) {
 }
 
 int main(int argc, char **argv) {
+    threads_reexec(); // OpenBLAS's kernels and libgomp's spin set before they load
+                      // (tensor/threads.h)
     long steps = 600, hidden = 64, seed = 0;
     double lr = 1e-2;
     for (int i = 1; i + 1 < argc; i += 2) {

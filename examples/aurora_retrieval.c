@@ -248,6 +248,8 @@ static options parse(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    threads_reexec(); // OpenBLAS's kernels and libgomp's spin set before they load
+                      // (tensor/threads.h)
     options o = parse(argc, argv);
     // A model this small is a stream of tiny ops: one thread runs it fastest (waking a team for
     // each op costs more than it saves). PETAL_NUM_THREADS still overrides.

@@ -1,6 +1,6 @@
 #include "tests/test_util.h"
 
-#include "tensor/blas.h"
+#include "tensor/threads.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -116,7 +116,7 @@ TCase *tcase_with_timeout(const char *name, double seconds) {
 
 // Before main (and its forks): every suite's GEMMs at the speed the CPU allows (tensor/blas.h).
 __attribute__((constructor)) static void blas_core_at_start(void) {
-    blas_core_reexec();
+    threads_reexec();
 }
 
 int run_suite(Suite *s) {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor/blas.h"
+#include "tensor/threads.h"
 #include "tools/cli.h"
 
 static const cli_command commands[] = {
@@ -163,7 +163,7 @@ static int help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    blas_core_reexec();
+    threads_reexec();
     if (argc < 2) {
         list_commands(stderr);
         return 2;

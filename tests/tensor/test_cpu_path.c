@@ -382,14 +382,16 @@ START_TEST(test_dropout_matches_formula) {
 }
 END_TEST
 
-// OpenBLAS's kernels suit this CPU once the suite has started (test_util.c restarts it with
-// OPENBLAS_CORETYPE where OpenBLAS misjudged the CPU, as `petal` does), and a program that runs
-// with a misjudged OpenBLAS is told what to set.
+// OpenBLAS's kernels suit this CPU once the suite has started (test_util.c's threads_reexec
+// restarts it with OPENBLAS_CORETYPE where OpenBLAS misjudged the CPU, as `petal` does), and a
+// program that runs with a misjudged OpenBLAS is told what to set.
 START_TEST(test_blas_core_suits_the_cpu) {
     printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE=%s)\n", blas_core_name(),
            getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
     ck_assert_ptr_null(blas_core_advice());
     ck_assert(!blas_core_warn_once());
+    // ... and libgomp's idle threads spin a bounded time, unless the user chose otherwise
+    if (!getenv("OMP_WAIT_POLICY")) ck_assert_ptr_nonnull(getenv("GOMP_SPINCOUNT"));
     if (!cpu_path_supported(CPU_PATH_AVX2)) return;
     char self[512], cmd[1024]; // this program with a pre-AVX2 choice forced: the warning's fix
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
