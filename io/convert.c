@@ -429,6 +429,10 @@ petal_status convert_file(const char *src, const char *dst, const convert_option
     naming style = detect_naming(&in);
     rep->style = naming_names[style];
     st = convert_read_hints(src, opts->heads, &hints);
+    if (st == PETAL_OK && hints.vision_eps_overridden > 0 && style != NAMING_BERT)
+        snprintf(rep->overridden, sizeof rep->overridden,
+                 "vision_config.layer_norm_eps %g (petal's ViT keeps BLIP's 1e-06)",
+                 hints.vision_eps_overridden);
     if (st == PETAL_OK && (style == NAMING_SALESFORCE || style == NAMING_HF))
         st = convert_blip(&j, &in, style == NAMING_HF, &hints);
     else if (st == PETAL_OK)

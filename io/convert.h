@@ -50,6 +50,9 @@ typedef struct {
     char *config;      // the config JSON written
     int vocab_tokens;  // lines of the embedded vocabulary; 0 when none
     tensor_list petl;  // split_petl: Aurora's tensors of the main modules, not written to dst
+    // config.json values petal does not follow: "vision_config.layer_norm_eps 1e-05 (petal's ViT
+    // keeps BLIP's 1e-06)", or "".
+    char overridden[160];
 } convert_report;
 
 // Converts src into a petal checkpoint at dst. The report (may be NULL) says what was done; free

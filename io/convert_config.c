@@ -34,8 +34,22 @@ static petal_status check_activation(const char *path, const json_value *config)
                        path, name);
 }
 
+// The text encoder's eps from `text` (a BertConfig, or a BlipConfig's text_config) is kept; the
+// vision eps of a BlipConfig is noted when petal's ViT overrides it.
+static petal_status read_eps(const json_value *text, const json_value *vision,
+                             convert_hints *hints) {
+    petal_status st = PETAL_OK;
+    if (text && json_get(text, "layer_norm_eps"))
+        st = json_get_number(text, "layer_norm_eps", &hints->text_eps);
+    double eps = 1e-6;
+    if (st == PETAL_OK && vision && json_get(vision, "layer_norm_eps"))
+        st = json_get_number(vision, "layer_norm_eps", &eps);
+    if (st == PETAL_OK && eps != 1e-6) hints->vision_eps_overridden = eps;
+    return st;
+}
+
 petal_status convert_read_hints(const char *src, int heads, convert_hints *hints) {
-    *hints = (convert_hints){heads, heads, 0};
+    *hints = (convert_hints){heads, heads, 0, 0};
     const char *slash = strrchr(src, '/');
     char *path = NULL;
     PETAL_CHECK(asprintf(&path, "%.*sconfig.json", slash ? (int)(slash - src + 1) : 0, src) >= 0,
@@ -48,6 +62,7 @@ petal_status convert_read_hints(const char *src, int heads, convert_hints *hints
     if (st == PETAL_OK) st = check_activation(path, vision);
     if (st == PETAL_OK) st = check_activation(path, text);
     free(path);
+    if (st == PETAL_OK && config) st = read_eps(vision || text ? text : config, vision, hints);
     if (st != PETAL_OK || !config || heads > 0) {
         json_free(config);
         return st;
@@ -58,8 +73,6 @@ petal_status convert_read_hints(const char *src, int heads, convert_hints *hints
             st = json_int_or_zero(text, "num_attention_heads", &hints->text_heads);
     } else { // BertConfig
         st = json_int_or_zero(config, "num_attention_heads", &hints->text_heads);
-        if (st == PETAL_OK && json_get(config, "layer_norm_eps"))
-            st = json_get_number(config, "layer_norm_eps", &hints->text_eps);
     }
     json_free(config);
     return st;

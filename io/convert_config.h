@@ -15,10 +15,14 @@ static inline bool convert_starts_with(const char *s, const char *prefix) {
 typedef struct {
     int vision_heads, text_heads; // 0: width / 64
     double text_eps;              // 0: 1e-12
+    // A BlipConfig's vision_config.layer_norm_eps when it is not BLIP's 1e-6 (which petal's ViT
+    // keeps: the Salesforce weights were trained with it; HF's BlipVisionConfig defaults to
+    // 1e-5); 0 otherwise.
+    double vision_eps_overridden;
 } convert_hints;
 
 // Head counts and eps from an HF config.json beside `src` (BertConfig or BlipConfig), when there
-// is one; `heads` (0: none) overrides every head count.
+// is one; `heads` (0: none) overrides every head count, the eps values are read either way.
 petal_status convert_read_hints(const char *src, int heads, convert_hints *hints);
 
 // {"model": "blip", "task": ..., "image_size": ..., "vision": {...}, "text": {...},

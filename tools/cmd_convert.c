@@ -135,6 +135,9 @@ int cmd_convert(int argc, char **argv) {
     }
     printf("read %d tensors from %s (%s names%s%s)\n", r.n_read, paths[0], r.style,
            r.task ? ", task " : "", r.task ? r.task : "");
+    if (r.overridden[0])
+        fprintf(stderr, "petal convert: warning: config.json beside %s sets %s\n", paths[0],
+                r.overridden);
     if (r.n_renamed) printf("renamed %d to petal's (Salesforce) names\n", r.n_renamed);
     if (r.n_dropped) print_dropped(&r);
     if (r.resized[0]) printf("resized %s\n", r.resized);

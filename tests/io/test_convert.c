@@ -168,6 +168,44 @@ START_TEST(test_hf_names) {
 }
 END_TEST
 
+// An HF BlipConfig beside the weights: the text encoder takes its layer_norm_eps, the ViT keeps
+// BLIP's 1e-6 and the report says so when the config asks for another (HF's default 1e-5).
+static void convert_with_config(const char *name, const char *config_json, convert_report *rep,
+                                checkpoint_info *info) {
+    char src[256], cmd[1024];
+    snprintf(src, sizeof src, "%s/%s", dir, name);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s %s/ && printf '%%s' '%s' > %s/config.json", src,
+             IO_DATA("blip_hf_itr.safetensors"), src, config_json, src);
+    ck_assert_int_eq(system(cmd), 0);
+    strcat(src, "/blip_hf_itr.safetensors");
+    char dst[128];
+    snprintf(dst, sizeof dst, "%s.h5", name);
+    tensor_list out;
+    convert_ok(src, dst, &(convert_options){0}, rep, &out, info);
+    tensor_list_free(&out);
+}
+
+START_TEST(test_hf_config_eps) {
+    convert_report rep;
+    checkpoint_info info;
+    convert_with_config("hf_eps",
+                        "{\"vision_config\": {\"layer_norm_eps\": 1e-05}, "
+                        "\"text_config\": {\"layer_norm_eps\": 1e-07}}",
+                        &rep, &info);
+    ck_assert_str_eq(rep.overridden,
+                     "vision_config.layer_norm_eps 1e-05 (petal's ViT keeps BLIP's 1e-06)");
+    ck_assert_msg(strstr(info.config, "\"eps\": 1e-07") && strstr(info.config, "\"eps\": 1e-06"),
+                  "%s", info.config);
+    checkpoint_info_free(&info);
+    convert_report_free(&rep);
+    convert_with_config("blip_eps", "{\"vision_config\": {\"layer_norm_eps\": 1e-06}}", &rep,
+                        &info);
+    ck_assert_str_eq(rep.overridden, "");
+    checkpoint_info_free(&info);
+    convert_report_free(&rep);
+}
+END_TEST
+
 // --keep-momentum keeps momentum copies and queues as buffers: they stay out of the fingerprint.
 START_TEST(test_keep_momentum) {
     convert_options opts = {.task = "itm", .keep_momentum = true};
@@ -285,6 +323,7 @@ int main(void) {
     tcase_add_checked_fixture(tc, make_dir, remove_dir);
     tcase_add_test(tc, test_salesforce_pretrain);
     tcase_add_test(tc, test_hf_names);
+    tcase_add_test(tc, test_hf_config_eps);
     tcase_add_test(tc, test_keep_momentum);
     tcase_add_test(tc, test_bert);
     tcase_add_test(tc, test_refuses);
