@@ -27,19 +27,42 @@
 // -inf scores give 0), inf above 88.7, NaN kept.
 // erf: a polynomial for |x| < 1, Abramowitz & Stegun 7.1.26 beyond (the formula of PyTorch's
 // vectorised CPU erf, and so of its GELU); |error| < 2e-7. f64 keeps libm's exp and erf.
+// The polynomials of ew_expf and ew_erff, in Horner form, for scalars and for the CPU paths'
+// vector versions (tensor/cpu/cpu_path_math.h) alike: exp's on the reduced argument r; erf's
+// x P(x^2) on z = x^2 for |x| < 1 (a degree-6 least-squares fit on Chebyshev nodes, error 1e-9;
+// it avoids the cancellation in 1 - (...) below, which alone loses ~3e-7 near 0.5 in f32); and
+// Abramowitz & Stegun 7.1.26's polynomial in t = 1 / (1 + 0.3275911 |x|) beyond.
+// clang-format off
+#define PETAL_EXPF_POLY(r)                  \
+    ((((( 1.9875691500e-4f  * (r)           \
+        + 1.3981999507e-3f) * (r)           \
+        + 8.3334519073e-3f) * (r)           \
+        + 4.1665795894e-2f) * (r)           \
+        + 1.6666665459e-1f) * (r)           \
+        + 5.0000001201e-1f)
+#define PETAL_ERF_SMALL(z)                  \
+    (((((( 7.8824971127e-05f  * (z)         \
+         - 8.0188549936e-04f) * (z)         \
+         + 5.1893119428e-03f) * (z)         \
+         - 2.6854328796e-02f) * (z)         \
+         + 1.1283597463e-01f) * (z)         \
+         - 3.7612626904e-01f) * (z)         \
+         + 1.1283791659e+00f)
+#define PETAL_ERF_TAIL(t)                   \
+    ((((( 1.061405429f  * (t)               \
+        - 1.453152027f) * (t)               \
+        + 1.421413741f) * (t)               \
+        - 0.284496736f) * (t)               \
+        + 0.254829592f) * (t))
+// clang-format on
+
 PETAL_HD static inline float ew_expf(float x) {
     const float lo = -87.33654f, hi = 88.72283f;
     float xc = x >= lo ? (x <= hi ? x : hi) : lo; // NaN -> lo, fixed up below
     float n = rintf(xc * 1.44269504088896341f);
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    float y = p * r * r + r + 1.0f;
+    float y = PETAL_EXPF_POLY(r) * r * r + r + 1.0f;
     union {
         int32_t i;
         float f;
@@ -53,22 +76,9 @@ PETAL_HD static inline float ew_expf(float x) {
 
 PETAL_HD static inline float ew_erff(float x) {
     float ax = x < 0 ? -x : x, z = x * x;
-    // |x| < 1: erf(x) = x P(x^2), P a degree-6 least-squares fit on Chebyshev nodes (error 1e-9);
-    // it avoids the cancellation in 1 - (...) below, which alone loses ~3e-7 near 0.5 in f32.
-    float p = 7.8824971127e-05f;
-    p = p * z - 8.0188549936e-04f;
-    p = p * z + 5.1893119428e-03f;
-    p = p * z - 2.6854328796e-02f;
-    p = p * z + 1.1283597463e-01f;
-    p = p * z - 3.7612626904e-01f;
-    p = p * z + 1.1283791659e+00f;
-    float t = 1.0f / (1.0f + 0.3275911f * ax);
-    float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
-                  0.254829592f) *
-                 t;
-    float r = 1.0f - poly * ew_expf(-z);
+    float r = 1.0f - PETAL_ERF_TAIL(1.0f / (1.0f + 0.3275911f * ax)) * ew_expf(-z);
     float tail = x < 0 ? -r : r;
-    return ax < 1.0f ? x * p : tail;
+    return ax < 1.0f ? x * PETAL_ERF_SMALL(z) : tail;
 }
 
 // X(ENUM, name): the ops, in the order of the unary_op / binary_op enums of tensor/backend.h.

@@ -60,13 +60,7 @@ __attribute__((always_inline)) static inline vec vec_expf_formula(vec x) {
     vec n = (xc * 1.44269504088896341f + round) - round;
     vec r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    vec p = r * 0 + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    vec y = p * r * r + r + 1.0f;
+    vec y = PETAL_EXPF_POLY(r) * r * r + r + 1.0f;
     vec scale = (vec)((__builtin_convertvector(n, ivec) + 127) << 23);
     vec v = y * scale;
     v = vec_select(x < lo, x * 0, v);
@@ -76,20 +70,9 @@ __attribute__((always_inline)) static inline vec vec_expf_formula(vec x) {
 
 __attribute__((always_inline)) static inline vec vec_erf(vec x) {
     vec ax = vec_select(x < 0, -x, x), z = x * x;
-    vec p = z * 0 + 7.8824971127e-05f;
-    p = p * z - 8.0188549936e-04f;
-    p = p * z + 5.1893119428e-03f;
-    p = p * z - 2.6854328796e-02f;
-    p = p * z + 1.1283597463e-01f;
-    p = p * z - 3.7612626904e-01f;
-    p = p * z + 1.1283791659e+00f;
-    vec t = 1.0f / (1.0f + 0.3275911f * ax);
-    vec poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
-                0.254829592f) *
-               t;
-    vec r = 1.0f - poly * vec_expf_formula(-z);
+    vec r = 1.0f - PETAL_ERF_TAIL(1.0f / (1.0f + 0.3275911f * ax)) * vec_expf_formula(-z);
     vec tail = vec_select(x < 0, -r, r);
-    return vec_select(ax < 1.0f, x * p, tail);
+    return vec_select(ax < 1.0f, x * PETAL_ERF_SMALL(z), tail);
 }
 
 __attribute__((always_inline)) static inline vec vec_gelu_erf(vec x) {
