@@ -1,8 +1,8 @@
 // The f32 vector math of one CPU path: GELU (erf and tanh forms) forward and backward, exp, log
 // and tanh. exp, log and tanh are SLEEF's vector functions (bounds 1.0, 1.0 and 1.0001 ulp); erf
 // is ew_erff of tensor/elementwise.h, the formula of PyTorch's vectorised erf that the CUDA
-// kernels run too (|error| < 2e-7), vectorised lane by lane: SLEEF's 1-ulp erf made the GELU
-// kernels a quarter slower. Included (by tensor/cpu/cpu_path_table.h) once into each path's
+// kernels run too (|error| < 2e-7), written on whole vectors (vec_erf below): SLEEF's 1-ulp erf
+// made the GELU kernels a quarter slower. Included (by tensor/cpu/cpu_path_table.h) once into each path's
 // translation unit (tensor/cpu/cpu_path_*.c), which defines first:
 //   VEC                          floats per vector, and the vec type of VEC floats;
 //   VEC_EXP, VEC_LOG, VEC_TANH   SLEEF's functions of that width, taking and giving vec.
