@@ -371,6 +371,11 @@ START_TEST(test_params_bad_lists) {
     assert_failed(ARGS("convert", CLI_DATA("itm.pth"), test_dir_path("new.h5"), "--vocab",
                        test_dir_write("empty.txt", "")),
                   NAMES("--vocab", "empty.txt", "is empty"));
+    // petal bench train --model knows one model and bounds its sizes before building anything.
+    assert_refused(ARGS("bench", "train", "--model", "blip-large"),
+                   NAMES("--model 'blip-large'", "expected blip-base-retrieval"));
+    assert_refused(ARGS("bench", "train", "--model", "blip-base-retrieval", "--rank", "769"),
+                   NAMES("--rank", "from 1 to 768", "'769'"));
     // The other commands that take lists use the same splitter.
     assert_refused(ARGS("runs", "runs/a", "--metrics", "txt_r1,,img_r1"),
                    NAMES("petal runs", "--metrics", "item 2", "empty"));
