@@ -2,15 +2,13 @@
 // and tanh. exp, log and tanh are SLEEF's vector functions (bounds 1.0, 1.0 and 1.0001 ulp); erf
 // is ew_erff of tensor/elementwise.h, the formula of PyTorch's vectorised erf that the CUDA
 // kernels run too (|error| < 2e-7), written on whole vectors (vec_erf below): SLEEF's 1-ulp erf
-// made the GELU kernels a quarter slower. Included (by tensor/cpu/cpu_path_table.h) once into each path's
-// translation unit (tensor/cpu/cpu_path_*.c), which defines first:
+// made the GELU kernels a quarter slower. Included (by tensor/cpu/cpu_path_table.h) once into
+// each path's translation unit (tensor/cpu/cpu_path_*.c), which defines first:
 //   VEC                          floats per vector, and the vec type of VEC floats;
 //   VEC_EXP, VEC_LOG, VEC_TANH   SLEEF's functions of that width, taking and giving vec.
 // Every span works on VEC elements at a time, gathered from and scattered to strided operands
 // (the tail padded with zeros), so an element's result does not depend on its neighbours, the
 // layout or the thread split.
-#include <string.h>
-
 #include "tensor/cpu/cpu_path.h"
 #include "tensor/elementwise.h"
 
