@@ -11,9 +11,43 @@
 
 // ---- shared pieces ----
 
-// Parses path, whose root must be an array.
+// A JSON Lines file (.jsonl: one object a line, as the released Aurora code's MSR-VTT and DiDeMo
+// annotations) as the JSON array of its lines. Every line keeps its number and gets one leading
+// character ('[' or ','), so an error's column is one more than in the file.
+static petal_status parse_jsonl(const char *path, json_value **root) {
+    char *data;
+    size_t len;
+    petal_status st = buffer_read_file(path, &data, &len);
+    if (st) return st;
+    strbuf text = {0};
+    bool first = true;
+    for (size_t i = 0; i < len;) {
+        size_t end = i;
+        while (end < len && data[end] != '\n') end++;
+        bool blank = true;
+        for (size_t k = i; k < end && blank; k++) blank = strchr(" \t\r", data[k]) != NULL;
+        if (!blank) strbuf_push(&text, first ? '[' : ',');
+        first = first && blank;
+        strbuf_append(&text, data + i, end - i);
+        if (end < len) strbuf_push(&text, '\n');
+        i = end + 1;
+    }
+    strbuf_append(&text, first ? "[]" : "]", first ? 2 : 1);
+    free(data);
+    st = json_parse(text.data, text.len, path, root);
+    strbuf_free(&text);
+    return st;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+// Parses path, whose root must be an array (or a .jsonl file, read as one).
 static petal_status load_entries(const char *path, json_value **root) {
-    petal_status st = json_parse_file(path, root);
+    petal_status st =
+        ends_with(path, ".jsonl") ? parse_jsonl(path, root) : json_parse_file(path, root);
     if (st) return st;
     const json_value *entries;
     if ((st = json_as_array(*root, &entries))) {
@@ -38,11 +72,24 @@ static petal_status member_text(const json_value *entry, const char *key, const 
     return st ? st : as_text(v, out);
 }
 
-// The entry's picture: "image" (BLIP's image sets), or "video" in the video sets of BLIP-style
-// code (MSR-VTT, DiDeMo, MSRVTT-QA), whose entries have no "image".
-static petal_status media_path(const json_value *entry, const char **out) {
-    return member_text(
-        entry, json_get(entry, "video") && !json_get(entry, "image") ? "video" : "image", out);
+// The key naming an entry's video, for entries without "image": "video" in the video sets of
+// BLIP-style code (MSR-VTT, DiDeMo, MSRVTT-QA), or "clip_name" in the released Aurora code's
+// .jsonl files. NULL: the entry is an image's.
+static const char *video_key(const json_value *entry) {
+    if (json_get(entry, "image")) return NULL;
+    return json_get(entry, "video") ? "video" : json_get(entry, "clip_name") ? "clip_name" : NULL;
+}
+
+// The entry's picture: "image" (BLIP's image sets) or its video's file; a clip_name names the
+// file clip_name + ".mp4" (the released code's video_fmt), written into scratch.
+static petal_status media_path(const json_value *entry, strbuf *scratch, const char **out) {
+    const char *key = video_key(entry);
+    petal_status st = member_text(entry, key ? key : "image", out);
+    if (st || !key || strcmp(key, "clip_name") != 0) return st;
+    strbuf_clear(scratch);
+    strbuf_printf(scratch, "%s.mp4", *out);
+    *out = scratch->data;
+    return PETAL_OK;
 }
 
 // Parses path and reads the entries of its root array: start() sizes the set, then entry() reads
@@ -79,7 +126,7 @@ typedef struct {
     int max_words;
     const char *prompt;
     strmap ids; // image_id key -> image_index
-    strbuf key;
+    strbuf key, path;
 } train_reader;
 
 // image_id as a key that is equal exactly when Python's dict keys are: strings by content,
@@ -88,8 +135,8 @@ static petal_status image_id_key(const json_value *entry, strbuf *key) {
     const json_value *v;
     const char *video;
     strbuf_clear(key);
-    if (!json_get(entry, "image_id") && json_get(entry, "video")) { // a video is its own id
-        petal_status st = member_text(entry, "video", &video);
+    if (!json_get(entry, "image_id") && video_key(entry)) { // a video is its own id
+        petal_status st = member_text(entry, video_key(entry), &video);
         if (!st) {
             strbuf_push(key, 'v');
             strbuf_append(key, video, strlen(video));
@@ -124,7 +171,7 @@ static petal_status train_entry(void *ctx, const json_value *e, size_t i) {
     const char *image, *caption;
     char *pre;
     petal_status st;
-    if ((st = media_path(e, &image)) || (st = member_text(e, "caption", &caption)) ||
+    if ((st = media_path(e, &r->path, &image)) || (st = member_text(e, "caption", &caption)) ||
         (st = image_id_key(e, &r->key)) || (st = text_pre_caption(caption, r->max_words, &pre)))
         return st;
     ann_caption *c = &r->set->items[i];
@@ -150,6 +197,7 @@ petal_status ann_load_train(const char *path, int max_words, const char *prompt,
     petal_status st = read_entries(path, &r, train_start, train_entry);
     strmap_free(&r.ids);
     strbuf_free(&r.key);
+    strbuf_free(&r.path);
     if (st) ann_train_free(r.set);
     *out = st ? NULL : r.set;
     return st;
@@ -170,6 +218,7 @@ void ann_train_free(ann_train_set *s) {
 typedef struct {
     ann_retrieval_set *set;
     int max_words;
+    strbuf path;
 } retrieval_reader;
 
 static void retrieval_start(void *ctx, const json_value *entries) {
@@ -192,8 +241,9 @@ static petal_status retrieval_entry(void *ctx, const json_value *e, size_t i) {
     const json_value *captions = json_get(e, "caption");
     petal_status st;
     // MSR-VTT's test set: one caption a video, as a string (image sets keep their lists)
-    bool one = captions && captions->type == JSON_STRING && json_get(e, "video");
-    if ((st = media_path(e, &image)) || (!one && (st = json_get_array(e, "caption", &captions))))
+    bool one = captions && captions->type == JSON_STRING && video_key(e);
+    if ((st = media_path(e, &r->path, &image)) ||
+        (!one && (st = json_get_array(e, "caption", &captions))))
         return st;
     s->images[i] = copy(image);
     s->n_images = (int64_t)i + 1;
@@ -210,6 +260,7 @@ static petal_status retrieval_entry(void *ctx, const json_value *e, size_t i) {
 petal_status ann_load_retrieval(const char *path, int max_words, ann_retrieval_set **out) {
     retrieval_reader r = {.set = alloc_array(1, sizeof *r.set), .max_words = max_words};
     petal_status st = read_entries(path, &r, retrieval_start, retrieval_entry);
+    strbuf_free(&r.path);
     if (st) ann_retrieval_free(r.set);
     *out = st ? NULL : r.set;
     return st;
@@ -293,6 +344,7 @@ typedef struct {
     ann_vqa_set *set;
     size_t cap;
     ann_vqa_split split;
+    strbuf path;
 } vqa_reader;
 
 // BLIP's answer weights for a "vqa" entry: each distinct answer, in order of first appearance,
@@ -360,8 +412,8 @@ static petal_status vqa_entry(void *ctx, const json_value *e, size_t i) {
     const json_value *v = NULL;
     petal_status st;
     // Video QA entries (MSRVTT-QA) name a video and one answer, and no data set.
-    bool video = json_get(e, "video") && !json_get(e, "dataset");
-    if ((st = media_path(e, &image)) || (st = member_text(e, "question", &question)) ||
+    bool video = video_key(e) && !json_get(e, "dataset");
+    if ((st = media_path(e, &r->path, &image)) || (st = member_text(e, "question", &question)) ||
         (!video && ((st = json_member_get(e, "dataset", &v)) || (st = as_text(v, &dataset)))))
         return st;
     if (strcmp(dataset, "vqa") != 0 && strcmp(dataset, "vg") != 0)
@@ -383,6 +435,7 @@ petal_status ann_load_vqa(const char *const *paths, int n_paths, ann_vqa_split s
     vqa_reader r = {.set = alloc_array(1, sizeof *r.set), .split = split};
     petal_status st = PETAL_OK;
     for (int f = 0; f < n_paths && !st; f++) st = read_entries(paths[f], &r, vqa_start, vqa_entry);
+    strbuf_free(&r.path);
     if (st) ann_vqa_free(r.set);
     *out = st ? NULL : r.set;
     return st;

@@ -157,6 +157,16 @@ static const char *write_tmp(const char *content) {
     return tmp;
 }
 
+// The same with a .jsonl name: a JSON Lines file.
+static const char *write_tmp_jsonl(const char *content) {
+    strcpy(tmp, "/tmp/petal-ann-XXXXXX.jsonl");
+    int fd = mkstemps(tmp, 6);
+    ck_assert(fd >= 0);
+    ck_assert(write(fd, content, strlen(content)) == (ssize_t)strlen(content));
+    close(fd);
+    return tmp;
+}
+
 // The message is "<tmp path>: <rest>".
 static bool fails_with(petal_status got, petal_status want, const char *rest) {
     const char *msg = petal_error_message();
@@ -207,6 +217,59 @@ START_TEST(test_video_sets) {
     ck_assert_str_eq(q->items[0].answers[0], "red");
     ck_assert(q->items[0].weights[0] == 1.0);
     ann_vqa_free(q);
+    unlink(tmp);
+}
+END_TEST
+
+// The released Aurora code's annotations: JSON Lines naming videos by clip_name (the file is
+// clip_name + ".mp4"), one caption a line; blank lines are skipped, errors keep line numbers.
+START_TEST(test_jsonl_clip_names) {
+    ann_train_set *t;
+    ck_assert_int_eq(ann_load_train(write_tmp_jsonl("{\"clip_name\": \"video7010\", \"caption\": "
+                                                    "\"A man runs.\"}\n\n"
+                                                    "{\"clip_name\": \"video7011\", \"caption\": "
+                                                    "\"a dog\"}\n"
+                                                    "{\"clip_name\": \"video7010\", \"caption\": "
+                                                    "\"a man\"}\n"),
+                                    30, "", &t),
+                     PETAL_OK);
+    ck_assert_int_eq(t->n, 3);
+    ck_assert_int_eq(t->n_images, 2);
+    ck_assert_str_eq(t->items[0].image, "video7010.mp4");
+    ck_assert_str_eq(t->items[1].image, "video7011.mp4");
+    ck_assert_str_eq(t->items[0].caption, "a man runs");
+    ck_assert_int_eq(t->items[2].image_index, t->items[0].image_index);
+    ann_train_free(t);
+    unlink(tmp);
+    ann_retrieval_set *r;
+    ck_assert_int_eq(ann_load_retrieval(write_tmp_jsonl("{\"clip_name\": \"video9770\", "
+                                                        "\"caption\": \"a person is cooking\"}\n"
+                                                        "{\"clip_name\": \"video9771\", "
+                                                        "\"caption\": \"a car\"}"),
+                                        30, &r),
+                     PETAL_OK);
+    ck_assert_int_eq(r->n_images, 2);
+    ck_assert_int_eq(r->n_texts, 2);
+    ck_assert_str_eq(r->images[1], "video9771.mp4");
+    ck_assert_int_eq(r->text_image[1], 1);
+    ann_retrieval_free(r);
+    unlink(tmp);
+    ck_assert_int_eq(ann_load_retrieval(write_tmp_jsonl("\n"), 30, &r), PETAL_OK);
+    ck_assert_int_eq(r->n_images, 0);
+    ann_retrieval_free(r);
+    unlink(tmp);
+    ann_train_set *s = (ann_train_set *)1;
+    ck_assert(fails_with(ann_load_train(write_tmp_jsonl("{\"clip_name\": \"a\", \"caption\": "
+                                                        "\"x\"}\n\n{\"clip_name\": 3, "
+                                                        "\"caption\": \"y\"}\n"),
+                                        30, "", &s),
+                         PETAL_ERR_FORMAT,
+                         ": [1].clip_name: expected a string, found a number (3)"));
+    unlink(tmp);
+    ck_assert(fails_with(ann_load_train(write_tmp_jsonl("{\"clip_name\": \"a\", \"caption\": "
+                                                        "\"x\"}\n{\"clip_name\": \"b\",}\n"),
+                                        30, "", &s),
+                         PETAL_ERR_FORMAT, ":2:"));
     unlink(tmp);
 }
 END_TEST
@@ -357,6 +420,7 @@ int main(void) {
     tcase_add_test(tc, test_vqa);
     tcase_add_test(tc, test_train_errors);
     tcase_add_test(tc, test_video_sets);
+    tcase_add_test(tc, test_jsonl_clip_names);
     tcase_add_test(tc, test_eval_errors);
     tcase_add_test(tc, test_caption_eval_ids);
     tcase_add_test(tc, test_vqa_errors);
