@@ -148,23 +148,22 @@ END_TEST
 
 static char tmp[64];
 
-static const char *write_tmp(const char *content) {
-    strcpy(tmp, "/tmp/petal-ann-XXXXXX");
-    int fd = mkstemp(tmp);
+// content in a new file under /tmp whose name ends with suffix ("" or ".jsonl": JSON Lines).
+static const char *write_tmp_as(const char *content, const char *suffix) {
+    snprintf(tmp, sizeof tmp, "/tmp/petal-ann-XXXXXX%s", suffix);
+    int fd = mkstemps(tmp, (int)strlen(suffix));
     ck_assert(fd >= 0);
     ck_assert(write(fd, content, strlen(content)) == (ssize_t)strlen(content));
     close(fd);
     return tmp;
 }
 
-// The same with a .jsonl name: a JSON Lines file.
+static const char *write_tmp(const char *content) {
+    return write_tmp_as(content, "");
+}
+
 static const char *write_tmp_jsonl(const char *content) {
-    strcpy(tmp, "/tmp/petal-ann-XXXXXX.jsonl");
-    int fd = mkstemps(tmp, 6);
-    ck_assert(fd >= 0);
-    ck_assert(write(fd, content, strlen(content)) == (ssize_t)strlen(content));
-    close(fd);
-    return tmp;
+    return write_tmp_as(content, ".jsonl");
 }
 
 // The message is "<tmp path>: <rest>".
