@@ -34,8 +34,8 @@ const char *blas_core_advice(void) {
 }
 
 bool blas_core_warn_once(void) {
-    static _Atomic int state =
-        -1; // -1: not looked at yet; 0: OpenBLAS's choice is right; 1: warned
+    // -1: not looked at yet; 0: OpenBLAS's choice is right; 1: warned
+    static _Atomic int state = -1;
     int seen = atomic_load(&state);
     if (seen >= 0) return seen;
     const char *core = blas_core_advice();

@@ -82,8 +82,8 @@ void threads_reexec(void) {
         self[len] = '\0';
         execv(self, argv);
     }
-    free(argv); // the exec failed: go on as we are (OpenBLAS's choice is warned about at the first
-                // GEMM)
+    // The exec failed: go on as we are (OpenBLAS's choice is warned about at the first GEMM).
+    free(argv);
     if (blas) unsetenv("OPENBLAS_CORETYPE");
     if (spin) unsetenv("GOMP_SPINCOUNT");
 }

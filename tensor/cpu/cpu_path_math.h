@@ -13,11 +13,13 @@
 #include "tensor/elementwise.h"
 
 // m <= VEC elements st bytes apart -> a vector, lanes m.. zero.
+// Whole vectors are read and written through vec (aligned(4)), not memcpy, which GCC copies in
+// 16-byte halves through the stack, stalling store forwarding at the vector load.
 static inline vec vec_load(const char *p, int64_t st, int64_t m) {
     vec v = {0};
     if (m == VEC && st == sizeof(float))
-        v = *(const vec *)p; // vec is aligned(4); not memcpy, which GCC copies in 16-byte halves
-    else                     // through the stack, stalling store forwarding at the vector load
+        v = *(const vec *)p;
+    else
         for (int64_t i = 0; i < m; i++) v[i] = *(const float *)(p + i * st);
     return v;
 }
