@@ -17,7 +17,6 @@
 #include "tools/bench_train.h"
 #include "tools/bench_util.h"
 #include "tools/cli.h"
-#include "train/optim.h"
 #include "train/step.h"
 #include "train/trainer.h"
 
@@ -65,18 +64,10 @@ static petal_status model_config(const model_bench *mb, train_config *c) {
 
 // The timed steps: forward (ITC with the momentum encoders and queues, ITM with hard negatives),
 // backward, AdamW. Times in ms; rss_delta: what the steps added to the process's peak RSS.
-static petal_status model_steps(const model_bench *mb, const train_config *c, train_model *tm,
-                                double *ms, size_t *rss_delta, size_t *alloc_peak) {
+static void model_steps(const model_bench *mb, const train_config *c, train_model *tm, double *ms,
+                        size_t *rss_delta, size_t *alloc_peak) {
     blip_config cfg = blip_config_base(BLIP_RETRIEVAL);
-    tensor **params;
-    const char **names;
-    bool *decay;
-    int n = train_model_trainable(tm, c->decay_1d, &params, &names, &decay);
-    adamw_config a = ADAMW_DEFAULTS;
-    a.lr = c->init_lr;
-    a.weight_decay = c->weight_decay;
-    optim_adamw *opt = adamw_new(params, n, a);
-    for (int i = 0; i < n; i++) adamw_set_decay(opt, i, decay[i]);
+    optim_adamw *opt = train_model_optimizer(tm, c, NULL);
     train_batch b = random_batch(&cfg, mb->batch, mb->image_size);
     rng_generator g = {.seed = (uint64_t)c->seed};
     size_t rss0, hwm0, rss1, hwm1, base = memory_get_stats(DEVICE_CPU).current;
@@ -97,10 +88,6 @@ static petal_status model_steps(const model_bench *mb, const train_config *c, tr
     *alloc_peak = memory_get_stats(DEVICE_CPU).peak - base;
     train_batch_free(&b);
     adamw_free(opt);
-    free(params);
-    free(names);
-    free(decay);
-    return PETAL_OK;
 }
 
 static int bench_train_model(int argc, char **argv) {
@@ -132,7 +119,7 @@ static int bench_train_model(int argc, char **argv) {
     double ms[MAX_MODEL_STEPS];
     size_t rss_delta = 0, alloc_peak = 0;
     petal_status s = train_model_attach(&c, &tm);
-    if (!s) s = model_steps(&mb, &c, &tm, ms, &rss_delta, &alloc_peak);
+    if (!s) model_steps(&mb, &c, &tm, ms, &rss_delta, &alloc_peak);
     if (s)
         fprintf(stderr, "petal bench train: %s\n", petal_error_message());
     else

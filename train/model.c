@@ -175,3 +175,23 @@ int train_model_trainable(const train_model *tm, bool decay_1d, tensor ***params
     }
     return n;
 }
+
+optim_adamw *train_model_optimizer(const train_model *tm, const train_config *c,
+                                   const char ***names) {
+    tensor **params;
+    const char **own_names;
+    bool *decay;
+    int n = train_model_trainable(tm, c->decay_1d, &params, &own_names, &decay);
+    adamw_config a = ADAMW_DEFAULTS;
+    a.lr = c->init_lr;
+    a.weight_decay = c->weight_decay;
+    optim_adamw *opt = adamw_new(params, n, a);
+    for (int i = 0; i < n; i++) adamw_set_decay(opt, i, decay[i]);
+    free(params);
+    free(decay);
+    if (names)
+        *names = own_names;
+    else
+        free(own_names);
+    return opt;
+}

@@ -7,6 +7,7 @@
 #include "models/blip/blip.h"
 #include "petl/petl.h"
 #include "train/config.h"
+#include "train/optim.h"
 
 typedef struct {
     blip_model *m;
@@ -37,3 +38,8 @@ petal_status train_model_save(const train_model *tm, const char *path, const cha
 // the arrays are malloc'd.
 int train_model_trainable(const train_model *tm, bool decay_1d, tensor ***params,
                           const char ***names, bool **decay);
+
+// AdamW over the trainable tensors (train_model_trainable) with the config's init_lr,
+// weight_decay and decay_1d. names (may be NULL) gets their registry names, malloc'd.
+optim_adamw *train_model_optimizer(const train_model *tm, const train_config *c,
+                                   const char ***names);

@@ -89,19 +89,11 @@ static petal_status open_data(trainer *t) {
 }
 
 static petal_status open_optimizer(trainer *t) {
-    tensor **params;
-    bool *decay;
-    int n = train_model_trainable(t->tm, t->c->decay_1d, &params, &t->names, &decay);
-    adamw_config a = ADAMW_DEFAULTS;
-    a.lr = t->c->init_lr;
-    a.weight_decay = t->c->weight_decay;
-    t->opt = adamw_new(params, n, a);
-    for (int i = 0; i < n; i++) adamw_set_decay(t->opt, i, decay[i]);
-    if (n == 0) t->total = 0; // "frozen" with no heads: the pretrained model is evaluated as is
+    t->opt = train_model_optimizer(t->tm, t->c, &t->names);
+    // "frozen" with no heads: the pretrained model is evaluated as is
+    if (t->opt->n == 0) t->total = 0;
     if (t->comm && t->c->dist_overlap)
         t->overlap = sync_overlap_new(t->comm, t->opt, t->c->dist_bucket_mb);
-    free(params);
-    free(decay);
     return PETAL_OK;
 }
 
