@@ -7,6 +7,7 @@
 #include "io/buffer.h"
 #include "io/checkpoint.h"
 #include "io/convert_config.h"
+#include "io/image.h"
 #include "io/pos_embed.h"
 #include "io/weights.h"
 #include "nn/registry.h"
@@ -277,6 +278,9 @@ static petal_status resize_pos_embeds(job *j, int *image_size) {
                            j->src);
     int p = (int)patch->value->shape[2], target = j->opts->image_size;
     *image_size = target ? target : grid * p;
+    if (*image_size > IMAGE_MAX_MODEL_SIZE)
+        return petal_error(PETAL_ERR_ARG, "--image-size %d is above %d", *image_size,
+                           IMAGE_MAX_MODEL_SIZE);
     if (*image_size % p != 0)
         return petal_error(PETAL_ERR_ARG, "--image-size %d is not a multiple of the patch size %d",
                            *image_size, p);

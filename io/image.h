@@ -41,6 +41,10 @@ static inline uint8_t *image_pixel(const image *im, int x, int y) {
 petal_status image_load(const char *path, image *out);
 // The same from memory; `name` stands for the file in messages.
 petal_status image_decode(const void *bytes, size_t nbytes, const char *name, image *out);
+// The largest square side a model takes images at (--image-size, image_size): a ViT-B at 4096 px
+// holds 65,537 tokens, 200 GiB of attention scores for one image.
+#define IMAGE_MAX_MODEL_SIZE 4096
+
 // The most pixels (width x height) decoding accepts, so that a small file declaring a huge image
 // cannot exhaust memory. The default is PIL's: twice Image.MAX_IMAGE_PIXELS, where PIL raises
 // DecompressionBombError. Returns the previous limit.

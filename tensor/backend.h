@@ -40,6 +40,8 @@ typedef struct backend {
     // NULL on failure; *capacity gets the block's real size (a cache may serve a larger block),
     // which free takes back.
     void *(*alloc)(int device_index, size_t nbytes, size_t *capacity);
+    // The same, zero-filled; NULL in a backend that zero-fills with memset_zero after alloc.
+    void *(*alloc_zeroed)(int device_index, size_t nbytes, size_t *capacity);
     void (*free)(int device_index, void *ptr, size_t capacity);
     void (*empty_cache)(int device_index); // returns cached blocks to the system
     size_t (*reserved)(int device_index);  // bytes held from the system, cache included

@@ -2,6 +2,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tensor/error.h"
 
@@ -24,7 +25,7 @@ static size_t class_size(int cls) {
 static void release_block(block_cache *c, int cls) {
     cached_block *b = c->free_lists[cls];
     c->free_lists[cls] = b->next;
-    c->raw_free(b->ptr);
+    c->raw_free(b->ptr, class_size(cls));
     c->reserved -= class_size(cls);
     c->cached -= class_size(cls);
     b->next = c->spare_nodes;
@@ -60,12 +61,15 @@ static void *take_cached(block_cache *c, int cls, size_t *capacity) {
     return NULL;
 }
 
-void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity) {
+// *fresh: the block came from raw_alloc now (not from a free list).
+static void *alloc_block(block_cache *c, size_t nbytes, size_t *capacity, bool *fresh) {
     *capacity = nbytes;
+    *fresh = true;
     if (nbytes < c->min_cached) return c->raw_alloc(nbytes);
     int cls = size_class(nbytes);
     pthread_mutex_lock(&c->lock);
     void *ptr = take_cached(c, cls, capacity);
+    *fresh = ptr == NULL;
     if (!ptr) {
         size_t size = class_size(cls);
         trim_for(c, size);
@@ -84,9 +88,22 @@ void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity) {
     return ptr;
 }
 
+void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity) {
+    bool fresh;
+    return alloc_block(c, nbytes, capacity, &fresh);
+}
+
+void *block_cache_alloc_zeroed(block_cache *c, size_t nbytes, size_t *capacity) {
+    PETAL_CHECK(c->raw_zeroed, "block cache: zeroed allocation from a cache without raw_zeroed");
+    bool fresh;
+    void *ptr = alloc_block(c, nbytes, capacity, &fresh);
+    if (ptr && (!fresh || nbytes < c->min_cached)) memset(ptr, 0, nbytes);
+    return ptr;
+}
+
 void block_cache_free(block_cache *c, void *ptr, size_t capacity) {
     if (capacity < c->min_cached) {
-        c->raw_free(ptr);
+        c->raw_free(ptr, capacity);
         return;
     }
     int cls = size_class(capacity);
@@ -97,7 +114,7 @@ void block_cache_free(block_cache *c, void *ptr, size_t capacity) {
     else
         b = malloc(sizeof *b);
     if (!b) { // no memory for bookkeeping: release the block instead of caching it
-        c->raw_free(ptr);
+        c->raw_free(ptr, capacity);
         c->reserved -= capacity;
     } else {
         b->ptr = ptr;

@@ -11,9 +11,15 @@
 // `petal bench block --petl` does) needs the blocks of both, and a cache that gave back what the
 // other step left unused would fault in fresh pages on every step. block_cache_empty releases
 // everything cached (allocation does too, then retries, when the system refuses).
+//
+// A backend whose raw_alloc hands out zero-filled memory (fresh pages from the kernel) says so
+// in raw_zeroed: block_cache_alloc_zeroed then clears only reused blocks, so a model whose
+// parameters are zeros until a checkpoint overwrites them (`petal params`, loading) touches no
+// page of them until it is written.
 #pragma once
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define BLOCK_CACHE_CLASSES 512
@@ -24,9 +30,10 @@ typedef struct cached_block {
 } cached_block;
 
 typedef struct {
-    void *(*raw_alloc)(size_t nbytes); // NULL on failure
-    void (*raw_free)(void *ptr);
+    void *(*raw_alloc)(size_t nbytes);          // NULL on failure
+    void (*raw_free)(void *ptr, size_t nbytes); // nbytes: what raw_alloc was asked for
     size_t min_cached; // blocks smaller than this go straight to raw_alloc / raw_free
+    bool raw_zeroed;   // raw_alloc's blocks of min_cached bytes and more are zero-filled
     cached_block *free_lists[BLOCK_CACHE_CLASSES];
     cached_block *spare_nodes; // list nodes not in use
     size_t reserved;           // bytes obtained from raw_alloc and not returned
@@ -35,13 +42,15 @@ typedef struct {
     pthread_mutex_t lock;
 } block_cache;
 
-#define BLOCK_CACHE_INIT(alloc, free, min)                                                         \
+#define BLOCK_CACHE_INIT(alloc, free, min, zeroed)                                                 \
     {                                                                                              \
-        .raw_alloc = (alloc), .raw_free = (free), .min_cached = (min),                             \
+        .raw_alloc = (alloc), .raw_free = (free), .min_cached = (min), .raw_zeroed = (zeroed),     \
         .lock = PTHREAD_MUTEX_INITIALIZER                                                          \
     }
 
 // *capacity receives the size of the block handed out; free needs it back.
 void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity);
+// The same, its first nbytes zero-filled; only for a cache with raw_zeroed set.
+void *block_cache_alloc_zeroed(block_cache *c, size_t nbytes, size_t *capacity);
 void block_cache_free(block_cache *c, void *ptr, size_t capacity);
 void block_cache_empty(block_cache *c); // returns every cached block to the system

@@ -1,6 +1,8 @@
 #include "tensor/storage.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "tensor/backend.h"
 #include "tensor/error.h"
@@ -15,16 +17,20 @@ static memory_stats *stats_for(petal_device d) {
     return &stats[slot];
 }
 
-tensor_storage *storage_new(petal_device device, size_t nbytes) {
+static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool zeroed) {
     const backend *be = backend_get(device);
     tensor_storage *s = malloc(sizeof *s);
     PETAL_CHECK(s != NULL, "out of host memory allocating a storage header");
     // Zero-byte tensors still get a unique, valid pointer.
-    s->data = be->alloc(device.index, nbytes ? nbytes : 1, &s->capacity);
+    size_t n = nbytes ? nbytes : 1;
+    bool cleared = zeroed && be->alloc_zeroed;
+    s->data = cleared ? be->alloc_zeroed(device.index, n, &s->capacity)
+                      : be->alloc(device.index, n, &s->capacity);
     memory_stats *st = stats_for(device);
     char dev[16];
     PETAL_CHECK(s->data != NULL, "out of memory on %s: cannot allocate %zu bytes (%zu in use)",
                 device_name(device, dev), nbytes, st->current);
+    if (zeroed && !cleared) be->memset_zero(s->data, nbytes);
     s->nbytes = nbytes;
     s->device = device;
     s->refs = 1;
@@ -34,6 +40,14 @@ tensor_storage *storage_new(petal_device device, size_t nbytes) {
     st->n_live++;
     if (st->current > st->peak) st->peak = st->current;
     return s;
+}
+
+tensor_storage *storage_new(petal_device device, size_t nbytes) {
+    return storage_alloc(device, nbytes, false);
+}
+
+tensor_storage *storage_new_zeroed(petal_device device, size_t nbytes) {
+    return storage_alloc(device, nbytes, true);
 }
 
 void storage_retain(tensor_storage *s) {
@@ -53,6 +67,17 @@ memory_stats memory_get_stats(petal_device device) {
     memory_stats st = *stats_for(device);
     st.reserved = backend_get(device)->reserved(device.index);
     return st;
+}
+
+size_t memory_host_limit(void) {
+    size_t ram = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    unsigned long long cgroup = 0;
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r"); // cgroup v2; "max" when unlimited
+    if (f) {
+        if (fscanf(f, "%llu", &cgroup) != 1) cgroup = 0;
+        fclose(f);
+    }
+    return cgroup && cgroup < ram ? (size_t)cgroup : ram;
 }
 
 void memory_empty_cache(petal_device device) {

@@ -8,6 +8,9 @@
 
 // Allocates nbytes on `device` (64-byte aligned on the CPU); aborts with the sizes if it cannot.
 tensor_storage *storage_new(petal_device device, size_t nbytes);
+// The same, zero-filled. On the CPU fresh pages are zero already and are not touched: memory a
+// checkpoint overwrites at once is written once, and shape-only uses (`petal params`) cost none.
+tensor_storage *storage_new_zeroed(petal_device device, size_t nbytes);
 void storage_retain(tensor_storage *s);
 void storage_release(tensor_storage *s);
 
@@ -20,6 +23,9 @@ typedef struct {
 } memory_stats;
 
 memory_stats memory_get_stats(petal_device device);
+// The host memory petal may use: the machine's RAM, or the cgroup's limit (a container's) when
+// that is lower. Sizes are checked against it before anything is allocated.
+size_t memory_host_limit(void);
 void memory_reset_peak(petal_device device);
 // Returns the backend's cached blocks to the system (reserved drops to what live tensors use).
 void memory_empty_cache(petal_device device);

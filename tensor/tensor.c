@@ -58,15 +58,20 @@ tensor *tensor_make_view(tensor_storage *storage, petal_dtype dtype, int ndim, c
     return t;
 }
 
-tensor *tensor_empty_on(petal_device device, petal_dtype dtype, int ndim, const int64_t *shape) {
+static tensor *tensor_alloc(petal_device device, petal_dtype dtype, int ndim, const int64_t *shape,
+                            bool zeroed) {
     check_shape(ndim, shape);
     int64_t strides[PETAL_MAX_DIMS];
     tensor_contiguous_strides(ndim, shape, strides);
     size_t nbytes = (size_t)shape_numel(ndim, shape) * dtype_size(dtype);
-    tensor_storage *s = storage_new(device, nbytes);
+    tensor_storage *s = zeroed ? storage_new_zeroed(device, nbytes) : storage_new(device, nbytes);
     tensor *t = tensor_make_view(s, dtype, ndim, shape, strides, 0);
     storage_release(s); // the view holds the only reference
     return t;
+}
+
+tensor *tensor_empty_on(petal_device device, petal_dtype dtype, int ndim, const int64_t *shape) {
+    return tensor_alloc(device, dtype, ndim, shape, false);
 }
 
 tensor *tensor_empty(petal_dtype dtype, int ndim, const int64_t *shape) {
@@ -74,9 +79,7 @@ tensor *tensor_empty(petal_dtype dtype, int ndim, const int64_t *shape) {
 }
 
 tensor *tensor_zeros_on(petal_device device, petal_dtype dtype, int ndim, const int64_t *shape) {
-    tensor *t = tensor_empty_on(device, dtype, ndim, shape);
-    backend_of(t)->memset_zero(t->storage->data, t->storage->nbytes);
-    return t;
+    return tensor_alloc(device, dtype, ndim, shape, true);
 }
 
 tensor *tensor_zeros(petal_dtype dtype, int ndim, const int64_t *shape) {

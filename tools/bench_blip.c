@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "io/image.h"
 #include "models/blip/blip.h"
 #include "ops/ops.h"
 #include "tensor/scope.h"
@@ -98,18 +99,19 @@ static int parse(int argc, char **argv, bench_shape *s) {
     const char *usage = cmd_bench_usage;
     static const char *const known[] = {"--batch", "--image-size", "--tokens", "--iters", NULL};
     if (cli_check_options(argc, argv, known, usage)) return 2;
-    s->batch = cli_option_long(argc, argv, "--batch", 2);
-    s->image_size = cli_option_long(argc, argv, "--image-size", 384);
-    s->tokens = cli_option_long(argc, argv, "--tokens", 35);
-    s->iters = (int)cli_option_long(argc, argv, "--iters", 3);
-    if (s->batch < 1 || s->image_size % 16 || s->image_size < 16 || s->tokens < 2 || s->iters < 1 ||
-        s->iters > MAX_ITERS) {
-        fprintf(stderr,
-                "petal bench: bad sizes (batch >= 1, image size a multiple of 16, tokens "
-                ">= 2, 1 <= iters <= %d)\nusage: %s\n",
-                MAX_ITERS, usage);
+    long batch, image_size, tokens, iters;
+    if (cli_option_range(argc, argv, "--batch", 2, 1, 4096, &batch) ||
+        cli_option_range(argc, argv, "--image-size", 384, 16, IMAGE_MAX_MODEL_SIZE, &image_size) ||
+        cli_option_range(argc, argv, "--tokens", 35, 2, 512, &tokens) ||
+        cli_option_range(argc, argv, "--iters", 3, 1, MAX_ITERS, &iters))
+        return 2;
+    if (image_size % 16) {
+        fprintf(stderr, "petal bench: --image-size %ld is not a multiple of 16\nusage: %s\n",
+                image_size, usage);
         return 2;
     }
+    *s = (bench_shape){.batch = batch, .image_size = image_size, .tokens = tokens};
+    s->iters = (int)iters;
     return 0;
 }
 

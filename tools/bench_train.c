@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "io/image.h"
 #include "models/blip/blip.h"
 #include "tensor/blas.h"
 #include "tensor/cpu/cpu_path.h"
@@ -102,7 +103,8 @@ static int bench_train_model(int argc, char **argv) {
     model_bench mb = {.petl = cli_option(argc, argv, "--petl", "aurora"),
                       .variant = cli_option(argc, argv, "--variant", "code")};
     if (cli_option_range(argc, argv, "--batch", 4, 1, 4096, &mb.batch) ||
-        cli_option_range(argc, argv, "--image-size", 224, 16, 4096, &mb.image_size) ||
+        cli_option_range(argc, argv, "--image-size", 224, 16, IMAGE_MAX_MODEL_SIZE,
+                         &mb.image_size) ||
         cli_option_range(argc, argv, "--steps", 3, 1, MAX_MODEL_STEPS, &mb.steps) ||
         cli_option_range(argc, argv, "--rank", 32, 1, 768, &mb.rank))
         return 2;

@@ -17,6 +17,7 @@
 
 #include "io/buffer.h"
 #include "io/json.h"
+#include "io/image.h"
 
 #define TASK_COUNT (TRAIN_TASK_PRETRAIN + 1)
 
@@ -168,9 +169,10 @@ static const config_key config_keys[] = {
     ARCH(text_intermediate, "128", "3072", "BERT feed-forward width"),
     ARCH(max_positions, "64", "512", "BERT position embeddings"),
     ARCH(embed_dim, "32", "256", "ITC projection width"),
-    {"image_size", KEY_INT, AT(image_size), AT_LEAST(1), .def = "384", BY_TASK(FOR_VQA("480")),
-     .doc = "Square input size in pixels (BLIP: 384 for retrieval and caption, 480 for VQA; "
-            "Aurora's VQA: 384)."},
+    {"image_size", KEY_INT, AT(image_size), .lo = 1, .hi = IMAGE_MAX_MODEL_SIZE, .def = "384",
+     BY_TASK(FOR_VQA("480")),
+     .doc = "Square input size in pixels, at most 4096 (BLIP: 384 for retrieval and caption, 480 "
+            "for VQA; Aurora's VQA: 384)."},
     {"vit_grad_ckpt", KEY_BOOL, AT(vit_grad_ckpt), .def = "false",
      .doc = "Activation checkpointing of the first vit_ckpt_layer ViT blocks while training "
             "(BLIP retrieval configs: true)."},

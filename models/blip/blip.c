@@ -55,7 +55,7 @@ static void momentum_init(blip_model *m, nn_builder *b) {
     bert_init(&m->text_m, b, "text_encoder_m", NULL, &c->text, MODALITY_TEXT);
     for (int i = first; i < m->registry->n; i++) m->registry->items[i].buffer = true;
     queues_init(m, b);
-    blip_momentum_copy(m);
+    if (!b->skip_init) blip_momentum_copy(m); // for loading both are zeros: touch no page
 }
 
 static blip_model *build(const blip_config *cfg, petal_dtype dtype, uint64_t seed, bool skip_init) {

@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "io/image.h"
+#include "tensor/storage.h"
+
 static const char *const task_names[] = {
     [BLIP_RETRIEVAL] = "retrieval", [BLIP_ITM] = "itm",   [BLIP_VQA] = "vqa",
     [BLIP_CAPTION] = "caption",     [BLIP_TEXT] = "text", [BLIP_PRETRAIN] = "pretrain"};
@@ -153,6 +156,9 @@ static petal_status check_vision(const vit_config *v) {
         (s = check_heads("vision", v->width, v->heads)) ||
         (s = check_positive("vision.mlp", v->mlp)))
         return s;
+    if (v->image_size > IMAGE_MAX_MODEL_SIZE)
+        return petal_error(PETAL_ERR_ARG, "blip config: vision.image_size %lld is above %d",
+                           (long long)v->image_size, IMAGE_MAX_MODEL_SIZE);
     if (v->image_size <= 0 || v->image_size % v->patch != 0)
         return petal_error(PETAL_ERR_ARG,
                            "blip config: vision.image_size %lld is not a positive multiple of the "
@@ -187,11 +193,73 @@ static petal_status check_tokens(const blip_config *c) {
     return PETAL_OK;
 }
 
+// What one part of a model needs in f32, counted in double so that no width overflows.
+typedef struct {
+    const char *what, *fields;
+    double bytes;
+    bool momentum; // retrieval's momentum encoders hold a second copy
+} memory_part;
+
+// Weights of a ViT, and the attention scores of one image in one block.
+static void vision_parts(const vit_config *v, memory_part *weights, memory_part *scores) {
+    double w = (double)v->width, mlp = (double)v->mlp, p = (double)v->patch;
+    double tokens = (double)(v->image_size / v->patch) * (double)(v->image_size / v->patch) + 1;
+    double block = 4 * w * w + 2 * w * mlp + 9 * w + mlp;
+    *weights = (memory_part){"the vision encoder's weights", "vision width, depth, mlp",
+                             4 * (3 * p * p * w + tokens * w + (double)v->depth * block), true};
+    *scores = (memory_part){"one image's attention scores", "image_size, patch, vision heads",
+                            4 * (double)v->heads * tokens * tokens, false};
+}
+
+// Weights of a BERT: embeddings, layers (with cross-attention when it reads an encoder).
+static memory_part text_weights(const char *what, const char *fields, const bert_config *t,
+                                bool momentum) {
+    double h = (double)t->hidden, i = (double)t->intermediate, e = (double)t->encoder_width;
+    double layer = 4 * h * h + 2 * h * i + (e > 0 ? 2 * h * h + 2 * e * h : 0);
+    double embed = ((double)t->vocab * (t->lm_head ? 2 : 1) + (double)t->max_positions) * h;
+    return (memory_part){what, fields, 4 * (embed + (double)t->layers * layer), momentum};
+}
+
+// The model must fit the machine before anything is allocated: a width or image size typed one
+// digit too long would otherwise end in the allocator's abort or the system's OOM killer.
+static petal_status check_memory(const blip_config *c) {
+    memory_part parts[5];
+    int n = 0;
+    if (blip_task_has_vision(c->task)) {
+        vision_parts(&c->vision, &parts[n], &parts[n + 1]);
+        n += 2;
+    }
+    if (blip_task_has_text(c->task))
+        parts[n++] = text_weights("the text encoder's weights",
+                                  "text hidden, layers, intermediate, vocab", &c->text, true);
+    if (blip_task_has_decoder(c->task))
+        parts[n++] =
+            text_weights("the text decoder's weights",
+                         "decoder hidden, layers, intermediate, vocab", &c->decoder, false);
+    bool momentum = c->momentum && blip_task_trains_itc(c->task);
+    double total = 0;
+    int largest = 0;
+    for (int i = 0; i < n; i++) {
+        total += parts[i].bytes * (momentum && parts[i].momentum ? 2 : 1);
+        if (parts[i].bytes > parts[largest].bytes) largest = i;
+    }
+    size_t limit = memory_host_limit();
+    if (n == 0 || total <= (double)limit) return PETAL_OK;
+    const double gib = 1024.0 * 1024.0 * 1024.0;
+    return petal_error(PETAL_ERR_ARG,
+                       "blip config: the model needs at least %.1f GiB (f32%s) and this machine "
+                       "has %.1f GiB; %s alone take %.1f GiB (set by %s)",
+                       total / gib, momentum ? ", momentum encoders included" : "",
+                       (double)limit / gib, parts[largest].what, parts[largest].bytes / gib,
+                       parts[largest].fields);
+}
+
 petal_status blip_config_check(const blip_config *c) {
     petal_status s;
     if (blip_task_has_vision(c->task) && (s = check_vision(&c->vision))) return s;
     if (blip_task_has_text(c->task) && (s = check_text("text", &c->text))) return s;
     if (blip_task_has_decoder(c->task) && (s = check_text("decoder", &c->decoder))) return s;
     if (blip_task_has_heads(c->task) && (s = check_positive("embed_dim", c->embed_dim))) return s;
-    return check_tokens(c);
+    if ((s = check_tokens(c))) return s;
+    return check_memory(c);
 }

@@ -75,5 +75,7 @@ blip_config blip_config_tiny(blip_task task);
 // "blip-<size>-<task>" with size tiny, base or large and a task name ("blip-base-retrieval").
 petal_status blip_config_named(const char *name, blip_config *out);
 
-// Checks a configuration; the message names the field and the value.
+// Checks a configuration; the message names the field and the value. A configuration whose
+// weights (momentum copies included) and one sample's attention scores need more memory than
+// the machine has (memory_host_limit) is refused, naming the largest part and its fields.
 petal_status blip_config_check(const blip_config *cfg);

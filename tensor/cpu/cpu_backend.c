@@ -8,32 +8,46 @@
 #include "tensor/cpu/cpu_kernels.h"
 #include "tensor/threads.h"
 
-#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_PAGE  ((size_t)2 << 20)
+#define MIN_CACHED ((size_t)64 << 10)
 
-// Blocks of 2 MiB and more ask for transparent huge pages (where the system grants them on
-// request, as Debian's default "madvise" setting does): a rank-R product streams a whole
-// activation for a few multiply-adds per element, and with 4 KiB pages every 4 KiB of it costs a
-// TLB miss (measured: about half a point of Aurora's overhead on the ViT-B block).
-static void *aligned_raw_alloc(size_t nbytes) {
-    size_t n = (nbytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n);
+// Blocks of 64 KiB and more are pages of their own from mmap: fresh pages read as zero without
+// being touched (the block cache's raw_zeroed), so zero-filled parameters that a checkpoint is
+// about to overwrite cost no memory until then. Blocks of 2 MiB and more ask for transparent
+// huge pages (where the system grants them on request, as Debian's default "madvise" setting
+// does): a rank-R product streams a whole activation for a few multiply-adds per element, and
+// with 4 KiB pages every 4 KiB of it costs a TLB miss (measured: about half a point of Aurora's
+// overhead on the ViT-B block).
+static void *raw_alloc(size_t nbytes) {
+    if (nbytes < MIN_CACHED) return aligned_alloc(64, (nbytes + 63) & ~(size_t)63);
+    void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
 #ifdef MADV_HUGEPAGE
-    if (p && n >= HUGE_PAGE) {
-        uintptr_t start = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-        uintptr_t end = ((uintptr_t)p + n) & ~(uintptr_t)4095;
-        madvise((void *)start, end - start, MADV_HUGEPAGE); // advice only: failure is harmless
-    }
+    if (nbytes >= HUGE_PAGE) madvise(p, nbytes, MADV_HUGEPAGE); // advice: failure is harmless
 #endif
     return p;
 }
 
-// Buffers of 64 KiB and more are cached: below that, malloc reuses memory without page faults.
-static block_cache cache = BLOCK_CACHE_INIT(aligned_raw_alloc, free, 65536);
+static void raw_free(void *ptr, size_t nbytes) {
+    if (nbytes < MIN_CACHED)
+        free(ptr);
+    else
+        munmap(ptr, nbytes);
+}
+
+// Below 64 KiB malloc reuses memory without page faults; larger buffers are cached.
+static block_cache cache = BLOCK_CACHE_INIT(raw_alloc, raw_free, MIN_CACHED, true);
 
 static void *cpu_alloc(int device_index, size_t nbytes, size_t *capacity) {
     (void)device_index;
     threads_init(); // the first allocation fixes the thread budget, before any kernel runs
     return block_cache_alloc(&cache, nbytes, capacity);
+}
+
+static void *cpu_alloc_zeroed(int device_index, size_t nbytes, size_t *capacity) {
+    (void)device_index;
+    threads_init();
+    return block_cache_alloc_zeroed(&cache, nbytes, capacity);
 }
 
 static void cpu_free(int device_index, void *ptr, size_t capacity) {
@@ -62,6 +76,7 @@ static void cpu_synchronize(void) {}
 const backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
+    .alloc_zeroed = cpu_alloc_zeroed,
     .free = cpu_free,
     .empty_cache = cpu_empty_cache,
     .reserved = cpu_reserved,

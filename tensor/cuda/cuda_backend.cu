@@ -146,7 +146,7 @@ extern "C" void *cuda_raw_alloc(size_t nbytes) {
 
 // Releasing memory is rare (the cache keeps blocks); wait for the device so that no queued work
 // still reads the block, whatever stream it came from.
-static void raw_free(void *p) {
+static void raw_free(void *p, size_t) {
     CUDA_CHECK(cudaDeviceSynchronize());
     CUDA_CHECK(cudaFree(p));
 }

@@ -305,6 +305,8 @@ START_TEST(test_refuses) {
                  PETAL_ERR_ARG, "--task detect");
     assert_fails(IO_DATA("blip_hf_itr.safetensors"), &(convert_options){.image_size = 10},
                  PETAL_ERR_ARG, "not a multiple of the patch size 4");
+    assert_fails(IO_DATA("blip_hf_itr.safetensors"), &(convert_options){.image_size = 4100},
+                 PETAL_ERR_ARG, "--image-size 4100 is above 4096");
     assert_fails(IO_DATA("dtypes.pth"), &(convert_options){.task = "itm"}, PETAL_ERR_ARG,
                  "not a BLIP or BERT state dict");
     assert_fails(IO_DATA("bert_tiny/model.safetensors"), &(convert_options){.heads = 3},

@@ -166,6 +166,12 @@ START_TEST(test_refusals) {
     char *at = strstr(wide, "\"width\": 32");
     memcpy(at, "\"width\": 64", 11);
     expect_refused(m, wide, NULL, "wrong shape or dtype");
+    // a config whose weights outgrow the machine is refused before anything is allocated
+    char *huge = NULL;
+    ck_assert_int_ge(asprintf(&huge, "%.*s\"width\": 1048576%s", (int)(at - wide), wide, at + 11),
+                     0);
+    expect_refused(m, huge, NULL, "the vision encoder's weights alone take");
+    free(huge);
     expect_refused(m, "{\"model\": \"blip\", \"task\": 3}", NULL, "task");
     expect_refused(m, "{\"model\": \"gpt\"}", NULL, "model: expected \"blip\" or \"bert\"");
     expect_refused(m, "{\"model\": \"blip\", \"task\": \"pretrain\"}", NULL, "say which one");

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "petal.h"
 #include "tensor/block_cache.h"
@@ -289,20 +290,21 @@ START_TEST(test_errors_name_the_problem) {
 }
 END_TEST
 
-static void *counting_alloc(size_t n);
-static void counting_free(void *p);
 static int raw_allocs, raw_frees;
+static size_t raw_bytes; // asked of counting_alloc and not yet given back
 static void *counting_alloc(size_t n) {
     raw_allocs++;
+    raw_bytes += n;
     return malloc(n);
 }
-static void counting_free(void *p) {
+static void counting_free(void *p, size_t n) {
     raw_frees++;
+    raw_bytes -= n; // raw_free must be told the size raw_alloc was asked for
     free(p);
 }
 
 START_TEST(test_block_cache_reuses_blocks) {
-    block_cache c = BLOCK_CACHE_INIT(counting_alloc, counting_free, 1024);
+    block_cache c = BLOCK_CACHE_INIT(counting_alloc, counting_free, 1024, false);
     size_t cap1, cap2, cap3;
     void *a = block_cache_alloc(&c, 100000, &cap1);
     ck_assert(cap1 >= 100000 && cap1 <= 112500); // within one class (12.5%)
@@ -317,6 +319,37 @@ START_TEST(test_block_cache_reuses_blocks) {
     block_cache_empty(&c);
     ck_assert_uint_eq(c.reserved, 0);
     ck_assert_int_eq(raw_allocs, raw_frees);
+    ck_assert_uint_eq(raw_bytes, 0);
+}
+END_TEST
+
+static size_t resident_bytes(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+// Zeros cost no memory until written (fresh pages), and a reused block is cleared: a model built
+// for loading (`petal params`) stays small, and zeros are zeros whichever way they came.
+START_TEST(test_zeros_touch_no_page_until_written) {
+    int64_t n = (int64_t)64 << 20; // 256 MiB of f32
+    size_t before = resident_bytes();
+    tensor *z = tensor_zeros(PETAL_F32, SHAPE(n));
+    ck_assert_uint_lt(resident_bytes() - before, (size_t)16 << 20);
+    float *d = tensor_data_f32(z);
+    ck_assert(d[0] == 0 && d[n / 2] == 0 && d[n - 1] == 0);
+    for (int64_t i = 0; i < n; i += 4096) d[i] = 1.0f;
+    tensor_free(z); // back to the block cache, dirty
+    tensor *again = tensor_zeros(PETAL_F32, SHAPE(n));
+    ck_assert_ptr_eq(tensor_data_f32(again), d); // the same block, cleared
+    for (int64_t i = 0; i < n; i += 4096) ck_assert(tensor_data_f32(again)[i] == 0);
+    tensor *small = tensor_zeros(PETAL_F32, SHAPE(100)); // below the cache: malloc, memset
+    for (int i = 0; i < 100; i++) ck_assert(tensor_data_f32(small)[i] == 0);
+    tensor_free(small);
+    tensor_free(again);
 }
 END_TEST
 
@@ -332,7 +365,7 @@ static void cache_step(block_cache *c, size_t size, int n) {
 // `petal bench block --petl`): after one round each finds its blocks cached, although the cache
 // then holds, unused, as many bytes as the other step asks for.
 START_TEST(test_block_cache_keeps_blocks_of_alternating_steps) {
-    block_cache c = BLOCK_CACHE_INIT(counting_alloc, counting_free, 1024);
+    block_cache c = BLOCK_CACHE_INIT(counting_alloc, counting_free, 1024, false);
     raw_allocs = raw_frees = 0;
     for (int round = 0; round < 5; round++) {
         cache_step(&c, 100000, 4);
@@ -349,7 +382,7 @@ END_TEST
 // Requests of ever larger sizes never fit a cached block; the cache gives cached blocks back
 // (largest first) rather than reserve more than twice the peak in use.
 START_TEST(test_block_cache_bounds_its_reserve) {
-    block_cache c = BLOCK_CACHE_INIT(counting_alloc, counting_free, 1024);
+    block_cache c = BLOCK_CACHE_INIT(counting_alloc, counting_free, 1024, false);
     raw_allocs = raw_frees = 0;
     for (int i = 0; i < 12; i++) {
         cache_step(&c, 100000 * (size_t)(i + 1), 1);
@@ -368,6 +401,7 @@ int main(void) {
     Suite *s = suite_create("tensor");
     TCase *tc = tcase_with_timeout("core", 30);
     tcase_add_test(tc, test_creation);
+    tcase_add_test(tc, test_zeros_touch_no_page_until_written);
     tcase_add_test(tc, test_views_share_storage);
     tcase_add_test(tc, test_copy_and_cast);
     tcase_add_test(tc, test_half_conversions);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -340,6 +341,18 @@ START_TEST(test_bad_options) {
 }
 END_TEST
 
+// petal params counts without weight memory: BLIP-base retrieval's 2 GB of zero-filled weights
+// (momentum encoders included) stay untouched pages (tensor_zeros), so the process stays small.
+START_TEST(test_params_touches_no_weights) {
+    char *out = run_ok(ARGS("params", "--model", "blip-base-retrieval"));
+    ck_assert(strstr(out, "petl params: "));
+    free(out);
+    struct rusage use;
+    ck_assert_int_eq(getrusage(RUSAGE_CHILDREN, &use), 0);
+    ck_assert_msg(use.ru_maxrss < 512 * 1024, "petal params peaked at %ld KiB", use.ru_maxrss);
+}
+END_TEST
+
 // petal params refuses a malformed list before it builds any model: an empty item (which used
 // to be skipped, dropping a row of the table), a non-number, a rank out of range (a huge one
 // used to abort in the allocator), too many items.
@@ -397,6 +410,7 @@ int main(void) {
     tcase_add_test(tc, test_wrong_task);
     tcase_add_test(tc, test_bad_options);
     tcase_add_test(tc, test_params_bad_lists);
+    tcase_add_test(tc, test_params_touches_no_weights);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
