@@ -52,6 +52,7 @@ typedef struct {
     convert_report *rep;
     tensor_list out; // kept tensors under their new names
     bool *buffer;    // per entry of out: a momentum copy or queue kept on request
+    char *vocab;     // a petal checkpoint's own vocabulary, kept when no --vocab replaces it
 } job;
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -385,6 +386,12 @@ static modality modality_of(const char *name) {
     return convert_starts_with(name, "text_decoder") ? MODALITY_DECODER : MODALITY_NONE;
 }
 
+static int count_lines(const char *text) {
+    int lines = 0;
+    for (size_t i = 0; text[i]; i++) lines += text[i] == '\n' || !text[i + 1];
+    return lines;
+}
+
 static petal_status read_vocab(const char *path, char **text, int *lines) {
     size_t len = 0;
     petal_status st = buffer_read_file(path, text, &len);
@@ -394,15 +401,34 @@ static petal_status read_vocab(const char *path, char **text, int *lines) {
         *text = NULL;
         return petal_error(PETAL_ERR_FORMAT, "vocabulary '%s' holds NUL bytes", path);
     }
-    *lines = 0;
-    for (size_t i = 0; i < len; i++) *lines += (*text)[i] == '\n' || i + 1 == len;
+    *lines = count_lines(*text);
     return PETAL_OK;
 }
 
+// The tensors of src; a petal checkpoint converted again (another task, image size or naming)
+// keeps its vocabulary unless --vocab gives another: dropping it would lose the tokenizer.
+static petal_status read_source(job *j, tensor_list *in) {
+    weights_format format;
+    petal_status st = weights_sniff(j->src, &format);
+    if (st != PETAL_OK || format != WEIGHTS_CHECKPOINT) {
+        tensor_list_init(in);
+        return st != PETAL_OK ? st : weights_read(j->src, in, NULL);
+    }
+    checkpoint_info info = {0};
+    st = checkpoint_read(j->src, in, &info);
+    if (st == PETAL_OK && !j->opts->vocab_path && info.vocab) {
+        j->vocab = info.vocab;
+        info.vocab = NULL;
+        j->rep->vocab_tokens = count_lines(j->vocab);
+        j->rep->vocab_kept = true;
+    }
+    checkpoint_info_free(&info);
+    return st;
+}
+
 static petal_status write_checkpoint(job *j, const char *dst) {
-    char *vocab = NULL;
     petal_status st = PETAL_OK;
-    if (j->opts->vocab_path) st = read_vocab(j->opts->vocab_path, &vocab, &j->rep->vocab_tokens);
+    if (j->opts->vocab_path) st = read_vocab(j->opts->vocab_path, &j->vocab, &j->rep->vocab_tokens);
     if (st != PETAL_OK) return st;
     param_registry *r = registry_new();
     for (int i = 0; i < j->out.n; i++) {
@@ -411,10 +437,9 @@ static petal_status write_checkpoint(job *j, const char *dst) {
             j->buffer[i];
     }
     st = checkpoint_save(dst, r, CHECKPOINT_FULL,
-                         &(checkpoint_meta){.config = j->rep->config, .vocab = vocab});
+                         &(checkpoint_meta){.config = j->rep->config, .vocab = j->vocab});
     j->rep->n_written = st == PETAL_OK ? r->n : 0;
     registry_free(r);
-    free(vocab);
     return st;
 }
 
@@ -427,7 +452,7 @@ petal_status convert_file(const char *src, const char *dst, const convert_option
     tensor_list_init(&j.out);
     tensor_list in;
     convert_hints hints;
-    petal_status st = weights_read(src, &in, NULL);
+    petal_status st = read_source(&j, &in);
     if (st != PETAL_OK) return st;
     rep->n_read = in.n;
     naming style = detect_naming(&in);
@@ -445,6 +470,7 @@ petal_status convert_file(const char *src, const char *dst, const convert_option
     if (st == PETAL_OK) st = write_checkpoint(&j, dst);
     tensor_list_free(&j.out);
     free(j.buffer);
+    free(j.vocab);
     if (!report) convert_report_free(&local);
     return st;
 }

@@ -49,6 +49,7 @@ typedef struct {
     char resized[160]; // "visual_encoder.pos_embed [1, 577, 768] -> [1, 901, 768]", or ""
     char *config;      // the config JSON written
     int vocab_tokens;  // lines of the embedded vocabulary; 0 when none
+    bool vocab_kept;   // it is the source checkpoint's own (no --vocab given)
     tensor_list petl;  // split_petl: Aurora's tensors of the main modules, not written to dst
     // config.json values petal does not follow: "vision_config.layer_norm_eps 1e-05 (petal's ViT
     // keeps BLIP's 1e-06)", or "".

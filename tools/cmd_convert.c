@@ -16,7 +16,8 @@ const char cmd_convert_usage[] =
     "  --task T         retrieval, itm, vqa, caption or pretrain (default: inferred from the "
     "names)\n"
     "  --image-size N   resize the position embeddings to N x N images (default: as trained)\n"
-    "  --vocab FILE     a BERT vocab.txt to store in the checkpoint (default: none)\n"
+    "  --vocab FILE     a BERT vocab.txt to store in the checkpoint (default: none, or a petal\n"
+    "                   checkpoint's own)\n"
     "  --keep-momentum  keep the momentum encoders and queues (default: dropped)\n"
     "  --heads N        attention heads (default: config.json beside SRC, else width / 64)\n"
     "  --petl FILE      SRC is a released Aurora training checkpoint: write its CP and GQT "
@@ -141,7 +142,9 @@ int cmd_convert(int argc, char **argv) {
     if (r.n_renamed) printf("renamed %d to petal's (Salesforce) names\n", r.n_renamed);
     if (r.n_dropped) print_dropped(&r);
     if (r.resized[0]) printf("resized %s\n", r.resized);
-    if (r.vocab_tokens) printf("vocabulary: %d tokens from %s\n", r.vocab_tokens, opts.vocab_path);
+    if (r.vocab_tokens)
+        printf("vocabulary: %d tokens %s %s\n", r.vocab_tokens, r.vocab_kept ? "kept from" : "from",
+               r.vocab_kept ? paths[0] : opts.vocab_path);
     size_t n = strlen(r.config);
     printf("wrote %d tensors to %s\nconfig: %s%s", r.n_written, paths[1], r.config,
            n && r.config[n - 1] == '\n' ? "" : "\n");

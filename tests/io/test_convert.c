@@ -120,8 +120,21 @@ START_TEST(test_salesforce_pretrain) {
     ck_assert_int_eq(buffer_read_file(IO_DATA("vocab_tiny.txt"), &vocab, &len), PETAL_OK);
     ck_assert_str_eq(info.vocab, vocab);
     ck_assert_int_eq(rep.vocab_tokens, 100);
-    free(vocab);
+    ck_assert(!rep.vocab_kept);
     tensor_list_free(&src);
+    tensor_list_free(&got);
+    checkpoint_info_free(&info);
+    convert_report_free(&rep);
+
+    // Converted again (to another image size) without --vocab, the checkpoint keeps its own.
+    char first[256];
+    snprintf(first, sizeof first, "%s/sf.h5", dir);
+    convert_ok(first, "again.h5", &(convert_options){.image_size = 32}, &rep, &got, &info);
+    ck_assert(rep.vocab_kept);
+    ck_assert_int_eq(rep.vocab_tokens, 100);
+    ck_assert_ptr_nonnull(info.vocab);
+    ck_assert_str_eq(info.vocab, vocab);
+    free(vocab);
     tensor_list_free(&got);
     checkpoint_info_free(&info);
     convert_report_free(&rep);
