@@ -275,6 +275,82 @@ void ann_retrieval_free(ann_retrieval_set *s) {
     free(s);
 }
 
+// ---- paragraphs ----
+
+// Appends text to the paragraph under construction, a space between texts.
+static void paragraph_add(strbuf *p, const char *text) {
+    if (p->len) strbuf_push(p, ' ');
+    strbuf_append(p, text, strlen(text));
+}
+
+// Replaces *text by pre_caption(paragraph): the word limit now counts the paragraph's words.
+static petal_status paragraph_finish(strbuf *p, int max_words, char **text) {
+    free(*text);
+    *text = NULL;
+    petal_status st = text_pre_caption(p->len ? p->data : "", max_words, text);
+    p->len = 0;
+    return st;
+}
+
+petal_status ann_train_paragraphs(ann_train_set *s, int max_words) {
+    strbuf *texts = alloc_array((size_t)s->n_images, sizeof *texts); // per image
+    bool *kept = alloc_array((size_t)s->n_images, sizeof *kept);
+    for (int64_t i = 0; i < s->n; i++)
+        paragraph_add(&texts[s->items[i].image_index], s->items[i].caption);
+    int64_t n = 0; // the first pair of each image stays, in its place
+    petal_status st = PETAL_OK;
+    for (int64_t i = 0; i < s->n; i++) {
+        ann_caption c = s->items[i];
+        if (kept[c.image_index]) {
+            free(c.image);
+            free(c.caption);
+            continue;
+        }
+        kept[c.image_index] = true;
+        if (!st) st = paragraph_finish(&texts[c.image_index], max_words, &c.caption);
+        s->items[n++] = c;
+    }
+    s->n = n;
+    for (int64_t k = 0; k < s->n_images; k++) strbuf_free(&texts[k]);
+    free(texts);
+    free(kept);
+    return st;
+}
+
+petal_status ann_retrieval_paragraphs(ann_retrieval_set *s, int max_words) {
+    strmap index = {0}; // image path -> its merged image
+    strbuf *texts = alloc_array((size_t)s->n_images, sizeof *texts);
+    int64_t n = 0;
+    for (int64_t i = 0; i < s->n_images; i++) {
+        size_t len = strlen(s->images[i]);
+        int64_t k = strmap_get(&index, s->images[i], len);
+        if (k < 0) {
+            strmap_set(&index, s->images[i], len, k = n);
+            s->images[n++] = s->images[i];
+        } else {
+            free(s->images[i]);
+        }
+        for (int64_t t = s->image_texts[i]; t < s->image_texts[i + 1]; t++)
+            paragraph_add(&texts[k], s->texts[t]);
+    }
+    free_strings(s->texts, s->n_texts);
+    free(s->text_image); // an image without captions had no text: now every image has one
+    s->texts = alloc_array((size_t)n, sizeof *s->texts);
+    s->text_image = alloc_array((size_t)n, sizeof *s->text_image);
+    petal_status st = PETAL_OK;
+    for (int64_t k = 0; k < n; k++) {
+        if (!st) st = paragraph_finish(&texts[k], max_words, &s->texts[k]);
+        s->text_image[k] = k;
+        s->image_texts[k] = k;
+    }
+    s->image_texts[n] = n;
+    s->n_images = s->n_texts = n;
+    for (int64_t k = 0; k < n; k++) strbuf_free(&texts[k]);
+    free(texts);
+    strmap_free(&index);
+    return st;
+}
+
 // ---- caption evaluation ----
 
 // int(name.split('/')[-1].strip('.jpg').split('_')[-1]) for plain decimal digits.

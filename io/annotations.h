@@ -48,6 +48,15 @@ typedef struct {
 petal_status ann_load_retrieval(const char *path, int max_words, ann_retrieval_set **out);
 void ann_retrieval_free(ann_retrieval_set *s);
 
+// ---- paragraphs: DiDeMo's paragraph-to-video retrieval ----
+// All the descriptions of a video joined into one text, in file order (ClipBERT's protocol, which
+// Aurora's DiDeMo numbers follow), with pre_caption's word limit applied to the whole paragraph.
+// Training: the pairs of one image become one pair, at its first pair's place. Evaluation: the
+// entries naming one image merge into one image with one text (a file with one line per
+// description, or entries with caption lists, give the same set).
+petal_status ann_train_paragraphs(ann_train_set *s, int max_words);
+petal_status ann_retrieval_paragraphs(ann_retrieval_set *s, int max_words);
+
 // ---- caption evaluation: coco_karpathy_val/test.json ----
 // [{"image": "...", "image_id": 391895 (optional), ...}, ...]
 // The image id is the entry's "image_id", which must then be an integer (`petal data synth` writes

@@ -148,6 +148,9 @@ static const config_key config_keys[] = {
          "Video ITC feature: aurora (vision_proj of the frames' mean [CLS], CP/blip_retrieval.py) "
          "or blip (the mean of the projected frames, eval_retrieval_video.py); equal up to "
          "rounding, the projection being affine."},
+    {"paragraph", KEY_BOOL, AT(paragraph), .def = "false",
+     .doc = "Retrieval: all the captions of a video (or image) joined into one text, in file "
+            "order, max_words counting the whole (DiDeMo's paragraph-to-video protocol: true)."},
     {"frame_aware_attention", KEY_BOOL, AT(frame_aware_attention), .def = "false",
      .doc =
          "Video retrieval training: Aurora's frame-aware cross-attention (keys of frame t scaled "
@@ -1092,6 +1095,10 @@ static petal_status check_rules(const train_config *c, const config_origin *orig
         c->task != TRAIN_TASK_VQA)
         return rule_error(c, origins, "media", "task",
                           "video needs task retrieval or vqa, found task '%s'",
+                          train_task_name(c->task));
+    if (c->paragraph && c->task != TRAIN_TASK_RETRIEVAL)
+        return rule_error(c, origins, "paragraph", "task",
+                          "paragraphs need task retrieval, found task '%s'",
                           train_task_name(c->task));
     if (c->dtype == TRAIN_DTYPE_F64 && *c->pretrained)
         return rule_error(c, origins, "dtype", "pretrained",

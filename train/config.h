@@ -111,6 +111,7 @@ typedef struct {
     int64_t num_frames_test;    // and in evaluation (16)
     train_video_itc video_itc;  // the video ITC feature: aurora | blip
     bool frame_aware_attention; // Aurora's per-frame key scaling in cross-attention
+    bool paragraph;             // retrieval: a video's (image's) captions joined into one text
     int64_t video_chunk;        // frames per ViT pass when evaluating (32)
     // ---- model ----
     char *pretrained; // a petal .h5 (never NULL); empty: build from `arch` with fresh weights

@@ -41,6 +41,7 @@ static void sample_set_image(train_sample *s, const char *root, const char *ann_
 static petal_status load_pairs(const train_data_options *o, train_data *d) {
     petal_status st =
         ann_load_train(o->ann_files[0], o->max_words, o->prompt ? o->prompt : "", &d->pairs);
+    if (!st && o->paragraph) st = ann_train_paragraphs(d->pairs, o->max_words);
     if (st) return st;
     train_sample *s = samples_alloc(d, d->pairs->n);
     for (int64_t i = 0; i < d->pairs->n; i++) {
@@ -64,6 +65,7 @@ static void add_images(const train_data_options *o, train_data *d, char *const *
 
 static petal_status load_retrieval_eval(const train_data_options *o, train_data *d) {
     petal_status st = ann_load_retrieval(o->ann_files[0], o->max_words, &d->retrieval);
+    if (!st && o->paragraph) st = ann_retrieval_paragraphs(d->retrieval, o->max_words);
     if (!st) add_images(o, d, d->retrieval->images, NULL, d->retrieval->n_images);
     return st;
 }

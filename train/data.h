@@ -36,6 +36,7 @@ typedef struct {
     int max_words;           // pre_caption's word limit (BLIP: 30)
     const char *prompt;      // caption training: put before every caption (NULL: none)
     bool vqa_answers;        // vqa evaluation: read the answers of the entries that have them
+    bool paragraph;          // retrieval: one text per image, its captions joined (DiDeMo)
 } train_data_options;
 
 typedef struct {

@@ -41,7 +41,8 @@ petal_status splits_load(const train_config *c, train_split split, train_data *o
                             .image_root = image_root,
                             .max_words = (int)c->max_words,
                             .prompt = c->task == TRAIN_TASK_CAPTION ? c->prompt : NULL,
-                            .vqa_answers = true};
+                            .vqa_answers = true,
+                            .paragraph = c->paragraph};
     petal_status s = train_data_load(&o, out);
     if (s) {
         static const char *const keys[] = {"train_file", "val_file", "test_file"};

@@ -273,6 +273,66 @@ START_TEST(test_jsonl_clip_names) {
 }
 END_TEST
 
+// DiDeMo's paragraphs: a video's descriptions joined in file order, max_words counting the whole;
+// one line per description and one entry with a caption list give the same evaluation set.
+START_TEST(test_paragraphs) {
+    ann_train_set *t;
+    ck_assert_int_eq(ann_load_train(write_tmp_jsonl("{\"clip_name\": \"v1\", \"caption\": "
+                                                    "\"A man runs.\"}\n"
+                                                    "{\"clip_name\": \"v2\", \"caption\": "
+                                                    "\"a dog\"}\n"
+                                                    "{\"clip_name\": \"v1\", \"caption\": "
+                                                    "\"He stops, then sits down.\"}\n"),
+                                    6, "", &t),
+                     PETAL_OK);
+    unlink(tmp);
+    ck_assert_int_eq(ann_train_paragraphs(t, 6), PETAL_OK);
+    ck_assert_int_eq(t->n, 2);
+    ck_assert_str_eq(t->items[0].image, "v1.mp4");
+    ck_assert_str_eq(t->items[0].caption, "a man runs he stops, then"); // 6 words in all
+    ck_assert_str_eq(t->items[1].image, "v2.mp4");
+    ck_assert_str_eq(t->items[1].caption, "a dog");
+    ck_assert_int_eq(t->items[1].image_index, 1);
+    ann_train_free(t);
+
+    ann_retrieval_set *lines, *lists;
+    ck_assert_int_eq(ann_load_retrieval(write_tmp_jsonl("{\"clip_name\": \"v1\", \"caption\": "
+                                                        "\"a man runs\"}\n"
+                                                        "{\"clip_name\": \"v2\", \"caption\": "
+                                                        "\"a dog\"}\n"
+                                                        "{\"clip_name\": \"v1\", \"caption\": "
+                                                        "\"he sits\"}\n"),
+                                        30, &lines),
+                     PETAL_OK);
+    unlink(tmp);
+    ck_assert_int_eq(ann_load_retrieval(
+                         write_tmp_jsonl("{\"video\": \"v1.mp4\", \"caption\": [\"a man runs\", "
+                                         "\"he sits\"]}\n{\"video\": \"v2.mp4\", \"caption\": []}\n"
+                                         "{\"video\": \"v2.mp4\", \"caption\": [\"a dog\"]}\n"),
+                         30, &lists),
+                     PETAL_OK);
+    unlink(tmp);
+    ck_assert_int_eq(ann_retrieval_paragraphs(lines, 30), PETAL_OK);
+    ck_assert_int_eq(ann_retrieval_paragraphs(lists, 30), PETAL_OK);
+    ann_retrieval_set *sets[] = {lines, lists};
+    for (int k = 0; k < 2; k++) {
+        ann_retrieval_set *r = sets[k];
+        ck_assert_int_eq(r->n_images, 2);
+        ck_assert_int_eq(r->n_texts, 2);
+        ck_assert_str_eq(r->images[0], "v1.mp4");
+        ck_assert_str_eq(r->images[1], "v2.mp4");
+        ck_assert_str_eq(r->texts[0], "a man runs he sits");
+        ck_assert_str_eq(r->texts[1], "a dog");
+        for (int i = 0; i < 2; i++) {
+            ck_assert_int_eq(r->text_image[i], i);
+            ck_assert_int_eq(r->image_texts[i], i);
+        }
+        ck_assert_int_eq(r->image_texts[2], 2);
+        ann_retrieval_free(r);
+    }
+}
+END_TEST
+
 START_TEST(test_train_errors) {
     ann_train_set *s = (ann_train_set *)1;
     ck_assert(fails_with(ann_load_train(write_tmp("{\"image\": 1}"), 30, "", &s), PETAL_ERR_FORMAT,
@@ -420,6 +480,7 @@ int main(void) {
     tcase_add_test(tc, test_train_errors);
     tcase_add_test(tc, test_video_sets);
     tcase_add_test(tc, test_jsonl_clip_names);
+    tcase_add_test(tc, test_paragraphs);
     tcase_add_test(tc, test_eval_errors);
     tcase_add_test(tc, test_caption_eval_ids);
     tcase_add_test(tc, test_vqa_errors);

@@ -262,6 +262,12 @@ static const error_case error_cases[] = {
     {BASE "queue_size: 100\n",
      {":5: queue_size: expected a multiple of batch_size_train (32), found '100'"},
      PETAL_ERR_ARG},
+    {BASE "image_size: 5000\n",
+     {":5: image_size: expected an integer in [1, 4096], found '5000'"},
+     PETAL_ERR_ARG},
+    {"task: caption\nimage_root: img\nann_root: ann\nvocab: vocab.txt\nparagraph: true\n",
+     {"paragraph: paragraphs need task retrieval, found task 'caption'"},
+     PETAL_ERR_ARG},
     {BASE "image_size: 30\n",
      {":5: image_size: expected a multiple of arch.patch (8), found '30'"},
      PETAL_ERR_ARG},
@@ -502,8 +508,8 @@ START_TEST(test_json) {
     ck_assert_ptr_null(json_get(petl, "mcam"));
     ck_assert_ptr_null(json_get(petl, "lora"));
     ck_assert_ptr_null(json_get(petl, "extra_trainable"));
-    // Every top-level key: 58 scalars and the arch and petl blocks.
-    ck_assert_int_eq(json_len(root), 60);
+    // Every top-level key: 59 scalars and the arch and petl blocks.
+    ck_assert_int_eq(json_len(root), 61);
     json_free(root);
     free(text);
     train_config_free(&c);
