@@ -18,7 +18,9 @@ petal_status weights_sniff(const char *path, weights_format *format) {
     FILE *f = fopen(path, "rb");
     if (!f) return petal_error(PETAL_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     size_t n = fread(head, 1, sizeof head, f);
+    int err = ferror(f) ? errno : 0; // a directory opens, then fails to read: EISDIR
     fclose(f);
+    if (err) return petal_error(PETAL_ERR_IO, "cannot read '%s': %s", path, strerror(err));
     static const char hdf5[] = "\211HDF\r\n\032\n";
     if (n >= 4 && memcmp(head, "PK", 2) == 0) {
         *format = WEIGHTS_PTH;

@@ -39,6 +39,13 @@ int cmd_gradcheck(int argc, char **argv) {
         else
             failed++;
     }
+    if (filter && passed + failed == 0) { // a typo would otherwise pass with nothing checked
+        fprintf(stderr,
+                "petal gradcheck: --filter '%s' matches no op (names as `petal gradcheck` "
+                "prints them, e.g. '%s')\n",
+                filter, op_cases[0].name);
+        return 2;
+    }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

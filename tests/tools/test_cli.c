@@ -282,6 +282,12 @@ START_TEST(test_missing_and_corrupt_files) {
                   NAMES("--image", "half.png"));
     assert_failed(ARGS("itm", "--ckpt", itm, "--image", CLI_DATA("vocab.txt"), "--text", "a"),
                   NAMES("--image", "vocab.txt"));
+    // A directory where a file belongs says so.
+    assert_failed(ARGS("inspect", test_dir_path("")), NAMES("Is a directory"));
+    assert_failed(ARGS("itm", "--ckpt", test_dir_path(""), "--image", image, "--text", "a"),
+                  NAMES("--ckpt", "not a regular file"));
+    assert_failed(ARGS("itm", "--ckpt", itm, "--image", test_dir_path(""), "--text", "a"),
+                  NAMES("--image", "directory"));
     free(h5);
     free(png);
     // The .pth itself, and a checkpoint converted without a vocabulary.
@@ -357,6 +363,8 @@ END_TEST
 // to be skipped, dropping a row of the table), a non-number, a rank out of range (a huge one
 // used to abort in the allocator), too many items.
 START_TEST(test_params_bad_lists) {
+    assert_refused(ARGS("gradcheck", "--filter", "no_such_op"),
+                   NAMES("--filter", "'no_such_op'", "matches no op"));
     assert_refused(ARGS("params", "--rank", "4,,8"), NAMES("--rank", "'4,,8'", "item 2", "empty"));
     assert_refused(ARGS("params", "--rank", ",4"), NAMES("--rank", "item 1", "empty"));
     assert_refused(ARGS("params", "--rank", "4,"), NAMES("--rank", "item 2", "empty"));
