@@ -70,6 +70,15 @@ static petal_status decode_error(const char *name, const char *format) {
                        stbi_failure_reason());
 }
 
+static petal_status too_many_pixels(const char *name, int64_t width, int64_t height) {
+    return petal_error(PETAL_ERR_FORMAT,
+                       "image '%s' is %lld x %lld = %lld pixels, more than the limit of %lld "
+                       "(raise it with --max-pixels N in petal's commands, max_pixels: N in a "
+                       "training config, image_set_max_pixels in code)",
+                       name, (long long)width, (long long)height, (long long)(width * height),
+                       (long long)max_pixels);
+}
+
 petal_status image_decode(const void *bytes, size_t nbytes, const char *name, image *out) {
     const uint8_t *p = bytes;
     if (nbytes == 0) return petal_error(PETAL_ERR_FORMAT, "image '%s' is empty", name);
@@ -90,14 +99,18 @@ petal_status image_decode(const void *bytes, size_t nbytes, const char *name, im
     const char *problem = png ? NULL : jpeg_check(p, nbytes);
     if (problem)
         return petal_error(PETAL_ERR_FORMAT, "image '%s': corrupt JPEG: %s", name, problem);
+    // A PNG's size is in its IHDR chunk; stb_image refuses sizes it deems too large with no more
+    // than "unknown image type", so the limit is checked on the header first.
+    int64_t header_w = 0, header_h = 0;
+    if (png && nbytes >= 24 && memcmp(p + 12, "IHDR", 4) == 0) {
+        header_w = (int64_t)p[16] << 24 | p[17] << 16 | p[18] << 8 | p[19];
+        header_h = (int64_t)p[20] << 24 | p[21] << 16 | p[22] << 8 | p[23];
+    }
+    if (header_w * header_h > max_pixels) return too_many_pixels(name, header_w, header_h);
     int width, height, channels;
     if (!stbi_info_from_memory(p, (int)nbytes, &width, &height, &channels))
         return decode_error(name, format);
-    if ((int64_t)width * height > max_pixels)
-        return petal_error(PETAL_ERR_FORMAT,
-                           "image '%s' is %d x %d = %lld pixels, more than the limit of %lld "
-                           "(image_set_max_pixels)",
-                           name, width, height, (long long)width * height, (long long)max_pixels);
+    if ((int64_t)width * height > max_pixels) return too_many_pixels(name, width, height);
     uint8_t *pixels = stbi_load_from_memory(p, (int)nbytes, &width, &height, &channels, 3);
     if (!pixels) return decode_error(name, format);
     image_init(out, width, height);

@@ -15,7 +15,7 @@
 
 const char cmd_caption_usage[] =
     "petal caption --ckpt FILE --image IMAGE [--beams N] [--max-length N] [--min-length N] "
-    "[--prompt TEXT] [--threads N]\n"
+    "[--prompt TEXT] [--threads N] [--max-pixels N]\n"
     "  --ckpt FILE       a petal checkpoint for caption or pretrain (petal convert)\n"
     "  --image IMAGE     a PNG or JPEG image\n"
     "  --beams N         beam width, 1 to 32 (default 3)\n"
@@ -23,10 +23,12 @@ const char cmd_caption_usage[] =
     "  --min-length N    the shortest (default 5)\n"
     "  --prompt TEXT     the text the caption starts from (default 'a picture of ')\n"
     "  --threads N       CPU threads, 1 to 4096 (default: PETAL_NUM_THREADS or all cores)\n"
+    "  --max-pixels N    the most pixels an image may have (default 178956970, where PIL refuses)\n"
     "example: petal caption --ckpt caption.h5 --image demo.jpg --beams 5";
 
-static const char *const options[] = {"--ckpt",       "--image",  "--beams",   "--max-length",
-                                      "--min-length", "--prompt", "--threads", NULL};
+static const char *const options[] = {"--ckpt",       "--image",      "--beams",
+                                      "--max-length", "--min-length", "--prompt",
+                                      "--threads",    "--max-pixels", NULL};
 static const char *const required[] = {"--ckpt", "--image", NULL};
 static const char *const file_tasks[] = {"caption", "pretrain", NULL};
 static const infer_command caption_command = {.name = "caption",

@@ -13,7 +13,7 @@
 
 const char cmd_itm_usage[] =
     "petal itm --ckpt FILE --image IMAGE --text TEXT [--text TEXT ...] [--itm-token enc|cls] "
-    "[--long-text warn|error] [--threads N]\n"
+    "[--long-text warn|error] [--threads N] [--max-pixels N]\n"
     "  --ckpt FILE         a petal checkpoint for retrieval, itm or pretrain (petal convert)\n"
     "  --image IMAGE       a PNG or JPEG image\n"
     "  --text TEXT         a text to match against the image (repeatable, up to 256: one line\n"
@@ -24,11 +24,13 @@ const char cmd_itm_usage[] =
     "  --long-text P       warn (default) or error: a text over 35 tokens is cut, as BLIP does,\n"
     "                      with a warning line, or refused\n"
     "  --threads N         CPU threads, 1 to 4096 (default: PETAL_NUM_THREADS or all cores)\n"
+    "  --max-pixels N      the most pixels an image may have (default 178956970, where PIL "
+    "refuses)\n"
     "example: petal itm --ckpt retrieval.h5 --image demo.jpg --text 'a dog on a beach' "
     "--text 'a cat'";
 
-static const char *const options[] = {"--ckpt",      "--image",   "--text", "--itm-token",
-                                      "--long-text", "--threads", NULL};
+static const char *const options[] = {"--ckpt",      "--image",   "--text",       "--itm-token",
+                                      "--long-text", "--threads", "--max-pixels", NULL};
 static const char *const required[] = {"--ckpt", "--image", "--text", NULL};
 static const char *const file_tasks[] = {"retrieval", "itm", "pretrain", NULL};
 static const infer_command itm_command = {.name = "itm",

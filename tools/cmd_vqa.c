@@ -17,7 +17,7 @@
 
 const char cmd_vqa_usage[] =
     "petal vqa --ckpt FILE --image IMAGE --question TEXT [--answers FILE] [--long-text warn|error] "
-    "[--threads N]\n"
+    "[--threads N] [--max-pixels N]\n"
     "  --ckpt FILE      a petal checkpoint for vqa (petal convert)\n"
     "  --image IMAGE    a PNG or JPEG image\n"
     "  --question TEXT  the question about the image\n"
@@ -25,10 +25,11 @@ const char cmd_vqa_usage[] =
     "  --long-text P    warn (default) or error: a question over 35 tokens is cut, as BLIP does,\n"
     "                   with a warning line, or refused\n"
     "  --threads N      CPU threads, 1 to 4096 (default: PETAL_NUM_THREADS or all cores)\n"
+    "  --max-pixels N   the most pixels an image may have (default 178956970, where PIL refuses)\n"
     "example: petal vqa --ckpt vqa.h5 --image demo.jpg --question 'what colour is the dog?'";
 
-static const char *const options[] = {"--ckpt",    "--image",     "--question", "--answers",
-                                      "--threads", "--long-text", NULL};
+static const char *const options[] = {"--ckpt",    "--image",     "--question",   "--answers",
+                                      "--threads", "--long-text", "--max-pixels", NULL};
 static const char *const required[] = {"--ckpt", "--image", "--question", NULL};
 static const char *const file_tasks[] = {"vqa", NULL};
 static const infer_command vqa_command = {.name = "vqa",

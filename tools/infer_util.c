@@ -1,5 +1,6 @@
 #include "tools/infer_util.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,10 @@ static int check_options(const infer_session *s) {
     long threads;
     if (infer_option_int(s, "--threads", 0, 1, 4096, &threads)) return 2;
     if (threads) threads_set((int)threads);
+    long max_pixels;
+    if (infer_option_int(s, "--max-pixels", IMAGE_DEFAULT_MAX_PIXELS, 1, LONG_MAX, &max_pixels))
+        return 2;
+    image_set_max_pixels(max_pixels);
     return 0;
 }
 

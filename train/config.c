@@ -148,6 +148,9 @@ static const config_key config_keys[] = {
          "Video ITC feature: aurora (vision_proj of the frames' mean [CLS], CP/blip_retrieval.py) "
          "or blip (the mean of the projected frames, eval_retrieval_video.py); equal up to "
          "rounding, the projection being affine."},
+    {"max_pixels", KEY_INT, AT(max_pixels), AT_LEAST(1), .def = "178956970",
+     .doc = "The most pixels (width x height) an image file may have; larger ones are refused "
+            "before decoding (PIL's decompression-bomb limit)."},
     {"paragraph", KEY_BOOL, AT(paragraph), .def = "false",
      .doc = "Retrieval: all the captions of a video (or image) joined into one text, in file "
             "order, max_words counting the whole (DiDeMo's paragraph-to-video protocol: true)."},

@@ -112,6 +112,7 @@ typedef struct {
     train_video_itc video_itc;  // the video ITC feature: aurora | blip
     bool frame_aware_attention; // Aurora's per-frame key scaling in cross-attention
     bool paragraph;             // retrieval: a video's (image's) captions joined into one text
+    int64_t max_pixels;         // the most pixels an image file may have (image_set_max_pixels)
     int64_t video_chunk;        // frames per ViT pass when evaluating (32)
     // ---- model ----
     char *pretrained; // a petal .h5 (never NULL); empty: build from `arch` with fresh weights

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "autograd/autograd.h"
+#include "io/image.h"
 #include "io/buffer.h"
 #include "io/files.h"
 #include "ops/ops.h"
@@ -417,6 +418,7 @@ static petal_status train_loop(trainer *t) {
 static petal_status setup(trainer *t) {
     const train_config *c = t->c;
     if (c->threads > 0) threads_set((int)c->threads);
+    image_set_max_pixels(c->max_pixels); // before the loader's workers decode anything
     t->config_json = train_config_to_json(c);
     rng_generator run_rng = {(uint64_t)c->seed * 2 + 1, 0};
     t->pos =

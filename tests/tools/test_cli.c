@@ -282,6 +282,12 @@ START_TEST(test_missing_and_corrupt_files) {
                   NAMES("--image", "half.png"));
     assert_failed(ARGS("itm", "--ckpt", itm, "--image", CLI_DATA("vocab.txt"), "--text", "a"),
                   NAMES("--image", "vocab.txt"));
+    // An image over --max-pixels is refused naming its size; 0 is a usage error.
+    assert_failed(
+        ARGS("itm", "--ckpt", itm, "--image", image, "--text", "a", "--max-pixels", "100"),
+        NAMES("--image", "pixels, more than the limit of 100", "--max-pixels"));
+    assert_refused(ARGS("itm", "--ckpt", itm, "--image", image, "--text", "a", "--max-pixels", "0"),
+                   NAMES("--max-pixels", "'0'"));
     // A directory where a file belongs says so.
     assert_failed(ARGS("inspect", test_dir_path("")), NAMES("Is a directory"));
     assert_failed(ARGS("itm", "--ckpt", test_dir_path(""), "--image", image, "--text", "a"),
