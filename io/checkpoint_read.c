@@ -10,6 +10,8 @@
 #include "io/file_map.h"
 #include "io/fingerprint.h"
 #include "io/h5_file.h"
+#include "io/load_budget.h"
+#include "io/strmap.h"
 
 #define HDF5_MAGIC "\211HDF\r\n\032\n"
 
@@ -176,8 +178,16 @@ static petal_status check_dataset_size(hid_t dset, const char *path, const char 
                        path, name, shape_str(ndim, shape, dims, sizeof dims));
 }
 
-static petal_status read_dataset(hid_t dset, const char *path, const char *name, size_t file_size,
-                                 tensor **out) {
+typedef struct {
+    const char *path;
+    size_t file_size;
+    tensor_list *out;
+    load_budget budget;
+    strmap shared; // object id -> index in out, for datasets more than one hard link reaches
+    petal_status status;
+} visit_ctx;
+
+static petal_status read_dataset(visit_ctx *c, hid_t dset, const char *name, tensor **out) {
     hid_t ftype = H5Dget_type(dset);
     petal_dtype dtype;
     bool known = h5_classify(ftype, &dtype);
@@ -186,11 +196,13 @@ static petal_status read_dataset(hid_t dset, const char *path, const char *name,
         return petal_error(PETAL_ERR_FORMAT,
                            "checkpoint '%s': dataset '%s' has a type petal does not read (it "
                            "reads f32, f64, f16, bf16, i32 and i64)",
-                           path, name);
+                           c->path, name);
     int ndim = 0;
     int64_t shape[PETAL_MAX_DIMS];
-    petal_status st = dataset_shape(dset, path, name, &ndim, shape);
-    if (st == PETAL_OK) st = check_dataset_size(dset, path, name, ndim, shape, dtype, file_size);
+    petal_status st = dataset_shape(dset, c->path, name, &ndim, shape);
+    if (st == PETAL_OK)
+        st = check_dataset_size(dset, c->path, name, ndim, shape, dtype, c->file_size);
+    if (st == PETAL_OK) st = load_budget_take_shape(&c->budget, name, dtype, ndim, shape, NULL);
     if (st != PETAL_OK) return st;
     tensor *t = tensor_empty(dtype, ndim, shape);
     hid_t mtype = h5_type(dtype, false);
@@ -199,19 +211,30 @@ static petal_status read_dataset(hid_t dset, const char *path, const char *name,
     H5Tclose(mtype);
     if (rc < 0) {
         tensor_free(t);
-        return petal_error(PETAL_ERR_FORMAT, "checkpoint '%s': cannot read dataset '%s': %s", path,
-                           name, h5_reason());
+        return petal_error(PETAL_ERR_FORMAT, "checkpoint '%s': cannot read dataset '%s': %s",
+                           c->path, name, h5_reason());
     }
     *out = t;
     return PETAL_OK;
 }
 
-typedef struct {
-    const char *path;
-    size_t file_size;
-    tensor_list *out;
-    petal_status status;
-} visit_ctx;
+// A dataset that several hard links reach is read once; the other names view its tensor.
+static petal_status read_linked_dataset(visit_ctx *c, hid_t dset, const char *name, tensor **out) {
+    h5_object_id id;
+    if (!h5_object_id_of(dset, &id))
+        return petal_error(PETAL_ERR_FORMAT, "checkpoint '%s': cannot inspect dataset '%s': %s",
+                           c->path, name, h5_reason());
+    int64_t first =
+        id.links > 1 ? strmap_get(&c->shared, (const char *)id.bytes, sizeof id.bytes) : -1;
+    if (first >= 0) {
+        *out = tensor_detach(c->out->items[first].value);
+        return PETAL_OK;
+    }
+    petal_status st = read_dataset(c, dset, name, out);
+    if (st == PETAL_OK && id.links > 1)
+        strmap_set(&c->shared, (const char *)id.bytes, sizeof id.bytes, c->out->n);
+    return st;
+}
 
 static herr_t visit_link(hid_t group, const char *link, const H5L_info_t *info, void *data) {
     visit_ctx *c = data;
@@ -238,7 +261,7 @@ static herr_t visit_link(hid_t group, const char *link, const H5L_info_t *info, 
                 petal_error(PETAL_ERR_FORMAT, "checkpoint '%s': two datasets map to the name '%s'",
                             c->path, name);
         else
-            c->status = read_dataset(obj, c->path, name, c->file_size, &t);
+            c->status = read_linked_dataset(c, obj, name, &t);
         if (c->status == PETAL_OK) tensor_list_add(c->out, name, t);
         free(name);
     }
@@ -258,13 +281,15 @@ static petal_status read_hdf5(const char *path, const file_map *m, tensor_list *
         file >= 0 ? read_attrs(file, path, info)
                   : petal_error(PETAL_ERR_FORMAT, "checkpoint '%s': not a readable HDF5 file: %s",
                                 path, h5_reason());
+    visit_ctx c = {.path = path, .file_size = m->size, .out = out};
+    if (st == PETAL_OK) st = load_budget_init(&c.budget, path, m->size);
     if (st == PETAL_OK) {
-        visit_ctx c = {path, m->size, out, PETAL_OK};
         if (H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_link, &c) < 0 && c.status == PETAL_OK)
             c.status = petal_error(PETAL_ERR_FORMAT, "checkpoint '%s': cannot list its tensors: %s",
                                    path, h5_reason());
         st = c.status;
     }
+    strmap_free(&c.shared);
     if (file >= 0) H5Fclose(file);
     h5_quiet_end(q);
     return st;

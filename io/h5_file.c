@@ -82,6 +82,22 @@ bool h5_classify(hid_t type, petal_dtype *out) {
     return false;
 }
 
+bool h5_object_id_of(hid_t obj, h5_object_id *out) {
+    memset(out, 0, sizeof *out);
+#if H5_VERSION_GE(1, 12, 0)
+    H5O_info2_t info;
+    if (H5Oget_info3(obj, &info, H5O_INFO_BASIC) < 0) return false;
+    _Static_assert(sizeof info.token <= sizeof out->bytes, "an object token fits");
+    memcpy(out->bytes, &info.token, sizeof info.token);
+#else
+    H5O_info_t info;
+    if (H5Oget_info2(obj, &info, H5O_INFO_BASIC) < 0) return false;
+    memcpy(out->bytes, &info.addr, sizeof info.addr);
+#endif
+    out->links = info.rc;
+    return true;
+}
+
 bool h5_write_scalar_attr(hid_t obj, const char *name, hid_t type, const void *value) {
     hid_t space = H5Screate(H5S_SCALAR);
     hid_t attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);

@@ -27,6 +27,14 @@ hid_t h5_type(petal_dtype dtype, bool file);
 // The petal dtype of a stored type, by class, size and float layout (any byte order).
 bool h5_classify(hid_t type, petal_dtype *out);
 
+// What names a stored object within its file whichever hard link reaches it (an address in
+// libhdf5 1.10, a token from 1.12), and how many hard links reach it.
+typedef struct {
+    unsigned char bytes[16];
+    unsigned links;
+} h5_object_id;
+bool h5_object_id_of(hid_t obj, h5_object_id *out);
+
 bool h5_write_scalar_attr(hid_t obj, const char *name, hid_t type, const void *value);
 bool h5_write_string_attr(hid_t obj, const char *name, const char *value); // UTF-8, variable length
 

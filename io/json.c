@@ -68,6 +68,8 @@ typedef struct {
     size_t len, pos;
     const char *source;
     int depth;
+    json_limits limits;
+    size_t n_values; // parsed so far
     json_doc *doc;
     json_value *vals; // items of the open arrays, innermost last
     size_t n_vals, cap_vals;
@@ -113,6 +115,11 @@ __attribute__((format(printf, 3, 4))) static petal_status parse_fail(const parse
     return petal_error(PETAL_ERR_FORMAT, "%s:%zu:%zu (byte %zu): %s", ps->source, line, col, at,
                        what);
 }
+
+// " (<note>)" after the message of a bound of json_limits, when the caller gave one: three %s.
+#define NOTE(ps)                                                                                   \
+    (ps)->limits.note ? " (" : "", (ps)->limits.note ? (ps)->limits.note : "",                     \
+        (ps)->limits.note ? ")" : ""
 
 // "expected <what>, found <the byte at pos>"
 static petal_status parse_expected(const parser *ps, const char *what) {
@@ -378,10 +385,11 @@ static void adopt_children(json_value *v) {
 // The elements of an array or object after its opening bracket, up to `close`: element() parses
 // one and leaves it on the parser's stack.
 static petal_status parse_sequence(parser *ps, char close, petal_status (*element)(parser *),
-                                   const char *after_comma) {
-    if (++ps->depth > JSON_MAX_DEPTH)
-        return parse_fail(ps, ps->pos, "expected at most %d nested arrays and objects, found more",
-                          JSON_MAX_DEPTH);
+                                   const char *after_comma, size_t max_len) {
+    if (++ps->depth > ps->limits.max_depth)
+        return parse_fail(ps, ps->pos,
+                          "expected at most %d nested arrays and objects, found more%s%s%s",
+                          ps->limits.max_depth, NOTE(ps));
     ps->pos++;
     skip_space(ps);
     if (at_char(ps, close)) {
@@ -389,7 +397,11 @@ static petal_status parse_sequence(parser *ps, char close, petal_status (*elemen
         ps->depth--;
         return PETAL_OK;
     }
-    for (;;) {
+    for (size_t n = 0;; n++) {
+        if (n == max_len)
+            return parse_fail(ps, ps->pos,
+                              "expected at most %zu items in an array, found more%s%s%s", max_len,
+                              NOTE(ps));
         petal_status st = element(ps);
         if (st) return st;
         skip_space(ps);
@@ -420,7 +432,8 @@ static petal_status parse_item(parser *ps) {
 
 static petal_status parse_array(parser *ps, json_value *out) {
     size_t base = ps->n_vals;
-    petal_status st = parse_sequence(ps, ']', parse_item, "a value after ',' (no trailing commas)");
+    petal_status st = parse_sequence(ps, ']', parse_item, "a value after ',' (no trailing commas)",
+                                     ps->limits.max_array_len);
     if (st) return st;
     size_t n = ps->n_vals - base;
     out->type = JSON_ARRAY;
@@ -488,8 +501,8 @@ static petal_status parse_member(parser *ps) {
 
 static petal_status parse_object(parser *ps, json_value *out) {
     size_t base = ps->n_mems, start = ps->pos;
-    petal_status st =
-        parse_sequence(ps, '}', parse_member, "a string key after ',' (no trailing commas)");
+    petal_status st = parse_sequence(ps, '}', parse_member,
+                                     "a string key after ',' (no trailing commas)", SIZE_MAX);
     size_t n = ps->n_mems - base;
     if (!st && n > 1) st = check_unique_keys(ps, ps->mems + base, n, start);
     if (st) return st;
@@ -532,6 +545,10 @@ static petal_status parse_value(parser *ps, json_value *out) {
     skip_space(ps);
     if (ps->pos >= ps->len)
         return parse_expected(ps, "a value (object, array, string, number, true, false or null)");
+    if (++ps->n_values > ps->limits.max_values)
+        return parse_fail(ps, ps->pos,
+                          "expected at most %zu values in the document, found more%s%s%s",
+                          ps->limits.max_values, NOTE(ps));
     unsigned char c = ps->text[ps->pos];
     if (c == '{') return parse_object(ps, out);
     if (c == '[') return parse_array(ps, out);
@@ -544,7 +561,15 @@ static petal_status parse_value(parser *ps, json_value *out) {
 }
 
 petal_status json_parse(const char *text, size_t len, const char *source, json_value **out) {
+    json_limits none = {JSON_MAX_DEPTH, SIZE_MAX, SIZE_MAX, NULL};
+    return json_parse_limited(text, len, source, &none, out);
+}
+
+petal_status json_parse_limited(const char *text, size_t len, const char *source,
+                                const json_limits *limits, json_value **out) {
     PETAL_CHECK(text || len == 0, "json_parse: NULL text with length %zu", len);
+    PETAL_CHECK(limits->max_depth <= JSON_MAX_DEPTH, "json_parse_limited: max_depth %d over %d",
+                limits->max_depth, JSON_MAX_DEPTH);
     *out = NULL;
     json_doc *doc = buffer_alloc(sizeof *doc, "json_parse");
     *doc = (json_doc){
@@ -552,6 +577,7 @@ petal_status json_parse(const char *text, size_t len, const char *source, json_v
     parser ps = {.text = (const unsigned char *)(text ? text : ""),
                  .len = len,
                  .source = doc->source,
+                 .limits = *limits,
                  .doc = doc};
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) ps.pos = 3; // a byte order mark
     petal_status st = parse_value(&ps, &doc->root);

@@ -69,6 +69,18 @@ struct json_member {
 // Parses `len` bytes of `text` (not necessarily NUL-terminated). `source` names the text in error
 // messages (a file name). On success *out is the root, freed with json_free.
 petal_status json_parse(const char *text, size_t len, const char *source, json_value **out);
+// Bounds for text from untrusted files (a .safetensors header): the parser stops at the first
+// value that passes one, before it builds the rest, so a document of a million array items costs
+// what seven do when arrays may hold six.
+typedef struct {
+    int max_depth;        // nested arrays and objects, at most JSON_MAX_DEPTH
+    size_t max_array_len; // items in any one array
+    size_t max_values;    // values in the document (each takes about 100 bytes while parsing)
+    const char *note;     // why the bounds are what they are, added to their messages (or NULL)
+} json_limits;
+// json_parse within `limits`; an error says which bound the text passed, where, and the note.
+petal_status json_parse_limited(const char *text, size_t len, const char *source,
+                                const json_limits *limits, json_value **out);
 // Reads and parses a whole file; errors name the path.
 petal_status json_parse_file(const char *path, json_value **out);
 

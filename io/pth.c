@@ -7,8 +7,10 @@
 
 #include "io/buffer.h"
 #include "io/file_map.h"
+#include "io/load_budget.h"
 #include "io/pickle.h"
 #include "io/zip.h"
+#include "tensor/storage.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "torch storages are little-endian and are copied as they are");
@@ -17,6 +19,8 @@ typedef struct {
     const char *path;
     zip_archive zip;
     char *prefix; // the archive's folder: "archive", or the saved file's stem
+    load_budget budget;
+    tensor_storage **storages; // per zip entry: its bytes once a tensor views them, else NULL
 } pth_archive;
 
 // The folder holding data.pkl: torch names it after the saved file, so any name goes.
@@ -101,14 +105,9 @@ static void gather(uint8_t *dst, const uint8_t *src, int ndim, const int64_t *si
     }
 }
 
-// Checks that every element of the view lies inside a storage of `avail` elements and that the
-// tensor is not absurdly larger than the file (zero strides can repeat one element many times).
+// Checks that every element of the view lies inside a storage of `avail` elements.
 static petal_status check_extent(const pth_archive *a, const char *name, const pk_value *t,
                                  uint64_t avail) {
-    uint64_t limit = (16 * (uint64_t)a->zip.size + (16u << 20)) / dtype_size(t->tensor.dtype);
-    if (!tensor_shape_within(t->tensor.ndim, t->tensor.size, limit))
-        return petal_error(PETAL_ERR_FORMAT, "%s: entry '%s' is too large for the file", a->path,
-                           name);
     uint64_t last = (uint64_t)t->tensor.offset; // at most INT64_MAX: no overflow below
     for (int d = 0; d < t->tensor.ndim; d++) {
         uint64_t n = (uint64_t)t->tensor.size[d], s = (uint64_t)t->tensor.stride[d];
@@ -126,6 +125,37 @@ static petal_status check_extent(const pth_archive *a, const char *name, const p
     return PETAL_OK;
 }
 
+// A row-major block of the storage (strides of size-1 dims do not matter), not empty: such an
+// entry can be a view of the storage instead of a copy.
+static bool is_contiguous_block(const pk_value *t) {
+    int64_t expected = 1;
+    for (int d = t->tensor.ndim - 1; d >= 0; d--) {
+        if (t->tensor.size[d] == 0) return false;
+        if (t->tensor.size[d] == 1) continue;
+        if (t->tensor.stride[d] != expected) return false;
+        expected *= t->tensor.size[d];
+    }
+    return true;
+}
+
+// The storage in zip entry e, copied out of the archive when the first entry views it: the later
+// views of it share it, and it is charged to the file's budget once.
+static petal_status shared_storage(pth_archive *a, const char *name, const zip_entry *e,
+                                   const uint8_t *bytes, tensor_storage **out) {
+    tensor_storage **slot = &a->storages[e - a->zip.entries];
+    if (!*slot) {
+        petal_status st = load_budget_take(&a->budget, name, e->size);
+        if (st != PETAL_OK) return st;
+        *slot = storage_new(DEVICE_CPU, e->size);
+        memcpy((*slot)->data, bytes, e->size);
+    }
+    *out = *slot;
+    return PETAL_OK;
+}
+
+// A contiguous block becomes a view of its (shared) storage; any other view (a transpose, an
+// expanded zero-stride tensor) a contiguous copy of its own, charged to the budget, since petal's
+// consumers of a loaded state dict read tensors as contiguous memory.
 static petal_status read_tensor(pth_archive *a, const char *name, const pk_value *t, tensor **out) {
     const pk_value *s = t->tensor.storage;
     char *member = NULL;
@@ -146,6 +176,19 @@ static petal_status read_tensor(pth_archive *a, const char *name, const pk_value
                            a->path, name, s->storage.key, s->storage.numel, e->size);
     size_t elem = dtype_size(t->tensor.dtype);
     st = check_extent(a, name, t, (uint64_t)s->storage.numel * unit / elem);
+    if (st != PETAL_OK) return st;
+    if (is_contiguous_block(t)) {
+        tensor_storage *shared = NULL;
+        st = shared_storage(a, name, e, bytes, &shared);
+        if (st != PETAL_OK) return st;
+        int64_t strides[PETAL_MAX_DIMS];
+        tensor_contiguous_strides(t->tensor.ndim, t->tensor.size, strides);
+        *out = tensor_make_view(shared, t->tensor.dtype, t->tensor.ndim, t->tensor.size, strides,
+                                t->tensor.offset);
+        return PETAL_OK;
+    }
+    st = load_budget_take_shape(&a->budget, name, t->tensor.dtype, t->tensor.ndim, t->tensor.size,
+                                NULL);
     if (st != PETAL_OK) return st;
     *out = tensor_empty(t->tensor.dtype, t->tensor.ndim, t->tensor.size);
     gather(tensor_data(*out), bytes, t->tensor.ndim, t->tensor.size, t->tensor.stride,
@@ -195,13 +238,20 @@ static petal_status read_archive(pth_archive *a, tensor_list *out) {
 petal_status pth_read_memory(const char *path, const uint8_t *data, size_t size, tensor_list *out) {
     tensor_list_init(out);
     pth_archive a = {.path = path};
-    petal_status st = zip_open(&a.zip, path, data, size);
+    petal_status st = load_budget_init(&a.budget, path, size);
+    if (st != PETAL_OK) return st;
+    st = zip_open(&a.zip, path, data, size);
     if (st != PETAL_OK && size >= 2 && data[0] == 0x80 && data[1] <= 5)
         return petal_error(PETAL_ERR_FORMAT,
                            "%s: a torch.save file from before PyTorch 1.6 (a bare pickle); petal "
                            "reads the zip format: load and re-save it with a recent PyTorch",
                            path);
-    if (st == PETAL_OK) st = read_archive(&a, out);
+    if (st == PETAL_OK) {
+        a.storages = buffer_calloc((size_t)a.zip.n + 1, sizeof *a.storages, "pth");
+        st = read_archive(&a, out);
+    }
+    for (int i = 0; a.storages && i < a.zip.n; i++) storage_release(a.storages[i]);
+    free(a.storages);
     zip_close(&a.zip);
     free(a.prefix);
     if (st != PETAL_OK) tensor_list_free(out);

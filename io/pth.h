@@ -2,9 +2,12 @@
 //
 // The archive holds <prefix>/data.pkl (a pickle, read by io/pickle.h, which never runs code) and
 // <prefix>/data/<key> (raw little-endian storages). A {'model': ...} or {'state_dict': ...}
-// wrapper is unwrapped and its other entries (optimizer, config, epoch) skipped. Each tensor is
-// copied out of its storage honouring the storage offset and strides (views, transposes, tensors
-// sharing a storage), in the stored dtype (f32, f16, bf16, f64, i64, i32).
+// wrapper is unwrapped and its other entries (optimizer, config, epoch) skipped. Tensors keep the
+// stored dtype (f32, f16, bf16, f64, i64, i32). A storage that entries view as contiguous blocks
+// (tied weights, slices) is copied out of the archive once and those entries are views of it, as
+// torch.load shares it; any other view (a transpose, an expanded zero-stride tensor) is gathered
+// into a contiguous tensor of its own. Every tensor comes out contiguous, and what they allocate is
+// charged to the file's budget (io/load_budget.h).
 #pragma once
 
 #include <stddef.h>

@@ -1,12 +1,14 @@
 #include "io/safetensors.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/buffer.h"
 #include "io/file_map.h"
 #include "io/json.h"
+#include "io/load_budget.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "safetensors data is little-endian and is copied as it is");
@@ -87,6 +89,17 @@ static petal_status parse_entry(const char *path, const json_member *m, entry *e
                                       : bad(path, m->key, "its bytes do not match dtype and shape");
 }
 
+// __metadata__ maps strings to strings (the reference implementation refuses anything else).
+static petal_status check_metadata(const json_value *metadata) {
+    const json_value *map;
+    petal_status st = json_as_object(metadata, &map);
+    for (size_t i = 0; i < json_len(map) && st == PETAL_OK; i++) {
+        const json_value *v = &map->object.members[i].value;
+        if (v->type != JSON_STRING) st = json_type_error(v, "a string");
+    }
+    return st;
+}
+
 static int by_begin(const void *a, const void *b) {
     const entry *x = *(const entry *const *)a, *y = *(const entry *const *)b;
     return x->begin < y->begin ? -1 : x->begin > y->begin;
@@ -121,7 +134,12 @@ static petal_status read_header(const char *path, const uint8_t *data, size_t si
         return petal_error(PETAL_ERR_FORMAT, "%s: shorter than a safetensors header", path);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | data[i];
-    if (n > MAX_HEADER || n > size - 8)
+    if (n > MAX_HEADER)
+        return petal_error(PETAL_ERR_FORMAT,
+                           "%s: the header claims %" PRIu64 " bytes, over the %u MiB that "
+                           "safetensors allows (not a safetensors file, or a hostile one)",
+                           path, n, MAX_HEADER >> 20);
+    if (n > size - 8)
         return petal_error(PETAL_ERR_FORMAT,
                            "%s: the header claims %" PRIu64 " bytes; the file has %zu after the "
                            "length (not a safetensors file, or truncated)",
@@ -131,7 +149,7 @@ static petal_status read_header(const char *path, const uint8_t *data, size_t si
 }
 
 static petal_status read_tensors(const char *path, const json_value *header, const uint8_t *data,
-                                 uint64_t data_size, tensor_list *out) {
+                                 uint64_t data_size, load_budget *budget, tensor_list *out) {
     if (header->type != JSON_OBJECT)
         return petal_error(PETAL_ERR_FORMAT, "%s: the header is %s, not an object", path,
                            json_type_name(header->type));
@@ -140,10 +158,15 @@ static petal_status read_tensors(const char *path, const json_value *header, con
     petal_status st = PETAL_OK;
     for (size_t i = 0; i < json_len(header) && st == PETAL_OK; i++) {
         const json_member *m = &header->object.members[i];
-        if (strcmp(m->key, "__metadata__") != 0) st = parse_entry(path, m, &entries[n++]);
+        if (strcmp(m->key, "__metadata__") != 0)
+            st = parse_entry(path, m, &entries[n++]);
+        else
+            st = check_metadata(&m->value);
     }
     if (st == PETAL_OK) st = check_tiling(path, entries, n, data_size);
     for (size_t i = 0; i < n && st == PETAL_OK; i++) {
+        st = load_budget_take(budget, entries[i].name, entries[i].end - entries[i].begin);
+        if (st != PETAL_OK) break;
         tensor *t = tensor_empty(entries[i].dtype, entries[i].ndim, entries[i].shape);
         memcpy(tensor_data(t), data + entries[i].begin, entries[i].end - entries[i].begin);
         tensor_list_add(out, entries[i].name, t);
@@ -158,10 +181,25 @@ petal_status safetensors_read_memory(const char *path, const uint8_t *data, size
     uint64_t header_len = 0;
     petal_status st = read_header(path, data, size, &header_len);
     if (st != PETAL_OK) return st;
+    // The header's shape is known: {name: {dtype, shape, data_offsets}, __metadata__: {str: str}}.
+    // Bounding depth, arrays and values refuses a hostile one ("[0,0,0,...", 100 MiB long) within
+    // a few bytes, and any other in memory proportional to its length.
+    char note[160];
+    snprintf(note, sizeof note,
+             "a safetensors header nests 3 deep and holds arrays of at most %d dims or 2 offsets: "
+             "too many dims or offsets, or not a safetensors header",
+             PETAL_MAX_DIMS);
+    json_limits limits = {.max_depth = 3,
+                          .max_array_len = PETAL_MAX_DIMS,
+                          .max_values = header_len / 4 + 64,
+                          .note = note};
     json_value *header = NULL;
-    st = json_parse((const char *)data + 8, header_len, path, &header);
+    load_budget budget;
+    st = load_budget_init(&budget, path, size);
     if (st == PETAL_OK)
-        st = read_tensors(path, header, data + 8 + header_len, size - 8 - header_len, out);
+        st = json_parse_limited((const char *)data + 8, header_len, path, &limits, &header);
+    if (st == PETAL_OK)
+        st = read_tensors(path, header, data + 8 + header_len, size - 8 - header_len, &budget, out);
     json_free(header);
     if (st != PETAL_OK) tensor_list_free(out);
     return st;

@@ -1,8 +1,12 @@
 // .safetensors files (the HF weights): an 8-byte little-endian header length, a JSON header
 // {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}},
-// then the data. Checked as the reference implementation does: the header fits in the file,
-// every tensor's bytes match its dtype and shape, and the tensors tile the data section in order,
-// without gaps or overlaps. Dtypes F32, F16, BF16, F64, I64, I32; __metadata__ is ignored.
+// then the data. Checked as the reference implementation does: the header is at most 100 MiB and
+// fits in the file, every tensor's bytes match its dtype and shape, and the tensors tile the data
+// section in order, without gaps or overlaps. The header is parsed within bounds that follow from
+// its shape (nesting 3 deep, arrays of at most PETAL_MAX_DIMS integers, a value per 4 bytes), so a
+// hostile one is refused early and cheaply. Dtypes F32, F16, BF16, F64, I64, I32; __metadata__
+// must map strings to strings and is otherwise ignored. Tensors are charged to the file's budget
+// (io/load_budget.h).
 #pragma once
 
 #include <stddef.h>

@@ -1,7 +1,7 @@
 // io/checkpoint: HDF5 layout and attributes, exact round trips of every dtype, strict / non-strict
 // / pattern loads and their per-key reports, f16/bf16 conversion, PETL files and the fingerprint
-// refusal, atomic writes that fail at different points, and damaged files (every truncation,
-// bit flips) failing cleanly.
+// refusal, atomic writes that fail at different points, damaged files (every truncation, bit
+// flips) failing cleanly, and datasets under several hard links read once within the file's budget.
 #include <dirent.h>
 #include <hdf5.h>
 #include <signal.h>
@@ -15,6 +15,7 @@
 
 #include "io/checkpoint.h"
 #include "io/fingerprint.h"
+#include "io/load_budget.h"
 #include "petal.h"
 #include "tests/io/io_fixtures.h"
 #include "tests/test_util.h"
@@ -553,6 +554,92 @@ START_TEST(test_not_a_checkpoint) {
 }
 END_TEST
 
+// A checkpoint of one 6x4 tensor "w", plus (when big > 0) a chunked dataset "big" of `big` floats
+// that stores no chunks (HDF5 reads it as zeros: a few bytes that ask for big * 4), each reachable
+// under n_links more names: hard links, written with libhdf5 and sealed as petal would.
+static const char *linked_checkpoint(int n_links, hsize_t big) {
+    param_registry *r = registry_new();
+    registry_add(r, "w", ramp(PETAL_F32, SHAPE(6, 4), 1), MODALITY_NONE, false);
+    const char *path = in_dir("linked.h5");
+    save_ok(path, r, CHECKPOINT_FULL);
+    registry_free(r);
+    hid_t file = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert(file >= 0);
+    if (big) {
+        hsize_t chunk = 1 << 16;
+        hid_t space = H5Screate_simple(1, &big, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_chunk(dcpl, 1, &chunk);
+        hid_t d = H5Dcreate2(file, "big", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        ck_assert(d >= 0);
+        H5Dclose(d);
+        H5Pclose(dcpl);
+        H5Sclose(space);
+    }
+    H5Gclose(H5Gcreate2(file, "/alias", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    for (int i = 0; i < n_links; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "/alias/w%d", i);
+        ck_assert(H5Lcreate_hard(file, "/w", file, name, H5P_DEFAULT, H5P_DEFAULT) >= 0);
+        snprintf(name, sizeof name, "/alias/big%d", i);
+        if (big) ck_assert(H5Lcreate_hard(file, "/big", file, name, H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    }
+    H5Fclose(file);
+    seal(path);
+    return path;
+}
+
+START_TEST(test_hard_links_read_once) {
+    const char *path = linked_checkpoint(3, 0);
+    setenv(LOAD_BUDGET_ENV, "96", 1); // w once; four copies would need 384 bytes
+    tensor_list got;
+    petal_status st = checkpoint_read(path, &got, NULL);
+    ck_assert_msg(st == PETAL_OK, "%s", petal_error_message());
+    ck_assert_int_eq(got.n, 4);
+    const tensor *w = tensor_list_find(&got, "w")->value;
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "alias.w%d", i);
+        const tensor *alias = tensor_list_find(&got, name)->value;
+        ck_assert_ptr_eq(alias->storage, w->storage);
+        ck_assert(tensors_close(name, alias, w, 0, 0));
+    }
+    ck_assert_double_eq(tensor_get_flat(w, 23), 1 + 0.25 * 23);
+    tensor_list_free(&got);
+    setenv(LOAD_BUDGET_ENV, "95", 1);
+    ck_assert_int_eq(checkpoint_read(path, &got, NULL), PETAL_ERR_FORMAT);
+    ck_assert_msg(strstr(petal_error_message(), path) &&
+                      strstr(petal_error_message(), "entry 'alias.w0' needs 96 bytes") &&
+                      strstr(petal_error_message(), "(PETAL_LOAD_MAX_BYTES=95)"),
+                  "%s", petal_error_message());
+}
+END_TEST
+
+// The file: a dataset of 32 MiB that the file does not store, under 5 names. The default
+// limit of a file of a few KiB refuses it before reading; a raised one reads it once.
+START_TEST(test_hard_links_budget) {
+    const char *path = linked_checkpoint(4, (hsize_t)8 << 20);
+    unsetenv(LOAD_BUDGET_ENV);
+    tensor_list got;
+    memory_reset_peak(DEVICE_CPU);
+    size_t before = memory_get_stats(DEVICE_CPU).current;
+    ck_assert_int_eq(checkpoint_read(path, &got, NULL), PETAL_ERR_FORMAT);
+    ck_assert_uint_lt(memory_get_stats(DEVICE_CPU).peak - before, 1 << 20);
+    ck_assert_msg(strstr(petal_error_message(), "entry 'alias.big0' needs 33554432 bytes") &&
+                      strstr(petal_error_message(), "16 x its size + 16 MiB") &&
+                      strstr(petal_error_message(), "PETAL_LOAD_MAX_BYTES=<bytes>"),
+                  "%s", petal_error_message());
+    setenv(LOAD_BUDGET_ENV, "33M", 1);
+    petal_status st = checkpoint_read(path, &got, NULL);
+    ck_assert_msg(st == PETAL_OK, "%s", petal_error_message());
+    ck_assert_uint_lt(memory_get_stats(DEVICE_CPU).peak - before, (32 << 20) + (1 << 20));
+    ck_assert_int_eq(got.n, 10);
+    const tensor *big = tensor_list_find(&got, "big")->value;
+    ck_assert_ptr_eq(tensor_list_find(&got, "alias.big3")->value->storage, big->storage);
+    ck_assert(tensor_numel(big) == 8 << 20 && tensor_get_flat(big, (8 << 20) - 1) == 0);
+    tensor_list_free(&got);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("io_checkpoint");
     TCase *tc = tcase_with_timeout("checkpoint", 60);
@@ -566,6 +653,8 @@ int main(void) {
     tcase_add_test(tc, test_stale_temps_removed);
     tcase_add_test(tc, test_h5py_written);
     tcase_add_test(tc, test_not_a_checkpoint);
+    tcase_add_test(tc, test_hard_links_read_once);
+    tcase_add_test(tc, test_hard_links_budget);
     suite_add_tcase(s, tc);
     TCase *damaged = tcase_with_timeout("damaged", 300);
     tcase_add_checked_fixture(damaged, make_dir, remove_dir);

@@ -312,6 +312,46 @@ START_TEST(test_large_and_files) {
 }
 END_TEST
 
+// Bounds for untrusted text stop the parser at the value that passes one: a million-item array is
+// refused at its seventh item, and within the bounds documents parse as json_parse does.
+START_TEST(test_limits) {
+    json_limits limits = {.max_depth = 2, .max_array_len = 6, .max_values = 20, .note = "why"};
+    json_value *v = NULL;
+    const char *fits = "{\"a\": [1, 2, 3, 4, 5, 6], \"b\": {}}";
+    ck_assert_int_eq(json_parse_limited(fits, strlen(fits), "t.json", &limits, &v), PETAL_OK);
+    ck_assert_int_eq(json_len(json_get(v, "a")), 6);
+    json_free(v);
+    size_t n = 1 << 20;
+    char *huge = malloc(2 * n + 2);
+    huge[0] = '[';
+    for (size_t i = 0; i < n; i++) memcpy(huge + 1 + 2 * i, i + 1 < n ? "0," : "0]", 2);
+    ck_assert_int_eq(json_parse_limited(huge, 2 * n + 1, "t.json", &limits, &v), PETAL_ERR_FORMAT);
+    ck_assert_str_eq(
+        petal_error_message(),
+        "t.json:1:14 (byte 13): expected at most 6 items in an array, found more (why)");
+    ck_assert_ptr_null(v);
+    const struct {
+        const char *text, *piece;
+    } refused[] = {
+        {"[[[1]]]", "t.json:1:3 (byte 2): expected at most 2 nested arrays and objects"},
+        {"[[1,2],[3,4],[5,6],[7,8],[9,0],[1,2],[3,4]]", "at most 6 items"},
+        {"{\"a\":[1,2,3],\"b\":[4,5,6],\"c\":[7,8,9],\"d\":[1,2,3],\"e\":[4,5,6]}",
+         "expected at most 20 values in the document, found more (why)"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        petal_status st =
+            json_parse_limited(refused[i].text, strlen(refused[i].text), "t.json", &limits, &v);
+        ck_assert_msg(st == PETAL_ERR_FORMAT && strstr(petal_error_message(), refused[i].piece),
+                      "%s: %s", refused[i].text, petal_error_message());
+    }
+    // json_parse has no bounds but the depth.
+    ck_assert_int_eq(json_parse(huge, 2 * n + 1, "t.json", &v), PETAL_OK);
+    ck_assert_uint_eq(json_len(v), n);
+    json_free(v);
+    free(huge);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("io_json");
     TCase *tc = tcase_with_timeout("json", 60);
@@ -321,6 +361,7 @@ int main(void) {
     tcase_add_test(tc, test_strings);
     tcase_add_test(tc, test_invalid_documents);
     tcase_add_test(tc, test_depth_limit);
+    tcase_add_test(tc, test_limits);
     tcase_add_test(tc, test_paths_and_typed_getters);
     tcase_add_test(tc, test_large_and_files);
     suite_add_tcase(s, tc);

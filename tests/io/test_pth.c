@@ -1,12 +1,16 @@
 // io/pth: torch.save files read exactly (state dicts, wrappers, every dtype, views sharing a
 // storage, parameters, protocol 4, _rebuild_tensor_v3, zip64 archives), malicious and legacy files
-// refused by name, and every truncation and bit flip of good files failing cleanly.
+// refused by name, every truncation and bit flip of good files failing cleanly, entries sharing a
+// storage read as views of one copy, and the per-file budget on what a file makes petal allocate.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/load_budget.h"
 #include "io/pth.h"
+#include "tensor/storage.h"
 #include "tests/io/io_fixtures.h"
+#include "tests/io/pth_build.h"
 #include "tests/test_util.h"
 
 static const struct {
@@ -132,12 +136,98 @@ START_TEST(test_damaged) {
 }
 END_TEST
 
+// 64 state-dict entries viewing one storage of 64 floats as 8-element blocks (as tied weights and
+// slices do): one copy of the storage, charged once, and every entry a view of it.
+START_TEST(test_aliases_share_storage) {
+    float storage[64];
+    for (int i = 0; i < 64; i++) storage[i] = (float)i;
+    pth_build_view views[64];
+    char names[64][8];
+    for (int i = 0; i < 64; i++) {
+        snprintf(names[i], sizeof names[i], "w%d", i);
+        views[i] = (pth_build_view){names[i], 8 * (i % 8), 1, {8}, {1}};
+    }
+    pth_bytes file = pth_build_state_dict(64, views, storage, 64);
+    setenv(LOAD_BUDGET_ENV, "256", 1); // the storage once; 64 copies would need 2048 bytes
+    size_t before = memory_get_stats(DEVICE_CPU).current;
+    tensor_list l;
+    petal_status st = pth_read_memory("aliases.pth", file.data, file.len, &l);
+    ck_assert_msg(st == PETAL_OK, "%s", petal_error_message());
+    ck_assert_int_eq(l.n, 64);
+    ck_assert_uint_eq(memory_get_stats(DEVICE_CPU).current - before, 256);
+    for (int i = 0; i < 64; i++) {
+        const tensor *t = l.items[i].value;
+        ck_assert_ptr_eq(t->storage, l.items[0].value->storage);
+        ck_assert(tensor_is_contiguous(t) && t->shape[0] == 8);
+        for (int j = 0; j < 8; j++) ck_assert_double_eq(tensor_get_flat(t, j), 8 * (i % 8) + j);
+    }
+    tensor_list_free(&l);
+    ck_assert_uint_eq(memory_get_stats(DEVICE_CPU).current, before);
+    free(file.data);
+}
+END_TEST
+
+// The file: one float expanded by zero strides into 4 MiB tensors, named 8 times. Each
+// name needs a contiguous copy of its own; together they pass the default limit for a 1 KiB file
+// (16 MiB + 16 x its size), which is refused at the fifth name before allocating it, unless
+// PETAL_LOAD_MAX_BYTES raises the limit.
+START_TEST(test_expanded_aliases_budget) {
+    float one = 1.5f;
+    pth_build_view views[8];
+    char names[8][8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(names[i], sizeof names[i], "w%d", i);
+        views[i] = (pth_build_view){names[i], 0, 2, {1024, 1024}, {0, 0}};
+    }
+    pth_bytes file = pth_build_state_dict(8, views, &one, 1);
+    unsetenv(LOAD_BUDGET_ENV);
+    tensor_list l;
+    memory_reset_peak(DEVICE_CPU);
+    size_t before = memory_get_stats(DEVICE_CPU).current;
+    ck_assert_int_eq(pth_read_memory("expanded.pth", file.data, file.len, &l), PETAL_ERR_FORMAT);
+    ck_assert_uint_le(memory_get_stats(DEVICE_CPU).peak - before, load_budget_default(file.len));
+    ck_assert_int_eq(l.n, 0);
+    char limit[64];
+    snprintf(limit, sizeof limit, "limit of %llu bytes",
+             (unsigned long long)load_budget_default(file.len));
+    const char *msg = petal_error_message();
+    ck_assert_msg(strstr(msg, "expanded.pth: entry 'w4' needs 4194304 bytes") &&
+                      strstr(msg, limit) && strstr(msg, "16 x its size + 16 MiB") &&
+                      strstr(msg, "PETAL_LOAD_MAX_BYTES=<bytes>"),
+                  "%s", msg);
+
+    setenv(LOAD_BUDGET_ENV, "32M", 1);
+    petal_status st = pth_read_memory("expanded.pth", file.data, file.len, &l);
+    ck_assert_msg(st == PETAL_OK, "%s", petal_error_message());
+    ck_assert_int_eq(l.n, 8);
+    for (int i = 0; i < 8; i++) {
+        const tensor *t = l.items[i].value;
+        ck_assert(tensor_is_contiguous(t) && tensor_numel(t) == 1 << 20);
+        ck_assert(tensor_get_flat(t, 0) == 1.5 && tensor_get_flat(t, (1 << 20) - 1) == 1.5);
+        if (i) ck_assert_ptr_ne(t->storage, l.items[0].value->storage);
+    }
+    tensor_list_free(&l);
+
+    setenv(LOAD_BUDGET_ENV, "31M", 1);
+    ck_assert_int_eq(pth_read_memory("expanded.pth", file.data, file.len, &l), PETAL_ERR_FORMAT);
+    ck_assert_msg(strstr(petal_error_message(), "entry 'w7'") &&
+                      strstr(petal_error_message(), "(PETAL_LOAD_MAX_BYTES=31M)"),
+                  "%s", petal_error_message());
+    setenv(LOAD_BUDGET_ENV, "lots", 1);
+    ck_assert_int_eq(pth_read_memory("expanded.pth", file.data, file.len, &l), PETAL_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(petal_error_message(), "PETAL_LOAD_MAX_BYTES='lots'"));
+    free(file.data);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("io_pth");
     TCase *tc = tcase_with_timeout("pth", 60);
     tcase_add_loop_test(tc, test_reads_fixtures, 0, (int)(sizeof good / sizeof good[0]));
     tcase_add_test(tc, test_details);
     tcase_add_test(tc, test_refuses);
+    tcase_add_test(tc, test_aliases_share_storage);
+    tcase_add_test(tc, test_expanded_aliases_budget);
     tcase_add_loop_test(tc, test_damaged, 0, 5);
     suite_add_tcase(s, tc);
     return run_suite(s);

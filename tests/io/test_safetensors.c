@@ -1,11 +1,14 @@
 // io/safetensors: files written by the safetensors library read exactly (every dtype petal has,
 // 0-d and empty tensors, __metadata__), the same weights as the .pth reader gives, and headers
-// that lie (sizes, offsets, gaps, overlaps, dtypes, shapes) refused by name; every truncation
-// fails, and bit flips never crash.
+// that lie (sizes, offsets, gaps, overlaps, dtypes, shapes, structure, the 100 MiB cap) refused by
+// name, hostile headers refused within a few bytes; every truncation fails, and bit flips never
+// crash.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/buffer.h"
+#include "io/load_budget.h"
 #include "io/pth.h"
 #include "io/safetensors.h"
 #include "tests/io/io_fixtures.h"
@@ -138,12 +141,86 @@ START_TEST(test_damaged) {
 }
 END_TEST
 
+// A header of `n` zeros in an array, after `prefix` and before `suffix`: 2n bytes of header that a
+// parser without bounds turns into n values (the 100 MiB one took 5 GB and 17 s).
+static unsigned char *zeros_header(const char *prefix, size_t n, const char *suffix, size_t *size) {
+    size_t p = strlen(prefix), s = strlen(suffix), len = p + 2 * n - 1 + s;
+    char *header = malloc(len + 1);
+    memcpy(header, prefix, p);
+    header[p] = '0';
+    for (size_t i = 1; i < n; i++) memcpy(header + p + 2 * i - 1, ",0", 2);
+    memcpy(header + p + 2 * n - 1, suffix, s + 1);
+    unsigned char *file = make_file(header, 0, size);
+    free(header);
+    return file;
+}
+
+START_TEST(test_hostile_headers) {
+    // Arrays: refused at the seventh item, whatever follows.
+    const char *where[][3] = {{"[", "]", "(byte 13): expected at most 6 items in an array"},
+                              {"{\"a\":[", "]}", "(byte 18): expected at most 6 items"},
+                              {"{\"a\":{\"shape\":[", "]}}", "(byte 27): expected at most 6"}};
+    for (int i = 0; i < 3; i++) {
+        size_t size;
+        unsigned char *file = zeros_header(where[i][0], 4 << 20, where[i][1], &size);
+        tensor_list l;
+        ck_assert_int_eq(safetensors_read_memory("bad.safetensors", file, size, &l),
+                         PETAL_ERR_FORMAT);
+        ck_assert_msg(strstr(petal_error_message(), where[i][2]) &&
+                          strstr(petal_error_message(), "too many dims or offsets"),
+                      "%s", petal_error_message());
+        free(file);
+    }
+    // Nesting, and more values than a header of that length can hold.
+    assert_refused("{\"a\":{\"b\":{\"c\":{}}}}", 0, "at most 3 nested arrays and objects");
+    strbuf dense = {0};
+    strbuf_push(&dense, '{');
+    for (int i = 0; i < 1000; i++) strbuf_printf(&dense, "%s\"%x\":[0,0,0,0,0,0]", i ? "," : "", i);
+    strbuf_push(&dense, '}');
+    assert_refused(dense.data, 0, "values in the document, found more");
+    strbuf_free(&dense);
+    // __metadata__ maps strings to strings.
+    assert_refused("{\"__metadata__\":{\"format\":1}}", 0,
+                   "__metadata__.format: expected a string, found a number (1)");
+    // A declared length over the cap says so, instead of blaming truncation.
+    size_t size;
+    unsigned char *buf = make_file("{}", 0, &size);
+    uint64_t over = (100u << 20) + 1;
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(over >> (8 * i));
+    tensor_list l;
+    ck_assert_int_eq(safetensors_read_memory("bad.safetensors", buf, size, &l), PETAL_ERR_FORMAT);
+    ck_assert_msg(strstr(petal_error_message(), "104857601 bytes, over the 100 MiB") &&
+                      !strstr(petal_error_message(), "truncated"),
+                  "%s", petal_error_message());
+    free(buf);
+}
+END_TEST
+
+// Tensors are charged to the file's budget like the other readers'.
+START_TEST(test_budget) {
+    const char *two = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                      "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}";
+    setenv(LOAD_BUDGET_ENV, "11", 1);
+    assert_refused(two, 12, "entry 'b' needs 4 bytes and the tensors read before it hold 8");
+    setenv(LOAD_BUDGET_ENV, "12", 1);
+    size_t size;
+    unsigned char *buf = make_file(two, 12, &size);
+    tensor_list l;
+    ck_assert_int_eq(safetensors_read_memory("ok.safetensors", buf, size, &l), PETAL_OK);
+    ck_assert_int_eq(l.n, 2);
+    tensor_list_free(&l);
+    free(buf);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("io_safetensors");
     TCase *tc = tcase_with_timeout("safetensors", 60);
     tcase_add_test(tc, test_reads_fixture);
     tcase_add_test(tc, test_same_as_pth);
     tcase_add_test(tc, test_refuses_bad_headers);
+    tcase_add_test(tc, test_hostile_headers);
+    tcase_add_test(tc, test_budget);
     tcase_add_test(tc, test_damaged);
     suite_add_tcase(s, tc);
     return run_suite(s);
