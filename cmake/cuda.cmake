@@ -1,7 +1,9 @@
 # The CUDA backend (docs/cuda.md). PETAL_CUDA=AUTO builds it when nvcc is found, ON requires it,
 # OFF leaves it out. When it is built, tensor/cuda/*.cu join petal_objects (compiled for
-# PETAL_CUDA_ARCHS), every C source sees PETAL_HAVE_CUDA (and PETAL_HAVE_NCCL when NCCL is found),
-# and PETAL_CUDA_DEPS names the CUDA runtime, cuBLAS and NCCL for the libraries to link.
+# PETAL_CUDA_ARCHS), every C source sees PETAL_HAVE_CUDA (and PETAL_HAVE_NCCL when NCCL's header is
+# found), and PETAL_CUDA_DEPS names what the libraries link: the CUDA runtime, the C++ runtime and
+# libdl. cuBLAS and NCCL are not linked: petal opens them with dlopen on first use
+# (tensor/cuda/cuda_libs.h), so only their headers are needed here.
 include(CheckLanguage)
 set(PETAL_CUDA_DEPS "")
 
@@ -9,11 +11,17 @@ set(PETAL_CUDA_DEPS "")
 # at the end of the directory, once CMakeLists.txt has defined the tests: exit status 77 is how
 # tests/cuda/test_cuda.c says that no GPU could be used (tests/cuda/gpu_gate.h), which CTest then
 # shows as skipped, not passed; tests/cuda/test_cuda_host.c runs that suite's binary to check it.
+# tests/cuda/test_cuda_libs.c reads the petal command and libpetal.so for the libraries they need.
 function(petal_gpu_suite_settings)
   if(TARGET test_cuda AND TARGET test_cuda_host)
     set_tests_properties(cuda PROPERTIES SKIP_RETURN_CODE 77)
     target_compile_definitions(test_cuda_host PRIVATE PETAL_GPU_SUITE="$<TARGET_FILE:test_cuda>")
     add_dependencies(test_cuda_host test_cuda)
+  endif()
+  if(TARGET test_cuda_libs)
+    target_compile_definitions(test_cuda_libs PRIVATE PETAL_BIN="$<TARGET_FILE:petal_cli>"
+                                                      PETAL_SHARED="$<TARGET_FILE:petal>")
+    add_dependencies(test_cuda_libs petal_cli petal)
   endif()
 endfunction()
 cmake_language(DEFER CALL petal_gpu_suite_settings)
@@ -36,7 +44,6 @@ set(CMAKE_CUDA_ARCHITECTURES "${PETAL_CUDA_ARCHS}")
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 find_path(PETAL_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
-find_library(PETAL_NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib)
 
 # The directory-wide flags of the C build (warnings, -Werror, -march=native, sanitizers) mean
 # nothing to nvcc, or something else: keep them for C sources only.
@@ -64,19 +71,19 @@ if(PETAL_WERROR)
     "$<$<COMPILE_LANGUAGE:CUDA>:SHELL:--Werror all-warnings>"
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Werror>)
 endif()
-target_link_libraries(petal_objects PUBLIC CUDA::cudart CUDA::cublas)
+# The runtime is small and always needed; cuBLAS's header (cublas_v2.h) is in the toolkit's include
+# folder, which CUDA::cudart brings.
+target_link_libraries(petal_objects PUBLIC CUDA::cudart ${CMAKE_DL_LIBS})
 add_compile_definitions(PETAL_HAVE_CUDA)
 # CUB (topk) needs the C++ runtime: programs linking the static library get it from here.
-set(PETAL_CUDA_DEPS CUDA::cudart CUDA::cublas stdc++)
+set(PETAL_CUDA_DEPS CUDA::cudart stdc++ ${CMAKE_DL_LIBS})
 
-if(PETAL_NCCL_INCLUDE_DIR AND PETAL_NCCL_LIBRARY)
+if(PETAL_NCCL_INCLUDE_DIR)
   target_include_directories(petal_objects SYSTEM PUBLIC ${PETAL_NCCL_INCLUDE_DIR})
-  target_link_libraries(petal_objects PUBLIC ${PETAL_NCCL_LIBRARY})
   add_compile_definitions(PETAL_HAVE_NCCL)
-  list(APPEND PETAL_CUDA_DEPS ${PETAL_NCCL_LIBRARY})
-  set(nccl_note "NCCL ${PETAL_NCCL_LIBRARY}")
+  set(nccl_note "NCCL's header in ${PETAL_NCCL_INCLUDE_DIR}")
 else()
-  set(nccl_note "no NCCL (train/dist.h reports it at run time)")
+  set(nccl_note "no NCCL header (train/dist.h reports it at run time)")
 endif()
 message(STATUS "petal: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
                "architectures ${PETAL_CUDA_ARCHS}, ${nccl_note})")

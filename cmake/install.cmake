@@ -72,11 +72,13 @@ install(FILES ${CMAKE_BINARY_DIR}/petalConfig.cmake ${CMAKE_BINARY_DIR}/petalCon
 file(RELATIVE_PATH PETAL_PC_PREFIX /${CMAKE_INSTALL_LIBDIR}/pkgconfig /)
 string(REGEX REPLACE "/$" "" PETAL_PC_PREFIX "${PETAL_PC_PREFIX}")
 set(PETAL_PC_LIBS_PRIVATE "${OpenMP_C_FLAGS} -lpthread -lm")
+# cuBLAS and NCCL are opened at run time (tensor/cuda/cuda_libs.h): a program links the runtime
+# and libdl, not them.
 if(PETAL_WITH_CUDA)
-  string(APPEND PETAL_PC_LIBS_PRIVATE " -L${CUDAToolkit_LIBRARY_DIR} -lcudart -lcublas -lstdc++")
-  if(PETAL_NCCL_LIBRARY)
-    string(APPEND PETAL_PC_LIBS_PRIVATE " ${PETAL_NCCL_LIBRARY}")
-  endif()
+  string(APPEND PETAL_PC_LIBS_PRIVATE " -L${CUDAToolkit_LIBRARY_DIR} -lcudart -lstdc++")
+  foreach(lib IN LISTS CMAKE_DL_LIBS)
+    string(APPEND PETAL_PC_LIBS_PRIVATE " -l${lib}")
+  endforeach()
 endif()
 configure_file(cmake/petal.pc.in ${CMAKE_BINARY_DIR}/petal.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/petal.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -14,13 +14,12 @@
 #include "tensor/backend.h"
 
 #if defined(PETAL_HAVE_CUDA) && defined(PETAL_HAVE_NCCL)
-#include <nccl.h>
 #ifdef PETAL_HAVE_MPI
 #include <mpi.h>
 #endif
 
 #include "tensor/cuda/cuda_backend.h"
-#include "tensor/cuda/cuda_check.h"
+#include "train/dist_nccl_lib.h"
 
 static ncclComm_t comm_of(const dist_comm *c) {
     return (ncclComm_t)c->impl;
@@ -28,8 +27,8 @@ static ncclComm_t comm_of(const dist_comm *c) {
 
 static petal_status nccl_error(dist_comm *c, ncclResult_t r, const char *what) {
     if (c) c->failed = true;
-    return petal_error(PETAL_ERR_DEVICE, "%s: NCCL error: %s (%s)", what, ncclGetErrorString(r),
-                       c ? ncclGetLastError(comm_of(c)) : "");
+    return petal_error(PETAL_ERR_DEVICE, "%s: NCCL error: %s (%s)", what,
+                       dist_nccl.GetErrorString(r), c ? dist_nccl.GetLastError(comm_of(c)) : "");
 }
 
 static ncclDataType_t nccl_type(const tensor *t) {
@@ -69,7 +68,7 @@ static petal_status drain(dist_comm *c, const char *what) {
                                cudaGetErrorString(e));
         }
         ncclResult_t async;
-        NCCL_CHECK(ncclCommGetAsyncError(comm_of(c), &async));
+        NCCL_CHECK(dist_nccl.CommGetAsyncError(comm_of(c), &async));
         if (async != ncclSuccess) return nccl_error(c, async, what);
         if (dist_now() > deadline) {
             c->failed = true;
@@ -86,15 +85,15 @@ static petal_status drain(dist_comm *c, const char *what) {
 static petal_status collective(dist_comm *c, const char *name, tensor *const *ts, int n,
                                ncclRedOp_t op, int root) {
     cudaStream_t stream = cuda_device_stream(c->device.index);
-    NCCL_CHECK(ncclGroupStart());
+    NCCL_CHECK(dist_nccl.GroupStart());
     ncclResult_t r = ncclSuccess;
     for (int i = 0; i < n && r == ncclSuccess; i++) {
         void *p = data_of(ts[i]);
         size_t count = (size_t)tensor_numel(ts[i]);
-        r = root < 0 ? ncclAllReduce(p, p, count, nccl_type(ts[i]), op, comm_of(c), stream)
-                     : ncclBroadcast(p, p, count, nccl_type(ts[i]), root, comm_of(c), stream);
+        r = root < 0 ? dist_nccl.AllReduce(p, p, count, nccl_type(ts[i]), op, comm_of(c), stream)
+                     : dist_nccl.Broadcast(p, p, count, nccl_type(ts[i]), root, comm_of(c), stream);
     }
-    ncclResult_t end = ncclGroupEnd();
+    ncclResult_t end = dist_nccl.GroupEnd();
     if (r == ncclSuccess) r = end;
     if (r != ncclSuccess) return nccl_error(c, r, name);
     return drain(c, name);
@@ -110,18 +109,18 @@ static petal_status nccl_broadcast(dist_comm *c, tensor *const *ts, int n, int r
 
 static petal_status nccl_all_gather(dist_comm *c, tensor *x, tensor *out) {
     cudaStream_t stream = cuda_device_stream(c->device.index);
-    ncclResult_t r = ncclAllGather(data_of(x), data_of(out), (size_t)tensor_numel(x), nccl_type(x),
-                                   comm_of(c), stream);
+    ncclResult_t r = dist_nccl.AllGather(data_of(x), data_of(out), (size_t)tensor_numel(x),
+                                         nccl_type(x), comm_of(c), stream);
     if (r != ncclSuccess) return nccl_error(c, r, "dist_all_gather");
     return drain(c, "dist_all_gather");
 }
 
 static void nccl_free(dist_comm *c) {
-    NCCL_CHECK(ncclCommDestroy(comm_of(c)));
+    NCCL_CHECK(dist_nccl.CommDestroy(comm_of(c)));
 }
 
 static void nccl_abort(dist_comm *c) {
-    ncclCommAbort(comm_of(c));
+    dist_nccl.CommAbort(comm_of(c));
 #ifdef PETAL_HAVE_MPI
     int ready = 0;
     MPI_Initialized(&ready);
@@ -157,7 +156,7 @@ static petal_status check_config(const dist_config *cfg) {
 // Rank 0 makes the id; MPI carries it when built in, else the rendezvous file.
 static petal_status exchange_id(const dist_config *cfg, ncclUniqueId *id) {
     if (cfg->rank == 0) {
-        ncclResult_t r = ncclGetUniqueId(id);
+        ncclResult_t r = dist_nccl.GetUniqueId(id);
         if (r != ncclSuccess) return nccl_error(NULL, r, "dist_init: ncclGetUniqueId");
     }
 #ifdef PETAL_HAVE_MPI
@@ -174,10 +173,11 @@ static petal_status exchange_id(const dist_config *cfg, ncclUniqueId *id) {
 petal_status dist_nccl_init(const dist_config *cfg, dist_comm *c) {
     petal_status st = check_config(cfg);
     ncclUniqueId id;
-    if (st || (st = exchange_id(cfg, &id))) return st;
+    // The first nccl communicator of the process opens NCCL.
+    if (st || (st = dist_nccl_lib_load()) || (st = exchange_id(cfg, &id))) return st;
     cuda_device_stream(cfg->device.index); // makes the device current for NCCL
     ncclComm_t comm;
-    ncclResult_t r = ncclCommInitRank(&comm, cfg->world_size, id, cfg->rank);
+    ncclResult_t r = dist_nccl.CommInitRank(&comm, cfg->world_size, id, cfg->rank);
 #ifndef PETAL_HAVE_MPI
     // Every rank has read the file once any rank's init returns: it has served its purpose.
     if (cfg->rank == 0) unlink(cfg->id_file);
@@ -193,7 +193,8 @@ petal_status dist_nccl_init(const dist_config *cfg, dist_comm *c) {
 petal_status dist_nccl_init(const dist_config *cfg, dist_comm *c) {
     (void)cfg, (void)c;
 #ifdef PETAL_HAVE_CUDA
-    const char *why = "without NCCL (install NCCL where CMake finds it and reconfigure)";
+    const char *why = "without NCCL (install NCCL's header, nccl.h, where CMake finds it and "
+                      "reconfigure)";
 #else
     const char *why = "without CUDA (configure with -DPETAL_CUDA=ON on a machine with nvcc)";
 #endif

@@ -1,11 +1,12 @@
 // The CUDA backend table: devices, memory, copies, streams; the kernels live in the other files of
 // tensor/cuda/ (one concern per file, as in tensor/cpu/).
 //
-// Per device, created on first use: one stream that every kernel, copy, cuBLAS and NCCL call of
-// that device runs on; a block cache (tensor/block_cache.h) over cudaMalloc, so freed blocks are
-// reused without a synchronising cudaMalloc/cudaFree (one stream makes reuse safe: work that still
-// reads a freed block is queued before any work that receives it again); two pinned staging
-// buffers for host<->device copies; and the flag the indexing kernels report bad indices through.
+// Per device, created on first use (the first one also opens cuBLAS: tensor/cuda/cuda_libs.h):
+// one stream that every kernel, copy, cuBLAS and NCCL call of that device runs on; a block cache
+// (tensor/block_cache.h) over cudaMalloc, so freed blocks are reused without a synchronising
+// cudaMalloc/cudaFree (one stream makes reuse safe: work that still reads a freed block is queued
+// before any work that receives it again); two pinned staging buffers for host<->device copies;
+// and the flag the indexing kernels report bad indices through.
 // Host-facing calls that hand data back (copy_to_host, synchronize, the bad-index check) wait for
 // the stream; everything else returns as soon as the work is queued.
 #include <limits.h>
@@ -125,6 +126,8 @@ extern "C" bool cuda_device_usable(int index, char *why, size_t cap) {
                         free_bytes >> 20, total_bytes >> 20, PROBE_BYTES >> 20);
     if (err != cudaSuccess) return call_failed(why, cap, index, "cudaMalloc", err);
     cudaFree(p);
+    if (cuda_cublas_load() != PETAL_OK)
+        return unusable(why, cap, "cuda:%d: %s", index, petal_error_message());
     return true;
 }
 
@@ -153,8 +156,10 @@ static void raw_free(void *p, size_t) {
 
 static void device_init(cuda_device *d) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking));
-    CUBLAS_CHECK(cublasCreate(&d->blas));
-    CUBLAS_CHECK(cublasSetStream(d->blas, d->stream));
+    petal_status st = cuda_cublas_load(); // the first device's setup opens cuBLAS
+    PETAL_CHECK(st == PETAL_OK, "%s", petal_error_message());
+    CUBLAS_CHECK(cuda_cublas.Create(&d->blas));
+    CUBLAS_CHECK(cuda_cublas.SetStream(d->blas, d->stream));
     d->cache.raw_alloc = cuda_raw_alloc;
     d->cache.raw_free = raw_free;
     d->cache.min_cached = 0; // every size: a cudaMalloc costs more than any small copy

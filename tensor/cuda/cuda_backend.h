@@ -16,10 +16,11 @@ extern const backend cuda_backend;
 // CUDA devices usable by petal (0 when there is no driver or no device).
 int cuda_device_count(void);
 
-// Whether device `index` can run petal's work: it exists, a context can be created on it and it
-// can allocate 64 MiB. If not, writes why into why (cap bytes): no driver, a driver too old for
-// the runtime, no device, out of memory, or the CUDA error met. Never aborts. Like any CUDA call,
-// it leaves a forked child of this process unable to use CUDA: ask in a child instead.
+// Whether device `index` can run petal's work: it exists, a context can be created on it, it can
+// allocate 64 MiB and cuBLAS loads (tensor/cuda/cuda_libs.h). If not, writes why into why (cap
+// bytes): no driver, a driver too old for the runtime, no device, out of memory, the CUDA error
+// met, or why cuBLAS did not load. Never aborts. Like any CUDA call, it leaves a forked child of
+// this process unable to use CUDA: ask in a child instead.
 bool cuda_device_usable(int index, char *why, size_t cap);
 
 // cudaMalloc on the current device, for the block cache: NULL when the device is out of memory

@@ -1,7 +1,8 @@
-// Checks for CUDA runtime, cuBLAS and NCCL calls (docs/architecture.md "Errors", first tier): a
-// failing call is a broken invariant, so it aborts through petal_fatal with file:line, the call,
-// and the library's name and text for the error. Plain C, so train/dist.c uses it as the kernels
-// do; each macro needs its library's header only where it is used.
+// Checks for CUDA runtime and cuBLAS calls, and the pattern train/dist_nccl_lib.h's NCCL_CHECK
+// follows (docs/architecture.md "Errors", first tier): a failing call is a broken invariant, so it
+// aborts through petal_fatal with file:line, the call, and the library's name and text for the
+// error. Plain C, so train/ uses it as the kernels do; CUBLAS_CHECK needs cuBLAS's table
+// (tensor/cuda/cuda_libs.h) only where it is used.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -27,9 +28,5 @@ extern "C" {
 #define CUDA_CHECK(call)                                                                           \
     PETAL_LIB_CHECK(cudaError_t, call, cudaSuccess, "CUDA", cudaGetErrorName, cudaGetErrorString)
 #define CUBLAS_CHECK(call)                                                                         \
-    PETAL_LIB_CHECK(cublasStatus_t, call, CUBLAS_STATUS_SUCCESS, "cuBLAS", cublasGetStatusName,    \
-                    cublasGetStatusString)
-// ncclGetLastError takes a communicator it may ignore: NULL gives the thread's last message.
-#define NCCL_LAST_ERROR_(status) ncclGetLastError(NULL)
-#define NCCL_CHECK(call)                                                                           \
-    PETAL_LIB_CHECK(ncclResult_t, call, ncclSuccess, "NCCL", ncclGetErrorString, NCCL_LAST_ERROR_)
+    PETAL_LIB_CHECK(cublasStatus_t, call, CUBLAS_STATUS_SUCCESS, "cuBLAS",                         \
+                    cuda_cublas.GetStatusName, cuda_cublas.GetStatusString)

@@ -3,7 +3,6 @@
 // and the row tiles every reduction runs on.
 #pragma once
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <initializer_list>
 #include <math.h>
@@ -13,6 +12,7 @@
 #include <string.h>
 
 #include "tensor/cuda/cuda_check.h"
+#include "tensor/cuda/cuda_libs.h"
 extern "C" {
 #include "tensor/backend.h"
 #include "tensor/cpu/cpu_iter.h"

@@ -38,7 +38,7 @@ static void gemm_run(const matmul_plan *p, const tensor *a, const tensor *b, ten
     size_t es = dtype_size(c->dtype);
     float alpha32 = (float)alpha, beta32 = (float)beta;
     cudaDataType type = f32 ? CUDA_R_32F : CUDA_R_64F;
-    CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+    CUBLAS_CHECK(cuda_cublas.GemmStridedBatchedEx(
         cuda_blas_handle(c->device.index), blas_op(p->trans_b), blas_op(p->trans_a), (int)p->n,
         (int)p->m, (int)p->k, f32 ? (const void *)&alpha32 : (const void *)&alpha,
         (const char *)b->storage->data + first.b * (long long)es, type, (int)p->ldb, stride.b,

@@ -48,6 +48,15 @@ if grep -Ev "^($allowed)(_.*)?\$" "$work/exports.txt" >"$work/foreign.txt"; then
     fail "libpetal.so exports $(wc -l <"$work/foreign.txt") names outside cmake/petal-exports.txt's" \
         "prefixes: $(head -20 "$work/foreign.txt" | paste -sd' ')"
 fi
+# cuBLAS and NCCL are opened on first use (docs/cuda.md "Libraries loaded on first use"): neither
+# the library nor the command needs them at start.
+for f in "$shared" "$prefix/bin/petal"; do
+    needed=$(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+    grep -q '^libc\.so' <<<"$needed" || fail "readelf -d lists no libc among $f's NEEDED entries"
+    if lazy=$(grep -E '^lib(cublas|nccl)' <<<"$needed"); then
+        fail "$f needs $(paste -sd' ' <<<"$lazy") at start"
+    fi
+done
 "$prefix/bin/petal" help >"$work/help.txt" || fail "the installed petal command failed"
 grep -q gradcheck "$work/help.txt" || fail "petal help does not list gradcheck"
 
