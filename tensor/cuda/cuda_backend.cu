@@ -341,6 +341,7 @@ static void cuda_synchronize(void) {
 extern "C" const backend cuda_backend = {
     .name = "cuda",
     .alloc = cuda_alloc,
+    .alloc_zeroed = nullptr, // cudaMalloc'd memory is not zeroed: memset_zero after alloc
     .free = cuda_free,
     .empty_cache = cuda_empty_cache,
     .reserved = cuda_reserved,
