@@ -343,6 +343,8 @@ static void pending_free(mpi_job *j) {
 
 // This job's tags: every rank begins the same all-reduces in the same order, so a count of them
 // names the job alike on every rank, and an overlapping job's messages never match its receives.
+// They repeat after 8192 jobs (the tags stay below 32767, the least MPI_TAG_UB MPI allows), far
+// more than are ever in flight at once (a step's buckets).
 static int next_tag(dist_comm *c) {
     mpi_state *s = c->impl;
     return TAG_REDUCE + 2 * (int)(s->jobs++ % 8192);
