@@ -1,12 +1,14 @@
 // petal bench allreduce: the communicator's all-reduce (train/dist.h) on f32 buffers of several
 // sizes, timed on every rank, reported by rank 0 as one JSON line per size: milliseconds per call
 // (the slowest rank's median), the algorithm bandwidth (bytes / time) and the bus bandwidth
-// (algbw x 2 (N - 1) / N, what each rank's link carries; nccl-tests' convention).
+// (algbw x 2 (N - 1) / N, what each rank's link carries; nccl-tests' convention). With the mpi
+// backend, mpi_allreduce_ms times Open MPI's own MPI_Allreduce (a sum) on the same buffer.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tools/bench_dist.h"
+#include "tools/bench_util.h"
 #include "tools/cli.h"
 #include "train/dist.h"
 
@@ -37,17 +39,30 @@ static int compare_doubles(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+// One all-reduce of x in place, the way being timed.
+typedef petal_status (*reduce_fn)(dist_comm *c, tensor *x);
+
+static petal_status petal_reduce(dist_comm *c, tensor *x) {
+    return dist_all_reduce(c, &x, 1, DIST_AVG);
+}
+
+// The MPI library's own all-reduce, to compare with.
+static petal_status library_reduce(dist_comm *c, tensor *x) {
+    return dist_mpi_library_sum(c, x);
+}
+
 // Median seconds of `iters` all-reduces of `bytes`, the slowest rank's (every rank gets it).
-static petal_status time_size(dist_comm *c, double bytes, int iters, double *median) {
+static petal_status time_size(dist_comm *c, reduce_fn reduce, double bytes, int iters,
+                              double *median) {
     int64_t n = (int64_t)(bytes / 4) > 0 ? (int64_t)(bytes / 4) : 1;
     tensor *x = tensor_zeros_on(dist_device(c), PETAL_F32, SHAPE(n));
     double *t = malloc((size_t)iters * sizeof *t);
-    petal_status s = dist_all_reduce(c, &x, 1, DIST_AVG); // warm-up: connections, buffers
+    petal_status s = reduce(c, x); // warm-up: connections, buffers
     for (int i = 0; !s && i < iters; i++) {
         if ((s = dist_barrier(c))) break;
-        double before = dist_get_stats(c).seconds;
-        s = dist_all_reduce(c, &x, 1, DIST_AVG);
-        t[i] = dist_get_stats(c).seconds - before;
+        double before = bench_now_ms();
+        s = reduce(c, x);
+        t[i] = (bench_now_ms() - before) / 1e3;
     }
     if (!s) {
         qsort(t, (size_t)iters, sizeof *t, compare_doubles);
@@ -97,15 +112,18 @@ int bench_allreduce(int argc, char **argv) {
     petal_status s = PETAL_OK;
     int world = dist_world_size(c);
     for (int i = 0; i < n && !s; i++) {
-        double sec = 0;
-        s = time_size(c, sizes[i], (int)iters, &sec);
+        double sec = 0, mpi_sec = 0;
+        s = time_size(c, petal_reduce, sizes[i], (int)iters, &sec);
+        if (!s && strcmp(dist_backend_name(c), "mpi") == 0)
+            s = time_size(c, library_reduce, sizes[i], (int)iters, &mpi_sec);
         double algbw = sizes[i] / sec / 1e9;
-        if (!s && dist_rank(c) == 0)
-            printf(
-                "{\"bench\": \"allreduce\", \"backend\": \"%s\", \"ranks\": %d, \"bytes\": %.0f, "
-                "\"ms\": %.4g, \"algbw_gbs\": %.4g, \"busbw_gbs\": %.4g}\n",
-                dist_backend_name(c), world, sizes[i], 1e3 * sec, algbw,
-                algbw * 2.0 * (world - 1) / world);
+        if (s || dist_rank(c) != 0) continue;
+        printf("{\"bench\": \"allreduce\", \"backend\": \"%s\", \"ranks\": %d, \"bytes\": %.0f, "
+               "\"ms\": %.4g, \"algbw_gbs\": %.4g, \"busbw_gbs\": %.4g",
+               dist_backend_name(c), world, sizes[i], 1e3 * sec, algbw,
+               algbw * 2.0 * (world - 1) / world);
+        if (mpi_sec > 0) printf(", \"mpi_allreduce_ms\": %.4g", 1e3 * mpi_sec);
+        printf("}\n");
     }
     if (s) dist_abort(c, "petal bench allreduce");
     dist_free(c);

@@ -50,7 +50,8 @@ const char cmd_bench_usage[] =
     "      one PETL training step of BLIP-base retrieval on random inputs, as\n"
     "      tools/bench_torch.py train (defaults aurora, code, 32, 4, 224; 3 steps)\n"
     "  allreduce [--bytes 4K,64K,512K,4M,32M] [--iters I]\n"
-    "      the gradient all-reduce of data-parallel training, under mpirun -np N (20 iters)\n"
+    "      the gradient all-reduce of data-parallel training, under mpirun -np N (20 iters);\n"
+    "      with the mpi backend also MPI_Allreduce on the same buffer (mpi_allreduce_ms)\n"
     "  --iters I is 1 to 1000; --device is cpu (default), cuda or cuda:N\n"
     "example: petal bench gemm --m 512 --n 512 --k 512 --iters 20";
 

@@ -73,8 +73,8 @@ typedef enum { DIST_SUM, DIST_AVG } dist_op;
 // In place, over every rank: each tensor becomes the sum (or, for floating dtypes, the mean) of its
 // copies. Tensors are
 // contiguous and on the communicator's device; mpi reduces f32, f64 and i64 (all tensors of one
-// call of one dtype), nccl also f16, bf16 and i32. Large lists go in buckets (PETAL_DIST_BUCKET_MB,
-// default 25) so that the staging buffers stay bounded.
+// call of one dtype), nccl also f16, bf16 and i32. mpi pipelines large messages in segments of
+// PETAL_DIST_SEGMENT_KB (default 256) kilobytes; whatever their size, the bits are the same.
 petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op);
 // dist_all_reduce in two halves: begin posts it and returns, poll moves it on (MPI moves messages
 // only inside its calls) and says whether it finished, wait finishes it and frees the handle. The
@@ -85,6 +85,10 @@ petal_status dist_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_
                                    dist_pending **out);
 petal_status dist_pending_poll(dist_pending *p, bool *done);
 petal_status dist_pending_wait(dist_pending *p);
+// The MPI library's own MPI_Allreduce (a sum, in whatever order its algorithm for the size and
+// rank count takes) of an f32 tensor, in place, on the mpi backend's ranks: what `petal bench
+// allreduce` compares dist_all_reduce with. An error on the nccl backend or without MPI.
+petal_status dist_mpi_library_sum(dist_comm *c, tensor *x);
 // In place: every rank's tensors become root's.
 petal_status dist_broadcast(dist_comm *c, tensor *const *ts, int n, int root);
 // Every rank's x (rows_r, ...) stacked in rank order into *out (sum of rows_r, ...): BLIP's

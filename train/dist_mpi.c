@@ -1,13 +1,15 @@
 // The mpi backend of train/dist.h: CPU tensors over MPI point-to-point messages on a communicator
 // of its own (a duplicate of MPI_COMM_WORLD, so a program's own MPI traffic never meets petal's).
 //
-// All-reduce, for a world of N ranks, on the tensors packed into one buffer and taken in buckets:
-// the bucket is cut into N chunks; rank k collects chunk k from every rank and sums the copies in
-// rank order (a reduce-scatter), then sends the sum to every rank (an all-gather). The order of
-// the additions is fixed by the ranks, not by message timing or MPI's algorithm choice, so every
-// rank ends with the same bits and a rerun repeats them. Each rank sends and receives 2 (N - 1) / N
-// of the data, as a ring does, in N - 1 messages per phase: meant for the tens of ranks of CPU
-// data parallelism, not thousands.
+// All-reduce, for a world of N ranks, on the tensors (packed into one buffer when there are
+// several): the message is cut into N chunks; rank k collects chunk k from every rank and sums the
+// copies in rank order (a reduce-scatter), then sends the sum to every rank (an all-gather). The
+// order of the additions is fixed by the ranks, not by message timing or MPI's algorithm choice,
+// so every rank ends with the same bits and a rerun repeats them. Each rank sends and receives
+// 2 (N - 1) / N of the data, as a ring does, in N - 1 messages per phase and segment: meant for
+// the tens of ranks of CPU data parallelism, not thousands. Large messages are pipelined: the
+// chunks go in segments (PETAL_DIST_SEGMENT_KB), several in flight, each summed and sent on
+// while the next ones move (see mpi_job).
 //
 // Every wait polls its requests against the deadline (dist_config.timeout_s): when it passes, the
 // error names the ranks whose messages are missing, and the communicator is marked failed.
@@ -24,14 +26,17 @@
 #ifdef PETAL_HAVE_MPI
 #include <mpi.h>
 
-enum { TAG_SCATTER = 11, TAG_GATHER, TAG_BCAST, TAG_ALLGATHER };
+// The all-reduces take tags from TAG_REDUCE up, two per job (next_tag).
+enum { TAG_BCAST = 11, TAG_ALLGATHER, TAG_REDUCE = 64 };
 
 typedef struct {
     MPI_Comm comm;
     bool finalize; // petal started MPI, so petal ends it
+    int64_t jobs;  // all-reduces begun
 } mpi_state;
 
 static bool started_here;
+static const dist_backend mpi_backend;
 
 petal_status dist_mpi_start(void) {
     int ready = 0;
@@ -121,7 +126,7 @@ static void scale(petal_dtype t, void *p, int64_t n, double s) {
         for (int64_t i = 0; i < n; i++) ((double *)p)[i] *= s;
 }
 
-// Chunk k of a bucket of n elements: [k n / N, (k + 1) n / N).
+// Chunk k of n elements: [k n / N, (k + 1) n / N).
 static int64_t chunk_at(int64_t n, int world, int k) {
     return n * k / world;
 }
@@ -131,16 +136,16 @@ typedef struct {
     int64_t count; // elements; 0: no message
 } span;
 
-// The messages of one exchange in flight: the requests and the rank at the other end of each.
+// Transfers in flight: the requests and the rank at the other end of each.
 typedef struct {
     MPI_Request *reqs;
     int *peer;
     int m;
 } in_flight;
 
-static void in_flight_init(in_flight *f, int world, const char *what) {
-    f->reqs = malloc(2 * (size_t)world * sizeof *f->reqs);
-    f->peer = malloc(2 * (size_t)world * sizeof *f->peer);
+static void in_flight_init(in_flight *f, int64_t cap, const char *what) {
+    f->reqs = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *f->reqs);
+    f->peer = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *f->peer);
     f->m = 0;
     PETAL_CHECK(f->reqs && f->peer, "%s: out of host memory", what);
 }
@@ -150,40 +155,44 @@ static void in_flight_free(in_flight *f) {
     free(f->peer);
 }
 
-// Posts, with every other rank r at once, the receive of recv[r] from it and the send of send[r]
-// to it (spans of `type`).
-static void exchange_post(dist_comm *c, const span *recv, const span *send, MPI_Datatype type,
-                          int tag, in_flight *f, const char *what) {
-    f->m = 0;
-    for (int r = 0; r < c->world_size; r++) {
-        if (r == c->rank) continue;
-        PETAL_CHECK(recv[r].count < INT32_MAX && send[r].count < INT32_MAX,
-                    "%s: a message of more than 2^31 elements", what);
-        if (recv[r].count > 0) {
-            MPI_Irecv(recv[r].data, (int)recv[r].count, type, r, tag, comm_of(c), &f->reqs[f->m]);
-            f->peer[f->m++] = r;
-        }
-        if (send[r].count > 0) {
-            MPI_Isend(send[r].data, (int)send[r].count, type, r, tag, comm_of(c), &f->reqs[f->m]);
-            f->peer[f->m++] = r;
-        }
-    }
+// Adds to f the receive of s from peer (recv) or its send to peer; an empty span sends nothing.
+static void post(dist_comm *c, in_flight *f, bool recv, span s, MPI_Datatype type, int peer,
+                 int tag, const char *what) {
+    if (s.count == 0) return;
+    PETAL_CHECK(s.count < INT32_MAX, "%s: a message of more than 2^31 elements", what);
+    if (recv)
+        MPI_Irecv(s.data, (int)s.count, type, peer, tag, comm_of(c), &f->reqs[f->m]);
+    else
+        MPI_Isend(s.data, (int)s.count, type, peer, tag, comm_of(c), &f->reqs[f->m]);
+    f->peer[f->m++] = peer;
 }
 
-// exchange_post, then the wait for all of it within the deadline.
+// Posts, with every other rank r at once, the receive of recv[r] from it and the send of send[r]
+// to it (spans of `type`), then waits for all of it within the deadline.
 static petal_status exchange(dist_comm *c, const span *recv, const span *send, MPI_Datatype type,
                              int tag, const char *what) {
     in_flight f;
-    in_flight_init(&f, c->world_size, what);
-    exchange_post(c, recv, send, type, tag, &f, what);
+    in_flight_init(&f, 2 * (int64_t)c->world_size, what);
+    for (int r = 0; r < c->world_size; r++) {
+        if (r == c->rank) continue;
+        post(c, &f, true, recv[r], type, r, tag, what);
+        post(c, &f, false, send[r], type, r, tag, what);
+    }
     petal_status st = wait_all(c, f.reqs, f.peer, f.m, what);
     in_flight_free(&f);
     return st;
 }
 
-// An all-reduce under way (dist_all_reduce_begin's job): the tensors packed into `own`, taken
-// bucket after bucket, each in two exchanges (phase 1 collects every rank's copy of this rank's
-// chunk, phase 2 shares the sums).
+// Rounds of collection in flight at once: while round s is summed, MPI moves the next ones.
+#define DEPTH 4
+
+// An all-reduce under way (dist_all_reduce_begin's job). The message (the tensor itself, or the
+// tensors packed) is cut into N chunks and each chunk into segments of `seg` elements; segment s
+// of every chunk makes round s. In round s, rank k collects segment s of its chunk k from every
+// rank (phase 1), sums the copies in rank order and sends the sum to every rank (phase 2). Up to
+// DEPTH rounds collect at once, so that messages move while a segment is summed, and a segment
+// is summed and sent on while it is still in cache. The rounds change when a sum is formed, never
+// what it is: each element is v0 + v1 + ... + v(N-1), left to right, whatever seg or the timing.
 typedef struct mpi_job mpi_job;
 struct mpi_job {
     dist_comm *c;
@@ -192,56 +201,75 @@ struct mpi_job {
     dist_op op;
     petal_dtype dtype;
     size_t elem; // bytes per element
-    char *own;   // (total) this rank's values, packed, then the results
-    char *in;    // (N - 1, chunk) the other ranks' copies of this rank's chunk
-    char *keep;  // (chunk) this rank's own copy while the sum is formed
-    int64_t total, bucket;
-    int64_t at, len; // the bucket under way
-    int phase;       // 0: next bucket to start, 1: collecting, 2: sharing, 3: finished
-    span *recv, *send;
-    in_flight f;
+    char *own;   // (total) this rank's values, then the results
+    bool packed; // own is a copy of the tensors (several of them), else the one tensor's data
+    char *in;    // (DEPTH, N - 1, seg) the other ranks' copies of this rank's segments
+    int tag;     // phase 1's tag; phase 2's is tag + 1 (this job's own: jobs overlap)
+    int64_t total, seg, rounds;
+    int64_t posted, summed;   // rounds whose collection was posted, whose sum was sent
+    in_flight collect[DEPTH]; // round s's phase 1 transfers in collect[s % DEPTH]
+    in_flight share;          // every round's phase 2 transfers
+    bool finished;
 };
 
 static char *at_element(const mpi_job *j, char *base, int64_t i) {
     return base + (size_t)i * j->elem;
 }
 
-// Phase 1's messages for the bucket at j->at: every rank's copy of this rank's chunk comes in
-// (other ranks' into j->in, in rank order); this rank's copies of the others' chunks go out.
-static void post_collect(mpi_job *j) {
-    int world = j->c->world_size, me = j->c->rank;
-    int64_t n = j->len, lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
-    for (int r = 0, slot = 0; r < world; r++) {
-        int64_t rlo = chunk_at(n, world, r);
-        j->recv[r] =
-            r == me ? (span){0} : (span){at_element(j, j->in, (int64_t)slot++ * mine), mine};
-        j->send[r] = (span){at_element(j, j->own, j->at + rlo), chunk_at(n, world, r + 1) - rlo};
-    }
-    exchange_post(j->c, j->recv, j->send, mpi_type(j->dtype), TAG_SCATTER, &j->f,
-                  "dist_all_reduce");
+// Segment s of chunk k, in own.
+static span segment(const mpi_job *j, int k, int64_t s) {
+    int world = j->c->world_size;
+    int64_t lo = chunk_at(j->total, world, k), len = chunk_at(j->total, world, k + 1) - lo;
+    int64_t from = s * j->seg, count = len - from < j->seg ? len - from : j->seg;
+    return (span){at_element(j, j->own, lo + from), count > 0 ? count : 0};
 }
 
-// The chunk's sum in rank order: rank 0's copy + rank 1's + ..., this rank's own in its place.
-static void sum_chunk(mpi_job *j) {
-    int world = j->c->world_size, me = j->c->rank;
-    int64_t lo = chunk_at(j->len, world, me), mine = chunk_at(j->len, world, me + 1) - lo;
-    char *sum = at_element(j, j->own, j->at + lo);
-    memcpy(j->keep, sum, (size_t)mine * j->elem);
-    memcpy(sum, me == 0 ? j->keep : j->recv[0].data, (size_t)mine * j->elem);
-    for (int r = 1; r < world; r++)
-        add_into(j->dtype, sum, r == me ? j->keep : j->recv[r].data, mine);
+// Where rank r's copy of this rank's segment of round s comes in.
+static char *inbound(const mpi_job *j, int64_t s, int r) {
+    int slot = r < j->c->rank ? r : r - 1;
+    return at_element(j, j->in, ((s % DEPTH) * (j->c->world_size - 1) + slot) * j->seg);
 }
 
-// Phase 2's messages: this rank's summed chunk to every rank, theirs into place.
-static void post_share(mpi_job *j) {
-    int world = j->c->world_size, me = j->c->rank;
-    int64_t n = j->len, lo = chunk_at(n, world, me), mine = chunk_at(n, world, me + 1) - lo;
-    for (int r = 0; r < world; r++) {
-        int64_t rlo = chunk_at(n, world, r);
-        j->recv[r] = (span){at_element(j, j->own, j->at + rlo), chunk_at(n, world, r + 1) - rlo};
-        j->send[r] = (span){at_element(j, j->own, j->at + lo), mine};
+// Phase 1 of round s: every rank's copy of this rank's segment comes in; this rank's copies of
+// the others' segments go out.
+static void post_collect(mpi_job *j, int64_t s) {
+    in_flight *f = &j->collect[s % DEPTH];
+    int64_t mine = segment(j, j->c->rank, s).count;
+    f->m = 0;
+    for (int r = 0; r < j->c->world_size; r++) {
+        if (r == j->c->rank) continue;
+        post(j->c, f, true, (span){inbound(j, s, r), mine}, mpi_type(j->dtype), r, j->tag,
+             "dist_all_reduce");
+        post(j->c, f, false, segment(j, r, s), mpi_type(j->dtype), r, j->tag, "dist_all_reduce");
     }
-    exchange_post(j->c, j->recv, j->send, mpi_type(j->dtype), TAG_GATHER, &j->f, "dist_all_reduce");
+}
+
+// The segment's sum in rank order, in place of this rank's copy, then the mean's scaling. Rank
+// k > 0 first adds ranks 0..k-1 in rank 0's buffer and then adds that to its own copy:
+// a + b and b + a are the same bits, so the sum is ((v0 + v1) + ...) + vk as for rank 0.
+static void sum_segment(mpi_job *j, int64_t s) {
+    int world = j->c->world_size, me = j->c->rank;
+    span dst = segment(j, me, s);
+    if (dst.count == 0) return;
+    if (me > 0) {
+        char *acc = inbound(j, s, 0);
+        for (int r = 1; r < me; r++) add_into(j->dtype, acc, inbound(j, s, r), dst.count);
+        add_into(j->dtype, dst.data, acc, dst.count);
+    }
+    for (int r = me + 1; r < world; r++) add_into(j->dtype, dst.data, inbound(j, s, r), dst.count);
+    if (j->op == DIST_AVG) scale(j->dtype, dst.data, dst.count, 1.0 / world);
+}
+
+// Phase 2 of round s: this rank's sum to every rank, theirs into place. The places are free: the
+// phase 1 sends from them (this round's) have completed.
+static void post_share(mpi_job *j, int64_t s) {
+    span mine = segment(j, j->c->rank, s);
+    for (int r = 0; r < j->c->world_size; r++) {
+        if (r == j->c->rank) continue;
+        post(j->c, &j->share, false, mine, mpi_type(j->dtype), r, j->tag + 1, "dist_all_reduce");
+        post(j->c, &j->share, true, segment(j, r, s), mpi_type(j->dtype), r, j->tag + 1,
+             "dist_all_reduce");
+    }
 }
 
 static void pack(tensor *const *ts, int n, char *buf, bool into_buffer) {
@@ -256,62 +284,70 @@ static void pack(tensor *const *ts, int n, char *buf, bool into_buffer) {
     }
 }
 
-// Moves the job on as far as its messages allow; with `block`, waits for each exchange (within
-// the deadline) until the job is finished.
-static petal_status advance(mpi_job *j, bool block) {
-    for (;;) {
-        if (j->phase == 0) {
-            if (j->at >= j->total) {
-                if (j->op == DIST_AVG) scale(j->dtype, j->own, j->total, 1.0 / j->c->world_size);
-                pack(j->ts, j->n, j->own, false);
-                j->phase = 3;
-            } else {
-                j->len = j->total - j->at < j->bucket ? j->total - j->at : j->bucket;
-                post_collect(j);
-                j->phase = 1;
-            }
-        }
-        if (j->phase == 3) return PETAL_OK;
-        int done = 0;
-        if (block) {
-            petal_status st = wait_all(j->c, j->f.reqs, j->f.peer, j->f.m, "dist_all_reduce");
-            if (st) return st;
-            done = 1;
-        } else if (MPI_Testall(j->f.m, j->f.reqs, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS) {
-            j->c->failed = true;
-            return petal_error(PETAL_ERR_DEVICE, "dist_all_reduce: rank %d: MPI_Testall failed",
-                               j->c->rank);
-        }
-        if (!done) return PETAL_OK;
-        if (j->phase == 1) {
-            sum_chunk(j);
-            post_share(j);
-            j->phase = 2;
-        } else {
-            j->at += j->bucket;
-            j->phase = 0;
-        }
+// Whether the transfers of f are complete: waits for them (within the deadline) with `block`,
+// else tests them once.
+static petal_status transfers_done(mpi_job *j, in_flight *f, bool block, bool *done) {
+    int all = 0;
+    if (block) {
+        petal_status st = wait_all(j->c, f->reqs, f->peer, f->m, "dist_all_reduce");
+        *done = st == PETAL_OK;
+        return st;
     }
+    if (MPI_Testall(f->m, f->reqs, &all, MPI_STATUSES_IGNORE) != MPI_SUCCESS) {
+        j->c->failed = true;
+        return petal_error(PETAL_ERR_DEVICE, "dist_all_reduce: rank %d: MPI_Testall failed",
+                           j->c->rank);
+    }
+    *done = all;
+    return PETAL_OK;
 }
 
-static int64_t bucket_elements(size_t elem) {
-    const char *v = getenv("PETAL_DIST_BUCKET_MB");
-    double mb = v ? atof(v) : 25.0;
-    if (!(mb > 0)) mb = 25.0;
-    int64_t n = (int64_t)(mb * 1048576.0 / (double)elem);
-    return n < 1024 ? 1024 : n;
+// Moves the job on as far as its messages allow; with `block`, waits for them (within the
+// deadline) until the job is finished.
+static petal_status advance(mpi_job *j, bool block) {
+    while (!j->finished) {
+        while (j->posted < j->rounds && j->posted - j->summed < DEPTH) post_collect(j, j->posted++);
+        bool done = false;
+        in_flight *f = j->summed < j->rounds ? &j->collect[j->summed % DEPTH] : &j->share;
+        petal_status st = transfers_done(j, f, block, &done);
+        if (st || !done) return st;
+        if (j->summed < j->rounds) {
+            sum_segment(j, j->summed);
+            post_share(j, j->summed++);
+        } else {
+            if (j->packed) pack(j->ts, j->n, j->own, false);
+            j->finished = true;
+        }
+    }
+    return PETAL_OK;
+}
+
+// Elements per segment: PETAL_DIST_SEGMENT_KB (default 256) kilobytes.
+static int64_t segment_elements(size_t elem) {
+    const char *v = getenv("PETAL_DIST_SEGMENT_KB");
+    double kb = v ? atof(v) : 256.0;
+    if (!(kb > 0)) kb = 256.0;
+    int64_t n = (int64_t)(kb * 1024.0 / (double)elem);
+    return n < 1 ? 1 : n;
 }
 
 static void pending_free(mpi_job *j) {
     if (!j) return;
-    in_flight_free(&j->f);
+    for (int d = 0; d < DEPTH; d++) in_flight_free(&j->collect[d]);
+    in_flight_free(&j->share);
     free(j->ts);
-    free(j->own);
+    if (j->packed) free(j->own);
     free(j->in);
-    free(j->keep);
-    free(j->recv);
-    free(j->send);
     free(j);
+}
+
+// This job's tags: every rank begins the same all-reduces in the same order, so a count of them
+// names the job alike on every rank, and an overlapping job's messages never match its receives.
+// They repeat after 8192 jobs (the tags stay below 32767, the least MPI_TAG_UB MPI allows), far
+// more than are ever in flight at once (a step's buckets).
+static int next_tag(dist_comm *c) {
+    mpi_state *s = c->impl;
+    return TAG_REDUCE + 2 * (int)(s->jobs++ % 8192);
 }
 
 static petal_status mpi_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_op op,
@@ -329,19 +365,21 @@ static petal_status mpi_all_reduce_begin(dist_comm *c, tensor *const *ts, int n,
                 "dist_all_reduce: the mpi backend reduces f32, f64 and i64, not %s",
                 dtype_name(j->dtype));
     int world = c->world_size;
-    j->bucket = bucket_elements(j->elem);
-    size_t chunk = (size_t)(j->bucket / world + 1) * j->elem;
+    int64_t longest = (j->total + world - 1) / world; // the longest chunk
+    j->seg = segment_elements(j->elem);
+    if (j->seg > longest) j->seg = longest > 0 ? longest : 1; // a small message: one round
+    j->rounds = (longest + j->seg - 1) / j->seg;
+    j->tag = next_tag(c);
+    j->packed = n != 1;
     j->ts = malloc((size_t)(n + 1) * sizeof *j->ts);
-    j->own = malloc((size_t)j->total * j->elem + 1);
-    j->in = malloc((size_t)(world - 1) * chunk + 1);
-    j->keep = malloc(chunk);
-    j->recv = malloc((size_t)world * sizeof *j->recv);
-    j->send = malloc((size_t)world * sizeof *j->send);
-    PETAL_CHECK(j->ts && j->own && j->in && j->keep && j->recv && j->send,
-                "dist_all_reduce: out of host memory for %lld elements", (long long)j->total);
-    in_flight_init(&j->f, world, "dist_all_reduce");
+    j->own = j->packed ? malloc((size_t)j->total * j->elem + 1) : tensor_data(ts[0]);
+    j->in = malloc((size_t)(DEPTH * (world - 1)) * (size_t)j->seg * j->elem + 1);
+    PETAL_CHECK(j->ts && j->own && j->in, "dist_all_reduce: out of host memory for %lld elements",
+                (long long)j->total);
+    for (int d = 0; d < DEPTH; d++) in_flight_init(&j->collect[d], 2 * world, "dist_all_reduce");
+    in_flight_init(&j->share, 2 * world * j->rounds, "dist_all_reduce");
     memcpy(j->ts, ts, (size_t)n * sizeof *ts);
-    pack(ts, n, j->own, true);
+    if (j->packed) pack(ts, n, j->own, true);
     petal_status st = advance(j, false);
     if (st) {
         pending_free(j);
@@ -353,8 +391,8 @@ static petal_status mpi_all_reduce_begin(dist_comm *c, tensor *const *ts, int n,
 
 static petal_status mpi_all_reduce_poll(void *job, bool *done) {
     mpi_job *j = job;
-    petal_status st = j->phase == 3 ? PETAL_OK : advance(j, false);
-    *done = j->phase == 3;
+    petal_status st = advance(j, false);
+    *done = j->finished;
     return st;
 }
 
@@ -370,6 +408,23 @@ static petal_status mpi_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_
     void *j;
     petal_status st = mpi_all_reduce_begin(c, ts, n, op, &j);
     return st ? st : mpi_all_reduce_wait(j);
+}
+
+petal_status dist_mpi_library_sum(dist_comm *c, tensor *x) {
+    PETAL_CHECK(x->dtype == PETAL_F32 && tensor_is_contiguous(x) && tensor_numel(x) < INT32_MAX,
+                "dist_mpi_library_sum: a contiguous f32 tensor of fewer than 2^31 elements");
+    if (c->be != &mpi_backend)
+        return petal_error(PETAL_ERR_ARG,
+                           "dist_mpi_library_sum: the communicator's backend is %s, "
+                           "not mpi",
+                           c->be->name);
+    if (MPI_Allreduce(MPI_IN_PLACE, tensor_data(x), (int)tensor_numel(x), MPI_FLOAT, MPI_SUM,
+                      comm_of(c)) != MPI_SUCCESS) {
+        c->failed = true;
+        return petal_error(PETAL_ERR_DEVICE, "dist_mpi_library_sum: rank %d: MPI_Allreduce failed",
+                           c->rank);
+    }
+    return PETAL_OK;
 }
 
 // ---- broadcast and all-gather ----
@@ -472,6 +527,11 @@ petal_status dist_mpi_share(void *bytes, size_t n, int root, double timeout_s) {
 }
 
 #else // a build without MPI
+
+petal_status dist_mpi_library_sum(dist_comm *c, tensor *x) {
+    (void)c, (void)x;
+    return petal_error(PETAL_ERR_DEVICE, "dist_mpi_library_sum: this petal was built without MPI");
+}
 
 petal_status dist_mpi_init(const dist_config *cfg, dist_comm *c) {
     (void)cfg, (void)c;

@@ -16,6 +16,7 @@
 #include "ops/ops.h"
 #include "tensor/scope.h"
 #include "train/caption_metrics.h"
+#include "train/eval_shard.h"
 #include "train/rank_metrics.h"
 #include "train/step.h"
 #include "train/vqa_metrics.h"
@@ -238,8 +239,25 @@ static double exact_match(const char *pred, const char *answer) {
     return same;
 }
 
+// This rank's share of the split's answers (train/eval_shard.h), into out.
+static petal_status vqa_share(const train_config *c, const train_model *tm, const train_data *d,
+                              tensor *a_ids, tensor *a_mask, dist_comm *comm, eval_outputs *out) {
+    loader *l;
+    petal_status s = eval_shard_loader(c, d, tm->tok, comm, &l);
+    train_batch b;
+    bool done = false;
+    while (!s && l && !(s = loader_next(l, &b, &done)) && !done) {
+        char **answers = vqa_answers(c, tm, d, &b, a_ids, a_mask);
+        for (int64_t i = 0; i < b.n; i++) eval_outputs_push(out, b.indices[i], answers[i]);
+        free(answers);
+        train_batch_free(&b);
+    }
+    loader_free(l);
+    return s;
+}
+
 static petal_status eval_vqa(const train_config *c, const train_model *tm, const train_data *d,
-                             const char *results, eval_result *r) {
+                             const char *results, dist_comm *comm, eval_result *r) {
     bool video = c->media == TRAIN_MEDIA_VIDEO;
     if (c->inference == TRAIN_VQA_RANK && !d->answer_list)
         return petal_error(PETAL_ERR_ARG, "%s: answer_list: ranking needs the answer list",
@@ -251,33 +269,22 @@ static petal_status eval_vqa(const train_config *c, const train_model *tm, const
         s = tokenizer_encode_batch(tm->tok, (const char *const *)d->answer_list->items,
                                    (int)d->answer_list->n, &ao, &a_ids, &a_mask);
     if (a_mask) a_mask = nn_consume(a_mask, tensor_cast(a_mask, train_config_dtype(c)));
-    loader_options o = splits_loader_options(c, false);
-    loader *l = NULL;
-    if (!s) s = loader_new(d, tm->tok, &o, 0, 0, &l);
-    int64_t *qids = buffer_calloc((size_t)d->n, sizeof *qids, "evaluate");
-    char **preds = buffer_calloc((size_t)d->n, sizeof *preds, "evaluate");
-    int64_t n = 0, answered = 0;
+    eval_outputs out = {0};
+    if (!s) s = vqa_share(c, tm, d, a_ids, a_mask, comm, &out);
+    if (!s) s = eval_outputs_gather(comm, &out);
+    int64_t *qids = buffer_calloc((size_t)out.n + 1, sizeof *qids, "evaluate");
+    int64_t answered = 0;
     double acc = 0;
-    train_batch b;
-    bool done = false;
-    while (!s && !(s = loader_next(l, &b, &done)) && !done) {
-        char **answers = vqa_answers(c, tm, d, &b, a_ids, a_mask);
-        for (int64_t i = 0; i < b.n; i++, n++) {
-            const ann_vqa *q = d->samples[b.indices[i]].vqa;
-            qids[n] = q->question_id;
-            preds[n] = answers[i];
-            if (q->n_raw == 0) continue; // a test question without answers: results file only
-            acc += video ? exact_match(answers[i], q->raw_answers[0])
-                         : vqa_accuracy(answers[i], (const char *const *)q->raw_answers, q->n_raw);
-            answered++;
-        }
-        free(answers);
-        train_batch_free(&b);
+    for (int64_t i = 0; i < out.n && !s; i++) {
+        const ann_vqa *q = d->samples[out.index[i]].vqa;
+        qids[i] = q->question_id;
+        if (q->n_raw == 0) continue; // a test question without answers: results file only
+        acc += video ? exact_match(out.text[i], q->raw_answers[0])
+                     : vqa_accuracy(out.text[i], (const char *const *)q->raw_answers, q->n_raw);
+        answered++;
     }
-    loader_free(l);
-    if (!s) s = vqa_results_write(results, qids, (const char *const *)preds, n);
-    for (int64_t i = 0; i < n; i++) free(preds[i]);
-    free(preds);
+    if (!s) s = vqa_results_write(results, qids, (const char *const *)out.text, out.n);
+    eval_outputs_free(&out);
     free(qids);
     if (s) return s;
     r->score_name = video ? "qa_acc" : "vqa_acc";
@@ -299,37 +306,58 @@ static petal_status prompt_ids(const train_config *c, const train_model *tm, ten
     return PETAL_OK;
 }
 
-static petal_status eval_caption(const train_config *c, const train_model *tm, const train_data *d,
-                                 train_split split, const char *results, eval_result *r) {
+// This rank's share of the split's captions (train/eval_shard.h), the prompt cut off, into out.
+static petal_status caption_share(const train_config *c, const train_model *tm, const train_data *d,
+                                  dist_comm *comm, eval_outputs *out) {
     tensor *prompt;
     petal_status s = prompt_ids(c, tm, &prompt);
     if (s) return s;
     generate_options g = search_options(tm, (int)c->num_beams, c->max_length, c->min_length);
-    loader_options o = splits_loader_options(c, false);
+    const char *prefix = c->prompt ? c->prompt : "";
     loader *l;
-    s = loader_new(d, NULL, &o, 0, 0, &l);
-    strbuf out = {0};
-    strbuf_push(&out, '[');
+    s = eval_shard_loader(c, d, NULL, comm, &l);
     train_batch b;
     bool done = false;
-    int64_t n = 0;
-    while (!s && !(s = loader_next(l, &b, &done)) && !done) {
+    while (!s && l && !(s = loader_next(l, &b, &done)) && !done) {
         generate_result gen = blip_caption_generate(tm->m, b.images, prompt, &g);
-        for (int64_t i = 0; i < b.n; i++, n++) {
+        for (int64_t i = 0; i < b.n; i++) {
             char *text = tokenizer_decode(tm->tok, gen.tokens + i * gen.len, (size_t)gen.len, true);
-            strbuf_printf(&out, "%s\n {\"image_id\": %lld, \"caption\": ", n ? "," : "",
-                          (long long)d->samples[b.indices[i]].image_id);
-            json_write_string(&out, text_after_prompt(text, c->prompt ? c->prompt : ""));
-            strbuf_push(&out, '}');
+            const char *caption = text_after_prompt(text, prefix);
+            eval_outputs_push(out, b.indices[i], buffer_strndup(caption, strlen(caption)));
             free(text);
         }
         generate_result_free(&gen);
         train_batch_free(&b);
     }
     loader_free(l);
+    return s;
+}
+
+// The results file [{"image_id", "caption"}] of the outputs, in their order.
+static petal_status caption_results_write(const char *path, const train_data *d,
+                                          const eval_outputs *o) {
+    strbuf out = {0};
+    strbuf_push(&out, '[');
+    for (int64_t i = 0; i < o->n; i++) {
+        strbuf_printf(&out, "%s\n {\"image_id\": %lld, \"caption\": ", i ? "," : "",
+                      (long long)d->samples[o->index[i]].image_id);
+        json_write_string(&out, o->text[i]);
+        strbuf_push(&out, '}');
+    }
     strbuf_printf(&out, "\n]\n");
-    if (!s) s = file_write_atomic(results, out.data, out.len, "caption results");
+    petal_status s = file_write_atomic(path, out.data, out.len, "caption results");
     strbuf_free(&out);
+    return s;
+}
+
+static petal_status eval_caption(const train_config *c, const train_model *tm, const train_data *d,
+                                 train_split split, const char *results, dist_comm *comm,
+                                 eval_result *r) {
+    eval_outputs out = {0};
+    petal_status s = caption_share(c, tm, d, comm, &out);
+    if (!s) s = eval_outputs_gather(comm, &out);
+    if (!s) s = caption_results_write(results, d, &out);
+    eval_outputs_free(&out);
     char *gt = NULL;
     if (!s) {
         char *ann_root = train_config_path(c, c->ann_root);
@@ -375,11 +403,11 @@ petal_status evaluate_split_on(const train_config *c, const train_model *tm, tra
         break;
     case TRAIN_TASK_VQA:
         results = results_path(results_dir, split, step, &temp);
-        s = eval_vqa(c, tm, &d, results, out);
+        s = eval_vqa(c, tm, &d, results, comm, out);
         break;
     case TRAIN_TASK_CAPTION:
         results = results_path(results_dir, split, step, &temp);
-        s = eval_caption(c, tm, &d, split, results, out);
+        s = eval_caption(c, tm, &d, split, results, comm, out);
         break;
     }
     if (temp) unlink(results);

@@ -30,8 +30,10 @@ petal_status evaluate_split(const train_config *c, const train_model *tm, train_
                             const char *results_dir, int64_t step, eval_result *out);
 // The same with every rank of a data-parallel run calling it (comm NULL: evaluate_split).
 // Retrieval's ITM rerank, where the time goes, is split over the ranks by rows and the score
-// matrices summed; the features and the VQA and caption evaluations are computed on every rank
-// (only results_dir's files need be rank 0's). Every rank gets the same result.
+// matrices summed (the features are computed on every rank). VQA and captioning split the split's
+// batches over the ranks (train/eval_shard.h) and gather the answers and captions, in the split's
+// order, to every rank, which computes the metrics; results_dir's files need be rank 0's only
+// (the others may pass NULL). Every rank gets the same result, the one process's to the bit.
 petal_status evaluate_split_on(const train_config *c, const train_model *tm, train_split split,
                                const char *results_dir, int64_t step, dist_comm *comm,
                                eval_result *out);

@@ -516,6 +516,10 @@ petal_status loader_new(const train_data *d, const tokenizer *tok, const loader_
                 o->image_size, o->workers, o->prefetch);
     *out = NULL;
     int64_t n_batches = loader_batches_per_epoch(d, o);
+    PETAL_CHECK(o->stop_batch >= 0 && o->stop_batch <= n_batches,
+                "loader_new: stop_batch %lld of %lld batches", (long long)o->stop_batch,
+                (long long)n_batches);
+    if (o->stop_batch > 0) n_batches = o->stop_batch;
     if (start_batch < 0 || start_batch > n_batches)
         return petal_error(PETAL_ERR_ARG,
                            "loader: start batch %lld of epoch %lld: expected 0 to %lld (%lld "

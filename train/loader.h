@@ -50,6 +50,9 @@ typedef struct {
     // Data parallelism: this process reads shard `rank` of `world_size` (0 and 0 or 1: the whole
     // split), as PyTorch's DistributedSampler cuts it (loader_shard_order).
     int rank, world_size;
+    // > 0: the pass ends before this batch (a rank's share of an evaluation, whose batches are
+    // the one-process batches); 0: at the epoch's end.
+    int64_t stop_batch;
     petal_dtype dtype; // of images, masks and answer weights: F32 (0) or F64 (config dtype)
     // Video: each sample's file is a video of which `frames` frames are sampled (io/video.h: one
     // random frame per segment in training, from the sample's generator; the segment middles
@@ -94,10 +97,10 @@ typedef struct loader loader;
 // with drop_last.
 int64_t loader_batches_per_epoch(const train_data *d, const loader_options *o);
 
-// Starts a pass over epoch `epoch` at batch `start_batch` (0, or where a resumed run stopped).
-// d and tok (NULL for splits without texts) must outlive the loader. PETAL_ERR_ARG when
-// start_batch is past the epoch's end; PETAL_ERR_MEMORY when a thread cannot be started. Options
-// out of range abort (the config checks them).
+// Starts a pass over epoch `epoch` at batch `start_batch` (0, or where a resumed run stopped),
+// to o->stop_batch or the epoch's end. d and tok (NULL for splits without texts) must outlive the
+// loader. PETAL_ERR_ARG when start_batch is past the epoch's end; PETAL_ERR_MEMORY when a thread
+// cannot be started. Options out of range abort (the config checks them).
 petal_status loader_new(const train_data *d, const tokenizer *tok, const loader_options *o,
                         int64_t epoch, int64_t start_batch, loader **out);
 // The next batch into *out, or *done at the epoch's end (then *out is zeroed). A bad image (or a

@@ -2,7 +2,8 @@
 // `mpirun -np N mpi_ranks CASE` runs (a Check suite cannot: Check forks, and MPI does not survive
 // a fork). Each case exits 0 when what it checked holds on this rank and prints the failure
 // otherwise, with the worst element where values are compared.
-//   collectives  all-reduce (f32, f64, i64; sum, mean; several buckets) equals the sum in rank
+//   collectives  all-reduce (f32, f64, i64; sum, mean; one tensor or several; sizes of one to
+//                many pipelined segments; two jobs in flight at once) equals the sum in rank
 //                order bit for bit, on every rank; broadcast; all-gather of equal and of ragged
 //                row counts; barrier. With PETAL_DIST=nccl the tensors live on each rank's GPU
 //                (two ranks: a + b and (a + b) / 2 have one rounding whatever the order)
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "autograd/autograd.h"
 #include "ops/ops.h"
@@ -82,26 +84,40 @@ static double expected(petal_dtype dt, int world, int64_t i, bool mean) {
     return mean ? s * (1.0 / world) : s;
 }
 
-static void check_all_reduce(dist_comm *c, petal_dtype dt, int64_t n, dist_op op) {
-    int world = dist_world_size(c);
+// The first element of t (n elements, read on the host) that is not the sum (or mean) in rank
+// order, or -1.
+static int64_t first_wrong(dist_comm *c, tensor *t, int64_t n, bool mean) {
+    tensor *host = on_host(t);
+    int64_t worst = -1;
+    for (int64_t i = 0; i < n && worst < 0; i++) {
+        double want = expected(host->dtype, dist_world_size(c), i, mean);
+        double got = host->dtype == PETAL_F32   ? (double)tensor_data_f32(host)[i]
+                     : host->dtype == PETAL_F64 ? tensor_data_f64(host)[i]
+                                                : (double)tensor_data_i64(host)[i];
+        if (got != want) worst = i;
+    }
+    tensor_free(host);
+    return worst;
+}
+
+// An all-reduce of n elements, in one tensor (alone) or followed by a second one (the tensors are
+// packed), against the sum in rank order; every rank must hold rank 0's bits.
+static void check_reduce_of(dist_comm *c, petal_dtype dt, int64_t n, dist_op op, bool alone) {
     tensor *a = to_comm(c, rank_values(dt, dist_rank(c), n));
     tensor *b = to_comm(c, rank_values(dt, dist_rank(c), 3));
     tensor *both[] = {a, b};
-    OK(dist_all_reduce(c, both, 2, op));
-    tensor *result = on_host(a);
-    int64_t worst = -1;
-    for (int64_t i = 0; i < n; i++) {
-        double want = expected(dt, world, i, op == DIST_AVG);
-        double got = dt == PETAL_F32   ? (double)tensor_data_f32(result)[i]
-                     : dt == PETAL_F64 ? tensor_data_f64(result)[i]
-                                       : (double)tensor_data_i64(result)[i];
-        if (got != want && worst < 0) worst = i;
-    }
+    OK(dist_all_reduce(c, both, alone ? 1 : 2, op));
+    int64_t worst = first_wrong(c, a, n, op == DIST_AVG);
     EXPECT(worst < 0,
-           "all-reduce %s of %lld elements (%s): element %lld differs from the sum in "
+           "all-reduce %s of %lld elements%s (%s): element %lld differs from the sum in "
            "rank order",
-           dtype_name(dt), (long long)n, op == DIST_AVG ? "mean" : "sum", (long long)worst);
+           dtype_name(dt), (long long)n, alone ? "" : " and 3", op == DIST_AVG ? "mean" : "sum",
+           (long long)worst);
+    if (!alone)
+        EXPECT(first_wrong(c, b, 3, op == DIST_AVG) < 0, "all-reduce %s: the second tensor",
+               dtype_name(dt));
     // every rank holds the same bits: rank 0's result broadcast and compared
+    tensor *result = on_host(a);
     tensor *copy = tensor_clone_data(a);
     OK(dist_broadcast(c, &copy, 1, 0));
     tensor *rank0 = on_host(copy);
@@ -112,6 +128,40 @@ static void check_all_reduce(dist_comm *c, petal_dtype dt, int64_t n, dist_op op
     tensor_free(result);
     tensor_free(a);
     tensor_free(b);
+}
+
+static void check_all_reduce(dist_comm *c, petal_dtype dt, int64_t n, dist_op op) {
+    check_reduce_of(c, dt, n, op, true);
+    check_reduce_of(c, dt, n, op, false);
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// Two resumable all-reduces in flight at once, moved on in different orders by different ranks (as
+// the backward pass's buckets may be): even ranks poll the later, smaller one for 50 ms first, so
+// that its first phase ends and its second is posted before the earlier one's; odd ranks finish
+// the earlier one first. Each job must get its own sums, never the other's messages.
+static void check_overlapping(dist_comm *c, int64_t n) {
+    tensor *big = to_comm(c, rank_values(PETAL_F32, dist_rank(c), n));
+    tensor *small = to_comm(c, rank_values(PETAL_F32, dist_rank(c), n / 7));
+    dist_pending *first, *second;
+    OK(dist_all_reduce_begin(c, &big, 1, DIST_AVG, &first));
+    OK(dist_all_reduce_begin(c, &small, 1, DIST_SUM, &second));
+    bool done = false;
+    for (double until = now_seconds() + 0.05;
+         dist_rank(c) % 2 == 0 && !done && now_seconds() < until;)
+        OK(dist_pending_poll(second, &done));
+    OK(dist_pending_wait(first));
+    OK(dist_pending_wait(second));
+    EXPECT(first_wrong(c, big, n, true) < 0, "overlapping all-reduces: the first one's mean");
+    EXPECT(first_wrong(c, small, n / 7, false) < 0,
+           "overlapping all-reduces: the second one's sum");
+    tensor_free(big);
+    tensor_free(small);
 }
 
 static void check_gather(dist_comm *c, bool ragged) {
@@ -148,9 +198,18 @@ static void collectives(dist_comm *c) {
         check_all_reduce(c, dts[d], 1000, DIST_SUM);
         if (dts[d] != PETAL_I64) check_all_reduce(c, dts[d], 5, DIST_AVG); // means are floats
     }
-    setenv("PETAL_DIST_BUCKET_MB", "0.01", 1); // 2621 f32 per bucket (1024 at least): 4 buckets
-    check_all_reduce(c, PETAL_F32, 10001, DIST_AVG);
-    unsetenv("PETAL_DIST_BUCKET_MB");
+    // Pipelined: segments of 1 KB (256 f32, 128 f64) make many rounds, more than are in flight
+    // at once, with chunks of unequal length (n not a multiple of the ranks or the segment).
+    setenv("PETAL_DIST_SEGMENT_KB", "1", 1);
+    int64_t sizes[] = {1, 2, 255, 256, 257, 10001, 300007};
+    for (int i = 0; i < 7; i++) {
+        check_all_reduce(c, PETAL_F32, sizes[i], DIST_AVG);
+        check_all_reduce(c, PETAL_F64, sizes[i], DIST_SUM);
+    }
+    check_all_reduce(c, PETAL_I64, 10001, DIST_SUM);
+    check_overlapping(c, 30001);
+    unsetenv("PETAL_DIST_SEGMENT_KB");
+    check_all_reduce(c, PETAL_F32, 3 * 1048576 + 5, DIST_AVG); // 12 MB, the default segments
     tensor *t = to_comm(c, rank_values(PETAL_F64, dist_rank(c), 7));
     OK(dist_broadcast(c, &t, 1, dist_world_size(c) - 1));
     tensor *got = on_host(t);

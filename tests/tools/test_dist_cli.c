@@ -9,12 +9,15 @@
 //     with the doubled batch, as columns in another order), and `petal eval` with its rerank
 //     split over 2 ranks prints the metrics of one process;
 //   - --stop-after and --resume: 2 ranks stopped and resumed write metrics.jsonl identical to an
-//     uninterrupted run; a 2-rank run goes on with 1 rank.
+//     uninterrupted run; a 2-rank run goes on with 1 rank;
+//   - VQA and caption evaluation, its batches shared by 2 or 3 ranks (inside `petal train` and by
+//     `petal eval`), prints the one-process metrics and writes the one-process results file.
 // A build without MPI checks instead that the launcher's variables make `petal train` say so.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "io/checkpoint.h"
@@ -333,6 +336,119 @@ START_TEST(test_retrieval_queues_gather_every_rank) {
 }
 END_TEST
 
+// `petal eval` of `ckpt` on the val split, one process or `ranks` of them, with the results file
+// into dir; returns the printed line (malloc'd).
+static char *eval_line(const char *ranks, const char *config, const char *ckpt, const char *dir,
+                       const char *batch) {
+    char set[64];
+    snprintf(set, sizeof set, "batch_size_test=%s", batch);
+    const char *args[] = {"eval",  config,      "--ckpt", ckpt,    "--split",
+                          "val",   "--results", dir,      "--set", "inference=generate",
+                          "--set", set,         NULL};
+    if (!ranks) return run_ok(args);
+    const char *with_bin[16] = {PETAL_BIN};
+    for (int i = 0; args[i]; i++) with_bin[i + 1] = args[i];
+    run_result r = mpirun(ranks, with_bin);
+    ck_assert_msg(r.status == 0, "mpirun -np %s petal eval: %s", ranks, tail_of(r.err));
+    char *out = r.out;
+    r.out = NULL;
+    run_result_free(&r);
+    return out;
+}
+
+// The results file <dir>/val_step<step>.json (malloc'd).
+static char *results_of(const char *dir, int step) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/val_step%d.json", dir, step);
+    return slurp(path);
+}
+
+// How many different values of `key` the results file holds (the model answers the samples
+// differently: a mix-up of samples would show).
+static int distinct_values(const char *results, const char *key) {
+    char seen[64][128];
+    int n = 0;
+    for (const char *p = results; (p = strstr(p, key)); p++) {
+        char v[128];
+        snprintf(v, sizeof v, "%.*s", (int)strcspn(p + strlen(key), "\""), p + strlen(key));
+        int k = 0;
+        while (k < n && strcmp(seen[k], v) != 0) k++;
+        if (k == n && n < 64) snprintf(seen[n++], sizeof seen[0], "%s", v);
+    }
+    return n;
+}
+
+// VQA (answers generated) or captioning: a model trained on 2 ranks, whose validation inside
+// `petal train` ran split over the 2 ranks, is evaluated by one process and by 2 and 3 ranks (4
+// batches of 4: shares of 2 + 2 and 1 + 1 + 2 batches), and with one batch of 16 on 2 ranks (rank
+// 0's share is empty). Every split run prints the one-process line and writes its results file
+// byte for byte.
+static void check_sharded_eval(const char *task, const char *key, const char *score) {
+    char name[64];
+    snprintf(name, sizeof name, "%s_eval.yaml", task);
+    const char *c = write_config(name, task, "f32", "full", 4, 600);
+    char run[512], last[600], one[512], split[512];
+    snprintf(run, sizeof run, "%s", test_dir_path(task));
+    snprintf(last, sizeof last, "%s/last.h5", run);
+    // 600 steps make the tiny model answer differently by question (and caption by image)
+    mpirun_ok("2", ARGS(PETAL_BIN, "train", c, "--out", run, "--set", "init_lr=2e-3", "--set",
+                        "eval_every=600", "--set", "save_every=600", "--set", "inference=generate",
+                        "--set", "batch_size_test=4"));
+    snprintf(one, sizeof one, "%s", test_dir_path("one"));
+    snprintf(split, sizeof split, "%s", test_dir_path("split"));
+    ck_assert(mkdir(one, 0755) == 0 && mkdir(split, 0755) == 0);
+    char *line = eval_line(NULL, c, last, one, "4");
+    char *reference = results_of(one, 0);
+    ck_assert_msg(strstr(line, score), "%s", line);
+    ck_assert_msg(distinct_values(reference, key) >= 2, "one answer for every sample:\n%s",
+                  tail_of(reference));
+    // the validation inside the 2-rank training
+    char results[600];
+    snprintf(results, sizeof results, "%s/results", run);
+    char *in_training = results_of(results, 600);
+    ck_assert_msg(strcmp(in_training, reference) == 0,
+                  "petal train on 2 ranks:\n%s\none process:\n%s", tail_of(in_training),
+                  tail_of(reference));
+    snprintf(results, sizeof results, "%s/metrics.jsonl", run);
+    char *metrics = slurp(results);
+    const char *logged = strstr(metrics, "\"split\": \"val\"");
+    ck_assert_msg(logged && strncmp(logged, strstr(line, "\"split\""), strcspn(logged, "\n")) == 0,
+                  "petal train on 2 ranks logged:\n%s\none process:\n%s", tail_of(metrics), line);
+    const char *cases[][2] = {{"2", "4"}, {"3", "4"}, {"2", "16"}};
+    for (int i = 0; i < 3; i++) {
+        char *alone = line, *alone_results = reference;
+        if (strcmp(cases[i][1], "4") != 0) {
+            alone = eval_line(NULL, c, last, one, cases[i][1]);
+            alone_results = results_of(one, 0);
+        }
+        char *shared = eval_line(cases[i][0], c, last, split, cases[i][1]);
+        char *shared_results = results_of(split, 0);
+        ck_assert_msg(strcmp(alone, shared) == 0, "%s ranks, batch %s:\n%s\none process:\n%s",
+                      cases[i][0], cases[i][1], shared, alone);
+        ck_assert_msg(strcmp(alone_results, shared_results) == 0,
+                      "%s ranks, batch %s, results:\n%s\none process:\n%s", cases[i][0],
+                      cases[i][1], tail_of(shared_results), tail_of(alone_results));
+        if (alone != line) free(alone);
+        if (alone_results != reference) free(alone_results);
+        free(shared);
+        free(shared_results);
+    }
+    free(line);
+    free(reference);
+    free(in_training);
+    free(metrics);
+}
+
+START_TEST(test_vqa_eval_split_over_ranks) {
+    check_sharded_eval("vqa", "\"answer\": \"", "\"vqa_acc\": ");
+}
+END_TEST
+
+START_TEST(test_caption_eval_split_over_ranks) {
+    check_sharded_eval("caption", "\"caption\": \"", "\"CIDEr\": ");
+}
+END_TEST
+
 START_TEST(test_stop_and_resume_across_rank_counts) {
     const char *c2 = write_config("vqa2.yaml", "vqa", "f64", "lora, rank: 4", 4, 20);
     char whole[512], cut[512], shrunk[512];
@@ -394,6 +510,8 @@ int main(void) {
     tcase_add_test(tc, test_overlap_changes_no_bit);
     tcase_add_test(tc, test_retrieval_queues_gather_every_rank);
     tcase_add_test(tc, test_stop_and_resume_across_rank_counts);
+    tcase_add_test(tc, test_vqa_eval_split_over_ranks);
+    tcase_add_test(tc, test_caption_eval_split_over_ranks);
 #else
     tcase_add_test(tc, test_without_mpi_says_so);
 #endif

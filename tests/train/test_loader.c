@@ -318,6 +318,32 @@ START_TEST(test_shards_make_the_global_batch) {
 }
 END_TEST
 
+// An evaluation's share (train/eval_shard.h): batches [1, 3) of the split, read with stop_batch,
+// are batches 1 and 2 of the whole pass, sample for sample.
+START_TEST(test_stop_batch_reads_a_share_of_the_batches) {
+    train_data d;
+    fixture_pairs(TRAIN_TASK_RETRIEVAL, &d);
+    loader_options o = train_options(2);
+    o.shuffle = false;
+    o.drop_last = false;
+    o.batch_size = 5;
+    epoch_batches whole, share;
+    run_epoch(&d, &o, 0, 0, &whole);
+    o.stop_batch = 3;
+    run_epoch(&d, &o, 0, 1, &share);
+    ck_assert_int_eq(share.n, 2);
+    for (int b = 0; b < 2; b++) {
+        ck_assert_int_eq(share.b[b].n, whole.b[b + 1].n);
+        for (int64_t k = 0; k < share.b[b].n; k++)
+            ck_assert_int_eq(share.b[b].indices[k], whole.b[b + 1].indices[k]);
+    }
+    ck_assert_int_eq(share.stats.batches, 2);
+    epoch_free(&whole);
+    epoch_free(&share);
+    train_data_free(&d);
+}
+END_TEST
+
 START_TEST(test_every_sample_once_per_epoch) {
     train_data d;
     fixture_pairs(TRAIN_TASK_RETRIEVAL, &d);
@@ -713,6 +739,7 @@ int main(void) {
     tcase_add_test(tc, test_every_sample_once_per_epoch);
     tcase_add_test(tc, test_shard_order);
     tcase_add_test(tc, test_shards_make_the_global_batch);
+    tcase_add_test(tc, test_stop_batch_reads_a_share_of_the_batches);
     tcase_add_test(tc, test_test_transform_is_image_load_batch);
     tcase_add_test(tc, test_train_transform_is_augment_with_sample_generator);
     tcase_add_test(tc, test_tokenization_is_tokenizer_encode_batch);
