@@ -6,9 +6,9 @@
 //
 // A row is read in vectors from its start; the last one holds the len % VEC tail, read and
 // written with masks (AVX-512's masked moves, AVX2's vmaskmovps; lane by lane on the generic
-// path). Rows of softmax are short (197 in a ViT), so the tail and the two reductions of a row
-// were half the time when written lane by lane: a serial chain of 16 vmaxss per row, and GCC
-// copying a 5-float tail with rep movsq.
+// path). Rows of softmax are short (197 in a ViT): written lane by lane, the tail and the
+// reductions across lanes took a fifth of softmax's forward (a serial chain of 16 vmaxss per row,
+// and GCC copying a 5-float tail with rep movsq).
 //
 // Sums run in f64, as the f64 kernels' do: a sum of f32 partial sums would be off by up to (terms
 // per lane) ulp, which softmax hands on to every output. A vec is widened into two dvecs (its
