@@ -9,50 +9,50 @@
 
 #include "tensor/cpu/cpu_iter.h"
 #include "tensor/cpu/cpu_kernels.h"
+#include "tensor/cpu/cpu_path.h"
 #include "tensor/error.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#define LAYER_NORM_DEFINE(T, S)                                                                    \
-    static void layer_norm_row_##S(T *y, T *mean_out, T *rstd_out, const T *x, const T *w,         \
-                                   const T *b, int64_t d, double eps) {                            \
-        double sum = 0, sq = 0;                                                                    \
-        for (int64_t i = 0; i < d; i++) sum += x[i];                                               \
-        double mean = sum / (double)d;                                                             \
-        for (int64_t i = 0; i < d; i++) sq += ((double)x[i] - mean) * ((double)x[i] - mean);       \
-        double rstd = 1.0 / sqrt(sq / (double)d + eps);                                            \
-        T m = (T)mean, r = (T)rstd;                                                                \
-        for (int64_t i = 0; i < d; i++) {                                                          \
-            T v = (x[i] - m) * r;                                                                  \
-            if (w) v *= w[i];                                                                      \
-            if (b) v += b[i];                                                                      \
-            y[i] = v;                                                                              \
-        }                                                                                          \
-        *mean_out = m;                                                                             \
-        *rstd_out = r;                                                                             \
-    }                                                                                              \
-    /* gx for one row; adds this row's share of gw and gb into double accumulators. */             \
-    static void layer_norm_backward_row_##S(T *gx, double *gw, double *gb, const T *gy,            \
-                                            const T *x, T mean, T rstd, const T *w, int64_t d) {   \
-        double s1 = 0, s2 = 0; /* sum(gxh), sum(gxh * xh) */                                       \
-        for (int64_t i = 0; i < d; i++) {                                                          \
-            T xh = (x[i] - mean) * rstd, g = w ? gy[i] * w[i] : gy[i];                             \
-            s1 += g;                                                                               \
-            s2 += g * xh;                                                                          \
-            if (gw) gw[i] += gy[i] * xh;                                                           \
-            if (gb) gb[i] += gy[i];                                                                \
-        }                                                                                          \
-        if (!gx) return;                                                                           \
-        T m1 = (T)(s1 / (double)d), m2 = (T)(s2 / (double)d);                                      \
-        for (int64_t i = 0; i < d; i++) {                                                          \
-            T xh = (x[i] - mean) * rstd, g = w ? gy[i] * w[i] : gy[i];                             \
-            gx[i] = rstd * (g - m1 - xh * m2);                                                     \
-        }                                                                                          \
+// The f64 rows; f32 rows run the CPU path's vector kernels (tensor/cpu/cpu_path_layer_norm.h).
+static void layer_norm_row_f64(double *y, double *mean_out, double *rstd_out, const double *x,
+                               const double *w, const double *b, int64_t d, double eps) {
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < d; i++) sum += x[i];
+    double mean = sum / (double)d;
+    for (int64_t i = 0; i < d; i++) sq += (x[i] - mean) * (x[i] - mean);
+    double rstd = 1.0 / sqrt(sq / (double)d + eps);
+    for (int64_t i = 0; i < d; i++) {
+        double v = (x[i] - mean) * rstd;
+        if (w) v *= w[i];
+        if (b) v += b[i];
+        y[i] = v;
     }
-LAYER_NORM_DEFINE(float, f32)
-LAYER_NORM_DEFINE(double, f64)
+    *mean_out = mean;
+    *rstd_out = rstd;
+}
+
+// gx for one row; adds this row's share of gw and gb into the accumulators.
+static void layer_norm_backward_row_f64(double *gx, double *gw, double *gb, const double *gy,
+                                        const double *x, double mean, double rstd, const double *w,
+                                        int64_t d) {
+    double s1 = 0, s2 = 0; // sum(gxh), sum(gxh * xh)
+    for (int64_t i = 0; i < d; i++) {
+        double xh = (x[i] - mean) * rstd, g = w ? gy[i] * w[i] : gy[i];
+        s1 += g;
+        s2 += g * xh;
+        if (gw) gw[i] += gy[i] * xh;
+        if (gb) gb[i] += gy[i];
+    }
+    if (!gx) return;
+    double m1 = s1 / (double)d, m2 = s2 / (double)d;
+    for (int64_t i = 0; i < d; i++) {
+        double xh = (x[i] - mean) * rstd, g = w ? gy[i] * w[i] : gy[i];
+        gx[i] = rstd * (g - m1 - xh * m2);
+    }
+}
 
 // Typed pointer to the first element of an optional CPU tensor.
 #define DATA_OR_NULL(t, S) ((t) ? tensor_data_##S(t) : NULL)
@@ -60,12 +60,13 @@ LAYER_NORM_DEFINE(double, f64)
 void cpu_layer_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *w,
                     const tensor *b, double eps) {
     int64_t d = x->shape[x->ndim - 1], rows = d ? tensor_numel(x) / d : 0;
+    cpu_layer_norm_row_fn row_f32 = cpu_path_kernels_active()->layer_norm_row;
 #pragma omp parallel for if (rows * d >= CPU_PARALLEL_GRAIN)
     for (int64_t r = 0; r < rows; r++) {
         if (x->dtype == PETAL_F32)
-            layer_norm_row_f32(tensor_data_f32(y) + r * d, tensor_data_f32(mean) + r,
-                               tensor_data_f32(rstd) + r, tensor_data_f32(x) + r * d,
-                               DATA_OR_NULL(w, f32), DATA_OR_NULL(b, f32), d, eps);
+            row_f32(tensor_data_f32(y) + r * d, tensor_data_f32(mean) + r,
+                    tensor_data_f32(rstd) + r, tensor_data_f32(x) + r * d, DATA_OR_NULL(w, f32),
+                    DATA_OR_NULL(b, f32), d, eps);
         else
             layer_norm_row_f64(tensor_data_f64(y) + r * d, tensor_data_f64(mean) + r,
                                tensor_data_f64(rstd) + r, tensor_data_f64(x) + r * d,
@@ -82,6 +83,7 @@ void cpu_layer_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *g
 #endif
     // Each thread accumulates gw and gb for its rows in its own slice; the slices are then added
     // in thread order, so the result is deterministic for a given thread count.
+    cpu_layer_norm_backward_row_fn row_f32 = cpu_path_kernels_active()->layer_norm_backward_row;
     bool affine_grad = gw || gb;
     double *acc = affine_grad ? calloc((size_t)n_threads * 2 * (size_t)d, sizeof *acc) : NULL;
     PETAL_CHECK(!affine_grad || acc != NULL, "layer_norm backward: out of host memory");
@@ -96,10 +98,10 @@ void cpu_layer_norm_backward(tensor *gx, tensor *gw, tensor *gb, const tensor *g
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++) {
             if (x->dtype == PETAL_F32)
-                layer_norm_backward_row_f32(gx ? tensor_data_f32(gx) + r * d : NULL, tgw, tgb,
-                                            tensor_data_f32(gy) + r * d, tensor_data_f32(x) + r * d,
-                                            tensor_data_f32(mean)[r], tensor_data_f32(rstd)[r],
-                                            DATA_OR_NULL(w, f32), d);
+                row_f32(gx ? tensor_data_f32(gx) + r * d : NULL, tgw, tgb,
+                        tensor_data_f32(gy) + r * d, tensor_data_f32(x) + r * d,
+                        tensor_data_f32(mean)[r], tensor_data_f32(rstd)[r], DATA_OR_NULL(w, f32),
+                        d);
             else
                 layer_norm_backward_row_f64(gx ? tensor_data_f64(gx) + r * d : NULL, tgw, tgb,
                                             tensor_data_f64(gy) + r * d, tensor_data_f64(x) + r * d,

@@ -1,14 +1,14 @@
-// CPU paths: the hot kernels (the f32 vector math of GELU, exp, log and tanh, dropout's Philox
-// rounds and the narrow GEMM kernels) are built once per x86-64 level, each level in its own
-// translation unit with its own -march (tensor/cpu/cpu_path_generic.c, _avx2.c, _avx512.c), so
-// one binary runs at full speed
-// on every x86-64 machine and never executes an instruction its CPU lacks. The best path the CPU
-// supports is picked by cpuid on first use; PETAL_CPU=generic|avx2|avx512 forces one, and a forced
-// path the CPU cannot run is refused.
+// CPU paths: the hot kernels (the f32 vector math of GELU, exp, log and tanh, the f32 rows of
+// softmax and LayerNorm, dropout's Philox rounds and the narrow GEMM kernels) are built once per
+// x86-64 level, each level in its own translation unit with its own -march
+// (tensor/cpu/cpu_path_generic.c, _avx2.c, _avx512.c), so one binary runs at full speed on every
+// x86-64 machine and never executes an instruction its CPU lacks. The best path the CPU supports is
+// picked by cpuid on first use; PETAL_CPU=generic|avx2|avx512 forces one, and a forced path the CPU
+// cannot run is refused.
 //
-//   generic  x86-64-v2 (SSE4.2): 4-float math and dropout; the narrow GEMMs go to OpenBLAS
-//   avx2     x86-64-v3 (AVX2, FMA): 8-float math and dropout, 8-float narrow GEMM kernels
-//   avx512   x86-64-v4 (AVX-512 F/BW/DQ/VL): 16-float math, dropout and narrow GEMM kernels
+//   generic  x86-64-v2 (SSE4.2): 4-float math, rows and dropout; the narrow GEMMs go to OpenBLAS
+//   avx2     x86-64-v3 (AVX2, FMA): 8-float math, rows and dropout, 8-float narrow GEMM kernels
+//   avx512   x86-64-v4 (AVX-512 F/BW/DQ/VL): 16-float math, rows, dropout and narrow GEMM kernels
 #pragma once
 
 #include <stdbool.h>
@@ -30,6 +30,19 @@ typedef bool (*cpu_sgemm_narrow_fn)(bool trans_a, bool trans_b, int64_t m, int64
 typedef void (*cpu_dropout_group_fn)(int64_t b0, int64_t n, const tensor *x, tensor *out, double p,
                                      rng_state rng);
 
+// One contiguous f32 row of len elements: y = softmax(x), or log_softmax(x) when as_log (y may be
+// x), and its backward (gx may be gy); cpu_softmax and cpu_softmax_backward.
+typedef void (*cpu_softmax_row_fn)(float *y, const float *x, int64_t len, bool as_log);
+typedef void (*cpu_softmax_backward_row_fn)(float *gx, const float *gy, const float *y, int64_t len,
+                                            bool as_log);
+// One f32 row of d elements of cpu_layer_norm (w, b may be NULL), and of its backward: gx (skipped
+// when NULL) and the row's share of gw and gb added into f64 accumulators (each may be NULL).
+typedef void (*cpu_layer_norm_row_fn)(float *y, float *mean, float *rstd, const float *x,
+                                      const float *w, const float *b, int64_t d, double eps);
+typedef void (*cpu_layer_norm_backward_row_fn)(float *gx, double *gw, double *gb, const float *gy,
+                                               const float *x, float mean, float rstd,
+                                               const float *w, int64_t d);
+
 // What one path supplies. The spans replace the portable f32 spans of cpu_elementwise.c for their
 // op (NULL: the portable one runs); they compute contiguous and strided operands alike, so a
 // result does not depend on the layout.
@@ -39,6 +52,10 @@ typedef struct {
     cpu_span_fn binary_f32[BINARY_OP_COUNT];
     cpu_sgemm_narrow_fn sgemm_narrow; // NULL: every shape is left to OpenBLAS
     cpu_dropout_group_fn dropout_group;
+    cpu_softmax_row_fn softmax_row;
+    cpu_softmax_backward_row_fn softmax_backward_row;
+    cpu_layer_norm_row_fn layer_norm_row;
+    cpu_layer_norm_backward_row_fn layer_norm_backward_row;
 } cpu_path_kernels;
 
 extern const cpu_path_kernels cpu_path_generic_kernels, cpu_path_avx2_kernels,

@@ -7,6 +7,9 @@
 #endif
 #include "tensor/cpu/cpu_path_dropout.h"
 #include "tensor/cpu/cpu_path_math.h"
+#include "tensor/cpu/cpu_path_row.h" // after the math, before the row kernels that use it
+#include "tensor/cpu/cpu_path_layer_norm.h"
+#include "tensor/cpu/cpu_path_softmax.h"
 
 const cpu_path_kernels CPU_PATH_TABLE = {
     .name = CPU_PATH_NAME,
@@ -18,6 +21,10 @@ const cpu_path_kernels CPU_PATH_TABLE = {
     .binary_f32 = {[BINARY_GELU_ERF_GRAD] = span_gelu_erf_grad,
                    [BINARY_GELU_TANH_GRAD] = span_gelu_tanh_grad},
     .dropout_group = dropout_group,
+    .softmax_row = softmax_row,
+    .softmax_backward_row = softmax_backward_row,
+    .layer_norm_row = layer_norm_row,
+    .layer_norm_backward_row = layer_norm_backward_row,
 #ifdef DOT_ROWS
     .sgemm_narrow = narrow_sgemm,
 #endif

@@ -1,5 +1,7 @@
 // Softmax and log-softmax along one dim of contiguous tensors, forward and backward.
-// Rows are the `len` elements along the dim, `inner` apart; sums accumulate in double.
+// Rows are the `len` elements along the dim, `inner` apart; sums accumulate in double. f32 rows
+// along the last dim (inner 1: attention's softmax) run the CPU path's vector row kernels
+// (tensor/cpu/cpu_path_softmax.h); other dims and f64 run the loops below.
 #include <math.h>
 
 #include "tensor/cpu/cpu_iter.h"
@@ -56,10 +58,14 @@ void cpu_softmax(tensor *y, const tensor *x, int dim, bool as_log) {
     int64_t outer, len, inner;
     cpu_split_dim(x, dim, &outer, &len, &inner);
     if (len == 0) return;
+    cpu_softmax_row_fn path_row =
+        x->dtype == PETAL_F32 && inner == 1 ? cpu_path_kernels_active()->softmax_row : NULL;
 #pragma omp parallel for if (outer * len * inner >= CPU_PARALLEL_GRAIN)
     for (int64_t o = 0; o < outer * inner; o++) {
         int64_t base = (o / inner) * len * inner + o % inner;
-        if (x->dtype == PETAL_F32)
+        if (path_row)
+            path_row(tensor_data_f32(y) + base, tensor_data_f32(x) + base, len, as_log);
+        else if (x->dtype == PETAL_F32)
             softmax_row_f32(tensor_data_f32(y) + base, tensor_data_f32(x) + base, len, inner,
                             as_log);
         else
@@ -72,10 +78,16 @@ void cpu_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim
     int64_t outer, len, inner;
     cpu_split_dim(y, dim, &outer, &len, &inner);
     if (len == 0) return;
+    cpu_softmax_backward_row_fn path_row = y->dtype == PETAL_F32 && inner == 1
+                                               ? cpu_path_kernels_active()->softmax_backward_row
+                                               : NULL;
 #pragma omp parallel for if (outer * len * inner >= CPU_PARALLEL_GRAIN)
     for (int64_t o = 0; o < outer * inner; o++) {
         int64_t base = (o / inner) * len * inner + o % inner;
-        if (y->dtype == PETAL_F32)
+        if (path_row)
+            path_row(tensor_data_f32(gx) + base, tensor_data_f32(gy) + base,
+                     tensor_data_f32(y) + base, len, as_log);
+        else if (y->dtype == PETAL_F32)
             softmax_backward_row_f32(tensor_data_f32(gx) + base, tensor_data_f32(gy) + base,
                                      tensor_data_f32(y) + base, len, inner, as_log);
         else

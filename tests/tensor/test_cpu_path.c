@@ -306,35 +306,291 @@ START_TEST(test_gelu_within_bound) {
 }
 END_TEST
 
+// ---- softmax and LayerNorm rows against f64 ----
+
+// Each row kernel's worst error, in units of a scale that each reference gives per element: one
+// ulp of the result plus the rounding the f32 formula cannot avoid (2^-24 times the terms it
+// adds up), as for GELU above. Rows of every tail length, unaligned, of several kinds.
+#define ROW_MAX_ERR 2.0
+
+static const int64_t row_lens[] = {1, 7, 197, 768, 1000};
+#define N_ROW_LENS ((int)(sizeof row_lens / sizeof row_lens[0]))
+
+typedef enum { ROW_UNIFORM, ROW_WIDE, ROW_OFFSET, ROW_MASKED, ROW_ALL_MASKED, ROW_KINDS } row_kind;
+static const char *const row_kind_names[ROW_KINDS] = {"uniform", "wide", "offset", "masked",
+                                                      "all -inf"};
+#define ROW_FINITE_KINDS ROW_MASKED // LayerNorm's kinds: no -inf
+
+// x (len) of one kind: uniform on [-4, 4), wide on [-2e4, 2e4) (softmax: a few exps left),
+// offset 1e4 + [-4, 4) (large magnitudes, LayerNorm's cancellation), masked (every third -inf,
+// attention's masked scores), all -inf.
+static void row_fill(float *x, int64_t len, row_kind kind, uint32_t seed) {
+    for (int64_t i = 0; i < len; i++) {
+        float u = narrow_rand(&seed);
+        x[i] = kind == ROW_WIDE                                               ? 4e4f * u
+               : kind == ROW_OFFSET                                           ? 1e4f + 8 * u
+               : kind == ROW_ALL_MASKED || (kind == ROW_MASKED && i % 3 == 1) ? -INFINITY
+                                                                              : 8 * u;
+    }
+}
+
+typedef struct {
+    double worst, got, want;
+    const char *quantity; // "y", "mean", "gx", ...
+    int64_t at, len, bad_special;
+    row_kind kind;
+} row_worst;
+
+// Non-finite wants must come out exactly (NaN as NaN); finite ones within scale units.
+// Element `at` of quantity (at < 0: a scalar) of a row of len elements.
+static void row_check(row_worst *w, const char *quantity, int64_t at, double got, double want,
+                      double scale, int64_t len, row_kind kind) {
+    if (!isfinite(want)) {
+        w->bad_special += isnan(want) ? !isnan(got) : got != want;
+        return;
+    }
+    double err = fabs(got - want) / scale;
+    if (isnan(err)) {
+        w->bad_special++;
+    } else if (err > w->worst) {
+        *w = (row_worst){err, got, want, quantity, at, len, w->bad_special, kind};
+    }
+}
+
+static void row_report(const row_worst *w, const char *what) {
+    char where[64] = "";
+    if (w->at >= 0) snprintf(where, sizeof where, "[%lld]", (long long)w->at);
+    printf("%s path, %s: worst error %.3f (units: ulp + the formula's rounding) at %s%s of a %s "
+           "row of %lld (got %.9g, f64 %.17g); %lld non-finite mismatches\n",
+           cpu_path_name(cpu_path_active()), what, w->worst, w->quantity ? w->quantity : "-", where,
+           row_kind_names[w->kind], (long long)w->len, w->got, w->want, (long long)w->bad_special);
+    fflush(stdout);
+    ck_assert_int_eq(w->bad_special, 0);
+    ck_assert(w->worst <= ROW_MAX_ERR);
+}
+
+// f64 softmax (or log-softmax) of x into y and each element's error scale: exp's argument x - max
+// is rounded in f32, |x - max| 2^-24 (the sum carries the rows' weighted mean of it too).
+static void softmax_ref(double *y, double *scale, const float *x, int64_t len, bool as_log) {
+    double m = -INFINITY, sum = 0, spread = 0;
+    for (int64_t i = 0; i < len; i++) m = x[i] > m ? x[i] : m;
+    for (int64_t i = 0; i < len; i++) sum += exp(x[i] - m);
+    for (int64_t i = 0; i < len; i++)
+        if (x[i] > -INFINITY) spread += exp(x[i] - m) / sum * fabs(x[i] - m);
+    for (int64_t i = 0; i < len; i++) {
+        double p = exp(x[i] - m) / sum, lse = m + log(sum);
+        y[i] = as_log ? x[i] - lse : p; // an all -inf row: NaN (-inf - -inf), as PyTorch
+        double terms = as_log  ? 1 + fabs(x[i] - m) + fabs(log(sum)) + spread
+                       : p > 0 ? p * (1 + fabs(x[i] - m) + spread)
+                               : 0;
+        scale[i] = float_ulp(y[i]) + terms * 0x1p-24;
+    }
+}
+
+// Loop index i: log-softmax when i / CPU_PATH_COUNT, on path i % CPU_PATH_COUNT.
+START_TEST(test_softmax_rows_within_bound) {
+    bool as_log = _i / CPU_PATH_COUNT;
+    if (!use_path((cpu_path)(_i % CPU_PATH_COUNT))) return;
+    float *x = malloc(1001 * sizeof *x), *y = malloc(1001 * sizeof *y);
+    double *want = malloc(1000 * sizeof *want), *scale = malloc(1000 * sizeof *scale);
+    row_worst w = {0};
+    for (int l = 0; l < N_ROW_LENS; l++)
+        for (int kind = 0; kind < ROW_KINDS; kind++) {
+            int64_t len = row_lens[l];
+            row_fill(x + 1, len, (row_kind)kind, 100u * (uint32_t)l + (uint32_t)kind);
+            softmax_ref(want, scale, x + 1, len, as_log);
+            cpu_path_kernels_active()->softmax_row(y + 1, x + 1, len, as_log);
+            for (int64_t i = 0; i < len; i++)
+                row_check(&w, "y", i, y[1 + i], want[i], scale[i], len, (row_kind)kind);
+            // in place (attention's softmax) gives the same floats
+            cpu_path_kernels_active()->softmax_row(x + 1, x + 1, len, as_log);
+            ck_assert_mem_eq(x + 1, y + 1, (size_t)len * sizeof *x);
+        }
+    row_report(&w, as_log ? "log_softmax row" : "softmax row");
+    free(x), free(y), free(want), free(scale);
+}
+END_TEST
+
+// The backward of softmax rows, y the f32 forward: softmax gx = y (gy - D), D = sum(gy y), whose
+// f32 products round by 2^-24 |gy y|; log-softmax gx = gy - exp(y) D, D = sum(gy).
+START_TEST(test_softmax_backward_rows_within_bound) {
+    bool as_log = _i / CPU_PATH_COUNT;
+    if (!use_path((cpu_path)(_i % CPU_PATH_COUNT))) return;
+    float *x = malloc(1000 * sizeof *x), *y = malloc(1001 * sizeof *y);
+    float *gy = malloc(1001 * sizeof *gy), *gx = malloc(1001 * sizeof *gx);
+    double *p = malloc(1000 * sizeof *p), *unused = malloc(1000 * sizeof *unused);
+    row_worst w = {0};
+    for (int l = 0; l < N_ROW_LENS; l++)
+        for (int kind = 0; kind < ROW_KINDS; kind++) {
+            int64_t len = row_lens[l];
+            uint32_t seed = 7u + 100u * (uint32_t)l + (uint32_t)kind;
+            row_fill(x, len, (row_kind)kind, seed);
+            softmax_ref(p, unused, x, len, as_log);
+            for (int64_t i = 0; i < len; i++)
+                y[1 + i] = (float)p[i], gy[1 + i] = narrow_rand(&seed);
+            cpu_path_kernels_active()->softmax_backward_row(gx + 1, gy + 1, y + 1, len, as_log);
+            double dot = 0, dot_abs = 0;
+            for (int64_t i = 0; i < len; i++) {
+                double t = as_log ? gy[1 + i] : (double)gy[1 + i] * y[1 + i];
+                dot += t, dot_abs += fabs(t);
+            }
+            for (int64_t i = 0; i < len; i++) {
+                double g = gy[1 + i], yi = y[1 + i];
+                double want = as_log ? g - exp(yi) * dot : yi * (g - dot);
+                double terms = as_log ? fabs(g) + exp(yi) * fabs(dot)
+                                      : fabs(yi) * (fabs(g) + fabs(dot) + dot_abs);
+                row_check(&w, "gx", i, gx[1 + i], want, float_ulp(want) + terms * 0x1p-24, len,
+                          (row_kind)kind);
+            }
+        }
+    row_report(&w, as_log ? "log_softmax backward row" : "softmax backward row");
+    free(x), free(y), free(gy), free(gx), free(p), free(unused);
+}
+END_TEST
+
+#define LN_EPS 1e-5
+
+// f64 mean and rstd of x (d), as the kernels define them (biased variance).
+static void layer_norm_ref_stats(const float *x, int64_t d, double *mean, double *rstd) {
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < d; i++) sum += x[i];
+    *mean = sum / (double)d;
+    for (int64_t i = 0; i < d; i++) sq += (x[i] - *mean) * (x[i] - *mean);
+    *rstd = 1.0 / sqrt(sq / (double)d + LN_EPS);
+}
+
+// y = (x - mean) rstd w + b: mean is rounded to f32 before x - mean, off by up to |mean| 2^-25;
+// mean and rstd come out within an ulp. Loop index i: affine (w and b) when i / CPU_PATH_COUNT.
+START_TEST(test_layer_norm_rows_within_bound) {
+    bool affine = _i / CPU_PATH_COUNT;
+    if (!use_path((cpu_path)(_i % CPU_PATH_COUNT))) return;
+    float *x = malloc(1001 * sizeof *x), *y = malloc(1001 * sizeof *y);
+    float *wt = malloc(1001 * sizeof *wt), *b = malloc(1001 * sizeof *b);
+    row_worst w = {0};
+    for (int l = 0; l < N_ROW_LENS; l++)
+        for (int kind = 0; kind < ROW_FINITE_KINDS; kind++) {
+            int64_t d = row_lens[l];
+            uint32_t seed = 11u + 100u * (uint32_t)l + (uint32_t)kind;
+            row_fill(x + 1, d, (row_kind)kind, seed);
+            for (int64_t i = 0; i < d; i++)
+                wt[1 + i] = 1 + 2 * narrow_rand(&seed), b[1 + i] = narrow_rand(&seed);
+            float mean, rstd;
+            cpu_path_kernels_active()->layer_norm_row(y + 1, &mean, &rstd, x + 1,
+                                                      affine ? wt + 1 : NULL, affine ? b + 1 : NULL,
+                                                      d, LN_EPS);
+            double m, r;
+            layer_norm_ref_stats(x + 1, d, &m, &r);
+            row_check(&w, "mean", -1, mean, m, float_ulp(m), d, (row_kind)kind);
+            row_check(&w, "rstd", -1, rstd, r, float_ulp(r), d, (row_kind)kind);
+            for (int64_t i = 0; i < d; i++) {
+                double wi = affine ? wt[1 + i] : 1, bi = affine ? b[1 + i] : 0;
+                double want = (x[1 + i] - m) * r * wi + bi;
+                double terms = (fabs(x[1 + i] - m) + fabs(m)) * r * fabs(wi) + fabs(bi);
+                row_check(&w, "y", i, y[1 + i], want, float_ulp(want) + terms * 0x1p-24, d,
+                          (row_kind)kind);
+            }
+        }
+    row_report(&w, affine ? "layer_norm row (affine)" : "layer_norm row");
+    free(x), free(y), free(wt), free(b);
+}
+END_TEST
+
+// Three rows of LayerNorm's backward with the f32 mean and rstd of the forward: gx = rstd (g -
+// mean(g) - xh mean(g xh)), g = gy w, xh = (x - mean) rstd, each f32 product and difference
+// rounding by 2^-24 of its terms; and the f64 accumulators gw += gy xh, gb += gy over the rows,
+// the same whether gx is computed or skipped. Loop index i: with w when i / CPU_PATH_COUNT.
+#define LN_ROWS 3
+
+START_TEST(test_layer_norm_backward_rows_within_bound) {
+    bool has_w = _i / CPU_PATH_COUNT;
+    if (!use_path((cpu_path)(_i % CPU_PATH_COUNT))) return;
+    const cpu_path_kernels *k = cpu_path_kernels_active();
+    size_t n = LN_ROWS * 1000 + 1;
+    float *x = malloc(n * sizeof *x), *gy = malloc(n * sizeof *gy), *gx = malloc(n * sizeof *gx);
+    float *y = malloc(n * sizeof *y), *wt = malloc(1001 * sizeof *wt);
+    double *acc = malloc(4 * 1001 * sizeof *acc), *want_gw = malloc(2 * 1000 * sizeof *want_gw);
+    row_worst w = {0};
+    for (int l = 0; l < N_ROW_LENS; l++)
+        for (int kind = 0; kind < ROW_FINITE_KINDS; kind++) {
+            int64_t d = row_lens[l];
+            uint32_t seed = 13u + 100u * (uint32_t)l + (uint32_t)kind;
+            for (int64_t i = 0; i < d; i++) wt[1 + i] = 1 + 2 * narrow_rand(&seed);
+            const float *wp = has_w ? wt + 1 : NULL;
+            double *gw = acc + 1, *gb = gw + d, *gw2 = gb + d, *gb2 = gw2 + d; // unaligned
+            memset(acc, 0, 4 * 1001 * sizeof *acc);
+            memset(want_gw, 0, 2 * (size_t)d * sizeof *want_gw); // gw then its error scale
+            double gb_want[1000] = {0}, gb_scale[1000] = {0};
+            for (int row = 0; row < LN_ROWS; row++) {
+                float *xr = x + 1 + row * d, *gyr = gy + 1 + row * d, *gxr = gx + 1 + row * d;
+                row_fill(xr, d, (row_kind)kind, seed + 1000u * (uint32_t)row);
+                for (int64_t i = 0; i < d; i++) gyr[i] = narrow_rand(&seed);
+                float mean, rstd;
+                k->layer_norm_row(y, &mean, &rstd, xr, NULL, NULL, d, LN_EPS);
+                k->layer_norm_backward_row(gxr, gw, gb, gyr, xr, mean, rstd, wp, d);
+                k->layer_norm_backward_row(NULL, gw2, gb2, gyr, xr, mean, rstd, wp, d);
+                double m1 = 0, m2 = 0, a1 = 0, a2 = 0; // means of g, g xh, |g|, |g xh|
+                for (int64_t i = 0; i < d; i++) {
+                    double xh = ((double)xr[i] - mean) * rstd, g = gyr[i] * (wp ? wp[i] : 1.0);
+                    m1 += g / (double)d, m2 += g * xh / (double)d;
+                    a1 += fabs(g) / (double)d, a2 += fabs(g * xh) / (double)d;
+                    want_gw[i] += gyr[i] * xh, want_gw[d + i] += fabs(gyr[i] * xh);
+                    gb_want[i] += gyr[i], gb_scale[i] += fabs(gyr[i]);
+                }
+                for (int64_t i = 0; i < d; i++) {
+                    double xh = ((double)xr[i] - mean) * rstd, g = gyr[i] * (wp ? wp[i] : 1.0);
+                    double want = rstd * (g - m1 - xh * m2);
+                    double terms = rstd * (fabs(g) + a1 + fabs(xh) * a2);
+                    row_check(&w, "gx", row * d + i, gxr[i], want,
+                              float_ulp(want) + terms * 0x1p-24, d, (row_kind)kind);
+                }
+            }
+            for (int64_t i = 0; i < d; i++) {
+                row_check(&w, "gw", i, gw[i], want_gw[i],
+                          float_ulp(want_gw[i]) + want_gw[d + i] * 0x1p-24, d, (row_kind)kind);
+                row_check(&w, "gb", i, gb[i], gb_want[i],
+                          float_ulp(gb_want[i]) + gb_scale[i] * 0x1p-24, d, (row_kind)kind);
+            }
+            ck_assert_mem_eq(gw2, gw, 2 * (size_t)d * sizeof *gw);
+        }
+    row_report(&w, has_w ? "layer_norm backward row (with w)" : "layer_norm backward row");
+    free(x), free(gy), free(gx), free(y), free(wt), free(acc), free(want_gw);
+}
+END_TEST
+
 // ---- every path against the generic one, through the ops ----
 
-// The outputs and gradients of a small network that runs every path kernel: a rank-32 product
-// (narrow GEMM), GELU (both forms), softmax, exp, log and tanh, forward and backward. The
-// returned tensors are kept (the caller frees them).
-#define PATH_OUTPUTS 4
+// The outputs and gradients of a small network that runs every path kernel: LayerNorm, a rank-32
+// product (narrow GEMM), GELU (both forms), softmax, log-softmax, exp, log and tanh, forward
+// and backward. The returned tensors are kept (the caller frees them).
+#define PATH_OUTPUTS 5
 
 static void run_network(cpu_path path, tensor **out) {
     ck_assert_int_eq(cpu_path_set(path), PETAL_OK);
     rng_generator g = {.seed = 7};
     tensor *x = tensor_keep(tensor_empty(PETAL_F32, SHAPE(197, 300)));
     tensor *w = tensor_keep(tensor_empty(PETAL_F32, SHAPE(300, 32)));
+    tensor *lw = tensor_keep(tensor_empty(PETAL_F32, SHAPE(300)));
+    tensor *lb = tensor_keep(tensor_empty(PETAL_F32, SHAPE(300)));
     tensor_normal_(x, 0.0, 2.0, &g);
     tensor_normal_(w, 0.0, 0.1, &g);
-    tensor_set_requires_grad(x, true);
-    tensor_set_requires_grad(w, true);
+    tensor_normal_(lw, 1.0, 0.2, &g);
+    tensor_normal_(lb, 0.0, 0.2, &g);
+    tensor *params[] = {x, w, lw, lb};
+    for (int i = 0; i < 4; i++) tensor_set_requires_grad(params[i], true);
     int mark = scope_begin();
-    tensor *h = tensor_matmul(x, w);
+    tensor *h = tensor_matmul(tensor_layer_norm(x, lw, lb, 1e-5), w);
     tensor *a = tensor_add(tensor_gelu(h), tensor_gelu_tanh(h));
     tensor *s = tensor_softmax(a, -1);
     tensor *e = tensor_add(tensor_exp(tensor_tanh(a)), tensor_log(tensor_add_scalar(s, 1.0)));
-    tensor *loss = tensor_sum_all(tensor_mul(e, s));
+    tensor *loss = tensor_sum_all(tensor_mul(tensor_add(e, tensor_log_softmax(a, -1)), s));
     autograd_backward(loss, NULL, false);
     out[0] = tensor_keep(tensor_detach(a));
     out[1] = tensor_keep(tensor_detach(e));
     scope_end(mark);
     out[2] = tensor_keep(tensor_detach(x->grad));
     out[3] = tensor_keep(tensor_detach(w->grad));
-    tensor_free(x), tensor_free(w);
+    out[4] = tensor_keep(tensor_detach(lw->grad));
+    for (int i = 0; i < 4; i++) tensor_free(params[i]);
 }
 
 // Each path within 1e-5 relative, plus 3.5e-5 absolute, of the generic path: the SLEEF functions
@@ -343,7 +599,8 @@ static void run_network(cpu_path path, tensor **out) {
 START_TEST(test_paths_agree_with_generic) {
     cpu_path path = (cpu_path)_i;
     if (!use_path(path)) return;
-    static const char *const names[PATH_OUTPUTS] = {"gelu sum", "exp/log/tanh", "grad x", "grad w"};
+    static const char *const names[PATH_OUTPUTS] = {"layer_norm of gelus", "exp/log/tanh", "grad x",
+                                                    "grad w", "grad layer_norm w"};
     tensor *want[PATH_OUTPUTS], *got[PATH_OUTPUTS];
     run_network(CPU_PATH_GENERIC, want);
     run_network(path, got);
@@ -429,6 +686,10 @@ int main(int argc, char **argv) {
                         N_NARROW_CASES * CPU_PATH_COUNT);
     tcase_add_loop_test(kernels, test_math_within_sleef_bound, 0, N_MATH_CASES * CPU_PATH_COUNT);
     tcase_add_loop_test(kernels, test_gelu_within_bound, 0, N_GELU_CASES * CPU_PATH_COUNT);
+    tcase_add_loop_test(kernels, test_softmax_rows_within_bound, 0, 2 * CPU_PATH_COUNT);
+    tcase_add_loop_test(kernels, test_softmax_backward_rows_within_bound, 0, 2 * CPU_PATH_COUNT);
+    tcase_add_loop_test(kernels, test_layer_norm_rows_within_bound, 0, 2 * CPU_PATH_COUNT);
+    tcase_add_loop_test(kernels, test_layer_norm_backward_rows_within_bound, 0, 2 * CPU_PATH_COUNT);
     tcase_add_loop_test(kernels, test_paths_agree_with_generic, 0, CPU_PATH_COUNT);
     tcase_add_loop_test(kernels, test_dropout_matches_formula, 0, CPU_PATH_COUNT);
     suite_add_tcase(s, kernels);
