@@ -69,7 +69,7 @@ typedef struct backend {
     void (*matmul)(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
 
     // ---- fused primitives; x, y and gradients contiguous ----
-    void (*softmax)(tensor *y, const tensor *x, int dim, bool log);
+    void (*softmax)(tensor *y, const tensor *x, int dim, bool log); // y may be x unless log
     void (*softmax_backward)(tensor *gx, const tensor *gy, const tensor *y, int dim, bool log);
     // Over the last dim; w, b may be NULL. mean and rstd: one per row, saved for backward.
     void (*layer_norm)(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *w,

@@ -55,6 +55,9 @@ SOFTMAX_DEFINE(float, f32, ew_expf, log)
 SOFTMAX_DEFINE(double, f64, exp, log)
 
 void cpu_softmax(tensor *y, const tensor *x, int dim, bool as_log) {
+    // The scalar rows write exp(x - max) into y before log-softmax reads x again.
+    PETAL_CHECK(!as_log || tensor_data(y) != tensor_data(x),
+                "log_softmax: the output may not be the input (softmax may run in place)");
     int64_t outer, len, inner;
     cpu_split_dim(x, dim, &outer, &len, &inner);
     if (len == 0) return;
