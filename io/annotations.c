@@ -287,9 +287,7 @@ static void paragraph_add(strbuf *p, const char *text) {
 static petal_status paragraph_finish(strbuf *p, int max_words, char **text) {
     free(*text);
     *text = NULL;
-    petal_status st = text_pre_caption(p->len ? p->data : "", max_words, text);
-    p->len = 0;
-    return st;
+    return text_pre_caption(p->len ? p->data : "", max_words, text);
 }
 
 petal_status ann_train_paragraphs(ann_train_set *s, int max_words) {

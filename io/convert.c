@@ -408,14 +408,8 @@ static petal_status read_vocab(const char *path, char **text, int *lines) {
 // The tensors of src; a petal checkpoint converted again (another task, image size or naming)
 // keeps its vocabulary unless --vocab gives another: dropping it would lose the tokenizer.
 static petal_status read_source(job *j, tensor_list *in) {
-    weights_format format;
-    petal_status st = weights_sniff(j->src, &format);
-    if (st != PETAL_OK || format != WEIGHTS_CHECKPOINT) {
-        tensor_list_init(in);
-        return st != PETAL_OK ? st : weights_read(j->src, in, NULL);
-    }
-    checkpoint_info info = {0};
-    st = checkpoint_read(j->src, in, &info);
+    checkpoint_info info;
+    petal_status st = weights_read(j->src, in, NULL, &info);
     if (st == PETAL_OK && !j->opts->vocab_path && info.vocab) {
         j->vocab = info.vocab;
         info.vocab = NULL;

@@ -40,13 +40,15 @@ petal_status weights_sniff(const char *path, weights_format *format) {
     return PETAL_OK;
 }
 
-petal_status weights_read(const char *path, tensor_list *out, weights_format *format) {
+petal_status weights_read(const char *path, tensor_list *out, weights_format *format,
+                          checkpoint_info *info) {
     weights_format f;
     tensor_list_init(out);
+    if (info) *info = (checkpoint_info){0};
     petal_status st = weights_sniff(path, &f);
     if (st != PETAL_OK) return st;
     if (format) *format = f;
     if (f == WEIGHTS_PTH) return pth_read(path, out);
     if (f == WEIGHTS_SAFETENSORS) return safetensors_read(path, out);
-    return checkpoint_read(path, out, NULL);
+    return checkpoint_read(path, out, info);
 }

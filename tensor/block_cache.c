@@ -61,15 +61,15 @@ static void *take_cached(block_cache *c, int cls, size_t *capacity) {
     return NULL;
 }
 
-// *fresh: the block came from raw_alloc now (not from a free list).
-static void *alloc_block(block_cache *c, size_t nbytes, size_t *capacity, bool *fresh) {
+// *zero: the block is known to hold zeros (fresh from a raw_zeroed raw_alloc, not reused).
+static void *alloc_block(block_cache *c, size_t nbytes, size_t *capacity, bool *zero) {
     *capacity = nbytes;
-    *fresh = true;
+    *zero = false;
     if (nbytes < c->min_cached) return c->raw_alloc(nbytes);
     int cls = size_class(nbytes);
     pthread_mutex_lock(&c->lock);
     void *ptr = take_cached(c, cls, capacity);
-    *fresh = ptr == NULL;
+    *zero = ptr == NULL && c->raw_zeroed;
     if (!ptr) {
         size_t size = class_size(cls);
         trim_for(c, size);
@@ -89,15 +89,15 @@ static void *alloc_block(block_cache *c, size_t nbytes, size_t *capacity, bool *
 }
 
 void *block_cache_alloc(block_cache *c, size_t nbytes, size_t *capacity) {
-    bool fresh;
-    return alloc_block(c, nbytes, capacity, &fresh);
+    bool zero;
+    return alloc_block(c, nbytes, capacity, &zero);
 }
 
 void *block_cache_alloc_zeroed(block_cache *c, size_t nbytes, size_t *capacity) {
     PETAL_CHECK(c->raw_zeroed, "block cache: zeroed allocation from a cache without raw_zeroed");
-    bool fresh;
-    void *ptr = alloc_block(c, nbytes, capacity, &fresh);
-    if (ptr && (!fresh || nbytes < c->min_cached)) memset(ptr, 0, nbytes);
+    bool zero;
+    void *ptr = alloc_block(c, nbytes, capacity, &zero);
+    if (ptr && !zero) memset(ptr, 0, nbytes);
     return ptr;
 }
 

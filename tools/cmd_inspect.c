@@ -45,7 +45,7 @@ int cmd_inspect(int argc, char **argv) {
     if (st == PETAL_OK && format == WEIGHTS_CHECKPOINT)
         st = checkpoint_read(argv[1], &l, &info);
     else if (st == PETAL_OK)
-        st = weights_read(argv[1], &l, NULL);
+        st = weights_read(argv[1], &l, NULL, NULL);
     if (st != PETAL_OK) {
         fprintf(stderr, "petal inspect: %s\n", petal_error_message());
         return 1;

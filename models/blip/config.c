@@ -223,7 +223,7 @@ static memory_part text_weights(const char *what, const char *fields, const bert
 // The model must fit the machine before anything is allocated: a width or image size typed one
 // digit too long would otherwise end in the allocator's abort or the system's OOM killer.
 static petal_status check_memory(const blip_config *c) {
-    memory_part parts[5];
+    memory_part parts[4];
     int n = 0;
     if (blip_task_has_vision(c->task)) {
         vision_parts(&c->vision, &parts[n], &parts[n + 1]);
