@@ -19,10 +19,17 @@ extern "C" {
 #include "tensor/cpu/cpu_kernels.h"
 }
 
-// After every kernel launch. A launch that cannot start (bad configuration, no code for this GPU)
-// aborts here; a fault inside a kernel surfaces at the next call that synchronises (find it with
-// compute-sanitizer, docs/cuda.md).
-#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+// Runs kernel k on grid x block threads with smem bytes of dynamic shared memory on stream s.
+// Every launch of petal goes through here, in one spelling, so that the same sources can be
+// compiled for a host emulation of the runtime (tests/cuda_emu). A launch that cannot start (bad
+// configuration, no code for this GPU) aborts here; a fault inside a kernel surfaces at the next
+// call that synchronises (find it with compute-sanitizer, docs/cuda.md).
+template <typename... P, typename... A>
+static inline void cuda_launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                               A... args) {
+    k<<<grid, block, smem, s>>>(args...);
+    CUDA_CHECK(cudaGetLastError());
+}
 
 // ---- devices (cuda_backend.cu) ----
 

@@ -71,14 +71,12 @@ void cuda_cross_entropy(tensor *loss, tensor *lse, const tensor *logits, const t
     row_tile t = row_tile_for(row_shape{c, 1, n});
     targets tg = targets_of(target, ignore_index, smoothing);
     if (logits->dtype == PETAL_F32)
-        cross_entropy_kernel<float>
-            <<<t.grid, t.block, 0, stream>>>(cuda_data<float>(loss), cuda_data<float>(lse),
-                                             cuda_data<float>(logits), tg, row_shape{c, 1, n}, bad);
+        cuda_launch(cross_entropy_kernel<float>, t.grid, t.block, 0, stream, cuda_data<float>(loss),
+                    cuda_data<float>(lse), cuda_data<float>(logits), tg, row_shape{c, 1, n}, bad);
     else
-        cross_entropy_kernel<double><<<t.grid, t.block, 0, stream>>>(
-            cuda_data<double>(loss), cuda_data<double>(lse), cuda_data<double>(logits), tg,
-            row_shape{c, 1, n}, bad);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(cross_entropy_kernel<double>, t.grid, t.block, 0, stream,
+                    cuda_data<double>(loss), cuda_data<double>(lse), cuda_data<double>(logits), tg,
+                    row_shape{c, 1, n}, bad);
     int64_t row = cuda_bad_index_read(dev);
     PETAL_CHECK(row < 0,
                 "cross_entropy: target[%lld] = %lld is outside [0, %lld) and is not ignore_index "
@@ -97,12 +95,11 @@ void cuda_cross_entropy_backward(tensor *glogits, const tensor *gloss, const ten
     targets tg = targets_of(target, ignore_index, smoothing);
     unsigned int blocks = cuda_blocks(n * c);
     if (logits->dtype == PETAL_F32)
-        cross_entropy_backward_kernel<float><<<blocks, CUDA_THREADS, 0, stream>>>(
-            cuda_data<float>(glogits), cuda_data<float>(gloss), cuda_data<float>(logits),
-            cuda_data<float>(lse), tg, n, c);
+        cuda_launch(cross_entropy_backward_kernel<float>, blocks, CUDA_THREADS, 0, stream,
+                    cuda_data<float>(glogits), cuda_data<float>(gloss), cuda_data<float>(logits),
+                    cuda_data<float>(lse), tg, n, c);
     else
-        cross_entropy_backward_kernel<double><<<blocks, CUDA_THREADS, 0, stream>>>(
-            cuda_data<double>(glogits), cuda_data<double>(gloss), cuda_data<double>(logits),
-            cuda_data<double>(lse), tg, n, c);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(cross_entropy_backward_kernel<double>, blocks, CUDA_THREADS, 0, stream,
+                    cuda_data<double>(glogits), cuda_data<double>(gloss), cuda_data<double>(logits),
+                    cuda_data<double>(lse), tg, n, c);
 }

@@ -28,14 +28,14 @@ typedef void (*ew_launcher)(const cpu_iter &it, cudaStream_t stream, double p0, 
 
 template <typename T, T (*F)(T, T, T)>
 static void launch_unary(const cpu_iter &it, cudaStream_t stream, double p0, double p1) {
-    unary_kernel<T, F><<<cuda_blocks(it.numel), CUDA_THREADS, 0, stream>>>(it, (T)p0, (T)p1);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(unary_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it, (T)p0,
+                (T)p1);
 }
 
 template <typename T, T (*F)(T, T, T, T)>
 static void launch_binary(const cpu_iter &it, cudaStream_t stream, double p0, double p1) {
-    binary_kernel<T, F><<<cuda_blocks(it.numel), CUDA_THREADS, 0, stream>>>(it, (T)p0, (T)p1);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(binary_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it, (T)p0,
+                (T)p1);
 }
 
 // The launcher of an op for a dtype; NULL where the CPU backend rejects the pair too.
@@ -115,21 +115,20 @@ void cuda_where(tensor *out, const tensor *cond, const tensor *a, const tensor *
     unsigned int blocks = cuda_blocks(it.numel);
     switch (out->dtype) {
     case PETAL_F32:
-        where_kernel<float><<<blocks, CUDA_THREADS, 0, stream>>>(it);
+        cuda_launch(where_kernel<float>, blocks, CUDA_THREADS, 0, stream, it);
         break;
     case PETAL_F64:
-        where_kernel<double><<<blocks, CUDA_THREADS, 0, stream>>>(it);
+        cuda_launch(where_kernel<double>, blocks, CUDA_THREADS, 0, stream, it);
         break;
     case PETAL_I32:
-        where_kernel<int32_t><<<blocks, CUDA_THREADS, 0, stream>>>(it);
+        cuda_launch(where_kernel<int32_t>, blocks, CUDA_THREADS, 0, stream, it);
         break;
     case PETAL_I64:
-        where_kernel<int64_t><<<blocks, CUDA_THREADS, 0, stream>>>(it);
+        cuda_launch(where_kernel<int64_t>, blocks, CUDA_THREADS, 0, stream, it);
         break;
     default:
         PETAL_CHECK(0, "where: dtype %s is not supported", dtype_name(out->dtype));
     }
-    CUDA_LAUNCH_CHECK();
 }
 
 // ---- copy and fill ----
@@ -165,22 +164,21 @@ void cuda_copy(tensor *dst, const tensor *src) {
     if (it.numel == 0) return;
     unsigned int blocks = cuda_blocks(it.numel);
     if (dst->dtype != src->dtype)
-        copy_convert_kernel<<<blocks, CUDA_THREADS, 0, stream>>>(it, dst->dtype, src->dtype);
+        cuda_launch(copy_convert_kernel, blocks, CUDA_THREADS, 0, stream, it, dst->dtype,
+                    src->dtype);
     else if (dtype_size(dst->dtype) == 8)
-        copy_same_kernel<uint64_t><<<blocks, CUDA_THREADS, 0, stream>>>(it);
+        cuda_launch(copy_same_kernel<uint64_t>, blocks, CUDA_THREADS, 0, stream, it);
     else if (dtype_size(dst->dtype) == 4)
-        copy_same_kernel<uint32_t><<<blocks, CUDA_THREADS, 0, stream>>>(it);
+        cuda_launch(copy_same_kernel<uint32_t>, blocks, CUDA_THREADS, 0, stream, it);
     else
-        copy_same_kernel<uint16_t><<<blocks, CUDA_THREADS, 0, stream>>>(it);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(copy_same_kernel<uint16_t>, blocks, CUDA_THREADS, 0, stream, it);
 }
 
 template <typename U>
 static void launch_fill(const cpu_iter &it, cudaStream_t stream, char *bytes) {
     U value;
     memcpy(&value, bytes, sizeof value);
-    fill_kernel<U><<<cuda_blocks(it.numel), CUDA_THREADS, 0, stream>>>(it, value);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(fill_kernel<U>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it, value);
 }
 
 void cuda_fill(tensor *dst, double value) {

@@ -95,9 +95,8 @@ template <typename U>
 static void index_select_typed(cudaStream_t stream, tensor *out, const tensor *x, const tensor *idx,
                                split s, unsigned long long *bad) {
     int64_t n_idx = tensor_numel(idx);
-    index_select_kernel<U><<<cuda_blocks(s.outer * n_idx * s.inner), CUDA_THREADS, 0, stream>>>(
-        cuda_data<U>(out), cuda_data<U>(x), index_list_of(idx), s, n_idx, bad);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(index_select_kernel<U>, cuda_blocks(s.outer * n_idx * s.inner), CUDA_THREADS, 0,
+                stream, cuda_data<U>(out), cuda_data<U>(x), index_list_of(idx), s, n_idx, bad);
 }
 
 void cuda_index_select(tensor *out, const tensor *x, int dim, const tensor *idx) {
@@ -116,9 +115,9 @@ void cuda_index_select(tensor *out, const tensor *x, int dim, const tensor *idx)
 template <typename T>
 static void index_add_typed(cudaStream_t stream, tensor *out, const tensor *idx, const tensor *src,
                             split s, unsigned long long *bad) {
-    index_add_kernel<T><<<cuda_blocks(s.outer * s.inner), CUDA_THREADS, 0, stream>>>(
-        cuda_data<T>(out), cuda_data<T>(src), index_list_of(idx), s, tensor_numel(idx), bad);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(index_add_kernel<T>, cuda_blocks(s.outer * s.inner), CUDA_THREADS, 0, stream,
+                cuda_data<T>(out), cuda_data<T>(src), index_list_of(idx), s, tensor_numel(idx),
+                bad);
 }
 
 void cuda_index_add(tensor *out, int dim, const tensor *idx, const tensor *src) {
@@ -137,9 +136,8 @@ template <typename U>
 static void gather_typed(cudaStream_t stream, tensor *out, const tensor *x, const tensor *idx,
                          split s, int64_t n_len, unsigned long long *bad) {
     int64_t n = tensor_numel(idx);
-    gather_kernel<U><<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(
-        cuda_data<U>(out), cuda_data<U>(x), index_list_of(idx), s, n_len, n, bad);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(gather_kernel<U>, cuda_blocks(n), CUDA_THREADS, 0, stream, cuda_data<U>(out),
+                cuda_data<U>(x), index_list_of(idx), s, n_len, n, bad);
 }
 
 void cuda_gather(tensor *out, const tensor *x, int dim, const tensor *idx) {
@@ -159,9 +157,8 @@ void cuda_gather(tensor *out, const tensor *x, int dim, const tensor *idx) {
 template <typename T>
 static void scatter_add_typed(cudaStream_t stream, tensor *out, const tensor *idx,
                               const tensor *src, split s, int64_t n_len, unsigned long long *bad) {
-    scatter_add_kernel<T><<<cuda_blocks(s.outer * s.inner), CUDA_THREADS, 0, stream>>>(
-        cuda_data<T>(out), cuda_data<T>(src), index_list_of(idx), s, n_len, bad);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(scatter_add_kernel<T>, cuda_blocks(s.outer * s.inner), CUDA_THREADS, 0, stream,
+                cuda_data<T>(out), cuda_data<T>(src), index_list_of(idx), s, n_len, bad);
 }
 
 void cuda_scatter_add(tensor *out, int dim, const tensor *idx, const tensor *src) {

@@ -87,10 +87,9 @@ static void layer_norm_typed(cudaStream_t stream, tensor *y, tensor *mean, tenso
                              const tensor *x, const tensor *w, const tensor *b, row_shape s,
                              double eps) {
     row_tile t = row_tile_for(s);
-    layer_norm_kernel<T><<<t.grid, t.block, 0, stream>>>(
-        cuda_data<T>(y), cuda_data<T>(mean), cuda_data<T>(rstd), cuda_data<T>(x),
-        data_or_null<T>(w), data_or_null<T>(b), s, eps);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(layer_norm_kernel<T>, t.grid, t.block, 0, stream, cuda_data<T>(y),
+                cuda_data<T>(mean), cuda_data<T>(rstd), cuda_data<T>(x), data_or_null<T>(w),
+                data_or_null<T>(b), s, eps);
 }
 
 template <typename T>
@@ -99,18 +98,16 @@ static void layer_norm_backward_typed(cudaStream_t stream, tensor *gx, tensor *g
                                       const tensor *rstd, const tensor *w, row_shape s) {
     if (gx) {
         row_tile t = row_tile_for(s);
-        layer_norm_backward_kernel<T><<<t.grid, t.block, 0, stream>>>(
-            cuda_data<T>(gx), cuda_data<T>(gy), cuda_data<T>(x), cuda_data<T>(mean),
-            cuda_data<T>(rstd), data_or_null<T>(w), s);
-        CUDA_LAUNCH_CHECK();
+        cuda_launch(layer_norm_backward_kernel<T>, t.grid, t.block, 0, stream, cuda_data<T>(gx),
+                    cuda_data<T>(gy), cuda_data<T>(x), cuda_data<T>(mean), cuda_data<T>(rstd),
+                    data_or_null<T>(w), s);
     }
     if (gw || gb) {
         row_shape cols = {s.rows, s.len, s.len}; // (n_rows, d): d columns of n_rows, d apart
         row_tile t = row_tile_for(cols);
-        layer_norm_affine_kernel<T><<<t.grid, t.block, 0, stream>>>(
-            data_or_null<T>(gw), data_or_null<T>(gb), cuda_data<T>(gy), cuda_data<T>(x),
-            cuda_data<T>(mean), cuda_data<T>(rstd), cols);
-        CUDA_LAUNCH_CHECK();
+        cuda_launch(layer_norm_affine_kernel<T>, t.grid, t.block, 0, stream, data_or_null<T>(gw),
+                    data_or_null<T>(gb), cuda_data<T>(gy), cuda_data<T>(x), cuda_data<T>(mean),
+                    cuda_data<T>(rstd), cols);
     }
 }
 

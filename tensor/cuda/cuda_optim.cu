@@ -12,12 +12,11 @@ void cuda_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, const a
     int64_t n = tensor_numel(param);
     if (n == 0) return;
     if (param->dtype == PETAL_F32)
-        adamw_kernel<float, ew_adamw_f32><<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(
-            cuda_data<float>(param), cuda_data<float>(grad), cuda_data<float>(m),
-            cuda_data<float>(v), n, *h);
+        cuda_launch(adamw_kernel<float, ew_adamw_f32>, cuda_blocks(n), CUDA_THREADS, 0, stream,
+                    cuda_data<float>(param), cuda_data<float>(grad), cuda_data<float>(m),
+                    cuda_data<float>(v), n, *h);
     else
-        adamw_kernel<double, ew_adamw_f64><<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(
-            cuda_data<double>(param), cuda_data<double>(grad), cuda_data<double>(m),
-            cuda_data<double>(v), n, *h);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(adamw_kernel<double, ew_adamw_f64>, cuda_blocks(n), CUDA_THREADS, 0, stream,
+                    cuda_data<double>(param), cuda_data<double>(grad), cuda_data<double>(m),
+                    cuda_data<double>(v), n, *h);
 }

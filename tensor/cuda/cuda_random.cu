@@ -29,12 +29,11 @@ void cuda_random(random_kind kind, tensor *out, rng_state rng, const double *par
     int64_t n = tensor_numel(out);
     if (n == 0) return;
     if (out->dtype == PETAL_F32)
-        random_kernel<float>
-            <<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(kind, cuda_data<float>(out), n, rng, rp);
+        cuda_launch(random_kernel<float>, cuda_blocks(n), CUDA_THREADS, 0, stream, kind,
+                    cuda_data<float>(out), n, rng, rp);
     else
-        random_kernel<double>
-            <<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(kind, cuda_data<double>(out), n, rng, rp);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(random_kernel<double>, cuda_blocks(n), CUDA_THREADS, 0, stream, kind,
+                    cuda_data<double>(out), n, rng, rp);
 }
 
 void cuda_dropout(tensor *out, const tensor *x, double p, rng_state rng) {
@@ -42,10 +41,9 @@ void cuda_dropout(tensor *out, const tensor *x, double p, rng_state rng) {
     int64_t n = tensor_numel(out);
     if (n == 0) return;
     if (out->dtype == PETAL_F32)
-        dropout_kernel<float><<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(
-            cuda_data<float>(out), cuda_data<float>(x), n, p, rng);
+        cuda_launch(dropout_kernel<float>, cuda_blocks(n), CUDA_THREADS, 0, stream,
+                    cuda_data<float>(out), cuda_data<float>(x), n, p, rng);
     else
-        dropout_kernel<double><<<cuda_blocks(n), CUDA_THREADS, 0, stream>>>(
-            cuda_data<double>(out), cuda_data<double>(x), n, p, rng);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(dropout_kernel<double>, cuda_blocks(n), CUDA_THREADS, 0, stream,
+                    cuda_data<double>(out), cuda_data<double>(x), n, p, rng);
 }

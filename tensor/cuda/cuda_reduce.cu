@@ -89,12 +89,11 @@ void cuda_reduce(reduce_op op, tensor *out, const tensor *x, int dim) {
     if (s.rows == 0) return;
     row_tile t = row_tile_for(s);
     if (x->dtype == PETAL_F32)
-        reduce_kernel<float>
-            <<<t.grid, t.block, 0, stream>>>(op, cuda_data<float>(out), cuda_data<float>(x), s);
+        cuda_launch(reduce_kernel<float>, t.grid, t.block, 0, stream, op, cuda_data<float>(out),
+                    cuda_data<float>(x), s);
     else
-        reduce_kernel<double>
-            <<<t.grid, t.block, 0, stream>>>(op, cuda_data<double>(out), cuda_data<double>(x), s);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(reduce_kernel<double>, t.grid, t.block, 0, stream, op, cuda_data<double>(out),
+                    cuda_data<double>(x), s);
 }
 
 void cuda_arg_reduce(reduce_op op, tensor *values, tensor *indices, const tensor *x, int dim) {
@@ -107,10 +106,9 @@ void cuda_arg_reduce(reduce_op op, tensor *values, tensor *indices, const tensor
     bool is_min = op == REDUCE_MIN;
     int64_t *ind = cuda_data<int64_t>(indices);
     if (x->dtype == PETAL_F32)
-        arg_reduce_kernel<float><<<t.grid, t.block, 0, stream>>>(is_min, cuda_data<float>(values),
-                                                                 ind, cuda_data<float>(x), s);
+        cuda_launch(arg_reduce_kernel<float>, t.grid, t.block, 0, stream, is_min,
+                    cuda_data<float>(values), ind, cuda_data<float>(x), s);
     else
-        arg_reduce_kernel<double><<<t.grid, t.block, 0, stream>>>(is_min, cuda_data<double>(values),
-                                                                  ind, cuda_data<double>(x), s);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(arg_reduce_kernel<double>, t.grid, t.block, 0, stream, is_min,
+                    cuda_data<double>(values), ind, cuda_data<double>(x), s);
 }

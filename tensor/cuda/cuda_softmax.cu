@@ -52,12 +52,11 @@ void cuda_softmax(tensor *y, const tensor *x, int dim, bool as_log) {
     if (s.len == 0 || s.rows == 0) return;
     row_tile t = row_tile_for(s);
     if (x->dtype == PETAL_F32)
-        softmax_kernel<float>
-            <<<t.grid, t.block, 0, stream>>>(cuda_data<float>(y), cuda_data<float>(x), s, as_log);
+        cuda_launch(softmax_kernel<float>, t.grid, t.block, 0, stream, cuda_data<float>(y),
+                    cuda_data<float>(x), s, as_log);
     else
-        softmax_kernel<double>
-            <<<t.grid, t.block, 0, stream>>>(cuda_data<double>(y), cuda_data<double>(x), s, as_log);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(softmax_kernel<double>, t.grid, t.block, 0, stream, cuda_data<double>(y),
+                    cuda_data<double>(x), s, as_log);
 }
 
 void cuda_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim, bool as_log) {
@@ -66,10 +65,9 @@ void cuda_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int di
     if (s.len == 0 || s.rows == 0) return;
     row_tile t = row_tile_for(s);
     if (y->dtype == PETAL_F32)
-        softmax_backward_kernel<float><<<t.grid, t.block, 0, stream>>>(
-            cuda_data<float>(gx), cuda_data<float>(gy), cuda_data<float>(y), s, as_log);
+        cuda_launch(softmax_backward_kernel<float>, t.grid, t.block, 0, stream,
+                    cuda_data<float>(gx), cuda_data<float>(gy), cuda_data<float>(y), s, as_log);
     else
-        softmax_backward_kernel<double><<<t.grid, t.block, 0, stream>>>(
-            cuda_data<double>(gx), cuda_data<double>(gy), cuda_data<double>(y), s, as_log);
-    CUDA_LAUNCH_CHECK();
+        cuda_launch(softmax_backward_kernel<double>, t.grid, t.block, 0, stream,
+                    cuda_data<double>(gx), cuda_data<double>(gy), cuda_data<double>(y), s, as_log);
 }

@@ -60,9 +60,8 @@ static void topk_typed(cudaStream_t stream, tensor *values, tensor *indices, con
     int32_t *ids = (int32_t *)scratch_take(&s, items * sizeof(int32_t));
     int32_t *ids_sorted = (int32_t *)scratch_take(&s, items * sizeof(int32_t));
     int32_t *offsets = (int32_t *)scratch_take(&s, (size_t)(rows + 1) * sizeof(int32_t));
-    topk_prepare_kernel<T><<<cuda_blocks(rows * n), CUDA_THREADS, 0, stream>>>(
-        keys, ids, offsets, cuda_data<T>(x), rows, n);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(topk_prepare_kernel<T>, cuda_blocks(rows * n), CUDA_THREADS, 0, stream, keys, ids,
+                offsets, cuda_data<T>(x), rows, n);
     size_t temp_bytes = 0;
     for (int pass = 0; pass < 2; pass++) { // the first pass only sizes the temporary storage
         void *temp = pass ? scratch_take(&s, temp_bytes) : NULL;
@@ -75,9 +74,9 @@ static void topk_typed(cudaStream_t stream, tensor *values, tensor *indices, con
                 temp, temp_bytes, keys, keys_sorted, ids, ids_sorted, (int)items, (int)rows,
                 offsets, offsets + 1, 0, (int)(sizeof(T) * 8), stream));
     }
-    topk_gather_kernel<T><<<cuda_blocks(rows * k), CUDA_THREADS, 0, stream>>>(
-        cuda_data<T>(values), cuda_data<int64_t>(indices), cuda_data<T>(x), ids_sorted, rows, n, k);
-    CUDA_LAUNCH_CHECK();
+    cuda_launch(topk_gather_kernel<T>, cuda_blocks(rows * k), CUDA_THREADS, 0, stream,
+                cuda_data<T>(values), cuda_data<int64_t>(indices), cuda_data<T>(x), ids_sorted,
+                rows, n, k);
     scratch_release(&s);
 }
 
