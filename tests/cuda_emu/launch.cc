@@ -239,8 +239,13 @@ static void thread_coords(int t, char *out, size_t cap) {
                 other = t;
         }
     }
-    int gone = -1;
-    for (int t = 0; t < L->n_threads && gone < 0; t++)
+    // The first thread gone; for a shuffle, the first lane of the waiting warp that is gone.
+    int gone = -1, from = 0, to = L->n_threads;
+    if (L->state[waiting] == AT_SHUFFLE) {
+        from = waiting / 32 * 32;
+        to = from + 32;
+    }
+    for (int t = from; t < to && gone < 0; t++)
         if (L->state[t] == EXITED) gone = t;
     char w[48], o[48], g[48];
     thread_coords(waiting, w, sizeof w);
@@ -253,9 +258,13 @@ static void thread_coords(int t, char *out, size_t cap) {
                      L->waits_at[other].file, L->waits_at[other].line);
     }
     thread_coords(gone, g, sizeof g);
-    kernel_fault("divergent barrier: thread %s waits at %s at %s:%d, which thread %s (and %d "
-                 "others) exited without reaching",
-                 w, what, L->waits_at[waiting].file, L->waits_at[waiting].line, g, L->exited - 1);
+    if (L->state[waiting] == AT_SHUFFLE)
+        kernel_fault("divergent shuffle: thread %s waits at a warp shuffle at %s:%d, which lane "
+                     "%s of its warp exited without reaching",
+                     w, L->waits_at[waiting].file, L->waits_at[waiting].line, g);
+    kernel_fault("divergent barrier: thread %s waits at __syncthreads at %s:%d, which thread %s "
+                 "(and %d others) exited without reaching",
+                 w, L->waits_at[waiting].file, L->waits_at[waiting].line, g, L->exited - 1);
 }
 
 // ---- threads ----
@@ -330,8 +339,8 @@ void cuda_emu_syncthreads(const char *file, int line) {
     wait_here();
 }
 
-uint64_t cuda_emu_shuffle(unsigned mask, uint64_t bits, cuda_emu_shfl_mode mode, int arg,
-                          int width) {
+uint64_t cuda_emu_shuffle(const char *file, int line, unsigned mask, uint64_t bits,
+                          cuda_emu_shfl_mode mode, int arg, int width) {
     int t = L->current, lane = t % 32, first = t - lane;
     if (mask != 0xffffffffu)
         kernel_fault("a warp shuffle with mask 0x%08x: petal's kernels shuffle full warps only",
@@ -368,7 +377,7 @@ uint64_t cuda_emu_shuffle(unsigned mask, uint64_t bits, cuda_emu_shfl_mode mode,
             if (L->state[u] == AT_SHUFFLE) release(u);
     } else {
         L->state[t] = AT_SHUFFLE;
-        L->waits_at[t] = place{"a warp shuffle", 0};
+        L->waits_at[t] = place{file, line};
         wait_here();
     }
     return w.values[generation & 1][src];
@@ -405,6 +414,13 @@ static void shared_begin(size_t smem) {
         memset(a + smem, 0xa5, CANARY_BYTES);
 #endif
     }
+}
+
+// Each block starts with its dynamic shared memory all 0xff bytes (NaN in every float type), as
+// a GPU leaves it undefined: a kernel that reads before it writes sees NaN, not what the block
+// before it left.
+static void shared_fill(size_t smem) {
+    for (int i = 0; i < n_shared_arrays && smem > 0; i++) memset(shared_arrays[i](), 0xff, smem);
 }
 
 static bool shared_intact(size_t smem) {
@@ -512,6 +528,7 @@ cudaError_t cuda_emu_run(const cuda_emu_site *site, dim3 grid, dim3 block, size_
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 cuda_emu_block_idx = uint3{x, y, z};
+                shared_fill(smem);
                 run_block(s);
                 if (!shared_intact(smem))
                     kernel_fault("wrote past the end of its %zu bytes of dynamic shared memory",
