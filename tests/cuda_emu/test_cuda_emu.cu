@@ -401,7 +401,7 @@ START_TEST(test_gemm_against_naive) {
     float one = 1;
     ck_assert_int_eq(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, da,
                                                 CUDA_R_16BF, lda, 0, db, CUDA_R_16BF, ldb, 0, &one,
-                                                dc, CUDA_R_32F, ldc, 0, 1, CUBLAS_COMPUTE_32F,
+                                                dc, CUDA_R_16BF, ldc, 0, 1, CUBLAS_COMPUTE_32F,
                                                 CUBLAS_GEMM_DEFAULT),
                      CUBLAS_STATUS_NOT_SUPPORTED);
     ck_assert_int_eq(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &alpha, da,
@@ -428,6 +428,44 @@ START_TEST(test_gemm_against_naive) {
 }
 END_TEST
 
+// TF32 keeps 10 mantissa bits of each input (to nearest, ties to even); bf16 inputs widen exactly;
+// both accumulate and write f32.
+START_TEST(test_gemm_tensor_core_kinds) {
+    cublasHandle_t h;
+    ck_assert_int_eq(cublasCreate(&h), CUBLAS_STATUS_SUCCESS);
+    float a[4] = {1 + 0x1p-11f + 0x1p-20f, 1 + 0x1p-11f, 3, -2}, eye[4] = {1, 0, 0, 1}, c[4];
+    float *da = device_array<float>(4), *db = device_array<float>(4), *dc = device_array<float>(4);
+    cudaMemcpy(da, a, sizeof a, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, eye, sizeof eye, cudaMemcpyHostToDevice);
+    float one = 1, zero = 0;
+    ck_assert_int_eq(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, da,
+                                                CUDA_R_32F, 2, 0, db, CUDA_R_32F, 2, 0, &zero, dc,
+                                                CUDA_R_32F, 2, 0, 1, CUBLAS_COMPUTE_32F_FAST_TF32,
+                                                CUBLAS_GEMM_DEFAULT),
+                     CUBLAS_STATUS_SUCCESS);
+    cudaMemcpy(c, dc, sizeof c, cudaMemcpyDeviceToHost);
+    ck_assert_float_eq(c[0], 1 + 0x1p-10f); // above the half-way point: up
+    ck_assert_float_eq(c[1], 1);            // on it: to even
+    ck_assert_float_eq(c[2], 3);
+    // bf16: 1.5 and 2 (their f32 bits' high halves) times [[1, 1], [1, 1]].
+    uint16_t ab[4] = {0x3fc0, 0x4000, 0x3fc0, 0x4000}, bb[4] = {0x3f80, 0x3f80, 0x3f80, 0x3f80};
+    uint16_t *dab = device_array<uint16_t>(4), *dbb = device_array<uint16_t>(4);
+    cudaMemcpy(dab, ab, sizeof ab, cudaMemcpyHostToDevice);
+    cudaMemcpy(dbb, bb, sizeof bb, cudaMemcpyHostToDevice);
+    ck_assert_int_eq(cublasGemmStridedBatchedEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &one, dab,
+                                                CUDA_R_16BF, 2, 0, dbb, CUDA_R_16BF, 2, 0, &zero,
+                                                dc, CUDA_R_32F, 2, 0, 1, CUBLAS_COMPUTE_32F,
+                                                CUBLAS_GEMM_DEFAULT),
+                     CUBLAS_STATUS_SUCCESS);
+    cudaMemcpy(c, dc, sizeof c, cudaMemcpyDeviceToHost);
+    ck_assert_float_eq(c[0], 3); // column-major: c[0] = a[0] + a[2]
+    ck_assert_float_eq(c[1], 4);
+    cublasDestroy(h);
+    void *all[] = {da, db, dc, dab, dbb};
+    for (void *p : all) cudaFree(p);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cuda_emu");
     TCase *exec = tcase_with_timeout("execution", 30);
@@ -448,6 +486,7 @@ int main(void) {
     TCase *libs = tcase_with_timeout("CUB and cuBLAS stand-ins", 30);
     tcase_add_test(libs, test_segmented_sort_order);
     tcase_add_test(libs, test_gemm_against_naive);
+    tcase_add_test(libs, test_gemm_tensor_core_kinds);
     suite_add_tcase(s, exec);
     suite_add_tcase(s, faults);
     suite_add_tcase(s, libs);
