@@ -21,7 +21,6 @@
 #define __global__
 #define __device__
 #define __host__
-#define __noinline__    __attribute__((noinline))
 #define __forceinline__ inline __attribute__((always_inline))
 #define __align__(n)    __attribute__((aligned(n)))
 #define __launch_bounds__(...)
