@@ -216,11 +216,15 @@ static void thread_coords(int t, char *out, size_t cap) {
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     dim3 b = cuda_emu_block_idx;
-    fprintf(stderr,
-            "cuda_emu: kernel %s launched at %s:%d, block (%u, %u, %u) of (%u, %u, %u), %u x %u x "
-            "%u threads: %s\n",
-            name, L->site->file, L->site->line, b.x, b.y, b.z, L->grid.x, L->grid.y, L->grid.z,
-            L->block.x, L->block.y, L->block.z, detail);
+    if (L->n_threads == 0) // before the launch ran anything
+        fprintf(stderr, "cuda_emu: kernel %s launched at %s:%d: %s\n", name, L->site->file,
+                L->site->line, detail);
+    else
+        fprintf(stderr,
+                "cuda_emu: kernel %s launched at %s:%d, block (%u, %u, %u) of (%u, %u, %u), %u x "
+                "%u x %u threads: %s\n",
+                name, L->site->file, L->site->line, b.x, b.y, b.z, L->grid.x, L->grid.y, L->grid.z,
+                L->block.x, L->block.y, L->block.z, detail);
     fflush(stderr);
     abort();
 }
@@ -461,15 +465,20 @@ static cudaError_t check_shape(dim3 grid, dim3 block, size_t smem) {
 }
 
 void cuda_emu_check_pointer(const cuda_emu_site *site, int arg, const void *p) {
-    if (!p || cuda_emu_kernel_may_read(p)) return;
+    int owner = p ? cuda_emu_memory_device(p) : -1, device = 0;
+    if (owner == -1 ||
+        (owner >= 0 && cuda_emu_current_device(&device) == cudaSuccess && owner == device))
+        return;
     launch_state at = {};
     at.site = site;
-    launch_state *saved = L;
     L = &at;
+    if (owner >= 0)
+        kernel_fault("argument %d is %p, memory of cuda:%d, but the kernel runs on cuda:%d (no "
+                     "peer access): the kernel would fault on a GPU",
+                     arg, p, owner, device);
     kernel_fault("argument %d is %p, neither device memory nor pinned host memory: the kernel "
                  "would fault on a GPU",
                  arg, p);
-    L = saved;
 }
 
 static void run_block(launch_state &s) {
@@ -499,7 +508,7 @@ static void run_block(launch_state &s) {
 
 cudaError_t cuda_emu_run(const cuda_emu_site *site, dim3 grid, dim3 block, size_t smem,
                          cudaStream_t stream, void (*run)(void *ctx), void *ctx) {
-    cudaError_t err = cuda_emu_check_stream(stream);
+    cudaError_t err = cuda_emu_check_launch_stream(stream);
     if (err == cudaSuccess) err = check_shape(grid, block, smem);
     if (err != cudaSuccess) return cuda_emu_fail(err);
     if (!fibers) {

@@ -272,6 +272,33 @@ static void launch_with_host_pointer(void) {
     LAUNCH(noop_kernel, dim3(1), dim3(1), 0, (cudaStream_t)0, on_host);
 }
 
+// Two devices: memory of cuda:1 given to a kernel on cuda:0.
+static void launch_with_other_device_memory(void) {
+    setenv("PETAL_CUDA_EMU_DEVICES", "2", 1);
+    cudaSetDevice(1);
+    int *p = device_array<int>(4);
+    cudaSetDevice(0);
+    LAUNCH(noop_kernel, dim3(1), dim3(1), 0, (cudaStream_t)0, p);
+}
+
+START_TEST(test_other_device_reported) {
+    ck_assert(aborts_with(launch_with_other_device_memory,
+                          "memory of cuda:1, but the kernel runs on cuda:0"));
+    setenv("PETAL_CUDA_EMU_DEVICES", "2", 1);
+    cudaStream_t s;
+    ck_assert_int_eq(cudaSetDevice(1), cudaSuccess);
+    ck_assert_int_eq(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+    int *p = device_array<int>(4);
+    ck_assert_int_eq(LAUNCH(noop_kernel, dim3(1), dim3(1), 0, s, p), cudaSuccess);
+    ck_assert_int_eq(cudaSetDevice(0), cudaSuccess);
+    ck_assert_int_eq(LAUNCH(noop_kernel, dim3(1), dim3(1), 0, s, (int *)NULL),
+                     cudaErrorInvalidResourceHandle); // cuda:1's stream
+    cudaSetDevice(1);
+    cudaFree(p);
+    cudaStreamDestroy(s);
+}
+END_TEST
+
 START_TEST(test_host_pointer_reported) {
     ck_assert(aborts_with(launch_with_host_pointer,
                           "argument 0 is 0x")); // then the address
@@ -481,6 +508,7 @@ int main(void) {
 #endif
     tcase_add_test(faults, test_refused_launches);
     tcase_add_test(faults, test_host_pointer_reported);
+    tcase_add_test(faults, test_other_device_reported);
     tcase_add_test(faults, test_memory_checks);
     tcase_add_test(faults, test_device_count);
     TCase *libs = tcase_with_timeout("CUB and cuBLAS stand-ins", 30);
