@@ -87,9 +87,8 @@ const size_t GUARD_BYTES = 4096;
 
 struct fiber {
     void *sp;
-    char *stack; // lowest usable address
-    int thread;  // the thread it runs, -1 when idle
-    void *fake_stack;
+    char *stack;      // lowest usable address
+    void *fake_stack; // AddressSanitizer's, while switched out
 };
 
 enum thread_state : unsigned char { UNSTARTED, RUNNING, AT_BARRIER, AT_SHUFFLE, EXITED };
@@ -118,14 +117,13 @@ struct launch_state {
     int barrier_arrived;
     place barrier_place;
     std::vector<warp_state> warps;
-    std::vector<int> ready; // fibers to resume, in release order
+    std::vector<int> ready; // threads to resume, in release order
     size_t ready_head;
     int current; // the running thread
 };
 
 __thread launch_state *L;
-__thread std::vector<fiber *> *fibers; // every fiber of this host thread
-__thread std::vector<fiber *> *idle;
+__thread std::vector<fiber *> *idle; // fibers without a thread (all of them between launches)
 __thread fiber *running;
 __thread void *scheduler_sp;
 #if EMU_ASAN
@@ -174,7 +172,7 @@ static fiber *fiber_new(void) {
         abort();
     }
     mprotect(map, GUARD_BYTES, PROT_NONE); // a stack overflow faults instead of corrupting
-    fiber *f = new fiber{NULL, map + GUARD_BYTES, -1, NULL};
+    fiber *f = new fiber{NULL, map + GUARD_BYTES, NULL};
     // The frame cuda_emu_switch pops: control words, six registers, then the entry point, placed
     // so that the entry's call finds the stack 16-byte aligned.
     uint64_t *sp = (uint64_t *)(f->stack + STACK_BYTES - 16 - 64);
@@ -186,7 +184,6 @@ static fiber *fiber_new(void) {
     for (int i = 1; i <= 6; i++) sp[i] = 0;
     sp[7] = (uint64_t)(uintptr_t)cuda_emu_fiber_start;
     f->sp = sp;
-    fibers->push_back(f);
     return f;
 }
 
@@ -285,7 +282,6 @@ extern "C" void cuda_emu_fiber_main(void) {
     for (;;) {
         while (L->next < L->n_threads) {
             int k = L->next++, t = L->reverse ? L->n_threads - 1 - k : k;
-            f->thread = t;
             L->fiber_of[t] = f;
             L->state[t] = RUNNING;
             set_thread(t);
@@ -293,7 +289,6 @@ extern "C" void cuda_emu_fiber_main(void) {
             L->state[t] = EXITED;
             L->exited++;
         }
-        f->thread = -1;
         idle->push_back(f);
         leave_fiber(f); // idle until the next block needs it
         f = running;
@@ -511,10 +506,7 @@ cudaError_t cuda_emu_run(const cuda_emu_site *site, dim3 grid, dim3 block, size_
     cudaError_t err = cuda_emu_check_launch_stream(stream);
     if (err == cudaSuccess) err = check_shape(grid, block, smem);
     if (err != cudaSuccess) return cuda_emu_fail(err);
-    if (!fibers) {
-        fibers = new std::vector<fiber *>;
-        idle = new std::vector<fiber *>;
-    }
+    if (!idle) idle = new std::vector<fiber *>;
     launch_state s;
     s.site = site;
     s.grid = grid;
