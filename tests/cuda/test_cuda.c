@@ -567,6 +567,10 @@ static void select_out_of_range(void) {
     tensor_index_select(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(4, 2)), 0,
                         ids_on_gpu((int64_t[]){0, 1, 9, -1}, 4));
 }
+static void select_at_the_end(void) { // the first index past the end, the off-by-one case
+    tensor_index_select(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(4, 2)), 0,
+                        ids_on_gpu((int64_t[]){3, 4}, 2));
+}
 static void embedding_out_of_range(void) {
     tensor_embedding(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(5, 3)),
                      ids_on_gpu((int64_t[]){4, -2, 0}, 3));
@@ -582,6 +586,8 @@ START_TEST(test_bad_indices_reported) {
     GPU_REQUIRE();
     ck_assert(aborts_with(select_out_of_range,
                           "index_select: index 9 at position 2 is out of range [0, 4)"));
+    ck_assert(aborts_with(select_at_the_end,
+                          "index_select: index 4 at position 1 is out of range [0, 4)"));
     ck_assert(aborts_with(embedding_out_of_range,
                           "index_select: index -2 at position 1 is out of range [0, 5)"));
     ck_assert(aborts_with(target_out_of_range, "cross_entropy: target[1] = 7 is outside [0, 3)"));
