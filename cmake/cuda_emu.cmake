@@ -26,14 +26,14 @@ set_target_properties(petal_objects PROPERTIES CXX_STANDARD 20 CXX_STANDARD_REQU
 target_link_libraries(petal_objects PUBLIC $<BUILD_INTERFACE:petal_cuda_emu> ${CMAKE_DL_LIBS})
 add_compile_definitions(PETAL_CUDA_EMU)
 
-# Every `extern __shared__ T name[]` of the kernels needs a definition: one thread_local array per
-# name, registered with the runtime (launch.cc), generated from the sources and regenerated when
-# they change.
+# Every `extern __shared__ T name[];` of the kernels (a line of its own) needs a definition: one
+# thread_local array per name, registered with the runtime (launch.cc), generated from the sources
+# and regenerated when they change.
 file(GLOB cuda_files ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cuh
      ${emu_dir}/test_cuda_emu.cu)
 set(shared_names "")
 foreach(file IN LISTS cuda_files)
-  file(STRINGS ${file} lines REGEX "extern[ \t]+__shared__")
+  file(STRINGS ${file} lines REGEX "^[ \t]*extern[ \t]+__shared__")
   foreach(line IN LISTS lines)
     if(line MATCHES "([A-Za-z_][A-Za-z0-9_]*)[ \t]*\\[[ \t]*\\][ \t]*;")
       list(APPEND shared_names ${CMAKE_MATCH_1})
