@@ -140,24 +140,21 @@ inline float rsqrtf(float x) {
 inline double rsqrt(double x) {
     return 1.0 / sqrt(x);
 }
-inline int min(int a, int b) {
-    return a < b ? a : b;
-}
-inline int max(int a, int b) {
-    return a > b ? a : b;
-}
-inline unsigned int min(unsigned int a, unsigned int b) {
-    return a < b ? a : b;
-}
-inline unsigned int max(unsigned int a, unsigned int b) {
-    return a > b ? a : b;
-}
-inline long long min(long long a, long long b) {
-    return a < b ? a : b;
-}
-inline long long max(long long a, long long b) {
-    return a > b ? a : b;
-}
+// min and max of two integers of one type, as CUDA declares them for host and device code.
+#define CUDA_EMU_MIN_MAX(T)                                                                        \
+    inline T min(T a, T b) {                                                                       \
+        return a < b ? a : b;                                                                      \
+    }                                                                                              \
+    inline T max(T a, T b) {                                                                       \
+        return a > b ? a : b;                                                                      \
+    }
+CUDA_EMU_MIN_MAX(int)
+CUDA_EMU_MIN_MAX(unsigned int)
+CUDA_EMU_MIN_MAX(long)
+CUDA_EMU_MIN_MAX(unsigned long)
+CUDA_EMU_MIN_MAX(long long)
+CUDA_EMU_MIN_MAX(unsigned long long)
+#undef CUDA_EMU_MIN_MAX
 inline float min(float a, float b) {
     return fminf(a, b);
 }
