@@ -130,4 +130,6 @@ typedef struct {
 // softmax(q k^T * scale + mask) v for q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv); opt may be
 // NULL for the defaults. The mask receives a gradient if it requires one. Returns (B, H, T, Dv)
 // laid out in memory as (B, T, H, Dv): transpose(1, 2) + reshape to (B, T, H * Dv) is then free.
+// On a backend with fused attention (CUDA) P is never stored (ops/attention.c says when);
+// the environment variable PETAL_ATTENTION=unfused forces the GEMM path everywhere.
 tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_options *opt);

@@ -3,9 +3,10 @@
 // f32, with per-op tolerances; the same ops at sizes that take many blocks and on NaN, infinities,
 // signed zeros and ties; then the allocator, copies of non-contiguous views, random streams,
 // AdamW, the NCCL layer and the errors (devices mixed, bad indices). Every test case is tagged
-// "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out). Where cuda:0 cannot be used (no driver, no device,
-// out of memory, a build without CUDA) the suite reports itself skipped, or with
-// PETAL_REQUIRE_GPU=1 fails every case naming why (gpu_gate.h).
+// "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out); the op table and the fused attention's cases also
+// "sanitize" (CK_INCLUDE_TAGS=sanitize: what compute-sanitizer runs in scripts/gpu-check.sh). Where
+// cuda:0 cannot be used (no driver, no device, out of memory, a build without CUDA) the suite
+// reports itself skipped, or with PETAL_REQUIRE_GPU=1 fails every case naming why (gpu_gate.h).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +241,53 @@ static const op_case sized_cases[] = {
      {0},
      {0.2},
      .fn = f_attention},
+    // The fused kernels (tensor/cuda/cuda_attention.cu) against the CPU's GEMM path: partial
+    // tiles, masks, causal with T < S and T > S (rows with no visible key: NaN, as on the CPU),
+    // dropout, the largest head dim, and one past it (the unfused path on the GPU).
+    {"fused attention, partial tiles",
+     "attention",
+     3,
+     {ARG(2, 3, 37, 20), ARG(2, 3, 53, 20), ARG(2, 3, 53, 13)},
+     {0},
+     .fn = f_attention},
+    {"fused attention, (T, S) mask",
+     "attention",
+     4,
+     {ARG(1, 3, 21, 9), ARG(1, 3, 18, 9), ARG(1, 3, 18, 11), CONST(21, 18)},
+     {0},
+     .fn = f_attention},
+    {"fused attention, causal T < S",
+     "attention",
+     3,
+     {ARG(1, 2, 7, 12), ARG(1, 2, 45, 12), ARG(1, 2, 45, 6)},
+     {1},
+     .fn = f_attention},
+    {"fused attention, causal T > S",
+     "attention",
+     3,
+     {ARG(1, 2, 40, 6), ARG(1, 2, 12, 6), ARG(1, 2, 12, 10)},
+     {1},
+     .fn = f_attention},
+    {"fused attention, dropout, mask, causal",
+     "attention",
+     4,
+     {ARG(2, 3, 30, 16), ARG(2, 3, 34, 16), ARG(2, 3, 34, 24), CONST(2, 1, 1, 34)},
+     {1},
+     {0.2},
+     .fn = f_attention},
+    {"fused attention, head dim 128",
+     "attention",
+     3,
+     {ARG(2, 2, 50, 128), ARG(2, 2, 70, 128), ARG(2, 2, 70, 128)},
+     {0},
+     {0.1},
+     .fn = f_attention},
+    {"attention, head dim 160 (unfused)",
+     "attention",
+     3,
+     {ARG(1, 2, 20, 160), ARG(1, 2, 24, 160), ARG(1, 2, 24, 160)},
+     {0},
+     .fn = f_attention},
     {"embedding", "embedding", 2, {ARG(1000, 40), IDS(1000, 7, 30)}, .fn = f_embedding},
     {"gather dim 1", "gather", 2, {ARG(20, 300), IDS(300, 20, 50)}, {1}, .fn = f_gather},
     {"index_select dim 1",
@@ -303,6 +351,82 @@ START_TEST(test_special_values) {
                       dtype_name(types[t]));
         scope_end(mark);
     }
+}
+END_TEST
+
+// ---- fused attention: repeatable, and P never stored ----
+
+typedef struct {
+    tensor *o, *gq, *gk, *gv;
+} attention_run;
+
+// An attention of ViT-B's sequence and head sizes (2 images of 197 tokens, 4 heads of 64) with a
+// padding mask, causal and dropout, forward and backward on cuda:0, the results copied to the host.
+static attention_run attention_on_gpu(petal_dtype dtype, size_t *held_after_forward) {
+    tensor *in[3];
+    for (int i = 0; i < 3; i++) {
+        tensor *h = tensor_empty(dtype, SHAPE(2, 4, 197, 64));
+        tensor_normal_(h, 0, 1, &(rng_generator){40 + (uint64_t)i, 0});
+        in[i] = tensor_set_requires_grad(tensor_to(h, CUDA0), true);
+    }
+    tensor *mask = tensor_to(tensor_zeros(dtype, SHAPE(2, 1, 1, 197)), CUDA0);
+    size_t before = memory_get_stats(CUDA0).current;
+    attention_options o = {mask, true, 0, 0.1, true, &(rng_generator){6, 0}};
+    tensor *out = tensor_attention(in[0], in[1], in[2], &o);
+    if (held_after_forward) *held_after_forward = memory_get_stats(CUDA0).current - before;
+    tensor *seed = tensor_empty(dtype, SHAPE(2, 4, 197, 64));
+    tensor_normal_(seed, 0, 1, &(rng_generator){3, 0});
+    autograd_backward(out, tensor_to(seed, CUDA0), false);
+    attention_run r = {tensor_to(out, DEVICE_CPU), tensor_to(in[0]->grad, DEVICE_CPU),
+                       tensor_to(in[1]->grad, DEVICE_CPU), tensor_to(in[2]->grad, DEVICE_CPU)};
+    return r;
+}
+
+static bool same_bits(const char *what, const tensor *a, const tensor *b) {
+    size_t n = (size_t)tensor_numel(a) * dtype_size(a->dtype);
+    bool same = tensor_is_contiguous(a) && tensor_is_contiguous(b) &&
+                memcmp(tensor_data(a), tensor_data(b), n) == 0;
+    if (!same) fprintf(stderr, "%s: two runs differ\n", what);
+    return same;
+}
+
+// No atomics in the fused kernels: two runs give the same bits, output and gradients.
+START_TEST(test_fused_attention_deterministic) {
+    GPU_REQUIRE();
+    petal_dtype types[2] = {PETAL_F32, PETAL_F64};
+    for (int t = 0; t < 2; t++) {
+        int mark = scope_begin();
+        attention_run a = attention_on_gpu(types[t], NULL), b = attention_on_gpu(types[t], NULL);
+        ck_assert(same_bits("o", tensor_contiguous(a.o), tensor_contiguous(b.o)));
+        ck_assert(same_bits("dq", a.gq, b.gq));
+        ck_assert(same_bits("dk", a.gk, b.gk));
+        ck_assert(same_bits("dv", a.gv, b.gv));
+        scope_end(mark);
+    }
+}
+END_TEST
+
+// The fused path keeps lse (B, H, T) where the GEMM path keeps P (B, H, T, S): after the forward,
+// P's bytes less lse's are held; PETAL_ATTENTION=unfused gives the GEMM path on the GPU, and
+// the two agree within the GEMM tolerance.
+START_TEST(test_fused_attention_saves_memory) {
+    GPU_REQUIRE();
+    int mark = scope_begin();
+    size_t fused_held, unfused_held;
+    attention_run fused = attention_on_gpu(PETAL_F32, &fused_held);
+    setenv("PETAL_ATTENTION", "unfused", 1);
+    attention_run unfused = attention_on_gpu(PETAL_F32, &unfused_held);
+    unsetenv("PETAL_ATTENTION");
+    size_t p_bytes = (size_t)2 * 4 * 197 * 197 * sizeof(float);
+    size_t lse_bytes = (size_t)2 * 4 * 197 * sizeof(float);
+    fprintf(stderr, "attention forward holds %zu bytes fused, %zu unfused (P: %zu)\n", fused_held,
+            unfused_held, p_bytes);
+    ck_assert_uint_ge(unfused_held + lse_bytes, fused_held + p_bytes);
+    ck_assert(tensors_close("fused vs unfused o", fused.o, unfused.o, 1e-5, 1e-5));
+    ck_assert(tensors_close("fused vs unfused dq", fused.gq, unfused.gq, 1e-5, 1e-5));
+    ck_assert(tensors_close("fused vs unfused dk", fused.gk, unfused.gk, 1e-5, 1e-5));
+    ck_assert(tensors_close("fused vs unfused dv", fused.gv, unfused.gv, 1e-5, 1e-5));
+    scope_end(mark);
 }
 END_TEST
 
@@ -597,6 +721,9 @@ int main(void) {
                         (int)(sizeof sized_cases / sizeof sized_cases[0]));
     tcase_add_loop_test(sized, test_special_values, 0,
                         (int)(sizeof special_cases / sizeof special_cases[0]));
+    TCase *attn = tcase_with_timeout("fused attention", 120);
+    tcase_add_test(attn, test_fused_attention_deterministic);
+    tcase_add_test(attn, test_fused_attention_saves_memory);
     TCase *mem = tcase_with_timeout("memory and copies", 120);
     tcase_add_test(mem, test_allocator_reuse_and_stats);
     tcase_add_test(mem, test_copies_of_views);
@@ -609,9 +736,11 @@ int main(void) {
     TCase *err = tcase_with_timeout("errors", 60);
     tcase_add_test(err, test_device_mismatch_names_both);
     tcase_add_test(err, test_bad_indices_reported);
-    TCase *all[] = {ops, sized, mem, num, err};
-    for (int i = 0; i < 5; i++) {
-        tcase_set_tags(all[i], "gpu");
+    TCase *all[] = {ops, sized, attn, mem, num, err};
+    for (int i = 0; i < 6; i++) {
+        // The sanitizers (scripts/gpu-check.sh) run the tagged cases: every kernel at small sizes,
+        // and the fused attention at many tiles.
+        tcase_set_tags(all[i], all[i] == ops || all[i] == attn ? "gpu sanitize" : "gpu");
         suite_add_tcase(s, all[i]);
     }
     return gpu_gate_run_suite(s);
