@@ -5,7 +5,8 @@
 //   += src[a, l, c]
 // The accumulating kernels give each thread one (a, c) column and add in index order, as the CPU
 // loops do: no atomics, so the sums are deterministic and equal to the CPU's bit for bit. A bad
-// index is skipped and flagged (cuda_common.cuh); the host then aborts with its position and value.
+// index is skipped and flagged (cuda_common.cuh), and reported with its position and value at the
+// next call that waits for the device.
 #include "tensor/cuda/cuda_kernels.cuh"
 
 typedef struct {
@@ -79,13 +80,6 @@ __global__ void scatter_add_kernel(T *out, const T *src, index_list idx, split s
     }
 }
 
-// Waits for the kernel and aborts, as the CPU kernels do, if it met a bad index.
-static void check_indices(const char *op, const tensor *idx, int64_t len) {
-    int64_t pos = cuda_bad_index_read(idx->device.index);
-    PETAL_CHECK(pos < 0, "%s: index %lld at position %lld is out of range [0, %lld)", op,
-                (long long)cuda_index_value(idx, pos), (long long)pos, (long long)len);
-}
-
 static void check_float(const char *op, const tensor *t) {
     PETAL_CHECK(dtype_is_float(t->dtype), "%s: dtype %s is not supported", op,
                 dtype_name(t->dtype));
@@ -102,14 +96,14 @@ static void index_select_typed(cudaStream_t stream, tensor *out, const tensor *x
 void cuda_index_select(tensor *out, const tensor *x, int dim, const tensor *idx) {
     cudaStream_t stream = cuda_stream_for("index_select", {out, x, idx});
     split s = split_of(x, dim);
-    unsigned long long *bad = cuda_bad_index_reset(x->device.index);
+    unsigned long long *bad = cuda_bad_index_begin(x->device.index);
     if (dtype_size(x->dtype) == 8)
         index_select_typed<uint64_t>(stream, out, x, idx, s, bad);
     else if (dtype_size(x->dtype) == 4)
         index_select_typed<uint32_t>(stream, out, x, idx, s, bad);
     else
         index_select_typed<uint16_t>(stream, out, x, idx, s, bad);
-    check_indices("index_select", idx, s.len);
+    cuda_bad_index_commit(BAD_INDEX_SELECT, idx, s.len, 0);
 }
 
 template <typename T>
@@ -124,12 +118,12 @@ void cuda_index_add(tensor *out, int dim, const tensor *idx, const tensor *src) 
     cudaStream_t stream = cuda_stream_for("index_add", {out, idx, src});
     check_float("index_add", out);
     split s = split_of(out, dim);
-    unsigned long long *bad = cuda_bad_index_reset(out->device.index);
+    unsigned long long *bad = cuda_bad_index_begin(out->device.index);
     if (out->dtype == PETAL_F32)
         index_add_typed<float>(stream, out, idx, src, s, bad);
     else
         index_add_typed<double>(stream, out, idx, src, s, bad);
-    check_indices("index_add", idx, s.len);
+    cuda_bad_index_commit(BAD_INDEX_ADD, idx, s.len, 0);
 }
 
 template <typename U>
@@ -144,14 +138,14 @@ void cuda_gather(tensor *out, const tensor *x, int dim, const tensor *idx) {
     cudaStream_t stream = cuda_stream_for("gather", {out, x, idx});
     split s = split_of(x, dim);
     int64_t n_len = idx->shape[dim];
-    unsigned long long *bad = cuda_bad_index_reset(x->device.index);
+    unsigned long long *bad = cuda_bad_index_begin(x->device.index);
     if (dtype_size(x->dtype) == 8)
         gather_typed<uint64_t>(stream, out, x, idx, s, n_len, bad);
     else if (dtype_size(x->dtype) == 4)
         gather_typed<uint32_t>(stream, out, x, idx, s, n_len, bad);
     else
         gather_typed<uint16_t>(stream, out, x, idx, s, n_len, bad);
-    check_indices("gather", idx, s.len);
+    cuda_bad_index_commit(BAD_INDEX_GATHER, idx, s.len, 0);
 }
 
 template <typename T>
@@ -166,10 +160,10 @@ void cuda_scatter_add(tensor *out, int dim, const tensor *idx, const tensor *src
     check_float("scatter_add", out);
     split s = split_of(out, dim);
     int64_t n_len = idx->shape[dim];
-    unsigned long long *bad = cuda_bad_index_reset(out->device.index);
+    unsigned long long *bad = cuda_bad_index_begin(out->device.index);
     if (out->dtype == PETAL_F32)
         scatter_add_typed<float>(stream, out, idx, src, s, n_len, bad);
     else
         scatter_add_typed<double>(stream, out, idx, src, s, n_len, bad);
-    check_indices("scatter_add", idx, s.len);
+    cuda_bad_index_commit(BAD_INDEX_SCATTER_ADD, idx, s.len, 0);
 }
