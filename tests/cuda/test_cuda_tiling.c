@@ -1,11 +1,14 @@
 // tests/cuda, the index and tiling math of the CUDA kernels, run on the CPU everywhere (CI has no
 // GPU): the chunking of the two-pass reductions (tensor/cuda/cuda_split.h), checked for its
 // invariants and by running the two-pass algorithm with the kernels' chunks on the CPU against
-// the CPU backend's reductions.
+// the CPU backend's reductions; and the element-wise kernels' paths (tensor/cuda/cuda_ew_path.h):
+// which shapes, strides and alignments take which kernel, and the rows path's offsets against
+// the general iteration's.
 #include <math.h>
 #include <stdio.h>
 
 #include "petal.h"
+#include "tensor/cuda/cuda_ew_path.h"
 #include "tensor/cuda/cuda_split.h"
 #include "tests/test_util.h"
 
@@ -114,6 +117,95 @@ START_TEST(test_two_pass_equals_cpu_reduction) {
 }
 END_TEST
 
+// ---- element-wise paths ----
+
+static ew_path path_of(tensor *out, tensor *a, tensor *b) {
+    const tensor *ops[] = {out, a, b};
+    cpu_iter it;
+    cpu_iter_build(&it, b ? 3 : 2, ops);
+    return ew_path_choose(&it, dtype_size(out->dtype));
+}
+
+START_TEST(test_ew_path_choice) {
+    int mark = scope_begin();
+    petal_dtype types[] = {PETAL_F32, PETAL_F64, PETAL_I32, PETAL_I64};
+    for (int t = 0; t < 4; t++) {
+        tensor *x = tensor_zeros(types[t], SHAPE(6, 10)), *y = tensor_zeros(types[t], SHAPE(6, 10));
+        tensor *out = tensor_zeros(types[t], SHAPE(6, 10)),
+               *bias = tensor_zeros(types[t], SHAPE(10));
+        // contiguous and 64-byte aligned (the CPU allocator's): 16-byte packs
+        ck_assert_int_eq(path_of(out, x, y).kind, EW_PATH_FLAT);
+        ck_assert_int_eq(path_of(out, x, NULL).kind, EW_PATH_FLAT);
+        // a bias over rows
+        ew_path p = path_of(out, x, bias);
+        ck_assert_int_eq(p.kind, EW_PATH_ROWS);
+        ck_assert_int_eq(p.cols, 10);
+        ck_assert(!p.repeat[1] && p.repeat[2]);
+        ck_assert(path_of(out, bias, x).repeat[1]);
+        // contiguous but one element in: not aligned for packs, 32-bit scalar kernel
+        tensor *shifted = view_slice(tensor_zeros(types[t], SHAPE(61)), 0, 1, 61, 1);
+        tensor *flat_out = tensor_zeros(types[t], SHAPE(60));
+        p = path_of(flat_out, shifted, NULL);
+        ck_assert_int_eq(p.kind, EW_PATH_ROWS);
+        ck_assert_int_eq(p.cols, 60);
+        ck_assert(!p.repeat[1]);
+        // transposed, a column broadcast, a scalar broadcast: the general kernel
+        ck_assert_int_eq(
+            path_of(out, x, view_transpose(tensor_zeros(types[t], SHAPE(10, 6)), 0, 1)).kind,
+            EW_PATH_STRIDED);
+        ck_assert_int_eq(path_of(out, x, tensor_zeros(types[t], SHAPE(6, 1))).kind,
+                         EW_PATH_STRIDED);
+        ck_assert_int_eq(path_of(out, x, tensor_zeros(types[t], SHAPE(1))).kind, EW_PATH_STRIDED);
+        // a strided output
+        ck_assert_int_eq(
+            path_of(view_slice(tensor_zeros(types[t], SHAPE(6, 20)), 1, 0, 20, 2), x, y).kind,
+            EW_PATH_STRIDED);
+    }
+    scope_end(mark);
+}
+END_TEST
+
+// 2^31 elements and more take the general kernel: the 32-bit indices would wrap. The plan is
+// written by hand (no memory behind it: the choice reads only shapes, strides and addresses).
+START_TEST(test_ew_path_numel_limit) {
+    cpu_iter it = {.n_ops = 2, .ndim = 1, .shape = {EW_MAX_NUMEL - 1}, .strides = {{4}, {4}}};
+    it.numel = EW_MAX_NUMEL - 1;
+    it.data[0] = it.data[1] = (char *)(uintptr_t)4096;
+    ck_assert_int_eq(ew_path_choose(&it, 4).kind, EW_PATH_FLAT);
+    it.numel = it.shape[0] = EW_MAX_NUMEL;
+    ck_assert_int_eq(ew_path_choose(&it, 4).kind, EW_PATH_STRIDED);
+    it.numel = it.shape[0] = 0;
+    ck_assert_int_eq(ew_path_choose(&it, 4).kind, EW_PATH_STRIDED);
+}
+END_TEST
+
+// The rows path reads, for every output element, the element the general iteration's strides
+// point at; the flat path's packs and tail cover every element once.
+START_TEST(test_ew_rows_offsets_match_iteration) {
+    int mark = scope_begin();
+    tensor *x = tensor_zeros(PETAL_F32, SHAPE(7, 13)), *b = tensor_zeros(PETAL_F32, SHAPE(13));
+    tensor *out = tensor_zeros(PETAL_F32, SHAPE(7, 13));
+    const tensor *ops[] = {out, x, b};
+    cpu_iter it;
+    cpu_iter_build(&it, 3, ops);
+    ew_path p = ew_path_choose(&it, 4);
+    ck_assert_int_eq(p.kind, EW_PATH_ROWS);
+    for (int64_t i = 0; i < it.numel; i++) {
+        int64_t r = i / it.shape[1], c = i % it.shape[1];
+        for (int k = 1; k < 3; k++) {
+            int64_t want = (r * it.strides[k][0] + c * it.strides[k][1]) / 4;
+            ck_assert_int_eq(ew_rows_index((uint32_t)i, (uint32_t)p.cols, p.repeat[k]), want);
+        }
+    }
+    for (uint32_t n = 0; n < 40; n++)
+        for (uint32_t per = 2; per <= 8; per *= 2) {
+            uint32_t tail = ew_tail_start(n, per);
+            ck_assert(tail % per == 0 && tail <= n && n - tail < per);
+        }
+    scope_end(mark);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cuda_tiling");
     TCase *split = tcase_create("two-pass reductions");
@@ -121,5 +213,10 @@ int main(void) {
     tcase_add_test(split, test_split_fills_gpu_for_layer_norm);
     tcase_add_test(split, test_two_pass_equals_cpu_reduction);
     suite_add_tcase(s, split);
+    TCase *ew = tcase_create("element-wise paths");
+    tcase_add_test(ew, test_ew_path_choice);
+    tcase_add_test(ew, test_ew_path_numel_limit);
+    tcase_add_test(ew, test_ew_rows_offsets_match_iteration);
+    suite_add_tcase(s, ew);
     return run_suite(s);
 }
