@@ -43,6 +43,24 @@ cublasHandle_t cuda_blas_handle(int device_index); // bound to the device's stre
 void *cuda_scratch_alloc(int device_index, size_t nbytes, size_t *capacity);
 void cuda_scratch_free(int device_index, void *ptr, size_t capacity);
 
+// Device scratch freed at the end of the call (stream order keeps later reuse safe).
+typedef struct {
+    int device;
+    void *ptr[6];
+    size_t capacity[6];
+    int n;
+} scratch_set;
+
+static inline void *scratch_take(scratch_set *s, size_t nbytes) {
+    void *p = cuda_scratch_alloc(s->device, nbytes, &s->capacity[s->n]);
+    s->ptr[s->n++] = p;
+    return p;
+}
+
+static inline void scratch_release(scratch_set *s) {
+    for (int i = 0; i < s->n; i++) cuda_scratch_free(s->device, s->ptr[i], s->capacity[i]);
+}
+
 // Indexing kernels never read or write out of bounds: a thread that meets a bad index skips it
 // and records its position (atomicMin) in the device's flag. The host does not wait for the
 // kernel: cuda_bad_index_commit queues a one-thread kernel that moves the flag's position (with

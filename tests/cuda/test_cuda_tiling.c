@@ -3,12 +3,16 @@
 // invariants and by running the two-pass algorithm with the kernels' chunks on the CPU against
 // the CPU backend's reductions; and the element-wise kernels' paths (tensor/cuda/cuda_ew_path.h):
 // which shapes, strides and alignments take which kernel, and the rows path's offsets against
-// the general iteration's.
+// the general iteration's; and index_add by sorted runs (tensor/cuda/cuda_index_runs.h), run on
+// the CPU against the CPU backend's index_add, bit for bit.
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "petal.h"
+#include "tensor/backend.h"
 #include "tensor/cuda/cuda_ew_path.h"
+#include "tensor/cuda/cuda_index_runs.h"
 #include "tensor/cuda/cuda_split.h"
 #include "tests/test_util.h"
 
@@ -206,6 +210,84 @@ START_TEST(test_ew_rows_offsets_match_iteration) {
 }
 END_TEST
 
+// ---- index_add by sorted runs ----
+
+// The radix sort's result: keys ascending, equal keys in position order (a stable counting sort).
+static void sort_stable(const int32_t *keys, int64_t n, int64_t len, int32_t *keys_sorted,
+                        int32_t *pos_sorted) {
+    int64_t *start = calloc((size_t)len + 2, sizeof *start);
+    for (int64_t l = 0; l < n; l++) start[keys[l] + 1]++;
+    for (int64_t k = 0; k <= len; k++) start[k + 1] += start[k];
+    for (int64_t l = 0; l < n; l++) {
+        int64_t at = start[keys[l]]++;
+        keys_sorted[at] = keys[l];
+        pos_sorted[at] = (int32_t)l;
+    }
+    free(start);
+}
+
+// The kernel's algorithm over (len, cols) out and (n, cols) src: each run's first entry adds the
+// run's rows in position order. Returns the smallest bad position, or -1.
+static int64_t index_add_by_runs(tensor *out, const int64_t *ids, int64_t n, const tensor *src) {
+    int64_t len = out->shape[0], cols = out->shape[1], bad = -1;
+    int32_t *keys = malloc((size_t)n * sizeof *keys), *ks = malloc((size_t)n * sizeof *ks);
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    for (int64_t l = 0; l < n; l++) keys[l] = index_sort_key(ids[l], len);
+    sort_stable(keys, n, len, ks, pos);
+    float *o = tensor_data(out);
+    const float *x = tensor_data(src);
+    for (int64_t p = 0; p < n; p++) {
+        if (!index_run_starts(ks, p)) continue;
+        if (ks[p] == len) {
+            bad = pos[p];
+            continue;
+        }
+        for (int64_t c = 0; c < cols; c++) {
+            float acc = o[ks[p] * cols + c];
+            for (int64_t q = p; q < n && ks[q] == ks[p]; q++) acc += x[pos[q] * cols + c];
+            o[ks[p] * cols + c] = acc;
+        }
+    }
+    free(keys), free(ks), free(pos);
+    return bad;
+}
+
+// An embedding's backward: 300 ids into 50 rows, id 0 (padding) a third of them.
+START_TEST(test_index_add_runs_equal_cpu_bits) {
+    int mark = scope_begin();
+    const int64_t n = 300, len = 50, cols = 9;
+    int64_t ids[300];
+    for (int64_t l = 0; l < n; l++) ids[l] = l % 3 == 0 ? 0 : (l * 7919) % len;
+    tensor *src = tensor_empty(PETAL_F32, SHAPE(n, cols));
+    tensor_normal_(src, 0, 1, &(rng_generator){4, 0});
+    tensor *want = tensor_empty(PETAL_F32, SHAPE(len, cols));
+    tensor_normal_(want, 0, 1, &(rng_generator){5, 0});
+    tensor *got = tensor_empty_like(want);
+    tensor_copy_(got, want);
+    backend_get(DEVICE_CPU)->index_add(want, 0, tensor_from_data(PETAL_I64, SHAPE(n), ids), src);
+    ck_assert_int_eq(index_add_by_runs(got, ids, n, src), -1);
+    ck_assert_mem_eq(tensor_data(got), tensor_data(want), tensor_nbytes(want));
+    ck_assert_int_ge(index_sort_bits(len), 6); // keys up to len = 50 need 6 bits
+    ck_assert_int_eq(index_sort_bits(63), 6);
+    ck_assert_int_eq(index_sort_bits(64), 7);
+    scope_end(mark);
+}
+END_TEST
+
+// Bad indices form the last run, never added; its first entry is the smallest bad position.
+START_TEST(test_index_add_runs_bad_last) {
+    int mark = scope_begin();
+    int64_t ids[] = {3, 9, 1, -1, 3, 4, 100, 0};
+    tensor *src = tensor_ones(PETAL_F32, SHAPE(8, 2)), *out = tensor_zeros(PETAL_F32, SHAPE(5, 2));
+    ck_assert_int_eq(index_add_by_runs(out, ids, 8, src), 1);
+    double want[] = {1, 1, 1, 1, 0, 0, 2, 2, 1, 1};
+    ck_assert(tensors_close("index_add, bad skipped", out,
+                            tensor_cast(tensor_from_data(PETAL_F64, SHAPE(5, 2), want), PETAL_F32),
+                            0, 0));
+    scope_end(mark);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cuda_tiling");
     TCase *split = tcase_create("two-pass reductions");
@@ -218,5 +300,9 @@ int main(void) {
     tcase_add_test(ew, test_ew_path_numel_limit);
     tcase_add_test(ew, test_ew_rows_offsets_match_iteration);
     suite_add_tcase(s, ew);
+    TCase *runs = tcase_create("index_add by sorted runs");
+    tcase_add_test(runs, test_index_add_runs_equal_cpu_bits);
+    tcase_add_test(runs, test_index_add_runs_bad_last);
+    suite_add_tcase(s, runs);
     return run_suite(s);
 }
