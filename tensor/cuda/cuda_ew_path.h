@@ -13,7 +13,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 #include "tensor/cpu/cpu_iter.h"
+#ifdef __cplusplus
+}
+#endif
 
 #ifndef PETAL_HD
 #ifdef __CUDACC__
