@@ -121,17 +121,16 @@ static void layer_norm_affine_typed(cudaStream_t stream, tensor *gw, tensor *gb,
     row_shape cols = {s.rows, s.len, s.len}; // (n_rows, d): d columns of n_rows, d apart
     split_plan p = split_plan_for(row_tile_for(cols).grid, s.rows);
     row_tile t = row_tile_for(row_shape{p.chunk_len, s.len, s.len * p.chunks});
-    int device = x->device.index;
-    size_t nbytes = (size_t)(p.chunks * s.len) * sizeof(double), cap_w, cap_b;
-    double *part_w = (double *)cuda_scratch_alloc(device, nbytes, &cap_w); // (chunks, d)
-    double *part_b = (double *)cuda_scratch_alloc(device, nbytes, &cap_b); // (chunks, d)
+    scratch_set sc = {x->device.index, {}, {}, 0};
+    size_t nbytes = (size_t)(p.chunks * s.len) * sizeof(double);
+    double *part_w = (double *)scratch_take(&sc, nbytes); // (chunks, d)
+    double *part_b = (double *)scratch_take(&sc, nbytes); // (chunks, d)
     cuda_launch(layer_norm_affine_partial_kernel<T>, t.grid, t.block, 0, stream, part_w, part_b,
                 cuda_data<T>(gy), cuda_data<T>(x), cuda_data<T>(mean), cuda_data<T>(rstd), cols, p);
     cuda_launch(layer_norm_affine_finish_kernel<T>, cuda_blocks(s.len), CUDA_THREADS, 0, stream,
                 data_or_null<T>(gw), data_or_null<T>(gb), (const double *)part_w,
                 (const double *)part_b, s.len, p.chunks);
-    cuda_scratch_free(device, part_w, cap_w);
-    cuda_scratch_free(device, part_b, cap_b);
+    scratch_release(&sc);
 }
 
 template <typename T>

@@ -149,13 +149,12 @@ __global__ void reduce_finish_kernel(reduce_op op, int round, T *out, int64_t *i
 template <typename T>
 static void reduce_split(cudaStream_t stream, int device, reduce_op op, T *out, int64_t *indices,
                          const T *x, row_shape s, split_plan p) {
-    size_t cap_partial, cap_shift = 0;
-    extreme *partial = (extreme *)cuda_scratch_alloc(
-        device, (size_t)(s.rows * p.chunks) * sizeof(extreme), &cap_partial); // (chunks, rows)
-    double *shift =
-        op == REDUCE_LOGSUMEXP
-            ? (double *)cuda_scratch_alloc(device, (size_t)s.rows * sizeof(double), &cap_shift)
-            : NULL; // (rows)
+    scratch_set sc = {device, {}, {}, 0};
+    extreme *partial = (extreme *)scratch_take(&sc, (size_t)(s.rows * p.chunks) *
+                                                        sizeof(extreme)); // (chunks, rows)
+    double *shift = op == REDUCE_LOGSUMEXP
+                        ? (double *)scratch_take(&sc, (size_t)s.rows * sizeof(double)) // (rows)
+                        : NULL;
     row_tile t = row_tile_for(row_shape{p.chunk_len, s.inner, s.rows * p.chunks});
     for (int round = 0; round < (op == REDUCE_LOGSUMEXP ? 2 : 1); round++) {
         cuda_launch(reduce_partial_kernel<T>, t.grid, t.block, 0, stream, op, round, partial, x, s,
@@ -163,8 +162,7 @@ static void reduce_split(cudaStream_t stream, int device, reduce_op op, T *out, 
         cuda_launch(reduce_finish_kernel<T>, cuda_blocks(s.rows), CUDA_THREADS, 0, stream, op,
                     round, out, indices, shift, (const extreme *)partial, s, p.chunks);
     }
-    cuda_scratch_free(device, partial, cap_partial);
-    if (shift) cuda_scratch_free(device, shift, cap_shift);
+    scratch_release(&sc);
 }
 
 // ---- the table's entries ----
