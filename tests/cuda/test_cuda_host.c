@@ -60,7 +60,7 @@ END_TEST
 
 typedef struct {
     int status; // exit status, -1 if it did not exit
-    char out[1 << 16];
+    char out[1 << 20]; // every case's failure line: a full buffer would SIGPIPE the suite
 } suite_run;
 
 // Runs the GPU suite's binary with no CUDA device visible, PETAL_REQUIRE_GPU set to `require` (or
