@@ -59,7 +59,7 @@ END_TEST
 // ---- the GPU suite's gate, with no device visible ----
 
 typedef struct {
-    int status; // exit status, -1 if it did not exit
+    int status;        // exit status, -1 if it did not exit
     char out[1 << 20]; // every case's failure line: a full buffer would SIGPIPE the suite
 } suite_run;
 
