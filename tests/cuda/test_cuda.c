@@ -183,6 +183,10 @@ static tensor *f_mul(tensor **a, const op_case *c) {
     (void)c;
     return tensor_mul(a[0], a[1]);
 }
+static tensor *f_add_gelu(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_add_gelu(a[0], a[1]);
+}
 // exp of x without its first element: contiguous, but not 16-byte aligned.
 static tensor *f_exp_shifted(tensor **a, const op_case *c) {
     (void)c;
@@ -291,6 +295,7 @@ static const op_case sized_cases[] = {
     {"embedding, long runs", "embedding", 2, {ARG(5, 40), IDS(5, 40, 50)}, .fn = f_embedding},
     // element-wise fast paths (tensor/cuda/cuda_ew_path.h)
     {"add a bias over rows", "add", 2, {ARG(1000, 300), ARG(300)}, .fn = f_add},
+    {"add_gelu, a bias over rows", "add_gelu", 2, {ARG(1000, 300), ARG(300)}, .fn = f_add_gelu},
     {"mul contiguous, a tail", "mul", 2, {ARG(1001, 301), ARG(1001, 301)}, .fn = f_mul},
     {"exp contiguous, unaligned", "exp", 1, {ARG(30001)}, .fn = f_exp_shifted},
 };
