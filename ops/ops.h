@@ -46,6 +46,9 @@ tensor *tensor_sigmoid(tensor *x);
 tensor *tensor_relu(tensor *x);
 tensor *tensor_gelu(tensor *x);      // exact: x * Phi(x), with erf
 tensor *tensor_gelu_tanh(tensor *x); // the tanh approximation
+// gelu(x + b), exact (erf) form, in one pass and one autograd node: a linear's bias and its GELU
+// (b broadcasts to x, typically (out) over (..., out)). Equal to tensor_gelu(tensor_add(x, b)).
+tensor *tensor_add_gelu(tensor *x, tensor *b);
 tensor *tensor_pow_scalar(tensor *x, double exponent);
 tensor *tensor_clamp(tensor *x, double lo, double hi); // use -INFINITY / INFINITY for one side
 
