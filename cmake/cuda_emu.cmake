@@ -10,6 +10,11 @@ set(emu_dir ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda_emu)
 # stand-in (opened with dlopen) sees the same device memory.
 add_library(petal_cuda_emu SHARED ${emu_dir}/runtime.cc ${emu_dir}/launch.cc)
 target_include_directories(petal_cuda_emu PUBLIC $<BUILD_INTERFACE:${emu_dir}/include>)
+# threadIdx, the scheduler's state and the kernels' shared memory are thread_local, read at every
+# step of a kernel: the initial-exec model reads them without a call to __tls_get_addr (the
+# libraries are linked at start, never opened with dlopen, except the cuBLAS stand-in, which
+# defines none).
+target_compile_options(petal_cuda_emu PUBLIC $<$<COMPILE_LANGUAGE:CXX>:-ftls-model=initial-exec>)
 set_target_properties(petal_cuda_emu PROPERTIES CXX_STANDARD 20 CXX_STANDARD_REQUIRED ON)
 
 # The cuBLAS stand-in, over OpenBLAS: tests point PETAL_CUBLAS_LIBRARY at it.

@@ -10,8 +10,9 @@
 // (some threads exited, or wait at another barrier): a kernel bug, reported with the kernel, the
 // block and the barriers' places, and the process aborts, as a GPU would hang or fault.
 //
-// Fibers switch with a few instructions (x86-64 System V: the callee-saved registers, the stack
-// pointer and the floating-point control words), not ucontext's signal-mask system calls. Stacks
+// Fibers switch with a few instructions (x86-64 System V: the callee-saved registers and the stack
+// pointer; the floating-point control words are left alone, as no kernel changes them), not
+// ucontext's signal-mask system calls. Stacks
 // are mapped once per host thread and reused, with a guard page below each.
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,14 +53,8 @@ cuda_emu_switch:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -116,6 +111,7 @@ struct launch_state {
     std::vector<fiber *> fiber_of;
     int barrier_arrived;
     place barrier_place;
+    std::vector<int> barrier_waiters; // in arrival order
     std::vector<warp_state> warps;
     std::vector<int> ready; // threads to resume, in release order
     size_t ready_head;
@@ -173,16 +169,14 @@ static fiber *fiber_new(void) {
     }
     mprotect(map, GUARD_BYTES, PROT_NONE); // a stack overflow faults instead of corrupting
     fiber *f = new fiber{NULL, map + GUARD_BYTES, NULL};
-    // The frame cuda_emu_switch pops: control words, six registers, then the entry point, placed
-    // so that the entry's call finds the stack 16-byte aligned.
-    uint64_t *sp = (uint64_t *)(f->stack + STACK_BYTES - 16 - 64);
-    unsigned int mxcsr = __builtin_ia32_stmxcsr();
-    unsigned short fpucw;
-    __asm__ volatile("fnstcw %0" : "=m"(fpucw));
-    memcpy(sp, &mxcsr, 4);
-    memcpy((char *)sp + 4, &fpucw, 2);
-    for (int i = 1; i <= 6; i++) sp[i] = 0;
-    sp[7] = (uint64_t)(uintptr_t)cuda_emu_fiber_start;
+    // The frame cuda_emu_switch pops: six registers, then the entry point, placed so that the
+    // entry's call finds the stack 16-byte aligned. Each stack's top sits at another offset in
+    // its page (a multiple of 64 bytes), so that the tops do not all share a few cache sets.
+    static __thread unsigned made;
+    size_t color = (size_t)(made++ * 3 % 61) * 64;
+    uint64_t *sp = (uint64_t *)(f->stack + STACK_BYTES - 16 - 56 - color);
+    for (int i = 0; i < 6; i++) sp[i] = 0;
+    sp[6] = (uint64_t)(uintptr_t)cuda_emu_fiber_start;
     f->sp = sp;
     return f;
 }
@@ -315,7 +309,8 @@ void cuda_emu_syncthreads(const char *file, int line) {
     }
     int t = L->current;
     if (L->barrier_arrived > 0 &&
-        (L->barrier_place.line != line || strcmp(L->barrier_place.file, file) != 0)) {
+        (L->barrier_place.line != line ||
+         (L->barrier_place.file != file && strcmp(L->barrier_place.file, file) != 0))) {
         char a[48], b[48];
         thread_coords(t, a, sizeof a);
         int first = -1;
@@ -328,11 +323,12 @@ void cuda_emu_syncthreads(const char *file, int line) {
     }
     if (++L->barrier_arrived == L->n_threads) { // the last one: release the others, go on
         L->barrier_arrived = 0;
-        for (int u = 0; u < L->n_threads; u++)
-            if (L->state[u] == AT_BARRIER) release(u);
+        for (int u : L->barrier_waiters) release(u);
+        L->barrier_waiters.clear();
         return;
     }
     L->barrier_place = place{file, line};
+    L->barrier_waiters.push_back(t);
     L->state[t] = AT_BARRIER;
     L->waits_at[t] = place{file, line};
     wait_here();
@@ -478,6 +474,7 @@ void cuda_emu_check_pointer(const cuda_emu_site *site, int arg, const void *p) {
 
 static void run_block(launch_state &s) {
     s.next = s.exited = s.barrier_arrived = 0;
+    s.barrier_waiters.clear();
     s.ready.clear();
     s.ready_head = 0;
     for (int t = 0; t < s.n_threads; t++) s.state[t] = UNSTARTED;
