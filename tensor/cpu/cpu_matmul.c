@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include "tensor/blas.h"
+#include "tensor/cpu/cpu_iter.h"
 #include "tensor/cpu/cpu_kernels.h"
 #include "tensor/matmul_plan.h"
 
@@ -72,10 +73,10 @@ static tensor *rounded_operand(const tensor *t, petal_precision precision) {
     tensor *r = matmul_operand_span(t, PETAL_F32, &first, &count);
     const float *src = (const float *)t->storage->data + first;
     float *dst = r->storage->data;
-    if (precision == PETAL_PRECISION_BF16)
-        for (int64_t i = 0; i < count; i++) dst[i] = f32_round_bf16(src[i]);
-    else
-        for (int64_t i = 0; i < count; i++) dst[i] = f32_round_tf32(src[i]);
+    bool bf16 = precision == PETAL_PRECISION_BF16;
+#pragma omp parallel for if (count >= CPU_PARALLEL_GRAIN)
+    for (int64_t i = 0; i < count; i++)
+        dst[i] = bf16 ? f32_round_bf16(src[i]) : f32_round_tf32(src[i]);
     return r;
 }
 

@@ -76,6 +76,7 @@ START_TEST(test_rounding_edge_cases) {
         uint32_t t = f32_bits(f32_round_tf32(bits_f32(c->in)));
         ck_assert_msg(b == c->bf16, "bf16(0x%08x) = 0x%08x, want 0x%08x", c->in, b, c->bf16);
         ck_assert_msg(t == c->tf32, "tf32(0x%08x) = 0x%08x, want 0x%08x", c->in, t, c->tf32);
+        ck_assert_uint_eq(b, f32_bits(bf16_to_f32(f32_to_bf16(bits_f32(c->in)))));
     }
 }
 END_TEST
@@ -108,6 +109,8 @@ START_TEST(test_rounding_sweep) {
             float x = bits_f32((uint32_t)(state >> 17));
             if (!isfinite(x)) continue;
             float got = round_to(p, x), want = nearest_reference(x, kept_bits(p));
+            if (p == PETAL_PRECISION_BF16) // the GPU's rounding (bf16 copies of the operands)
+                ck_assert_uint_eq(f32_bits(got), f32_bits(bf16_to_f32(f32_to_bf16(x))));
             ck_assert_msg(f32_bits(got) == f32_bits(want), "%s(%a) = %a, want %a",
                           precision_name(p), (double)x, (double)got, (double)want);
             checked++;
