@@ -9,9 +9,10 @@
 // call per run of such entries. f64 is computed in f64; f32 in the precision backend_matmul passes
 // (tensor/precision.h): F32 in IEEE f32 (no TF32), TF32 with CUBLAS_COMPUTE_32F_FAST_TF32 on the
 // f32 operands, BF16 on bf16 copies of the operands (CUDA_R_16BF in, f32 accumulation, CUDA_R_32F
-// out). The bf16 copies are rounded by dtype_convert.h's f32_to_bf16, which the CPU's emulation of
-// the mode (tensor/cpu/cpu_matmul.c) also calls, and keep each operand's layout
-// (matmul_operand_span), so the plan is the one the f32 operands get.
+// out). The bf16 copies are rounded by dtype_convert.h's f32_to_bf16, whose bits the CPU's
+// emulation of the mode (tensor/cpu/cpu_matmul.c, f32_round_bf16) reproduces (checked on the CPU by
+// tests/tensor/test_precision.c), and keep each operand's layout (matmul_operand_span), so the plan
+// is the one the f32 operands get.
 #include <stdlib.h>
 
 #include "tensor/cuda/cuda_kernels.cuh"
