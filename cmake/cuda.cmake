@@ -4,8 +4,28 @@
 # found), and PETAL_CUDA_DEPS names what the libraries link: the CUDA runtime, the C++ runtime and
 # libdl. cuBLAS and NCCL are not linked: petal opens them with dlopen on first use
 # (tensor/cuda/cuda_libs.h), so only their headers are needed here.
+# PETAL_CUDA_EMU=ON builds the same sources for the host emulator instead (cmake/cuda_emu.cmake).
 include(CheckLanguage)
 set(PETAL_CUDA_DEPS "")
+
+# Adds tensor/cuda/*.cu to petal_objects, compiled as `language` (CUDA, or CXX for the emulator),
+# and defines PETAL_HAVE_CUDA for every source. The directory-wide flags of the C build (warnings,
+# -Werror, -march=native, sanitizers) mean nothing to nvcc, or something else: for CUDA they are
+# kept for C sources only; g++ takes them all.
+macro(petal_add_cuda_sources language)
+  file(GLOB PETAL_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cu)
+  if(NOT "${language}" STREQUAL "CXX")
+    get_target_property(c_options petal_objects COMPILE_OPTIONS)
+    set(c_only_options "")
+    foreach(option IN LISTS c_options)
+      list(APPEND c_only_options "$<$<COMPILE_LANGUAGE:C>:${option}>")
+    endforeach()
+    set_property(TARGET petal_objects PROPERTY COMPILE_OPTIONS "${c_only_options}")
+  endif()
+  set_source_files_properties(${PETAL_CUDA_SOURCES} PROPERTIES LANGUAGE ${language})
+  target_sources(petal_objects PRIVATE ${PETAL_CUDA_SOURCES})
+  add_compile_definitions(PETAL_HAVE_CUDA)
+endmacro()
 
 # The GPU suite's test settings, in every build (one without CUDA skips the suite too), applied
 # at the end of the directory, once CMakeLists.txt has defined the tests: exit status 77 is how
@@ -26,6 +46,14 @@ function(petal_gpu_suite_settings)
 endfunction()
 cmake_language(DEFER CALL petal_gpu_suite_settings)
 
+if(PETAL_CUDA_EMU)
+  if(PETAL_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "petal: PETAL_CUDA_EMU=ON builds the CUDA backend for the host emulator; "
+                        "it cannot be combined with PETAL_CUDA=ON (use one build folder for each)")
+  endif()
+  include(${CMAKE_CURRENT_LIST_DIR}/cuda_emu.cmake)
+  return()
+endif()
 if(PETAL_CUDA STREQUAL "OFF")
   message(STATUS "petal: CUDA backend off (PETAL_CUDA=OFF)")
   return()
@@ -38,23 +66,13 @@ if(NOT CMAKE_CUDA_COMPILER)
   message(STATUS "petal: CUDA backend off (no nvcc found)")
   return()
 endif()
-file(GLOB PETAL_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cu)
 
 set(CMAKE_CUDA_ARCHITECTURES "${PETAL_CUDA_ARCHS}")
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 find_path(PETAL_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
 
-# The directory-wide flags of the C build (warnings, -Werror, -march=native, sanitizers) mean
-# nothing to nvcc, or something else: keep them for C sources only.
-get_target_property(c_options petal_objects COMPILE_OPTIONS)
-set(c_only_options "")
-foreach(option IN LISTS c_options)
-  list(APPEND c_only_options "$<$<COMPILE_LANGUAGE:C>:${option}>")
-endforeach()
-set_property(TARGET petal_objects PROPERTY COMPILE_OPTIONS "${c_only_options}")
-
-target_sources(petal_objects PRIVATE ${PETAL_CUDA_SOURCES})
+petal_add_cuda_sources(CUDA)
 # The runtime is CUDA::cudart (shared), linked below; not also a static copy in each program.
 set(CMAKE_CUDA_RUNTIME_LIBRARY None)
 set_target_properties(petal_objects PROPERTIES
@@ -74,7 +92,6 @@ endif()
 # The runtime is small and always needed; cuBLAS's header (cublas_v2.h) is in the toolkit's include
 # folder, which CUDA::cudart brings.
 target_link_libraries(petal_objects PUBLIC CUDA::cudart ${CMAKE_DL_LIBS})
-add_compile_definitions(PETAL_HAVE_CUDA)
 # CUB (topk) needs the C++ runtime: programs linking the static library get it from here.
 set(PETAL_CUDA_DEPS CUDA::cudart stdc++ ${CMAKE_DL_LIBS})
 

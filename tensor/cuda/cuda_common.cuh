@@ -24,12 +24,21 @@ extern "C" {
 // compiled for a host emulation of the runtime (tests/cuda_emu). A launch that cannot start (bad
 // configuration, no code for this GPU) aborts here; a fault inside a kernel surfaces at the next
 // call that synchronises (find it with compute-sanitizer, docs/cuda.md).
+#ifdef PETAL_CUDA_EMU
+// The host emulator runs the kernel at once on the CPU, and names this launch in what it reports.
+#define cuda_launch(...)                                                                           \
+    do {                                                                                           \
+        cuda_emu_launch(__FILE__, __LINE__, #__VA_ARGS__, __VA_ARGS__);                            \
+        CUDA_CHECK(cudaGetLastError());                                                            \
+    } while (0)
+#else
 template <typename... P, typename... A>
 static inline void cuda_launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
                                A... args) {
     k<<<grid, block, smem, s>>>(args...);
     CUDA_CHECK(cudaGetLastError());
 }
+#endif
 
 // ---- devices (cuda_backend.cu) ----
 

@@ -1,0 +1,17 @@
+// What the host emulator's files share (runtime.cc, launch.cc, cublas_emu.cc).
+#pragma once
+
+#include <stddef.h>
+
+#include "cuda_runtime.h"
+
+// Records err as the last error (unless it is cudaSuccess) and returns it.
+cudaError_t cuda_emu_fail(cudaError_t err);
+int cuda_emu_device_count(void);
+// The current device, or the error a call on it would get.
+cudaError_t cuda_emu_current_device(int *device);
+cudaError_t cuda_emu_check_stream(cudaStream_t stream);
+// Whether [p, p + n) lies in one allocation of `device` (-1: pinned host memory).
+extern "C" bool cuda_emu_is_memory_of(const void *p, size_t n, int device);
+// Whether p points into (or just past) device or pinned memory.
+bool cuda_emu_kernel_may_read(const void *p);
