@@ -9,8 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vector>
+
 #include "cuda_emu_internal.h"
 #include "cublas_api.h"
+#include "tensor/dtype_convert.h"
 
 struct cublasContext {
     cudaStream_t stream;
@@ -98,8 +101,49 @@ static void gemm_f64(bool ta, bool tb, int m, int n, int k, const void *alpha, c
                 ldc);
 }
 
-// What is supported. A new combination (bf16 inputs with CUBLAS_COMPUTE_32F or _FAST_TF32,
-// say) is a row here and a gemm_fn that converts its inputs and calls one of the above.
+// A column-major rows x cols operand (leading dimension ld) as f32, element i of its storage span
+// through to_f32, in a scratch copy with the same ld: what the f32 GEMM then reads.
+static std::vector<float> widened(const void *p, int rows, int cols, int ld,
+                                  float (*to_f32)(const void *p, long long i)) {
+    long long extent = rows == 0 || cols == 0 ? 0 : (long long)(cols - 1) * ld + rows;
+    std::vector<float> out((size_t)extent);
+    for (long long i = 0; i < extent; i++) out[(size_t)i] = to_f32(p, i);
+    return out;
+}
+
+// bf16 inputs are exact in f32; TF32 inputs are the f32 ones rounded as petal's CPU emulation
+// rounds them (round to nearest even, tensor/dtype_convert.h). Real tensor cores' TF32 conversion
+// is not documented; this is the rounding petal's tests compare against.
+static float bf16_element(const void *p, long long i) {
+    return bf16_to_f32(((const uint16_t *)p)[i]);
+}
+
+static float tf32_element(const void *p, long long i) {
+    return f32_round_tf32(((const float *)p)[i]);
+}
+
+// Products of widened operands are exact in f32, so the f32 GEMM computes what the device's
+// bf16 or TF32 GEMM computes, up to the order of the f32 sums.
+static void gemm_widened(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
+                         int lda, const void *b, int ldb, const void *beta, void *c, int ldc,
+                         float (*to_f32)(const void *p, long long i)) {
+    std::vector<float> wa = widened(a, ta ? k : m, ta ? m : k, lda, to_f32);
+    std::vector<float> wb = widened(b, tb ? n : k, tb ? k : n, ldb, to_f32);
+    gemm_f32(ta, tb, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta, c, ldc);
+}
+
+static void gemm_bf16(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
+                      int lda, const void *b, int ldb, const void *beta, void *c, int ldc) {
+    gemm_widened(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16_element);
+}
+
+static void gemm_tf32(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
+                      int lda, const void *b, int ldb, const void *beta, void *c, int ldc) {
+    gemm_widened(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tf32_element);
+}
+
+// What is supported. A new combination is a row here and a gemm_fn that converts its inputs and
+// calls one of the above.
 struct gemm_kind {
     cudaDataType a, b, c;
     cublasComputeType_t compute;
@@ -111,6 +155,8 @@ struct gemm_kind {
 static const gemm_kind gemm_kinds[] = {
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, 4, 4, gemm_f32},
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, 4, 4, 4, gemm_f32},
+    {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4, 4, 4, gemm_tf32},
+    {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 2, 4, 4, gemm_bf16},
     {CUDA_R_64F, CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F, 8, 8, 8, gemm_f64},
     {CUDA_R_64F, CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F_PEDANTIC, 8, 8, 8, gemm_f64},
 };
