@@ -2,7 +2,8 @@
 // a reference that picks the nearest value in doubles), the CPU emulation of bf16 / TF32 GEMMs
 // (equal bit for bit to an f32 GEMM of rounded operands; errors of the size rounding predicts),
 // and the autocast rules: f64, softmax and LayerNorm unaffected, backward in the forward's
-// precision wherever it is called, the mode per thread.
+// precision wherever it is called (activation checkpointing's recompute included), the mode per
+// thread.
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -454,6 +455,51 @@ START_TEST(test_bf16_gradients_near_f32) {
 }
 END_TEST
 
+// A two-layer MLP for activation checkpointing (autograd/checkpoint.h).
+typedef struct {
+    tensor *w1, *w2;
+} mlp_weights;
+
+static tensor *mlp(const void *ctx, tensor *x, rng_generator *rng) {
+    const mlp_weights *m = ctx;
+    (void)rng;
+    return tensor_linear(tensor_gelu(tensor_linear(x, m->w1, NULL)), m->w2, NULL);
+}
+
+// d(sum(mlp(x) * g0))/dx and /dW1 with the forward in `forward` (checkpointed or not) and backward
+// called in f32.
+static void mlp_grads(petal_precision forward, bool checkpointed, tensor *x, tensor *w1, tensor *w2,
+                      tensor *g0, tensor **dx, tensor **dw1) {
+    tensor *xr = tensor_set_requires_grad(tensor_clone_data(x), true);
+    mlp_weights m = {tensor_set_requires_grad(tensor_clone_data(w1), true), w2};
+    petal_precision prev = precision_set(forward);
+    tensor *y = checkpointed ? ag_checkpoint(mlp, &m, sizeof m, xr, NULL) : mlp(&m, xr, NULL);
+    tensor *loss = tensor_sum_all(tensor_mul(y, g0));
+    precision_set(PETAL_PRECISION_F32);
+    autograd_backward(loss, NULL, false);
+    precision_set(prev);
+    *dx = xr->grad;
+    *dw1 = m.w1->grad;
+}
+
+// A checkpointed segment recomputes its forward inside its node's backward, so in the precision
+// the forward had: its gradients are bit for bit the plain bf16 ones, with backward called in f32.
+START_TEST(test_checkpoint_recomputes_in_forward_precision) {
+    rng_manual_seed(21);
+    int mark = scope_begin();
+    tensor *x = uniform(SHAPE(12, 40)), *w1 = uniform(SHAPE(56, 40)), *w2 = uniform(SHAPE(24, 56)),
+           *g0 = uniform(SHAPE(12, 24));
+    tensor *plain_dx, *plain_dw1, *ckpt_dx, *ckpt_dw1, *f32_dx, *f32_dw1;
+    mlp_grads(PETAL_PRECISION_BF16, false, x, w1, w2, g0, &plain_dx, &plain_dw1);
+    mlp_grads(PETAL_PRECISION_BF16, true, x, w1, w2, g0, &ckpt_dx, &ckpt_dw1);
+    mlp_grads(PETAL_PRECISION_F32, false, x, w1, w2, g0, &f32_dx, &f32_dw1);
+    ck_assert(bitwise_equal("checkpointed dx", ckpt_dx, plain_dx));
+    ck_assert(bitwise_equal("checkpointed dW1", ckpt_dw1, plain_dw1));
+    ck_assert(differ(plain_dw1, f32_dw1));
+    scope_end(mark);
+}
+END_TEST
+
 // ---- (e) per thread ----
 
 typedef struct {
@@ -508,6 +554,7 @@ int main(void) {
     tcase_add_test(rules, test_softmax_and_layer_norm_unaffected);
     tcase_add_test(rules, test_backward_follows_forward);
     tcase_add_test(rules, test_bf16_gradients_near_f32);
+    tcase_add_test(rules, test_checkpoint_recomputes_in_forward_precision);
     tcase_add_test(rules, test_mode_is_per_thread);
     suite_add_tcase(s, rules);
     return run_suite(s);
