@@ -36,6 +36,13 @@ void nn_linear_free(nn_linear *l) {
     l->name = NULL;
 }
 
+tensor *nn_linear_gelu_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
+    bool plain = l->bias != NULL;
+    for (const nn_delta *d = l->deltas; d && plain; d = d->next) plain = d->merged;
+    tensor *y = plain ? tensor_linear(x, l->weight, NULL) : nn_linear_forward(l, x, ctx);
+    return nn_consume(y, plain ? tensor_add_gelu(y, l->bias) : tensor_gelu(y));
+}
+
 void nn_linear_attach(nn_linear *l, nn_delta *d) {
     d->next = NULL;
     nn_delta **tail = &l->deltas;

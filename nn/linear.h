@@ -35,3 +35,7 @@ void nn_linear_init(nn_linear *l, nn_builder *b, const char *name, int64_t in, i
 void nn_linear_free(nn_linear *l); // frees the attached deltas (the registry owns the tensors)
 tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx);
 void nn_linear_attach(nn_linear *l, nn_delta *d); // appended; the layer frees it
+// gelu(nn_linear_forward(l, x)), exact GELU. With a bias and no delta to add (none attached, or
+// all merged into W), the bias goes in with the GELU (tensor_add_gelu): one pass over the output,
+// instead of the bias written for the GEMM to accumulate onto and then a GELU pass.
+tensor *nn_linear_gelu_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx);

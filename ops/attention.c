@@ -6,10 +6,24 @@
 //   dk = scale dS^T q,  dmask = dS summed to the mask's shape
 // Only P (B, H, T, S) is kept besides the inputs the requested gradients need; the dropout mask is
 // regenerated from its Philox state (as tensor_dropout does).
+//
+// A backend with fused attention entries (CUDA: tensor/cuda/cuda_attention.cu, the algorithm of
+// tensor/attention_tile.h) runs both passes in one kernel each instead, never storing P: the node
+// then keeps q, k, v, o and the rows' log-sum-exp (B, H, T). That path is taken for f32 and f64
+// when the mask needs no gradient and both head dims are at most ATTN_HEAD_MAX; PETAL_ATTENTION=
+// unfused forces the GEMM path (comparisons, tests).
+//
+// Mixed precision (tensor/precision.h): the GEMM path's products take the thread's precision as
+// every GEMM does. The fused kernels follow bf16 (attention_params.round_bf16 rounds the operands
+// of each of their products, where the GEMM path's products round theirs); they have no TF32
+// form, so under TF32 an f32 attention takes the GEMM path.
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "ops/internal.h"
 #include "ops/ops.h"
+#include "tensor/attention_tile.h"
 
 // Additive causal mask (T, S): query i may see key j when j <= i + (S - T).
 static tensor *causal_mask(petal_dtype dtype, petal_device device, int64_t t, int64_t s) {
@@ -51,6 +65,70 @@ static void attention_backward(ag_node *n, tensor *g, tensor **gin) {
     if (ag_needs(n, 3)) gin[3] = ops_sum_to(ds, n, 3);
 }
 
+// ---- the fused path ----
+
+enum { SAVED_Q, SAVED_K, SAVED_V, SAVED_O, SAVED_LSE, SAVED_MASK };
+
+// Whether the fused kernels round their products' operands to bf16: f32 under BF16.
+static bool rounds_bf16(petal_dtype dtype, petal_precision precision) {
+    return dtype == PETAL_F32 && precision == PETAL_PRECISION_BF16;
+}
+
+static attention_params fused_params(const ag_node *n) {
+    return (attention_params){.scale = n->attr_f[0],
+                              .causal = n->attr_i[2] != 0,
+                              .dropout = n->attr_f[1],
+                              .rng = {(uint64_t)n->attr_i[0], (uint64_t)n->attr_i[1]},
+                              .round_bf16 = rounds_bf16(ag_saved(n, SAVED_Q)->dtype, n->precision)};
+}
+
+// t itself (a new struct) when its last dim is contiguous, else a contiguous copy: the fused
+// kernels take any strides but the last.
+static tensor *rows_dense(const tensor *t) {
+    if (t->strides[3] != 1 && t->shape[3] != 1) return view_contiguous(t);
+    return tensor_make_view(t->storage, t->dtype, t->ndim, t->shape, t->strides, t->offset);
+}
+
+static void attention_backward_fused(ag_node *n, tensor *g, tensor **gin) {
+    tensor *q = ag_saved(n, SAVED_Q), *k = ag_saved(n, SAVED_K), *v = ag_saved(n, SAVED_V);
+    tensor *go = rows_dense(g);
+    tensor *gq = tensor_empty_on(q->device, q->dtype, q->ndim, q->shape);
+    tensor *gk = tensor_empty_on(k->device, k->dtype, k->ndim, k->shape);
+    tensor *gv = tensor_empty_on(v->device, v->dtype, v->ndim, v->shape);
+    attention_params p = fused_params(n);
+    backend_of(q)->attention_backward(gq, gk, gv, go, q, k, v, ag_saved(n, SAVED_O),
+                                      ag_saved(n, SAVED_LSE), ag_saved(n, SAVED_MASK), &p);
+    tensor_free(go);
+    tensor *grads[3] = {gq, gk, gv};
+    for (int i = 0; i < 3; i++) {
+        if (ag_needs(n, i))
+            gin[i] = grads[i];
+        else
+            tensor_free(grads[i]);
+    }
+}
+
+// PETAL_ATTENTION: unset, empty or "fused" lets a backend with fused entries use them.
+static bool unfused_forced(void) {
+    const char *env = getenv("PETAL_ATTENTION");
+    if (!env || !*env || strcmp(env, "fused") == 0) return false;
+    PETAL_CHECK(strcmp(env, "unfused") == 0,
+                "PETAL_ATTENTION=%s: expected fused (the default) or unfused", env);
+    return true;
+}
+
+// Read on every call, whatever the backend, so that a misspelt value is refused everywhere.
+static bool fused_usable(const tensor *q, const tensor *k, const tensor *v, const tensor *mask) {
+    if (unfused_forced()) return false;
+    const backend *be = backend_of(q);
+    int64_t d = q->shape[3], dv = v->shape[3];
+    bool typed =
+        q->dtype == PETAL_F64 || (q->dtype == PETAL_F32 && precision_get() != PETAL_PRECISION_TF32);
+    return be->attention && be->attention_backward && typed && !(mask && mask->requires_grad) &&
+           q->shape[2] > 0 && k->shape[2] > 0 && d > 0 && dv > 0 && d <= ATTN_HEAD_MAX &&
+           dv <= ATTN_HEAD_MAX;
+}
+
 static void check_qkv(const tensor *q, const tensor *k, const tensor *v) {
     const char *op = "tensor_attention";
     ops_check_pair(op, q, k);
@@ -72,12 +150,7 @@ static void check_qkv(const tensor *q, const tensor *k, const tensor *v) {
 static tensor *attention_probs(tensor *q, tensor *k, tensor *mask, bool causal, double scale) {
     int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2];
     tensor *p = tensor_empty_on(q->device, q->dtype, SHAPE(b, h, t, s));
-    if (mask) {
-        ops_check_pair("tensor_attention", q, mask);
-        int64_t ms[PETAL_MAX_DIMS];
-        shape_broadcast("tensor_attention (mask)", mask->ndim, mask->shape, 4, p->shape, ms);
-        backend_of(p)->copy(p, mask);
-    }
+    if (mask) backend_of(p)->copy(p, mask);
     tensor *kt = view_transpose(k, -1, -2);
     backend_matmul(p, q, kt, scale, mask ? 1.0 : 0.0);
     tensor_free(kt);
@@ -90,41 +163,85 @@ static tensor *attention_probs(tensor *q, tensor *k, tensor *mask, bool causal, 
     return p;
 }
 
+// The mask must broadcast to (B, H, T, S).
+static void check_mask(const tensor *q, const tensor *k, const tensor *mask) {
+    if (!mask) return;
+    ops_check_pair("tensor_attention", q, mask);
+    int64_t ps[4] = {q->shape[0], q->shape[1], q->shape[2], k->shape[2]}, ms[PETAL_MAX_DIMS];
+    int nd = shape_broadcast("tensor_attention (mask)", mask->ndim, mask->shape, 4, ps, ms);
+    char sm[SHAPE_STR_MAX], sp[SHAPE_STR_MAX];
+    PETAL_CHECK(nd == 4 && memcmp(ms, ps, sizeof ps) == 0,
+                "tensor_attention: the mask %s does not broadcast to the scores' shape %s",
+                shape_str(mask->ndim, mask->shape, sm, sizeof sm), shape_str(4, ps, sp, sizeof sp));
+}
+
+// o = P' v through the backend's GEMMs and softmax; returns P (saved for backward).
+static tensor *attention_unfused(tensor *out, tensor *q, tensor *k, tensor *v,
+                                 const attention_options *o, const attention_params *ap) {
+    tensor *p = attention_probs(q, k, o->mask, o->causal, ap->scale);
+    tensor *pd = p;
+    if (ap->dropout > 0) {
+        pd = tensor_empty_like(p);
+        backend_of(p)->dropout(pd, p, ap->dropout, ap->rng);
+    }
+    backend_matmul(out, pd, v, 1.0, 0.0);
+    if (pd != p) tensor_free(pd);
+    return p;
+}
+
 tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_options *opt) {
     attention_options o = opt ? *opt : ATTENTION_DEFAULTS;
     check_qkv(q, k, v);
+    check_mask(q, k, o.mask);
     PETAL_CHECK(o.dropout >= 0 && o.dropout < 1, "tensor_attention: dropout %g outside [0, 1)",
                 o.dropout);
-    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], dv = v->shape[3];
-    double scale = o.scale > 0 ? o.scale : 1.0 / sqrt((double)q->shape[3]);
-    double p_drop = o.training ? o.dropout : 0.0;
-    tensor *p = attention_probs(q, k, o.mask, o.causal, scale);
-    rng_state rng = {0, 0};
-    tensor *pd = p;
-    if (p_drop > 0) {
-        rng = rng_reserve(o.rng, tensor_numel(p));
-        pd = tensor_empty_like(p);
-        backend_of(p)->dropout(pd, p, p_drop, rng);
-    }
+    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2], dv = v->shape[3];
+    attention_params ap = {.scale = o.scale > 0 ? o.scale : 1.0 / sqrt((double)q->shape[3]),
+                           .causal = o.causal,
+                           .dropout = o.training ? o.dropout : 0.0,
+                           .round_bf16 = rounds_bf16(q->dtype, precision_get())};
+    if (ap.dropout > 0) ap.rng = rng_reserve(o.rng, b * h * t * s);
     // The output is stored as (B, T, H, Dv) and returned as its (B, H, T, Dv) view, so merging
     // the heads afterwards needs no copy.
     tensor *store = tensor_empty_on(q->device, q->dtype, SHAPE(b, t, h, dv));
     tensor *out = view_transpose(store, 1, 2);
     tensor_free(store);
-    backend_matmul(out, pd, v, 1.0, 0.0);
-    ag_node *n = ag_record("attention", attention_backward, out, 4, (tensor *[]){q, k, v, o.mask});
-    if (n) {
+    bool fused = fused_usable(q, k, v, o.mask);
+    tensor *p = NULL, *lse = NULL, *qd = NULL, *kd = NULL, *vd = NULL;
+    if (fused) {
+        qd = rows_dense(q), kd = rows_dense(k), vd = rows_dense(v);
+        lse = tensor_empty_on(q->device, q->dtype, SHAPE(b, h, t));
+        backend_of(q)->attention(out, lse, qd, kd, vd, o.mask, &ap);
+    } else {
+        p = attention_unfused(out, q, k, v, &o, &ap);
+    }
+    ag_node *n = ag_record("attention", fused ? attention_backward_fused : attention_backward, out,
+                           4, (tensor *[]){q, k, v, o.mask});
+    if (n && fused) {
+        ag_save(n, SAVED_Q, qd);
+        ag_save(n, SAVED_K, kd);
+        ag_save(n, SAVED_V, vd);
+        ag_save(n, SAVED_O, out);
+        ag_save(n, SAVED_LSE, lse);
+        if (o.mask) ag_save(n, SAVED_MASK, o.mask);
+    } else if (n) {
         bool scores_grad = ag_needs(n, 0) || ag_needs(n, 1) || ag_needs(n, 3);
         if (ag_needs(n, 1)) ag_save(n, 0, q);
         if (ag_needs(n, 0)) ag_save(n, 1, k);
         if (scores_grad) ag_save(n, 2, v);
         ag_save(n, 3, p);
-        n->attr_f[0] = scale;
-        n->attr_f[1] = p_drop;
-        n->attr_i[0] = (int64_t)rng.seed;
-        n->attr_i[1] = (int64_t)rng.offset;
     }
-    if (pd != p) tensor_free(pd);
+    if (n) {
+        n->attr_f[0] = ap.scale;
+        n->attr_f[1] = ap.dropout;
+        n->attr_i[0] = (int64_t)ap.rng.seed;
+        n->attr_i[1] = (int64_t)ap.rng.offset;
+        n->attr_i[2] = ap.causal;
+    }
+    tensor_free(qd);
+    tensor_free(kd);
+    tensor_free(vd);
+    tensor_free(lse);
     tensor_free(p);
     return out;
 }

@@ -242,6 +242,28 @@ UNARY_OP(relu, UNARY_RELU, SAVE_X)
 UNARY_OP(gelu, UNARY_GELU_ERF, SAVE_X)
 UNARY_OP(gelu_tanh, UNARY_GELU_TANH, SAVE_X)
 
+// d/dx gelu(x + b) = gelu'(x + b), the same for b; x + b is recomputed rather than saved.
+static void add_gelu_backward(ag_node *n, tensor *g, tensor **gin) {
+    tensor *u = tensor_empty_like(g);
+    backend_of(u)->binary(BINARY_ADD, u, ag_saved(n, 0), ag_saved(n, 1), 0, 0);
+    tensor *gu = tensor_empty_like(g);
+    backend_of(gu)->binary(BINARY_GELU_ERF_GRAD, gu, g, u, 0, 0);
+    tensor_free(u);
+    if (ag_needs(n, 0)) gin[0] = ops_sum_to(gu, n, 0);
+    if (ag_needs(n, 1)) gin[1] = ops_sum_to(gu, n, 1);
+}
+
+tensor *tensor_add_gelu(tensor *x, tensor *b) {
+    ops_check_float("tensor_add_gelu", x);
+    tensor *out = binary_forward("tensor_add_gelu", BINARY_ADD_GELU_ERF, x, b);
+    ag_node *n = ag_record("add_gelu", add_gelu_backward, out, 2, (tensor *[]){x, b});
+    if (n) {
+        ag_save(n, 0, x);
+        ag_save(n, 1, b);
+    }
+    return out;
+}
+
 tensor *tensor_pow_scalar(tensor *x, double exponent) {
     tensor *out = float_unary("tensor_pow_scalar", UNARY_POW, x, exponent, 0);
     return unary_with_rule(out, x, "pow_scalar", pow_backward, x, exponent, 0);

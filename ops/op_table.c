@@ -60,6 +60,7 @@ FN(f_sigmoid, tensor_sigmoid(a[0]))
 FN(f_relu, tensor_relu(a[0]))
 FN(f_gelu, tensor_gelu(a[0]))
 FN(f_gelu_tanh, tensor_gelu_tanh(a[0]))
+FN(f_add_gelu, tensor_add_gelu(a[0], a[1]))
 FN(f_pow, tensor_pow_scalar(a[0], F0))
 FN(f_clamp, tensor_clamp(a[0], F0, F1))
 FN(f_sum, tensor_sum(a[0], I0, I1))
@@ -174,6 +175,12 @@ const op_case op_cases[] = {
     {"gelu", "gelu", 1, {G(3, 4)}, .fn = f_gelu},
     {"gelu/transposed", "gelu", 1, {GL(LAYOUT_TRANSPOSED, 4, 3)}, .fn = f_gelu},
     {"gelu_tanh", "gelu_tanh", 1, {G(3, 4)}, .fn = f_gelu_tanh},
+    {"add_gelu/bias", "add_gelu", 2, {G(2, 3, 4), G(4)}, .fn = f_add_gelu},
+    {"add_gelu/transposed",
+     "add_gelu",
+     2,
+     {GL(LAYOUT_TRANSPOSED, 4, 3), G(4, 3)},
+     .fn = f_add_gelu},
     {"pow/fractional", "pow", 1, {GD(DOMAIN_POSITIVE, 3, 4)}, PF(2.5), .fn = f_pow},
     {"pow/integer", "pow", 1, {G(3, 4)}, PF(3.0), .fn = f_pow},
     {"clamp", "clamp", 1, {G(3, 4)}, PF(-0.5, 0.5), .fn = f_clamp},

@@ -46,6 +46,9 @@ tensor *tensor_sigmoid(tensor *x);
 tensor *tensor_relu(tensor *x);
 tensor *tensor_gelu(tensor *x);      // exact: x * Phi(x), with erf
 tensor *tensor_gelu_tanh(tensor *x); // the tanh approximation
+// gelu(x + b), exact (erf) form, in one pass and one autograd node: a linear's bias and its GELU
+// (b broadcasts to x, typically (out) over (..., out)). Equal to tensor_gelu(tensor_add(x, b)).
+tensor *tensor_add_gelu(tensor *x, tensor *b);
 tensor *tensor_pow_scalar(tensor *x, double exponent);
 tensor *tensor_clamp(tensor *x, double lo, double hi); // use -INFINITY / INFINITY for one side
 
@@ -130,4 +133,6 @@ typedef struct {
 // softmax(q k^T * scale + mask) v for q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv); opt may be
 // NULL for the defaults. The mask receives a gradient if it requires one. Returns (B, H, T, Dv)
 // laid out in memory as (B, T, H, Dv): transpose(1, 2) + reshape to (B, T, H * Dv) is then free.
+// On a backend with fused attention (CUDA) P is never stored (ops/attention.c says when);
+// the environment variable PETAL_ATTENTION=unfused forces the GEMM path everywhere.
 tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_options *opt);

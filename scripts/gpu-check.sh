@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # The CUDA backend's check on a GPU machine, in one command (docs/cuda.md, "Checking on a GPU
-# machine"): build with CUDA, run the GPU suite with PETAL_REQUIRE_GPU=1 (so an unusable GPU fails
-# instead of skipping), run it again under compute-sanitizer memcheck when that is installed, time
-# `petal bench block --device cuda` in f32, tf32 and bf16 (and PyTorch's twin, tools/bench_torch.py,
-# side by side when torch sees a GPU), and write one summary file. Every step runs under `timeout`
-# with what is left of the time limit; a step that cannot start in time is reported as not run.
+# machine"): build with CUDA for the GPU at hand (the test suite and the petal command only), run
+# the GPU suite with PETAL_REQUIRE_GPU=1 (so an unusable GPU fails instead of skipping), its
+# determinism cases again on their own, the suite's kernel cases under compute-sanitizer's
+# memcheck, racecheck, synccheck and initcheck (a missing compute-sanitizer fails the check), time
+# `petal bench block --device cuda` in f32, tf32 and bf16 (and PyTorch's twin,
+# tools/bench_torch.py, side by side when torch sees a GPU), and write one summary file. Every step
+# runs under `timeout` with what is left of the time limit (and at most its own cap: a slow
+# sanitizer cannot starve the steps after it); a step that cannot start in time is reported as not
+# run, and the script still writes the summary and exits.
 #
 #   bash scripts/gpu-check.sh [--build-dir DIR] [--summary FILE] [--minutes N] [--dry-run]
 #
-# Defaults: build-gpu/, build-gpu/gpu-check/summary.txt, 30 minutes. --dry-run prints the steps'
-# commands instead of running them. Exits 0 only if every step that ran passed and none was cut.
+# Defaults: build-gpu/, build-gpu/gpu-check/summary.txt, 8 minutes (one H100: the build takes most
+# of it). --dry-run prints the steps' commands and caps instead of running them. Exits 0 only if
+# every step ran and passed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
 build_dir=build-gpu
 summary=""
-minutes=30
+minutes=8
 dry_run=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,23 +42,29 @@ failed=0
 
 note() { echo "$*" | tee -a "$summary"; }
 
-# run_step NAME COMMAND...: runs COMMAND with the time left (less a minute for the summary), its
-# output in $logs/NAME.log; records passed, FAILED (exit status), CUT (time limit) or not run.
+# run_step [--cap SECONDS] NAME COMMAND...: runs COMMAND with the time left (less a reserve for
+# the summary), at most SECONDS, its output in $logs/NAME.log; records passed, FAILED (exit
+# status), CUT (time limit or cap) or not run.
+reserve=15
 run_step() {
+  local cap=""
+  if [ "$1" = --cap ]; then cap="$2"; shift 2; fi
   local name="$1" log="$logs/$1.log" left status start
   shift
   if [ "$dry_run" = 1 ]; then
-    note "$name: would run: $*"
+    note "$name: would run${cap:+ (at most $cap s)}: $(printf '%q ' "$@")"
     return 0
   fi
-  left=$((deadline - $(date +%s) - 60))
-  if [ "$left" -lt 30 ]; then
+  left=$((deadline - $(date +%s) - reserve))
+  if [ "$left" -lt 10 ]; then
     note "$name: NOT RUN (the ${minutes}-minute limit is reached)"
     failed=1
     return 1
   fi
+  if [ -n "$cap" ] && [ "$cap" -lt "$left" ]; then left="$cap"; fi
   start=$(date +%s)
-  timeout --signal=TERM --kill-after=20 "$left" "$@" >"$log" 2>&1
+  # TERM at the limit, KILL 5 s later: the step ends before the reserve is spent.
+  timeout --signal=TERM --kill-after=5 "$left" "$@" >"$log" 2>&1
   status=$?
   local took=$(($(date +%s) - start))
   if [ "$status" = 0 ]; then
@@ -80,9 +91,10 @@ bench_block_precisions() {
     note "bench_torch_block: not run, python3 has no torch with CUDA"
   fi
   for p in f32 tf32 bf16; do
-    run_step "bench_block_$p" "$build_dir/petal" bench block "${shape[@]}" --precision "$p"
+    run_step --cap 60 "bench_block_$p" "$build_dir/petal" bench block "${shape[@]}" \
+      --precision "$p"
     if [ "$torch" = 1 ]; then
-      run_step "bench_torch_block_$p" python3 tools/bench_torch.py block "${shape[@]}" \
+      run_step --cap 60 "bench_torch_block_$p" python3 tools/bench_torch.py block "${shape[@]}" \
         --precision "$p"
     fi
   done
@@ -103,27 +115,37 @@ if [ -n "$arch" ]; then
   arch_option=("-DPETAL_CUDA_ARCHS=$arch")
 fi
 
+gpu_suite="$build_dir/tests/test_cuda"
 if run_step configure cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DPETAL_CUDA=ON \
   -DPETAL_WERROR=ON "${arch_option[@]}" &&
   run_step build cmake --build "$build_dir" -j "$(nproc)" --target test_cuda petal_cli; then
   run_step ctest_gpu env PETAL_REQUIRE_GPU=1 ctest --test-dir "$build_dir" -L gpu \
     --output-on-failure
+  # The fused attention's two runs in one process must give the same bits (no atomics).
+  run_step --cap 60 determinism env PETAL_REQUIRE_GPU=1 CK_RUN_CASE="fused attention" \
+    "$gpu_suite"
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  if [ -x "$sanitizer" ]; then
-    run_step memcheck env PETAL_REQUIRE_GPU=1 "$sanitizer" --tool memcheck \
-      --target-processes all --error-exitcode 1 "$build_dir/tests/test_cuda"
+  if [ -x "$sanitizer" ] || [ "$dry_run" = 1 ]; then
+    # Each tool follows Check's forked children. The whole suite under four tools does not fit
+    # the limit: they run the cases tagged "sanitize", every kernel at small sizes (the op table)
+    # and the fused attention over many tiles.
+    for tool in memcheck racecheck synccheck initcheck; do
+      run_step --cap 60 "$tool" env PETAL_REQUIRE_GPU=1 CK_INCLUDE_TAGS=sanitize "$sanitizer" \
+        --tool "$tool" --target-processes all --error-exitcode 1 "$gpu_suite"
+    done
   else
-    note "memcheck: not run, compute-sanitizer is not installed"
+    note "memcheck, racecheck, synccheck, initcheck: NOT RUN, compute-sanitizer is not installed"
+    failed=1
   fi
   bench_block_precisions
 else
-  note "ctest_gpu, memcheck, bench_block: not run, the build did not complete"
+  note "ctest_gpu, determinism, memcheck, racecheck, synccheck, initcheck, bench_block: NOT RUN, the build did not complete"
 fi
 
 if [ "$dry_run" = 1 ]; then
   note "dry run: nothing was run"
 elif [ "$failed" = 0 ]; then
-  note "RESULT: every step passed"
+  note "RESULT: every step ran and passed"
 else
   note "RESULT: FAILED (logs in $logs)"
 fi

@@ -34,6 +34,15 @@ typedef struct {
     uint64_t offset; // Philox counter of the first element (in blocks of 4 outputs)
 } rng_state;
 
+// The fused attention's parameters (tensor/attention_tile.h says how each is used).
+typedef struct {
+    double scale;    // of q k^T
+    bool causal;     // query i of T sees key j of S when j <= i + (S - T)
+    double dropout;  // p of the dropout on P (0: none)
+    rng_state rng;   // its stream: element e of P (B, H, T, S), row-major, reads counter e
+    bool round_bf16; // round what a bf16 tensor-core kernel would round (attention_tile.h)
+} attention_params;
+
 typedef struct backend {
     const char *name;
 
@@ -88,6 +97,18 @@ typedef struct backend {
     void (*cross_entropy_backward)(tensor *glogits, const tensor *gloss, const tensor *logits,
                                    const tensor *lse, const tensor *target, int64_t ignore_index,
                                    double smoothing);
+
+    // ---- fused attention (NULL where the unfused GEMM path of ops/attention.c is used) ----
+    // q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv), o (B, H, T, Dv): any strides with the last
+    // dim contiguous, D and Dv at most ATTN_HEAD_MAX (tensor/attention_tile.h); mask (one dtype
+    // with q) broadcasts to (B, H, T, S) or is NULL; lse (B, H, T) contiguous, saved for backward.
+    void (*attention)(tensor *o, tensor *lse, const tensor *q, const tensor *k, const tensor *v,
+                      const tensor *mask, const attention_params *p);
+    // gq, gk, gv (the shapes of q, k, v) are overwritten; go has o's shape. The mask gets no
+    // gradient (ops/attention.c takes the unfused path when it needs one).
+    void (*attention_backward)(tensor *gq, tensor *gk, tensor *gv, const tensor *go,
+                               const tensor *q, const tensor *k, const tensor *v, const tensor *o,
+                               const tensor *lse, const tensor *mask, const attention_params *p);
 
     // ---- indexing; idx is i64 (or i32), contiguous ----
     void (*index_select)(tensor *out, const tensor *x, int dim, const tensor *idx);

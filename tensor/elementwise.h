@@ -111,6 +111,7 @@ PETAL_HD static inline float ew_erff(float x) {
     X(BINARY_LE, le)                                                                               \
     X(BINARY_GT, gt)                                                                               \
     X(BINARY_GE, ge)                                                                               \
+    X(BINARY_ADD_GELU_ERF, add_gelu_erf)                                                           \
     X(BINARY_GELU_ERF_GRAD, gelu_erf_grad)                                                         \
     X(BINARY_GELU_TANH_GRAD, gelu_tanh_grad)                                                       \
     X(BINARY_TANH_GRAD, tanh_grad)                                                                 \
@@ -226,6 +227,11 @@ PETAL_HD static inline float ew_erff(float x) {
     /* kernels are built without contraction), as a * p0 + b * p1 of two scalar ops rounds */      \
     PETAL_HD static inline T ew_mix_##S(T a, T b, T p0, T p1) {                                    \
         return a * p0 + b * p1;                                                                    \
+    }                                                                                              \
+    /* gelu(a + b): a bias added and the exact GELU in one pass; a + b rounds to T first, so */    \
+    /* the result is gelu(add(a, b)) of the two separate ops bit for bit */                        \
+    PETAL_HD static inline T ew_add_gelu_erf_##S(T a, T b, T p0, T p1) {                           \
+        return ew_gelu_erf_##S(a + b, p0, p1);                                                     \
     }                                                                                              \
     /* d/dx gelu(x) = Phi(x) + x phi(x) */                                                         \
     PETAL_HD static inline T ew_gelu_erf_grad_##S(T g, T x, T p0, T p1) {                          \

@@ -1,5 +1,6 @@
 #include "tensor/storage.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -9,12 +10,31 @@
 
 #define MAX_TRACKED_DEVICES 17 // the CPU and up to 16 GPUs
 
-static memory_stats stats[MAX_TRACKED_DEVICES];
+// A device's counters and their lock: threads may allocate and free on one device at once (the
+// backends' allocators lock too), and threads on different devices never wait for each other.
+typedef struct {
+    memory_stats st;
+    pthread_mutex_t lock;
+} tracked_stats;
 
-static memory_stats *stats_for(petal_device d) {
+static tracked_stats stats[MAX_TRACKED_DEVICES];
+static pthread_once_t stats_once = PTHREAD_ONCE_INIT;
+
+static void stats_init(void) {
+    for (int i = 0; i < MAX_TRACKED_DEVICES; i++) pthread_mutex_init(&stats[i].lock, NULL);
+}
+
+// The device's counters, locked: the caller unlocks them with stats_unlock.
+static memory_stats *stats_lock(petal_device d) {
     int slot = d.type == PETAL_CPU ? 0 : 1 + d.index;
     PETAL_CHECK(slot < MAX_TRACKED_DEVICES, "device index %d out of range", d.index);
-    return &stats[slot];
+    pthread_once(&stats_once, stats_init);
+    pthread_mutex_lock(&stats[slot].lock);
+    return &stats[slot].st;
+}
+
+static void stats_unlock(memory_stats *st) {
+    pthread_mutex_unlock(&((tracked_stats *)st)->lock); // st is the first member
 }
 
 static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool zeroed) {
@@ -26,7 +46,7 @@ static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool ze
     bool cleared = zeroed && be->alloc_zeroed;
     s->data = cleared ? be->alloc_zeroed(device.index, n, &s->capacity)
                       : be->alloc(device.index, n, &s->capacity);
-    memory_stats *st = stats_for(device);
+    memory_stats *st = stats_lock(device);
     char dev[16];
     PETAL_CHECK(s->data != NULL, "out of memory on %s: cannot allocate %zu bytes (%zu in use)",
                 device_name(device, dev), nbytes, st->current);
@@ -39,6 +59,7 @@ static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool ze
     st->n_allocs++;
     st->n_live++;
     if (st->current > st->peak) st->peak = st->current;
+    stats_unlock(st);
     return s;
 }
 
@@ -56,15 +77,17 @@ void storage_retain(tensor_storage *s) {
 
 void storage_release(tensor_storage *s) {
     if (!s || --s->refs > 0) return;
-    memory_stats *st = stats_for(s->device);
+    memory_stats *st = stats_lock(s->device);
     st->current -= s->nbytes;
     st->n_live--;
+    stats_unlock(st);
     backend_get(s->device)->free(s->device.index, s->data, s->capacity);
     free(s);
 }
 
 memory_stats memory_get_stats(petal_device device) {
-    memory_stats st = *stats_for(device);
+    memory_stats *locked = stats_lock(device), st = *locked;
+    stats_unlock(locked);
     st.reserved = backend_get(device)->reserved(device.index);
     return st;
 }
@@ -85,6 +108,7 @@ void memory_empty_cache(petal_device device) {
 }
 
 void memory_reset_peak(petal_device device) {
-    memory_stats *st = stats_for(device);
+    memory_stats *st = stats_lock(device);
     st->peak = st->current;
+    stats_unlock(st);
 }

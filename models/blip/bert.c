@@ -184,8 +184,7 @@ static tensor *layer_forward(const bert_layer *l, const bert_config *cfg, tensor
     }
     tensor *a = a_c ? a_c : a_s;
     layer_io io = {index, x, a_s, a_c, a};
-    tensor *f = nn_linear_forward(&l->inter, a, ctx);
-    f = nn_consume(f, tensor_gelu(f));
+    tensor *f = nn_linear_gelu_forward(&l->inter, a, ctx);
     tensor *y = nn_consume(f, ffn_add_norm(l, cfg, f, a, hooks, &io, ctx));
     if (hooks) y = layer_hooks_run(hooks->output, &io, y, ctx);
     tensor_free(a_s);
@@ -232,8 +231,7 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
 
 tensor *bert_lm_logits(const bert_model *m, tensor *hidden) {
     const nn_ctx eval = NN_EVAL; // the head has no dropout
-    tensor *h = nn_linear_forward(&m->head_dense, hidden, &eval);
-    h = nn_consume(h, tensor_gelu(h));
+    tensor *h = nn_linear_gelu_forward(&m->head_dense, hidden, &eval);
     h = nn_consume(h, nn_layer_norm_forward(&m->head_ln, h));
     return nn_consume(h, tensor_linear(h, m->word.weight, m->head_bias));
 }

@@ -108,8 +108,7 @@ tensor *vit_block_forward(const vit_block *blk, tensor *x, const layer_hooks *ho
     tensor *a = nn_consume(h, block_attention(blk, h, ctx));
     tensor *x1 = residual(x, a, blk->drop_path, ctx);
     tensor *h2 = nn_layer_norm_forward(&blk->norm2, x1);
-    tensor *f1 = nn_linear_forward(&blk->fc1, h2, ctx);
-    tensor *act = nn_consume(f1, tensor_gelu(f1));
+    tensor *act = nn_linear_gelu_forward(&blk->fc1, h2, ctx);
     tensor *f2 = nn_consume(act, nn_linear_forward(&blk->fc2, act, ctx));
     layer_io io = {index, x, x1, NULL, h2};
     if (hooks) f2 = layer_hooks_run(hooks->ffn, &io, f2, ctx);

@@ -84,6 +84,11 @@ __attribute__((always_inline)) static inline vec vec_gelu_tanh(vec x) {
     return 0.5f * x * (1.0f + VEC_TANH(u));
 }
 
+// the formula of ew_add_gelu_erf: gelu(a + b)
+__attribute__((always_inline)) static inline vec vec_add_gelu_erf(vec a, vec b) {
+    return vec_gelu_erf(a + b);
+}
+
 // g (Phi(x) + x phi(x)), the formula of ew_gelu_erf_grad
 __attribute__((always_inline)) static inline vec vec_gelu_erf_grad(vec g, vec x) {
     vec cdf = 0.5f * (1.0f + vec_erf(x * (float)PETAL_SQRT1_2));
@@ -148,5 +153,6 @@ PATH_UNARY_SPAN(log)
 PATH_UNARY_SPAN(tanh)
 PATH_UNARY_SPAN(gelu_erf)
 PATH_UNARY_SPAN(gelu_tanh)
+PATH_BINARY_SPAN(add_gelu_erf)
 PATH_BINARY_SPAN(gelu_erf_grad)
 PATH_BINARY_SPAN(gelu_tanh_grad)

@@ -6,9 +6,10 @@
 // (tensor/block_cache.h) over cudaMalloc, so freed blocks are reused without a synchronising
 // cudaMalloc/cudaFree (one stream makes reuse safe: work that still reads a freed block is queued
 // before any work that receives it again); two pinned staging buffers for host<->device copies;
-// and the flag the indexing kernels report bad indices through.
-// Host-facing calls that hand data back (copy_to_host, synchronize, the bad-index check) wait for
-// the stream; everything else returns as soon as the work is queued.
+// and the flag and record the indexing kernels report bad indices through.
+// Host-facing calls that hand data back (copy_to_host, synchronize, cuda_check_errors) wait for
+// the stream and report a bad index an indexing kernel met since the last such call; everything
+// else returns as soon as the work is queued.
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,16 +27,24 @@ extern "C" {
 #define STAGING_BYTES    ((size_t)4 << 20) // per staging buffer; copies go in chunks of this
 #define MIN_BLOCK        512               // smaller requests share one size class
 
+// The first bad index a kernel met on a device (all fields -1, bytes 0xff, when none).
+typedef struct {
+    long long pos, value, len, extra;
+    int op; // bad_index_op
+} bad_index_record;
+
 typedef struct {
     bool ready;
     cudaStream_t stream;
     cublasHandle_t blas;
     block_cache cache;
-    unsigned long long *bad_index;      // device: smallest bad position, ULLONG_MAX if none
-    unsigned long long *bad_index_host; // pinned
-    char *staging[2];                   // pinned
-    cudaEvent_t staged[2];              // the last copy that used staging[k]
-    pthread_mutex_t copy_lock;          // staging buffers
+    unsigned long long *bad_index;     // device: smallest bad position, ULLONG_MAX if none
+    bad_index_record *bad_record;      // device: the first bad index not yet reported
+    bad_index_record *bad_record_host; // pinned
+    pthread_mutex_t bad_lock;          // bad_index from begin to commit, and bad_record_host
+    char *staging[2];                  // pinned
+    cudaEvent_t staged[2];             // the last copy that used staging[k]
+    pthread_mutex_t copy_lock;         // staging buffers
 } cuda_device;
 
 static cuda_device devices[CUDA_MAX_DEVICES];
@@ -165,8 +174,12 @@ static void device_init(cuda_device *d) {
     d->cache.min_cached = 0; // every size: a cudaMalloc costs more than any small copy
     pthread_mutex_init(&d->cache.lock, NULL);
     CUDA_CHECK(cudaMalloc((void **)&d->bad_index, sizeof *d->bad_index));
-    CUDA_CHECK(cudaHostAlloc((void **)&d->bad_index_host, sizeof *d->bad_index_host,
+    CUDA_CHECK(cudaMalloc((void **)&d->bad_record, sizeof *d->bad_record));
+    CUDA_CHECK(cudaMemsetAsync(d->bad_index, 0xff, sizeof *d->bad_index, d->stream));
+    CUDA_CHECK(cudaMemsetAsync(d->bad_record, 0xff, sizeof *d->bad_record, d->stream));
+    CUDA_CHECK(cudaHostAlloc((void **)&d->bad_record_host, sizeof *d->bad_record_host,
                              cudaHostAllocDefault));
+    pthread_mutex_init(&d->bad_lock, NULL);
     for (int k = 0; k < 2; k++) {
         CUDA_CHECK(cudaHostAlloc((void **)&d->staging[k], STAGING_BYTES, cudaHostAllocDefault));
         CUDA_CHECK(cudaEventCreateWithFlags(&d->staged[k], cudaEventDisableTiming));
@@ -234,31 +247,63 @@ void cuda_scratch_free(int device_index, void *ptr, size_t capacity) {
     block_cache_free(&device_get(device_index)->cache, ptr, capacity);
 }
 
-unsigned long long *cuda_bad_index_reset(int device_index) {
+// ---- bad indices, reported at the next wait (cuda_common.cuh) ----
+
+unsigned long long *cuda_bad_index_begin(int device_index) {
     cuda_device *d = device_get(device_index);
-    CUDA_CHECK(cudaMemsetAsync(d->bad_index, 0xff, sizeof *d->bad_index, d->stream));
+    pthread_mutex_lock(&d->bad_lock);
     return d->bad_index;
 }
 
-int64_t cuda_bad_index_read(int device_index) {
-    cuda_device *d = device_get(device_index);
-    CUDA_CHECK(cudaMemcpyAsync(d->bad_index_host, d->bad_index, sizeof *d->bad_index,
-                               cudaMemcpyDeviceToHost, d->stream));
-    CUDA_CHECK(cudaStreamSynchronize(d->stream));
-    unsigned long long v = *d->bad_index_host;
-    return v == ULLONG_MAX ? -1 : (int64_t)v;
+// One thread: keeps the first bad index (in stream order) and clears the flag for the next kernel.
+__global__ void bad_index_commit_kernel(bad_index_record *record, unsigned long long *flag,
+                                        const void *idx, bool is_i64, bad_index_record met) {
+    unsigned long long pos = *flag;
+    if (pos == ULLONG_MAX) return;
+    *flag = ULLONG_MAX;
+    if (record->pos >= 0) return;
+    met.pos = (long long)pos;
+    met.value = index_load(idx, is_i64, (int64_t)pos);
+    *record = met;
 }
 
-int64_t cuda_index_value(const tensor *idx, int64_t pos) {
-    cuda_device *d = device_get(idx->device.index);
-    int64_t v64 = 0;
-    int32_t v32 = 0;
-    bool wide = idx->dtype == PETAL_I64;
-    const char *src = (const char *)cuda_data<char>(idx) + pos * (int64_t)dtype_size(idx->dtype);
-    CUDA_CHECK(cudaMemcpyAsync(wide ? (void *)&v64 : (void *)&v32, src, wide ? 8 : 4,
+void cuda_bad_index_commit(bad_index_op op, const tensor *idx, int64_t len, int64_t extra) {
+    cuda_device *d = &devices[idx->device.index];
+    bad_index_record met = {-1, -1, (long long)len, (long long)extra, (int)op};
+    cuda_launch(bad_index_commit_kernel, 1, 1, 0, d->stream, d->bad_record, d->bad_index,
+                (const void *)cuda_data<const char>(idx), idx->dtype == PETAL_I64, met);
+    pthread_mutex_unlock(&d->bad_lock);
+}
+
+// The CPU kernels' messages.
+static void bad_index_abort(const bad_index_record *r) {
+    static const char *const ops[] = {"index_select", "index_add", "gather", "scatter_add"};
+    if (r->op == BAD_INDEX_TARGET)
+        PETAL_CHECK(r->pos < 0,
+                    "cross_entropy: target[%lld] = %lld is outside [0, %lld) and is not "
+                    "ignore_index (%lld)",
+                    r->pos, r->value, r->len, r->extra);
+    PETAL_CHECK(r->op >= 0 && r->op < BAD_INDEX_TARGET,
+                "CUDA backend: a bad-index record with an unknown op %d", r->op);
+    PETAL_CHECK(r->pos < 0, "%s: index %lld at position %lld is out of range [0, %lld)", ops[r->op],
+                r->value, r->pos, r->len);
+}
+
+// Waits for the device's stream and aborts if a kernel met a bad index since the last check.
+static void bad_index_check(cuda_device *d) {
+    pthread_mutex_lock(&d->bad_lock);
+    CUDA_CHECK(cudaMemcpyAsync(d->bad_record_host, d->bad_record, sizeof *d->bad_record,
                                cudaMemcpyDeviceToHost, d->stream));
     CUDA_CHECK(cudaStreamSynchronize(d->stream));
-    return wide ? v64 : v32;
+    bad_index_record r = *d->bad_record_host;
+    if (r.pos >= 0) CUDA_CHECK(cudaMemsetAsync(d->bad_record, 0xff, sizeof r, d->stream));
+    pthread_mutex_unlock(&d->bad_lock);
+    if (r.pos >= 0) bad_index_abort(&r);
+}
+
+extern "C" void cuda_check_errors(void) {
+    for (int i = 0; i < cuda_device_count(); i++)
+        if (devices[i].ready) bad_index_check(device_get(i));
 }
 
 // ---- the memory part of the table ----
@@ -331,11 +376,11 @@ static void cuda_copy_to_host(void *dst, const void *src, size_t nbytes) {
         memcpy((char *)dst + start, d->staging[k], len);
     }
     pthread_mutex_unlock(&d->copy_lock);
+    bad_index_check(d); // the stream is idle: a short wait
 }
 
 static void cuda_synchronize(void) {
-    for (int i = 0; i < cuda_device_count(); i++)
-        if (devices[i].ready) CUDA_CHECK(cudaStreamSynchronize(device_get(i)->stream));
+    cuda_check_errors();
 }
 
 extern "C" const backend cuda_backend = {
@@ -364,6 +409,8 @@ extern "C" const backend cuda_backend = {
     .layer_norm_backward = cuda_layer_norm_backward,
     .cross_entropy = cuda_cross_entropy,
     .cross_entropy_backward = cuda_cross_entropy_backward,
+    .attention = cuda_attention,
+    .attention_backward = cuda_attention_backward,
     .index_select = cuda_index_select,
     .index_add = cuda_index_add,
     .gather = cuda_gather,

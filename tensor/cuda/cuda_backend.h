@@ -31,6 +31,14 @@ void *cuda_raw_alloc(size_t nbytes);
 // The stream petal runs device `device_index`'s work on, with the device made current: NCCL
 // calls join it so they are ordered with the kernels that produce and consume their tensors.
 cudaStream_t cuda_device_stream(int device_index);
+
+// Waits for every CUDA device in use and aborts if an indexing kernel (index_select, index_add,
+// gather, scatter_add, embedding, cross_entropy's targets) met an index out of range since the
+// last check, with the message the CPU kernel gives at once (`index_select: index 9 at position 2
+// is out of range [0, 4)`), naming the op that met it. The kernels do not wait to look: a bad
+// index is reported here or at the next call that waits for the device anyway (a copy to the
+// host, tensor_to(t, DEVICE_CPU), tensor_item, the backend's synchronize).
+void cuda_check_errors(void);
 #ifdef __cplusplus
 }
 #endif

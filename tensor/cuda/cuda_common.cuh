@@ -52,14 +52,43 @@ cublasHandle_t cuda_blas_handle(int device_index); // bound to the device's stre
 void *cuda_scratch_alloc(int device_index, size_t nbytes, size_t *capacity);
 void cuda_scratch_free(int device_index, void *ptr, size_t capacity);
 
+// Device scratch freed at the end of the call (stream order keeps later reuse safe).
+typedef struct {
+    int device;
+    void *ptr[6];
+    size_t capacity[6];
+    int n;
+} scratch_set;
+
+static inline void *scratch_take(scratch_set *s, size_t nbytes) {
+    void *p = cuda_scratch_alloc(s->device, nbytes, &s->capacity[s->n]);
+    s->ptr[s->n++] = p;
+    return p;
+}
+
+static inline void scratch_release(scratch_set *s) {
+    for (int i = 0; i < s->n; i++) cuda_scratch_free(s->device, s->ptr[i], s->capacity[i]);
+}
+
 // Indexing kernels never read or write out of bounds: a thread that meets a bad index skips it
-// and records its position (atomicMin) in the device's flag; the host then aborts with the first
-// bad position, as the CPU kernels do. reset returns the flag's device address; read waits for the
-// stream and returns the smallest recorded position, or -1.
-unsigned long long *cuda_bad_index_reset(int device_index);
-int64_t cuda_bad_index_read(int device_index);
-// Element `pos` of a contiguous i32 or i64 index tensor on a CUDA device (for error messages).
-int64_t cuda_index_value(const tensor *idx, int64_t pos);
+// and records its position (atomicMin) in the device's flag. The host does not wait for the
+// kernel: cuda_bad_index_commit queues a one-thread kernel that moves the flag's position (with
+// the index value there, the op, the range and `extra`) into the device's record of the first bad
+// index, unless one is already there, and clears the flag. The host reads the record where it
+// waits for the device anyway (copy_to_host, synchronize, cuda_check_errors: cuda_backend.h) and
+// aborts with the CPU kernel's message. begin takes the device's lock on the flag (threads sharing
+// a device cannot mix up their kernels' positions) and returns the flag's device address; commit
+// releases it.
+typedef enum {
+    BAD_INDEX_SELECT,
+    BAD_INDEX_ADD,
+    BAD_INDEX_GATHER,
+    BAD_INDEX_SCATTER_ADD,
+    BAD_INDEX_TARGET, // cross_entropy's targets; extra is ignore_index
+} bad_index_op;
+
+unsigned long long *cuda_bad_index_begin(int device_index);
+void cuda_bad_index_commit(bad_index_op op, const tensor *idx, int64_t len, int64_t extra);
 
 // ---- launch shapes ----
 

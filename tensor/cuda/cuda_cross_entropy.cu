@@ -3,7 +3,8 @@
 //   loss = lse - (1 - e) x_y - (e / C) sum_c x_c,   lse = log sum_c exp(x_c)
 //   dloss/dx_c = softmax_c - (1 - e) [c == y] - e / C
 // Rows whose target is ignore_index have loss 0 and gradient 0. A target outside [0, C) is never
-// read through: the forward kernel flags it and the host aborts naming the row, as the CPU does.
+// read through: the forward kernel flags it and the host aborts naming the row, as the CPU does,
+// at the next call that waits for the device (cuda_check_errors, cuda_backend.h).
 #include "tensor/cuda/cuda_kernels.cuh"
 
 typedef struct {
@@ -67,7 +68,7 @@ void cuda_cross_entropy(tensor *loss, tensor *lse, const tensor *logits, const t
     if (n == 0) return;
     PETAL_CHECK(c > 0, "cross_entropy: logits (%lld, 0) have no classes", (long long)n);
     int dev = logits->device.index;
-    unsigned long long *bad = cuda_bad_index_reset(dev);
+    unsigned long long *bad = cuda_bad_index_begin(dev);
     row_tile t = row_tile_for(row_shape{c, 1, n});
     targets tg = targets_of(target, ignore_index, smoothing);
     if (logits->dtype == PETAL_F32)
@@ -77,12 +78,7 @@ void cuda_cross_entropy(tensor *loss, tensor *lse, const tensor *logits, const t
         cuda_launch(cross_entropy_kernel<double>, t.grid, t.block, 0, stream,
                     cuda_data<double>(loss), cuda_data<double>(lse), cuda_data<double>(logits), tg,
                     row_shape{c, 1, n}, bad);
-    int64_t row = cuda_bad_index_read(dev);
-    PETAL_CHECK(row < 0,
-                "cross_entropy: target[%lld] = %lld is outside [0, %lld) and is not ignore_index "
-                "(%lld)",
-                (long long)row, (long long)cuda_index_value(target, row), (long long)c,
-                (long long)ignore_index);
+    cuda_bad_index_commit(BAD_INDEX_TARGET, target, c, ignore_index);
 }
 
 void cuda_cross_entropy_backward(tensor *glogits, const tensor *gloss, const tensor *logits,

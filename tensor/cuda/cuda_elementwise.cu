@@ -1,11 +1,15 @@
 // Element-wise CUDA kernels: copy (with dtype conversion), fill, unary, binary and where, over
 // strided and broadcast operands (the iteration that tensor/cpu/cpu_iter.h builds). The formulas
 // are the ones of tensor/elementwise.h that the CPU loops call; this file supplies the launches.
+// Unary, binary and same-dtype copies take faster kernels where the plan allows
+// (tensor/cuda/cuda_ew_path.h): 16-byte accesses for contiguous operands, 32-bit indices for them
+// and for a row vector over contiguous rows; the formula and so the result are the same.
 #include <string.h>
 
+#include "tensor/cuda/cuda_ew_path.h"
 #include "tensor/cuda/cuda_kernels.cuh"
 
-// ---- unary and binary: one kernel per (formula, type) ----
+// ---- unary and binary: kernels per (formula, type) and path (cuda_ew_path.h) ----
 
 template <typename T, T (*F)(T, T, T)> __global__ void unary_kernel(cpu_iter it, T p0, T p1) {
     CUDA_FOR_EACH(i, it.numel) {
@@ -24,18 +28,87 @@ template <typename T, T (*F)(T, T, T, T)> __global__ void binary_kernel(cpu_iter
     }
 }
 
+// A grid-stride loop with 32-bit indices over [start, n), n < EW_MAX_NUMEL.
+#define CUDA_FOR_EACH32(i, start, n)                                                               \
+    for (uint32_t i = (start) + blockIdx.x * blockDim.x + threadIdx.x; i < (n);                    \
+         i += gridDim.x * blockDim.x)
+
+// EW_PACK_BYTES of elements, loaded and stored in one access.
+template <typename T> struct alignas(EW_PACK_BYTES) ew_pack { T v[EW_PACK_BYTES / sizeof(T)]; };
+
+template <typename T, T (*F)(T, T, T)>
+__global__ void unary_flat_kernel(T *out, const T *x, uint32_t n, T p0, T p1) {
+    const uint32_t per = EW_PACK_BYTES / sizeof(T), tail = ew_tail_start(n, per);
+    CUDA_FOR_EACH32(j, 0, tail / per) {
+        ew_pack<T> a = ((const ew_pack<T> *)x)[j], r;
+        for (uint32_t k = 0; k < per; k++) r.v[k] = F(a.v[k], p0, p1);
+        ((ew_pack<T> *)out)[j] = r;
+    }
+    CUDA_FOR_EACH32(i, tail, n) out[i] = F(x[i], p0, p1);
+}
+
+template <typename T, T (*F)(T, T, T, T)>
+__global__ void binary_flat_kernel(T *out, const T *a, const T *b, uint32_t n, T p0, T p1) {
+    const uint32_t per = EW_PACK_BYTES / sizeof(T), tail = ew_tail_start(n, per);
+    CUDA_FOR_EACH32(j, 0, tail / per) {
+        ew_pack<T> u = ((const ew_pack<T> *)a)[j], w = ((const ew_pack<T> *)b)[j], r;
+        for (uint32_t k = 0; k < per; k++) r.v[k] = F(u.v[k], w.v[k], p0, p1);
+        ((ew_pack<T> *)out)[j] = r;
+    }
+    CUDA_FOR_EACH32(i, tail, n) out[i] = F(a[i], b[i], p0, p1);
+}
+
+template <typename T, T (*F)(T, T, T)>
+__global__ void unary_rows_kernel(T *out, const T *x, uint32_t n, uint32_t cols, bool repeat, T p0,
+                                  T p1) {
+    CUDA_FOR_EACH32(i, 0, n) out[i] = F(x[ew_rows_index(i, cols, repeat)], p0, p1);
+}
+
+template <typename T, T (*F)(T, T, T, T)>
+__global__ void binary_rows_kernel(T *out, const T *a, const T *b, uint32_t n, uint32_t cols,
+                                   bool a_repeat, bool b_repeat, T p0, T p1) {
+    CUDA_FOR_EACH32(i, 0, n) {
+        out[i] =
+            F(a[ew_rows_index(i, cols, a_repeat)], b[ew_rows_index(i, cols, b_repeat)], p0, p1);
+    }
+}
+
 typedef void (*ew_launcher)(const cpu_iter &it, cudaStream_t stream, double p0, double p1);
 
 template <typename T, T (*F)(T, T, T)>
 static void launch_unary(const cpu_iter &it, cudaStream_t stream, double p0, double p1) {
-    cuda_launch(unary_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it, (T)p0,
-                (T)p1);
+    ew_path path = ew_path_choose(&it, sizeof(T));
+    T *out = (T *)it.data[0];
+    const T *x = (const T *)it.data[1];
+    uint32_t n = (uint32_t)it.numel, cols = (uint32_t)path.cols;
+    if (path.kind == EW_PATH_FLAT)
+        cuda_launch(unary_flat_kernel<T, F>,
+                    cuda_blocks(it.numel * (int64_t)sizeof(T) / EW_PACK_BYTES + 1), CUDA_THREADS, 0,
+                    stream, out, x, n, (T)p0, (T)p1);
+    else if (path.kind == EW_PATH_ROWS)
+        cuda_launch(unary_rows_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, out, x,
+                    n, cols, path.repeat[1], (T)p0, (T)p1);
+    else
+        cuda_launch(unary_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it, (T)p0,
+                    (T)p1);
 }
 
 template <typename T, T (*F)(T, T, T, T)>
 static void launch_binary(const cpu_iter &it, cudaStream_t stream, double p0, double p1) {
-    cuda_launch(binary_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it, (T)p0,
-                (T)p1);
+    ew_path path = ew_path_choose(&it, sizeof(T));
+    T *out = (T *)it.data[0];
+    const T *a = (const T *)it.data[1], *b = (const T *)it.data[2];
+    uint32_t n = (uint32_t)it.numel, cols = (uint32_t)path.cols;
+    if (path.kind == EW_PATH_FLAT)
+        cuda_launch(binary_flat_kernel<T, F>,
+                    cuda_blocks(it.numel * (int64_t)sizeof(T) / EW_PACK_BYTES + 1), CUDA_THREADS, 0,
+                    stream, out, a, b, n, (T)p0, (T)p1);
+    else if (path.kind == EW_PATH_ROWS)
+        cuda_launch(binary_rows_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, out,
+                    a, b, n, cols, path.repeat[1], path.repeat[2], (T)p0, (T)p1);
+    else
+        cuda_launch(binary_kernel<T, F>, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it, (T)p0,
+                    (T)p1);
 }
 
 // The launcher of an op for a dtype; NULL where the CPU backend rejects the pair too.
@@ -141,13 +214,10 @@ __global__ void copy_convert_kernel(cpu_iter it, petal_dtype dst, petal_dtype sr
     }
 }
 
-// Same dtype: a move of element-size words (exact for i64 beyond 2^53, NaN payloads, ...).
-template <typename U> __global__ void copy_same_kernel(cpu_iter it) {
-    CUDA_FOR_EACH(i, it.numel) {
-        int64_t off[2];
-        iter_offsets<2>(it, i, off);
-        *(U *)(it.data[0] + off[0]) = *(const U *)(it.data[1] + off[1]);
-    }
+// Same dtype: a move of element-size words (exact for i64 beyond 2^53, NaN payloads, ...), through
+// the unary launcher so that contiguous copies take its fast paths.
+template <typename U> __device__ U copy_word(U x, U, U) {
+    return x;
 }
 
 template <typename U> __global__ void fill_kernel(cpu_iter it, U value) {
@@ -162,16 +232,15 @@ void cuda_copy(tensor *dst, const tensor *src) {
     cudaStream_t stream = cuda_stream_for("copy", {dst, src});
     cpu_iter it = cuda_iter({dst, src});
     if (it.numel == 0) return;
-    unsigned int blocks = cuda_blocks(it.numel);
     if (dst->dtype != src->dtype)
-        cuda_launch(copy_convert_kernel, blocks, CUDA_THREADS, 0, stream, it, dst->dtype,
-                    src->dtype);
+        cuda_launch(copy_convert_kernel, cuda_blocks(it.numel), CUDA_THREADS, 0, stream, it,
+                    dst->dtype, src->dtype);
     else if (dtype_size(dst->dtype) == 8)
-        cuda_launch(copy_same_kernel<uint64_t>, blocks, CUDA_THREADS, 0, stream, it);
+        launch_unary<uint64_t, copy_word<uint64_t>>(it, stream, 0, 0);
     else if (dtype_size(dst->dtype) == 4)
-        cuda_launch(copy_same_kernel<uint32_t>, blocks, CUDA_THREADS, 0, stream, it);
+        launch_unary<uint32_t, copy_word<uint32_t>>(it, stream, 0, 0);
     else
-        cuda_launch(copy_same_kernel<uint16_t>, blocks, CUDA_THREADS, 0, stream, it);
+        launch_unary<uint16_t, copy_word<uint16_t>>(it, stream, 0, 0);
 }
 
 template <typename U>

@@ -29,6 +29,11 @@ void cuda_cross_entropy(tensor *loss, tensor *lse, const tensor *logits, const t
 void cuda_cross_entropy_backward(tensor *glogits, const tensor *gloss, const tensor *logits,
                                  const tensor *lse, const tensor *target, int64_t ignore_index,
                                  double smoothing);
+void cuda_attention(tensor *o, tensor *lse, const tensor *q, const tensor *k, const tensor *v,
+                    const tensor *mask, const attention_params *p);
+void cuda_attention_backward(tensor *gq, tensor *gk, tensor *gv, const tensor *go, const tensor *q,
+                             const tensor *k, const tensor *v, const tensor *o, const tensor *lse,
+                             const tensor *mask, const attention_params *p);
 
 void cuda_index_select(tensor *out, const tensor *x, int dim, const tensor *idx);
 void cuda_index_add(tensor *out, int dim, const tensor *idx, const tensor *src);

@@ -3,9 +3,11 @@
 //   y = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)  (biased variance, as torch)
 //   gx = rstd * (gxh - mean(gxh) - xh * mean(gxh * xh)),  xh = (x - mean) * rstd, gxh = gy * w
 //   gw = sum_rows(gy * xh),  gb = sum_rows(gy)
-// A row is one LayerNorm row for the forward pass and gx; for gw and gb a "row" is a column of the
-// (rows, d) matrix, so the same tiles sum it (32 columns side by side, coalesced).
+// A row is one LayerNorm row for the forward pass (one kernel) and gx (one kernel); for gw and gb a
+// "row" is a column of the (rows, d) matrix, so the same tiles sum it (32 columns side by side,
+// coalesced), split into chunks of rows to fill the GPU (cuda_split.h).
 #include "tensor/cuda/cuda_kernels.cuh"
+#include "tensor/cuda/cuda_split.h"
 
 template <typename T>
 __global__ void layer_norm_kernel(T *y, T *mean_out, T *rstd_out, const T *x, const T *w,
@@ -58,15 +60,20 @@ __global__ void layer_norm_backward_kernel(T *gx, const T *gy, const T *x, const
     }
 }
 
-// gw and gb: column c of the (n_rows, d) gradient summed over rows; tile row = column.
+// gw and gb: column c of the (n_rows, d) gradient summed over rows, in two passes (cuda_split.h),
+// as a (6304, 768) gradient's 24 column tiles would leave most of a GPU idle. Pass 1: partial v
+// sums chunk v / d of column v % d (tile row = (chunk, column) pair) into (chunks, d) matrices.
 template <typename T>
-__global__ void layer_norm_affine_kernel(T *gw, T *gb, const T *gy, const T *x, const T *mean,
-                                         const T *rstd, row_shape s) {
+__global__ void layer_norm_affine_partial_kernel(double *part_w, double *part_b, const T *gy,
+                                                 const T *x, const T *mean, const T *rstd,
+                                                 row_shape s, split_plan p) {
     __shared__ double sums[CUDA_THREADS];
-    int64_t col = tile_row(), d = s.inner;
-    bool live = col < s.rows;
+    int64_t v = tile_row(), d = s.inner, begin = 0, end = 0;
+    bool live = v < d * p.chunks;
+    int64_t col = live ? split_row(v, d) : 0;
+    if (live) split_bounds(p, s.len, split_chunk(v, d), &begin, &end);
     double acc_w = 0, acc_b = 0;
-    for (int64_t r = threadIdx.y; live && r < s.len; r += blockDim.y) {
+    for (int64_t r = begin + threadIdx.y; r < end; r += blockDim.y) {
         int64_t i = r * d + col;
         T xh = (x[i] - mean[r]) * rstd[r];
         acc_w += gy[i] * xh;
@@ -74,8 +81,23 @@ __global__ void layer_norm_affine_kernel(T *gw, T *gb, const T *gy, const T *x, 
     }
     double sw = tile_reduce(acc_w, sums, sum_op()), sb = tile_reduce(acc_b, sums, sum_op());
     if (!live || threadIdx.y != 0) return;
-    if (gw) gw[col] = (T)sw;
-    if (gb) gb[col] = (T)sb;
+    part_w[v] = sw;
+    part_b[v] = sb;
+}
+
+// Pass 2: a column's partials in chunk order.
+template <typename T>
+__global__ void layer_norm_affine_finish_kernel(T *gw, T *gb, const double *part_w,
+                                                const double *part_b, int64_t d, int64_t chunks) {
+    CUDA_FOR_EACH(col, d) {
+        double sw = 0, sb = 0;
+        for (int64_t k = 0; k < chunks; k++) {
+            sw += part_w[k * d + col];
+            sb += part_b[k * d + col];
+        }
+        if (gw) gw[col] = (T)sw;
+        if (gb) gb[col] = (T)sb;
+    }
 }
 
 template <typename T> static T *data_or_null(const tensor *t) {
@@ -93,6 +115,25 @@ static void layer_norm_typed(cudaStream_t stream, tensor *y, tensor *mean, tenso
 }
 
 template <typename T>
+static void layer_norm_affine_typed(cudaStream_t stream, tensor *gw, tensor *gb, const tensor *gy,
+                                    const tensor *x, const tensor *mean, const tensor *rstd,
+                                    row_shape s) {
+    row_shape cols = {s.rows, s.len, s.len}; // (n_rows, d): d columns of n_rows, d apart
+    split_plan p = split_plan_for(row_tile_for(cols).grid, s.rows);
+    row_tile t = row_tile_for(row_shape{p.chunk_len, s.len, s.len * p.chunks});
+    scratch_set sc = {x->device.index, {}, {}, 0};
+    size_t nbytes = (size_t)(p.chunks * s.len) * sizeof(double);
+    double *part_w = (double *)scratch_take(&sc, nbytes); // (chunks, d)
+    double *part_b = (double *)scratch_take(&sc, nbytes); // (chunks, d)
+    cuda_launch(layer_norm_affine_partial_kernel<T>, t.grid, t.block, 0, stream, part_w, part_b,
+                cuda_data<T>(gy), cuda_data<T>(x), cuda_data<T>(mean), cuda_data<T>(rstd), cols, p);
+    cuda_launch(layer_norm_affine_finish_kernel<T>, cuda_blocks(s.len), CUDA_THREADS, 0, stream,
+                data_or_null<T>(gw), data_or_null<T>(gb), (const double *)part_w,
+                (const double *)part_b, s.len, p.chunks);
+    scratch_release(&sc);
+}
+
+template <typename T>
 static void layer_norm_backward_typed(cudaStream_t stream, tensor *gx, tensor *gw, tensor *gb,
                                       const tensor *gy, const tensor *x, const tensor *mean,
                                       const tensor *rstd, const tensor *w, row_shape s) {
@@ -102,13 +143,7 @@ static void layer_norm_backward_typed(cudaStream_t stream, tensor *gx, tensor *g
                     cuda_data<T>(gy), cuda_data<T>(x), cuda_data<T>(mean), cuda_data<T>(rstd),
                     data_or_null<T>(w), s);
     }
-    if (gw || gb) {
-        row_shape cols = {s.rows, s.len, s.len}; // (n_rows, d): d columns of n_rows, d apart
-        row_tile t = row_tile_for(cols);
-        cuda_launch(layer_norm_affine_kernel<T>, t.grid, t.block, 0, stream, data_or_null<T>(gw),
-                    data_or_null<T>(gb), cuda_data<T>(gy), cuda_data<T>(x), cuda_data<T>(mean),
-                    cuda_data<T>(rstd), cols);
-    }
+    if (gw || gb) layer_norm_affine_typed<T>(stream, gw, gb, gy, x, mean, rstd, s);
 }
 
 // Rows of the last dim: len d, inner 1.

@@ -32,24 +32,6 @@ __global__ void topk_gather_kernel(T *values, int64_t *indices, const T *x, cons
     }
 }
 
-// Device scratch freed at the end of the call (stream order keeps later reuse safe).
-typedef struct {
-    int device;
-    void *ptr[6];
-    size_t capacity[6];
-    int n;
-} scratch_set;
-
-static void *scratch_take(scratch_set *s, size_t nbytes) {
-    void *p = cuda_scratch_alloc(s->device, nbytes, &s->capacity[s->n]);
-    s->ptr[s->n++] = p;
-    return p;
-}
-
-static void scratch_release(scratch_set *s) {
-    for (int i = 0; i < s->n; i++) cuda_scratch_free(s->device, s->ptr[i], s->capacity[i]);
-}
-
 template <typename T>
 static void topk_typed(cudaStream_t stream, tensor *values, tensor *indices, const tensor *x,
                        int64_t rows, int64_t n, int64_t k, bool largest) {

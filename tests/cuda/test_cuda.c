@@ -1,11 +1,13 @@
 // tests/cuda: the CUDA backend against the CPU backend, the oracle (as ggml's test-backend-ops):
 // every case of the op table (ops/op_table.c) forward and backward on cpu and cuda:0, in f64 and
 // f32, with per-op tolerances; the same ops at sizes that take many blocks and on NaN, infinities,
-// signed zeros and ties; bf16 and TF32 GEMMs against the CPU's emulation of them; then the
-// allocator, copies of non-contiguous views, random streams, AdamW, the NCCL layer and the errors
-// (devices mixed, bad indices). Every test case is tagged
-// "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out). Where cuda:0 cannot be used (no driver, no device,
-// out of memory, a build without CUDA) the suite reports itself skipped, or with
+// signed zeros and ties; every op run twice on cuda giving the same bits; bf16 and TF32 GEMMs
+// against the CPU's emulation of them; then the allocator, copies of non-contiguous views, random
+// streams, AdamW, the NCCL layer and the errors (devices mixed, bad indices). Every test case is
+// tagged "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out); the op table and the fused attention's cases
+// also "sanitize" (CK_INCLUDE_TAGS=sanitize: what compute-sanitizer runs in scripts/gpu-check.sh).
+// Where cuda:0 cannot be used (no driver, no device, out of memory, a build without CUDA) the suite
+// reports itself skipped, or with
 // PETAL_REQUIRE_GPU=1 fails every case naming why (gpu_gate.h).
 #include <math.h>
 #include <stdio.h>
@@ -175,6 +177,23 @@ static tensor *f_gelu(tensor **a, const op_case *c) {
     (void)c;
     return tensor_gelu(a[0]);
 }
+static tensor *f_add(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_add(a[0], a[1]);
+}
+static tensor *f_mul(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_mul(a[0], a[1]);
+}
+static tensor *f_add_gelu(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_add_gelu(a[0], a[1]);
+}
+// exp of x without its first element: contiguous, but not 16-byte aligned.
+static tensor *f_exp_shifted(tensor **a, const op_case *c) {
+    (void)c;
+    return tensor_exp(view_slice(a[0], 0, 1, a[0]->shape[0], 1));
+}
 static tensor *f_dropout(tensor **a, const op_case *c) {
     return tensor_dropout(a[0], c->fparam[0], true, &(rng_generator){8, 0});
 }
@@ -241,6 +260,53 @@ static const op_case sized_cases[] = {
      {0},
      {0.2},
      .fn = f_attention},
+    // The fused kernels (tensor/cuda/cuda_attention.cu) against the CPU's GEMM path: partial
+    // tiles, masks, causal with T < S and T > S (rows with no visible key: NaN, as on the CPU),
+    // dropout, the largest head dim, and one past it (the unfused path on the GPU).
+    {"fused attention, partial tiles",
+     "attention",
+     3,
+     {ARG(2, 3, 37, 20), ARG(2, 3, 53, 20), ARG(2, 3, 53, 13)},
+     {0},
+     .fn = f_attention},
+    {"fused attention, (T, S) mask",
+     "attention",
+     4,
+     {ARG(1, 3, 21, 9), ARG(1, 3, 18, 9), ARG(1, 3, 18, 11), CONST(21, 18)},
+     {0},
+     .fn = f_attention},
+    {"fused attention, causal T < S",
+     "attention",
+     3,
+     {ARG(1, 2, 7, 12), ARG(1, 2, 45, 12), ARG(1, 2, 45, 6)},
+     {1},
+     .fn = f_attention},
+    {"fused attention, causal T > S",
+     "attention",
+     3,
+     {ARG(1, 2, 40, 6), ARG(1, 2, 12, 6), ARG(1, 2, 12, 10)},
+     {1},
+     .fn = f_attention},
+    {"fused attention, dropout, mask, causal",
+     "attention",
+     4,
+     {ARG(2, 3, 30, 16), ARG(2, 3, 34, 16), ARG(2, 3, 34, 24), CONST(2, 1, 1, 34)},
+     {1},
+     {0.2},
+     .fn = f_attention},
+    {"fused attention, head dim 128",
+     "attention",
+     3,
+     {ARG(2, 2, 50, 128), ARG(2, 2, 70, 128), ARG(2, 2, 70, 128)},
+     {0},
+     {0.1},
+     .fn = f_attention},
+    {"attention, head dim 160 (unfused)",
+     "attention",
+     3,
+     {ARG(1, 2, 20, 160), ARG(1, 2, 24, 160), ARG(1, 2, 24, 160)},
+     {0},
+     .fn = f_attention},
     {"embedding", "embedding", 2, {ARG(1000, 40), IDS(1000, 7, 30)}, .fn = f_embedding},
     {"gather dim 1", "gather", 2, {ARG(20, 300), IDS(300, 20, 50)}, {1}, .fn = f_gather},
     {"index_select dim 1",
@@ -251,6 +317,36 @@ static const op_case sized_cases[] = {
      .fn = f_index_select},
     {"gelu 300k", "gelu", 1, {ARG_T(1000, 300)}, .fn = f_gelu},
     {"dropout 300k", "dropout", 1, {ARG(1000, 300)}, .fparam = {0.25}, .fn = f_dropout},
+    // rows too few to fill the GPU: two-pass reductions (tensor/cuda/cuda_split.h)
+    {"sum over dim 0, split", "sum", 1, {ARG(5000, 7)}, {0, 0}, .fn = f_reduce},
+    {"mean over dim 1, split", "mean", 1, {ARG(3, 4000, 5)}, {1, 1}, .fn = f_reduce},
+    {"max over dim 1, split", "max", 1, {ARG_D(DOMAIN_DISTINCT, 2, 20000)}, {2, 1}, .fn = f_reduce},
+    {"min over dim 0, split", "min", 1, {ARG_D(DOMAIN_DISTINCT, 6000, 3)}, {3, 0}, .fn = f_reduce},
+    {"logsumexp over dim 0, split", "logsumexp", 1, {ARG(4000, 5)}, {4, 0}, .fn = f_reduce},
+    {"argmax over dim 0, split",
+     "argmax",
+     1,
+     {ARG_D(DOMAIN_DISTINCT, 5000, 3)},
+     {5, 0},
+     .fn = f_reduce},
+    {"argmin over dim 1, split",
+     "argmin",
+     1,
+     {ARG_D(DOMAIN_DISTINCT, 2, 20000)},
+     {6, 1},
+     .fn = f_reduce},
+    {"layer_norm 6400 rows, split weight and bias gradients",
+     "layer_norm",
+     3,
+     {ARG(64, 100, 96), ARG(96), ARG(96)},
+     .fn = f_layer_norm},
+    // index_add by sorted runs: 2000 ids into 5 rows
+    {"embedding, long runs", "embedding", 2, {ARG(5, 40), IDS(5, 40, 50)}, .fn = f_embedding},
+    // element-wise fast paths (tensor/cuda/cuda_ew_path.h)
+    {"add a bias over rows", "add", 2, {ARG(1000, 300), ARG(300)}, .fn = f_add},
+    {"add_gelu, a bias over rows", "add_gelu", 2, {ARG(1000, 300), ARG(300)}, .fn = f_add_gelu},
+    {"mul contiguous, a tail", "mul", 2, {ARG(1001, 301), ARG(1001, 301)}, .fn = f_mul},
+    {"exp contiguous, unaligned", "exp", 1, {ARG(30001)}, .fn = f_exp_shifted},
 };
 
 START_TEST(test_sized_case) {
@@ -262,21 +358,45 @@ END_TEST
 
 // ---- mixed precision: bf16 and TF32 GEMMs against the CPU's emulation of them ----
 
-static const op_case precision_cases[] = {
-    {"matmul folded rows", "matmul", 2, {ARG(3, 65, 130), ARG(130, 33)}, .fn = f_matmul},
-    {"matmul batched, both transposed",
-     "matmul",
-     2,
-     {ARG_T(3, 65, 130), ARG_T(3, 130, 33)},
-     .fn = f_matmul},
-    {"matmul broadcast", "matmul", 2, {ARG(2, 1, 20, 30), ARG(3, 30, 10)}, .fn = f_matmul},
-    {"linear", "linear", 3, {ARG(4, 50, 96), ARG(120, 96), ARG(120)}, .fn = f_linear},
-    {"attention causal",
-     "attention",
-     3,
-     {ARG(2, 3, 40, 16), ARG(2, 3, 50, 16), ARG(2, 3, 50, 24)},
-     {1},
-     .fn = f_attention},
+// The GEMM path of attention on cuda too (the fused kernels are the default there).
+static tensor *f_attention_gemm(tensor **a, const op_case *c) {
+    setenv("PETAL_ATTENTION", "unfused", 1);
+    tensor *out = f_attention(a, c);
+    unsetenv("PETAL_ATTENTION");
+    return out;
+}
+
+typedef struct {
+    op_case c;
+    // The GPU rounds what the CPU emulation rounds (its GEMMs' operands). Not so the fused
+    // attention under bf16: it rounds flash attention's unnormalised probabilities, not P.
+    bool same_rounding;
+} precision_case;
+
+static const precision_case precision_cases[] = {
+    {{"matmul folded rows", "matmul", 2, {ARG(3, 65, 130), ARG(130, 33)}, .fn = f_matmul}, true},
+    {{"matmul batched, both transposed",
+      "matmul",
+      2,
+      {ARG_T(3, 65, 130), ARG_T(3, 130, 33)},
+      .fn = f_matmul},
+     true},
+    {{"matmul broadcast", "matmul", 2, {ARG(2, 1, 20, 30), ARG(3, 30, 10)}, .fn = f_matmul}, true},
+    {{"linear", "linear", 3, {ARG(4, 50, 96), ARG(120, 96), ARG(120)}, .fn = f_linear}, true},
+    {{"attention causal, GEMM path",
+      "attention",
+      3,
+      {ARG(2, 3, 40, 16), ARG(2, 3, 50, 16), ARG(2, 3, 50, 24)},
+      {1},
+      .fn = f_attention_gemm},
+     true},
+    {{"attention causal, fused on cuda",
+      "attention",
+      3,
+      {ARG(2, 3, 40, 16), ARG(2, 3, 50, 16), ARG(2, 3, 50, 24)},
+      {1},
+      .fn = f_attention},
+     false},
 };
 
 // The rms of gpu - cpu over the largest |cpu| (at least 1): a rare element that a rounding
@@ -294,9 +414,12 @@ static double scaled_rms_diff(const tensor *gpu, const tensor *cpu) {
 
 // Case c in f32 under precision p on cuda:0 against the CPU's emulation of p (the same rounded
 // operands, sums in another order), forward and then backward, which is called outside the region
-// and must still run the nodes' GEMMs in p. The GPU's output must also be nearer the emulation than
-// the plain f32 result (in rms): a GEMM that ignored p would not be.
-static void check_precision_case(const op_case *c, petal_precision p) {
+// and must still run the nodes' GEMMs in p. Under bf16 the GPU's output must also be nearer the
+// emulation than the plain f32 result (in rms), which a GEMM that ignored p would not be; where
+// the GPU rounds elsewhere (the fused attention), it must at least be clearly off f32 (f32's own
+// differences between the devices are near 1e-7).
+static void check_precision_case(const precision_case *pc, petal_precision p) {
+    const op_case *c = &pc->c;
     int mark = scope_begin();
     tensor *args[4], *gpu_args[4];
     for (int i = 0; i < c->n_args; i++) {
@@ -315,8 +438,10 @@ static void check_precision_case(const op_case *c, petal_precision p) {
     ck_assert_msg(close_to_cpu(what, got, want, tol), "%s: cuda differs from the emulation", what);
     double to_emulation = scaled_rms_diff(got, want), to_f32 = scaled_rms_diff(got, plain);
     printf("%s: cuda vs emulation %.3g, vs f32 %.3g\n", what, to_emulation, to_f32);
-    if (p == PETAL_PRECISION_BF16)
+    if (p == PETAL_PRECISION_BF16 && pc->same_rounding)
         ck_assert_msg(to_emulation < to_f32 / 4, "%s: cuda is as near f32 as the emulation", what);
+    if (p == PETAL_PRECISION_BF16)
+        ck_assert_msg(to_f32 > 1e-5, "%s: cuda is f32 (%.3g from it)", what, to_f32);
     tensor *seed = tensor_empty_like(want);
     tensor_normal_(seed, 0, 1, &(rng_generator){3, 0});
     autograd_backward(want, seed, false);
@@ -335,6 +460,58 @@ START_TEST(test_precision_case) {
     GPU_REQUIRE();
     check_precision_case(&precision_cases[_i], PETAL_PRECISION_BF16);
     check_precision_case(&precision_cases[_i], PETAL_PRECISION_TF32);
+}
+END_TEST
+
+// ---- determinism: every CUDA op gives the same bits on two runs ----
+
+// The output and the gradients of case c's inputs, run on cuda:0 and copied to the host; NULL for
+// an input without a gradient. Returns how many tensors it wrote.
+static int run_on_cuda(const op_case *c, petal_dtype dtype, tensor **results) {
+    tensor *args[4];
+    for (int i = 0; i < c->n_args; i++)
+        args[i] = same_layout_on(op_case_arg(c, i, dtype, 31 + 7 * i), CUDA0);
+    tensor *y = c->fn(args, c);
+    int n = 0;
+    results[n++] = tensor_to(y, DEVICE_CPU);
+    if (!y->requires_grad) return n;
+    tensor *seed = tensor_empty_like(y);
+    tensor_normal_(seed, 0, 1, &(rng_generator){3, 0});
+    autograd_backward(y, seed, false);
+    for (int i = 0; i < c->n_args; i++)
+        results[n++] = args[i]->grad ? tensor_to(args[i]->grad, DEVICE_CPU) : NULL;
+    return n;
+}
+
+static void check_repeats(const op_case *c) {
+    petal_dtype types[] = {PETAL_F64, PETAL_F32};
+    for (int t = 0; t < 2; t++) {
+        int mark = scope_begin();
+        tensor *first[5], *second[5];
+        int n = run_on_cuda(c, types[t], first);
+        ck_assert_int_eq(run_on_cuda(c, types[t], second), n);
+        for (int k = 0; k < n; k++) {
+            ck_assert_msg((first[k] == NULL) == (second[k] == NULL), "%s (%s): result %d", c->name,
+                          dtype_name(types[t]), k);
+            if (!first[k]) continue;
+            ck_assert_msg(
+                memcmp(tensor_data(first[k]), tensor_data(second[k]), tensor_nbytes(first[k])) == 0,
+                "%s (%s): %s differs between two runs on cuda", c->name, dtype_name(types[t]),
+                k == 0 ? "the output" : "a gradient");
+        }
+        scope_end(mark);
+    }
+}
+
+START_TEST(test_op_case_repeats) {
+    GPU_REQUIRE();
+    check_repeats(&op_cases[_i]);
+}
+END_TEST
+
+START_TEST(test_sized_case_repeats) {
+    GPU_REQUIRE();
+    check_repeats(&sized_cases[_i]);
 }
 END_TEST
 
@@ -382,6 +559,82 @@ START_TEST(test_special_values) {
                       dtype_name(types[t]));
         scope_end(mark);
     }
+}
+END_TEST
+
+// ---- fused attention: repeatable, and P never stored ----
+
+typedef struct {
+    tensor *o, *gq, *gk, *gv;
+} attention_run;
+
+// An attention of ViT-B's sequence and head sizes (2 images of 197 tokens, 4 heads of 64) with a
+// padding mask, causal and dropout, forward and backward on cuda:0, the results copied to the host.
+static attention_run attention_on_gpu(petal_dtype dtype, size_t *held_after_forward) {
+    tensor *in[3];
+    for (int i = 0; i < 3; i++) {
+        tensor *h = tensor_empty(dtype, SHAPE(2, 4, 197, 64));
+        tensor_normal_(h, 0, 1, &(rng_generator){40 + (uint64_t)i, 0});
+        in[i] = tensor_set_requires_grad(tensor_to(h, CUDA0), true);
+    }
+    tensor *mask = tensor_to(tensor_zeros(dtype, SHAPE(2, 1, 1, 197)), CUDA0);
+    size_t before = memory_get_stats(CUDA0).current;
+    attention_options o = {mask, true, 0, 0.1, true, &(rng_generator){6, 0}};
+    tensor *out = tensor_attention(in[0], in[1], in[2], &o);
+    if (held_after_forward) *held_after_forward = memory_get_stats(CUDA0).current - before;
+    tensor *seed = tensor_empty(dtype, SHAPE(2, 4, 197, 64));
+    tensor_normal_(seed, 0, 1, &(rng_generator){3, 0});
+    autograd_backward(out, tensor_to(seed, CUDA0), false);
+    attention_run r = {tensor_to(out, DEVICE_CPU), tensor_to(in[0]->grad, DEVICE_CPU),
+                       tensor_to(in[1]->grad, DEVICE_CPU), tensor_to(in[2]->grad, DEVICE_CPU)};
+    return r;
+}
+
+static bool same_bits(const char *what, const tensor *a, const tensor *b) {
+    size_t n = (size_t)tensor_numel(a) * dtype_size(a->dtype);
+    bool same = tensor_is_contiguous(a) && tensor_is_contiguous(b) &&
+                memcmp(tensor_data(a), tensor_data(b), n) == 0;
+    if (!same) fprintf(stderr, "%s: two runs differ\n", what);
+    return same;
+}
+
+// No atomics in the fused kernels: two runs give the same bits, output and gradients.
+START_TEST(test_fused_attention_deterministic) {
+    GPU_REQUIRE();
+    petal_dtype types[2] = {PETAL_F32, PETAL_F64};
+    for (int t = 0; t < 2; t++) {
+        int mark = scope_begin();
+        attention_run a = attention_on_gpu(types[t], NULL), b = attention_on_gpu(types[t], NULL);
+        ck_assert(same_bits("o", tensor_contiguous(a.o), tensor_contiguous(b.o)));
+        ck_assert(same_bits("dq", a.gq, b.gq));
+        ck_assert(same_bits("dk", a.gk, b.gk));
+        ck_assert(same_bits("dv", a.gv, b.gv));
+        scope_end(mark);
+    }
+}
+END_TEST
+
+// The fused path keeps lse (B, H, T) where the GEMM path keeps P (B, H, T, S): after the forward,
+// P's bytes less lse's are held; PETAL_ATTENTION=unfused gives the GEMM path on the GPU, and
+// the two agree within the GEMM tolerance.
+START_TEST(test_fused_attention_saves_memory) {
+    GPU_REQUIRE();
+    int mark = scope_begin();
+    size_t fused_held, unfused_held;
+    attention_run fused = attention_on_gpu(PETAL_F32, &fused_held);
+    setenv("PETAL_ATTENTION", "unfused", 1);
+    attention_run unfused = attention_on_gpu(PETAL_F32, &unfused_held);
+    unsetenv("PETAL_ATTENTION");
+    size_t p_bytes = (size_t)2 * 4 * 197 * 197 * sizeof(float);
+    size_t lse_bytes = (size_t)2 * 4 * 197 * sizeof(float);
+    fprintf(stderr, "attention forward holds %zu bytes fused, %zu unfused (P: %zu)\n", fused_held,
+            unfused_held, p_bytes);
+    ck_assert_uint_ge(unfused_held + lse_bytes, fused_held + p_bytes);
+    ck_assert(tensors_close("fused vs unfused o", fused.o, unfused.o, 1e-5, 1e-5));
+    ck_assert(tensors_close("fused vs unfused dq", fused.gq, unfused.gq, 1e-5, 1e-5));
+    ck_assert(tensors_close("fused vs unfused dk", fused.gk, unfused.gk, 1e-5, 1e-5));
+    ck_assert(tensors_close("fused vs unfused dv", fused.gv, unfused.gv, 1e-5, 1e-5));
+    scope_end(mark);
 }
 END_TEST
 
@@ -642,21 +895,44 @@ END_TEST
 static tensor *ids_on_gpu(const int64_t *ids, int64_t n) {
     return tensor_to(tensor_from_data(PETAL_I64, 1, &n, ids), CUDA0);
 }
+// Each mistake ends with a call that waits for the device, where a bad index is reported.
 static void select_out_of_range(void) {
-    tensor_index_select(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(4, 2)), 0,
-                        ids_on_gpu((int64_t[]){0, 1, 9, -1}, 4));
+    tensor_to(tensor_index_select(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(4, 2)), 0,
+                                  ids_on_gpu((int64_t[]){0, 1, 9, -1}, 4)),
+              DEVICE_CPU);
 }
 static void embedding_out_of_range(void) {
-    tensor_embedding(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(5, 3)),
-                     ids_on_gpu((int64_t[]){4, -2, 0}, 3));
+    tensor_to(tensor_embedding(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(5, 3)),
+                               ids_on_gpu((int64_t[]){4, -2, 0}, 3)),
+              DEVICE_CPU);
 }
 static void target_out_of_range(void) {
-    tensor_cross_entropy(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(2, 3)),
-                         ids_on_gpu((int64_t[]){1, 7}, 2), NULL);
+    tensor_item(tensor_cross_entropy(tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(2, 3)),
+                                     ids_on_gpu((int64_t[]){1, 7}, 2), NULL));
+}
+// The first bad index in stream order is the one reported, at the backend's synchronize, even
+// after good work and a second bad index (of another op) were queued.
+static void first_of_two_reported(void) {
+    tensor *x = tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(4, 3));
+    int64_t shape[] = {4, 1}, rows[] = {2, 0, 1, 5};
+    tensor *idx = tensor_to(tensor_from_data(PETAL_I64, 2, shape, rows), CUDA0);
+    tensor_gather(x, 1, idx);
+    tensor_index_select(x, 0, ids_on_gpu((int64_t[]){1, 2}, 2));
+    tensor_index_select(x, 0, ids_on_gpu((int64_t[]){1, 8}, 2));
+    backend_get(CUDA0)->synchronize();
+}
+// index_add by sorted runs (many ids) reports the smallest bad position.
+static void many_ids_out_of_range(void) {
+    int64_t ids[100];
+    for (int i = 0; i < 100; i++) ids[i] = i == 70 ? 12 : (i == 90 ? -1 : i % 5);
+    tensor *w = tensor_zeros_on(CUDA0, PETAL_F32, SHAPE(5, 3));
+    tensor *src = tensor_to(tensor_ones(PETAL_F32, SHAPE(100, 3)), CUDA0);
+    backend_get(CUDA0)->index_add(w, 0, ids_on_gpu(ids, 100), src);
+    tensor_to(w, DEVICE_CPU);
 }
 
 // Bad indices are caught on the device (never read through) and reported as the CPU reports
-// them: the first bad position and its value.
+// them, the first bad position and its value, at the next call that waits for the device.
 START_TEST(test_bad_indices_reported) {
     GPU_REQUIRE();
     ck_assert(aborts_with(select_out_of_range,
@@ -664,6 +940,10 @@ START_TEST(test_bad_indices_reported) {
     ck_assert(aborts_with(embedding_out_of_range,
                           "index_select: index -2 at position 1 is out of range [0, 5)"));
     ck_assert(aborts_with(target_out_of_range, "cross_entropy: target[1] = 7 is outside [0, 3)"));
+    ck_assert(
+        aborts_with(first_of_two_reported, "gather: index 5 at position 3 is out of range [0, 3)"));
+    ck_assert(aborts_with(many_ids_out_of_range,
+                          "index_add: index 12 at position 70 is out of range [0, 5)"));
 }
 END_TEST
 
@@ -679,6 +959,13 @@ int main(void) {
     TCase *mixed = tcase_with_timeout("bf16 and tf32 GEMMs: cuda vs the cpu emulation", 120);
     tcase_add_loop_test(mixed, test_precision_case, 0,
                         (int)(sizeof precision_cases / sizeof precision_cases[0]));
+    TCase *attn = tcase_with_timeout("fused attention", 120);
+    tcase_add_test(attn, test_fused_attention_deterministic);
+    tcase_add_test(attn, test_fused_attention_saves_memory);
+    TCase *repeat = tcase_with_timeout("determinism: two runs on cuda, the same bits", 300);
+    tcase_add_loop_test(repeat, test_op_case_repeats, 0, n_op_cases);
+    tcase_add_loop_test(repeat, test_sized_case_repeats, 0,
+                        (int)(sizeof sized_cases / sizeof sized_cases[0]));
     TCase *mem = tcase_with_timeout("memory and copies", 120);
     tcase_add_test(mem, test_allocator_reuse_and_stats);
     tcase_add_test(mem, test_copies_of_views);
@@ -691,9 +978,11 @@ int main(void) {
     TCase *err = tcase_with_timeout("errors", 60);
     tcase_add_test(err, test_device_mismatch_names_both);
     tcase_add_test(err, test_bad_indices_reported);
-    TCase *all[] = {ops, sized, mixed, mem, num, err};
-    for (int i = 0; i < 6; i++) {
-        tcase_set_tags(all[i], "gpu");
+    TCase *all[] = {ops, sized, attn, repeat, mixed, mem, num, err};
+    for (int i = 0; i < 8; i++) {
+        // The sanitizers (scripts/gpu-check.sh) run the tagged cases: every kernel at small sizes,
+        // and the fused attention at many tiles.
+        tcase_set_tags(all[i], all[i] == ops || all[i] == attn ? "gpu sanitize" : "gpu");
         suite_add_tcase(s, all[i]);
     }
     return gpu_gate_run_suite(s);

@@ -59,8 +59,8 @@ END_TEST
 // ---- the GPU suite's gate, with no device visible ----
 
 typedef struct {
-    int status; // exit status, -1 if it did not exit
-    char out[1 << 16];
+    int status;        // exit status, -1 if it did not exit
+    char out[1 << 20]; // every case's failure line: a full buffer would SIGPIPE the suite
 } suite_run;
 
 // Runs the GPU suite's binary with no CUDA device visible, PETAL_REQUIRE_GPU set to `require` (or

@@ -99,6 +99,7 @@ F2(r_lt, a < b)
 F2(r_le, a <= b)
 F2(r_gt, a > b)
 F2(r_ge, a >= b)
+F2(r_add_gelu, 0.5 * (a + b) * (1 + erf((a + b) / sqrt(2.0))))
 F1(r_add_scalar, x + c->fparam[0])
 F1(r_mul_scalar, x * c->fparam[0])
 F1(r_div_scalar, x / c->fparam[0])
@@ -481,8 +482,17 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
     static const struct {
         const char *name;
         fn2 f;
-    } binaries[] = {{"add", r_add}, {"sub", r_sub}, {"mul", r_mul}, {"div", r_div}, {"eq", r_eq},
-                    {"ne", r_ne},   {"lt", r_lt},   {"le", r_le},   {"gt", r_gt},   {"ge", r_ge}};
+    } binaries[] = {{"add_gelu", r_add_gelu},
+                    {"add", r_add},
+                    {"sub", r_sub},
+                    {"mul", r_mul},
+                    {"div", r_div},
+                    {"eq", r_eq},
+                    {"ne", r_ne},
+                    {"lt", r_lt},
+                    {"le", r_le},
+                    {"gt", r_gt},
+                    {"ge", r_ge}};
     static const struct {
         const char *name;
         fn1 f;

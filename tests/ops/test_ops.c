@@ -273,6 +273,38 @@ START_TEST(test_reductions_edge_cases) {
 }
 END_TEST
 
+// add_gelu is gelu(add(x, b)) of the two ops bit for bit, forward and backward, on the CPU path's
+// vector kernels (f32, rows longer than a vector, a tail) and the portable ones (f64).
+START_TEST(test_add_gelu_equals_add_then_gelu) {
+    int mark = scope_begin();
+    petal_dtype types[] = {PETAL_F32, PETAL_F64};
+    for (int t = 0; t < 2; t++) {
+        tensor *x[2], *b[2], *y[2];
+        for (int k = 0; k < 2; k++) {
+            x[k] = tensor_empty(types[t], SHAPE(37, 301));
+            b[k] = tensor_empty(types[t], SHAPE(301));
+            tensor_normal_(x[k], 0, 2, &(rng_generator){1, 0});
+            tensor_normal_(b[k], 0, 1, &(rng_generator){2, 0});
+            tensor_set_requires_grad(x[k], true);
+            tensor_set_requires_grad(b[k], true);
+        }
+        y[0] = tensor_add_gelu(x[0], b[0]);
+        y[1] = tensor_gelu(tensor_add(x[1], b[1]));
+        tensor *seed = tensor_empty_like(y[0]);
+        tensor_normal_(seed, 0, 1, &(rng_generator){3, 0});
+        for (int k = 0; k < 2; k++) autograd_backward(y[k], seed, false);
+        const tensor *pairs[][2] = {
+            {y[0], y[1]}, {x[0]->grad, x[1]->grad}, {b[0]->grad, b[1]->grad}};
+        for (int p = 0; p < 3; p++)
+            ck_assert_msg(memcmp(tensor_data(pairs[p][0]), tensor_data(pairs[p][1]),
+                                 tensor_nbytes(pairs[p][0])) == 0,
+                          "add_gelu (%s): %s differs from gelu(add)", dtype_name(types[t]),
+                          p == 0 ? "output" : (p == 1 ? "grad x" : "grad b"));
+    }
+    scope_end(mark);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops");
     TCase *fwd = tcase_with_timeout("forward", 60);
@@ -293,6 +325,7 @@ int main(void) {
     tcase_add_test(sem, test_dropout_statistics_and_determinism);
     tcase_add_test(sem, test_attention_masks);
     tcase_add_test(sem, test_reductions_edge_cases);
+    tcase_add_test(sem, test_add_gelu_equals_add_then_gelu);
     suite_add_tcase(s, sem);
     return run_suite(s);
 }
