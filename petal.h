@@ -44,6 +44,7 @@ extern "C" {
 #include "tensor/device.h"
 #include "tensor/dtype.h"
 #include "tensor/error.h"
+#include "tensor/precision.h"
 #include "tensor/print.h"
 #include "tensor/rng.h"
 #include "tensor/scope.h"

@@ -77,6 +77,7 @@ ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_i
     n->op = op;
     n->backward = backward;
     n->seq = next_seq++;
+    n->precision = precision_get();
     n->refs = 1; // held by out->grad_fn
     n->n_in = n_in;
     for (int i = 0; i < n_in; i++) {
@@ -196,7 +197,9 @@ static void run_node(ag_node *n, bool retain_graph) {
     PETAL_CHECK(gin != NULL, "autograd: out of host memory");
     memset(gin, 0, (size_t)n->n_in * sizeof *gin);
     int mark = scope_begin();
+    petal_precision outer = precision_set(n->precision);
     n->backward(n, n->grad, gin);
+    precision_set(outer);
     if (ag_trace_enabled()) ag_trace_node(n, n->grad, gin);
     for (int i = 0; i < n->n_in; i++) {
         ag_edge *e = &n->in[i];

@@ -10,6 +10,8 @@
 //     autograd_backward(loss, NULL, false);                             // w->grad = 2w / n
 //
 // Gradients accumulate into leaf->grad across calls until tensor_zero_grad / tensor_reset_grad.
+// Each node's rule runs its GEMMs in the precision its forward ran in (tensor/precision.h), in
+// whatever precision backward itself is called.
 // Memory: a node's incoming gradient is freed as soon as the node has run, and (unless the graph is
 // retained) so are the tensors it saved; a frozen input (requires_grad false) gets no gradient and
 // makes its op save nothing on its behalf.
@@ -17,6 +19,7 @@
 
 #include <stdbool.h>
 
+#include "tensor/precision.h"
 #include "tensor/tensor.h"
 
 #define AG_MAX_SAVED 6
@@ -51,6 +54,8 @@ struct ag_node {
     tensor *saved[AG_MAX_SAVED];
     int64_t attr_i[AG_MAX_ATTRS]; // op parameters (dims, sizes, flags)
     double attr_f[AG_MAX_ATTRS];  // op parameters (eps, p, scales)
+    // The thread's GEMM precision when the node was made: its backward rule runs in it.
+    petal_precision precision;
     int n_in;
 #ifdef __cplusplus
     // C++ has no flexible array members: there the edges are read right after the struct, which is

@@ -20,6 +20,8 @@ set_target_properties(petal_cuda_emu PROPERTIES CXX_STANDARD 20 CXX_STANDARD_REQ
 # The cuBLAS stand-in, over OpenBLAS: tests point PETAL_CUBLAS_LIBRARY at it.
 add_library(petal_cublas_emu SHARED ${emu_dir}/cublas_emu.cc)
 target_link_libraries(petal_cublas_emu PRIVATE petal_cuda_emu PkgConfig::OPENBLAS)
+# tensor/dtype_convert.h: the bf16 and TF32 conversions of petal's own emulation of those GEMMs.
+target_include_directories(petal_cublas_emu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 set_target_properties(petal_cublas_emu PROPERTIES CXX_STANDARD 20 CXX_STANDARD_REQUIRED ON)
 
 petal_add_cuda_sources(CXX)

@@ -12,6 +12,11 @@
 // then keeps q, k, v, o and the rows' log-sum-exp (B, H, T). That path is taken for f32 and f64
 // when the mask needs no gradient and both head dims are at most ATTN_HEAD_MAX; PETAL_ATTENTION=
 // unfused forces the GEMM path (comparisons, tests).
+//
+// Mixed precision (tensor/precision.h): the GEMM path's products take the thread's precision as
+// every GEMM does. The fused kernels follow bf16 (attention_params.round_bf16 rounds the operands
+// of each of their products, where the GEMM path's products round theirs); they have no TF32
+// form, so under TF32 an f32 attention takes the GEMM path.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,12 +69,17 @@ static void attention_backward(ag_node *n, tensor *g, tensor **gin) {
 
 enum { SAVED_Q, SAVED_K, SAVED_V, SAVED_O, SAVED_LSE, SAVED_MASK };
 
+// Whether the fused kernels round their products' operands to bf16: f32 under BF16.
+static bool rounds_bf16(petal_dtype dtype, petal_precision precision) {
+    return dtype == PETAL_F32 && precision == PETAL_PRECISION_BF16;
+}
+
 static attention_params fused_params(const ag_node *n) {
     return (attention_params){.scale = n->attr_f[0],
                               .causal = n->attr_i[2] != 0,
                               .dropout = n->attr_f[1],
                               .rng = {(uint64_t)n->attr_i[0], (uint64_t)n->attr_i[1]},
-                              .round_bf16 = false};
+                              .round_bf16 = rounds_bf16(ag_saved(n, SAVED_Q)->dtype, n->precision)};
 }
 
 // t itself (a new struct) when its last dim is contiguous, else a contiguous copy: the fused
@@ -112,7 +122,8 @@ static bool fused_usable(const tensor *q, const tensor *k, const tensor *v, cons
     if (unfused_forced()) return false;
     const backend *be = backend_of(q);
     int64_t d = q->shape[3], dv = v->shape[3];
-    bool typed = q->dtype == PETAL_F32 || q->dtype == PETAL_F64;
+    bool typed =
+        q->dtype == PETAL_F64 || (q->dtype == PETAL_F32 && precision_get() != PETAL_PRECISION_TF32);
     return be->attention && be->attention_backward && typed && !(mask && mask->requires_grad) &&
            q->shape[2] > 0 && k->shape[2] > 0 && d > 0 && dv > 0 && d <= ATTN_HEAD_MAX &&
            dv <= ATTN_HEAD_MAX;
@@ -187,7 +198,8 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
     int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2], dv = v->shape[3];
     attention_params ap = {.scale = o.scale > 0 ? o.scale : 1.0 / sqrt((double)q->shape[3]),
                            .causal = o.causal,
-                           .dropout = o.training ? o.dropout : 0.0};
+                           .dropout = o.training ? o.dropout : 0.0,
+                           .round_bf16 = rounds_bf16(q->dtype, precision_get())};
     if (ap.dropout > 0) ap.rng = rng_reserve(o.rng, b * h * t * s);
     // The output is stored as (B, T, H, Dv) and returned as its (B, H, T, Dv) view, so merging
     // the heads afterwards needs no copy.

@@ -3,10 +3,12 @@
 # machine"): build with CUDA for the GPU at hand (the test suite and the petal command only), run
 # the GPU suite with PETAL_REQUIRE_GPU=1 (so an unusable GPU fails instead of skipping), its
 # determinism cases again on their own, the suite's kernel cases under compute-sanitizer's
-# memcheck, racecheck, synccheck and initcheck (a missing compute-sanitizer fails the check), time `petal bench block --device cuda`, and write
-# one summary file. Every step runs under `timeout` with what is left of the time limit (and at most
-# its own cap: a slow sanitizer cannot starve the steps after it); a step that cannot start in time
-# is reported as not run, and the script still writes the summary and exits.
+# memcheck, racecheck, synccheck and initcheck (a missing compute-sanitizer fails the check), time
+# `petal bench block --device cuda` in f32, tf32 and bf16 (and PyTorch's twin,
+# tools/bench_torch.py, side by side when torch sees a GPU), and write one summary file. Every step
+# runs under `timeout` with what is left of the time limit (and at most its own cap: a slow
+# sanitizer cannot starve the steps after it); a step that cannot start in time is reported as not
+# run, and the script still writes the summary and exits.
 #
 #   bash scripts/gpu-check.sh [--build-dir DIR] [--summary FILE] [--minutes N] [--dry-run]
 #
@@ -78,6 +80,26 @@ run_step() {
   return "$status"
 }
 
+# bench_block_precisions: one ViT-B block at batch 32, forward and backward, with f32, TF32 and bf16
+# GEMM inputs (docs/cuda.md "Mixed precision"); each next to PyTorch's when torch has CUDA.
+bench_block_precisions() {
+  local shape=(--batch 32 --tokens 197 --dim 768 --heads 12 --device cuda) torch=0 p
+  if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null
+  then
+    torch=1
+  else
+    note "bench_torch_block: not run, python3 has no torch with CUDA"
+  fi
+  for p in f32 tf32 bf16; do
+    run_step --cap 60 "bench_block_$p" "$build_dir/petal" bench block "${shape[@]}" \
+      --precision "$p"
+    if [ "$torch" = 1 ]; then
+      run_step --cap 60 "bench_torch_block_$p" python3 tools/bench_torch.py block "${shape[@]}" \
+        --precision "$p"
+    fi
+  done
+}
+
 : >"$summary"
 note "petal gpu-check, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if command -v nvidia-smi >/dev/null; then
@@ -115,8 +137,7 @@ if run_step configure cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DPE
     note "memcheck, racecheck, synccheck, initcheck: NOT RUN, compute-sanitizer is not installed"
     failed=1
   fi
-  run_step bench_block "$build_dir/petal" bench block --batch 32 --tokens 197 --dim 768 \
-    --heads 12 --device cuda
+  bench_block_precisions
 else
   note "ctest_gpu, determinism, memcheck, racecheck, synccheck, initcheck, bench_block: NOT RUN, the build did not complete"
 fi

@@ -40,7 +40,8 @@ static int64_t matmul_flops;
 
 void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta) {
     matmul_flops += 2 * tensor_numel(c) * a->shape[a->ndim - 1];
-    backend_of(c)->matmul(c, a, b, alpha, beta);
+    petal_precision precision = c->dtype == PETAL_F32 ? precision_get() : PETAL_PRECISION_F32;
+    backend_of(c)->matmul(c, a, b, alpha, beta, precision);
 }
 
 int64_t backend_matmul_flops(void) {

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "tensor/elementwise.h"
+#include "tensor/precision.h"
 #include "tensor/tensor.h"
 
 #define PETAL_ENUM_ENTRY(E, name) E,
@@ -75,7 +76,10 @@ typedef struct backend {
     void (*topk)(tensor *values, tensor *indices, const tensor *x, int64_t k, bool largest);
 
     // ---- c = alpha * a @ b + beta * c over the last two dims, batch dims broadcast ----
-    void (*matmul)(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
+    // f32 products take their inputs rounded to `precision` (tensor/precision.h) and accumulate in
+    // f32; f64 products get PETAL_PRECISION_F32 and ignore it. c (beta * c) is never rounded.
+    void (*matmul)(tensor *c, const tensor *a, const tensor *b, double alpha, double beta,
+                   petal_precision precision);
 
     // ---- fused primitives; x, y and gradients contiguous ----
     void (*softmax)(tensor *y, const tensor *x, int dim, bool log); // y may be x unless log
@@ -127,9 +131,10 @@ static inline const backend *backend_of(const tensor *t) {
     return backend_get(t->device);
 }
 
-// c = alpha * a @ b + beta * c on c's backend. Every GEMM of petal goes through here, so the
-// floating-point operations a model or a PETL method adds can be counted (2 M N K per product,
-// per batch; from the thread that issues ops).
+// c = alpha * a @ b + beta * c on c's backend, an f32 product in this thread's precision
+// (precision_get). Every GEMM of petal goes through here, so the floating-point operations a model
+// or a PETL method adds can be counted (2 M N K per product, per batch; from the thread that
+// issues ops).
 void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
 int64_t backend_matmul_flops(void); // since the last reset
 void backend_matmul_flops_reset(void);

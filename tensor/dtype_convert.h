@@ -1,7 +1,8 @@
 // Element conversions, written once for the host and the device (like tensor/elementwise.h): f16
-// and bf16 to and from f32, and one element of any dtype as a double and back, which copies and
-// fills convert through. The CPU's copy (tensor/cpu/cpu_elementwise.c), tensor_get and the CUDA
-// copy kernel (tensor/cuda/cuda_elementwise.cu) all call these.
+// and bf16 to and from f32, f32 rounded to bf16 or TF32 (the GEMM inputs of tensor/precision.h),
+// and one element of any dtype as a double and back, which copies and fills convert through. The
+// CPU's copy (tensor/cpu/cpu_elementwise.c), tensor_get and the CUDA copy kernel
+// (tensor/cuda/cuda_elementwise.cu) all call these.
 #pragma once
 
 #include <stdint.h>
@@ -32,6 +33,25 @@ PETAL_HD static inline uint16_t f32_to_bf16(float f) {
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // keep NaN a NaN
     u += 0x7fffu + ((u >> 16) & 1u);                                          // nearest even
     return (uint16_t)(u >> 16);
+}
+
+// f32 rounded to the nearest bf16 value (ties to even), as an f32: what a bf16 GEMM input is. The
+// bits of bf16_to_f32(f32_to_bf16(f)), NaN included, written without branches so that the CPU's
+// rounding loops vectorise (tests/tensor/test_precision.c checks the two agree).
+PETAL_HD static inline float f32_round_bf16(float f) {
+    uint32_t u = dtype_f32_bits(f);
+    uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    uint32_t nan = (u & 0xffff0000u) | 0x00400000u;
+    return dtype_bits_f32((u & 0x7fffffffu) > 0x7f800000u ? nan : nearest);
+}
+
+// f32 rounded to the nearest TF32 value (8 exponent bits, 10 mantissa bits; ties to even), as an
+// f32. Overflow goes to inf as in bf16; a NaN stays a (quiet) NaN.
+PETAL_HD static inline float f32_round_tf32(float f) {
+    uint32_t u = dtype_f32_bits(f);
+    uint32_t nearest = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
+    uint32_t nan = (u & 0xffffe000u) | 0x00400000u;
+    return dtype_bits_f32((u & 0x7fffffffu) > 0x7f800000u ? nan : nearest);
 }
 
 PETAL_HD static inline float f16_to_f32(uint16_t h) {

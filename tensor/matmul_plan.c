@@ -2,6 +2,7 @@
 
 #include "tensor/backend.h"
 #include "tensor/error.h"
+#include "tensor/storage.h"
 
 // How a GEMM sees the last two dims of an operand; false if it cannot.
 static bool layout_of(const tensor *t, bool *trans, int64_t *ld) {
@@ -70,7 +71,7 @@ static matmul_plan plan_for(const tensor *c, const tensor *a, const tensor *b) {
 }
 
 void matmul_run(matmul_gemm_fn gemm, tensor *c, const tensor *a, const tensor *b, double alpha,
-                double beta) {
+                double beta, petal_precision precision) {
     if (tensor_numel(c) == 0) return;
     if (a->shape[a->ndim - 1] == 0) { // an empty sum: c = beta * c
         if (beta == 0)
@@ -83,7 +84,25 @@ void matmul_run(matmul_gemm_fn gemm, tensor *c, const tensor *a, const tensor *b
     tensor *bc = readable(b) ? NULL : tensor_clone_data(b);
     const tensor *ra = ac ? ac : a, *rb = bc ? bc : b;
     matmul_plan plan = plan_for(c, ra, rb);
-    gemm(&plan, ra, rb, c, alpha, beta);
+    gemm(&plan, ra, rb, c, alpha, beta, precision);
     tensor_free(ac);
     tensor_free(bc);
+}
+
+tensor *matmul_operand_span(const tensor *t, petal_dtype dtype, int64_t *first, int64_t *count) {
+    PETAL_CHECK(tensor_numel(t) > 0, "matmul: an empty operand has no span");
+    int64_t lo = 0, hi = 0; // of t's elements, relative to t->offset
+    for (int d = 0; d < t->ndim; d++) {
+        int64_t reach = (t->shape[d] - 1) * t->strides[d];
+        if (reach < 0)
+            lo += reach;
+        else
+            hi += reach;
+    }
+    *first = t->offset + lo;
+    *count = hi - lo + 1;
+    tensor_storage *s = storage_new(t->device, (size_t)*count * dtype_size(dtype));
+    tensor *copy = tensor_make_view(s, dtype, t->ndim, t->shape, t->strides, -lo);
+    storage_release(s); // the view holds the only reference
+    return copy;
 }

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "tensor/precision.h"
 #include "tensor/tensor.h"
 
 typedef struct {
@@ -19,15 +20,23 @@ typedef struct {
     int64_t batch;                  // GEMMs to run: one per batch entry of c, 1 once folded
 } matmul_plan;
 
-// Runs the plan's GEMMs. Entry i reads each operand t at element matmul_batch_offset(t, c, i) of
-// its storage (with the batch folded, entry 0 covers everything).
+// Runs the plan's GEMMs with inputs at `precision`. Entry i reads each operand t at element
+// matmul_batch_offset(t, c, i) of its storage (with the batch folded, entry 0 covers everything).
 typedef void (*matmul_gemm_fn)(const matmul_plan *plan, const tensor *a, const tensor *b, tensor *c,
-                               double alpha, double beta);
+                               double alpha, double beta, petal_precision precision);
 
 // The driver every backend's matmul calls: an empty product (k = 0) becomes c = beta * c through
 // c's backend, operands the GEMM cannot read are copied, then `gemm` runs the plan.
 void matmul_run(matmul_gemm_fn gemm, tensor *c, const tensor *a, const tensor *b, double alpha,
-                double beta);
+                double beta, petal_precision precision);
+
+// Room for operand t at lower precision: a new storage of `dtype` (on t's device) as long as the
+// span of t's storage that t's elements lie in (*first: the span's first element there, *count: its
+// length), viewed with t's shape and strides. The backend writes element j of the span, rounded,
+// to element j of the new storage; the GEMM then reads the copy exactly where it would read t, so
+// the plan, and with it the order of the sums, is the unrounded product's. For a dense operand
+// (contiguous, transposed, a permutation) the span is its numel; broadcast dims make it smaller.
+tensor *matmul_operand_span(const tensor *t, petal_dtype dtype, int64_t *first, int64_t *count);
 
 // Element offset of batch entry i of operand t (a, b or c) in its storage, t's batch dims
 // broadcast to c's (size-1 dims repeat).

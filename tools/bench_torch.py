@@ -41,8 +41,17 @@ rss_peak_delta_bytes: PyTorch's CPU allocator keeps no byte counters to compare 
 peak_bytes. On a GPU, peak_bytes is the CUDA caching allocator's peak of allocated bytes above what
 was allocated before the step, the measure of petal's peak_bytes there. GPU timings synchronise
 before and after each phase, as petal's do; TF32 is off, as in petal's f32 GEMMs.
+
+gemm and block take --precision, as petal's benches do: f32 (default); tf32 (GPU only:
+torch.backends.cuda.matmul.allow_tf32, petal's CUBLAS_COMPUTE_32F_FAST_TF32); bf16 (the forward in
+torch.autocast(device, dtype=torch.bfloat16), the backward outside it as PyTorch recommends; like
+petal, each GEMM of backward then runs in the precision its forward ran in). One difference:
+autocast's GEMMs write bf16 results, petal's write f32 (docs/cuda.md "Mixed precision"):
+    ./build/petal bench block --device cuda --precision bf16
+    python3 tools/bench_torch.py block --device cuda --precision bf16
 """
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -215,13 +224,23 @@ def frozen_block(args):
     return blk
 
 
-def timed_step(blk, x, seed):
-    """One forward and backward: (forward ms, backward ms); gradients cleared after."""
+def precision_region(args):
+    """The forward's autocast region for --precision bf16; nothing to enter otherwise (tf32 is a
+    switch set once in main)."""
+    if args.precision == "bf16":
+        return torch.autocast(args.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def timed_step(blk, x, seed, region=contextlib.nullcontext):
+    """One forward (inside region()) and backward: (forward ms, backward ms); gradients cleared
+    after."""
     dev = x.device
     t0 = clock(dev)
-    y = blk(x)
+    with region():
+        y = blk(x)
     t1 = clock(dev)
-    y.backward(seed)
+    y.backward(seed.to(y.dtype))
     t2 = clock(dev)
     del y
     x.grad = None
@@ -233,20 +252,22 @@ def bench_block(args):
     dev = args.device
     blk = frozen_block(args)
     tiny = torch.zeros(1, 8, args.dim, device=dev, requires_grad=True)
-    blk(tiny).sum().backward()
+    with precision_region(args):
+        warm = blk(tiny).sum()
+    warm.backward()
     x = torch.randn(args.batch, args.tokens, args.dim, device=dev, requires_grad=True)
     seed = torch.ones(args.batch, args.tokens, args.dim, device=dev)
     meter = PeakMeter(dev)
     fwd, bwd, delta = [], [], None
     for it in range(-2, args.iters):
-        f, b = timed_step(blk, x, seed)
+        f, b = timed_step(blk, x, seed, lambda: precision_region(args))
         if delta is None:
             delta = meter.read()
         if it >= 0:
             fwd.append(f)
             bwd.append(b)
-    return {"bench": "block", "impl": "torch", "device": str(dev), "batch": args.batch,
-            "tokens": args.tokens,
+    return {"bench": "block", "impl": "torch", "device": str(dev), "precision": args.precision,
+            "batch": args.batch, "tokens": args.tokens,
             "dim": args.dim, "heads": args.heads, "threads": torch.get_num_threads(),
             "fwd_ms": round(statistics.median(fwd), 2), "bwd_ms": round(statistics.median(bwd), 2),
             "peak_bytes": delta}
@@ -306,9 +327,10 @@ def bench_gemm(args):
     for it in range(-2, args.iters):
         meter = PeakMeter(dev) if dev.type == "cuda" else None
         t0 = clock(dev)
-        c = a @ b
+        with precision_region(args):
+            c = a @ b
         t1 = clock(dev)
-        c.backward(g)
+        c.backward(g.to(c.dtype))
         t2 = clock(dev)
         del c
         a.grad = b.grad = None
@@ -317,7 +339,8 @@ def bench_gemm(args):
             bwd.append((t2 - t1) * 1e3)
             peak = max(peak, meter.read()) if meter else peak
     f = statistics.median(fwd)
-    result = {"bench": "gemm", "impl": "torch", "device": str(dev), "m": args.m, "n": args.n,
+    result = {"bench": "gemm", "impl": "torch", "device": str(dev), "precision": args.precision,
+              "m": args.m, "n": args.n,
               "k": args.k, "threads": torch.get_num_threads(), "fwd_ms": round(f, 3),
               "bwd_ms": round(statistics.median(bwd), 3),
               "fwd_gflops": round(2 * args.m * args.n * args.k / f * 1e-6, 1)}
@@ -465,6 +488,8 @@ def main():
     p.add_argument("--iters", type=int, default=None,
                    help="10 (gemm, block) or 3 (vit, blip-itm, train)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["f32", "tf32", "bf16"], default="f32",
+                   help="GEMM input precision (gemm, block); tf32 on cuda only")
     p.add_argument("--m", type=int, default=1024)
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--k", type=int, default=1024)
@@ -493,8 +518,12 @@ def main():
     if args.bench == "train" and (args.petl, args.variant) != ("aurora", "code"):
         p.error("train runs the released Aurora code: --petl aurora --variant code")
     args.device = torch.device(args.device)
+    if args.precision != "f32" and args.bench not in ("gemm", "block"):
+        p.error("--precision %s: only gemm and block take it" % args.precision)
+    if args.precision == "tf32" and args.device.type != "cuda":
+        p.error("--precision tf32 needs --device cuda (TF32 is a GPU tensor-core mode)")
     if args.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with torch.random.fork_rng():

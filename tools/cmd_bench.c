@@ -1,14 +1,18 @@
 // petal bench gemm | block: timings and peak memory, one JSON line per run.
 //
-//   petal bench gemm --m M --n N --k K [--iters I] [--device D]
+//   petal bench gemm --m M --n N --k K [--iters I] [--device D] [--precision P]
 //       tensor_matmul forward (and backward for both operands); on the CPU next to a bare
 //       cblas_sgemm call on the same buffers, so the wrapper's overhead is visible.
 //   petal bench block --batch B --tokens T --dim D --heads H [--iters I] [--device D]
+//                     [--precision P]
 //       one pre-norm ViT block (LN, fused qkv, attention, proj, LN, MLP with GELU), frozen
 //       weights, input requiring grad: forward and backward as in PETL training.
 //   petal bench train --config CONFIG.yaml [--steps N] | --model blip-base-retrieval [...]
 //       training steps of an experiment config, or one PETL step of BLIP-base retrieval on random
 //       inputs (tools/bench_train.c).
+// --precision is the input precision of the f32 GEMMs, forward and backward (tensor/precision.h):
+// f32 (default), tf32 or bf16; on the CPU, tf32 and bf16 are emulated (the operands rounded, then
+// the same sgemm), so there they time the emulation's cost, not a speed-up.
 // --device is cpu (default), cuda or cuda:N. GPU work is asynchronous, so every timing starts and
 // ends with the device synchronised; peak_bytes is that device's allocator peak. cpu_path is the
 // CPU path the kernels ran (tensor/cpu/cpu_path.h; PETAL_CPU picks another).
@@ -32,9 +36,9 @@
 
 const char cmd_bench_usage[] =
     "petal bench gemm|block|vit|blip-itm|train|allreduce [options]\n"
-    "  gemm --m M --n N --k K [--iters I] [--device D]\n"
+    "  gemm --m M --n N --k K [--iters I] [--device D] [--precision P]\n"
     "      matmul forward and backward (defaults 1024 x 1024 x 1024, 10 iters)\n"
-    "  block --batch B --tokens T --dim D --heads H [--iters I] [--device D]\n"
+    "  block --batch B --tokens T --dim D --heads H [--iters I] [--device D] [--precision P]\n"
     "      one ViT block forward and backward (defaults 4, 197, 768, 12; 10 iters); on the CPU\n"
     "      also its GEMM floor: the step's GEMM FLOPs at the sgemm rate OpenBLAS reaches here\n"
     "  block --petl METHOD [--rank R] [--variant paper|code] [--batch B] [--tokens T] [--iters I]\n"
@@ -52,19 +56,28 @@ const char cmd_bench_usage[] =
     "  allreduce [--bytes 4K,64K,512K,4M,32M] [--iters I]\n"
     "      the gradient all-reduce of data-parallel training, under mpirun -np N (20 iters);\n"
     "      with the mpi backend also MPI_Allreduce on the same buffer (mpi_allreduce_ms)\n"
-    "  --iters I is 1 to 1000; --device is cpu (default), cuda or cuda:N\n"
+    "  --iters I is 1 to 1000; --device is cpu (default), cuda or cuda:N; --precision is the\n"
+    "  GEMMs' input precision: f32 (default), tf32 or bf16 (emulated on the CPU)\n"
     "example: petal bench gemm --m 512 --n 512 --k 512 --iters 20";
 
 // The options both benches take.
 typedef struct {
     petal_device device;
     int iters;
+    petal_precision precision;
 } bench_common;
 
 static int parse_common(int argc, char **argv, bench_common *b) {
     const char *dev = cli_option(argc, argv, "--device", "cpu");
     if (device_parse(dev, &b->device) != PETAL_OK) {
         fprintf(stderr, "petal bench: %s\n", petal_error_message());
+        return 2;
+    }
+    const char *precision = cli_option(argc, argv, "--precision", "f32");
+    if (!precision_parse(precision, &b->precision)) {
+        fprintf(stderr,
+                "petal bench: --precision: expected one of " PRECISION_CHOICES ", found '%s'\n",
+                precision);
         return 2;
     }
     long iters;
@@ -92,7 +105,8 @@ static tensor *ones_on(petal_device d, int ndim, const int64_t *shape) {
 }
 
 static int bench_gemm(int argc, char **argv) {
-    static const char *const known[] = {"--m", "--n", "--k", "--iters", "--device", NULL};
+    static const char *const known[] = {"--m",      "--n",         "--k", "--iters",
+                                        "--device", "--precision", NULL};
     bench_common bc;
     if (cli_check_options(argc, argv, known, cmd_bench_usage) || parse_common(argc, argv, &bc))
         return 2;
@@ -102,6 +116,7 @@ static int bench_gemm(int argc, char **argv) {
     int iters = bc.iters;
     petal_device dev = bc.device;
     bool on_cpu = dev.type == PETAL_CPU;
+    precision_set(bc.precision);
     tensor *a = tensor_set_requires_grad(kept_normal(dev, SHAPE(m, k)), true);
     tensor *b = tensor_set_requires_grad(kept_normal(dev, SHAPE(k, n)), true);
     tensor *c = tensor_keep(tensor_empty_on(dev, PETAL_F32, SHAPE(m, n)));
@@ -135,12 +150,14 @@ static int bench_gemm(int argc, char **argv) {
            r = bench_median(raw, iters);
     double gflop = 2.0 * (double)m * (double)n * (double)k * 1e-9;
     char dn[16];
-    printf("{\"bench\": \"gemm\", \"device\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, "
+    printf("{\"bench\": \"gemm\", \"device\": \"%s\", \"precision\": \"%s\", \"m\": %lld, "
+           "\"n\": %lld, \"k\": %lld, "
            "\"threads\": %d, \"cpu_path\": \"%s\", \"blas_core\": \"%s\", \"fwd_ms\": %.3f, "
            "\"bwd_ms\": %.3f, "
            "\"peak_bytes\": %zu, \"fwd_gflops\": %.1f",
-           device_name(dev, dn), (long long)m, (long long)n, (long long)k, threads_get(),
-           cpu_path_name(cpu_path_active()), blas_core_name(), f, bw, peak, gflop / f * 1e3);
+           device_name(dev, dn), precision_name(bc.precision), (long long)m, (long long)n,
+           (long long)k, threads_get(), cpu_path_name(cpu_path_active()), blas_core_name(), f, bw,
+           peak, gflop / f * 1e3);
     if (on_cpu)
         printf(", \"openblas_ms\": %.3f, \"openblas_gflops\": %.1f, \"fwd_vs_openblas\": %.3f", r,
                gflop / r * 1e3, r / f);
@@ -172,8 +189,8 @@ static double sgemm_gflops(int64_t m, int64_t n, int64_t k) {
 }
 
 static int bench_block(int argc, char **argv) {
-    static const char *const known[] = {"--batch", "--tokens", "--dim", "--heads",
-                                        "--iters", "--device", NULL};
+    static const char *const known[] = {"--batch", "--tokens", "--dim",       "--heads",
+                                        "--iters", "--device", "--precision", NULL};
     bench_common bc;
     if (cli_check_options(argc, argv, known, cmd_bench_usage) || parse_common(argc, argv, &bc))
         return 2;
@@ -182,6 +199,7 @@ static int bench_block(int argc, char **argv) {
         cli_option_long(argc, argv, "--dim", 768), cli_option_long(argc, argv, "--heads", 12)};
     int iters = bc.iters;
     petal_device dev = bc.device;
+    precision_set(bc.precision);
     if (s.dim % s.heads != 0) {
         fprintf(stderr, "petal bench block: --dim %lld is not a multiple of --heads %lld\n",
                 (long long)s.dim, (long long)s.heads);
@@ -237,14 +255,16 @@ static int bench_block(int argc, char **argv) {
                  "\"step_over_floor\": %.3f",
                  (long long)flops, rate, floor_ms, step_ms / floor_ms);
     }
-    printf("{\"bench\": \"block\", \"device\": \"%s\", \"batch\": %lld, \"tokens\": %lld, "
+    printf("{\"bench\": \"block\", \"device\": \"%s\", \"precision\": \"%s\", \"batch\": %lld, "
+           "\"tokens\": %lld, "
            "\"dim\": %lld, \"heads\": %lld, \"threads\": %d, \"cpu_path\": \"%s\", "
            "\"blas_core\": \"%s\", "
            "\"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"peak_bytes\": %zu, "
            "\"rss_peak_delta_bytes\": %zu%s}\n",
-           device_name(dev, dn), (long long)s.batch, (long long)s.tokens, (long long)s.dim,
-           (long long)s.heads, threads_get(), cpu_path_name(cpu_path_active()), blas_core_name(),
-           bench_median(fwd, iters), bench_median(bwd, iters), peak, rss_delta, floor);
+           device_name(dev, dn), precision_name(bc.precision), (long long)s.batch,
+           (long long)s.tokens, (long long)s.dim, (long long)s.heads, threads_get(),
+           cpu_path_name(cpu_path_active()), blas_core_name(), bench_median(fwd, iters),
+           bench_median(bwd, iters), peak, rss_delta, floor);
     tensor_free(seed);
     tensor_free(x);
     tensor_free(xt);

@@ -133,10 +133,12 @@ static char *fingerprint_json(const train_config *c, const train_model *tm, cons
     return strbuf_take(&j);
 }
 
-// The training loss of the batch (the full distillation weight, no warm-up ramp) and its backward.
+// The training loss of the batch (the full distillation weight, no warm-up ramp) and its backward,
+// in the config's GEMM precision as a training step.
 static petal_status backward(const train_config *c, const train_model *tm, const train_batch *b,
                              long seed, double *loss) {
     int mark = scope_begin();
+    petal_precision outer = precision_set(c->precision);
     step_parts parts;
     rng_generator g = {(uint64_t)seed * 2 + 1, 0};
     tensor *l = step_loss(tm, c, b, c->alpha, &g, NULL, &parts);
@@ -146,6 +148,7 @@ static petal_status backward(const train_config *c, const train_model *tm, const
         autograd_backward(l, NULL, false);
     else
         s = petal_error(PETAL_ERR_NUMERIC, "%s: the loss of the batch is %g", c->source, *loss);
+    precision_set(outer);
     scope_end(mark);
     return s;
 }

@@ -53,6 +53,7 @@ static const char *const task_names[] = {"retrieval", "vqa", "caption", "pretrai
 static const char *const schedule_names[] = {"epoch_cosine", "step_cosine", NULL};
 static const char *const inference_names[] = {"rank", "generate", NULL};
 static const char *const dtype_names[] = {"f32", "f64", NULL};
+static const char *const precision_names[] = {"f32", "tf32", "bf16", NULL};
 static const char *const media_names[] = {"image", "video", NULL};
 static const char *const video_itc_names[] = {"aurora", "blip", NULL};
 static const char *const variant_names[] = {"paper", "code", NULL};
@@ -64,13 +65,14 @@ static const char *const sharing_names[] = {"global", "modality", "layer", NULL}
 // The name tables index by enum value, and enums are stored as int.
 _Static_assert(TRAIN_TASK_PRETRAIN == 3 && TRAIN_SCHEDULE_STEP_COSINE == 1 &&
                    TRAIN_VQA_GENERATE == 1 && PETL_CODE == 1 && CP_CORE_DENSE == 1 &&
-                   ICE_MEAN == 2 && GQT_AFFINE == 2 && CP_SHARE_LAYER == 2,
+                   ICE_MEAN == 2 && GQT_AFFINE == 2 && CP_SHARE_LAYER == 2 &&
+                   PETAL_PRECISION_BF16 == 2,
                "enum order differs from the name tables");
 _Static_assert(sizeof(train_task) == sizeof(int) && sizeof(train_schedule) == sizeof(int) &&
                    sizeof(train_vqa_inference) == sizeof(int) &&
                    sizeof(petl_variant) == sizeof(int) && sizeof(cp_core) == sizeof(int) &&
                    sizeof(ice_mode) == sizeof(int) && sizeof(gqt_mode) == sizeof(int) &&
-                   sizeof(cp_sharing) == sizeof(int),
+                   sizeof(cp_sharing) == sizeof(int) && sizeof(petal_precision) == sizeof(int),
                "enums are read and written as int");
 
 #define AT(field)       offsetof(train_config, field)
@@ -193,6 +195,11 @@ static const config_key config_keys[] = {
     {"dtype", KEY_ENUM, AT(dtype), .names = dtype_names, .def = "f32",
      .doc = "Precision of the model, its PETL tensors and the batches: f32, or f64 for "
             "exactness checks (a model built from arch; pretrained files are f32)."},
+    {"precision", KEY_ENUM, AT(precision), .names = precision_names, .def = "f32",
+     .doc = "Input precision of the f32 matrix products (every GEMM and attention product) in "
+            "training steps, forward and backward, and in evaluation: f32; tf32 (inputs rounded "
+            "to 10 mantissa bits); bf16 (to 7). Sums, results, weights, softmax, LayerNorm, "
+            "losses and AdamW stay f32 (docs/cuda.md \"Mixed precision\"). Needs dtype f32."},
     {"seed", KEY_INT, AT(seed), AT_LEAST(0), .def = "42",
      .doc = "Seed of every random stream: initialisation, data order, augmentation, dropout "
             "(BLIP's --seed 42)."},
@@ -1103,6 +1110,11 @@ static petal_status check_rules(const train_config *c, const config_origin *orig
         return rule_error(c, origins, "paragraph", "task",
                           "paragraphs need task retrieval, found task '%s'",
                           train_task_name(c->task));
+    if (c->dtype == TRAIN_DTYPE_F64 && c->precision != PETAL_PRECISION_F32)
+        return rule_error(c, origins, "precision", "dtype",
+                          "%s rounds the inputs of f32 products; dtype f64 has none, found "
+                          "dtype 'f64'",
+                          precision_name(c->precision));
     if (c->dtype == TRAIN_DTYPE_F64 && *c->pretrained)
         return rule_error(c, origins, "dtype", "pretrained",
                           "f64 needs a model built from arch (pretrained files are f32), found "

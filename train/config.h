@@ -22,6 +22,7 @@
 
 #include "petl/petl.h"
 #include "tensor/error.h"
+#include "tensor/precision.h"
 
 typedef enum {
     TRAIN_TASK_RETRIEVAL, // ITC + ITM (train_retrieval.py)
@@ -123,6 +124,8 @@ typedef struct {
     double vit_drop_path; // the ViT's stochastic depth (0; 0.1 in vqa.yaml)
     double text_dropout;  // hidden and attention dropout of the BERTs while training (0.1)
     train_dtype dtype;    // f32 | f64 (arch models only)
+    // f32 | tf32 | bf16: the input precision of the GEMMs of training steps and evaluation
+    petal_precision precision;
     // ---- optimisation ----
     int64_t seed;
     int64_t batch_size_train, batch_size_test;

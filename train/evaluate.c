@@ -393,6 +393,7 @@ petal_status evaluate_split_on(const train_config *c, const train_model *tm, tra
     petal_status s = splits_load(c, split, &d);
     if (s) return s;
     bool grad = grad_mode_set(false);
+    petal_precision outer = precision_set(c->precision);
     int mark = scope_begin();
     bool temp = false;
     char *results = NULL;
@@ -413,6 +414,7 @@ petal_status evaluate_split_on(const train_config *c, const train_model *tm, tra
     if (temp) unlink(results);
     free(results);
     scope_end(mark);
+    precision_set(outer);
     grad_mode_set(grad);
     train_data_free(&d);
     return s;

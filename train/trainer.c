@@ -154,6 +154,7 @@ static petal_status micro_step(trainer *t, loader *l, int64_t a, step_parts *mea
     if (!s) {
         double alpha = schedule_alpha(c->alpha, t->pos.epoch, t->pos.batch + a, t->batches);
         step_parts p;
+        petal_precision outer = precision_set(c->precision);
         tensor *loss = step_loss(t->tm, c, &b, alpha, &t->pos.rng, t->comm, &p);
         // A non-finite loss is back-propagated too and caught after the step's parts are
         // averaged: the ranks of a data-parallel run must all reach the all-reduce.
@@ -164,6 +165,7 @@ static petal_status micro_step(trainer *t, loader *l, int64_t a, step_parts *mea
         } else {
             autograd_backward(loss, NULL, false);
         }
+        precision_set(outer);
         mean->n = p.n;
         for (int i = 0; i < p.n; i++) {
             mean->names[i] = p.names[i];
@@ -546,6 +548,8 @@ static void print_header(trainer *t) {
     run_log(&t->run, "%s: %s on %lld training samples, %lld steps (%lld per epoch)", t->c->source,
             train_task_name(t->c->task), (long long)t->data.n, (long long)t->total,
             (long long)t->per_epoch);
+    run_log(&t->run, "precision: %s (the inputs of f32 matrix products)",
+            precision_name(t->c->precision));
     if (t->comm)
         run_log(&t->run, "data parallel: %d ranks (%s), %lld samples per step in all", t->world,
                 dist_backend_name(t->comm),

@@ -15,7 +15,8 @@ void cpu_reduce(reduce_op op, tensor *out, const tensor *x, int dim);
 void cpu_arg_reduce(reduce_op op, tensor *values, tensor *indices, const tensor *x, int dim);
 void cpu_topk(tensor *values, tensor *indices, const tensor *x, int64_t k, bool largest);
 
-void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
+void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta,
+                petal_precision precision);
 
 void cpu_softmax(tensor *y, const tensor *x, int dim, bool log);
 void cpu_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim, bool log);

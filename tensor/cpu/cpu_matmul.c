@@ -1,8 +1,13 @@
 // c = alpha * a @ b + beta * c through OpenBLAS: the plan of tensor/matmul_plan.h (transposes,
 // batch folding) run as cblas_sgemm / cblas_dgemm calls.
+//
+// Under TF32 or BF16 (tensor/precision.h) the f32 operands are rounded into scratch copies first
+// and the same sgemm runs on them: a product of two bf16 (or TF32) values is exact in f32, so this
+// is what a GPU's bf16 / TF32 GEMM computes, up to the order of the f32 additions.
 #include <cblas.h>
 
 #include "tensor/blas.h"
+#include "tensor/cpu/cpu_iter.h"
 #include "tensor/cpu/cpu_kernels.h"
 #include "tensor/matmul_plan.h"
 
@@ -62,8 +67,28 @@ static void gemm_entry(const matmul_plan *p, const tensor *a, const tensor *b, t
                     pb, (int)p->ldb, beta, pc, (int)p->ldc);
 }
 
+// Operand t with each element rounded to `precision`, laid out as t (matmul_operand_span).
+static tensor *rounded_operand(const tensor *t, petal_precision precision) {
+    int64_t first, count;
+    tensor *r = matmul_operand_span(t, PETAL_F32, &first, &count);
+    const float *src = (const float *)t->storage->data + first;
+    float *dst = r->storage->data;
+    bool bf16 = precision == PETAL_PRECISION_BF16;
+#pragma omp parallel for if (count >= CPU_PARALLEL_GRAIN)
+    for (int64_t i = 0; i < count; i++)
+        dst[i] = bf16 ? f32_round_bf16(src[i]) : f32_round_tf32(src[i]);
+    return r;
+}
+
 static void gemm_batch(const matmul_plan *p, const tensor *a, const tensor *b, tensor *c,
-                       double alpha, double beta) {
+                       double alpha, double beta, petal_precision precision) {
+    if (precision != PETAL_PRECISION_F32 && c->dtype == PETAL_F32) {
+        tensor *ra = rounded_operand(a, precision), *rb = rounded_operand(b, precision);
+        gemm_batch(p, ra, rb, c, alpha, beta, PETAL_PRECISION_F32);
+        tensor_free(ra);
+        tensor_free(rb);
+        return;
+    }
     // Many small products (attention heads): one single-threaded GEMM per thread beats a
     // multi-threaded BLAS call on each. Large products: let BLAS use every thread. (BLAS is
     // never called inside an inactive `parallel if(0)` region: libgomp would then start a fresh
@@ -84,7 +109,8 @@ static void gemm_batch(const matmul_plan *p, const tensor *a, const tensor *b, t
     blas_restore_team(team);
 }
 
-void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta) {
+void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta,
+                petal_precision precision) {
     blas_core_warn_once();
-    matmul_run(gemm_batch, c, a, b, alpha, beta);
+    matmul_run(gemm_batch, c, a, b, alpha, beta, precision);
 }

@@ -15,7 +15,8 @@ void cuda_reduce(reduce_op op, tensor *out, const tensor *x, int dim);
 void cuda_arg_reduce(reduce_op op, tensor *values, tensor *indices, const tensor *x, int dim);
 void cuda_topk(tensor *values, tensor *indices, const tensor *x, int64_t k, bool largest);
 
-void cuda_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
+void cuda_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta,
+                 petal_precision precision);
 
 void cuda_softmax(tensor *y, const tensor *x, int dim, bool log);
 void cuda_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim, bool log);

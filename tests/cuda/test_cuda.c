@@ -1,12 +1,13 @@
 // tests/cuda: the CUDA backend against the CPU backend, the oracle (as ggml's test-backend-ops):
 // every case of the op table (ops/op_table.c) forward and backward on cpu and cuda:0, in f64 and
 // f32, with per-op tolerances; the same ops at sizes that take many blocks and on NaN, infinities,
-// signed zeros and ties; every op run twice on cuda giving the same bits; then the allocator,
-// copies of non-contiguous views, random streams, AdamW, the NCCL layer and the errors (devices
-// mixed, bad indices). Every test case is tagged "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out); the
-// op table and the fused attention's cases also "sanitize" (CK_INCLUDE_TAGS=sanitize: what
-// compute-sanitizer runs in scripts/gpu-check.sh). Where cuda:0 cannot be used (no driver, no
-// device, out of memory, a build without CUDA) the suite reports itself skipped, or with
+// signed zeros and ties; every op run twice on cuda giving the same bits; bf16 and TF32 GEMMs
+// against the CPU's emulation of them; then the allocator, copies of non-contiguous views, random
+// streams, AdamW, the NCCL layer and the errors (devices mixed, bad indices). Every test case is
+// tagged "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out); the op table and the fused attention's cases
+// also "sanitize" (CK_INCLUDE_TAGS=sanitize: what compute-sanitizer runs in scripts/gpu-check.sh).
+// Where cuda:0 cannot be used (no driver, no device, out of memory, a build without CUDA) the suite
+// reports itself skipped, or with
 // PETAL_REQUIRE_GPU=1 fails every case naming why (gpu_gate.h).
 #include <math.h>
 #include <stdio.h>
@@ -352,6 +353,113 @@ START_TEST(test_sized_case) {
     const op_case *c = &sized_cases[_i];
     GPU_REQUIRE();
     check_both_types(c);
+}
+END_TEST
+
+// ---- mixed precision: bf16 and TF32 GEMMs against the CPU's emulation of them ----
+
+// The GEMM path of attention on cuda too (the fused kernels are the default there).
+static tensor *f_attention_gemm(tensor **a, const op_case *c) {
+    setenv("PETAL_ATTENTION", "unfused", 1);
+    tensor *out = f_attention(a, c);
+    unsetenv("PETAL_ATTENTION");
+    return out;
+}
+
+typedef struct {
+    op_case c;
+    // The GPU rounds what the CPU emulation rounds (its GEMMs' operands). Not so the fused
+    // attention under bf16: it rounds flash attention's unnormalised probabilities, not P.
+    bool same_rounding;
+} precision_case;
+
+static const precision_case precision_cases[] = {
+    {{"matmul folded rows", "matmul", 2, {ARG(3, 65, 130), ARG(130, 33)}, .fn = f_matmul}, true},
+    {{"matmul batched, both transposed",
+      "matmul",
+      2,
+      {ARG_T(3, 65, 130), ARG_T(3, 130, 33)},
+      .fn = f_matmul},
+     true},
+    {{"matmul broadcast", "matmul", 2, {ARG(2, 1, 20, 30), ARG(3, 30, 10)}, .fn = f_matmul}, true},
+    {{"linear", "linear", 3, {ARG(4, 50, 96), ARG(120, 96), ARG(120)}, .fn = f_linear}, true},
+    {{"attention causal, GEMM path",
+      "attention",
+      3,
+      {ARG(2, 3, 40, 16), ARG(2, 3, 50, 16), ARG(2, 3, 50, 24)},
+      {1},
+      .fn = f_attention_gemm},
+     true},
+    {{"attention causal, fused on cuda",
+      "attention",
+      3,
+      {ARG(2, 3, 40, 16), ARG(2, 3, 50, 16), ARG(2, 3, 50, 24)},
+      {1},
+      .fn = f_attention},
+     false},
+};
+
+// The rms of gpu - cpu over the largest |cpu| (at least 1): a rare element that a rounding
+// flipped (an attention probability one bf16 unit apart) does not dominate it.
+static double scaled_rms_diff(const tensor *gpu, const tensor *cpu) {
+    double scale = 1, sum = 0;
+    int64_t n = tensor_numel(cpu);
+    for (int64_t i = 0; i < n; i++) {
+        double d = tensor_get_flat(gpu, i) - tensor_get_flat(cpu, i);
+        scale = fmax(scale, fabs(tensor_get_flat(cpu, i)));
+        sum += d * d;
+    }
+    return sqrt(sum / (double)n) / scale;
+}
+
+// Case c in f32 under precision p on cuda:0 against the CPU's emulation of p (the same rounded
+// operands, sums in another order), forward and then backward, which is called outside the region
+// and must still run the nodes' GEMMs in p. Under bf16 the GPU's output must also be nearer the
+// emulation than the plain f32 result (in rms), which a GEMM that ignored p would not be; where
+// the GPU rounds elsewhere (the fused attention), it must at least be clearly off f32 (f32's own
+// differences between the devices are near 1e-7).
+static void check_precision_case(const precision_case *pc, petal_precision p) {
+    const op_case *c = &pc->c;
+    int mark = scope_begin();
+    tensor *args[4], *gpu_args[4];
+    for (int i = 0; i < c->n_args; i++) {
+        args[i] = op_case_arg(c, i, PETAL_F32, 31 + 7 * i);
+        gpu_args[i] = same_layout_on(args[i], CUDA0);
+    }
+    bool grad = grad_mode_set(false);
+    tensor *plain = c->fn(args, c);
+    grad_mode_set(grad);
+    petal_precision prev = precision_set(p);
+    tensor *want = c->fn(args, c), *got = c->fn(gpu_args, c);
+    precision_set(prev);
+    tolerance tol = p == PETAL_PRECISION_BF16 ? (tolerance){1e-2, 1e-2} : (tolerance){2e-3, 2e-3};
+    char what[160];
+    snprintf(what, sizeof what, "%s (%s) forward", c->name, precision_name(p));
+    ck_assert_msg(close_to_cpu(what, got, want, tol), "%s: cuda differs from the emulation", what);
+    double to_emulation = scaled_rms_diff(got, want), to_f32 = scaled_rms_diff(got, plain);
+    printf("%s: cuda vs emulation %.3g, vs f32 %.3g\n", what, to_emulation, to_f32);
+    if (p == PETAL_PRECISION_BF16 && pc->same_rounding)
+        ck_assert_msg(to_emulation < to_f32 / 4, "%s: cuda is as near f32 as the emulation", what);
+    if (p == PETAL_PRECISION_BF16)
+        ck_assert_msg(to_f32 > 1e-5, "%s: cuda is f32 (%.3g from it)", what, to_f32);
+    tensor *seed = tensor_empty_like(want);
+    tensor_normal_(seed, 0, 1, &(rng_generator){3, 0});
+    autograd_backward(want, seed, false);
+    autograd_backward(got, tensor_to(seed, CUDA0), false);
+    for (int i = 0; i < c->n_args; i++) {
+        if (!args[i]->requires_grad) continue;
+        snprintf(what, sizeof what, "%s (%s) grad %d", c->name, precision_name(p), i);
+        ck_assert_msg(args[i]->grad && gpu_args[i]->grad, "%s: missing", what);
+        ck_assert_msg(close_to_cpu(what, gpu_args[i]->grad, args[i]->grad, tol),
+                      "%s: cuda differs from the emulation", what);
+    }
+    scope_end(mark);
+}
+
+START_TEST(test_precision_case) {
+    GPU_REQUIRE();
+    check_precision_case(&precision_cases[_i], PETAL_PRECISION_BF16);
+    check_precision_case(&precision_cases[_i], PETAL_PRECISION_TF32);
 }
 END_TEST
 
@@ -855,6 +963,9 @@ int main(void) {
                         (int)(sizeof sized_cases / sizeof sized_cases[0]));
     tcase_add_loop_test(sized, test_special_values, 0,
                         (int)(sizeof special_cases / sizeof special_cases[0]));
+    TCase *mixed = tcase_with_timeout("bf16 and tf32 GEMMs: cuda vs the cpu emulation", 120);
+    tcase_add_loop_test(mixed, test_precision_case, 0,
+                        (int)(sizeof precision_cases / sizeof precision_cases[0]));
     TCase *attn = tcase_with_timeout("fused attention", 120);
     tcase_add_test(attn, test_fused_attention_deterministic);
     tcase_add_test(attn, test_fused_attention_saves_memory);
@@ -874,8 +985,8 @@ int main(void) {
     TCase *err = tcase_with_timeout("errors", 60);
     tcase_add_test(err, test_device_mismatch_names_both);
     tcase_add_test(err, test_bad_indices_reported);
-    TCase *all[] = {ops, sized, attn, repeat, mem, num, err};
-    for (int i = 0; i < 7; i++) {
+    TCase *all[] = {ops, sized, attn, repeat, mixed, mem, num, err};
+    for (int i = 0; i < 8; i++) {
         // The sanitizers (scripts/gpu-check.sh) run the tagged cases: every kernel at small sizes,
         // and the fused attention at many tiles.
         tcase_set_tags(all[i], all[i] == ops || all[i] == attn ? "gpu sanitize" : "gpu");

@@ -3,14 +3,18 @@
 // call per batch entry, after the checks cuBLAS makes (sizes, leading dimensions, types) and one
 // a GPU makes: every matrix must lie in device memory of the current device, whole, or the GPU
 // would fault. Which (A, B, C, compute) type combinations are supported is the table `gemm_kinds`:
-// f32 and f64, TF32 (f32 inputs rounded to TF32) and bf16 inputs with f32 output and accumulation.
+// f32 and f64, TF32 (f32 inputs rounded to TF32) and bf16 inputs with f32 output and accumulation;
+// the others return CUBLAS_STATUS_NOT_SUPPORTED.
 #include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <vector>
+
 #include "cuda_emu_internal.h"
 #include "cublas_api.h"
+#include "tensor/dtype_convert.h"
 
 struct cublasContext {
     cudaStream_t stream;
@@ -98,47 +102,49 @@ static void gemm_f64(bool ta, bool tb, int m, int n, int k, const void *alpha, c
                 ldc);
 }
 
-// The tensor-core paths: inputs converted to f32 (the elements of each matrix's whole extent,
-// leading dimension included), then an f32 GEMM, as the GPU accumulates in f32.
-static size_t extent(bool trans, int rows_n, int rows_t, int cols_n, int cols_t, int ld) {
-    int rows = trans ? rows_t : rows_n, cols = trans ? cols_t : cols_n;
-    return rows == 0 || cols == 0 ? 0 : (size_t)(cols - 1) * ld + rows;
-}
-
-// bf16 to f32 is exact: the bf16 bits are the f32's high half.
-static float *widen_bf16(const void *p, size_t n) {
-    float *out = (float *)malloc((n ? n : 1) * sizeof *out);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
-        memcpy(&out[i], &u, 4);
-    }
+// A column-major rows x cols operand (leading dimension ld) as f32, element i of its storage span
+// through to_f32, in a scratch copy with the same ld: what the f32 GEMM then reads.
+static std::vector<float> widened(const void *p, int rows, int cols, int ld,
+                                  float (*to_f32)(const void *p, long long i)) {
+    long long extent = rows == 0 || cols == 0 ? 0 : (long long)(cols - 1) * ld + rows;
+    std::vector<float> out((size_t)extent);
+    for (long long i = 0; i < extent; i++) out[(size_t)i] = to_f32(p, i);
     return out;
 }
 
-// f32 to TF32 (10 mantissa bits), to nearest with ties to even, NaN kept a NaN. The rounding of
-// the GPU's own conversion is not documented to the bit; this is what the emulator assumes.
-static float *round_tf32(const void *p, size_t n) {
-    float *out = (float *)malloc((n ? n : 1) * sizeof *out);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, (const float *)p + i, 4);
-        if ((u & 0x7fffffffu) <= 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
-        memcpy(&out[i], &u, 4);
-    }
-    return out;
+// bf16 inputs are exact in f32; TF32 inputs are the f32 ones rounded as petal's CPU emulation
+// rounds them (round to nearest even, tensor/dtype_convert.h). Real tensor cores' TF32 conversion
+// is not documented; this is the rounding petal's tests compare against.
+static float bf16_element(const void *p, long long i) {
+    return bf16_to_f32(((const uint16_t *)p)[i]);
 }
 
-template <float *(*CONVERT)(const void *, size_t)>
-static void gemm_converted(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
-                           int lda, const void *b, int ldb, const void *beta, void *c, int ldc) {
-    float *fa = CONVERT(a, extent(ta, m, k, k, m, lda)),
-          *fb = CONVERT(b, extent(tb, k, n, n, k, ldb));
-    gemm_f32(ta, tb, m, n, k, alpha, fa, lda, fb, ldb, beta, c, ldc);
-    free(fa);
-    free(fb);
+static float tf32_element(const void *p, long long i) {
+    return f32_round_tf32(((const float *)p)[i]);
 }
 
-// What is supported; anything else is CUBLAS_STATUS_NOT_SUPPORTED.
+// Products of widened operands are exact in f32, so the f32 GEMM computes what the device's
+// bf16 or TF32 GEMM computes, up to the order of the f32 sums.
+static void gemm_widened(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
+                         int lda, const void *b, int ldb, const void *beta, void *c, int ldc,
+                         float (*to_f32)(const void *p, long long i)) {
+    std::vector<float> wa = widened(a, ta ? k : m, ta ? m : k, lda, to_f32);
+    std::vector<float> wb = widened(b, tb ? n : k, tb ? k : n, ldb, to_f32);
+    gemm_f32(ta, tb, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta, c, ldc);
+}
+
+static void gemm_bf16(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
+                      int lda, const void *b, int ldb, const void *beta, void *c, int ldc) {
+    gemm_widened(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bf16_element);
+}
+
+static void gemm_tf32(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
+                      int lda, const void *b, int ldb, const void *beta, void *c, int ldc) {
+    gemm_widened(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tf32_element);
+}
+
+// What is supported. A new combination is a row here and a gemm_fn that converts its inputs and
+// calls one of the above.
 struct gemm_kind {
     cudaDataType a, b, c;
     cublasComputeType_t compute;
@@ -150,9 +156,8 @@ struct gemm_kind {
 static const gemm_kind gemm_kinds[] = {
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, 4, 4, gemm_f32},
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, 4, 4, 4, gemm_f32},
-    {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4, 4, 4,
-     gemm_converted<round_tf32>},
-    {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 2, 4, 4, gemm_converted<widen_bf16>},
+    {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4, 4, 4, gemm_tf32},
+    {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 2, 4, 4, gemm_bf16},
     {CUDA_R_64F, CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F, 8, 8, 8, gemm_f64},
     {CUDA_R_64F, CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F_PEDANTIC, 8, 8, 8, gemm_f64},
 };

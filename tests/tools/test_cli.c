@@ -403,6 +403,14 @@ START_TEST(test_params_bad_lists) {
                    NAMES("--model 'blip-large'", "expected blip-base-retrieval"));
     assert_refused(ARGS("bench", "train", "--model", "blip-base-retrieval", "--rank", "769"),
                    NAMES("--rank", "from 1 to 768", "'769'"));
+    // --precision names the choices; a valid one is said in the JSON line.
+    assert_refused(ARGS("bench", "gemm", "--precision", "fp16"),
+                   NAMES("--precision", "f32, tf32, bf16", "'fp16'"));
+    char *line = run_ok(ARGS("bench", "gemm", "--m", "40", "--n", "24", "--k", "56", "--iters", "1",
+                             "--precision", "bf16"));
+    ck_assert_msg(strstr(line, "\"bench\": \"gemm\", \"device\": \"cpu\", \"precision\": \"bf16\""),
+                  "%s", line);
+    free(line);
     // The other commands that take lists use the same splitter.
     assert_refused(ARGS("runs", "runs/a", "--metrics", "txt_r1,,img_r1"),
                    NAMES("petal runs", "--metrics", "item 2", "empty"));

@@ -196,6 +196,13 @@ static const error_case error_cases[] = {
     {BASE "vit_drop_path: 1\n",
      {":5: vit_drop_path: expected a number in [0, 1), found '1'"},
      PETAL_ERR_ARG},
+    {BASE "precision: fp16\n",
+     {":5: precision: expected one of f32, tf32, bf16, found 'fp16'"},
+     PETAL_ERR_ARG},
+    {BASE "dtype: f64\nprecision: bf16\n",
+     {":6: precision: bf16 rounds the inputs of f32 products; dtype f64 has none, found dtype "
+      "'f64'"},
+     PETAL_ERR_ARG},
     {BASE "lr_schedule: cosine\n",
      {":5: lr_schedule: expected one of epoch_cosine, step_cosine, found 'cosine'"},
      PETAL_ERR_ARG},
@@ -433,6 +440,7 @@ START_TEST(test_yaml_round_trip) {
     ck_assert_str_eq(c.image_root, "imgs: \"quoted\"");
     ck_assert_str_eq(c.prompt, "une photo de\t\xc3\xa9 ");
     ck_assert_str_eq(c.petl.extra_trainable, "");
+    ck_assert_int_eq(c.precision, PETAL_PRECISION_BF16);
     char *text = yaml_text(&c);
     // Every key was given, so nothing is written as null.
     ck_assert_msg(strstr(text, "~") == NULL, "a key of all_keys.yaml came back null:\n%s", text);
@@ -509,7 +517,7 @@ START_TEST(test_json) {
     ck_assert_ptr_null(json_get(petl, "lora"));
     ck_assert_ptr_null(json_get(petl, "extra_trainable"));
     // Every top-level key: 60 scalars and the arch and petl blocks.
-    ck_assert_int_eq(json_len(root), 62);
+    ck_assert_int_eq(json_len(root), 63);
     json_free(root);
     free(text);
     train_config_free(&c);
