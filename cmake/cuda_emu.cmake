@@ -29,7 +29,8 @@ add_compile_definitions(PETAL_CUDA_EMU)
 # Every `extern __shared__ T name[]` of the kernels needs a definition: one thread_local array per
 # name, registered with the runtime (launch.cc), generated from the sources and regenerated when
 # they change.
-file(GLOB cuda_files ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cuh)
+file(GLOB cuda_files ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/tensor/cuda/*.cuh
+     ${emu_dir}/test_cuda_emu.cu)
 set(shared_names "")
 foreach(file IN LISTS cuda_files)
   file(STRINGS ${file} lines REGEX "extern[ \t]+__shared__")
@@ -69,6 +70,22 @@ function(petal_cuda_emu_suite_settings)
   add_dependencies(test_cuda petal_cublas_emu)
   set_tests_properties(cuda PROPERTIES ENVIRONMENT "${env}")
   set_tests_properties(cuda_host PROPERTIES LABELS gpu)
+  # The emulator's own suite (tests/cuda_emu/test_cuda_emu.cu): kernels and the stand-ins.
+  set_source_files_properties(${emu_dir}/test_cuda_emu.cu PROPERTIES LANGUAGE CXX)
+  add_executable(test_cuda_emu ${emu_dir}/test_cuda_emu.cu)
+  target_compile_options(test_cuda_emu PRIVATE "SHELL:-include cuda_runtime.h")
+  set_target_properties(test_cuda_emu PROPERTIES CXX_STANDARD 20 CXX_STANDARD_REQUIRED ON
+                        RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  target_link_libraries(test_cuda_emu PRIVATE petal_test_util petal_cublas_emu)
+  add_test(NAME cuda_emu COMMAND test_cuda_emu)
+  set_tests_properties(cuda_emu PROPERTIES LABELS gpu)
+  # The suite again with each block's threads started last first: a kernel whose result depends
+  # on the order of its threads between two barriers (a missing __syncthreads) differs.
+  add_test(NAME cuda_reverse COMMAND test_cuda)
+  set_tests_properties(cuda_reverse PROPERTIES LABELS gpu ENVIRONMENT
+                       "${env};PETAL_CUDA_EMU_ORDER=reverse")
+  # What `ctest -L gpu` runs, and nothing else (CI builds just this).
+  add_custom_target(gpu_suite DEPENDS test_cuda test_cuda_host test_cuda_emu petal_cublas_emu)
 endfunction()
 cmake_language(DEFER CALL petal_cuda_emu_suite_settings)
 message(STATUS "petal: CUDA backend on, for the host emulator (PETAL_CUDA_EMU=ON, tests/cuda_emu)")

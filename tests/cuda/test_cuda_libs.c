@@ -17,6 +17,13 @@
 #endif
 #endif
 
+// The CUDA runtime's NEEDED entry: the host emulator's (tests/cuda_emu) in an emulated build.
+#ifdef PETAL_CUDA_EMU
+#define CUDA_RUNTIME_NEEDED "[libpetal_cuda_emu.so]"
+#else
+#define CUDA_RUNTIME_NEEDED "[libcudart.so."
+#endif
+
 // What no petal program may need or load before its first use of a CUDA device.
 #ifdef PETAL_HAVE_CUDA
 static const char *const lazy[] = {"libcublas", "libnccl"}; // libcublas covers libcublasLt
@@ -55,7 +62,7 @@ static void check_needs_no_lazy_library(const char *path) {
     char *needed = command_output(cmd);
     ck_assert_msg(strstr(needed, "[libc.so.6]"), "%s: no NEEDED entries read:\n%s", path, needed);
 #ifdef PETAL_HAVE_CUDA
-    ck_assert_msg(strstr(needed, "[libcudart.so."), "%s does not need the runtime:\n%s", path,
+    ck_assert_msg(strstr(needed, CUDA_RUNTIME_NEEDED), "%s does not need the runtime:\n%s", path,
                   needed);
 #endif
     const char *found = lazy_named(needed);

@@ -2,8 +2,8 @@
 // own loader (tensor/cuda/cuda_libs.h) through PETAL_CUBLAS_LIBRARY. GEMMs run on OpenBLAS, one
 // call per batch entry, after the checks cuBLAS makes (sizes, leading dimensions, types) and one
 // a GPU makes: every matrix must lie in device memory of the current device, whole, or the GPU
-// would fault. Which (A, B, C, compute) type combinations are supported is the table `gemm_kinds`;
-// the others return CUBLAS_STATUS_NOT_SUPPORTED.
+// would fault. Which (A, B, C, compute) type combinations are supported is the table `gemm_kinds`:
+// f32 and f64, TF32 (f32 inputs rounded to TF32) and bf16 inputs with f32 output and accumulation.
 #include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -98,8 +98,47 @@ static void gemm_f64(bool ta, bool tb, int m, int n, int k, const void *alpha, c
                 ldc);
 }
 
-// What is supported. A new combination (bf16 inputs with CUBLAS_COMPUTE_32F or _FAST_TF32,
-// say) is a row here and a gemm_fn that converts its inputs and calls one of the above.
+// The tensor-core paths: inputs converted to f32 (the elements of each matrix's whole extent,
+// leading dimension included), then an f32 GEMM, as the GPU accumulates in f32.
+static size_t extent(bool trans, int rows_n, int rows_t, int cols_n, int cols_t, int ld) {
+    int rows = trans ? rows_t : rows_n, cols = trans ? cols_t : cols_n;
+    return rows == 0 || cols == 0 ? 0 : (size_t)(cols - 1) * ld + rows;
+}
+
+// bf16 to f32 is exact: the bf16 bits are the f32's high half.
+static float *widen_bf16(const void *p, size_t n) {
+    float *out = (float *)malloc((n ? n : 1) * sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+        memcpy(&out[i], &u, 4);
+    }
+    return out;
+}
+
+// f32 to TF32 (10 mantissa bits), to nearest with ties to even, NaN kept a NaN. The rounding of
+// the GPU's own conversion is not documented to the bit; this is what the emulator assumes.
+static float *round_tf32(const void *p, size_t n) {
+    float *out = (float *)malloc((n ? n : 1) * sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, (const float *)p + i, 4);
+        if ((u & 0x7fffffffu) <= 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
+        memcpy(&out[i], &u, 4);
+    }
+    return out;
+}
+
+template <float *(*CONVERT)(const void *, size_t)>
+static void gemm_converted(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
+                           int lda, const void *b, int ldb, const void *beta, void *c, int ldc) {
+    float *fa = CONVERT(a, extent(ta, m, k, k, m, lda)),
+          *fb = CONVERT(b, extent(tb, k, n, n, k, ldb));
+    gemm_f32(ta, tb, m, n, k, alpha, fa, lda, fb, ldb, beta, c, ldc);
+    free(fa);
+    free(fb);
+}
+
+// What is supported; anything else is CUBLAS_STATUS_NOT_SUPPORTED.
 struct gemm_kind {
     cudaDataType a, b, c;
     cublasComputeType_t compute;
@@ -111,6 +150,9 @@ struct gemm_kind {
 static const gemm_kind gemm_kinds[] = {
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, 4, 4, gemm_f32},
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, 4, 4, 4, gemm_f32},
+    {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_FAST_TF32, 4, 4, 4,
+     gemm_converted<round_tf32>},
+    {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F, 2, 4, 4, gemm_converted<widen_bf16>},
     {CUDA_R_64F, CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F, 8, 8, 8, gemm_f64},
     {CUDA_R_64F, CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F_PEDANTIC, 8, 8, 8, gemm_f64},
 };

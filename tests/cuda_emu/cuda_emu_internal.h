@@ -13,5 +13,7 @@ cudaError_t cuda_emu_current_device(int *device);
 cudaError_t cuda_emu_check_stream(cudaStream_t stream);
 // Whether [p, p + n) lies in one allocation of `device` (-1: pinned host memory).
 extern "C" bool cuda_emu_is_memory_of(const void *p, size_t n, int device);
-// Whether p points into (or just past) device or pinned memory.
-bool cuda_emu_kernel_may_read(const void *p);
+// The device whose memory p points into (or just past), -1 for pinned host memory, -2 for none.
+int cuda_emu_memory_device(const void *p);
+// As cuda_emu_check_stream, and the stream must belong to the current device.
+cudaError_t cuda_emu_check_launch_stream(cudaStream_t stream);

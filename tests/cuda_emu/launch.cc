@@ -216,11 +216,15 @@ static void thread_coords(int t, char *out, size_t cap) {
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
     dim3 b = cuda_emu_block_idx;
-    fprintf(stderr,
-            "cuda_emu: kernel %s launched at %s:%d, block (%u, %u, %u) of (%u, %u, %u), %u x %u x "
-            "%u threads: %s\n",
-            name, L->site->file, L->site->line, b.x, b.y, b.z, L->grid.x, L->grid.y, L->grid.z,
-            L->block.x, L->block.y, L->block.z, detail);
+    if (L->n_threads == 0) // before the launch ran anything
+        fprintf(stderr, "cuda_emu: kernel %s launched at %s:%d: %s\n", name, L->site->file,
+                L->site->line, detail);
+    else
+        fprintf(stderr,
+                "cuda_emu: kernel %s launched at %s:%d, block (%u, %u, %u) of (%u, %u, %u), %u x "
+                "%u x %u threads: %s\n",
+                name, L->site->file, L->site->line, b.x, b.y, b.z, L->grid.x, L->grid.y, L->grid.z,
+                L->block.x, L->block.y, L->block.z, detail);
     fflush(stderr);
     abort();
 }
@@ -239,8 +243,13 @@ static void thread_coords(int t, char *out, size_t cap) {
                 other = t;
         }
     }
-    int gone = -1;
-    for (int t = 0; t < L->n_threads && gone < 0; t++)
+    // The first thread gone; for a shuffle, the first lane of the waiting warp that is gone.
+    int gone = -1, from = 0, to = L->n_threads;
+    if (L->state[waiting] == AT_SHUFFLE) {
+        from = waiting / 32 * 32;
+        to = from + 32;
+    }
+    for (int t = from; t < to && gone < 0; t++)
         if (L->state[t] == EXITED) gone = t;
     char w[48], o[48], g[48];
     thread_coords(waiting, w, sizeof w);
@@ -253,9 +262,13 @@ static void thread_coords(int t, char *out, size_t cap) {
                      L->waits_at[other].file, L->waits_at[other].line);
     }
     thread_coords(gone, g, sizeof g);
-    kernel_fault("divergent barrier: thread %s waits at %s at %s:%d, which thread %s (and %d "
-                 "others) exited without reaching",
-                 w, what, L->waits_at[waiting].file, L->waits_at[waiting].line, g, L->exited - 1);
+    if (L->state[waiting] == AT_SHUFFLE)
+        kernel_fault("divergent shuffle: thread %s waits at a warp shuffle at %s:%d, which lane "
+                     "%s of its warp exited without reaching",
+                     w, L->waits_at[waiting].file, L->waits_at[waiting].line, g);
+    kernel_fault("divergent barrier: thread %s waits at __syncthreads at %s:%d, which thread %s "
+                 "(and %d others) exited without reaching",
+                 w, L->waits_at[waiting].file, L->waits_at[waiting].line, g, L->exited - 1);
 }
 
 // ---- threads ----
@@ -330,8 +343,8 @@ void cuda_emu_syncthreads(const char *file, int line) {
     wait_here();
 }
 
-uint64_t cuda_emu_shuffle(unsigned mask, uint64_t bits, cuda_emu_shfl_mode mode, int arg,
-                          int width) {
+uint64_t cuda_emu_shuffle(const char *file, int line, unsigned mask, uint64_t bits,
+                          cuda_emu_shfl_mode mode, int arg, int width) {
     int t = L->current, lane = t % 32, first = t - lane;
     if (mask != 0xffffffffu)
         kernel_fault("a warp shuffle with mask 0x%08x: petal's kernels shuffle full warps only",
@@ -368,7 +381,7 @@ uint64_t cuda_emu_shuffle(unsigned mask, uint64_t bits, cuda_emu_shfl_mode mode,
             if (L->state[u] == AT_SHUFFLE) release(u);
     } else {
         L->state[t] = AT_SHUFFLE;
-        L->waits_at[t] = place{"a warp shuffle", 0};
+        L->waits_at[t] = place{file, line};
         wait_here();
     }
     return w.values[generation & 1][src];
@@ -405,6 +418,13 @@ static void shared_begin(size_t smem) {
         memset(a + smem, 0xa5, CANARY_BYTES);
 #endif
     }
+}
+
+// Each block starts with its dynamic shared memory all 0xff bytes (NaN in every float type), as
+// a GPU leaves it undefined: a kernel that reads before it writes sees NaN, not what the block
+// before it left.
+static void shared_fill(size_t smem) {
+    for (int i = 0; i < n_shared_arrays && smem > 0; i++) memset(shared_arrays[i](), 0xff, smem);
 }
 
 static bool shared_intact(size_t smem) {
@@ -445,15 +465,20 @@ static cudaError_t check_shape(dim3 grid, dim3 block, size_t smem) {
 }
 
 void cuda_emu_check_pointer(const cuda_emu_site *site, int arg, const void *p) {
-    if (!p || cuda_emu_kernel_may_read(p)) return;
+    int owner = p ? cuda_emu_memory_device(p) : -1, device = 0;
+    if (owner == -1 ||
+        (owner >= 0 && cuda_emu_current_device(&device) == cudaSuccess && owner == device))
+        return;
     launch_state at = {};
     at.site = site;
-    launch_state *saved = L;
     L = &at;
+    if (owner >= 0)
+        kernel_fault("argument %d is %p, memory of cuda:%d, but the kernel runs on cuda:%d (no "
+                     "peer access): the kernel would fault on a GPU",
+                     arg, p, owner, device);
     kernel_fault("argument %d is %p, neither device memory nor pinned host memory: the kernel "
                  "would fault on a GPU",
                  arg, p);
-    L = saved;
 }
 
 static void run_block(launch_state &s) {
@@ -483,7 +508,7 @@ static void run_block(launch_state &s) {
 
 cudaError_t cuda_emu_run(const cuda_emu_site *site, dim3 grid, dim3 block, size_t smem,
                          cudaStream_t stream, void (*run)(void *ctx), void *ctx) {
-    cudaError_t err = cuda_emu_check_stream(stream);
+    cudaError_t err = cuda_emu_check_launch_stream(stream);
     if (err == cudaSuccess) err = check_shape(grid, block, smem);
     if (err != cudaSuccess) return cuda_emu_fail(err);
     if (!fibers) {
@@ -512,6 +537,7 @@ cudaError_t cuda_emu_run(const cuda_emu_site *site, dim3 grid, dim3 block, size_
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 cuda_emu_block_idx = uint3{x, y, z};
+                shared_fill(smem);
                 run_block(s);
                 if (!shared_intact(smem))
                     kernel_fault("wrote past the end of its %zu bytes of dynamic shared memory",

@@ -191,10 +191,10 @@ bool cuda_emu_is_memory_of(const void *p, size_t n, int device) {
     return find_allocation(p, n, &base, &a) && a.device == device;
 }
 
-bool cuda_emu_kernel_may_read(const void *p) {
+int cuda_emu_memory_device(const void *p) {
     uintptr_t base;
     allocation a;
-    return find_allocation(p, 0, &base, &a);
+    return find_allocation(p, 0, &base, &a) ? a.device : -2;
 }
 
 static cudaError_t track(void **ptr, size_t size, int device) {
@@ -351,6 +351,15 @@ static cudaError_t check_stream(cudaStream_t stream) {
     if (!stream) return cudaSuccess; // the legacy default stream
     std::lock_guard<std::mutex> hold(handle_lock);
     return handles.count(stream) ? cudaSuccess : cudaErrorInvalidResourceHandle;
+}
+
+// Kernels may run only on a stream of the current device.
+cudaError_t cuda_emu_check_launch_stream(cudaStream_t stream) {
+    cudaError_t err = check_stream(stream);
+    int device;
+    if (err != cudaSuccess || !stream || cuda_emu_current_device(&device) != cudaSuccess)
+        return err;
+    return stream->device == device ? cudaSuccess : cudaErrorInvalidResourceHandle;
 }
 
 cudaError_t cuda_emu_check_stream(cudaStream_t stream) {

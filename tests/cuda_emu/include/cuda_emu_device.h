@@ -21,7 +21,6 @@
 #define __global__
 #define __device__
 #define __host__
-#define __noinline__    __attribute__((noinline))
 #define __forceinline__ inline __attribute__((always_inline))
 #define __align__(n)    __attribute__((aligned(n)))
 #define __launch_bounds__(...)
@@ -54,33 +53,26 @@ enum cuda_emu_shfl_mode {
     CUDA_EMU_SHFL_DOWN,
     CUDA_EMU_SHFL_UP
 };
-uint64_t cuda_emu_shuffle(unsigned mask, uint64_t bits, cuda_emu_shfl_mode mode, int arg,
-                          int width);
+uint64_t cuda_emu_shuffle(const char *file, int line, unsigned mask, uint64_t bits,
+                          cuda_emu_shfl_mode mode, int arg, int width);
 
 template <typename T>
-inline T cuda_emu_shuffle_as(unsigned mask, T v, cuda_emu_shfl_mode mode, int arg, int width) {
+inline T cuda_emu_shuffle_as(const char *file, int line, cuda_emu_shfl_mode mode, unsigned mask,
+                             T v, int arg, int width = warpSize) {
     static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= 8, "shuffle of a scalar");
     uint64_t bits = 0;
     memcpy(&bits, &v, sizeof v);
-    bits = cuda_emu_shuffle(mask, bits, mode, arg, width);
+    bits = cuda_emu_shuffle(file, line, mask, bits, mode, arg, width);
     memcpy(&v, &bits, sizeof v);
     return v;
 }
-template <typename T> inline T __shfl_sync(unsigned mask, T v, int src, int width = warpSize) {
-    return cuda_emu_shuffle_as(mask, v, CUDA_EMU_SHFL_IDX, src, width);
-}
-template <typename T>
-inline T __shfl_xor_sync(unsigned mask, T v, int lanes, int width = warpSize) {
-    return cuda_emu_shuffle_as(mask, v, CUDA_EMU_SHFL_XOR, lanes, width);
-}
-template <typename T>
-inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = warpSize) {
-    return cuda_emu_shuffle_as(mask, v, CUDA_EMU_SHFL_DOWN, (int)delta, width);
-}
-template <typename T>
-inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = warpSize) {
-    return cuda_emu_shuffle_as(mask, v, CUDA_EMU_SHFL_UP, (int)delta, width);
-}
+// (mask, value, lane or lane mask or delta[, width]), as CUDA's; each names its line, as
+// __syncthreads does.
+#define __shfl_sync(...)     cuda_emu_shuffle_as(__FILE__, __LINE__, CUDA_EMU_SHFL_IDX, __VA_ARGS__)
+#define __shfl_xor_sync(...) cuda_emu_shuffle_as(__FILE__, __LINE__, CUDA_EMU_SHFL_XOR, __VA_ARGS__)
+#define __shfl_down_sync(...)                                                                      \
+    cuda_emu_shuffle_as(__FILE__, __LINE__, CUDA_EMU_SHFL_DOWN, __VA_ARGS__)
+#define __shfl_up_sync(...) cuda_emu_shuffle_as(__FILE__, __LINE__, CUDA_EMU_SHFL_UP, __VA_ARGS__)
 
 // ---- atomics: threads switch only at barriers, so a read-modify-write is never interrupted ----
 

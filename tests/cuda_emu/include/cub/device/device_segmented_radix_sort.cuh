@@ -21,9 +21,10 @@ namespace cuda_emu_detail {
 
 template <typename K> inline uint64_t radix_bits(K key, bool descending) {
     static_assert(sizeof(K) <= 8 && std::is_arithmetic<K>::value, "an arithmetic key");
-    using U = std::conditional_t<sizeof(K) == 8, uint64_t,
-                                 std::conditional_t<sizeof(K) == 4, uint32_t,
-                                                    std::conditional_t<sizeof(K) == 2, uint16_t, uint8_t>>>;
+    using U = std::conditional_t<
+        sizeof(K) == 8, uint64_t,
+        std::conditional_t<sizeof(K) == 4, uint32_t,
+                           std::conditional_t<sizeof(K) == 2, uint16_t, uint8_t>>>;
     const U high = (U)((U)1 << (sizeof(K) * 8 - 1));
     U u;
     memcpy(&u, &key, sizeof u);
@@ -44,10 +45,10 @@ template <typename K, typename V> inline size_t temp_bytes(int num_items) {
 }
 
 template <typename K, typename V, typename B, typename E>
-inline cudaError_t sort_pairs(void *temp, size_t &temp_storage_bytes, const K *keys_in,
-                              K *keys_out, const V *values_in, V *values_out, int num_items,
-                              int num_segments, B begin_offsets, E end_offsets, int begin_bit,
-                              int end_bit, bool descending) {
+inline cudaError_t sort_pairs(void *temp, size_t &temp_storage_bytes, const K *keys_in, K *keys_out,
+                              const V *values_in, V *values_out, int num_items, int num_segments,
+                              B begin_offsets, E end_offsets, int begin_bit, int end_bit,
+                              bool descending) {
     if (temp == NULL) {
         temp_storage_bytes = temp_bytes<K, V>(num_items);
         return cudaSuccess;
@@ -86,23 +87,20 @@ struct DeviceSegmentedRadixSort {
                                  B d_begin_offsets, E d_end_offsets, int begin_bit = 0,
                                  int end_bit = sizeof(K) * 8, cudaStream_t stream = 0) {
         (void)stream; // work runs at once, in issue order
-        return cuda_emu_detail::sort_pairs(d_temp_storage, temp_storage_bytes, d_keys_in,
-                                           d_keys_out, d_values_in, d_values_out, num_items,
-                                           num_segments, d_begin_offsets, d_end_offsets, begin_bit,
-                                           end_bit, false);
+        return cuda_emu_detail::sort_pairs(
+            d_temp_storage, temp_storage_bytes, d_keys_in, d_keys_out, d_values_in, d_values_out,
+            num_items, num_segments, d_begin_offsets, d_end_offsets, begin_bit, end_bit, false);
     }
     template <typename K, typename V, typename B, typename E>
     static cudaError_t SortPairsDescending(void *d_temp_storage, size_t &temp_storage_bytes,
-                                           const K *d_keys_in, K *d_keys_out,
-                                           const V *d_values_in, V *d_values_out, int num_items,
-                                           int num_segments, B d_begin_offsets, E d_end_offsets,
-                                           int begin_bit = 0, int end_bit = sizeof(K) * 8,
-                                           cudaStream_t stream = 0) {
+                                           const K *d_keys_in, K *d_keys_out, const V *d_values_in,
+                                           V *d_values_out, int num_items, int num_segments,
+                                           B d_begin_offsets, E d_end_offsets, int begin_bit = 0,
+                                           int end_bit = sizeof(K) * 8, cudaStream_t stream = 0) {
         (void)stream;
-        return cuda_emu_detail::sort_pairs(d_temp_storage, temp_storage_bytes, d_keys_in,
-                                           d_keys_out, d_values_in, d_values_out, num_items,
-                                           num_segments, d_begin_offsets, d_end_offsets, begin_bit,
-                                           end_bit, true);
+        return cuda_emu_detail::sort_pairs(
+            d_temp_storage, temp_storage_bytes, d_keys_in, d_keys_out, d_values_in, d_values_out,
+            num_items, num_segments, d_begin_offsets, d_end_offsets, begin_bit, end_bit, true);
     }
 };
 
