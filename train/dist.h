@@ -92,9 +92,9 @@ petal_status dist_pending_wait(dist_pending *p);
 petal_status dist_mpi_library_sum(dist_comm *c, tensor *x);
 // In place: every rank's tensors become root's.
 petal_status dist_broadcast(dist_comm *c, tensor *const *ts, int n, int root);
-// Every rank's x (rows_r, ...) stacked in rank order into *out (on x's device) (sum of rows_r, ...): BLIP's
-// concat_all_gather. The ranks' row counts may differ; the other dimensions and the dtype must
-// agree. No gradient flows through it.
+// Every rank's x (rows_r, ...) stacked in rank order into *out (sum of rows_r, ...), on x's
+// device: BLIP's concat_all_gather. The ranks' row counts may differ; the other dimensions and the
+// dtype must agree. No gradient flows through it.
 petal_status dist_all_gather(dist_comm *c, tensor *x, tensor **out);
 // Returns once every rank has called it (or fails after the timeout, naming the missing rank).
 petal_status dist_barrier(dist_comm *c);
