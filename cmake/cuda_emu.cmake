@@ -1,8 +1,8 @@
 # PETAL_CUDA_EMU=ON (tests/cuda_emu/README.md): the CUDA backend's sources compiled by g++ as C++20
 # against the host emulator's headers and runtime instead of nvcc and cudart, so the GPU suite
 # runs its kernels on the CPU. Included by cmake/cuda.cmake, which adds the sources
-# (petal_add_cuda_sources). No CUDA toolkit is used: no nvcc, no NCCL (train/dist.h then reports
-# that this build has no NCCL), and the emulator's headers come first on the include path.
+# (petal_add_cuda_sources). No CUDA toolkit is used: no nvcc, and only NCCL's header, when present,
+# for the NCCL stand-in (cmake/cuda_emu_nccl.cmake); the emulator's headers come first on the path.
 enable_language(CXX)
 set(emu_dir ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda_emu)
 
@@ -95,4 +95,5 @@ function(petal_cuda_emu_suite_settings)
   add_custom_target(gpu_suite DEPENDS test_cuda test_cuda_host test_cuda_emu petal_cublas_emu)
 endfunction()
 cmake_language(DEFER CALL petal_cuda_emu_suite_settings)
+include(${CMAKE_CURRENT_LIST_DIR}/cuda_emu_nccl.cmake)
 message(STATUS "petal: CUDA backend on, for the host emulator (PETAL_CUDA_EMU=ON, tests/cuda_emu)")

@@ -306,12 +306,37 @@ static petal_status refuse_failed(const dist_comm *c, const char *op) {
                        op, c->rank);
 }
 
+// A tensor on the communicator's device, or on the CPU (staged: see stage_in).
 static void check_tensor(const char *op, const dist_comm *c, const tensor *t, int i) {
     char a[16], b[16];
-    PETAL_CHECK(device_equal(t->device, c->device),
+    PETAL_CHECK(device_equal(t->device, c->device) || t->device.type == PETAL_CPU,
                 "%s: tensor %d is on %s, the communicator on %s", op, i, device_name(t->device, a),
                 device_name(c->device, b));
     PETAL_CHECK(tensor_is_contiguous(t), "%s: tensor %d is not contiguous", op, i);
+}
+
+// `petal train` computes on the CPU: on a communicator of a GPU (nccl), its tensors go to the
+// device for the collective (NCCL reads and writes device memory only) and stage_out brings the
+// results back. Returns ts itself when every tensor is on the communicator's device.
+static tensor **stage_in(const dist_comm *c, tensor *const *ts, int n) {
+    bool any = false;
+    for (int i = 0; i < n; i++) any = any || !device_equal(ts[i]->device, c->device);
+    if (!any) return (tensor **)ts;
+    tensor **on = malloc((size_t)n * sizeof *on);
+    PETAL_CHECK(on != NULL, "dist: out of host memory");
+    for (int i = 0; i < n; i++)
+        on[i] = device_equal(ts[i]->device, c->device) ? ts[i] : tensor_to(ts[i], c->device);
+    return on;
+}
+
+static void stage_out(tensor *const *ts, tensor **on, int n, bool copy_back) {
+    if (on == (tensor **)ts) return;
+    for (int i = 0; i < n; i++) {
+        if (on[i] == ts[i]) continue;
+        if (copy_back) tensor_copy_(ts[i], on[i]);
+        tensor_free(on[i]);
+    }
+    free(on);
 }
 
 static double payload(tensor *const *ts, int n) {
@@ -344,7 +369,10 @@ petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op)
     if (c->failed) return refuse_failed(c, "dist_all_reduce");
     check_reduce(c, ts, n, op);
     double t0 = dist_now();
-    return timed(c, t0, payload(ts, n), c->be->all_reduce(c, ts, n, op));
+    tensor **on = stage_in(c, ts, n);
+    petal_status st = c->be->all_reduce(c, on, n, op);
+    stage_out(ts, on, n, st == PETAL_OK);
+    return timed(c, t0, payload(ts, n), st);
 }
 
 petal_status dist_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_op op,
@@ -394,7 +422,10 @@ petal_status dist_broadcast(dist_comm *c, tensor *const *ts, int n, int root) {
     if (c->failed) return refuse_failed(c, "dist_broadcast");
     for (int i = 0; i < n; i++) check_tensor("dist_broadcast", c, ts[i], i);
     double t0 = dist_now();
-    return timed(c, t0, c->rank == root ? payload(ts, n) : 0, c->be->broadcast(c, ts, n, root));
+    tensor **on = stage_in(c, ts, n);
+    petal_status st = c->be->broadcast(c, on, n, root);
+    stage_out(ts, on, n, st == PETAL_OK);
+    return timed(c, t0, c->rank == root ? payload(ts, n) : 0, st);
 }
 
 static tensor *scalar_on(petal_device device, petal_dtype dtype, double value) {
@@ -459,6 +490,11 @@ petal_status dist_all_gather(dist_comm *c, tensor *x, tensor **out) {
     bool grad = grad_mode_set(false);
     tensor *xc = tensor_contiguous(x);
     check_tensor("dist_all_gather", c, xc, 0);
+    if (!device_equal(xc->device, c->device)) { // staged, as stage_in does; out comes back
+        tensor *moved = tensor_to(xc, c->device);
+        tensor_free(xc);
+        xc = moved;
+    }
     petal_status st = gather_rows(c, xc, rows);
     bool equal = true;
     for (int r = 1; r < c->world_size; r++) equal = equal && rows[r] == rows[0];
@@ -475,6 +511,11 @@ petal_status dist_all_gather(dist_comm *c, tensor *x, tensor **out) {
         st = gather_ragged(c, xc, rows, out);
     }
     tensor_free(xc);
+    if (*out && !device_equal((*out)->device, x->device)) {
+        tensor *back = tensor_to(*out, x->device);
+        tensor_free(*out);
+        *out = back;
+    }
     grad_mode_set(grad);
     free(rows);
     return timed(c, t0, payload(&x, 1) * (c->world_size - 1), st);

@@ -71,10 +71,11 @@ void dist_abort(dist_comm *c, const char *where) __attribute__((noreturn));
 typedef enum { DIST_SUM, DIST_AVG } dist_op;
 
 // In place, over every rank: each tensor becomes the sum (or, for floating dtypes, the mean) of its
-// copies. Tensors are
-// contiguous and on the communicator's device; mpi reduces f32, f64 and i64 (all tensors of one
-// call of one dtype), nccl also f16, bf16 and i32. mpi pipelines large messages in segments of
-// PETAL_DIST_SEGMENT_KB (default 256) kilobytes; whatever their size, the bits are the same.
+// copies. Tensors are contiguous and on the communicator's device, or on the CPU (an nccl
+// communicator copies them to its GPU for the collective and back: petal train computes on the
+// CPU); mpi reduces f32, f64 and i64 (all tensors of one call of one dtype), nccl also f16, bf16
+// and i32. mpi pipelines large messages in segments of PETAL_DIST_SEGMENT_KB (default 256)
+// kilobytes; whatever their size, the bits are the same.
 petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op);
 // dist_all_reduce in two halves: begin posts it and returns, poll moves it on (MPI moves messages
 // only inside its calls) and says whether it finished, wait finishes it and frees the handle. The
@@ -91,9 +92,9 @@ petal_status dist_pending_wait(dist_pending *p);
 petal_status dist_mpi_library_sum(dist_comm *c, tensor *x);
 // In place: every rank's tensors become root's.
 petal_status dist_broadcast(dist_comm *c, tensor *const *ts, int n, int root);
-// Every rank's x (rows_r, ...) stacked in rank order into *out (sum of rows_r, ...): BLIP's
-// concat_all_gather. The ranks' row counts may differ; the other dimensions and the dtype must
-// agree. No gradient flows through it.
+// Every rank's x (rows_r, ...) stacked in rank order into *out (sum of rows_r, ...), on x's
+// device: BLIP's concat_all_gather. The ranks' row counts may differ; the other dimensions and the
+// dtype must agree. No gradient flows through it.
 petal_status dist_all_gather(dist_comm *c, tensor *x, tensor **out);
 // Returns once every rank has called it (or fails after the timeout, naming the missing rank).
 petal_status dist_barrier(dist_comm *c);

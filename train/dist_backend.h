@@ -46,6 +46,9 @@ petal_status dist_nccl_init(const dist_config *cfg, dist_comm *c);
 // root's n bytes to every rank of MPI_COMM_WORLD within timeout_s (the NCCL id's way).
 petal_status dist_mpi_start(void);
 petal_status dist_mpi_share(void *bytes, size_t n, int root, double timeout_s);
+// MPI_Finalize when dist_mpi_start initialised MPI and no mpi communicator has taken that over
+// (the nccl backend's end: a rank that exits without it is one mpirun reports as failed).
+void dist_mpi_finish(void);
 #endif
 
 // Monotonic seconds.

@@ -49,6 +49,12 @@ petal_status dist_mpi_start(void) {
     return PETAL_OK;
 }
 
+void dist_mpi_finish(void) {
+    if (!started_here) return;
+    started_here = false;
+    MPI_Finalize();
+}
+
 static MPI_Comm comm_of(const dist_comm *c) {
     return ((const mpi_state *)c->impl)->comm;
 }

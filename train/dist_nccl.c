@@ -117,6 +117,9 @@ static petal_status nccl_all_gather(dist_comm *c, tensor *x, tensor *out) {
 
 static void nccl_free(dist_comm *c) {
     NCCL_CHECK(dist_nccl.CommDestroy(comm_of(c)));
+#ifdef PETAL_HAVE_MPI
+    dist_mpi_finish(); // MPI carried the id (exchange_id)
+#endif
 }
 
 static void nccl_abort(dist_comm *c) {
@@ -153,12 +156,14 @@ static petal_status check_config(const dist_config *cfg) {
     return PETAL_OK;
 }
 
-// Rank 0 makes the id; MPI carries it when built in, else the rendezvous file.
+// Rank 0 makes the id; MPI carries it when built in, else the rendezvous file. A world of one rank
+// has no one to tell, and starts no MPI.
 static petal_status exchange_id(const dist_config *cfg, ncclUniqueId *id) {
     if (cfg->rank == 0) {
         ncclResult_t r = dist_nccl.GetUniqueId(id);
         if (r != ncclSuccess) return nccl_error(NULL, r, "dist_init: ncclGetUniqueId");
     }
+    if (cfg->world_size == 1) return PETAL_OK;
 #ifdef PETAL_HAVE_MPI
     petal_status st = dist_mpi_start();
     return st ? st : dist_mpi_share(id, sizeof *id, 0, cfg->timeout_s);

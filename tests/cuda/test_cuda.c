@@ -966,7 +966,7 @@ int main(void) {
     TCase *mixed = tcase_with_timeout("bf16 and tf32 GEMMs: cuda vs the cpu emulation", 120);
     tcase_add_loop_test(mixed, test_precision_case, 0,
                         (int)(sizeof precision_cases / sizeof precision_cases[0]));
-    TCase *attn = tcase_with_timeout("fused attention", 120);
+    TCase *attn = tcase_with_timeout("fused attention", 300);
     tcase_add_test(attn, test_fused_attention_deterministic);
     tcase_add_test(attn, test_fused_attention_saves_memory);
     TCase *repeat = tcase_with_timeout("determinism: two runs on cuda, the same bits", 300);

@@ -17,3 +17,7 @@ extern "C" bool cuda_emu_is_memory_of(const void *p, size_t n, int device);
 int cuda_emu_memory_device(const void *p);
 // As cuda_emu_check_stream, and the stream must belong to the current device.
 cudaError_t cuda_emu_check_launch_stream(cudaStream_t stream);
+// Holds a stream (delta +1) until released (-1): meanwhile cudaStreamQuery says
+// cudaErrorNotReady and work queued on it waits, as behind a kernel still running. What the NCCL
+// stand-in (nccl_emu.cc) does while a collective waits for the other ranks.
+extern "C" void cuda_emu_stream_hold(cudaStream_t stream, int delta);

@@ -14,9 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "cuda_emu_internal.h"
 
@@ -336,6 +339,7 @@ extern "C" cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaS
 
 struct CUstream_st {
     int device;
+    std::atomic<int> held{0}; // cuda_emu_stream_hold: another library's work not finished yet
 };
 struct CUevent_st {
     int device;
@@ -344,13 +348,25 @@ struct CUevent_st {
 static std::mutex handle_lock;
 static std::set<const void *> handles; // live streams and events
 
-static cudaError_t check_stream(cudaStream_t stream) {
+static cudaError_t known_stream(cudaStream_t stream) {
     int device;
     cudaError_t err = cuda_emu_current_device(&device);
     if (err != cudaSuccess) return err;
     if (!stream) return cudaSuccess; // the legacy default stream
     std::lock_guard<std::mutex> hold(handle_lock);
     return handles.count(stream) ? cudaSuccess : cudaErrorInvalidResourceHandle;
+}
+
+// Work queued on a stream waits for what is held on it, as it would for earlier kernels.
+static cudaError_t check_stream(cudaStream_t stream) {
+    cudaError_t err = known_stream(stream);
+    while (err == cudaSuccess && stream && stream->held.load(std::memory_order_acquire) > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    return err;
+}
+
+extern "C" void cuda_emu_stream_hold(cudaStream_t stream, int delta) {
+    stream->held.fetch_add(delta, std::memory_order_acq_rel);
 }
 
 // Kernels may run only on a stream of the current device.
@@ -399,7 +415,10 @@ extern "C" cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 extern "C" cudaError_t cudaStreamQuery(cudaStream_t stream) {
-    return cuda_emu_fail(check_stream(stream));
+    cudaError_t err = known_stream(stream);
+    if (err == cudaSuccess && stream && stream->held.load(std::memory_order_acquire) > 0)
+        return cudaErrorNotReady; // not an error: cudaGetLastError does not keep it
+    return cuda_emu_fail(err);
 }
 
 extern "C" cudaError_t cudaStreamSynchronize(cudaStream_t stream) {

@@ -6,7 +6,8 @@
 //                many pipelined segments; two jobs in flight at once) equals the sum in rank
 //                order bit for bit, on every rank; broadcast; all-gather of equal and of ragged
 //                row counts; barrier. With PETAL_DIST=nccl the tensors live on each rank's GPU
-//                (two ranks: a + b and (a + b) / 2 have one rounding whatever the order)
+//                (two ranks: a + b and (a + b) / 2 have one rounding whatever the order), and
+//                also f16, bf16 and i32
 //   gather-grad  dist_gather_grad's backward against central differences of the sum over ranks
 //                of each rank's loss, in f64
 //   hang         rank 1 stops (SIGSTOP) after one collective; rank 0 must fail within the timeout
@@ -192,6 +193,41 @@ static void check_gather(dist_comm *c, bool ragged) {
     tensor_free(x);
 }
 
+// What rank r gives element i of an f16, bf16 or i32 all-reduce: quarters that every one of those
+// types holds exactly, as it does their sums and means over 2 ranks, so any order of the additions
+// (NCCL's ring, the stand-in's rank order) gives these bits.
+static double narrow_value(int r, int64_t i) {
+    return (double)(i % 41 - 20) / 4 + r;
+}
+
+// nccl also reduces f16, bf16 and i32 (mpi refuses them).
+static void check_narrow(dist_comm *c, petal_dtype dt, dist_op op) {
+    const int64_t n = 1001;
+    int world = dist_world_size(c);
+    tensor *wide = tensor_empty(PETAL_F64, SHAPE(n));
+    for (int64_t i = 0; i < n; i++)
+        tensor_data_f64(wide)[i] = narrow_value(dist_rank(c), i) * (dt == PETAL_I32 ? 4 : 1);
+    tensor *mine = to_comm(c, tensor_cast(wide, dt));
+    tensor_free(wide);
+    OK(dist_all_reduce(c, &mine, 1, op));
+    tensor *host = on_host(mine);
+    double *got = malloc((size_t)n * sizeof *got);
+    tensor_to_doubles(host, got);
+    int64_t wrong = -1;
+    double want = 0;
+    for (int64_t i = 0; i < n && wrong < 0; i++) {
+        want = 0;
+        for (int r = 0; r < world; r++) want += narrow_value(r, i) * (dt == PETAL_I32 ? 4 : 1);
+        if (op == DIST_AVG) want /= world;
+        if (got[i] != want) wrong = i;
+    }
+    EXPECT(wrong < 0, "all-reduce %s %s: element %lld is %g, expected %g", dtype_name(dt),
+           op == DIST_AVG ? "mean" : "sum", (long long)wrong, wrong < 0 ? 0 : got[wrong], want);
+    free(got);
+    tensor_free(host);
+    tensor_free(mine);
+}
+
 static void collectives(dist_comm *c) {
     petal_dtype dts[] = {PETAL_F32, PETAL_F64, PETAL_I64};
     for (int d = 0; d < 3; d++) {
@@ -220,6 +256,13 @@ static void collectives(dist_comm *c) {
     tensor_free(t);
     check_gather(c, false);
     check_gather(c, true);
+    if (!strcmp(dist_backend_name(c), "nccl")) {
+        check_narrow(c, PETAL_F16, DIST_SUM);
+        check_narrow(c, PETAL_F16, DIST_AVG);
+        check_narrow(c, PETAL_BF16, DIST_SUM);
+        check_narrow(c, PETAL_BF16, DIST_AVG);
+        check_narrow(c, PETAL_I32, DIST_SUM);
+    }
     OK(dist_barrier(c));
 }
 
@@ -279,7 +322,7 @@ static void gather_grad(dist_comm *c) {
 static void lose_rank(dist_comm *c, int sig) {
     OK(dist_barrier(c));
     if (dist_rank(c) == 1) raise(sig);
-    tensor *t = rank_values(PETAL_F32, dist_rank(c), 16);
+    tensor *t = to_comm(c, rank_values(PETAL_F32, dist_rank(c), 16));
     petal_status st = dist_all_reduce(c, &t, 1, DIST_SUM);
     EXPECT(st != PETAL_OK, "the all-reduce without rank 1 succeeded");
     tensor_free(t);

@@ -12,6 +12,9 @@
 //     uninterrupted run; a 2-rank run goes on with 1 rank;
 //   - VQA and caption evaluation, its batches shared by 2 or 3 ranks (inside `petal train` and by
 //     `petal eval`), prints the one-process metrics and writes the one-process results file.
+// The case `nccl` runs the collectives, the hung and the killed rank and the f64 and f32
+// equivalence again with PETAL_DIST=nccl, one GPU per rank: where 2 GPUs are, or under the host
+// emulator with its NCCL stand-in (the emulated build's test dist_nccl); elsewhere it skips.
 // A build without MPI checks instead that the launcher's variables make `petal train` say so.
 #include <math.h>
 #include <stdio.h>
@@ -118,14 +121,22 @@ START_TEST(test_collectives) {
 }
 END_TEST
 
-// The nccl backend through the same checks, one GPU per rank: only where two GPUs are.
-START_TEST(test_nccl_collectives_on_two_gpus) {
-    if (backend_cuda_device_count() < 2) {
-        printf("dist_cli: nccl collectives skipped: %d CUDA device(s), 2 needed\n",
-               backend_cuda_device_count() < 0 ? 0 : backend_cuda_device_count());
-        return;
-    }
+// The nccl cases need a GPU per rank: two GPUs, or the host emulator's two devices with its NCCL
+// stand-in (tests/cuda_emu/README.md, "NCCL"). Elsewhere they say they skipped, or fail with
+// PETAL_REQUIRE_GPU=1 (what the emulated build's ctest sets: there a skip would hide a fault).
+static bool two_gpus(const char *what) {
+    int n = backend_cuda_device_count() < 0 ? 0 : backend_cuda_device_count();
+    const char *require = getenv("PETAL_REQUIRE_GPU");
+    ck_assert_msg(n >= 2 || !require || strcmp(require, "1") != 0,
+                  "%s: %d CUDA device(s), 2 needed (PETAL_REQUIRE_GPU=1)", what, n);
+    if (n < 2) printf("dist_cli: %s skipped: %d CUDA device(s), 2 needed\n", what, n);
     setenv("PETAL_DIST", "nccl", 1);
+    return n >= 2;
+}
+
+// The nccl backend through the same checks, one GPU per rank.
+START_TEST(test_nccl_collectives_on_two_gpus) {
+    if (!two_gpus("nccl collectives")) return;
     mpirun_ok("2", ARGS(PETAL_MPI_RANKS, "collectives"));
 }
 END_TEST
@@ -136,26 +147,52 @@ START_TEST(test_gather_grad_gradcheck) {
 }
 END_TEST
 
-START_TEST(test_hung_rank_ends_the_job) {
+// A rank that stops (SIGSTOP) after one collective: the next one fails within PETAL_DIST_TIMEOUT
+// on rank 0 with a message holding each of `names`: the missing rank where the backend knows it
+// (mpi); NCCL does not say which peer is late.
+static void check_hung_rank(const char *const *names) {
     setenv("PETAL_DIST_TIMEOUT", "3", 1);
     double t0 = seconds();
     run_result r = mpirun("2", ARGS(PETAL_MPI_RANKS, "hang"));
     double took = seconds() - t0;
     ck_assert_msg(r.status != 0, "a job with a stopped rank exited with 0");
-    ck_assert_msg(strstr(r.err, "waited 3 s for rank 1") && strstr(r.err, "rank 1 died or hangs"),
-                  "%s", tail_of(r.err));
+    for (int i = 0; names[i]; i++)
+        ck_assert_msg(strstr(r.err, names[i]), "no '%s' in:\n%s", names[i], tail_of(r.err));
     ck_assert_msg(took < 60, "the job took %.1f s to end (timeout 3 s)", took);
     run_result_free(&r);
 }
+
+START_TEST(test_hung_rank_ends_the_job) {
+    check_hung_rank(NAMES("waited 3 s for rank 1", "rank 1 died or hangs"));
+}
 END_TEST
 
-START_TEST(test_killed_rank_ends_the_job) {
+START_TEST(test_nccl_hung_rank_ends_the_job) {
+    if (!two_gpus("nccl hung rank")) return;
+    check_hung_rank(NAMES("rank 0 waited 3 s for a collective to finish: another rank died"));
+}
+END_TEST
+
+// A rank killed after one collective: the job ends, nonzero, the message naming rank 1 (the
+// launcher's, or, where the launcher leaves rank 0 running, NCCL's asynchronous error).
+static void check_killed_rank(void) {
     double t0 = seconds();
     run_result r = mpirun("2", ARGS(PETAL_MPI_RANKS, "kill"));
     double took = seconds() - t0;
     ck_assert_msg(r.status != 0, "a job with a killed rank exited with 0");
+    ck_assert_msg(strstr(r.err, "rank 1"), "%s", tail_of(r.err));
     ck_assert_msg(took < 60, "the job took %.1f s to end", took);
     run_result_free(&r);
+}
+
+START_TEST(test_killed_rank_ends_the_job) {
+    check_killed_rank();
+}
+END_TEST
+
+START_TEST(test_nccl_killed_rank_ends_the_job) {
+    if (!two_gpus("nccl killed rank")) return;
+    check_killed_rank();
 }
 END_TEST
 
@@ -212,8 +249,11 @@ static double worst_tensor_difference(const char *path_a, const char *path_b, ch
     return worst;
 }
 
-// One rank with batch 8 against two with batch 4: the same samples make every step.
-static void check_equivalence(const char *dtype, double loss_tol, double weight_tol) {
+// One rank with batch 8 against two with batch 4 on `dist` (PETAL_DIST): the same samples make
+// every step. petal train computes on the CPU; on nccl its tensors travel through each rank's GPU.
+static void check_equivalence(const char *dist, const char *dtype, double loss_tol,
+                              double weight_tol) {
+    setenv("PETAL_DIST", dist, 1);
     char one[64], two[64];
     snprintf(one, sizeof one, "vqa_%s_1.yaml", dtype);
     snprintf(two, sizeof two, "vqa_%s_2.yaml", dtype);
@@ -230,22 +270,23 @@ static void check_equivalence(const char *dtype, double loss_tol, double weight_
     snprintf(l1, sizeof l1, "%s/last.h5", r1);
     snprintf(l2, sizeof l2, "%s/last.h5", r2);
     double weights = worst_tensor_difference(l1, l2, name, sizeof name);
-    printf("dist %s: 20 steps, 1 rank x 8 vs 2 ranks x 4: worst loss difference %.3g (relative), "
-           "worst trained tensor %s %.3g (max |diff| / max |value|)\n",
-           dtype, loss, name, weights);
+    printf("dist %s %s: 20 steps, 1 rank x 8 vs 2 ranks x 4: worst loss difference %.3g "
+           "(relative), worst trained tensor %s %.3g (max |diff| / max |value|)\n",
+           dist, dtype, loss, name, weights);
     ck_assert_int_eq(steps, 20);
     ck_assert_msg(loss <= loss_tol, "%s: losses differ by %.3g relative", dtype, loss);
     ck_assert_msg(weights <= weight_tol, "%s: %s differs by %.3g", dtype, name, weights);
-    char log[600];
+    char log[600], line[128];
     snprintf(log, sizeof log, "%s/log.txt", r2);
+    snprintf(line, sizeof line, "data parallel: 2 ranks (%s), 8 samples per step", dist);
     char *text = slurp(log);
-    ck_assert_msg(strstr(text, "data parallel: 2 ranks (mpi), 8 samples per step"), "%s", text);
+    ck_assert_msg(strstr(text, line), "%s", text);
     free(text);
 }
 
 START_TEST(test_two_ranks_equal_one_f64) {
     // metrics.jsonl prints losses with 9 digits: equal lines are equal to about 1e-9
-    check_equivalence("f64", 1e-8, 1e-6);
+    check_equivalence("mpi", "f64", 1e-8, 1e-6);
 }
 END_TEST
 
@@ -276,7 +317,17 @@ END_TEST
 START_TEST(test_two_ranks_equal_one_f32) {
     // Float rounding differs with the split; AdamW turns it into whole steps on gradients that
     // are near zero, so the tensors agree less closely than the losses.
-    check_equivalence("f32", 1e-6, 1e-3);
+    check_equivalence("mpi", "f32", 1e-6, 1e-3);
+}
+END_TEST
+
+START_TEST(test_nccl_two_ranks_equal_one_f64) {
+    if (two_gpus("nccl equivalence f64")) check_equivalence("nccl", "f64", 1e-8, 1e-6);
+}
+END_TEST
+
+START_TEST(test_nccl_two_ranks_equal_one_f32) {
+    if (two_gpus("nccl equivalence f32")) check_equivalence("nccl", "f32", 1e-6, 1e-3);
 }
 END_TEST
 
@@ -501,7 +552,6 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, test_dir_remove);
 #ifdef PETAL_MPIEXEC
     tcase_add_test(tc, test_collectives);
-    tcase_add_test(tc, test_nccl_collectives_on_two_gpus);
     tcase_add_test(tc, test_gather_grad_gradcheck);
     tcase_add_test(tc, test_hung_rank_ends_the_job);
     tcase_add_test(tc, test_killed_rank_ends_the_job);
@@ -516,5 +566,16 @@ int main(void) {
     tcase_add_test(tc, test_without_mpi_says_so);
 #endif
     suite_add_tcase(s, tc);
+#ifdef PETAL_MPIEXEC
+    // Its own case, which the emulated build runs alone (CK_RUN_CASE=nccl, two emulated devices).
+    TCase *nccl = tcase_with_timeout("nccl", 240);
+    tcase_add_checked_fixture(nccl, setup, test_dir_remove);
+    tcase_add_test(nccl, test_nccl_collectives_on_two_gpus);
+    tcase_add_test(nccl, test_nccl_hung_rank_ends_the_job);
+    tcase_add_test(nccl, test_nccl_killed_rank_ends_the_job);
+    tcase_add_test(nccl, test_nccl_two_ranks_equal_one_f64);
+    tcase_add_test(nccl, test_nccl_two_ranks_equal_one_f32);
+    suite_add_tcase(s, nccl);
+#endif
     return run_suite(s);
 }
