@@ -21,13 +21,7 @@ extern "C" {
 }
 #endif
 
-#ifndef PETAL_HD
-#ifdef __CUDACC__
-#define PETAL_HD __host__ __device__
-#else
-#define PETAL_HD
-#endif
-#endif
+#include "tensor/hd.h"
 
 #define EW_PACK_BYTES 16
 #define EW_MAX_NUMEL  ((int64_t)1 << 31) // the 32-bit kernels' grid-stride loops stay below 2^32

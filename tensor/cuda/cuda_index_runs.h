@@ -11,13 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#ifndef PETAL_HD
-#ifdef __CUDACC__
-#define PETAL_HD __host__ __device__
-#else
-#define PETAL_HD
-#endif
-#endif
+#include "tensor/hd.h"
 
 // Below this many indices the unsorted kernel (a thread per column, all indices in order) wins.
 #define INDEX_SORT_MIN 64

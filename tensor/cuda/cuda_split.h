@@ -13,13 +13,7 @@
 
 #include <stdint.h>
 
-#ifndef PETAL_HD
-#ifdef __CUDACC__
-#define PETAL_HD __host__ __device__
-#else
-#define PETAL_HD
-#endif
-#endif
+#include "tensor/hd.h"
 
 #define SPLIT_TARGET_BLOCKS 528 // 4 blocks for each of an H100's 132 SMs
 #define SPLIT_MIN_CHUNK     64  // elements per chunk at least: pass 2 must stay cheap
