@@ -430,6 +430,9 @@ static petal_status setup(trainer *t) {
         t->tm = &t->own_model;
         s = train_model_init(c, t->tm);
     }
+    // A caller's model (petal ablate's) is attached on the CPU: moved before the optimizer makes
+    // its state beside it.
+    if (!s) train_model_to(t->tm, train_config_device(c));
     if (!s) s = open_data(t);
     if (!s) s = open_optimizer(t);
     return s;
@@ -550,6 +553,7 @@ static void print_header(trainer *t) {
             (long long)t->per_epoch);
     run_log(&t->run, "precision: %s (the inputs of f32 matrix products)",
             precision_name(t->c->precision));
+    run_log(&t->run, "device: %s", t->c->device);
     if (t->comm)
         run_log(&t->run, "data parallel: %d ranks (%s), %lld samples per step in all", t->world,
                 dist_backend_name(t->comm),
