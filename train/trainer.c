@@ -252,6 +252,10 @@ static void log_step(trainer *t, const step_parts *p) {
                   "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f",
                   (long long)t->pos.step, (double)t->timed_steps / busy, t->wait_s,
                   t->wait_s / busy, (double)m.peak / 1048576.0);
+    petal_device device = train_config_device(t->c);
+    if (device.type != PETAL_CPU) // the model's memory is there
+        strbuf_printf(&b, ", \"device_peak_mb\": %.1f",
+                      (double)memory_get_stats(device).peak / 1048576.0);
     if (t->comm) strbuf_printf(&b, ", \"ranks\": %d, \"comm_s\": %.4g", t->world, t->comm_s);
     strbuf_printf(&b, "}");
     run_timing_line(&t->run, b.data);
