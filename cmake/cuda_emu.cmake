@@ -76,6 +76,8 @@ function(petal_cuda_emu_suite_settings)
   set(env PETAL_REQUIRE_GPU=1 PETAL_CUBLAS_LIBRARY=$<TARGET_FILE:petal_cublas_emu>)
   add_dependencies(test_cuda petal_cublas_emu)
   set_tests_properties(cuda PROPERTIES ENVIRONMENT "${env}")
+  set_tests_properties(cuda_train PROPERTIES ENVIRONMENT "${env}")
+  add_dependencies(test_cuda_train petal_cublas_emu)
   set_tests_properties(cuda_host PROPERTIES LABELS gpu)
   # The emulator's own suite (tests/cuda_emu/test_cuda_emu.cu): kernels and the stand-ins.
   set_source_files_properties(${emu_dir}/test_cuda_emu.cu PROPERTIES LANGUAGE CXX)
@@ -92,7 +94,8 @@ function(petal_cuda_emu_suite_settings)
   set_tests_properties(cuda_reverse PROPERTIES LABELS gpu ENVIRONMENT
                        "${env};PETAL_CUDA_EMU_ORDER=reverse")
   # What `ctest -L gpu` runs, and nothing else (CI builds just this).
-  add_custom_target(gpu_suite DEPENDS test_cuda test_cuda_host test_cuda_emu petal_cublas_emu)
+  add_custom_target(gpu_suite DEPENDS test_cuda test_cuda_host test_cuda_emu test_cuda_train
+                                      petal_cublas_emu)
 endfunction()
 cmake_language(DEFER CALL petal_cuda_emu_suite_settings)
 include(${CMAKE_CURRENT_LIST_DIR}/cuda_emu_nccl.cmake)

@@ -13,6 +13,10 @@ tensor_storage *storage_new(petal_device device, size_t nbytes);
 tensor_storage *storage_new_zeroed(petal_device device, size_t nbytes);
 void storage_retain(tensor_storage *s);
 void storage_release(tensor_storage *s);
+// Moves a leaf (and its gradient, if any) to another device in place: the tensor keeps its
+// identity, so the models, PETL and optimizers that point at it need not be told. Its data
+// becomes contiguous in a new storage; other views of the old storage stay where they were.
+void tensor_move_(tensor *t, petal_device device);
 
 typedef struct {
     size_t current;   // bytes held by live storages

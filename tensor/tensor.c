@@ -201,6 +201,21 @@ tensor *tensor_to(const tensor *t, petal_device device) {
     return out;
 }
 
+void tensor_move_(tensor *t, petal_device device) {
+    if (device_equal(t->device, device)) return;
+    PETAL_CHECK(!t->grad_fn, "tensor_move_: only a leaf moves (this tensor has autograd history)");
+    if (t->grad) tensor_move_(t->grad, device);
+    tensor *moved = tensor_to(t, device);
+    storage_retain(moved->storage);
+    storage_release(t->storage);
+    t->storage = moved->storage;
+    t->device = device;
+    t->offset = 0;
+    memcpy(t->strides, moved->strides, sizeof t->strides);
+    tensor_free(moved);
+    tensor_bump_version(t); // caches keyed on the storage's version recompute
+}
+
 void tensor_fill_(tensor *t, double value) {
     tensor_bump_version(t);
     backend_of(t)->fill(t, value);

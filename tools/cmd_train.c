@@ -20,6 +20,21 @@ const char cmd_train_usage[] =
     "(docs/distributed.md; PETAL_DIST=mpi|nccl|auto, PETAL_DIST_TIMEOUT seconds)\n"
     "example: petal train configs/synth_retrieval.yaml --set petl.methods=lora --out runs/lora";
 
+// Data parallelism with device: cuda: every rank computes on its own GPU, the one its nccl
+// communicator was given (cuda:LOCAL_RANK); the mpi backend moves host tensors only.
+static petal_status rank_device(train_config *c, const dist_comm *comm) {
+    petal_device want = train_config_device(c), have = dist_device(comm);
+    if (want.type == PETAL_CPU || device_equal(want, have)) return PETAL_OK;
+    if (have.type == PETAL_CPU)
+        return petal_error(PETAL_ERR_ARG,
+                           "%s: device: %s in a data-parallel run needs the nccl backend "
+                           "(PETAL_DIST=nccl); the %s backend averages host tensors only",
+                           c->source, c->device, dist_backend_name(comm));
+    char name[16], assignment[32];
+    snprintf(assignment, sizeof assignment, "device=%s", device_name(have, name));
+    return train_config_set(c, assignment);
+}
+
 // runs/<file name without directories and extension>
 static char *default_out(const char *config) {
     const char *base = strrchr(config, '/');
@@ -78,6 +93,7 @@ int cmd_train(int argc, char **argv) {
     }
     char *dir = out ? NULL : default_out(config);
     s = dist_init_from_env(&o.comm);
+    if (!s && o.comm) s = rank_device(&c, o.comm);
     if (!s) s = trainer_run_with(&c, out ? out : dir, &o);
     // One rank's failure ends the job: the others would wait for it until the timeout.
     if (s && o.comm) dist_abort(o.comm, "petal train");

@@ -200,6 +200,10 @@ static const config_key config_keys[] = {
             "training steps, forward and backward, and in evaluation: f32; tf32 (inputs rounded "
             "to 10 mantissa bits); bf16 (to 7). Sums, results, weights, softmax, LayerNorm, "
             "losses and AdamW stay f32 (docs/cuda.md \"Mixed precision\"). Needs dtype f32."},
+    {"device", KEY_STRING, AT(device), .nonempty = true, .def = "cpu",
+     .doc = "Where training and evaluation compute: cpu, cuda (device 0) or cuda:N. The model is "
+            "loaded on the CPU, then its parameters, buffers and PETL tensors, the optimizer "
+            "state and every batch live on the device (docs/train.md \"Devices\")."},
     {"seed", KEY_INT, AT(seed), AT_LEAST(0), .def = "42",
      .doc = "Seed of every random stream: initialisation, data order, augmentation, dropout "
             "(BLIP's --seed 42)."},
@@ -1120,6 +1124,9 @@ static petal_status check_rules(const train_config *c, const config_origin *orig
                           "f64 needs a model built from arch (pretrained files are f32), found "
                           "pretrained '%s'",
                           c->pretrained);
+    petal_device device;
+    if (device_parse(c->device, &device))
+        return rule_error(c, origins, "device", NULL, "%s", petal_error_message());
     return *c->pretrained ? PETAL_OK : check_arch(c, origins);
 }
 
@@ -1348,4 +1355,11 @@ void train_config_write_schema(FILE *out) {
 
 petal_dtype train_config_dtype(const train_config *c) {
     return c->dtype == TRAIN_DTYPE_F64 ? PETAL_F64 : PETAL_F32;
+}
+
+petal_device train_config_device(const train_config *c) {
+    petal_device d = DEVICE_CPU;
+    PETAL_CHECK(device_parse(c->device, &d) == PETAL_OK, "%s: device '%s' was not checked",
+                c->source, c->device);
+    return d;
 }

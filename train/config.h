@@ -126,6 +126,8 @@ typedef struct {
     train_dtype dtype;    // f32 | f64 (arch models only)
     // f32 | tf32 | bf16: the input precision of the GEMMs of training steps and evaluation
     petal_precision precision;
+    // cpu | cuda | cuda:N: where the model, its optimizer state and the batches live
+    char *device;
     // ---- optimisation ----
     int64_t seed;
     int64_t batch_size_train, batch_size_test;
@@ -180,6 +182,8 @@ char *train_config_to_json(const train_config *c);
 void train_config_write_schema(FILE *out);
 // The tensor dtype of the config's dtype key.
 petal_dtype train_config_dtype(const train_config *c);
+// The device key's device (checked when the config was loaded).
+petal_device train_config_device(const train_config *c);
 
 // A path key resolved against data_root (absolute paths and NULL pass through); malloc'd.
 char *train_config_path(const train_config *c, const char *relative);

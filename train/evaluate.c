@@ -92,6 +92,15 @@ static petal_status image_features(const train_config *c, const train_model *tm,
     return s;
 }
 
+// Tokenized texts as the model takes them: the mask in the config's dtype, both on its device
+// (where the batches are).
+static void texts_for_model(const train_config *c, tensor **ids, tensor **mask) {
+    petal_device device = train_config_device(c);
+    *mask = nn_consume(*mask, tensor_cast(*mask, train_config_dtype(c)));
+    *mask = nn_consume(*mask, tensor_to(*mask, device));
+    *ids = nn_consume(*ids, tensor_to(*ids, device));
+}
+
 // Every caption of the split tokenized (T, L) and its ITC features (T, E), in chunks of 256.
 static petal_status text_features(const train_config *c, const train_model *tm,
                                   const ann_retrieval_set *set, tensor **ids, tensor **mask,
@@ -107,7 +116,7 @@ static petal_status text_features(const train_config *c, const train_model *tm,
         s = tokenizer_encode_batch(tm->tok, (const char *const *)set->texts + i, n, &o, &chunk_ids,
                                    &chunk_mask);
         if (s) break;
-        chunk_mask = nn_consume(chunk_mask, tensor_cast(chunk_mask, train_config_dtype(c)));
+        texts_for_model(c, &chunk_ids, &chunk_mask);
         batch_list_push(&si, chunk_ids);
         batch_list_push(&sm, chunk_mask);
         batch_list_push(&sf, blip_text_feat(tm->m, chunk_ids, chunk_mask, &eval));
@@ -207,11 +216,12 @@ static char **vqa_answers(const train_config *c, const train_model *tm, const tr
     char **out = buffer_calloc((size_t)b->n, sizeof *out, "evaluate");
     if (c->inference == TRAIN_VQA_RANK) {
         int64_t k = c->k_test < d->answer_list->n ? c->k_test : d->answer_list->n;
-        tensor *best =
+        tensor *ranked =
             c->media == TRAIN_MEDIA_VIDEO
                 ? blip_video_vqa_rank(tm->m, b->images, c->video_chunk, b->text_ids, b->text_mask,
                                       a_ids, a_mask, k)
                 : blip_vqa_rank(tm->m, b->images, b->text_ids, b->text_mask, a_ids, a_mask, k);
+        tensor *best = nn_consume(ranked, tensor_to(ranked, DEVICE_CPU)); // (n) answer indices
         for (int64_t i = 0; i < b->n; i++) {
             const char *a = d->answer_list->items[tensor_data_i64(best)[i]];
             out[i] = buffer_strndup(a, strlen(a));
@@ -268,7 +278,7 @@ static petal_status eval_vqa(const train_config *c, const train_model *tm, const
     if (c->inference == TRAIN_VQA_RANK)
         s = tokenizer_encode_batch(tm->tok, (const char *const *)d->answer_list->items,
                                    (int)d->answer_list->n, &ao, &a_ids, &a_mask);
-    if (a_mask) a_mask = nn_consume(a_mask, tensor_cast(a_mask, train_config_dtype(c)));
+    if (a_ids) texts_for_model(c, &a_ids, &a_mask);
     eval_outputs out = {0};
     if (!s) s = vqa_share(c, tm, d, a_ids, a_mask, comm, &out);
     if (!s) s = eval_outputs_gather(comm, &out);

@@ -435,11 +435,26 @@ static petal_status next_batch(loader *l, train_batch *out, bool *done) {
     return petal_error(l->failed, "%s", l->failed_message);
 }
 
+// t (a batch's tensor, in no scope) replaced by its copy on `device`.
+static tensor *batch_tensor_to(tensor *t, petal_device device) {
+    if (!t || device_equal(t->device, device)) return t;
+    tensor *moved = tensor_keep(tensor_to(t, device));
+    tensor_free(t);
+    return moved;
+}
+
+static void batch_to_device(train_batch *b, petal_device device) {
+    tensor **ts[] = {&b->images,     &b->image_ids,   &b->text_ids,      &b->text_mask,
+                     &b->answer_ids, &b->answer_mask, &b->answer_weights};
+    for (size_t k = 0; k < sizeof ts / sizeof *ts; k++) *ts[k] = batch_tensor_to(*ts[k], device);
+}
+
 petal_status loader_next(loader *l, train_batch *out, bool *done) {
     double start = now_seconds();
     *out = (train_batch){0};
     *done = false;
     petal_status st = next_batch(l, out, done);
+    if (!st && !*done) batch_to_device(out, l->o.device);
     l->stats.wait_seconds += now_seconds() - start;
     return st;
 }

@@ -58,6 +58,9 @@ typedef struct {
     // random frame per segment in training, from the sample's generator; the segment middles
     // otherwise), resized and normalised as test images are. 0: samples are images.
     int frames;
+    // Where loader_next hands the model's inputs (images, image ids, texts, answers) over;
+    // question_ids, read by the evaluation's bookkeeping only, stay on the CPU. Zeroed: the CPU.
+    petal_device device;
 } loader_options;
 
 // One batch. Its tensors belong to the batch (they are in no scope) until train_batch_free.

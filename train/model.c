@@ -6,6 +6,7 @@
 
 #include "io/buffer.h"
 #include "models/blip/load.h"
+#include "tensor/storage.h"
 
 static blip_task blip_task_of(train_task t) {
     static const blip_task tasks[] = {[TRAIN_TASK_RETRIEVAL] = BLIP_RETRIEVAL,
@@ -140,7 +141,13 @@ void train_model_detach(train_model *tm) {
 petal_status train_model_init(const train_config *c, train_model *out) {
     petal_status s = train_model_load(c, out);
     if (!s && (s = train_model_attach(c, out))) train_model_free(out);
+    if (!s) train_model_to(out, train_config_device(c));
     return s;
+}
+
+void train_model_to(train_model *tm, petal_device device) {
+    param_registry *r = tm->m->registry;
+    for (int i = 0; i < r->n; i++) tensor_move_(r->items[i].value, device);
 }
 
 void train_model_free(train_model *tm) {

@@ -18,8 +18,12 @@ typedef struct {
     int64_t prompt_len; // caption: [CLS] and the prompt's tokens, not predicted (prompt_length)
 } train_model;
 
-// Loads or builds the model, then attaches. Errors name the config key and the file.
+// Loads or builds the model on the CPU, attaches, then moves it to the config's device (the
+// device key). Errors name the config key and the file.
 petal_status train_model_init(const train_config *c, train_model *out);
+// Every registry entry (parameters, buffers such as the momentum encoders and queues, PETL
+// tensors) moved to `device` in place: what pointed at them still does.
+void train_model_to(train_model *tm, petal_device device);
 // The two halves: the model as `pretrained` (or `arch`) gives it, every parameter frozen; then the
 // config's ViT options (drop path, checkpointing), prompt and petl: block.
 petal_status train_model_load(const train_config *c, train_model *out);

@@ -70,6 +70,7 @@ loader_options splits_loader_options(const train_config *c, bool train) {
                             .text_length = (int)c->text_length,
                             .seed = (uint64_t)c->seed,
                             .dtype = train_config_dtype(c),
+                            .device = train_config_device(c),
                             .frames = c->media == TRAIN_MEDIA_VIDEO
                                           ? (int)(train ? c->num_frames : c->num_frames_test)
                                           : 0};

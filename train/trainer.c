@@ -252,6 +252,10 @@ static void log_step(trainer *t, const step_parts *p) {
                   "\"data_wait_fraction\": %.4g, \"peak_mb\": %.1f",
                   (long long)t->pos.step, (double)t->timed_steps / busy, t->wait_s,
                   t->wait_s / busy, (double)m.peak / 1048576.0);
+    petal_device device = train_config_device(t->c);
+    if (device.type != PETAL_CPU) // the model's memory is there
+        strbuf_printf(&b, ", \"device_peak_mb\": %.1f",
+                      (double)memory_get_stats(device).peak / 1048576.0);
     if (t->comm) strbuf_printf(&b, ", \"ranks\": %d, \"comm_s\": %.4g", t->world, t->comm_s);
     strbuf_printf(&b, "}");
     run_timing_line(&t->run, b.data);
@@ -430,6 +434,9 @@ static petal_status setup(trainer *t) {
         t->tm = &t->own_model;
         s = train_model_init(c, t->tm);
     }
+    // A caller's model (petal ablate's) is attached on the CPU: moved before the optimizer makes
+    // its state beside it.
+    if (!s) train_model_to(t->tm, train_config_device(c));
     if (!s) s = open_data(t);
     if (!s) s = open_optimizer(t);
     return s;
@@ -550,6 +557,7 @@ static void print_header(trainer *t) {
             (long long)t->per_epoch);
     run_log(&t->run, "precision: %s (the inputs of f32 matrix products)",
             precision_name(t->c->precision));
+    run_log(&t->run, "device: %s", t->c->device);
     if (t->comm)
         run_log(&t->run, "data parallel: %d ranks (%s), %lld samples per step in all", t->world,
                 dist_backend_name(t->comm),

@@ -200,11 +200,18 @@ tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *
     return layer_forward(l, cfg, x, self_mask, &cross, cache, hooks, index, ctx);
 }
 
+// A mask of ones (every position visible) on the ids' device.
+static tensor *ones_on(petal_device device, petal_dtype dt, int64_t b, int64_t n) {
+    tensor *ones = tensor_empty_on(device, dt, SHAPE(b, n));
+    tensor_fill_(ones, 1.0);
+    return ones;
+}
+
 tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ctx) {
     int64_t b = in->ids->shape[0], t = in->ids->shape[1];
     int64_t past = in->cache ? nn_kv_cache_length(&in->cache[0]) : 0;
     petal_dtype dt = m->word.weight->dtype;
-    tensor *mask = in->mask ? tensor_detach(in->mask) : tensor_ones(dt, SHAPE(b, past + t));
+    tensor *mask = in->mask ? tensor_detach(in->mask) : ones_on(in->ids->device, dt, b, past + t);
     tensor *self_mask =
         nn_consume(mask, in->causal ? bert_causal_mask(mask, t) : bert_extended_mask(mask));
     tensor *cross_mask = NULL;
@@ -215,7 +222,7 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
                     "bert_forward: multimodal mode needs encoder states");
         int64_t n = in->encoder_states->shape[1];
         tensor *em =
-            in->encoder_mask ? tensor_detach(in->encoder_mask) : tensor_ones(dt, SHAPE(b, n));
+            in->encoder_mask ? tensor_detach(in->encoder_mask) : ones_on(in->ids->device, dt, b, n);
         cross_mask = nn_consume(em, bert_extended_mask(em));
     }
     cross_input cross = {in->mode == BERT_MULTIMODAL ? in->encoder_states : NULL, cross_mask,

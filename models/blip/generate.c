@@ -363,8 +363,11 @@ generate_result blip_generate(const bert_model *decoder, tensor *prompt, tensor 
     decoder_state st = decoder_state_new(decoder, encoder_states, encoder_mask, k);
     sequences s = sequences_new(prompt, k, opt->max_length);
     s.v = decoder->cfg.vocab;
-    generate_result r = k > 1 ? beam_search(&st, &s, k, opt, prompt->device)
-                              : greedy_search(&st, &s, opt, prompt->device);
+    // The tokens go where the decoder computes: the encoder states' device (the prompt, read on
+    // the host, may be anywhere).
+    petal_device device = encoder_states->device;
+    generate_result r =
+        k > 1 ? beam_search(&st, &s, k, opt, device) : greedy_search(&st, &s, opt, device);
     free(s.seq);
     decoder_state_free(&st);
     grad_mode_set(grad);

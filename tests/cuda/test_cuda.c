@@ -698,6 +698,33 @@ START_TEST(test_copies_of_views) {
 }
 END_TEST
 
+// tensor_move_ (petal train's model move): the same struct, now on cuda with the values of its
+// strided view, contiguous; its gradient moved with it; another view of the old storage stays on
+// the host with its values; a second move to the same device changes nothing.
+START_TEST(test_move_in_place) {
+    GPU_REQUIRE();
+    int mark = scope_begin();
+    tensor *grid = tensor_reshape(tensor_arange(PETAL_F32, 0, 12, 1), SHAPE(3, 4));
+    tensor *leaf = tensor_keep(tensor_transpose(grid, 0, 1)); // (4, 3), strided
+    tensor *want = tensor_clone_data(leaf);
+    tensor *other = tensor_select(grid, 0, 1); // another view of the storage: 4 5 6 7
+    leaf->grad = tensor_keep(tensor_full(PETAL_F32, SHAPE(4, 3), 0.5));
+    tensor_move_(leaf, CUDA0);
+    ck_assert(leaf->device.type == PETAL_CUDA && leaf->storage->device.type == PETAL_CUDA);
+    ck_assert(tensor_is_contiguous(leaf) && leaf->offset == 0);
+    ck_assert(same_values("moved leaf", leaf, want));
+    ck_assert(leaf->grad->device.type == PETAL_CUDA);
+    ck_assert_double_eq(tensor_get_flat(leaf->grad, 11), 0.5);
+    ck_assert(other->device.type == PETAL_CPU);
+    ck_assert_double_eq(tensor_get_flat(other, 2), 6.0);
+    tensor_storage *storage = leaf->storage;
+    tensor_move_(leaf, CUDA0);
+    ck_assert_ptr_eq(leaf->storage, storage);
+    tensor_free(leaf);
+    scope_end(mark);
+}
+END_TEST
+
 // Copies larger than the pinned staging buffers, and every dtype conversion the CPU makes.
 START_TEST(test_copies_large_and_converted) {
     GPU_REQUIRE();
@@ -976,6 +1003,7 @@ int main(void) {
     TCase *mem = tcase_with_timeout("memory and copies", 120);
     tcase_add_test(mem, test_allocator_reuse_and_stats);
     tcase_add_test(mem, test_copies_of_views);
+    tcase_add_test(mem, test_move_in_place);
     tcase_add_test(mem, test_copies_large_and_converted);
     tcase_add_test(mem, test_float_to_int_saturates);
     TCase *num = tcase_with_timeout("random, optimizer, NCCL", 120);

@@ -250,9 +250,10 @@ static double worst_tensor_difference(const char *path_a, const char *path_b, ch
 }
 
 // One rank with batch 8 against two with batch 4 on `dist` (PETAL_DIST): the same samples make
-// every step. petal train computes on the CPU; on nccl its tensors travel through each rank's GPU.
-static void check_equivalence(const char *dist, const char *dtype, double loss_tol,
-                              double weight_tol) {
+// every step. petal train computes on `device`: the CPU with mpi, cuda with nccl (each rank on
+// its own GPU, so NCCL averages device tensors).
+static void check_equivalence(const char *dist, const char *device, const char *dtype,
+                              double loss_tol, double weight_tol) {
     setenv("PETAL_DIST", dist, 1);
     char one[64], two[64];
     snprintf(one, sizeof one, "vqa_%s_1.yaml", dtype);
@@ -262,17 +263,19 @@ static void check_equivalence(const char *dist, const char *dtype, double loss_t
     char r1[512], r2[512];
     snprintf(r1, sizeof r1, "%s", test_dir_path("run1"));
     snprintf(r2, sizeof r2, "%s", test_dir_path("run2"));
-    free(run_ok(ARGS("train", c1, "--out", r1)));
-    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", r2));
+    char device_set[64];
+    snprintf(device_set, sizeof device_set, "device=%s", device);
+    free(run_ok(ARGS("train", c1, "--out", r1, "--set", device_set)));
+    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", r2, "--set", device_set));
     int steps;
     double loss = worst_loss_difference(r1, r2, &steps);
     char name[256] = "", l1[600], l2[600];
     snprintf(l1, sizeof l1, "%s/last.h5", r1);
     snprintf(l2, sizeof l2, "%s/last.h5", r2);
     double weights = worst_tensor_difference(l1, l2, name, sizeof name);
-    printf("dist %s %s: 20 steps, 1 rank x 8 vs 2 ranks x 4: worst loss difference %.3g "
+    printf("dist %s on %s %s: 20 steps, 1 rank x 8 vs 2 ranks x 4: worst loss difference %.3g "
            "(relative), worst trained tensor %s %.3g (max |diff| / max |value|)\n",
-           dist, dtype, loss, name, weights);
+           dist, device, dtype, loss, name, weights);
     ck_assert_int_eq(steps, 20);
     ck_assert_msg(loss <= loss_tol, "%s: losses differ by %.3g relative", dtype, loss);
     ck_assert_msg(weights <= weight_tol, "%s: %s differs by %.3g", dtype, name, weights);
@@ -281,12 +284,14 @@ static void check_equivalence(const char *dist, const char *dtype, double loss_t
     snprintf(line, sizeof line, "data parallel: 2 ranks (%s), 8 samples per step", dist);
     char *text = slurp(log);
     ck_assert_msg(strstr(text, line), "%s", text);
+    snprintf(line, sizeof line, "device: %s\n", device);
+    ck_assert_msg(strstr(text, line), "%s", text);
     free(text);
 }
 
 START_TEST(test_two_ranks_equal_one_f64) {
     // metrics.jsonl prints losses with 9 digits: equal lines are equal to about 1e-9
-    check_equivalence("mpi", "f64", 1e-8, 1e-6);
+    check_equivalence("mpi", "cpu", "f64", 1e-8, 1e-6);
 }
 END_TEST
 
@@ -317,17 +322,17 @@ END_TEST
 START_TEST(test_two_ranks_equal_one_f32) {
     // Float rounding differs with the split; AdamW turns it into whole steps on gradients that
     // are near zero, so the tensors agree less closely than the losses.
-    check_equivalence("mpi", "f32", 1e-6, 1e-3);
+    check_equivalence("mpi", "cpu", "f32", 1e-6, 1e-3);
 }
 END_TEST
 
 START_TEST(test_nccl_two_ranks_equal_one_f64) {
-    if (two_gpus("nccl equivalence f64")) check_equivalence("nccl", "f64", 1e-8, 1e-6);
+    if (two_gpus("nccl equivalence f64")) check_equivalence("nccl", "cuda", "f64", 1e-8, 1e-6);
 }
 END_TEST
 
 START_TEST(test_nccl_two_ranks_equal_one_f32) {
-    if (two_gpus("nccl equivalence f32")) check_equivalence("nccl", "f32", 1e-6, 1e-3);
+    if (two_gpus("nccl equivalence f32")) check_equivalence("nccl", "cuda", "f32", 1e-6, 1e-3);
 }
 END_TEST
 

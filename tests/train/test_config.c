@@ -203,6 +203,19 @@ static const error_case error_cases[] = {
      {":6: precision: bf16 rounds the inputs of f32 products; dtype f64 has none, found dtype "
       "'f64'"},
      PETAL_ERR_ARG},
+    {BASE "device: gpu\n",
+     {":5: device: device 'gpu': expected 'cpu', 'cuda' or 'cuda:N'"},
+     PETAL_ERR_ARG},
+// The backend's reason: a build without CUDA, or fewer devices (the host emulator has 1).
+#ifdef PETAL_HAVE_CUDA
+    {BASE "device: cuda:99\n",
+     {":5: device: device 'cuda:99': ", "CUDA device(s) present"},
+     PETAL_ERR_ARG},
+#else
+    {BASE "device: cuda:99\n",
+     {":5: device: device 'cuda:99': this petal was built without CUDA"},
+     PETAL_ERR_ARG},
+#endif
     {BASE "lr_schedule: cosine\n",
      {":5: lr_schedule: expected one of epoch_cosine, step_cosine, found 'cosine'"},
      PETAL_ERR_ARG},
@@ -406,22 +419,40 @@ static char *yaml_text(const train_config *c) {
 
 // Equal structs, strings compared by value (the source excepted: it names the file read).
 static void assert_configs_equal(train_config a, train_config b) {
-    char **fields_a[] = {&a.data_root,         &a.image_root,
-                         &a.ann_root,          &a.train_file,
-                         &a.val_file,          &a.test_file,
-                         &a.answer_list,       &a.val_gt_file,
-                         &a.test_gt_file,      &a.vocab,
-                         &a.pretrained,        &a.prompt,
-                         &a.petl.methods,      &a.petl.extra_trainable,
-                         &a.petl.lora_targets, &a.petl.cp_targets};
-    char **fields_b[] = {&b.data_root,         &b.image_root,
-                         &b.ann_root,          &b.train_file,
-                         &b.val_file,          &b.test_file,
-                         &b.answer_list,       &b.val_gt_file,
-                         &b.test_gt_file,      &b.vocab,
-                         &b.pretrained,        &b.prompt,
-                         &b.petl.methods,      &b.petl.extra_trainable,
-                         &b.petl.lora_targets, &b.petl.cp_targets};
+    char **fields_a[] = {&a.data_root,
+                         &a.image_root,
+                         &a.ann_root,
+                         &a.train_file,
+                         &a.val_file,
+                         &a.test_file,
+                         &a.answer_list,
+                         &a.val_gt_file,
+                         &a.test_gt_file,
+                         &a.vocab,
+                         &a.pretrained,
+                         &a.prompt,
+                         &a.device,
+                         &a.petl.methods,
+                         &a.petl.extra_trainable,
+                         &a.petl.lora_targets,
+                         &a.petl.cp_targets};
+    char **fields_b[] = {&b.data_root,
+                         &b.image_root,
+                         &b.ann_root,
+                         &b.train_file,
+                         &b.val_file,
+                         &b.test_file,
+                         &b.answer_list,
+                         &b.val_gt_file,
+                         &b.test_gt_file,
+                         &b.vocab,
+                         &b.pretrained,
+                         &b.prompt,
+                         &b.device,
+                         &b.petl.methods,
+                         &b.petl.extra_trainable,
+                         &b.petl.lora_targets,
+                         &b.petl.cp_targets};
     for (size_t i = 0; i < sizeof fields_a / sizeof fields_a[0]; i++) {
         ck_assert_msg((*fields_a[i] == NULL) == (*fields_b[i] == NULL), "string field %zu", i);
         if (*fields_a[i]) ck_assert_str_eq(*fields_a[i], *fields_b[i]);
@@ -516,8 +547,8 @@ START_TEST(test_json) {
     ck_assert_ptr_null(json_get(petl, "mcam"));
     ck_assert_ptr_null(json_get(petl, "lora"));
     ck_assert_ptr_null(json_get(petl, "extra_trainable"));
-    // Every top-level key: 60 scalars and the arch and petl blocks.
-    ck_assert_int_eq(json_len(root), 63);
+    // Every top-level key: 61 scalars and the arch and petl blocks.
+    ck_assert_int_eq(json_len(root), 64);
     json_free(root);
     free(text);
     train_config_free(&c);
