@@ -11,7 +11,11 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "tensor/hd.h"
+#ifdef __CUDACC__
+#define PETAL_HD __host__ __device__
+#else
+#define PETAL_HD
+#endif
 
 #define PETAL_SQRT1_2        0.70710678118654752440 // 1/sqrt(2)
 #define PETAL_SQRT2PI_INV    0.39894228040143267794 // 1/sqrt(2 pi)

@@ -21,7 +21,7 @@ extern "C" {
 }
 #endif
 
-#include "tensor/hd.h"
+#include "tensor/elementwise.h" // PETAL_HD
 
 #define EW_PACK_BYTES 16
 #define EW_MAX_NUMEL  ((int64_t)1 << 31) // the 32-bit kernels' grid-stride loops stay below 2^32

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "tensor/hd.h"
+#include "tensor/elementwise.h" // PETAL_HD
 
 // Below this many indices the unsorted kernel (a thread per column, all indices in order) wins.
 #define INDEX_SORT_MIN 64

@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "tensor/hd.h"
+#include "tensor/elementwise.h" // PETAL_HD
 
 #define SPLIT_TARGET_BLOCKS 528 // 4 blocks for each of an H100's 132 SMs
 #define SPLIT_MIN_CHUNK     64  // elements per chunk at least: pass 2 must stay cheap
