@@ -73,6 +73,11 @@ function(petal_cuda_emu_suite_settings)
   if(NOT TARGET test_cuda)
     return()
   endif()
+  # The real cuBLAS cannot run on the emulated runtime: every test of this build that reaches a
+  # CUDA device (the trainer's, dist's, not only the GPU suite) loads the stand-in.
+  get_property(all_tests DIRECTORY ${CMAKE_SOURCE_DIR} PROPERTY TESTS)
+  set_property(TEST ${all_tests} APPEND PROPERTY ENVIRONMENT
+               PETAL_CUBLAS_LIBRARY=$<TARGET_FILE:petal_cublas_emu>)
   set(env PETAL_REQUIRE_GPU=1 PETAL_CUBLAS_LIBRARY=$<TARGET_FILE:petal_cublas_emu>)
   add_dependencies(test_cuda petal_cublas_emu)
   set_tests_properties(cuda PROPERTIES ENVIRONMENT "${env}")

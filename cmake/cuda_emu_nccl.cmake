@@ -17,7 +17,10 @@ file(CONFIGURE OUTPUT ${nccl_wrap_dir}/nccl.h CONTENT
 #include \"${PETAL_NCCL_INCLUDE_DIR}/nccl.h\"
 ")
 set(nccl_includes ${nccl_wrap_dir} ${emu_dir}/nccl_include)
+# On petal's objects and on the emulator's runtime, which every program linking petal links: a test
+# that includes train/dist_nccl_lib.h (test_cuda_libs) must find this nccl.h too.
 target_include_directories(petal_objects BEFORE PUBLIC $<BUILD_INTERFACE:${nccl_includes}>)
+target_include_directories(petal_cuda_emu BEFORE PUBLIC $<BUILD_INTERFACE:${nccl_includes}>)
 add_compile_definitions(PETAL_HAVE_NCCL)
 
 add_library(petal_nccl_emu SHARED ${emu_dir}/nccl_emu.cc)
