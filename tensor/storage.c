@@ -25,16 +25,16 @@ static void stats_init(void) {
 }
 
 // The device's counters, locked: the caller unlocks them with stats_unlock.
-static memory_stats *stats_lock(petal_device d) {
+static tracked_stats *stats_lock(petal_device d) {
     int slot = d.type == PETAL_CPU ? 0 : 1 + d.index;
     PETAL_CHECK(slot < MAX_TRACKED_DEVICES, "device index %d out of range", d.index);
     pthread_once(&stats_once, stats_init);
     pthread_mutex_lock(&stats[slot].lock);
-    return &stats[slot].st;
+    return &stats[slot];
 }
 
-static void stats_unlock(memory_stats *st) {
-    pthread_mutex_unlock(&((tracked_stats *)st)->lock); // st is the first member
+static void stats_unlock(tracked_stats *t) {
+    pthread_mutex_unlock(&t->lock);
 }
 
 static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool zeroed) {
@@ -46,20 +46,20 @@ static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool ze
     bool cleared = zeroed && be->alloc_zeroed;
     s->data = cleared ? be->alloc_zeroed(device.index, n, &s->capacity)
                       : be->alloc(device.index, n, &s->capacity);
-    memory_stats *st = stats_lock(device);
     char dev[16];
     PETAL_CHECK(s->data != NULL, "out of memory on %s: cannot allocate %zu bytes (%zu in use)",
-                device_name(device, dev), nbytes, st->current);
+                device_name(device, dev), nbytes, memory_get_stats(device).current);
     if (zeroed && !cleared) be->memset_zero(s->data, nbytes);
     s->nbytes = nbytes;
     s->device = device;
     s->refs = 1;
     s->version = 0;
-    st->current += nbytes;
-    st->n_allocs++;
-    st->n_live++;
-    if (st->current > st->peak) st->peak = st->current;
-    stats_unlock(st);
+    tracked_stats *t = stats_lock(device); // only the counters: never a memset or a driver call
+    t->st.current += nbytes;
+    t->st.n_allocs++;
+    t->st.n_live++;
+    if (t->st.current > t->st.peak) t->st.peak = t->st.current;
+    stats_unlock(t);
     return s;
 }
 
@@ -77,17 +77,18 @@ void storage_retain(tensor_storage *s) {
 
 void storage_release(tensor_storage *s) {
     if (!s || --s->refs > 0) return;
-    memory_stats *st = stats_lock(s->device);
-    st->current -= s->nbytes;
-    st->n_live--;
-    stats_unlock(st);
+    tracked_stats *t = stats_lock(s->device);
+    t->st.current -= s->nbytes;
+    t->st.n_live--;
+    stats_unlock(t);
     backend_get(s->device)->free(s->device.index, s->data, s->capacity);
     free(s);
 }
 
 memory_stats memory_get_stats(petal_device device) {
-    memory_stats *locked = stats_lock(device), st = *locked;
-    stats_unlock(locked);
+    tracked_stats *t = stats_lock(device);
+    memory_stats st = t->st;
+    stats_unlock(t);
     st.reserved = backend_get(device)->reserved(device.index);
     return st;
 }
@@ -108,7 +109,7 @@ void memory_empty_cache(petal_device device) {
 }
 
 void memory_reset_peak(petal_device device) {
-    memory_stats *st = stats_lock(device);
-    st->peak = st->current;
-    stats_unlock(st);
+    tracked_stats *t = stats_lock(device);
+    t->st.peak = t->st.current;
+    stats_unlock(t);
 }

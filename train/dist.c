@@ -315,9 +315,10 @@ static void check_tensor(const char *op, const dist_comm *c, const tensor *t, in
     PETAL_CHECK(tensor_is_contiguous(t), "%s: tensor %d is not contiguous", op, i);
 }
 
-// `petal train` computes on the CPU: on a communicator of a GPU (nccl), its tensors go to the
-// device for the collective (NCCL reads and writes device memory only) and stage_out brings the
-// results back. Returns ts itself when every tensor is on the communicator's device.
+// Host tensors on a communicator of a GPU (nccl): the trainer's small ones (loss parts, start-up
+// broadcasts, the failure flag, generator states) and every tensor of a `device: cpu` run go to
+// the device for the collective (NCCL reads and writes device memory only) and stage_out brings
+// the results back. Returns ts itself when every tensor is on the communicator's device.
 static tensor **stage_in(const dist_comm *c, tensor *const *ts, int n) {
     bool any = false;
     for (int i = 0; i < n; i++) any = any || !device_equal(ts[i]->device, c->device);
