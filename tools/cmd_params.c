@@ -21,7 +21,7 @@
 
 const char cmd_params_usage[] =
     "petal params [--model NAME] [--method M[,M...]] [--variant paper|code] [--rank R[,R...]]\n"
-    "             [--share-decoder true|false]\n"
+    "                    [--share-decoder true|false]\n"
     "  --model NAME     a BLIP configuration (default blip-base-retrieval)\n"
     "  --method M,...   1 to 16 PETL methods, e.g. aurora, lora, cp+ice (default aurora)\n"
     "  --variant V      paper or code (default paper)\n"
