@@ -64,10 +64,6 @@ struct petl_handle {
 // without sharing); a missing twin or another shape sets h->status, which fails the attach.
 tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
                    bool frozen);
-// Under share_decoder, the question encoder's name for a decoder layer's
-// ("text_decoder.bert.encoder.layer.3.x" -> "text_encoder.encoder.layer.3.x") written to buf;
-// NULL for any other name, or without the option.
-const char *petl_decoder_twin(const petl_handle *h, const char *name, char *buf);
 // Sets each PETL entry in a momentum encoder ("text_encoder_m.x") to the value of its twin
 // ("text_encoder.x"), as blip_retrieval.py's copy_params starts them.
 void petl_copy_momentum_twins(petl_handle *h);

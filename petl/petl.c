@@ -139,7 +139,10 @@ petal_status petl_config_parse(const char *methods, petl_variant variant, int64_
 #define DECODER_LAYER "text_decoder.bert.encoder.layer."
 #define ENCODER_LAYER "text_encoder.encoder.layer."
 
-const char *petl_decoder_twin(const petl_handle *h, const char *name, char *buf) {
+// Under share_decoder, the question encoder's name for a decoder layer's
+// ("text_decoder.bert.encoder.layer.3.x" -> "text_encoder.encoder.layer.3.x") written to buf;
+// NULL for any other name, or without the option.
+static const char *decoder_twin(const petl_handle *h, const char *name, char *buf) {
     size_t n = strlen(DECODER_LAYER);
     if (!h->cfg.share_decoder || strncmp(name, DECODER_LAYER, n) != 0) return NULL;
     return nn_name(buf, ENCODER_LAYER "%s", name + n);
@@ -166,7 +169,7 @@ static tensor *shared_twin(petl_handle *h, const char *name, const char *twin, i
 tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
                    bool frozen) {
     char buf[NN_NAME_MAX];
-    const char *twin = petl_decoder_twin(h, name, buf);
+    const char *twin = decoder_twin(h, name, buf);
     tensor *shared = twin ? shared_twin(h, name, twin, ndim, shape) : NULL;
     if (shared) return shared;
     tensor *t = tensor_zeros(h->m->registry->items[0].value->dtype, ndim, shape);
