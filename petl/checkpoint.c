@@ -23,6 +23,8 @@ static char *config_json(const petl_handle *h) {
     strbuf_printf(&b, "{\"model\": %s, \"petl\": {\"seed\": %llu, \"extra_trainable\": \"%s\"",
                   model, (unsigned long long)c->seed, c->extra_trainable);
     free(model);
+    // Written only when on, so that files saved before the option load.
+    if (c->share_decoder) strbuf_printf(&b, ", \"share_decoder\": true");
     if (c->cp.enabled) {
         strbuf_printf(&b,
                       ",\n \"cp\": {\"rank\": %lld, \"core\": \"%s\", \"dropout\": %g, "

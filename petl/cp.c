@@ -8,7 +8,8 @@
 //     per modality.
 // In(x) is computed once per input tensor and shared by every delta that reads it (q, k and v
 // read the same hidden states; all cross-attention layers read the same image embeddings).
-// Neither variant ever materialises a d x d delta.
+// Neither variant ever materialises a d x d delta. Under share_decoder a decoder delta is its
+// question-encoder twin's again (add_twin): the same pair, coefficients, rows of P and lambda.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,7 @@ typedef struct {
     char layer[NN_NAME_MAX]; // the block being attached ("visual_encoder.blocks.3"; main encoder)
     modality layer_tag;      // its encoder: vision, text or decoder
     bool used[5];            // modalities with at least one delta
+    bert_model *twin;        // share_decoder: the question encoder whose deltas the decoder's reuse
 } cp_builder;
 
 // Whether the Linear is a target; a momentum encoder's Linear is when its twin is.
@@ -288,6 +290,34 @@ static cp_delta *add(cp_builder *b, nn_linear *layer, cp_kind kind, tensor *coef
     return d;
 }
 
+// The CP delta attached to l, or NULL.
+static const cp_delta *delta_on(const nn_linear *l) {
+    for (const nn_delta *d = l->deltas; d; d = d->next)
+        if (strcmp(d->kind, "cp") == 0) return (const cp_delta *)d;
+    return NULL;
+}
+
+// share_decoder: the decoder's delta on `layer` is its twin's (the same Linear of the question
+// encoder's layer) again: the same pair, coefficients, rows of P and lambda (the twin's modality,
+// text or multimodal). A twin without a delta is an error, not a decoder delta of its own.
+static petal_status add_twin(cp_builder *b, nn_linear *layer, const nn_linear *twin,
+                             cp_delta **out) {
+    const cp_delta *t = delta_on(twin);
+    if (!t)
+        return petal_error(PETAL_ERR_ARG,
+                           "petl.share_decoder: cp targets the decoder's '%s' but not its twin "
+                           "'%s' in the question encoder (targets '%s'); the decoder can only "
+                           "share the encoder's targets",
+                           layer->name, twin->name, b->targets);
+    cp_delta *d = malloc(sizeof *d);
+    PETAL_CHECK(d != NULL, "cp: out of host memory");
+    *d = *t;
+    d->base.next = NULL;
+    petl_add_delta(b->h, layer, &d->base);
+    *out = d;
+    return PETAL_OK;
+}
+
 // A coefficient matrix (R, n), xavier-uniform like the code's nn.init.xavier_uniform_; NULL in the
 // diagonal variant or when none of the Linears it serves is a target.
 static tensor *coefficients(cp_builder *b, bool needed, const char *name, int64_t n, modality tag) {
@@ -329,40 +359,55 @@ static void attach_vit(cp_builder *b, vit_model *vit, const char *prefix) {
 
 // BERT query / key / value of one attention block ([R, 1] coefficients each in the code) and its
 // output projection ("o_CP", not in the code, which leaves it out). name: the block's, ".self".
-// plain_cached: the block is the decoder's self-attention and cp.plain_cached_kv is on.
-static void attach_attention(cp_builder *b, nn_attention *a, nn_linear *dense, const char *name,
-                             modality tag, bool plain_cached) {
+// plain_cached: the block is the decoder's self-attention and cp.plain_cached_kv is on. twin,
+// twin_dense: under share_decoder, the question encoder's block whose deltas these reuse.
+static petal_status attach_attention(cp_builder *b, nn_attention *a, nn_linear *dense,
+                                     const nn_attention *twin, const nn_linear *twin_dense,
+                                     const char *name, modality tag, bool plain_cached) {
     char buf[NN_NAME_MAX];
     nn_linear *targets[] = {&a->query, &a->key, &a->value, dense};
     static const char *const coef_names[] = {"q_CP", "k_CP", "v_CP", "o_CP"};
     for (int j = 0; j < 4; j++) {
         if (!targeted(b, targets[j])) continue;
-        tensor *coef = coefficients(b, true, nn_name(buf, "%s.%s", name, coef_names[j]), 1, tag);
-        // The code drops out In(x) of q, k and v; elsewhere the core's output.
-        cp_delta *d = add(b, targets[j], CP_SINGLE, coef, 0, tag, b->dense && j < 3, 0);
+        cp_delta *d = NULL;
+        if (twin) {
+            const nn_linear *twins[] = {&twin->query, &twin->key, &twin->value, twin_dense};
+            petal_status st = add_twin(b, targets[j], twins[j], &d);
+            if (st) return st;
+        } else {
+            tensor *coef =
+                coefficients(b, true, nn_name(buf, "%s.%s", name, coef_names[j]), 1, tag);
+            // The code drops out In(x) of q, k and v; elsewhere the core's output.
+            d = add(b, targets[j], CP_SINGLE, coef, 0, tag, b->dense && j < 3, 0);
+        }
         // Such a key or value delta depends on the step, not on x alone: it cannot fold into W.
         d->plain_when_cached = plain_cached && (j == 1 || j == 2);
         d->base.linear = !d->plain_when_cached;
     }
+    return PETAL_OK;
 }
 
-static void attach_bert(cp_builder *b, bert_model *bert, const char *prefix, modality self_tag,
-                        modality cross_tag) {
+static petal_status attach_bert(cp_builder *b, bert_model *bert, const char *prefix,
+                                modality self_tag, modality cross_tag) {
     const char *m = b->momentum ? "_m" : "";
     char name[NN_NAME_MAX];
-    for (int64_t i = 0; i < bert->cfg.layers; i++) {
+    petal_status st = PETAL_OK;
+    for (int64_t i = 0; i < bert->cfg.layers && st == PETAL_OK; i++) {
         bert_layer *l = &bert->layers[i];
+        const bert_layer *t = b->twin ? &b->twin->layers[i] : NULL;
         enter_block(b, nn_name(name, "%s.encoder.layer.%lld", prefix, (long long)i), self_tag);
-        attach_attention(
-            b, &l->self, &l->self_dense,
+        st = attach_attention(
+            b, &l->self, &l->self_dense, t ? &t->self : NULL, t ? &t->self_dense : NULL,
             nn_name(name, "%s%s.encoder.layer.%lld.attention.self", prefix, m, (long long)i),
             self_tag, self_tag == MODALITY_DECODER && b->h->cfg.cp.plain_cached_kv);
-        if (l->has_cross)
-            attach_attention(b, &l->cross, &l->cross_dense,
-                             nn_name(name, "%s%s.encoder.layer.%lld.crossattention.self", prefix, m,
-                                     (long long)i),
-                             cross_tag, false);
+        if (l->has_cross && st == PETAL_OK)
+            st = attach_attention(b, &l->cross, &l->cross_dense, t ? &t->cross : NULL,
+                                  t ? &t->cross_dense : NULL,
+                                  nn_name(name, "%s%s.encoder.layer.%lld.crossattention.self",
+                                          prefix, m, (long long)i),
+                                  cross_tag, false);
     }
+    return st;
 }
 
 static void cp_shared_free(void *p) {
@@ -442,8 +487,11 @@ petal_status petl_cp_attach(petl_handle *h) {
     int first_delta = h->n_deltas;
     if (m->has_vision) attach_vit(&b, &m->vit, "visual_encoder");
     if (m->has_text) attach_bert(&b, &m->text, "text_encoder", MODALITY_TEXT, MODALITY_MULTIMODAL);
+    b.twin = h->cfg.share_decoder ? &m->text : NULL; // petl_attach checked that both exist
     if (m->has_decoder)
-        attach_bert(&b, &m->decoder, "text_decoder.bert", MODALITY_DECODER, MODALITY_DECODER);
+        st = attach_bert(&b, &m->decoder, "text_decoder.bert", MODALITY_DECODER, MODALITY_DECODER);
+    b.twin = NULL;
+    if (st) return st;
     st = check_targets(h, b.targets, h->n_deltas - first_delta);
     if (st) return st;
     if (o->momentum_copies && m->image_queue) {

@@ -54,10 +54,14 @@ struct petl_handle {
     int n_snapshots, cap_snapshots;
     petl_owned owned[PETL_MAX_OWNED];
     int n_owned;
+    petal_status status; // the first error petl_param met (a decoder tensor with no twin)
 };
 
 // A new PETL parameter of the model's dtype (zeros) registered under `name`; trainable unless
-// frozen (the momentum copies of coefficients, VeRA's and VCRA's random projections).
+// frozen (the momentum copies of coefficients, VeRA's and VCRA's random projections). Under
+// share_decoder a decoder layer's name gets its encoder twin's tensor instead (registered before
+// by the same method; the caller's initialiser then draws it again, so the random stream runs as
+// without sharing); a missing twin or another shape sets h->status, which fails the attach.
 tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
                    bool frozen);
 // Sets each PETL entry in a momentum encoder ("text_encoder_m.x") to the value of its twin

@@ -136,8 +136,42 @@ petal_status petl_config_parse(const char *methods, petl_variant variant, int64_
 
 // ---- the handle ----
 
+#define DECODER_LAYER "text_decoder.bert.encoder.layer."
+#define ENCODER_LAYER "text_encoder.encoder.layer."
+
+// Under share_decoder, the question encoder's name for a decoder layer's
+// ("text_decoder.bert.encoder.layer.3.x" -> "text_encoder.encoder.layer.3.x") written to buf;
+// NULL for any other name, or without the option.
+static const char *decoder_twin(const petl_handle *h, const char *name, char *buf) {
+    size_t n = strlen(DECODER_LAYER);
+    if (!h->cfg.share_decoder || strncmp(name, DECODER_LAYER, n) != 0) return NULL;
+    return nn_name(buf, ENCODER_LAYER "%s", name + n);
+}
+
+// The twin's tensor for the decoder's `name`, or NULL after recording in h->status why there is
+// none: a decoder tensor of its own would be a silent partial share.
+static tensor *shared_twin(petl_handle *h, const char *name, const char *twin, int ndim,
+                           const int64_t *shape) {
+    const param_registry *r = h->m->registry;
+    const param_entry *e = registry_find(r, twin);
+    if (e && (int)(e - r->items) >= h->first_entry && e->value->ndim == ndim &&
+        memcmp(e->value->shape, shape, (size_t)ndim * sizeof *shape) == 0)
+        return e->value;
+    if (h->status == PETAL_OK)
+        h->status = petal_error(PETAL_ERR_ARG,
+                                "petl.share_decoder: the decoder's '%s' has no twin '%s' of the "
+                                "same shape in the question encoder (%s); the method's decoder "
+                                "targets must be the encoder's",
+                                name, twin, e ? "it has another shape" : "no such PETL tensor");
+    return NULL;
+}
+
 tensor *petl_param(petl_handle *h, const char *name, int ndim, const int64_t *shape, modality tag,
                    bool frozen) {
+    char buf[NN_NAME_MAX];
+    const char *twin = decoder_twin(h, name, buf);
+    tensor *shared = twin ? shared_twin(h, name, twin, ndim, shape) : NULL;
+    if (shared) return shared;
     tensor *t = tensor_zeros(h->m->registry->items[0].value->dtype, ndim, shape);
     param_entry *e = registry_add(h->m->registry, name, t, tag, true);
     e->buffer = frozen; // state (momentum twins, fixed random factors), like the model's buffers
@@ -341,6 +375,30 @@ static void snapshot_backbone(petl_handle *h) {
         if (queues[i]) snapshot(h, queues[i]);
 }
 
+// share_decoder needs a question encoder and an answer decoder whose layer i can share tensors:
+// the same layer count and the same shapes of every Linear a method may adapt.
+static petal_status check_share_decoder(const blip_model *m) {
+    if (!m->has_text || !m->has_decoder)
+        return petal_error(PETAL_ERR_ARG,
+                           "petl.share_decoder: the %s model has no %s; the option shares the "
+                           "decoder's PETL tensors with the question encoder's (vqa, videoqa)",
+                           blip_task_name(m->cfg.task),
+                           m->has_text ? "answer decoder (text_decoder)"
+                                       : "question encoder (text_encoder)");
+    const bert_config *e = &m->cfg.text, *d = &m->cfg.decoder;
+    if (e->layers != d->layers || e->hidden != d->hidden || e->intermediate != d->intermediate ||
+        e->encoder_width != d->encoder_width)
+        return petal_error(PETAL_ERR_ARG,
+                           "petl.share_decoder: the question encoder (%lld layers, hidden %lld, "
+                           "intermediate %lld, cross-attention width %lld) and the answer decoder "
+                           "(%lld, %lld, %lld, %lld) differ; decoder layer i shares encoder layer "
+                           "i's tensors, so they must be of one shape",
+                           (long long)e->layers, (long long)e->hidden, (long long)e->intermediate,
+                           (long long)e->encoder_width, (long long)d->layers, (long long)d->hidden,
+                           (long long)d->intermediate, (long long)d->encoder_width);
+    return PETAL_OK;
+}
+
 petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
     PETAL_CHECK(m->petl == NULL, "petl_attach: the model already has PETL methods attached");
     petl_handle *h = calloc(1, sizeof *h);
@@ -365,11 +423,12 @@ petl_handle *petl_attach(blip_model *m, const petl_config *cfg) {
         {cfg->gqt != GQT_OFF, petl_gqt_attach}, {cfg->ice != ICE_OFF, petl_ice_attach},
         {cfg->qasn.enabled, petl_qasn_attach},  {cfg->adapter.enabled, petl_adapter_attach},
         {cfg->mcam.enabled, petl_mcam_attach}};
-    petal_status s = PETAL_OK;
+    petal_status s = cfg->share_decoder ? check_share_decoder(m) : PETAL_OK;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0] && s == PETAL_OK; i++) {
         if (!methods[i].on) continue;
         int first = m->registry->n;
         s = methods[i].attach(h);
+        if (s == PETAL_OK) s = h->status;
         if (methods[i].attach == petl_gqt_attach) h->gqt_first = first, h->gqt_end = m->registry->n;
     }
     grad_mode_set(grad);
@@ -555,6 +614,8 @@ void petl_print_trainable(const petl_handle *h, FILE *out) {
         fprintf(out, "  %-15s %s", names[g],
                 petl_format_count(petl_count_group(h, (petl_group)g), a, sizeof a));
         print_kinds(h, (petl_group)g, out);
+        if (g == PETL_GROUP_DECODER && h->cfg.share_decoder)
+            fputs("  (petl.share_decoder: the question encoder's tensors)", out);
         fputc('\n', out);
     }
 }

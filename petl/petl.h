@@ -102,6 +102,11 @@ typedef struct {
     adapter_options adapter;
     const char *extra_trainable; // comma-separated globs of backbone heads trained too
     uint64_t seed;
+    // (Video)QA, as the Aurora paper trains it: the answer decoder's layer i adapts with the very
+    // tensors of the question encoder's layer i (one registry entry, under the encoder's name,
+    // whose gradient sums both uses), for every method (docs/petl.md "Sharing the decoder's
+    // parameters"). Needs a model with both, of one shape, and the same targets in both.
+    bool share_decoder;
 } petl_config;
 
 // Presets. Aurora: CP + ICE + GQT (paper or released code); UniTrans: VCRA + QASN + MCAM.

@@ -6,7 +6,9 @@
 // the paper does for VQA), and trainable vectors per modality and layer: Lambda_a (r) = 1 and
 // Lambda_b (d) = 0 at start, one pair for the query ("<attention>.vcra_lambda_a_q", "..._b_q")
 // and one that the key and the value share ("..._a_kv", "..._b_kv"); s ("vcra_scale") is one
-// learnable scalar, 1 at start. Trainable: N_tuned (d + r) + 1; A and B are not counted.
+// learnable scalar, 1 at start. Trainable: N_tuned (d + r) + 1; A and B are not counted. Under
+// share_decoder the decoder's vectors are the question encoder's (petl_param), applied through
+// the decoder's own random pair: one set of scaling vectors over two random bases.
 // A x is computed once per input (the key and value of cross-attention read the same image
 // embeddings) and no d x d matrix is ever formed; the delta is linear, so it merges into W0.
 #include <stdlib.h>

@@ -16,8 +16,9 @@ if [ ! -f runs/synth_pretrain/last.h5 ]; then
   mv runs.pretrain.log runs/synth_pretrain/stdout.log
 fi
 
-# Full fine-tuning moves every weight: it takes the pretraining's learning rate, not a PETL one.
-declare -A extra=([full]="--set init_lr=2e-3")
+# Full fine-tuning moves every weight: it takes the pretraining's learning rate, not a PETL one,
+# and has no PETL tensors for the decoder to share (synth_vqa.yaml's petl.share_decoder).
+declare -A extra=([full]="--set init_lr=2e-3 --set petl.share_decoder=false")
 methods=(aurora lora vera unitrans adapter full frozen)
 
 # One method on one task; its log goes into the run folder.

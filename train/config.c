@@ -287,6 +287,9 @@ static const config_key config_keys[] = {
      .doc = "Where the Aurora paper and its released code differ: paper or code."},
     {"petl.rank", KEY_INT, AT(petl.rank), AT_LEAST(1), .def = "32",
      .doc = "Rank of every method (Aurora's --R default: 32; Table 1 uses 64)."},
+    {"petl.share_decoder", KEY_BOOL, AT(petl.share_decoder), TO_PETL(share_decoder), .def = "false",
+     .doc = "VQA / VideoQA: the answer decoder's layer i uses the question encoder's layer i PETL "
+            "tensors, for every method, as the Aurora paper trains (Video)QA (docs/petl.md)."},
     {"petl.cp.dropout", KEY_DOUBLE, AT(petl.cp_dropout), FRACTION, HAS(has_cp_dropout),
      TO_PETL(cp.dropout), NEEDS(cp.enabled),
      .doc = "CP: dropout on the rank-R vectors (code: 0.1, paper: 0)."},
@@ -1152,6 +1155,10 @@ static petal_status petl_resolve(const train_config *c, const config_origin *ori
         }
         memcpy((char *)&p + k->petl.offset, key_field(c, k), key_size(k->type));
     }
+    if (whole && p.share_decoder)
+        return rule_error(c, origins, "petl.share_decoder", NULL,
+                          "true, but petl.methods 'full' trains every parameter: there are no "
+                          "PETL tensors to share");
     p.seed = (uint64_t)c->seed;
     *out = p;
     *full = whole;
@@ -1326,7 +1333,7 @@ static void schema_default(strbuf *b, const config_key *k) {
         strbuf_printf(b, "required");
         return;
     }
-    if (k->petl.used) {
+    if (k->petl.used && !k->def) { // a method's option; petl.share_decoder has a default of its own
         strbuf_printf(b, "the preset's");
         return;
     }

@@ -66,6 +66,7 @@ typedef struct {
     char *methods;
     petl_variant variant;
     int64_t rank;
+    bool share_decoder;    // petl.share_decoder: the decoder's PETL tensors are the encoder's
     char *extra_trainable; // globs of backbone tensors trained too; NULL: the method's default
     // Per-method overrides, each applied only when its `has_` flag is set (the key was given).
     bool has_cp_dropout, has_cp_scale, has_cp_core, has_cp_sharing, has_cp_plain_cached_kv,

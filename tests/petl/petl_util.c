@@ -5,6 +5,7 @@
 
 #include "autograd/gradcheck.h"
 #include "models/blip/retrieval.h"
+#include "models/blip/tasks.h"
 #include "ops/ops.h"
 #include "tensor/scope.h"
 #include "tests/test_util.h"
@@ -23,6 +24,34 @@ tiny tiny_new(petal_dtype dtype) {
         tensor_from_data(PETAL_F64, SHAPE(2, 6), (double[]){1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1});
     if (dtype == PETAL_F32) t.mask = tensor_cast(t.mask, PETAL_F32);
     return t;
+}
+
+tiny_vqa tiny_vqa_new(petal_dtype dtype) {
+    blip_config cfg = blip_config_tiny(BLIP_VQA);
+    cfg.vision.drop_path = 0;
+    cfg.text.dropout = cfg.text.attn_dropout = cfg.decoder.dropout = cfg.decoder.attn_dropout = 0;
+    tiny_vqa t = {.m = blip_new(&cfg, dtype, 3)};
+    rng_generator g = {4, 0};
+    t.images = tensor_empty(dtype, SHAPE(2, 3, 32, 32));
+    tensor_normal_(t.images, 0, 1, &g);
+    t.q_ids =
+        tensor_from_data(PETAL_I64, SHAPE(2, 5), (int64_t[]){1, 9, 17, 33, 2, 1, 40, 41, 2, 0});
+    t.q_mask = tensor_cast(
+        tensor_from_data(PETAL_F64, SHAPE(2, 5), (double[]){1, 1, 1, 1, 1, 1, 1, 1, 1, 0}), dtype);
+    t.a_ids = tensor_from_data(PETAL_I64, SHAPE(3, 4),
+                               (int64_t[]){1, 50, 2, 0, 1, 51, 52, 2, 1, 60, 2, 0});
+    t.a_mask = tensor_cast(
+        tensor_from_data(PETAL_F64, SHAPE(3, 4), (double[]){1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0}),
+        dtype);
+    t.weights = tensor_cast(tensor_from_data(PETAL_F64, SHAPE(3), (double[]){0.7, 0.3, 1}), dtype);
+    return t;
+}
+
+tensor *tiny_vqa_loss(const tiny_vqa *t) {
+    static const int64_t n_per_question[] = {2, 1};
+    const nn_ctx eval = NN_EVAL;
+    return blip_vqa_loss(t->m, t->images, t->q_ids, t->q_mask, t->a_ids, t->a_mask, n_per_question,
+                         t->weights, &eval);
 }
 
 tensor *petl_test_outputs(const blip_model *m, tensor *images, tensor *ids, tensor *mask) {

@@ -14,6 +14,16 @@ typedef struct {
 
 // A tiny retrieval model (dropout off, no momentum) with random weights and inputs.
 tiny tiny_new(petal_dtype dtype);
+
+// A tiny VQA model (question encoder and answer decoder, dropout and drop-path off) with random
+// weights (seed 3) and a batch: 2 questions, 2 and 1 weighted answers.
+typedef struct {
+    blip_model *m;
+    tensor *images, *q_ids, *q_mask, *a_ids, *a_mask, *weights;
+} tiny_vqa;
+tiny_vqa tiny_vqa_new(petal_dtype dtype);
+// Its VQA loss (blip_vqa_loss, eval mode: the same number on every call).
+tensor *tiny_vqa_loss(const tiny_vqa *t);
 // ITM logits of the image-grounded [CLS] and the ITC features of a batch, concatenated (B, 2 + 2E).
 tensor *petl_test_outputs(const blip_model *m, tensor *images, tensor *ids, tensor *mask);
 tensor *tiny_outputs(const tiny *t);

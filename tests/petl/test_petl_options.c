@@ -269,7 +269,7 @@ static void check_restored(const registry_copy *c, const blip_model *m, const ch
                       e->name);
     }
     ck_assert_msg(m->petl == NULL && !m->itm_all && !m->itm_positive && !m->itc_extra &&
-                      !m->vit.hooks.output && !m->text.hooks.output,
+                      !m->vit.hooks.output && !m->text.hooks.output && !m->decoder.hooks.output,
                   "%s: hooks left behind", what);
 }
 
@@ -351,6 +351,41 @@ START_TEST(test_detach_restores_momentum_and_queues) {
 }
 END_TEST
 
+// The decoder's deltas and hooks reuse the question encoder's tensors (petl.share_decoder):
+// detaching frees each once and puts the VQA model back bit for bit.
+START_TEST(test_detach_restores_shared_vqa) {
+    int mark = scope_begin();
+    tiny_vqa t = tiny_vqa_new(PETAL_F32);
+    registry_copy before = copy_registry(t.m);
+    tensor *loss0 = tiny_vqa_loss(&t);
+    petl_config grid[] = {petl_config_aurora(PETL_CODE, 3), petl_config_aurora(PETL_PAPER, 3),
+                          petl_config_unitrans(3), petl_config_lora(2)};
+    grid[1].cp.sharing = CP_SHARE_LAYER;
+    grid[3].vera = petl_config_vera(2).vera;
+    static const char *const random[] = {"*CP*", "*CP_U*,*GQT_gate", "*vcra_lambda_b*",
+                                         "*lora_B*,*vera_lambda_b*"};
+    for (size_t i = 0; i < sizeof grid / sizeof grid[0]; i++) {
+        grid[i].share_decoder = true;
+        petl_handle *h = petl_attach(t.m, &grid[i]);
+        ck_assert_msg(h != NULL, "%s", petal_error_message());
+        randomise(t.m, random[i]);
+        petl_merge(h);
+        petl_unmerge(h);
+        petl_merge(h);
+        petl_detach(t.m);
+        char what[32];
+        snprintf(what, sizeof what, "shared grid entry %zu", i);
+        check_restored(&before, t.m, what);
+        tensor *loss = tiny_vqa_loss(&t);
+        ck_assert_msg(memcmp(tensor_data(loss), tensor_data(loss0), tensor_nbytes(loss)) == 0,
+                      "%s: the loss differs after detaching", what);
+    }
+    registry_copy_free(&before);
+    blip_free(t.m);
+    scope_end(mark);
+}
+END_TEST
+
 // ---- merged handles and checkpoints ----
 
 START_TEST(test_merged_save_refused) {
@@ -425,6 +460,7 @@ int main(void) {
     tcase_add_test(tinyc, test_gradcheck_sharing_scopes);
     tcase_add_test(tinyc, test_detach_restores_model);
     tcase_add_test(tinyc, test_detach_restores_momentum_and_queues);
+    tcase_add_test(tinyc, test_detach_restores_shared_vqa);
     tcase_add_test(tinyc, test_merged_save_refused);
     tcase_add_test(tinyc, test_options_recorded);
     suite_add_tcase(s, tinyc);

@@ -365,6 +365,23 @@ START_TEST(test_params_touches_no_weights) {
 }
 END_TEST
 
+// --share-decoder counts petl.share_decoder: the VQA decoder's Aurora tensors go (164,864 ->
+// 125,696 at the code preset, R = 32); a bad value is a usage error, a model without a decoder a
+// runtime one naming the option.
+START_TEST(test_params_share_decoder) {
+    char *out = run_ok(
+        ARGS("params", "--model", "blip-base-vqa", "--variant", "code", "--share-decoder", "true"));
+    ck_assert_msg(strstr(out, "aurora, blip-base-vqa (code variant, decoder shared), rank 32") &&
+                      strstr(out, "petl params: 125,696\n"),
+                  "%s", out);
+    free(out);
+    assert_refused(ARGS("params", "--share-decoder", "yes"),
+                   NAMES("--share-decoder", "'yes'", "true or false"));
+    assert_failed(ARGS("params", "--share-decoder", "true"),
+                  NAMES("petl.share_decoder", "retrieval model has no answer decoder"));
+}
+END_TEST
+
 // petal params refuses a malformed list before it builds any model: an empty item (which used
 // to be skipped, dropping a row of the table), a non-number, a rank out of range (a huge one
 // used to abort in the allocator), too many items.
@@ -433,6 +450,7 @@ int main(void) {
     tcase_add_test(tc, test_bad_options);
     tcase_add_test(tc, test_params_bad_lists);
     tcase_add_test(tc, test_params_touches_no_weights);
+    tcase_add_test(tc, test_params_share_decoder);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

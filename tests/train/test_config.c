@@ -306,6 +306,12 @@ static const error_case error_cases[] = {
     {BASE "petl:\n  lora:\n    targets: \"*.qkv\"\n",
      {":7: petl.lora.targets: given, but petl.methods 'full' has no lora"},
      PETAL_ERR_ARG},
+    {BASE "petl:\n  share_decoder: true\n",
+     {":6: petl.share_decoder: true, but petl.methods 'full' trains every parameter"},
+     PETAL_ERR_ARG},
+    {BASE "petl:\n  methods: aurora\n  share_decoder: maybe\n",
+     {":7: petl.share_decoder: expected true or false"},
+     PETAL_ERR_ARG},
 };
 
 START_TEST(test_error_messages) {
@@ -590,6 +596,13 @@ START_TEST(test_petl_config) {
     ck_assert_ptr_eq(p.extra_trainable, c.petl.extra_trainable); // points into the config
     ck_assert(!p.lora.enabled && !p.vera.enabled && !p.mcam.enabled);
     ck_assert_int_eq(p.seed, 7);
+    ck_assert(!p.share_decoder); // the default
+    train_config_free(&c);
+
+    const char *share[] = {"petl.methods=aurora", "petl.share_decoder=true"};
+    ck_assert_int_eq(load_text(BASE, share, 2, &c), PETAL_OK);
+    ck_assert_int_eq(train_config_petl(&c, &p, &full), PETAL_OK);
+    ck_assert(p.share_decoder && p.cp.enabled);
     train_config_free(&c);
 
     // Without overrides: exactly the preset (seed aside).
