@@ -174,34 +174,37 @@ static petal_status nccl_all_reduce_poll(void *job, bool *done) {
 
 // The compute stream's later work waits for the collective on the device; the host waits too,
 // polling, so that a dead or hung peer ends in the deadline's message here instead of in a copy
-// to the host that never returns (petal has no watchdog thread to watch for it).
-static petal_status nccl_all_reduce_wait(void *job) {
-    nccl_job *j = job;
+// to the host that never returns (petal has no watchdog thread to watch for it). Frees the job.
+static petal_status job_finish(nccl_job *j) {
     CUDA_CHECK(cudaStreamWaitEvent(cuda_device_stream(j->c->device.index), j->done, 0));
     bool done = false;
     petal_status st;
-    while (!(st = nccl_all_reduce_poll(j, &done)) && !done)
+    while (!(st = job_progress(j, cudaEventQuery(j->done), &done)) && !done)
         nanosleep(&(struct timespec){0, 100 * 1000}, NULL);
     job_free(j);
     return st;
 }
 
+static petal_status nccl_all_reduce_wait(void *job) {
+    return job_finish(job);
+}
+
 static petal_status nccl_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op) {
     void *j;
     petal_status st = nccl_all_reduce_begin(c, ts, n, op, &j);
-    return st ? st : nccl_all_reduce_wait(j);
+    return st ? st : job_finish(j);
 }
 
 static petal_status nccl_broadcast(dist_comm *c, tensor *const *ts, int n, int root) {
     nccl_job *j;
     petal_status st = launch(c, "dist_broadcast", ts, n, NULL, ncclSum, root, &j);
-    return st ? st : nccl_all_reduce_wait(j);
+    return st ? st : job_finish(j);
 }
 
 static petal_status nccl_all_gather(dist_comm *c, tensor *x, tensor *out) {
     nccl_job *j;
     petal_status st = launch(c, "dist_all_gather", &x, 1, out, ncclSum, -1, &j);
-    return st ? st : nccl_all_reduce_wait(j);
+    return st ? st : job_finish(j);
 }
 
 static void nccl_free(dist_comm *c) {
