@@ -326,7 +326,10 @@ static tensor **stage_in(const dist_comm *c, tensor *const *ts, int n) {
     tensor **on = malloc((size_t)n * sizeof *on);
     PETAL_CHECK(on != NULL, "dist: out of host memory");
     for (int i = 0; i < n; i++)
-        on[i] = device_equal(ts[i]->device, c->device) ? ts[i] : tensor_to(ts[i], c->device);
+        // out of any open scope: a begun all-reduce's copies live until its wait, which may
+        // come after the scope has closed (the trainer's micro-step begins buckets in one)
+        on[i] = device_equal(ts[i]->device, c->device) ? ts[i]
+                                                       : tensor_keep(tensor_to(ts[i], c->device));
     return on;
 }
 
@@ -384,10 +387,16 @@ petal_status dist_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_
     check_reduce(c, ts, n, op);
     dist_pending *p = calloc(1, sizeof *p);
     PETAL_CHECK(p != NULL, "dist_all_reduce: out of host memory");
-    p->c = c;
+    *p = (dist_pending){.c = c, .n = n, .ts = malloc((size_t)(n + 1) * sizeof *p->ts)};
+    PETAL_CHECK(p->ts != NULL, "dist_all_reduce: out of host memory");
+    memcpy(p->ts, ts, (size_t)n * sizeof *ts); // the caller's array may go before wait
     double t0 = dist_now();
-    petal_status st = timed(c, t0, payload(ts, n), c->be->all_reduce_begin(c, ts, n, op, &p->job));
+    p->on = stage_in(c, p->ts, n);
+    petal_status st =
+        timed(c, t0, payload(ts, n), c->be->all_reduce_begin(c, p->on, n, op, &p->job));
     if (st) {
+        stage_out(p->ts, p->on, n, false);
+        free(p->ts);
         free(p);
         return st;
     }
@@ -413,6 +422,8 @@ petal_status dist_pending_wait(dist_pending *p) {
         st = p->c->be->all_reduce_wait(p->job);
         p->c->stats.seconds += dist_now() - t0;
     }
+    stage_out(p->ts, p->on, p->n, st == PETAL_OK);
+    free(p->ts);
     free(p);
     return st;
 }

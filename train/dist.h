@@ -7,8 +7,9 @@
 //         bitwise reproducible. Every wait is bounded: a rank that died or hangs makes the others
 //         stop after timeout_s with a message naming it.
 //   nccl  GPU tensors (train/dist_nccl.c). The NCCL id travels by MPI_Bcast when MPI is built in,
-//         else by the rendezvous file below. Collectives are queued on petal's stream of the
-//         device; asynchronous NCCL errors are polled and the communicator aborted.
+//         else by the rendezvous file below. Collectives are queued on a stream of the
+//         communicator's own, after the work queued on petal's stream of the device, which
+//         waits for them; asynchronous NCCL errors are polled and the communicator aborted.
 //
 //     dist_config cfg;
 //     if (dist_config_from_env(NULL, &cfg)) ...          // rank, size, backend (PETAL_DIST)
@@ -72,15 +73,19 @@ typedef enum { DIST_SUM, DIST_AVG } dist_op;
 
 // In place, over every rank: each tensor becomes the sum (or, for floating dtypes, the mean) of its
 // copies. Tensors are contiguous and on the communicator's device, or on the CPU (an nccl
-// communicator copies them to its GPU for the collective and back: petal train computes on the
-// CPU); mpi reduces f32, f64 and i64 (all tensors of one call of one dtype), nccl also f16, bf16
+// communicator copies them to its GPU for the collective and back: petal train with device:
+// cpu); mpi reduces f32, f64 and i64 (all tensors of one call of one dtype), nccl also f16, bf16
 // and i32. mpi pipelines large messages in segments of PETAL_DIST_SEGMENT_KB (default 256)
 // kilobytes; whatever their size, the bits are the same.
 petal_status dist_all_reduce(dist_comm *c, tensor *const *ts, int n, dist_op op);
 // dist_all_reduce in two halves: begin posts it and returns, poll moves it on (MPI moves messages
 // only inside its calls) and says whether it finished, wait finishes it and frees the handle. The
 // tensors must not be touched in between. Every rank begins the same all-reduces in the same
-// order. What it computes is dist_all_reduce's, to the bit.
+// order. What it computes is dist_all_reduce's, to the bit. On nccl, begin queues the all-reduce
+// on the communicator's stream behind the work queued so far on the device's stream (which wrote
+// the tensors), poll also fails at the deadline or on NCCL's asynchronous error, and wait has the
+// device's stream and the host wait for it (with the deadline). Host tensors are copied to the
+// device at begin and back at wait.
 typedef struct dist_pending dist_pending;
 petal_status dist_all_reduce_begin(dist_comm *c, tensor *const *ts, int n, dist_op op,
                                    dist_pending **out);

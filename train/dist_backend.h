@@ -23,7 +23,10 @@ typedef struct {
 
 struct dist_pending {
     dist_comm *c;
-    void *job; // NULL: finished at the beginning
+    void *job;   // NULL: finished at the beginning
+    tensor **ts; // (n) the caller's tensors
+    tensor **on; // (n) ts, or their copies on the communicator's device (dist.c's stage_in)
+    int n;
 };
 
 struct dist_comm {

@@ -115,21 +115,23 @@ static MPI_Datatype mpi_type(petal_dtype t) {
 
 // ---- all-reduce ----
 
-// dst[i] += src[i] for n elements of the job's dtype.
-static void add_into(petal_dtype t, void *dst, const void *src, int64_t n) {
-    if (t == PETAL_F32)
+// dst[i] += src[i] for n elements of the job's dtype, then dst[i] *= s unless s is 1 (the mean's
+// scaling, in the same pass while dst[i] is in a register: a pass of its own over the segment
+// cost as much as the sum). The product is the one a pass of its own took, (float)(sum * s) in
+// double, so the bits are the same.
+static void add_into(petal_dtype t, void *dst, const void *src, int64_t n, double s) {
+    if (t == PETAL_F32 && s != 1)
+        for (int64_t i = 0; i < n; i++)
+            ((float *)dst)[i] = (float)((((float *)dst)[i] + ((const float *)src)[i]) * s);
+    else if (t == PETAL_F32)
         for (int64_t i = 0; i < n; i++) ((float *)dst)[i] += ((const float *)src)[i];
+    else if (t == PETAL_F64 && s != 1)
+        for (int64_t i = 0; i < n; i++)
+            ((double *)dst)[i] = (((double *)dst)[i] + ((const double *)src)[i]) * s;
     else if (t == PETAL_F64)
         for (int64_t i = 0; i < n; i++) ((double *)dst)[i] += ((const double *)src)[i];
     else
         for (int64_t i = 0; i < n; i++) ((int64_t *)dst)[i] += ((const int64_t *)src)[i];
-}
-
-static void scale(petal_dtype t, void *p, int64_t n, double s) {
-    if (t == PETAL_F32)
-        for (int64_t i = 0; i < n; i++) ((float *)p)[i] = (float)(((float *)p)[i] * s);
-    else if (t == PETAL_F64)
-        for (int64_t i = 0; i < n; i++) ((double *)p)[i] *= s;
 }
 
 // Chunk k of n elements: [k n / N, (k + 1) n / N).
@@ -250,20 +252,21 @@ static void post_collect(mpi_job *j, int64_t s) {
     }
 }
 
-// The segment's sum in rank order, in place of this rank's copy, then the mean's scaling. Rank
-// k > 0 first adds ranks 0..k-1 in rank 0's buffer and then adds that to its own copy:
-// a + b and b + a are the same bits, so the sum is ((v0 + v1) + ...) + vk as for rank 0.
+// The segment's sum in rank order, in place of this rank's copy, scaled for a mean by the last
+// addition. Rank k > 0 first adds ranks 0..k-1 in rank 0's buffer and then adds that to its own
+// copy: a + b and b + a are the same bits, so the sum is ((v0 + v1) + ...) + vk as for rank 0.
 static void sum_segment(mpi_job *j, int64_t s) {
     int world = j->c->world_size, me = j->c->rank;
     span dst = segment(j, me, s);
     if (dst.count == 0) return;
+    double scale = j->op == DIST_AVG ? 1.0 / world : 1.0;
     if (me > 0) {
         char *acc = inbound(j, s, 0);
-        for (int r = 1; r < me; r++) add_into(j->dtype, acc, inbound(j, s, r), dst.count);
-        add_into(j->dtype, dst.data, acc, dst.count);
+        for (int r = 1; r < me; r++) add_into(j->dtype, acc, inbound(j, s, r), dst.count, 1);
+        add_into(j->dtype, dst.data, acc, dst.count, me == world - 1 ? scale : 1);
     }
-    for (int r = me + 1; r < world; r++) add_into(j->dtype, dst.data, inbound(j, s, r), dst.count);
-    if (j->op == DIST_AVG) scale(j->dtype, dst.data, dst.count, 1.0 / world);
+    for (int r = me + 1; r < world; r++)
+        add_into(j->dtype, dst.data, inbound(j, s, r), dst.count, r == world - 1 ? scale : 1);
 }
 
 // Phase 2 of round s: this rank's sum to every rank, theirs into place. The places are free: the

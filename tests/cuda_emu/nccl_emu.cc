@@ -63,6 +63,7 @@ struct op {
     ncclRedOp_t red;
     int root;
     cudaStream_t stream;
+    cudaEvent_t after; // the stream's earlier work, which the collective waits for (submit)
 };
 
 } // namespace
@@ -289,6 +290,18 @@ static ncclResult_t run(ncclComm *c, const op &o) {
     return ncclSuccess;
 }
 
+// As on a GPU, a collective starts once the work queued before it on its stream has run: the
+// kernels and copies have (the emulator runs them at once), but another stream's collective that
+// the stream waits for (cudaStreamWaitEvent) may not have. False: the communicator is stopping.
+static bool start_after(ncclComm *c, const op &o) {
+    while (cudaEventQuery(o.after) == cudaErrorNotReady) {
+        if (c->stop.load()) return false;
+        struct timespec nap = {0, 50 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    return true;
+}
+
 // The communicator's thread: runs the queued collectives in order, releasing each one's stream.
 // After a failure it runs nothing more and keeps the streams held, as a GPU's kernels would wait
 // for the dead peer, until ncclCommAbort.
@@ -303,13 +316,14 @@ static void serve(ncclComm *c) {
         }
         op o = c->queue.front();
         hold.unlock();
-        ncclResult_t r = run(c, o);
+        ncclResult_t r = start_after(c, o) ? run(c, o) : ncclInvalidUsage;
         hold.lock();
         if (r != ncclSuccess) {
             fail_async(c, r);
             continue;
         }
         c->queue.pop_front();
+        cudaEventDestroy(o.after);
         cuda_emu_stream_hold(o.stream, -1);
         c->wake.notify_all();
     }
@@ -320,7 +334,14 @@ static void serve(ncclComm *c) {
 static thread_local int group_depth;
 static thread_local std::vector<std::pair<ncclComm *, op>> grouped;
 
-static void submit(ncclComm *c, const op &o) {
+// Queues the collective behind what its stream holds and waits for so far (recorded before the
+// collective's own hold, which the event must not wait for).
+static void submit(ncclComm *c, op o) {
+    if (cudaEventCreateWithFlags(&o.after, cudaEventDisableTiming) != cudaSuccess ||
+        cudaEventRecord(o.after, o.stream) != cudaSuccess) {
+        fprintf(stderr, "nccl_emu: %s: cannot record an event on its stream\n", op_name(o.what));
+        abort();
+    }
     cuda_emu_stream_hold(o.stream, +1);
     std::lock_guard<std::mutex> hold(c->lock);
     c->queue.push_back(o);
@@ -384,21 +405,21 @@ NCCL_EMU_API ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, si
                                         ncclDataType_t datatype, ncclRedOp_t red, ncclComm_t comm,
                                         cudaStream_t stream) {
     return enqueue(comm, {kind::all_reduce, (const char *)sendbuff, (char *)recvbuff, count,
-                          datatype, red, 0, stream});
+                          datatype, red, 0, stream, NULL});
 }
 
 NCCL_EMU_API ncclResult_t ncclBroadcast(const void *sendbuff, void *recvbuff, size_t count,
                                         ncclDataType_t datatype, int root, ncclComm_t comm,
                                         cudaStream_t stream) {
     return enqueue(comm, {kind::broadcast, (const char *)sendbuff, (char *)recvbuff, count,
-                          datatype, ncclSum, root, stream});
+                          datatype, ncclSum, root, stream, NULL});
 }
 
 NCCL_EMU_API ncclResult_t ncclAllGather(const void *sendbuff, void *recvbuff, size_t sendcount,
                                         ncclDataType_t datatype, ncclComm_t comm,
                                         cudaStream_t stream) {
     return enqueue(comm, {kind::all_gather, (const char *)sendbuff, (char *)recvbuff, sendcount,
-                          datatype, ncclSum, 0, stream});
+                          datatype, ncclSum, 0, stream, NULL});
 }
 
 // ---- communicators ----
@@ -509,7 +530,10 @@ static void finish(ncclComm *c) {
         c->wake.notify_all();
     }
     c->worker.join();
-    for (const op &o : c->queue) cuda_emu_stream_hold(o.stream, -1);
+    for (const op &o : c->queue) {
+        cudaEventDestroy(o.after);
+        cuda_emu_stream_hold(o.stream, -1);
+    }
     munmap(c->seg, c->bytes);
     delete c;
 }

@@ -1,7 +1,8 @@
 // The host emulator's CUDA runtime API (cuda_runtime_api.h): devices, memory, copies, streams,
-// events and errors. Work runs at once, in the order it is issued, so streams and events only need
-// to exist; what is emulated with care is what a GPU would refuse: a copy or memset that leaves
-// its allocation, a free of something cudaMalloc did not return, a device that is not there.
+// events and errors. Work runs at once, in the order it is issued, so streams and events only
+// track what another library (the NCCL stand-in) has not finished yet; what is emulated with care
+// is what a GPU would refuse: a copy or memset that leaves its allocation, a free of something
+// cudaMalloc did not return, a device that is not there.
 //
 // Device memory is host memory from the C allocator, 256-byte aligned as cudaMalloc's, filled
 // with 0xff bytes (NaN in every float type) so that a kernel reading memory nothing wrote sees
@@ -14,12 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "cuda_emu_internal.h"
 
@@ -336,17 +339,62 @@ extern "C" cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaS
 }
 
 // ---- streams and events: work has run by the time it is queued ----
+//
+// Only another library's work (the NCCL stand-in's collectives, cuda_emu_stream_hold) is ever
+// unfinished. A stream counts the holds put on it and those released (they are released in the
+// order they were put: one communicator's thread serves them in turn), so "everything queued on s
+// before now" is a mark: s's released count reaching its held count of now. An event is the marks
+// its stream had to pass when it was recorded; cudaStreamWaitEvent adds an event's marks to what
+// the waiting stream must pass before its later work runs. Nothing blocks the host until work is
+// queued behind an unpassed mark (or the host synchronises), as on a GPU.
+
+namespace {
+struct mark {
+    CUstream_st *stream;
+    uint64_t holds; // passed once stream->released reaches it
+};
+} // namespace
 
 struct CUstream_st {
     int device;
-    std::atomic<int> held{0}; // cuda_emu_stream_hold: another library's work not finished yet
+    std::atomic<uint64_t> holds{0}, released{0}; // cuda_emu_stream_hold's +1s and -1s
+    std::mutex lock{};                           // waits
+    std::vector<mark> waits{};                   // cudaStreamWaitEvent's marks not yet passed
 };
 struct CUevent_st {
     int device;
+    std::vector<mark> marks{}; // of its last cudaEventRecord
 };
 
+static bool passed(const mark &m) {
+    return m.stream->released.load(std::memory_order_acquire) >= m.holds;
+}
+
+static void drop_passed(std::vector<mark> &marks) {
+    marks.erase(std::remove_if(marks.begin(), marks.end(), passed), marks.end());
+}
+
+// What work queued on the stream now waits for: its holds so far and the marks it was told to
+// wait for.
+static std::vector<mark> marks_of(CUstream_st *s) {
+    std::lock_guard<std::mutex> hold(s->lock);
+    drop_passed(s->waits);
+    std::vector<mark> marks = s->waits;
+    marks.push_back(mark{s, s->holds.load(std::memory_order_acquire)});
+    return marks;
+}
+
+static bool all_passed(const std::vector<mark> &marks) {
+    return std::all_of(marks.begin(), marks.end(), passed);
+}
+
+static void wait_for(const std::vector<mark> &marks) {
+    while (!all_passed(marks)) std::this_thread::sleep_for(std::chrono::microseconds(50));
+}
+
 static std::mutex handle_lock;
-static std::set<const void *> handles; // live streams and events
+static std::set<const void *> handles;     // live streams and events
+static std::vector<CUstream_st *> retired; // destroyed streams: events may still name them
 
 static cudaError_t known_stream(cudaStream_t stream) {
     int device;
@@ -357,16 +405,16 @@ static cudaError_t known_stream(cudaStream_t stream) {
     return handles.count(stream) ? cudaSuccess : cudaErrorInvalidResourceHandle;
 }
 
-// Work queued on a stream waits for what is held on it, as it would for earlier kernels.
+// Work queued on a stream waits for what is held on it and for the events it waits on, as it
+// would for earlier kernels.
 static cudaError_t check_stream(cudaStream_t stream) {
     cudaError_t err = known_stream(stream);
-    while (err == cudaSuccess && stream && stream->held.load(std::memory_order_acquire) > 0)
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (err == cudaSuccess && stream) wait_for(marks_of(stream));
     return err;
 }
 
 extern "C" void cuda_emu_stream_hold(cudaStream_t stream, int delta) {
-    stream->held.fetch_add(delta, std::memory_order_acq_rel);
+    (delta > 0 ? stream->holds : stream->released).fetch_add(1, std::memory_order_acq_rel);
 }
 
 // Kernels may run only on a stream of the current device.
@@ -410,13 +458,17 @@ extern "C" cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned 
     return cuda_emu_fail(handle_create(stream));
 }
 
+// The stream is kept (an event recorded on it may still be waited for), never used again.
 extern "C" cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-    return cuda_emu_fail(handle_destroy(stream));
+    std::lock_guard<std::mutex> hold(handle_lock);
+    if (!handles.erase(stream)) return cuda_emu_fail(cudaErrorInvalidResourceHandle);
+    retired.push_back(stream);
+    return cudaSuccess;
 }
 
 extern "C" cudaError_t cudaStreamQuery(cudaStream_t stream) {
     cudaError_t err = known_stream(stream);
-    if (err == cudaSuccess && stream && stream->held.load(std::memory_order_acquire) > 0)
+    if (err == cudaSuccess && stream && !all_passed(marks_of(stream)))
         return cudaErrorNotReady; // not an error: cudaGetLastError does not keep it
     return cuda_emu_fail(err);
 }
@@ -434,15 +486,41 @@ extern "C" cudaError_t cudaEventDestroy(cudaEvent_t event) {
     return cuda_emu_fail(handle_destroy(event));
 }
 
+// The event completes when everything queued on the stream so far has run; recording does not
+// wait for it.
 extern "C" cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     cudaError_t err = handle_check(event);
-    return cuda_emu_fail(err != cudaSuccess ? err : check_stream(stream));
+    if (err == cudaSuccess) err = known_stream(stream);
+    if (err != cudaSuccess) return cuda_emu_fail(err);
+    event->marks = stream ? marks_of(stream) : std::vector<mark>{};
+    return cudaSuccess;
 }
 
 extern "C" cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-    return cuda_emu_fail(handle_check(event));
+    cudaError_t err = handle_check(event);
+    if (err == cudaSuccess) wait_for(event->marks);
+    return cuda_emu_fail(err);
 }
 
 extern "C" cudaError_t cudaEventQuery(cudaEvent_t event) {
-    return cuda_emu_fail(handle_check(event));
+    cudaError_t err = handle_check(event);
+    if (err == cudaSuccess && !all_passed(event->marks)) return cudaErrorNotReady;
+    return cuda_emu_fail(err);
+}
+
+// Work queued on the stream from now on waits for the event's work; the host does not.
+extern "C" cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
+                                           unsigned int flags) {
+    cudaError_t err = handle_check(event);
+    if (err == cudaSuccess) err = known_stream(stream);
+    if (err == cudaSuccess && flags != 0) err = cudaErrorInvalidValue;
+    if (err != cudaSuccess) return cuda_emu_fail(err);
+    if (!stream) {
+        wait_for(event->marks); // the legacy stream's work runs on the calling thread
+        return cudaSuccess;
+    }
+    std::lock_guard<std::mutex> hold(stream->lock);
+    stream->waits.insert(stream->waits.end(), event->marks.begin(), event->marks.end());
+    drop_passed(stream->waits);
+    return cudaSuccess;
 }

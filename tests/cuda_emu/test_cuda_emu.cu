@@ -3,12 +3,20 @@
 // warp, atomics, dynamic shared memory, CUB's sort order, cuBLAS's GEMM; and what a GPU refuses
 // or faults on, which the emulator must report: divergent barriers, shapes a launch cannot take,
 // host pointers given to a kernel, writes past dynamic shared memory, copies that leave their
-// allocation, types the cuBLAS stand-in does not have.
+// allocation, types the cuBLAS stand-in does not have. Streams and events order what another
+// library leaves unfinished (the NCCL stand-in's collectives): an event, a stream waiting for one,
+// and a collective that starts only after the event its stream waits for.
 #include <cub/cub.cuh>
 #include <cublas_v2.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#ifdef PETAL_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+#include "tests/cuda_emu/cuda_emu_internal.h"
 
 extern "C" {
 #include "tests/test_util.h"
@@ -493,6 +501,91 @@ START_TEST(test_gemm_tensor_core_kinds) {
 }
 END_TEST
 
+// ---- streams and events ----
+
+static cudaStream_t stream_new(void) {
+    cudaStream_t s;
+    ck_assert_int_eq(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+    return s;
+}
+
+static cudaEvent_t event_new(void) {
+    cudaEvent_t e;
+    ck_assert_int_eq(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), cudaSuccess);
+    return e;
+}
+
+// Work held on stream a (as a collective under way holds it): an event recorded on a is pending,
+// a stream b that waits for it is busy, an event recorded on b after the wait is pending too, and
+// the host is not blocked by any of it; all complete once a's work does. An event recorded after
+// that completes at once.
+START_TEST(test_events_order_streams) {
+    cudaStream_t a = stream_new(), b = stream_new();
+    cudaEvent_t on_a = event_new(), on_b = event_new();
+    cuda_emu_stream_hold(a, +1);
+    ck_assert_int_eq(cudaEventRecord(on_a, a), cudaSuccess);
+    ck_assert_int_eq(cudaEventQuery(on_a), cudaErrorNotReady);
+    ck_assert_int_eq(cudaStreamQuery(b), cudaSuccess);
+    ck_assert_int_eq(cudaStreamWaitEvent(b, on_a, 0), cudaSuccess);
+    ck_assert_int_eq(cudaStreamQuery(b), cudaErrorNotReady);
+    ck_assert_int_eq(cudaEventRecord(on_b, b), cudaSuccess);
+    ck_assert_int_eq(cudaEventQuery(on_b), cudaErrorNotReady);
+    ck_assert_int_eq(cudaGetLastError(), cudaSuccess); // not ready is no error
+    cuda_emu_stream_hold(a, -1);
+    ck_assert_int_eq(cudaEventQuery(on_a), cudaSuccess);
+    ck_assert_int_eq(cudaStreamQuery(b), cudaSuccess);
+    ck_assert_int_eq(cudaEventSynchronize(on_b), cudaSuccess);
+    cuda_emu_stream_hold(b, +1); // new work on b: the events recorded before it stay complete
+    ck_assert_int_eq(cudaEventQuery(on_b), cudaSuccess);
+    ck_assert_int_eq(cudaEventRecord(on_b, b), cudaSuccess);
+    ck_assert_int_eq(cudaEventQuery(on_b), cudaErrorNotReady);
+    cuda_emu_stream_hold(b, -1);
+    ck_assert_int_eq(cudaEventQuery(on_b), cudaSuccess);
+    ck_assert_int_eq(cudaStreamWaitEvent(b, on_a, 1), cudaErrorInvalidValue);
+    cudaEventDestroy(on_a);
+    cudaEventDestroy(on_b);
+    cudaStreamDestroy(a);
+    cudaStreamDestroy(b);
+}
+END_TEST
+
+#ifdef PETAL_HAVE_NCCL
+// A one-rank all-reduce (x into y) queued on stream b, which waits for an event of stream a while
+// a kernel on a (held) is still to write x: the collective must not run before, so y gets the x
+// the kernel wrote, not the x that was there when the collective was queued.
+START_TEST(test_collective_waits_for_its_event) {
+    setenv("PETAL_NCCL_EMU_TIMEOUT", "20", 1);
+    ncclUniqueId id;
+    ncclComm_t comm;
+    ck_assert_int_eq(ncclGetUniqueId(&id), ncclSuccess);
+    ck_assert_int_eq(ncclCommInitRank(&comm, 1, id, 0), ncclSuccess);
+    cudaStream_t a = stream_new(), b = stream_new();
+    cudaEvent_t written = event_new();
+    float *x = device_array<float>(4), *y = device_array<float>(4);
+    float ones[4] = {1, 1, 1, 1}, twos[4] = {2, 2, 2, 2}, got[4];
+    ck_assert_int_eq(cudaMemcpy(x, ones, sizeof ones, cudaMemcpyHostToDevice), cudaSuccess);
+    cuda_emu_stream_hold(a, +1); // the kernel that writes x, still running
+    ck_assert_int_eq(cudaEventRecord(written, a), cudaSuccess);
+    ck_assert_int_eq(cudaStreamWaitEvent(b, written, 0), cudaSuccess);
+    ck_assert_int_eq(ncclAllReduce(x, y, 4, ncclFloat32, ncclSum, comm, b), ncclSuccess);
+    struct timespec nap = {0, 50 * 1000 * 1000}; // time to run, if it did not wait
+    nanosleep(&nap, NULL);
+    ck_assert_int_eq(cudaStreamQuery(b), cudaErrorNotReady);
+    memcpy(x, twos, sizeof twos); // the kernel's write (device memory is host memory here)
+    cuda_emu_stream_hold(a, -1);
+    ck_assert_int_eq(cudaMemcpyAsync(got, y, sizeof got, cudaMemcpyDeviceToHost, b), cudaSuccess);
+    ck_assert_int_eq(cudaStreamSynchronize(b), cudaSuccess);
+    for (int i = 0; i < 4; i++) ck_assert_float_eq(got[i], 2.0f);
+    ck_assert_int_eq(ncclCommDestroy(comm), ncclSuccess);
+    cudaFree(x);
+    cudaFree(y);
+    cudaEventDestroy(written);
+    cudaStreamDestroy(a);
+    cudaStreamDestroy(b);
+}
+END_TEST
+#endif
+
 int main(void) {
     Suite *s = suite_create("cuda_emu");
     TCase *exec = tcase_with_timeout("execution", 30);
@@ -515,8 +608,14 @@ int main(void) {
     tcase_add_test(libs, test_segmented_sort_order);
     tcase_add_test(libs, test_gemm_against_naive);
     tcase_add_test(libs, test_gemm_tensor_core_kinds);
+    TCase *streams = tcase_with_timeout("streams and events", 30);
+    tcase_add_test(streams, test_events_order_streams);
+#ifdef PETAL_HAVE_NCCL
+    tcase_add_test(streams, test_collective_waits_for_its_event);
+#endif
     suite_add_tcase(s, exec);
     suite_add_tcase(s, faults);
+    suite_add_tcase(s, streams);
     suite_add_tcase(s, libs);
     return run_suite(s);
 }

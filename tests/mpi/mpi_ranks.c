@@ -13,6 +13,14 @@
 //   hang         rank 1 stops (SIGSTOP) after one collective; rank 0 must fail within the timeout
 //                naming rank 1
 //   kill         rank 1 dies (SIGKILL) after one collective
+//   overlap      (2 ranks) an all-reduce begun while rank 1 sleeps is polled unfinished on rank 0,
+//                and the gradients of a backward pass averaged during it (sync_overlap, a bucket
+//                per tensor): rank 0's buckets begin before its last leaf is complete and its
+//                backward pass ends while rank 1 still sleeps, so no begin waited for rank 1;
+//                the averages are exact
+//   hang-poll    rank 1 stops after one collective; rank 0 begins an all-reduce and polls it
+//                until the poll fails (the deadline, or the NCCL stand-in's own timeout as an
+//                asynchronous error), then ends the job with that error ("poll: ...")
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +32,8 @@
 #include "ops/ops.h"
 #include "tensor/scope.h"
 #include "train/dist.h"
+#include "train/optim.h"
+#include "train/sync.h"
 
 static int failures;
 
@@ -329,6 +339,125 @@ static void lose_rank(dist_comm *c, int sig) {
     dist_abort(c, "mpi_ranks");
 }
 
+// Rank 1 sleeps for `seconds` after a barrier; the others go on at once.
+static void rank1_late(dist_comm *c, double seconds) {
+    OK(dist_barrier(c));
+    if (dist_rank(c) == 1)
+        nanosleep(&(struct timespec){(time_t)seconds, (long)((seconds - (int)seconds) * 1e9)},
+                  NULL);
+}
+
+// Element i of tensor k's gradient on rank r: quarters, whose mean over 2 ranks is exact in f32.
+static double grad_value(int r, int k, int64_t i) {
+    return (double)((i + k) % 9 - 4) / 4 + r;
+}
+
+#define OVERLAP_TENSORS 6
+#define OVERLAP_LATE    1.5 // seconds rank 1 sleeps
+
+typedef struct {
+    sync_overlap *ov;
+    dist_comm *c;
+    int leaves;
+    int64_t calls[OVERLAP_TENSORS]; // collectives begun once leaf k was complete
+} overlap_probe;
+
+static void probe_leaf(tensor *leaf, void *ctx) {
+    overlap_probe *p = ctx;
+    sync_overlap_leaf_done(leaf, p->ov);
+    if (p->leaves < OVERLAP_TENSORS) p->calls[p->leaves++] = dist_get_stats(p->c).calls;
+}
+
+// loss = sum_k sum(p_k * w_k): p_k's gradient is w_k, complete last for p_0 (the tape runs back).
+static void overlap(dist_comm *c) {
+    const int64_t n = 1000;
+    int me = dist_rank(c);
+    // one all-reduce, begun while rank 1 sleeps: rank 0's poll cannot find it finished
+    tensor *x = to_comm(c, rank_values(PETAL_F32, me, n));
+    rank1_late(c, 0.5);
+    dist_pending *p;
+    OK(dist_all_reduce_begin(c, &x, 1, DIST_SUM, &p));
+    bool done = true;
+    OK(dist_pending_poll(p, &done));
+    EXPECT(me != 0 || !done, "an all-reduce polled while rank 1 sleeps has finished on rank 0");
+    OK(dist_pending_wait(p));
+    EXPECT(first_wrong(c, x, n, false) < 0, "the polled all-reduce's sum");
+    tensor_free(x);
+
+    tensor *ps[OVERLAP_TENSORS], *ws[OVERLAP_TENSORS];
+    for (int k = 0; k < OVERLAP_TENSORS; k++) {
+        ps[k] = tensor_keep(to_comm(c, rank_values(PETAL_F32, me, n)));
+        tensor_set_requires_grad(ps[k], true);
+        tensor *w = tensor_empty(PETAL_F32, SHAPE(n));
+        for (int64_t i = 0; i < n; i++) tensor_data_f32(w)[i] = (float)grad_value(me, k, i);
+        ws[k] = tensor_keep(to_comm(c, w));
+    }
+    optim_adamw *opt = adamw_new(ps, OVERLAP_TENSORS, ADAMW_DEFAULTS);
+    overlap_probe probe = {.ov = sync_overlap_new(c, opt, 0.001), .c = c}; // 4 KB: one each
+    int mark = scope_begin();
+    tensor *loss = NULL;
+    for (int k = 0; k < OVERLAP_TENSORS; k++) {
+        tensor *s = tensor_sum_all(tensor_mul(ps[k], ws[k]));
+        loss = loss ? tensor_add(loss, s) : s;
+    }
+    rank1_late(c, OVERLAP_LATE);
+    int64_t before = dist_get_stats(c).calls;
+    double t0 = now_seconds();
+    sync_overlap_start(probe.ov);
+    autograd_backward_notify(loss, NULL, false, probe_leaf, &probe);
+    double backward = now_seconds() - t0;
+    OK(sync_overlap_finish(probe.ov));
+    double finish = now_seconds() - t0 - backward;
+    scope_end(mark);
+    EXPECT(probe.leaves == OVERLAP_TENSORS, "%d leaves notified, expected %d", probe.leaves,
+           OVERLAP_TENSORS);
+    if (me == 0) {
+        int64_t early = probe.calls[OVERLAP_TENSORS - 2] - before;
+        EXPECT(early > 0, "no all-reduce began before the backward pass's last leaf");
+        EXPECT(backward < OVERLAP_LATE / 3,
+               "rank 0's backward pass took %.3f s while rank 1 slept %.1f s: a begin waited "
+               "for rank 1",
+               backward, OVERLAP_LATE);
+        printf("overlap (%s): %lld of %d all-reduces begun before the last leaf; backward %.3f s, "
+               "then %.3f s waiting for rank 1\n",
+               dist_backend_name(c), (long long)early, OVERLAP_TENSORS, backward, finish);
+    }
+    for (int k = 0; k < OVERLAP_TENSORS; k++) {
+        tensor *g = on_host(ps[k]->grad);
+        int64_t wrong = -1;
+        for (int64_t i = 0; i < n && wrong < 0; i++)
+            if (tensor_data_f32(g)[i] != (float)((grad_value(0, k, i) + grad_value(1, k, i)) / 2))
+                wrong = i;
+        EXPECT(wrong < 0, "overlap: tensor %d's averaged gradient is wrong at element %lld", k,
+               (long long)wrong);
+        tensor_free(g);
+        tensor_free(ps[k]);
+        tensor_free(ws[k]);
+    }
+    sync_overlap_free(probe.ov);
+    adamw_free(opt);
+}
+
+// Rank 1 stops; rank 0 polls a begun all-reduce until the poll reports why it cannot finish.
+static void hang_poll(dist_comm *c) {
+    OK(dist_barrier(c));
+    if (dist_rank(c) == 1) raise(SIGSTOP);
+    tensor *t = to_comm(c, rank_values(PETAL_F32, dist_rank(c), 16));
+    dist_pending *p;
+    OK(dist_all_reduce_begin(c, &t, 1, DIST_SUM, &p));
+    bool done = false;
+    int polls = 0;
+    petal_status st;
+    while (!(st = dist_pending_poll(p, &done)) && !done) {
+        polls++;
+        nanosleep(&(struct timespec){0, 1000 * 1000}, NULL);
+    }
+    EXPECT(st != PETAL_OK, "the all-reduce without rank 1 finished");
+    EXPECT(polls > 0,
+           "the first poll failed: it did not return while the all-reduce was under way");
+    dist_abort(c, "poll");
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "";
     dist_comm *c;
@@ -345,6 +474,10 @@ int main(int argc, char **argv) {
         lose_rank(c, SIGSTOP);
     else if (!strcmp(which, "kill"))
         lose_rank(c, SIGKILL);
+    else if (!strcmp(which, "overlap"))
+        overlap(c);
+    else if (!strcmp(which, "hang-poll"))
+        hang_poll(c);
     else
         EXPECT(false, "unknown case '%s'", which);
     if (failures) fprintf(stderr, "rank %d: %d check(s) failed\n", dist_rank(c), failures);

@@ -12,9 +12,12 @@
 //     uninterrupted run; a 2-rank run goes on with 1 rank;
 //   - VQA and caption evaluation, its batches shared by 2 or 3 ranks (inside `petal train` and by
 //     `petal eval`), prints the one-process metrics and writes the one-process results file.
-// The case `nccl` runs the collectives, the hung and the killed rank and the f64 and f32
-// equivalence again with PETAL_DIST=nccl, one GPU per rank: where 2 GPUs are, or under the host
-// emulator with its NCCL stand-in (the emulated build's test dist_nccl); elsewhere it skips.
+//   - the backward pass's all-reduces begin before its last leaf and move while it goes on;
+// The case `nccl` runs the collectives, the hung and the killed rank, the f64 and f32
+// equivalence and the overlap (its bits, with device and with host tensors) again with
+// PETAL_DIST=nccl, one GPU per rank, and a poll of a begun all-reduce meeting the deadline and
+// NCCL's asynchronous error: where 2 GPUs are, or under the host emulator with its NCCL stand-in
+// (the emulated build's test dist_nccl); elsewhere it skips.
 // A build without MPI checks instead that the launcher's variables make `petal train` say so.
 #include <math.h>
 #include <stdio.h>
@@ -141,6 +144,19 @@ START_TEST(test_nccl_collectives_on_two_gpus) {
 }
 END_TEST
 
+// An all-reduce begun during the backward pass moves while the pass goes on: rank 1 sleeps, and
+// rank 0's pass, its buckets begun before its last leaf, ends before rank 1 wakes
+// (mpi_ranks.c's overlap case says what it checks).
+START_TEST(test_overlap_during_backward) {
+    mpirun_ok("2", ARGS(PETAL_MPI_RANKS, "overlap"));
+}
+END_TEST
+
+START_TEST(test_nccl_overlap_during_backward) {
+    if (two_gpus("nccl overlap")) mpirun_ok("2", ARGS(PETAL_MPI_RANKS, "overlap"));
+}
+END_TEST
+
 START_TEST(test_gather_grad_gradcheck) {
     mpirun_ok("2", ARGS(PETAL_MPI_RANKS, "gather-grad"));
     mpirun_ok("3", ARGS(PETAL_MPI_RANKS, "gather-grad"));
@@ -170,6 +186,53 @@ END_TEST
 START_TEST(test_nccl_hung_rank_ends_the_job) {
     if (!two_gpus("nccl hung rank")) return;
     check_hung_rank(NAMES("rank 0 waited 3 s for a collective to finish: another rank died"));
+}
+END_TEST
+
+// Rank 1 stops while rank 0 polls a begun all-reduce (dist_pending_poll): the poll itself fails,
+// with the deadline's message.
+START_TEST(test_nccl_poll_meets_the_deadline) {
+    if (!two_gpus("nccl poll deadline")) return;
+    setenv("PETAL_DIST_TIMEOUT", "3", 1);
+    double t0 = seconds();
+    run_result r = mpirun("2", ARGS(PETAL_MPI_RANKS, "hang-poll"));
+    double took = seconds() - t0;
+    ck_assert_msg(r.status != 0, "a job with a stopped rank exited with 0");
+    const char *line =
+        "rank 0: poll: dist_all_reduce: rank 0 waited 3 s for a collective to finish";
+    ck_assert_msg(strstr(r.err, line), "no '%s' in:\n%s", line, tail_of(r.err));
+    ck_assert_msg(took < 60, "the job took %.1f s to end (timeout 3 s)", took);
+    ck_assert_msg(!strstr(r.err, "mpi_ranks.c:"), "a check of the rank failed:\n%s",
+                  tail_of(r.err));
+    run_result_free(&r);
+}
+END_TEST
+
+// The same, where NCCL reports the failure itself before the deadline: the poll returns
+// ncclCommGetAsyncError's error. The NCCL stand-in gives up on the stopped rank after
+// PETAL_NCCL_EMU_TIMEOUT seconds with an asynchronous error; real NCCL waits, so this needs the
+// stand-in.
+START_TEST(test_nccl_poll_reports_the_async_error) {
+    const char *lib = getenv("PETAL_NCCL_LIBRARY");
+    if (!lib || !strstr(lib, "nccl_emu")) {
+        printf("dist_cli: nccl poll async error skipped: it needs the NCCL stand-in\n");
+        return;
+    }
+    if (!two_gpus("nccl poll async error")) return;
+    setenv("PETAL_DIST_TIMEOUT", "60", 1);
+    setenv("PETAL_NCCL_EMU_TIMEOUT", "1", 1);
+    double t0 = seconds();
+    run_result r = mpirun("2", ARGS(PETAL_MPI_RANKS, "hang-poll"));
+    double took = seconds() - t0;
+    ck_assert_msg(r.status != 0, "a job with a stopped rank exited with 0");
+    const char *names[] = {"rank 0: poll: dist_all_reduce: NCCL error",
+                           "for rank(s) 1 (PETAL_NCCL_EMU_TIMEOUT)"};
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(strstr(r.err, names[i]), "no '%s' in:\n%s", names[i], tail_of(r.err));
+    ck_assert_msg(took < 30, "the job took %.1f s to end (the deadline, 60 s, did it?)", took);
+    ck_assert_msg(!strstr(r.err, "mpi_ranks.c:"), "a check of the rank failed:\n%s",
+                  tail_of(r.err));
+    run_result_free(&r);
 }
 END_TEST
 
@@ -296,15 +359,20 @@ START_TEST(test_two_ranks_equal_one_f64) {
 END_TEST
 
 // Averaging during the backward pass (dist_overlap, small buckets so that several overlap) and
-// after it give the same bits: only when the messages move differs.
-START_TEST(test_overlap_changes_no_bit) {
+// after it give the same bits on `dist` computing on `device`: only when the messages move
+// differs.
+static void check_overlap_changes_no_bit(const char *dist, const char *device) {
+    setenv("PETAL_DIST", dist, 1);
     const char *c2 =
         write_config("vqa2.yaml", "vqa", "f32", "aurora, variant: paper, rank: 4", 4, 6);
-    char on[512], off[512];
+    char on[512], off[512], device_set[64];
     snprintf(on, sizeof on, "%s", test_dir_path("on"));
     snprintf(off, sizeof off, "%s", test_dir_path("off"));
-    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", on, "--set", "dist_bucket_mb=0.001"));
-    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", off, "--set", "dist_overlap=false"));
+    snprintf(device_set, sizeof device_set, "device=%s", device);
+    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", on, "--set", "dist_bucket_mb=0.001",
+                        "--set", device_set));
+    mpirun_ok("2", ARGS(PETAL_BIN, "train", c2, "--out", off, "--set", "dist_overlap=false",
+                        "--set", device_set));
     char pa[600], pb[600];
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", on);
     snprintf(pb, sizeof pb, "%s/metrics.jsonl", off);
@@ -316,6 +384,24 @@ START_TEST(test_overlap_changes_no_bit) {
     snprintf(pa, sizeof pa, "%s/last.h5", on);
     snprintf(pb, sizeof pb, "%s/last.h5", off);
     free(run_ok(ARGS("diff", pa, pb))); // exit 0: the same tensors
+}
+
+START_TEST(test_overlap_changes_no_bit) {
+    check_overlap_changes_no_bit("mpi", "cpu");
+}
+END_TEST
+
+// On the nccl backend the buckets' all-reduces run on the communication stream beside the
+// backward pass's kernels: the same bits as averaging after the pass.
+START_TEST(test_nccl_overlap_changes_no_bit) {
+    if (two_gpus("nccl overlap bits")) check_overlap_changes_no_bit("nccl", "cuda");
+}
+END_TEST
+
+// device: cpu with nccl: the buckets are staged to the GPU and back (dist.c's stage_in), begun
+// and finished apart like device tensors.
+START_TEST(test_nccl_overlap_of_host_tensors_changes_no_bit) {
+    if (two_gpus("nccl overlap bits, host tensors")) check_overlap_changes_no_bit("nccl", "cpu");
 }
 END_TEST
 
@@ -563,6 +649,7 @@ int main(void) {
     tcase_add_test(tc, test_two_ranks_equal_one_f64);
     tcase_add_test(tc, test_two_ranks_equal_one_f32);
     tcase_add_test(tc, test_overlap_changes_no_bit);
+    tcase_add_test(tc, test_overlap_during_backward);
     tcase_add_test(tc, test_retrieval_queues_gather_every_rank);
     tcase_add_test(tc, test_stop_and_resume_across_rank_counts);
     tcase_add_test(tc, test_vqa_eval_split_over_ranks);
@@ -580,6 +667,11 @@ int main(void) {
     tcase_add_test(nccl, test_nccl_killed_rank_ends_the_job);
     tcase_add_test(nccl, test_nccl_two_ranks_equal_one_f64);
     tcase_add_test(nccl, test_nccl_two_ranks_equal_one_f32);
+    tcase_add_test(nccl, test_nccl_overlap_during_backward);
+    tcase_add_test(nccl, test_nccl_poll_meets_the_deadline);
+    tcase_add_test(nccl, test_nccl_poll_reports_the_async_error);
+    tcase_add_test(nccl, test_nccl_overlap_changes_no_bit);
+    tcase_add_test(nccl, test_nccl_overlap_of_host_tensors_changes_no_bit);
     suite_add_tcase(s, nccl);
 #endif
     return run_suite(s);
