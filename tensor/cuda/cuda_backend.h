@@ -46,10 +46,11 @@ void cuda_check_errors(void);
 #ifdef PETAL_HAVE_CUBLASLT
 // The cache of cuBLASLt plans behind Linear's bias epilogue on one device
 // (tensor/cuda/cuda_lt_cache.h): lookups that found their shape, lookups that made a plan, plans
-// replaced, plans held.
+// replaced, plans held, and how many of those have an algorithm (the others' shapes take the
+// cuBLAS path).
 typedef struct {
     int64_t hits, misses, evictions;
-    int entries;
+    int entries, usable;
 } cuda_linear_cache_stats;
 cuda_linear_cache_stats cuda_linear_cache_get_stats(int device_index);
 #endif

@@ -186,7 +186,11 @@ bool cuda_linear_bias(tensor *y, const tensor *x, const tensor *wt, const tensor
 extern "C" cuda_linear_cache_stats cuda_linear_cache_get_stats(int device_index) {
     PETAL_CHECK(device_index >= 0 && device_index < CUDA_MAX_DEVICES,
                 "cuda_linear_cache_get_stats: no device cuda:%d", device_index);
-    const lt_cache *c = &lt_devices[device_index].cache;
-    return cuda_linear_cache_stats{c->hits, c->misses, c->evictions, lt_cache_entries(c)};
+    const lt_device *dev = &lt_devices[device_index];
+    int usable = 0;
+    for (int i = 0; i < LT_CACHE_SLOTS; i++)
+        usable += dev->cache.last_use[i] != 0 && dev->plans[i].usable;
+    return cuda_linear_cache_stats{dev->cache.hits, dev->cache.misses, dev->cache.evictions,
+                                   lt_cache_entries(&dev->cache), usable};
 }
 #endif

@@ -532,9 +532,12 @@ static const op_case bias_cases[] = {
     {"linear bias, (B, T, C)", "linear", 3, {ARG(3, 17, 45), ARG(33, 45), ARG(33)}, .fn = f_linear},
 };
 
-// Epilogue GEMMs run on cuda:0 so far (each looks its plan up once).
+// Epilogue GEMMs run on cuda:0 so far (each looks its plan up once); every plan made must have
+// an algorithm, or its shape would have silently taken the cuBLAS path.
 static int64_t epilogue_runs(void) {
     cuda_linear_cache_stats st = cuda_linear_cache_get_stats(0);
+    ck_assert_msg(st.usable == st.entries, "%d of %d plans have no algorithm",
+                  st.entries - st.usable, st.entries);
     return st.hits + st.misses;
 }
 
@@ -578,11 +581,11 @@ static void check_linear_rows(int64_t rows, int64_t first, petal_dtype dtype) {
 static void expect_cache(int64_t hits, int64_t misses, int64_t evictions, int entries) {
     cuda_linear_cache_stats st = cuda_linear_cache_get_stats(0);
     ck_assert_msg(st.hits == hits && st.misses == misses && st.evictions == evictions &&
-                      st.entries == entries,
-                  "cache: %lld hits, %lld misses, %lld evictions, %d entries; expected %lld, "
-                  "%lld, %lld, %d",
+                      st.entries == entries && st.usable == entries,
+                  "cache: %lld hits, %lld misses, %lld evictions, %d entries (%d usable); "
+                  "expected %lld, %lld, %lld, %d (all usable)",
                   (long long)st.hits, (long long)st.misses, (long long)st.evictions, st.entries,
-                  (long long)hits, (long long)misses, (long long)evictions, entries);
+                  st.usable, (long long)hits, (long long)misses, (long long)evictions, entries);
 }
 
 // One plan per shape, precision and alignment, reused; bounded, the least recently used replaced;

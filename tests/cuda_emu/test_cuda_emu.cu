@@ -507,7 +507,7 @@ static cublasStatus_t set_desc(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttribu
 // D (m x n) = op(A) op(B) + bias broadcast over D's columns, A stored transposed (k x m), as
 // cublasLt.h documents CUBLASLT_EPILOGUE_BIAS; then what the stand-in refuses.
 START_TEST(test_lt_bias_epilogue) {
-    cublasLtHandle_t h;
+    static cublasLtHandle_t h; // kept, as petal keeps its handles (no cublasLtDestroy is called)
     ck_assert_int_eq(cublasLtCreate(&h), CUBLAS_STATUS_SUCCESS);
     const int m = 5, n = 4, k = 3, lda = 4, ldb = 6, ldd = 7;
     float a[lda * m], b[ldb * n], bias[m], d[ldd * n];
