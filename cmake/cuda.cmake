@@ -76,6 +76,7 @@ find_package(CUDAToolkit REQUIRED)
 find_path(PETAL_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
 
 petal_add_cuda_sources(CUDA)
+add_compile_definitions(PETAL_HAVE_CUBLASLT) # cublasLt.h is in every toolkit (cuda_libs.h)
 # The runtime is CUDA::cudart (shared), linked below; not also a static copy in each program.
 set(CMAKE_CUDA_RUNTIME_LIBRARY None)
 set_target_properties(petal_objects PROPERTIES

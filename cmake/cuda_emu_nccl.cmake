@@ -51,7 +51,7 @@ function(petal_cuda_emu_nccl_tests)
   add_test(NAME dist_nccl COMMAND test_dist_cli)
   set(env CK_RUN_CASE=nccl PETAL_CUDA_EMU_DEVICES=2 PETAL_REQUIRE_GPU=1
       PETAL_NCCL_LIBRARY=$<TARGET_FILE:petal_nccl_emu>
-      PETAL_CUBLAS_LIBRARY=$<TARGET_FILE:petal_cublas_emu>)
+      ${PETAL_CUDA_EMU_LIB_ENV})
   set_tests_properties(dist_nccl PROPERTIES LABELS gpu ENVIRONMENT "${env}")
   set_property(TEST dist_cli APPEND PROPERTY ENVIRONMENT PETAL_DIST=mpi)
   add_dependencies(test_dist_cli petal_nccl_emu petal_cublas_emu)

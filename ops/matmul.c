@@ -150,12 +150,15 @@ tensor *tensor_linear_lowrank(tensor *x, tensor *w, tensor *b, int n_terms, tens
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
     shape[x->ndim - 1] = n_out;
     tensor *y = tensor_empty_on(x->device, x->dtype, x->ndim, shape);
-    // The bias goes in first and the GEMMs accumulate onto it (beta = 1): no separate add pass.
-    if (b) backend_of(y)->copy(y, b);
     tensor *x2 = x->ndim == 1 ? view_unsqueeze(x, 0) : tensor_detach(x);
     tensor *y2 = x->ndim == 1 ? view_unsqueeze(y, 0) : tensor_detach(y);
     tensor *wt = view_transpose(w, 0, 1);
-    backend_matmul(y2, x2, wt, 1.0, b ? 1.0 : 0.0);
+    // The bias inside the GEMM where the backend can (cuBLASLt's epilogue); else it goes in first
+    // and the GEMM accumulates onto it (beta = 1). No separate add pass either way.
+    if (!b || !backend_linear_bias(y2, x2, wt, b)) {
+        if (b) backend_of(y)->copy(y, b);
+        backend_matmul(y2, x2, wt, 1.0, b ? 1.0 : 0.0);
+    }
     for (int k = 0; k < n_terms; k++) accumulate_term(y, z[k], v[k]);
     tensor_free(x2);
     tensor_free(y2);

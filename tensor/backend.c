@@ -44,6 +44,14 @@ void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, d
     backend_of(c)->matmul(c, a, b, alpha, beta, precision);
 }
 
+bool backend_linear_bias(tensor *y, const tensor *x, const tensor *wt, const tensor *b) {
+    const backend *be = backend_of(y);
+    petal_precision precision = y->dtype == PETAL_F32 ? precision_get() : PETAL_PRECISION_F32;
+    if (!be->linear_bias || !be->linear_bias(y, x, wt, b, precision)) return false;
+    matmul_flops += 2 * tensor_numel(y) * x->shape[x->ndim - 1];
+    return true;
+}
+
 int64_t backend_matmul_flops(void) {
     return matmul_flops;
 }

@@ -80,6 +80,12 @@ typedef struct backend {
     // f32; f64 products get PETAL_PRECISION_F32 and ignore it. c (beta * c) is never rounded.
     void (*matmul)(tensor *c, const tensor *a, const tensor *b, double alpha, double beta,
                    petal_precision precision);
+    // y = x @ wt + b, the bias added inside the product (NULL where the caller copies b into y and
+    // runs matmul with beta = 1). y (..., out) contiguous, x (..., in) and wt (in, out) as matmul
+    // takes them, b (out); f32 inputs rounded to `precision` as matmul's. Returns false, having
+    // written nothing, for what it cannot compute as one product: the caller takes matmul's path.
+    bool (*linear_bias)(tensor *y, const tensor *x, const tensor *wt, const tensor *b,
+                        petal_precision precision);
 
     // ---- fused primitives; x, y and gradients contiguous ----
     void (*softmax)(tensor *y, const tensor *x, int dim, bool log); // y may be x unless log
@@ -136,6 +142,9 @@ static inline const backend *backend_of(const tensor *t) {
 // or a PETL method adds can be counted (2 M N K per product, per batch; from the thread that
 // issues ops).
 void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta);
+// y = x @ wt + b in one product where y's backend has linear_bias and it takes the operands (the
+// flops counted as backend_matmul's); false, nothing written, otherwise.
+bool backend_linear_bias(tensor *y, const tensor *x, const tensor *wt, const tensor *b);
 int64_t backend_matmul_flops(void); // since the last reset
 void backend_matmul_flops_reset(void);
 

@@ -89,6 +89,13 @@ void matmul_run(matmul_gemm_fn gemm, tensor *c, const tensor *a, const tensor *b
     tensor_free(bc);
 }
 
+bool matmul_plan_make(const tensor *c, const tensor *a, const tensor *b, matmul_plan *plan) {
+    if (tensor_numel(c) == 0 || a->shape[a->ndim - 1] == 0 || !readable(a) || !readable(b))
+        return false;
+    *plan = plan_for(c, a, b);
+    return true;
+}
+
 tensor *matmul_operand_span(const tensor *t, petal_dtype dtype, int64_t *first, int64_t *count) {
     PETAL_CHECK(tensor_numel(t) > 0, "matmul: an empty operand has no span");
     int64_t lo = 0, hi = 0; // of t's elements, relative to t->offset

@@ -30,6 +30,10 @@ typedef void (*matmul_gemm_fn)(const matmul_plan *plan, const tensor *a, const t
 void matmul_run(matmul_gemm_fn gemm, tensor *c, const tensor *a, const tensor *b, double alpha,
                 double beta, petal_precision precision);
 
+// The plan matmul_run would run for c = a @ b, into *plan; false when it would first copy a or b
+// (strides a GEMM cannot read), and for an empty product (k = 0).
+bool matmul_plan_make(const tensor *c, const tensor *a, const tensor *b, matmul_plan *plan);
+
 // Room for operand t at lower precision: a new storage of `dtype` (on t's device) as long as the
 // span of t's storage that t's elements lie in (*first: the span's first element there, *count: its
 // length), viewed with t's shape and strides. The backend writes element j of the span, rounded,

@@ -93,6 +93,7 @@ const backend cpu_backend = {
     .arg_reduce = cpu_arg_reduce,
     .topk = cpu_topk,
     .matmul = cpu_matmul,
+    .linear_bias = NULL, // OpenBLAS has no epilogue: the bias goes into y before the GEMM
     .softmax = cpu_softmax,
     .softmax_backward = cpu_softmax_backward,
     .layer_norm = cpu_layer_norm,

@@ -23,9 +23,8 @@ extern "C" {
 #include "tensor/block_cache.h"
 }
 
-#define CUDA_MAX_DEVICES 16
-#define STAGING_BYTES    ((size_t)4 << 20) // per staging buffer; copies go in chunks of this
-#define MIN_BLOCK        512               // smaller requests share one size class
+#define STAGING_BYTES ((size_t)4 << 20) // per staging buffer; copies go in chunks of this
+#define MIN_BLOCK     512               // smaller requests share one size class
 
 // The first bad index a kernel met on a device (all fields -1, bytes 0xff, when none).
 typedef struct {
@@ -403,6 +402,9 @@ extern "C" const backend cuda_backend = {
     .arg_reduce = cuda_arg_reduce,
     .topk = cuda_topk,
     .matmul = cuda_matmul,
+#ifdef PETAL_HAVE_CUBLASLT
+    .linear_bias = cuda_linear_bias,
+#endif
     .softmax = cuda_softmax,
     .softmax_backward = cuda_softmax_backward,
     .layer_norm = cuda_layer_norm,

@@ -5,11 +5,14 @@
 #include <cuda_runtime_api.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 #include "tensor/backend.h"
+
+#define CUDA_MAX_DEVICES 16 // devices petal uses at most
 
 extern const backend cuda_backend;
 
@@ -39,6 +42,18 @@ cudaStream_t cuda_device_stream(int device_index);
 // index is reported here or at the next call that waits for the device anyway (a copy to the
 // host, tensor_to(t, DEVICE_CPU), tensor_item, the backend's synchronize).
 void cuda_check_errors(void);
+
+#ifdef PETAL_HAVE_CUBLASLT
+// The cache of cuBLASLt plans behind Linear's bias epilogue on one device
+// (tensor/cuda/cuda_lt_cache.h): lookups that found their shape, lookups that made a plan, plans
+// replaced, plans held, and how many of those have an algorithm (the others' shapes take the
+// cuBLAS path).
+typedef struct {
+    int64_t hits, misses, evictions;
+    int entries, usable;
+} cuda_linear_cache_stats;
+cuda_linear_cache_stats cuda_linear_cache_get_stats(int device_index);
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,12 @@ void cuda_topk(tensor *values, tensor *indices, const tensor *x, int64_t k, bool
 
 void cuda_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, double beta,
                  petal_precision precision);
+// GEMM operand t (f32) as bf16 with t's layout (matmul_operand_span), rounded on `stream`.
+tensor *cuda_bf16_operand(const tensor *t, cudaStream_t stream);
+#ifdef PETAL_HAVE_CUBLASLT
+bool cuda_linear_bias(tensor *y, const tensor *x, const tensor *wt, const tensor *b,
+                      petal_precision precision);
+#endif
 
 void cuda_softmax(tensor *y, const tensor *x, int dim, bool log);
 void cuda_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim, bool log);

@@ -1,4 +1,4 @@
-// Opening the CUDA libraries on first use (cuda_libs.h), and cuBLAS's table.
+// Opening the CUDA libraries on first use (cuda_libs.h), and the tables of cuBLAS and cuBLASLt.
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,3 +86,51 @@ static void cublas_open(void) {
 extern "C" petal_status cuda_cublas_load(void) {
     return cuda_lib_load(&cublas_lib, cublas_open);
 }
+
+#ifdef PETAL_HAVE_CUBLASLT
+// ---- cuBLASLt ----
+
+// clang-format off
+#define CUBLASLT_FUNCTIONS(X)                                                                      \
+    X(Create) X(MatmulDescCreate) X(MatmulDescDestroy) X(MatmulDescSetAttribute)                   \
+    X(MatrixLayoutCreate) X(MatrixLayoutDestroy) X(MatmulPreferenceCreate)                         \
+    X(MatmulPreferenceDestroy) X(MatmulPreferenceSetAttribute) X(MatmulAlgoGetHeuristic)           \
+    X(Matmul) X(GetStatusName) X(GetStatusString)
+// clang-format on
+
+#define CUBLASLT_CHECK_FIELD(f)                                                                    \
+    static_assert(std::is_same<decltype(&cublasLt##f), decltype(cuda_cublaslt_table::f)>::value,   \
+                  "cuda_cublaslt." #f);
+CUBLASLT_FUNCTIONS(CUBLASLT_CHECK_FIELD)
+
+cuda_cublaslt_table cuda_cublaslt;
+
+static cuda_lib cublaslt_lib = {
+    .name = "cuBLASLt",
+    .soname = "libcublasLt.so." CUDA_LIB_STR(CUBLAS_VER_MAJOR),
+    .env = "PETAL_CUBLASLT_LIBRARY",
+    .package =
+        "cuBLAS " CUDA_LIB_STR(CUBLAS_VER_MAJOR) " (in the CUDA toolkit; it ships libcublasLt)",
+    .once = PTHREAD_ONCE_INIT,
+    .status = PETAL_OK,
+    .error = "",
+};
+
+#define CUBLASLT_NAME(f) "cublasLt" #f,
+static const char *const cublaslt_names[] = {CUBLASLT_FUNCTIONS(CUBLASLT_NAME)};
+#define CUBLASLT_COUNT ((int)(sizeof cublaslt_names / sizeof cublaslt_names[0]))
+static_assert(sizeof(cuda_cublaslt_table) == CUBLASLT_COUNT * sizeof(void (*)()),
+              "cuda_cublaslt has a field CUBLASLT_FUNCTIONS does not list");
+
+static void cublaslt_open(void) {
+    void *slots[CUBLASLT_COUNT];
+    if (!cuda_lib_open(&cublaslt_lib, cublaslt_names, slots, CUBLASLT_COUNT)) return;
+    int i = 0;
+#define CUBLASLT_SET(f) cuda_cublaslt.f = (decltype(cuda_cublaslt.f))slots[i++];
+    CUBLASLT_FUNCTIONS(CUBLASLT_SET)
+}
+
+extern "C" petal_status cuda_cublaslt_load(void) {
+    return cuda_lib_load(&cublaslt_lib, cublaslt_open);
+}
+#endif

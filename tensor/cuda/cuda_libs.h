@@ -2,13 +2,17 @@
 // linked: linked, every program using petal (even `petal help`) mapped libcublas, libcublasLt and
 // libnccl at start (760 MiB of address space; docs/cuda.md has the numbers). cuBLAS is opened when
 // the first CUDA device is set up (cuda_backend.cu), NCCL when an nccl communicator is made
-// (train/dist_nccl_lib.h). The functions petal calls are resolved with dlsym into tables whose
+// (train/dist_nccl_lib.h), cuBLASLt when the first Linear with a bias runs on a device
+// (tensor/cuda/cuda_linear.cu). The functions petal calls are resolved with dlsym into tables whose
 // fields have the headers' prototypes, so a prototype that changes fails to compile; the soname
 // is the one of the headers petal was compiled with. Plain C: the kernels (C++) call through the
 // table, the tests (C) load it. Only in builds with PETAL_HAVE_CUDA.
 #pragma once
 
 #include <cublas_v2.h>
+#ifdef PETAL_HAVE_CUBLASLT
+#include <cublasLt.h>
+#endif
 #include <pthread.h>
 #include <stdbool.h>
 
@@ -73,6 +77,34 @@ extern cuda_cublas_table cuda_cublas;
 
 // Opens libcublas.so.<CUBLAS_VER_MAJOR> (or $PETAL_CUBLAS_LIBRARY) and fills cuda_cublas, once.
 petal_status cuda_cublas_load(void);
+
+#ifdef PETAL_HAVE_CUBLASLT
+// The cuBLASLt functions petal calls (its bias epilogue for Linear), without their "cublasLt"
+// prefix: cuda_cublaslt.Matmul is cublasLtMatmul. Valid once cuda_cublaslt_load has returned
+// PETAL_OK. Every build with CUDA has them; an emulated build only when the toolkit's cublasLt.h is
+// found (cmake/cuda_emu.cmake).
+typedef struct {
+    CUDA_LIB_TYPE(cublasLtCreate) Create;
+    CUDA_LIB_TYPE(cublasLtMatmulDescCreate) MatmulDescCreate;
+    CUDA_LIB_TYPE(cublasLtMatmulDescDestroy) MatmulDescDestroy;
+    CUDA_LIB_TYPE(cublasLtMatmulDescSetAttribute) MatmulDescSetAttribute;
+    CUDA_LIB_TYPE(cublasLtMatrixLayoutCreate) MatrixLayoutCreate;
+    CUDA_LIB_TYPE(cublasLtMatrixLayoutDestroy) MatrixLayoutDestroy;
+    CUDA_LIB_TYPE(cublasLtMatmulPreferenceCreate) MatmulPreferenceCreate;
+    CUDA_LIB_TYPE(cublasLtMatmulPreferenceDestroy) MatmulPreferenceDestroy;
+    CUDA_LIB_TYPE(cublasLtMatmulPreferenceSetAttribute) MatmulPreferenceSetAttribute;
+    CUDA_LIB_TYPE(cublasLtMatmulAlgoGetHeuristic) MatmulAlgoGetHeuristic;
+    CUDA_LIB_TYPE(cublasLtMatmul) Matmul;
+    CUDA_LIB_TYPE(cublasLtGetStatusName) GetStatusName;
+    CUDA_LIB_TYPE(cublasLtGetStatusString) GetStatusString;
+} cuda_cublaslt_table;
+
+extern cuda_cublaslt_table cuda_cublaslt;
+
+// Opens libcublasLt.so.<CUBLAS_VER_MAJOR> (or $PETAL_CUBLASLT_LIBRARY) and fills cuda_cublaslt,
+// once. On failure the message names the file, the loader's words and what to install or set.
+petal_status cuda_cublaslt_load(void);
+#endif
 #ifdef __cplusplus
 }
 #endif

@@ -48,8 +48,7 @@ __global__ void round_bf16_kernel(uint16_t *dst, const float *src, int64_t n) {
     CUDA_FOR_EACH(i, n) dst[i] = f32_to_bf16(src[i]);
 }
 
-// Operand t (f32) as bf16, laid out as t (matmul_operand_span); on the stream of the GEMM.
-static tensor *bf16_operand(const tensor *t, cudaStream_t stream) {
+tensor *cuda_bf16_operand(const tensor *t, cudaStream_t stream) {
     int64_t first, count;
     tensor *r = matmul_operand_span(t, PETAL_BF16, &first, &count);
     cuda_launch(round_bf16_kernel, dim3(cuda_blocks(count)), dim3(CUDA_THREADS), 0, stream,
@@ -85,7 +84,7 @@ static void gemm_batch(const matmul_plan *p, const tensor *a, const tensor *b, t
                        double alpha, double beta, petal_precision precision) {
     cudaStream_t stream = cuda_stream_for("matmul", {c, a, b}); // c's device current, checks
     if (precision == PETAL_PRECISION_BF16 && c->dtype == PETAL_F32) {
-        tensor *ra = bf16_operand(a, stream), *rb = bf16_operand(b, stream);
+        tensor *ra = cuda_bf16_operand(a, stream), *rb = cuda_bf16_operand(b, stream);
         gemm_batch(p, ra, rb, c, alpha, beta, PETAL_PRECISION_F32);
         tensor_free(ra);
         tensor_free(rb);

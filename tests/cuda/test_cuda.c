@@ -2,12 +2,13 @@
 // every case of the op table (ops/op_table.c) forward and backward on cpu and cuda:0, in f64 and
 // f32, with per-op tolerances; the same ops at sizes that take many blocks and on NaN, infinities,
 // signed zeros and ties; every op run twice on cuda giving the same bits; bf16 and TF32 GEMMs
-// against the CPU's emulation of them; then the allocator, copies of non-contiguous views, random
-// streams, AdamW, the NCCL layer and the errors (devices mixed, bad indices). Every test case is
-// tagged "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out); the op table and the fused attention's cases
-// also "sanitize" (CK_INCLUDE_TAGS=sanitize: what compute-sanitizer runs in scripts/gpu-check.sh).
-// Where cuda:0 cannot be used (no driver, no device, out of memory, a build without CUDA) the suite
-// reports itself skipped, or with
+// against the CPU's emulation of them; Linear's bias inside the GEMM (cuBLASLt's epilogue: odd
+// shapes, precisions, determinism, its plan cache, the path without cuBLASLt); then the allocator,
+// copies of non-contiguous views, random streams, AdamW, the NCCL layer and the errors (devices
+// mixed, bad indices). Every test case is tagged "gpu" (CK_EXCLUDE_TAGS=gpu leaves them out); the
+// op table and the fused attention's cases also "sanitize" (CK_INCLUDE_TAGS=sanitize: what
+// compute-sanitizer runs in scripts/gpu-check.sh). Where cuda:0 cannot be used (no driver, no
+// device, out of memory, a build without CUDA) the suite reports itself skipped, or with
 // PETAL_REQUIRE_GPU=1 fails every case naming why (gpu_gate.h).
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +21,11 @@
 #include "tests/cuda/gpu_gate.h"
 #include "tests/test_util.h"
 #include "train/dist.h"
+#ifdef PETAL_HAVE_CUBLASLT
+#include "tensor/cuda/cuda_backend.h"
+#include "tensor/cuda/cuda_libs.h"
+#include "tensor/cuda/cuda_lt_cache.h"
+#endif
 
 #define CUDA0 DEVICE_CUDA(0)
 
@@ -515,6 +521,117 @@ START_TEST(test_sized_case_repeats) {
 }
 END_TEST
 
+// ---- Linear's bias inside the GEMM: cuBLASLt's epilogue (tensor/cuda/cuda_linear.cu) ----
+#ifdef PETAL_HAVE_CUBLASLT
+
+// Sizes no tile divides (m, n, k not multiples of 8), one row, one input vector, (B, T, C) rows.
+static const op_case bias_cases[] = {
+    {"linear bias, odd sizes", "linear", 3, {ARG(7, 13), ARG(11, 13), ARG(11)}, .fn = f_linear},
+    {"linear bias, one row", "linear", 3, {ARG(1, 37), ARG(29, 37), ARG(29)}, .fn = f_linear},
+    {"linear bias, one vector", "linear", 3, {ARG(37), ARG(29, 37), ARG(29)}, .fn = f_linear},
+    {"linear bias, (B, T, C)", "linear", 3, {ARG(3, 17, 45), ARG(33, 45), ARG(33)}, .fn = f_linear},
+};
+
+// Epilogue GEMMs run on cuda:0 so far (each looks its plan up once); every plan made must have
+// an algorithm, or its shape would have silently taken the cuBLAS path.
+static int64_t epilogue_runs(void) {
+    cuda_linear_cache_stats st = cuda_linear_cache_get_stats(0);
+    ck_assert_msg(st.usable == st.entries, "%d of %d plans have no algorithm",
+                  st.entries - st.usable, st.entries);
+    return st.hits + st.misses;
+}
+
+// Forward and backward against the CPU in f32, TF32 and bf16 (the tolerances of the op table and
+// of the precision cases), two runs giving the same bits; every forward through the epilogue.
+START_TEST(test_linear_bias_epilogue) {
+    GPU_REQUIRE();
+    const op_case *c = &bias_cases[_i];
+    ck_assert_msg(check_case(c, PETAL_F32), "%s (f32): cuda differs from cpu", c->name);
+    ck_assert_msg(epilogue_runs() == 1, "%s: %lld epilogue GEMMs, expected 1", c->name,
+                  (long long)epilogue_runs());
+    precision_case pc = {*c, true};
+    check_precision_case(&pc, PETAL_PRECISION_BF16);
+    check_precision_case(&pc, PETAL_PRECISION_TF32);
+    ck_assert_int_eq(epilogue_runs(), 3);
+    check_repeats(c); // f64 (cuBLAS) and f32 (the epilogue)
+    ck_assert_int_eq(epilogue_runs(), 5);
+}
+END_TEST
+
+static tensor *normal_on_cpu(petal_dtype dtype, int ndim, const int64_t *shape, rng_generator *g) {
+    tensor *t = tensor_empty(dtype, ndim, shape);
+    tensor_normal_(t, 0, 1, g);
+    return t;
+}
+
+// y = x w^T + b on cuda:0 against the CPU, x (rows, 40) from row `first` of a (first + rows, 40).
+static void check_linear_rows(int64_t rows, int64_t first, petal_dtype dtype) {
+    int mark = scope_begin();
+    rng_generator g = {(uint64_t)rows, 0};
+    tensor *xs = normal_on_cpu(dtype, SHAPE(first + rows, 40), &g);
+    tensor *w = normal_on_cpu(dtype, SHAPE(24, 40), &g), *b = normal_on_cpu(dtype, SHAPE(24), &g);
+    tensor *x = tensor_slice(xs, 0, first, first + rows, 1);
+    tensor *gx = tensor_slice(tensor_to(xs, CUDA0), 0, first, first + rows, 1);
+    tensor *want = tensor_linear(x, w, b);
+    tensor *got = tensor_linear(gx, tensor_to(w, CUDA0), tensor_to(b, CUDA0));
+    ck_assert(close_to_cpu("linear", got, want, (tolerance){1e-5, 1e-5}));
+    scope_end(mark);
+}
+
+static void expect_cache(int64_t hits, int64_t misses, int64_t evictions, int entries) {
+    cuda_linear_cache_stats st = cuda_linear_cache_get_stats(0);
+    ck_assert_msg(st.hits == hits && st.misses == misses && st.evictions == evictions &&
+                      st.entries == entries && st.usable == entries,
+                  "cache: %lld hits, %lld misses, %lld evictions, %d entries (%d usable); "
+                  "expected %lld, %lld, %lld, %d (all usable)",
+                  (long long)st.hits, (long long)st.misses, (long long)st.evictions, st.entries,
+                  st.usable, (long long)hits, (long long)misses, (long long)evictions, entries);
+}
+
+// One plan per shape, precision and alignment, reused; bounded, the least recently used replaced;
+// f64 never enters it.
+START_TEST(test_linear_bias_cache) {
+    GPU_REQUIRE();
+    check_linear_rows(5, 0, PETAL_F32);
+    expect_cache(0, 1, 0, 1);
+    check_linear_rows(5, 0, PETAL_F32); // the same shape: found
+    expect_cache(1, 1, 0, 1);
+    check_linear_rows(9, 0, PETAL_F32); // another shape: its own plan
+    expect_cache(1, 2, 0, 2);
+    check_linear_rows(5, 1, PETAL_F32); // x 160 bytes past an allocation: another alignment
+    expect_cache(1, 3, 0, 3);
+    petal_precision prev = precision_set(PETAL_PRECISION_TF32);
+    check_linear_rows(5, 0, PETAL_F32); // the same shape in TF32
+    precision_set(prev);
+    expect_cache(1, 4, 0, 4);
+    check_linear_rows(5, 0, PETAL_F64); // cuBLAS
+    expect_cache(1, 4, 0, 4);
+    for (int i = 0; i < LT_CACHE_SLOTS; i++) check_linear_rows(20 + i, 0, PETAL_F32);
+    expect_cache(1, 4 + LT_CACHE_SLOTS, 4, LT_CACHE_SLOTS);
+    check_linear_rows(5, 0, PETAL_F32); // replaced by then: made again, still right
+    expect_cache(1, 5 + LT_CACHE_SLOTS, 5, LT_CACHE_SLOTS);
+}
+END_TEST
+
+// Without cuBLASLt, Linear takes the cuBLAS path (bias copied, beta = 1) and still matches the
+// CPU; the loader says what is missing and what to set.
+START_TEST(test_linear_bias_without_cublaslt) {
+    GPU_REQUIRE();
+    setenv("PETAL_CUBLASLT_LIBRARY", "/nonexistent/libcublasLt.so.13", 1);
+    for (int i = 0; i < (int)(sizeof bias_cases / sizeof bias_cases[0]); i++)
+        ck_assert_msg(check_case(&bias_cases[i], PETAL_F32), "%s: cuda differs from cpu",
+                      bias_cases[i].name);
+    ck_assert_int_eq(epilogue_runs(), 0);
+    ck_assert_int_eq(cuda_cublaslt_load(), PETAL_ERR_DEVICE);
+    const char *msg = petal_error_message();
+    ck_assert_msg(strstr(msg, "cannot load cuBLASLt (/nonexistent/libcublasLt.so.13, named by "
+                              "PETAL_CUBLASLT_LIBRARY)") &&
+                      strstr(msg, "set PETAL_CUBLASLT_LIBRARY"),
+                  "%s", msg);
+}
+END_TEST
+#endif
+
 // ---- special values: NaN, infinities, signed zeros and ties, as the CPU treats them ----
 
 static tensor *special_values(petal_dtype dtype) {
@@ -1000,6 +1117,13 @@ int main(void) {
     tcase_add_loop_test(repeat, test_op_case_repeats, 0, n_op_cases);
     tcase_add_loop_test(repeat, test_sized_case_repeats, 0,
                         (int)(sizeof sized_cases / sizeof sized_cases[0]));
+    TCase *lt = tcase_with_timeout("Linear's bias in the GEMM (cuBLASLt)", 120);
+#ifdef PETAL_HAVE_CUBLASLT
+    tcase_add_loop_test(lt, test_linear_bias_epilogue, 0,
+                        (int)(sizeof bias_cases / sizeof bias_cases[0]));
+    tcase_add_test(lt, test_linear_bias_cache);
+    tcase_add_test(lt, test_linear_bias_without_cublaslt);
+#endif
     TCase *mem = tcase_with_timeout("memory and copies", 120);
     tcase_add_test(mem, test_allocator_reuse_and_stats);
     tcase_add_test(mem, test_copies_of_views);
@@ -1013,11 +1137,12 @@ int main(void) {
     TCase *err = tcase_with_timeout("errors", 60);
     tcase_add_test(err, test_device_mismatch_names_both);
     tcase_add_test(err, test_bad_indices_reported);
-    TCase *all[] = {ops, sized, attn, repeat, mixed, mem, num, err};
-    for (int i = 0; i < 8; i++) {
+    TCase *all[] = {ops, sized, attn, repeat, mixed, lt, mem, num, err};
+    for (int i = 0; i < 9; i++) {
         // The sanitizers (scripts/gpu-check.sh) run the tagged cases: every kernel at small sizes,
-        // and the fused attention at many tiles.
-        tcase_set_tags(all[i], all[i] == ops || all[i] == attn ? "gpu sanitize" : "gpu");
+        // the fused attention at many tiles, and cuBLASLt's epilogue GEMMs (the bias it reads).
+        bool sanitize = all[i] == ops || all[i] == attn || all[i] == lt;
+        tcase_set_tags(all[i], sanitize ? "gpu sanitize" : "gpu");
         suite_add_tcase(s, all[i]);
     }
     return gpu_gate_run_suite(s);

@@ -1,7 +1,9 @@
 // tests/cuda, the part that needs no GPU and runs on every machine: the GPU suite's gate (skipped,
 // or failed under PETAL_REQUIRE_GPU=1, never passed without a device: gpu_gate.h), run as its own
-// process with no device visible; the int limits of cuBLAS calls (tensor/cuda/cuda_limits.h); and,
-// in CUDA builds, that a failing cudaMalloc is reported as the CUDA error it is.
+// process with no device visible; the int limits of cuBLAS calls (tensor/cuda/cuda_limits.h); the
+// bookkeeping of the cuBLASLt plan cache (tensor/cuda/cuda_lt_cache.h) and which Linear products
+// the epilogue can take as one GEMM (matmul_plan_make); and, in CUDA builds, that a failing
+// cudaMalloc is reported as the CUDA error it is.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 #include "petal.h"
 #include "tensor/cuda/cuda_limits.h"
+#include "tensor/cuda/cuda_lt_cache.h"
 #include "tests/cuda/gpu_gate.h"
 #include "tests/test_util.h"
 #ifdef PETAL_HAVE_CUDA
@@ -52,6 +55,114 @@ START_TEST(test_gemm_sizes_checked) {
         ck_assert_msg(strncmp(msg, op_and_shapes, strlen(op_and_shapes)) == 0,
                       "'%s' does not name the op and the shapes", msg);
     }
+    scope_end(mark);
+}
+END_TEST
+
+// ---- the cuBLASLt plan cache and the products it plans ----
+
+static lt_key key_of(int64_t m) {
+    return (lt_key){.device = 0,
+                    .dtype = PETAL_F32,
+                    .precision = PETAL_PRECISION_F32,
+                    .trans_b = true,
+                    .m = m,
+                    .n = 24,
+                    .k = 40,
+                    .lda = 40,
+                    .ldb = 40,
+                    .ldc = 24,
+                    .align = 256};
+}
+
+// Looks key up; checks whether it was found and whether a plan had to be dropped for it.
+static int lookup(lt_cache *c, lt_key key, bool want_hit, bool want_evict) {
+    bool hit, evict;
+    int slot = lt_cache_slot(c, &key, &hit, &evict);
+    ck_assert_msg(hit == want_hit && evict == want_evict, "m = %lld: hit %d evict %d",
+                  (long long)key.m, hit, evict);
+    ck_assert(slot >= 0 && slot < LT_CACHE_SLOTS && lt_key_equal(&c->keys[slot], &key));
+    return slot;
+}
+
+// Every field of the key tells plans apart; the same key finds its slot again.
+START_TEST(test_lt_cache_keys) {
+    lt_cache c = {0};
+    lt_key base = key_of(5);
+    int slot = lookup(&c, base, false, false);
+    ck_assert_int_eq(lookup(&c, base, true, false), slot);
+    lt_key variants[12];
+    for (int i = 0; i < 12; i++) variants[i] = base;
+    variants[0].device = 1;
+    variants[1].dtype = PETAL_BF16;
+    variants[2].precision = PETAL_PRECISION_TF32;
+    variants[3].trans_a = true;
+    variants[4].trans_b = false;
+    variants[5].m = 6;
+    variants[6].n = 25;
+    variants[7].k = 41;
+    variants[8].lda = 48;
+    variants[9].ldb = 48;
+    variants[10].ldc = 32;
+    variants[11].align = 32;
+    for (int i = 0; i < 12; i++) {
+        ck_assert_msg(!lt_key_equal(&variants[i], &base), "variant %d", i);
+        ck_assert_int_ne(lookup(&c, variants[i], false, false), slot);
+    }
+    ck_assert_int_eq(lt_cache_entries(&c), 13);
+    ck_assert(c.hits == 1 && c.misses == 13 && c.evictions == 0);
+}
+END_TEST
+
+// Bounded: once full, a new key takes the least recently used slot (a lookup counts as a use).
+START_TEST(test_lt_cache_replaces_least_recent) {
+    lt_cache c = {0};
+    int first = lookup(&c, key_of(1), false, false);
+    for (int m = 2; m <= LT_CACHE_SLOTS; m++) lookup(&c, key_of(m), false, false);
+    ck_assert_int_eq(lt_cache_entries(&c), LT_CACHE_SLOTS);
+    lookup(&c, key_of(1), true, false); // 1 is now the most recent; 2 the least
+    int second = lookup(&c, key_of(LT_CACHE_SLOTS + 1), false, true);
+    ck_assert_int_ne(second, first);
+    lookup(&c, key_of(2), false, true);                  // gone: made again, dropping 3
+    lookup(&c, key_of(1), true, false);                  // still there
+    lookup(&c, key_of(LT_CACHE_SLOTS + 1), true, false); // still there
+    ck_assert_int_eq(lt_cache_entries(&c), LT_CACHE_SLOTS);
+    ck_assert(c.evictions == 2 && c.misses == LT_CACHE_SLOTS + 2 && c.hits == 3);
+}
+END_TEST
+
+START_TEST(test_lt_alignment) {
+    char *base = (char *)(uintptr_t)0x10000; // 64 KiB: aligned beyond LT_ALIGN_MAX
+    const void *aligned[] = {base, base + 512, base + 4096};
+    ck_assert_int_eq(lt_alignment(aligned, 3), LT_ALIGN_MAX);
+    const void *mixed[] = {base, base + 160, base + 512}; // 160 = 32 * 5
+    ck_assert_int_eq(lt_alignment(mixed, 3), 32);
+    const void *odd[] = {base + 4, base};
+    ck_assert_int_eq(lt_alignment(odd, 2), 4);
+    const void *bf16[] = {base + 2};
+    ck_assert_int_eq(lt_alignment(bf16, 1), 2);
+}
+END_TEST
+
+// Linear's product is one GEMM (the epilogue's only form) for contiguous rows, (B, T, C) rows
+// and one row; not for an empty sum or strides no GEMM reads.
+START_TEST(test_linear_products_planned) {
+    int mark = scope_begin();
+    tensor *w = tensor_zeros(PETAL_F32, SHAPE(24, 40)), *wt = view_transpose(w, 0, 1);
+    tensor *x = tensor_zeros(PETAL_F32, SHAPE(3, 7, 40)),
+           *y = tensor_zeros(PETAL_F32, SHAPE(3, 7, 24));
+    matmul_plan p;
+    ck_assert(matmul_plan_make(y, x, wt, &p));
+    ck_assert(p.batch == 1 && p.m == 21 && p.n == 24 && p.k == 40 && !p.trans_a && p.trans_b &&
+              p.lda == 40 && p.ldb == 40 && p.ldc == 24);
+    tensor *x1 = tensor_zeros(PETAL_F32, SHAPE(1, 40)), *y1 = tensor_zeros(PETAL_F32, SHAPE(1, 24));
+    ck_assert(matmul_plan_make(y1, x1, wt, &p) && p.batch == 1 && p.m == 1);
+    tensor *wide = tensor_zeros(PETAL_F32, SHAPE(7, 80));
+    tensor *strided = tensor_slice(wide, 1, 0, 80, 2); // (7, 40), stride 2 in its last dim
+    tensor *ys = tensor_zeros(PETAL_F32, SHAPE(7, 24));
+    ck_assert(!matmul_plan_make(ys, strided, wt, &p));
+    tensor *w0 = tensor_zeros(PETAL_F32, SHAPE(24, 0)), *x0 = tensor_zeros(PETAL_F32, SHAPE(7, 0));
+    ck_assert(!matmul_plan_make(ys, x0, view_transpose(w0, 0, 1), &p));
     scope_end(mark);
 }
 END_TEST
@@ -170,6 +281,12 @@ int main(void) {
     TCase *limits = tcase_create("cuBLAS int limits");
     tcase_add_test(limits, test_gemm_sizes_checked);
     suite_add_tcase(s, limits);
+    TCase *lt = tcase_create("cuBLASLt plan cache");
+    tcase_add_test(lt, test_lt_cache_keys);
+    tcase_add_test(lt, test_lt_cache_replaces_least_recent);
+    tcase_add_test(lt, test_lt_alignment);
+    tcase_add_test(lt, test_linear_products_planned);
+    suite_add_tcase(s, lt);
     TCase *gate = tcase_with_timeout("the GPU suite without a device", 60);
     tcase_add_test(gate, test_gpu_suite_skipped_without_device);
     tcase_add_test(gate, test_gpu_suite_fails_when_required);

@@ -2,9 +2,9 @@
 // no GPU is needed to open them. The petal command and libpetal.so (PETAL_BIN, PETAL_SHARED) need
 // neither cuBLAS nor NCCL (in a build without CUDA, nothing of CUDA at all), and `petal help`
 // loads none of them; in CUDA builds, loading maps cuBLAS (NCCL) into a process that had not
-// mapped it, fills every function of the table, and a library that cannot be opened, or lacks the
-// functions, gives the documented error. Check forks every test, so each starts with nothing
-// loaded.
+// mapped it, fills every function of the table (cuBLASLt's too), and a library that cannot be
+// opened, or lacks the functions, gives the documented error. Check forks every test, so each
+// starts with nothing loaded.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +153,45 @@ START_TEST(test_library_without_cublas_named) {
 }
 END_TEST
 
+#ifdef PETAL_HAVE_CUBLASLT
+#define CUBLASLT_SONAME "libcublasLt.so." CUDA_LIB_STR(CUBLAS_VER_MAJOR)
+
+// The real cuBLASLt has every function the table names (Linear's bias epilogue).
+START_TEST(test_cublaslt_opened_on_first_use) {
+    unsetenv("PETAL_CUBLASLT_LIBRARY");
+    ck_assert(!mapped("libcublasLt"));
+    ck_assert_msg(cuda_cublaslt_load() == PETAL_OK, "%s", petal_error_message());
+    ck_assert(mapped("/" CUBLASLT_SONAME));
+    ck_assert(cuda_cublaslt.Create && cuda_cublaslt.MatmulDescCreate &&
+              cuda_cublaslt.MatmulDescDestroy && cuda_cublaslt.MatmulDescSetAttribute &&
+              cuda_cublaslt.MatrixLayoutCreate && cuda_cublaslt.MatrixLayoutDestroy &&
+              cuda_cublaslt.MatmulPreferenceCreate && cuda_cublaslt.MatmulPreferenceDestroy &&
+              cuda_cublaslt.MatmulPreferenceSetAttribute && cuda_cublaslt.MatmulAlgoGetHeuristic &&
+              cuda_cublaslt.Matmul && cuda_cublaslt.GetStatusName && cuda_cublaslt.GetStatusString);
+    ck_assert_str_eq(cuda_cublaslt.GetStatusName(CUBLAS_STATUS_NOT_SUPPORTED),
+                     "CUBLAS_STATUS_NOT_SUPPORTED");
+}
+END_TEST
+
+START_TEST(test_missing_cublaslt_named) {
+    const char *file = "/nonexistent/" CUBLASLT_SONAME;
+    setenv("PETAL_CUBLASLT_LIBRARY", file, 1);
+    check_load_fails(cuda_cublaslt_load, "cuBLASLt", file, "PETAL_CUBLASLT_LIBRARY",
+                     "cannot open shared object file",
+                     "Install cuBLAS " CUDA_LIB_STR(CUBLAS_VER_MAJOR));
+    ck_assert(!mapped("libcublasLt"));
+}
+END_TEST
+
+START_TEST(test_library_without_cublaslt_named) {
+    setenv("PETAL_CUBLASLT_LIBRARY", "libm.so.6", 1);
+    check_load_fails(cuda_cublaslt_load, "cuBLASLt", "libm.so.6", "PETAL_CUBLASLT_LIBRARY",
+                     "undefined symbol: cublasLtCreate", "Install cuBLAS");
+    ck_assert(cuda_cublaslt.Create == NULL);
+}
+END_TEST
+#endif
+
 #ifdef PETAL_HAVE_NCCL
 #define NCCL_SONAME "libnccl.so." CUDA_LIB_STR(NCCL_MAJOR)
 
@@ -190,6 +229,11 @@ int main(void) {
     tcase_add_test(load, test_cublas_opened_on_first_use);
     tcase_add_test(load, test_missing_cublas_named);
     tcase_add_test(load, test_library_without_cublas_named);
+#ifdef PETAL_HAVE_CUBLASLT
+    tcase_add_test(load, test_cublaslt_opened_on_first_use);
+    tcase_add_test(load, test_missing_cublaslt_named);
+    tcase_add_test(load, test_library_without_cublaslt_named);
+#endif
 #ifdef PETAL_HAVE_NCCL
     tcase_add_test(load, test_nccl_opened_on_first_use);
     tcase_add_test(load, test_missing_nccl_named);

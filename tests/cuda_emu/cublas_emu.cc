@@ -12,8 +12,9 @@
 
 #include <vector>
 
-#include "cuda_emu_internal.h"
 #include "cublas_api.h"
+#include "cublas_emu_gemm.h"
+#include "cuda_emu_internal.h"
 #include "tensor/dtype_convert.h"
 
 struct cublasContext {
@@ -80,10 +81,6 @@ extern "C" const char *cublasGetStatusString(cublasStatus_t status) {
 
 // ---- GEMM ----
 
-// One column-major GEMM of the batch: C = alpha op(A) op(B) + beta C, pointers already offset.
-typedef void (*gemm_fn)(bool ta, bool tb, int m, int n, int k, const void *alpha, const void *a,
-                        int lda, const void *b, int ldb, const void *beta, void *c, int ldc);
-
 static CBLAS_TRANSPOSE cblas_op(bool t) {
     return t ? CblasTrans : CblasNoTrans;
 }
@@ -143,16 +140,8 @@ static void gemm_tf32(bool ta, bool tb, int m, int n, int k, const void *alpha, 
     gemm_widened(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, tf32_element);
 }
 
-// What is supported. A new combination is a row here and a gemm_fn that converts its inputs and
-// calls one of the above.
-struct gemm_kind {
-    cudaDataType a, b, c;
-    cublasComputeType_t compute;
-    size_t a_size, c_size; // bytes per element of A and B, of C
-    size_t scalar_size;    // bytes of alpha and beta
-    gemm_fn fn;
-};
-
+// What is supported (cublas_emu_gemm.h). A new combination is a row here and a gemm_fn that
+// converts its inputs and calls one of the above.
 static const gemm_kind gemm_kinds[] = {
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F, 4, 4, 4, gemm_f32},
     {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F_PEDANTIC, 4, 4, 4, gemm_f32},
@@ -162,17 +151,15 @@ static const gemm_kind gemm_kinds[] = {
     {CUDA_R_64F, CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F_PEDANTIC, 8, 8, 8, gemm_f64},
 };
 
-static const gemm_kind *gemm_kind_of(cudaDataType a, cudaDataType b, cudaDataType c,
-                                     cublasComputeType_t compute) {
+const gemm_kind *gemm_kind_of(cudaDataType a, cudaDataType b, cudaDataType c,
+                              cublasComputeType_t compute) {
     for (const gemm_kind &g : gemm_kinds)
         if (g.a == a && g.b == b && g.c == c && g.compute == compute) return &g;
     return NULL;
 }
 
-// Whether every batch entry of a rows x cols column-major matrix (leading dimension ld, entries
-// stride elements apart) lies in one allocation of device memory of the current device.
-static bool matrix_on_device(const void *p, size_t elem, int rows, int cols, int ld,
-                             long long stride, int batch) {
+bool matrix_on_device(const void *p, size_t elem, int rows, int cols, int ld, long long stride,
+                      int batch) {
     if (rows == 0 || cols == 0 || batch == 0) return true;
     int device;
     if (cuda_emu_current_device(&device) != cudaSuccess) return false;

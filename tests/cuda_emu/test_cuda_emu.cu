@@ -8,6 +8,9 @@
 // and a collective that starts only after the event its stream waits for.
 #include <cub/cub.cuh>
 #include <cublas_v2.h>
+#ifdef PETAL_HAVE_CUBLASLT
+#include <cublasLt.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -586,6 +589,108 @@ START_TEST(test_collective_waits_for_its_event) {
 END_TEST
 #endif
 
+#ifdef PETAL_HAVE_CUBLASLT
+// ---- cuBLASLt stand-in (in the cuBLAS stand-in's library) ----
+
+template <typename T>
+static cublasStatus_t set_desc(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, T v) {
+    return cublasLtMatmulDescSetAttribute(d, a, &v, sizeof v);
+}
+
+// D (m x n) = op(A) op(B) + bias broadcast over D's columns, A stored transposed (k x m), as
+// cublasLt.h documents CUBLASLT_EPILOGUE_BIAS; then what the stand-in refuses.
+START_TEST(test_lt_bias_epilogue) {
+    static cublasLtHandle_t h; // kept, as petal keeps its handles (no cublasLtDestroy is called)
+    ck_assert_int_eq(cublasLtCreate(&h), CUBLAS_STATUS_SUCCESS);
+    const int m = 5, n = 4, k = 3, lda = 4, ldb = 6, ldd = 7;
+    float a[lda * m], b[ldb * n], bias[m], d[ldd * n];
+    for (int j = 0; j < lda * m; j++) a[j] = (float)((j * 7) % 11 - 5);
+    for (int j = 0; j < ldb * n; j++) b[j] = (float)((j * 5) % 9 - 4);
+    for (int j = 0; j < m; j++) bias[j] = 0.5f * (float)j - 1;
+    for (int j = 0; j < ldd * n; j++) d[j] = NAN; // beta = 0: never read
+    float *da = device_array<float>(lda * m + 1), *db = device_array<float>(ldb * n),
+          *dbias = device_array<float>(m), *dd = device_array<float>(ldd * n);
+    cudaMemcpy(da, a, sizeof a, cudaMemcpyHostToDevice);
+    cudaMemcpy(db, b, sizeof b, cudaMemcpyHostToDevice);
+    cudaMemcpy(dbias, bias, sizeof bias, cudaMemcpyHostToDevice);
+    cudaMemcpy(dd, d, sizeof d, cudaMemcpyHostToDevice);
+    cublasLtMatmulDesc_t desc;
+    ck_assert_int_eq(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+                     CUBLAS_STATUS_SUCCESS);
+    ck_assert_int_eq(set_desc(desc, CUBLASLT_MATMUL_DESC_TRANSA, (int32_t)CUBLAS_OP_T), 0);
+    ck_assert_int_eq(set_desc(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS), 0);
+    ck_assert_int_eq(set_desc(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, (const void *)dbias), 0);
+    cublasLtMatrixLayout_t la, lb, ld;
+    ck_assert_int_eq(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, k, m, lda), 0);
+    ck_assert_int_eq(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, k, n, ldb), 0);
+    ck_assert_int_eq(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, ldd), 0);
+    cublasLtMatmulPreference_t pref;
+    ck_assert_int_eq(cublasLtMatmulPreferenceCreate(&pref), 0);
+    uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+    ck_assert_int_eq(cublasLtMatmulPreferenceSetAttribute(
+                         pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none, sizeof none),
+                     0);
+    cublasLtMatmulHeuristicResult_t r;
+    int found = 0;
+    ck_assert_int_eq(cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, ld, ld, pref, 1, &r, &found),
+                     CUBLAS_STATUS_SUCCESS);
+    ck_assert(found == 1 && r.state == CUBLAS_STATUS_SUCCESS && r.workspaceSize == 0);
+    float one = 1, zero = 0;
+    ck_assert_int_eq(cublasLtMatmul(h, desc, &one, da, la, db, lb, &zero, dd, ld, dd, ld, &r.algo,
+                                    NULL, 0, NULL),
+                     CUBLAS_STATUS_SUCCESS);
+    cudaMemcpy(d, dd, sizeof d, cudaMemcpyDeviceToHost);
+    for (int row = 0; row < m; row++)
+        for (int col = 0; col < n; col++) {
+            float want = 0;
+            for (int x = 0; x < k; x++) want += a[row * lda + x] * b[col * ldb + x];
+            ck_assert_float_eq(d[col * ldd + row], want + bias[row]);
+        }
+    // Pointers less aligned than the heuristic was told (256 bytes by default), host memory,
+    // an epilogue, attribute or compute type the stand-in does not model.
+    ck_assert_int_eq(cublasLtMatmul(h, desc, &one, da + 1, la, db, lb, &zero, dd, ld, dd, ld,
+                                    &r.algo, NULL, 0, NULL),
+                     CUBLAS_STATUS_INVALID_VALUE);
+    uint32_t four = 4;
+    for (cublasLtMatmulPreferenceAttributes_t at :
+         {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+        ck_assert_int_eq(cublasLtMatmulPreferenceSetAttribute(pref, at, &four, sizeof four), 0);
+    ck_assert_int_eq(cublasLtMatmulAlgoGetHeuristic(h, desc, la, lb, ld, ld, pref, 1, &r, &found),
+                     CUBLAS_STATUS_SUCCESS);
+    ck_assert_int_eq(
+        cublasLtMatmul(h, desc, &one, a, la, db, lb, &zero, dd, ld, dd, ld, &r.algo, NULL, 0, NULL),
+        CUBLAS_STATUS_EXECUTION_FAILED); // host memory: a GPU would fault
+    ck_assert_int_eq(set_desc(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_GELU_BIAS),
+                     CUBLAS_STATUS_NOT_SUPPORTED);
+    ck_assert_int_eq(set_desc(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, (int32_t)CUDA_R_16BF),
+                     CUBLAS_STATUS_NOT_SUPPORTED);
+    ck_assert_int_eq(set_desc(desc, CUBLASLT_MATMUL_DESC_TRANSA, (int64_t)CUBLAS_OP_T),
+                     CUBLAS_STATUS_INVALID_VALUE); // the attribute is an int32_t
+    uint32_t mode = 0;
+    ck_assert_int_eq(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_SEARCH_MODE,
+                                                          &mode, sizeof mode),
+                     CUBLAS_STATUS_NOT_SUPPORTED);
+    cublasLtMatmulDesc_t d64;
+    ck_assert_int_eq(cublasLtMatmulDescCreate(&d64, CUBLAS_COMPUTE_64F, CUDA_R_64F),
+                     CUBLAS_STATUS_NOT_SUPPORTED);
+    cublasLtMatrixLayout_t short_b;
+    ck_assert_int_eq(cublasLtMatrixLayoutCreate(&short_b, CUDA_R_32F, k + 1, n, ldb), 0);
+    ck_assert_int_eq(
+        cublasLtMatmulAlgoGetHeuristic(h, desc, la, short_b, ld, ld, pref, 1, &r, &found),
+        CUBLAS_STATUS_INVALID_VALUE); // op(B) has k + 1 rows
+    cublasLtMatrixLayoutDestroy(short_b);
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(ld);
+    cublasLtMatmulDescDestroy(desc);
+    void *all[] = {da, db, dbias, dd};
+    for (void *p : all) cudaFree(p);
+}
+END_TEST
+#endif
+
 int main(void) {
     Suite *s = suite_create("cuda_emu");
     TCase *exec = tcase_with_timeout("execution", 30);
@@ -604,7 +709,7 @@ int main(void) {
     tcase_add_test(faults, test_other_device_reported);
     tcase_add_test(faults, test_memory_checks);
     tcase_add_test(faults, test_device_count);
-    TCase *libs = tcase_with_timeout("CUB and cuBLAS stand-ins", 30);
+    TCase *libs = tcase_with_timeout("CUB, cuBLAS and cuBLASLt stand-ins", 30);
     tcase_add_test(libs, test_segmented_sort_order);
     tcase_add_test(libs, test_gemm_against_naive);
     tcase_add_test(libs, test_gemm_tensor_core_kinds);
@@ -612,6 +717,9 @@ int main(void) {
     tcase_add_test(streams, test_events_order_streams);
 #ifdef PETAL_HAVE_NCCL
     tcase_add_test(streams, test_collective_waits_for_its_event);
+#endif
+#ifdef PETAL_HAVE_CUBLASLT
+    tcase_add_test(libs, test_lt_bias_epilogue);
 #endif
     suite_add_tcase(s, exec);
     suite_add_tcase(s, faults);

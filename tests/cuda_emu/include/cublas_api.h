@@ -10,6 +10,8 @@
 #define CUBLAS_VER_MAJOR 13
 #define CUBLAS_VER_MINOR 1
 #define CUBLAS_VER_PATCH 0
+// What the toolkit's cublasLt.h (included as it is, cmake/cuda_emu.cmake) takes from this header.
+#define CUBLASWINAPI
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +33,8 @@ typedef enum {
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1, CUBLAS_OP_C = 2 } cublasOperation_t;
 
 typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+
+typedef enum { CUBLAS_POINTER_MODE_HOST = 0, CUBLAS_POINTER_MODE_DEVICE = 1 } cublasPointerMode_t;
 
 typedef enum {
     CUBLAS_COMPUTE_16F = 64,

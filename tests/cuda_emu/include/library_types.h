@@ -8,3 +8,11 @@ typedef enum cudaDataType_t {
     CUDA_R_16F = 2,
     CUDA_R_16BF = 14
 } cudaDataType;
+typedef enum cudaDataType_t cudaDataType_t;
+
+typedef enum libraryPropertyType_t {
+    MAJOR_VERSION,
+    MINOR_VERSION,
+    PATCH_LEVEL
+} libraryPropertyType;
+typedef enum libraryPropertyType_t libraryPropertyType_t;
