@@ -22,6 +22,7 @@ extern "C" {
 #include "autograd/checkpoint.h"
 #include "autograd/gradcheck.h"
 #include "autograd/graph_dot.h"
+#include "autograd/memory_profile.h"
 #include "io/annotations.h"
 #include "io/checkpoint.h"
 #include "io/convert.h"

@@ -7,11 +7,15 @@
 #include "autograd/graph_dot.h"
 #include "tensor/backend.h"
 #include "tensor/error.h"
+#include "tensor/precision.h"
 #include "tensor/scope.h"
 
 static _Thread_local bool grad_enabled = true;
 static uint64_t next_seq = 1;
 static uint64_t traversal_epoch = 0;
+static bool live_tracking = false;
+static int recompute_enabled = -1; // -1: not read from PETAL_RECOMPUTE yet
+static ag_node *live_head, *live_tail;
 
 bool grad_mode_enabled(void) {
     return grad_enabled;
@@ -25,11 +29,55 @@ bool grad_mode_set(bool enabled) {
 
 // ---- nodes ----
 
+void ag_live_track(bool on) {
+    live_tracking = on;
+}
+
+ag_node *ag_live_first(void) {
+    return live_head;
+}
+
+static void live_link(ag_node *n) {
+    n->live_prev = live_tail;
+    if (live_tail)
+        live_tail->live_next = n;
+    else
+        live_head = n;
+    live_tail = n;
+}
+
+// Tracking may have been turned off since the node joined: a linked node leaves either way.
+static void live_unlink(ag_node *n) {
+    if (!n->live_prev && live_head != n) return;
+    if (n->live_prev)
+        n->live_prev->live_next = n->live_next;
+    else
+        live_head = n->live_next;
+    if (n->live_next)
+        n->live_next->live_prev = n->live_prev;
+    else
+        live_tail = n->live_prev;
+}
+
 static void release_saved(ag_node *n) {
     for (int s = 0; s < AG_MAX_SAVED; s++) {
         if (n->saved[s]) tensor_release(n->saved[s]);
         n->saved[s] = NULL;
     }
+    if (!n->recipes) return;
+    for (int s = 0; s < AG_MAX_SAVED; s++)
+        if (n->recipes->source[s]) ag_node_release(n->recipes->source[s]);
+    free(n->recipes);
+    n->recipes = NULL;
+}
+
+// Frees the outputs rebuilt for a rule: the recipes stay for another backward.
+static void drop_rebuilt(ag_node *n) {
+    for (int s = 0; s < AG_MAX_SAVED && n->recipes; s++)
+        if (n->recipes->source[s] && n->saved[s]) {
+            tensor_release(n->saved[s]);
+            n->saved[s] = NULL;
+        }
 }
 
 // Frees a node whose last reference went away, and every producer node that only it kept alive.
@@ -56,6 +104,7 @@ void ag_node_release(ag_node *node) {
             }
             stack[top++] = n->in[i].node;
         }
+        live_unlink(n);
         free(n);
     }
     if (stack != stack_small) free(stack);
@@ -80,6 +129,7 @@ ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_i
     n->precision = precision_get();
     n->refs = 1; // held by out->grad_fn
     n->n_in = n_in;
+    if (live_tracking) live_link(n);
     for (int i = 0; i < n_in; i++) {
         ag_edge *e = &n->in[i];
         if (!in[i]) continue;
@@ -103,11 +153,79 @@ ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_i
     return n;
 }
 
+bool ag_recompute_enabled(void) {
+    if (recompute_enabled < 0) {
+        const char *env = getenv("PETAL_RECOMPUTE");
+        bool off = env && strcmp(env, "off") == 0;
+        PETAL_CHECK(!env || !*env || off || strcmp(env, "on") == 0,
+                    "PETAL_RECOMPUTE=%s: expected on (the default) or off", env);
+        recompute_enabled = !off;
+    }
+    return recompute_enabled;
+}
+
+bool ag_recompute_set(bool enabled) {
+    bool prev = ag_recompute_enabled();
+    recompute_enabled = enabled;
+    return prev;
+}
+
+// The node that can rebuild t: t's producer, through reshapes (same elements, same order). Not
+// one that keeps recipes itself: rebuilding stays one kernel, and its inputs stay saved.
+static ag_node *recipe_source(const tensor *t) {
+    ag_node *p = t->grad_fn;
+    while (p && !p->recompute && p->reshape && p->in[0].node) p = p->in[0].node;
+    return p && p->recompute && !p->recipes && !p->released ? p : NULL;
+}
+
+static void recipe_add(ag_node *node, int slot, ag_node *source, const tensor *t) {
+    if (!node->recipes) {
+        node->recipes = calloc(1, sizeof *node->recipes);
+        PETAL_CHECK(node->recipes != NULL, "autograd: out of host memory recording '%s'", node->op);
+    }
+    source->refs++;
+    node->recipes->source[slot] = source;
+    node->recipes->ndim[slot] = t->ndim;
+    memcpy(node->recipes->shape[slot], t->shape, sizeof t->shape);
+}
+
 void ag_save(ag_node *node, int slot, const tensor *t) {
-    PETAL_CHECK(slot >= 0 && slot < AG_MAX_SAVED && !node->saved[slot],
+    PETAL_CHECK(slot >= 0 && slot < AG_MAX_SAVED && !node->saved[slot] &&
+                    !(node->recipes && node->recipes->source[slot]),
                 "autograd: '%s' saves into slot %d twice or out of range", node->op, slot);
+    ag_node *source = ag_recompute_enabled() ? recipe_source(t) : NULL;
+    if (source && source != node) {
+        recipe_add(node, slot, source, t);
+        return;
+    }
     // A detached alias: saving an op's own output must not make the node hold itself.
     node->saved[slot] = tensor_keep(tensor_detach(t));
+}
+
+tensor *ag_saved_rebuild(ag_node *node, int slot) {
+    ag_node *src = node->recipes->source[slot];
+    if (!src) return NULL;
+    PETAL_CHECK(!src->released,
+                "autograd_backward: '%s' reads the output of '%s', rebuilt from what '%s' saved, "
+                "which an earlier backward freed; pass retain_graph=true to that call",
+                node->op, src->op, src->op);
+    bool prev = grad_mode_set(false);
+    petal_precision outer = precision_set(src->precision);
+    int mark = scope_begin();
+    tensor *out = src->recompute(src);
+    int64_t strides[PETAL_MAX_DIMS], numel = 1;
+    for (int d = 0; d < node->recipes->ndim[slot]; d++) numel *= node->recipes->shape[slot][d];
+    PETAL_CHECK(tensor_is_contiguous(out) && tensor_numel(out) == numel,
+                "autograd: '%s' rebuilt %lld elements, not contiguous or not the %lld saved",
+                src->op, (long long)tensor_numel(out), (long long)numel);
+    tensor_contiguous_strides(node->recipes->ndim[slot], node->recipes->shape[slot], strides);
+    node->saved[slot] =
+        tensor_keep(tensor_make_view(out->storage, out->dtype, node->recipes->ndim[slot],
+                                     node->recipes->shape[slot], strides, out->offset));
+    scope_end(mark);
+    precision_set(outer);
+    grad_mode_set(prev);
+    return node->saved[slot];
 }
 
 tensor *ag_grad_buffer(ag_node *node, int i) {
@@ -199,6 +317,7 @@ static void run_node(ag_node *n, bool retain_graph) {
     int mark = scope_begin();
     petal_precision outer = precision_set(n->precision);
     n->backward(n, n->grad, gin);
+    drop_rebuilt(n);
     precision_set(outer);
     if (ag_trace_enabled()) ag_trace_node(n, n->grad, gin);
     for (int i = 0; i < n->n_in; i++) {

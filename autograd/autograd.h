@@ -14,7 +14,10 @@
 // whatever precision backward itself is called.
 // Memory: a node's incoming gradient is freed as soon as the node has run, and (unless the graph is
 // retained) so are the tensors it saved; a frozen input (requires_grad false) gets no gradient and
-// makes its op save nothing on its behalf.
+// makes its op save nothing on its behalf. A rule that saves the output of a cheap element-wise
+// node which can rebuild it from what it saves itself (gelu, add_gelu, relu...: ag_recompute_fn)
+// keeps that recipe instead of the tensor: the output is freed after the forward, and rebuilt, bit
+// for bit by the same kernel on the same inputs, when the rule reads it (then freed again).
 #pragma once
 
 #include <stdbool.h>
@@ -31,6 +34,17 @@ typedef struct ag_node ag_node;
 // zero gradient) from the output gradient g. Runs with grad mode off; temporaries it makes are
 // freed when it returns.
 typedef void (*ag_backward_fn)(ag_node *node, tensor *g, tensor **gin);
+// Computes the node's output again, contiguous, from its saved tensors alone, by the kernel its
+// forward ran (so the result is the same bits); runs with grad mode off.
+typedef tensor *(*ag_recompute_fn)(ag_node *node);
+
+// The saved slots a node keeps as recipes: the node whose output each is and the saved shape
+// (the output's elements in the same order).
+typedef struct {
+    ag_node *source[AG_MAX_SAVED];
+    int ndim[AG_MAX_SAVED];
+    int64_t shape[AG_MAX_SAVED][PETAL_MAX_DIMS];
+} ag_recipes;
 
 typedef struct {
     ag_node *node;   // the node that produced this input, or NULL
@@ -52,10 +66,13 @@ struct ag_node {
     bool reshape;     // the output is the input's elements in the same order (a reshape)
     tensor *grad;     // gradient of the output, summed during backward
     tensor *saved[AG_MAX_SAVED];
+    ag_recompute_fn recompute;    // set by ops that can rebuild their output (NULL: the others)
+    ag_recipes *recipes;          // slots saved as recipes, or NULL
     int64_t attr_i[AG_MAX_ATTRS]; // op parameters (dims, sizes, flags)
     double attr_f[AG_MAX_ATTRS];  // op parameters (eps, p, scales)
     // The thread's GEMM precision when the node was made: its backward rule runs in it.
     petal_precision precision;
+    ag_node *live_prev, *live_next; // the live-node list, while ag_live_track is on
     int n_in;
 #ifdef __cplusplus
     // C++ has no flexible array members: there the edges are read right after the struct, which is
@@ -93,11 +110,20 @@ void autograd_backward_notify(tensor *root, tensor *grad, bool retain_graph,
 // makes `out` a non-leaf that requires grad, produced by the returned node.
 ag_node *ag_record(const char *op, ag_backward_fn backward, tensor *out, int n_in,
                    tensor *const *in);
-// Saves t for the backward rule (a detached alias; no copy of the data).
+// Saves t for the backward rule (a detached alias; no copy of the data), or a recipe for it when
+// t is (a reshape of) the output of a node with a recompute function and recipes are on.
 void ag_save(ag_node *node, int slot, const tensor *t);
-static inline tensor *ag_saved(const ag_node *node, int slot) {
-    return node->saved[slot];
+// What the rule saved in `slot`; a recipe is rebuilt on the first read and freed after the rule.
+tensor *ag_saved_rebuild(ag_node *node, int slot);
+static inline tensor *ag_saved(ag_node *node, int slot) {
+    return node->saved[slot] || !node->recipes ? node->saved[slot] : ag_saved_rebuild(node, slot);
 }
+// Recomputing in backward instead of saving, on (the default) or off for the nodes recorded from
+// now on: recipes, and ops that rebuild an intermediate of their own (attention's probabilities on
+// the GEMM path). Returns the previous setting. Off, everything is saved (comparisons, tests).
+// The default comes from PETAL_RECOMPUTE in the environment: on (unset or empty too) or off.
+bool ag_recompute_set(bool enabled);
+bool ag_recompute_enabled(void);
 static inline bool ag_needs(const ag_node *node, int i) {
 #ifdef __cplusplus
     return reinterpret_cast<const ag_edge *>(node + 1)[i].needs_grad;
@@ -117,3 +143,9 @@ tensor *ag_grad_buffer(ag_node *node, int i);
 // the reshapes, which run later only if another consumer gives them a gradient.
 tensor *ag_grad_accumulated(ag_node *node, int i);
 void ag_node_release(ag_node *node);
+
+// ---- live nodes (used by autograd/memory_profile.c) ----
+// While on, each node recorded joins a list, in creation order, until it is freed: a profile walks
+// it for the tensors the graph saves. Off (the default) costs one test per node.
+void ag_live_track(bool on);
+ag_node *ag_live_first(void); // the oldest; then node->live_next

@@ -5,7 +5,9 @@
 //   dv = P'^T do,  dP = dropout(do v^T),  dS = P (dP - rowsum(dP P)),  dq = scale dS k,
 //   dk = scale dS^T q,  dmask = dS summed to the mask's shape
 // Only P (B, H, T, S) is kept besides the inputs the requested gradients need; the dropout mask is
-// regenerated from its Philox state (as tensor_dropout does).
+// regenerated from its Philox state (as tensor_dropout does). With recomputing on (the default,
+// autograd.h ag_recompute_set) not even P: the rule rebuilds it from q, k and the mask by the
+// forward's GEMM and softmax, the same bits for one more q k^T product.
 //
 // A backend with fused attention entries (CUDA: tensor/cuda/cuda_attention.cu, the algorithm of
 // tensor/attention_tile.h) runs both passes in one kernel each instead, never storing P: the node
@@ -42,6 +44,22 @@ static tensor *causal_mask(petal_dtype dtype, petal_device device, int64_t t, in
     return moved;
 }
 
+static tensor *attention_probs(tensor *q, tensor *k, tensor *mask, bool causal, double scale) {
+    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2];
+    tensor *p = tensor_empty_on(q->device, q->dtype, SHAPE(b, h, t, s));
+    if (mask) backend_of(p)->copy(p, mask);
+    tensor *kt = view_transpose(k, -1, -2);
+    backend_matmul(p, q, kt, scale, mask ? 1.0 : 0.0);
+    tensor_free(kt);
+    if (causal) {
+        tensor *cm = causal_mask(q->dtype, q->device, t, s);
+        backend_of(p)->binary(BINARY_ADD, p, p, cm, 0, 0);
+        tensor_free(cm);
+    }
+    backend_of(p)->softmax(p, p, 3, false);
+    return p;
+}
+
 // P' = dropout(P) with the node's saved Philox state, or P itself without dropout.
 static tensor *dropped(const ag_node *n, tensor *p) {
     if (n->attr_f[1] == 0) return p;
@@ -54,6 +72,7 @@ static tensor *dropped(const ag_node *n, tensor *p) {
 static void attention_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *q = ag_saved(n, 0), *k = ag_saved(n, 1), *v = ag_saved(n, 2), *p = ag_saved(n, 3);
     double scale = n->attr_f[0];
+    if (!p) p = attention_probs(q, k, ag_saved(n, 4), n->attr_i[2] != 0, scale);
     if (ag_needs(n, 2)) gin[2] = tensor_matmul(tensor_transpose(dropped(n, p), -1, -2), g);
     if (!ag_needs(n, 0) && !ag_needs(n, 1) && !ag_needs(n, 3)) return;
     tensor *dp = dropped(n, view_contiguous(tensor_matmul(g, tensor_transpose(v, -1, -2))));
@@ -74,7 +93,7 @@ static bool rounds_bf16(petal_dtype dtype, petal_precision precision) {
     return dtype == PETAL_F32 && precision == PETAL_PRECISION_BF16;
 }
 
-static attention_params fused_params(const ag_node *n) {
+static attention_params fused_params(ag_node *n) {
     return (attention_params){.scale = n->attr_f[0],
                               .causal = n->attr_i[2] != 0,
                               .dropout = n->attr_f[1],
@@ -147,22 +166,6 @@ static void check_qkv(const tensor *q, const tensor *k, const tensor *v) {
 
 // Scores S = mask + scale q k^T (the GEMM accumulates onto the broadcast mask), causal -inf
 // added, softmax in place: P (B, H, T, S).
-static tensor *attention_probs(tensor *q, tensor *k, tensor *mask, bool causal, double scale) {
-    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2];
-    tensor *p = tensor_empty_on(q->device, q->dtype, SHAPE(b, h, t, s));
-    if (mask) backend_of(p)->copy(p, mask);
-    tensor *kt = view_transpose(k, -1, -2);
-    backend_matmul(p, q, kt, scale, mask ? 1.0 : 0.0);
-    tensor_free(kt);
-    if (causal) {
-        tensor *cm = causal_mask(q->dtype, q->device, t, s);
-        backend_of(p)->binary(BINARY_ADD, p, p, cm, 0, 0);
-        tensor_free(cm);
-    }
-    backend_of(p)->softmax(p, p, 3, false);
-    return p;
-}
-
 // The mask must broadcast to (B, H, T, S).
 static void check_mask(const tensor *q, const tensor *k, const tensor *mask) {
     if (!mask) return;
@@ -224,12 +227,14 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
         ag_save(n, SAVED_O, out);
         ag_save(n, SAVED_LSE, lse);
         if (o.mask) ag_save(n, SAVED_MASK, o.mask);
-    } else if (n) {
+    } else if (n) { // P (B, H, T, S) is rebuilt from q, k and the mask when recomputing is on
         bool scores_grad = ag_needs(n, 0) || ag_needs(n, 1) || ag_needs(n, 3);
-        if (ag_needs(n, 1)) ag_save(n, 0, q);
-        if (ag_needs(n, 0)) ag_save(n, 1, k);
+        bool rebuild = ag_recompute_enabled();
+        if (ag_needs(n, 1) || rebuild) ag_save(n, 0, q);
+        if (ag_needs(n, 0) || rebuild) ag_save(n, 1, k);
         if (scores_grad) ag_save(n, 2, v);
-        ag_save(n, 3, p);
+        if (!rebuild) ag_save(n, 3, p);
+        if (rebuild && o.mask) ag_save(n, 4, o.mask);
     }
     if (n) {
         n->attr_f[0] = ap.scale;

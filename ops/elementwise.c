@@ -142,12 +142,20 @@ static tensor *grad_through(binary_op kind, ag_node *n, tensor *g) {
     return out;
 }
 
-// Records a unary op whose rule reads one saved tensor (the input x or the output y).
+// The output of a unary op that saved its input, by the forward's kernel (attr_i[0]).
+static tensor *unary_recompute(ag_node *n) {
+    return unary_forward((unary_op)n->attr_i[0], ag_saved(n, 0), n->attr_f[0], n->attr_f[1]);
+}
+
+// Records a unary op of kind `kind` whose rule reads one saved tensor (the input x or the output
+// y). Saving x, it can rebuild its output for a consumer that saves that (autograd.h's recipes).
 static tensor *unary_with_rule(tensor *out, tensor *x, const char *name, ag_backward_fn rule,
-                               const tensor *save, double p0, double p1) {
+                               const tensor *save, unary_op kind, double p0, double p1) {
     ag_node *n = ag_record(name, rule, out, 1, &x);
     if (n) {
         if (save) ag_save(n, 0, save);
+        if (save == x) n->recompute = unary_recompute;
+        n->attr_i[0] = kind;
         n->attr_f[0] = p0;
         n->attr_f[1] = p1;
     }
@@ -161,7 +169,7 @@ static void identity_backward(ag_node *n, tensor *g, tensor **gin) {
 
 tensor *tensor_add_scalar(tensor *x, double s) {
     tensor *out = unary_forward(UNARY_ADD_SCALAR, x, s, 0);
-    return unary_with_rule(out, x, "add_scalar", identity_backward, NULL, s, 0);
+    return unary_with_rule(out, x, "add_scalar", identity_backward, NULL, UNARY_ADD_SCALAR, s, 0);
 }
 
 static void mul_scalar_backward(ag_node *n, tensor *g, tensor **gin) {
@@ -170,7 +178,7 @@ static void mul_scalar_backward(ag_node *n, tensor *g, tensor **gin) {
 
 tensor *tensor_mul_scalar(tensor *x, double s) {
     tensor *out = unary_forward(UNARY_MUL_SCALAR, x, s, 0);
-    return unary_with_rule(out, x, "mul_scalar", mul_scalar_backward, NULL, s, 0);
+    return unary_with_rule(out, x, "mul_scalar", mul_scalar_backward, NULL, UNARY_MUL_SCALAR, s, 0);
 }
 
 static void div_scalar_backward(ag_node *n, tensor *g, tensor **gin) {
@@ -179,7 +187,7 @@ static void div_scalar_backward(ag_node *n, tensor *g, tensor **gin) {
 
 tensor *tensor_div_scalar(tensor *x, double s) {
     tensor *out = float_unary("tensor_div_scalar", UNARY_DIV_SCALAR, x, s, 0);
-    return unary_with_rule(out, x, "div_scalar", div_scalar_backward, NULL, s, 0);
+    return unary_with_rule(out, x, "div_scalar", div_scalar_backward, NULL, UNARY_DIV_SCALAR, s, 0);
 }
 
 static void neg_backward(ag_node *n, tensor *g, tensor **gin) {
@@ -189,7 +197,7 @@ static void neg_backward(ag_node *n, tensor *g, tensor **gin) {
 
 tensor *tensor_neg(tensor *x) {
     tensor *out = unary_forward(UNARY_NEG, x, 0, 0);
-    return unary_with_rule(out, x, "neg", neg_backward, NULL, 0, 0);
+    return unary_with_rule(out, x, "neg", neg_backward, NULL, UNARY_NEG, 0, 0);
 }
 
 static void exp_backward(ag_node *n, tensor *g, tensor **gin) {
@@ -198,7 +206,7 @@ static void exp_backward(ag_node *n, tensor *g, tensor **gin) {
 
 tensor *tensor_exp(tensor *x) {
     tensor *out = float_unary("tensor_exp", UNARY_EXP, x, 0, 0);
-    return unary_with_rule(out, x, "exp", exp_backward, out, 0, 0);
+    return unary_with_rule(out, x, "exp", exp_backward, out, UNARY_EXP, 0, 0);
 }
 
 static void log_backward(ag_node *n, tensor *g, tensor **gin) {
@@ -207,7 +215,7 @@ static void log_backward(ag_node *n, tensor *g, tensor **gin) {
 
 tensor *tensor_log(tensor *x) {
     tensor *out = float_unary("tensor_log", UNARY_LOG, x, 0, 0);
-    return unary_with_rule(out, x, "log", log_backward, x, 0, 0);
+    return unary_with_rule(out, x, "log", log_backward, x, UNARY_LOG, 0, 0);
 }
 
 #define FUSED_GRAD_RULE(NAME, KIND)                                                                \
@@ -231,7 +239,8 @@ FUSED_GRAD_RULE(clamp, BINARY_CLAMP_GRAD)
 #define UNARY_OP(NAME, KIND, SAVES)                                                                \
     tensor *tensor_##NAME(tensor *x) {                                                             \
         tensor *out = float_unary("tensor_" #NAME, KIND, x, 0, 0);                                 \
-        return unary_with_rule(out, x, #NAME, NAME##_backward, SAVES == SAVE_Y ? out : x, 0, 0);   \
+        return unary_with_rule(out, x, #NAME, NAME##_backward, SAVES == SAVE_Y ? out : x, KIND, 0, \
+                               0);                                                                 \
     }
 UNARY_OP(sqrt, UNARY_SQRT, SAVE_Y)
 UNARY_OP(rsqrt, UNARY_RSQRT, SAVE_Y)
@@ -253,6 +262,10 @@ static void add_gelu_backward(ag_node *n, tensor *g, tensor **gin) {
     if (ag_needs(n, 1)) gin[1] = ops_sum_to(gu, n, 1);
 }
 
+static tensor *add_gelu_recompute(ag_node *n) {
+    return binary_forward("tensor_add_gelu", BINARY_ADD_GELU_ERF, ag_saved(n, 0), ag_saved(n, 1));
+}
+
 tensor *tensor_add_gelu(tensor *x, tensor *b) {
     ops_check_float("tensor_add_gelu", x);
     tensor *out = binary_forward("tensor_add_gelu", BINARY_ADD_GELU_ERF, x, b);
@@ -260,17 +273,18 @@ tensor *tensor_add_gelu(tensor *x, tensor *b) {
     if (n) {
         ag_save(n, 0, x);
         ag_save(n, 1, b);
+        n->recompute = add_gelu_recompute;
     }
     return out;
 }
 
 tensor *tensor_pow_scalar(tensor *x, double exponent) {
     tensor *out = float_unary("tensor_pow_scalar", UNARY_POW, x, exponent, 0);
-    return unary_with_rule(out, x, "pow_scalar", pow_backward, x, exponent, 0);
+    return unary_with_rule(out, x, "pow_scalar", pow_backward, x, UNARY_POW, exponent, 0);
 }
 
 tensor *tensor_clamp(tensor *x, double lo, double hi) {
     PETAL_CHECK(!(lo > hi), "tensor_clamp: lo %g > hi %g", lo, hi);
     tensor *out = float_unary("tensor_clamp", UNARY_CLAMP, x, lo, hi);
-    return unary_with_rule(out, x, "clamp", clamp_backward, x, lo, hi);
+    return unary_with_rule(out, x, "clamp", clamp_backward, x, UNARY_CLAMP, lo, hi);
 }

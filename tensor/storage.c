@@ -1,6 +1,7 @@
 #include "tensor/storage.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -37,6 +38,12 @@ static void stats_unlock(tracked_stats *t) {
     pthread_mutex_unlock(&t->lock);
 }
 
+static void (*_Atomic peak_hook)(petal_device device, size_t current);
+
+void memory_set_peak_hook(void (*hook)(petal_device device, size_t current)) {
+    atomic_store(&peak_hook, hook);
+}
+
 static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool zeroed) {
     const backend *be = backend_get(device);
     tensor_storage *s = malloc(sizeof *s);
@@ -56,10 +63,14 @@ static tensor_storage *storage_alloc(petal_device device, size_t nbytes, bool ze
     s->version = 0;
     tracked_stats *t = stats_lock(device); // only the counters: never a memset or a driver call
     t->st.current += nbytes;
-    t->st.n_allocs++;
+    s->serial = ++t->st.n_allocs;
     t->st.n_live++;
-    if (t->st.current > t->st.peak) t->st.peak = t->st.current;
+    bool rose = t->st.current > t->st.peak;
+    size_t current = t->st.current;
+    if (rose) t->st.peak = current;
     stats_unlock(t);
+    void (*hook)(petal_device, size_t) = rose ? atomic_load(&peak_hook) : NULL;
+    if (hook) hook(device, current);
     return s;
 }
 

@@ -31,5 +31,9 @@ memory_stats memory_get_stats(petal_device device);
 // that is lower. Sizes are checked against it before anything is allocated.
 size_t memory_host_limit(void);
 void memory_reset_peak(petal_device device);
+// Calls hook(device, bytes in use) each time a device's peak rises, outside the counters' lock
+// and on the allocating thread; NULL (the default) stops it. autograd/memory_profile.c attributes
+// the peak through it.
+void memory_set_peak_hook(void (*hook)(petal_device device, size_t current));
 // Returns the backend's cached blocks to the system (reserved drops to what live tensors use).
 void memory_empty_cache(petal_device device);

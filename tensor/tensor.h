@@ -43,6 +43,7 @@ typedef struct tensor_storage {
     size_t nbytes;    // what the tensors need
     size_t capacity;  // what the allocator handed out (>= nbytes)
     uint64_t version; // bumped by every in-place write (copy_, fill_, random fills, optimizers)
+    int64_t serial;   // its device's allocation count when it was made (memory_stats n_allocs)
     petal_device device;
     int refs;
 } tensor_storage;

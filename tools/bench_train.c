@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "autograd/autograd.h"
+#include "autograd/memory_profile.h"
 #include "io/image.h"
 #include "models/blip/blip.h"
 #include "tensor/blas.h"
@@ -27,6 +28,7 @@
 
 typedef struct {
     long batch, image_size, steps, rank;
+    long memory_rows; // --memory: the profile's rows to print (0: no profile)
     const char *petl, *variant;
 } model_bench;
 
@@ -74,6 +76,7 @@ static void model_steps(const model_bench *mb, const train_config *c, train_mode
     size_t rss0, hwm0, rss1, hwm1, base = memory_get_stats(DEVICE_CPU).current;
     bench_rss(&rss0, &hwm0);
     memory_reset_peak(DEVICE_CPU);
+    if (mb->memory_rows) memory_profile_begin(DEVICE_CPU);
     for (int64_t i = -1; i < mb->steps; i++) { // one untimed step: caches and BLAS buffers fill
         double t0 = bench_now_ms();
         int mark = scope_begin();
@@ -87,13 +90,17 @@ static void model_steps(const model_bench *mb, const train_config *c, train_mode
     bench_rss(&rss1, &hwm1);
     *rss_delta = hwm1 > rss0 ? hwm1 - rss0 : 0;
     *alloc_peak = memory_get_stats(DEVICE_CPU).peak - base;
+    if (mb->memory_rows) {
+        memory_profile_print(stderr, (int)mb->memory_rows);
+        memory_profile_end();
+    }
     train_batch_free(&b);
     adamw_free(opt);
 }
 
 static int bench_train_model(int argc, char **argv) {
-    static const char *const known[] = {"--model", "--petl",       "--variant", "--rank",
-                                        "--batch", "--image-size", "--steps",   NULL};
+    static const char *const known[] = {"--model",      "--petl",  "--variant", "--rank", "--batch",
+                                        "--image-size", "--steps", "--memory",  NULL};
     if (cli_check_options(argc, argv, known, cmd_bench_usage)) return 2;
     const char *model = cli_option(argc, argv, "--model", NULL);
     if (strcmp(model, "blip-base-retrieval") != 0) {
@@ -106,7 +113,8 @@ static int bench_train_model(int argc, char **argv) {
         cli_option_range(argc, argv, "--image-size", 224, 16, IMAGE_MAX_MODEL_SIZE,
                          &mb.image_size) ||
         cli_option_range(argc, argv, "--steps", 3, 1, MAX_MODEL_STEPS, &mb.steps) ||
-        cli_option_range(argc, argv, "--rank", 32, 1, 768, &mb.rank))
+        cli_option_range(argc, argv, "--rank", 32, 1, 768, &mb.rank) ||
+        cli_option_range(argc, argv, "--memory", 0, 1, 1000, &mb.memory_rows))
         return 2;
     train_config c;
     if (model_config(&mb, &c)) {
