@@ -731,16 +731,19 @@ START_TEST(test_fused_attention_deterministic) {
 }
 END_TEST
 
-// The fused path keeps lse (B, H, T) where the GEMM path keeps P (B, H, T, S): after the forward,
-// P's bytes less lse's are held; PETAL_ATTENTION=unfused gives the GEMM path on the GPU, and
-// the two agree within the GEMM tolerance.
+// The fused path keeps lse (B, H, T) where the GEMM path saving P keeps P (B, H, T, S): after the
+// forward, P's bytes less lse's are held; PETAL_ATTENTION=unfused gives the GEMM path on the GPU
+// (with recomputation off it saves P rather than rebuilding it in backward), and the two agree
+// within the GEMM tolerance.
 START_TEST(test_fused_attention_saves_memory) {
     GPU_REQUIRE();
     int mark = scope_begin();
     size_t fused_held, unfused_held;
     attention_run fused = attention_on_gpu(PETAL_F32, &fused_held);
     setenv("PETAL_ATTENTION", "unfused", 1);
+    bool recompute = ag_recompute_set(false);
     attention_run unfused = attention_on_gpu(PETAL_F32, &unfused_held);
+    ag_recompute_set(recompute);
     unsetenv("PETAL_ATTENTION");
     size_t p_bytes = (size_t)2 * 4 * 197 * 197 * sizeof(float);
     size_t lse_bytes = (size_t)2 * 4 * 197 * sizeof(float);
