@@ -160,7 +160,8 @@ static void snapshot(size_t in_use) {
         if (n->grad && !allocated_before(n->grad)) grads += count_storage(n->grad);
     free(prof.best);
     prof.best = checked_calloc((size_t)prof.work.n + 1, sizeof *prof.best);
-    memcpy(prof.best, prof.work.rows, (size_t)prof.work.n * sizeof *prof.best);
+    if (prof.work.n) // rows is NULL before the first row
+        memcpy(prof.best, prof.work.rows, (size_t)prof.work.n * sizeof *prof.best);
     prof.n_best = prof.work.n;
     prof.in_use = in_use;
     prof.saved = saved;
