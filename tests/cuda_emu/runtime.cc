@@ -393,8 +393,10 @@ static void wait_for(const std::vector<mark> &marks) {
 }
 
 static std::mutex handle_lock;
-static std::set<const void *> handles;     // live streams and events
-static std::vector<CUstream_st *> retired; // destroyed streams: events may still name them
+static std::set<const void *> handles; // live streams and events
+// Destroyed streams: events may still name them. The vector is never destroyed, so they stay
+// reachable at exit (a static vector's destructor would run before LeakSanitizer looks).
+static std::vector<CUstream_st *> *const retired = new std::vector<CUstream_st *>();
 
 static cudaError_t known_stream(cudaStream_t stream) {
     int device;
@@ -462,7 +464,7 @@ extern "C" cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned 
 extern "C" cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     std::lock_guard<std::mutex> hold(handle_lock);
     if (!handles.erase(stream)) return cuda_emu_fail(cudaErrorInvalidResourceHandle);
-    retired.push_back(stream);
+    retired->push_back(stream);
     return cudaSuccess;
 }
 
