@@ -20,17 +20,7 @@ tensor *nn_heads_merge(tensor *o) {
 }
 
 tensor *nn_fused_qkv_attention(tensor *qkv, int64_t heads) {
-    int64_t b = qkv->shape[0], t = qkv->shape[1], hd = qkv->shape[2] / 3 / heads;
-    tensor *split = tensor_reshape(qkv, SHAPE(b, t, 3, heads, hd));
-    tensor *parts = nn_consume(split, tensor_permute(split, (const int[]){2, 0, 3, 1, 4}));
-    tensor *q = tensor_select(parts, 0, 0), *k = tensor_select(parts, 0, 1);
-    tensor *v = tensor_select(parts, 0, 2);
-    tensor_free(parts);
-    tensor *o = tensor_attention(q, k, v, &(attention_options){.scale = 1.0 / sqrt((double)hd)});
-    tensor_free(q);
-    tensor_free(k);
-    tensor_free(v);
-    return nn_consume(o, nn_heads_merge(o));
+    return tensor_attention_packed(qkv, heads, NULL);
 }
 
 void nn_kv_cache_free(nn_kv_cache *c) {

@@ -101,6 +101,37 @@ static attention_params fused_params(ag_node *n) {
                               .round_bf16 = rounds_bf16(ag_saved(n, SAVED_Q)->dtype, n->precision)};
 }
 
+// The kernels' parameters for q (B, H, T, D) and k (B, H, S, D), the dropout's counters reserved.
+static attention_params params_of(const char *op, const tensor *q, const tensor *k,
+                                  const attention_options *o) {
+    PETAL_CHECK(o->dropout >= 0 && o->dropout < 1, "%s: dropout %g outside [0, 1)", op, o->dropout);
+    attention_params ap = {.scale = o->scale > 0 ? o->scale : 1.0 / sqrt((double)q->shape[3]),
+                           .causal = o->causal,
+                           .dropout = o->training ? o->dropout : 0.0,
+                           .round_bf16 = rounds_bf16(q->dtype, precision_get())};
+    if (ap.dropout > 0)
+        ap.rng = rng_reserve(o->rng, q->shape[0] * q->shape[1] * q->shape[2] * k->shape[2]);
+    return ap;
+}
+
+static void record_params(ag_node *n, const attention_params *ap) {
+    n->attr_f[0] = ap->scale;
+    n->attr_f[1] = ap->dropout;
+    n->attr_i[0] = (int64_t)ap->rng.seed;
+    n->attr_i[1] = (int64_t)ap->rng.offset;
+    n->attr_i[2] = ap->causal;
+}
+
+static int64_t forward_flops(const tensor *q, const tensor *k, const tensor *v) { // q k^T, P v
+    return 2 * q->shape[0] * q->shape[1] * q->shape[2] * k->shape[2] * (q->shape[3] + v->shape[3]);
+}
+
+static int64_t backward_flops(const tensor *q, const tensor *k, const tensor *v) {
+    // P rebuilt (T S D), dP and dv (T S Dv each), dq and dk (T S D each)
+    return 2 * q->shape[0] * q->shape[1] * q->shape[2] * k->shape[2] *
+           (3 * q->shape[3] + 2 * v->shape[3]);
+}
+
 // t itself (a new struct) when its last dim is contiguous, else a contiguous copy: the fused
 // kernels take any strides but the last.
 static tensor *rows_dense(const tensor *t) {
@@ -115,6 +146,7 @@ static void attention_backward_fused(ag_node *n, tensor *g, tensor **gin) {
     tensor *gk = tensor_empty_on(k->device, k->dtype, k->ndim, k->shape);
     tensor *gv = tensor_empty_on(v->device, v->dtype, v->ndim, v->shape);
     attention_params p = fused_params(n);
+    backend_matmul_flops_add(backward_flops(q, k, v));
     backend_of(q)->attention_backward(gq, gk, gv, go, q, k, v, ag_saved(n, SAVED_O),
                                       ag_saved(n, SAVED_LSE), ag_saved(n, SAVED_MASK), &p);
     tensor_free(go);
@@ -141,8 +173,10 @@ static bool fused_usable(const tensor *q, const tensor *k, const tensor *v, cons
     if (unfused_forced()) return false;
     const backend *be = backend_of(q);
     int64_t d = q->shape[3], dv = v->shape[3];
-    bool typed =
-        q->dtype == PETAL_F64 || (q->dtype == PETAL_F32 && precision_get() != PETAL_PRECISION_TF32);
+    bool typed = be->attention_f32_only
+                     ? q->dtype == PETAL_F32 && precision_get() == PETAL_PRECISION_F32
+                     : q->dtype == PETAL_F64 ||
+                           (q->dtype == PETAL_F32 && precision_get() != PETAL_PRECISION_TF32);
     return be->attention && be->attention_backward && typed && !(mask && mask->requires_grad) &&
            q->shape[2] > 0 && k->shape[2] > 0 && d > 0 && dv > 0 && d <= ATTN_HEAD_MAX &&
            dv <= ATTN_HEAD_MAX;
@@ -196,14 +230,8 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
     attention_options o = opt ? *opt : ATTENTION_DEFAULTS;
     check_qkv(q, k, v);
     check_mask(q, k, o.mask);
-    PETAL_CHECK(o.dropout >= 0 && o.dropout < 1, "tensor_attention: dropout %g outside [0, 1)",
-                o.dropout);
-    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2], dv = v->shape[3];
-    attention_params ap = {.scale = o.scale > 0 ? o.scale : 1.0 / sqrt((double)q->shape[3]),
-                           .causal = o.causal,
-                           .dropout = o.training ? o.dropout : 0.0,
-                           .round_bf16 = rounds_bf16(q->dtype, precision_get())};
-    if (ap.dropout > 0) ap.rng = rng_reserve(o.rng, b * h * t * s);
+    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], dv = v->shape[3];
+    attention_params ap = params_of("tensor_attention", q, k, &o);
     // The output is stored as (B, T, H, Dv) and returned as its (B, H, T, Dv) view, so merging
     // the heads afterwards needs no copy.
     tensor *store = tensor_empty_on(q->device, q->dtype, SHAPE(b, t, h, dv));
@@ -215,6 +243,7 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
         qd = rows_dense(q), kd = rows_dense(k), vd = rows_dense(v);
         lse = tensor_empty_on(q->device, q->dtype, SHAPE(b, h, t));
         backend_of(q)->attention(out, lse, qd, kd, vd, o.mask, &ap);
+        backend_matmul_flops_add(forward_flops(q, k, v));
     } else {
         p = attention_unfused(out, q, k, v, &o, &ap);
     }
@@ -236,17 +265,107 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
         if (!rebuild) ag_save(n, 3, p);
         if (rebuild && o.mask) ag_save(n, 4, o.mask);
     }
-    if (n) {
-        n->attr_f[0] = ap.scale;
-        n->attr_f[1] = ap.dropout;
-        n->attr_i[0] = (int64_t)ap.rng.seed;
-        n->attr_i[1] = (int64_t)ap.rng.offset;
-        n->attr_i[2] = ap.causal;
-    }
+    if (n) record_params(n, &ap);
     tensor_free(qd);
     tensor_free(kd);
     tensor_free(vd);
     tensor_free(lse);
     tensor_free(p);
     return out;
+}
+
+// ---- over a packed projection ----
+
+enum { PACKED_QKV, PACKED_O, PACKED_LSE, PACKED_MASK };
+
+// Part `part` (0: q, 1: k, 2: v) of qkv (B, T, 3 H D), rows contiguous, as (B, H, T, D): a view
+// without autograd.
+static tensor *packed_part(const tensor *qkv, int64_t heads, int part) {
+    int64_t hd = qkv->shape[2] / 3 / heads;
+    int64_t shape[4] = {qkv->shape[0], heads, qkv->shape[1], hd};
+    int64_t strides[4] = {qkv->strides[0], hd, qkv->strides[1], 1};
+    return tensor_make_view(qkv->storage, qkv->dtype, 4, shape, strides,
+                            qkv->offset + part * heads * hd);
+}
+
+// (B, T, H Dv) seen as (B, H, T, Dv), rows contiguous.
+static tensor *heads_view(const tensor *x, int64_t heads) {
+    int64_t dv = x->shape[2] / heads;
+    int64_t shape[4] = {x->shape[0], heads, x->shape[1], dv};
+    int64_t strides[4] = {x->strides[0], dv, x->strides[1], 1};
+    return tensor_make_view(x->storage, x->dtype, 4, shape, strides, x->offset);
+}
+
+static void attention_packed_backward(ag_node *n, tensor *g, tensor **gin) {
+    tensor *qkv = ag_saved(n, PACKED_QKV);
+    int64_t heads = n->attr_i[3];
+    tensor *gc = g->strides[2] == 1 ? tensor_detach(g) : view_contiguous(g);
+    tensor *dqkv = tensor_empty_on(qkv->device, qkv->dtype, qkv->ndim, qkv->shape);
+    tensor *parts[3], *grads[3];
+    for (int i = 0; i < 3; i++) {
+        parts[i] = packed_part(qkv, heads, i);
+        grads[i] = packed_part(dqkv, heads, i);
+    }
+    tensor *go = heads_view(gc, heads), *o = heads_view(ag_saved(n, PACKED_O), heads);
+    attention_params p = fused_params(n);
+    backend_matmul_flops_add(backward_flops(parts[0], parts[1], parts[2]));
+    backend_of(qkv)->attention_backward(grads[0], grads[1], grads[2], go, parts[0], parts[1],
+                                        parts[2], o, ag_saved(n, PACKED_LSE),
+                                        ag_saved(n, PACKED_MASK), &p);
+    gin[0] = dqkv;
+    tensor *temps[] = {gc, go, o, parts[0], parts[1], parts[2], grads[0], grads[1], grads[2]};
+    for (size_t i = 0; i < sizeof temps / sizeof *temps; i++) tensor_free(temps[i]);
+}
+
+// The same through tensor_attention on views of qkv (autograd through the views).
+static tensor *attention_packed_unfused(tensor *qkv, int64_t heads, const attention_options *o) {
+    int64_t b = qkv->shape[0], t = qkv->shape[1], hd = qkv->shape[2] / 3 / heads;
+    tensor *split = tensor_reshape(qkv, SHAPE(b, t, 3, heads, hd));
+    tensor *parts = tensor_permute(split, (const int[]){2, 0, 3, 1, 4});
+    tensor *q = tensor_select(parts, 0, 0), *k = tensor_select(parts, 0, 1);
+    tensor *v = tensor_select(parts, 0, 2);
+    tensor *out = tensor_attention(q, k, v, o);
+    tensor *merged = tensor_transpose(out, 1, 2);
+    tensor *r = tensor_reshape(merged, SHAPE(b, t, heads * hd));
+    tensor *temps[] = {split, parts, q, k, v, out, merged};
+    for (size_t i = 0; i < sizeof temps / sizeof *temps; i++) tensor_free(temps[i]);
+    return r;
+}
+
+tensor *tensor_attention_packed(tensor *qkv, int64_t heads, const attention_options *opt) {
+    attention_options o = opt ? *opt : ATTENTION_DEFAULTS;
+    char sq[SHAPE_STR_MAX];
+    PETAL_CHECK(qkv->ndim == 3 && heads > 0 && qkv->shape[2] % (3 * heads) == 0,
+                "tensor_attention_packed: qkv %s is not (B, T, 3 H D) for %lld heads",
+                shape_str(qkv->ndim, qkv->shape, sq, sizeof sq), (long long)heads);
+    if (qkv->strides[2] != 1 && qkv->shape[2] != 1) return attention_packed_unfused(qkv, heads, &o);
+    tensor *q = packed_part(qkv, heads, 0), *k = packed_part(qkv, heads, 1);
+    tensor *v = packed_part(qkv, heads, 2);
+    check_mask(q, k, o.mask);
+    if (!fused_usable(q, k, v, o.mask)) {
+        tensor_free(q);
+        tensor_free(k);
+        tensor_free(v);
+        return attention_packed_unfused(qkv, heads, &o);
+    }
+    int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], dv = v->shape[3];
+    attention_params ap = params_of("tensor_attention_packed", q, k, &o);
+    tensor *y = tensor_empty_on(qkv->device, qkv->dtype, SHAPE(b, t, h * dv)); // (B, T, H Dv)
+    tensor *out = heads_view(y, heads);
+    tensor *lse = tensor_empty_on(qkv->device, qkv->dtype, SHAPE(b, h, t));
+    backend_of(qkv)->attention(out, lse, q, k, v, o.mask, &ap);
+    backend_matmul_flops_add(forward_flops(q, k, v));
+    ag_node *n =
+        ag_record("attention_packed", attention_packed_backward, y, 2, (tensor *[]){qkv, o.mask});
+    if (n) {
+        ag_save(n, PACKED_QKV, qkv);
+        ag_save(n, PACKED_O, y);
+        ag_save(n, PACKED_LSE, lse);
+        if (o.mask) ag_save(n, PACKED_MASK, o.mask);
+        record_params(n, &ap);
+        n->attr_i[3] = heads;
+    }
+    tensor *temps[] = {q, k, v, out, lse};
+    for (size_t i = 0; i < sizeof temps / sizeof *temps; i++) tensor_free(temps[i]);
+    return y;
 }

@@ -136,3 +136,9 @@ typedef struct {
 // On a backend with fused attention (CUDA) P is never stored (ops/attention.c says when);
 // the environment variable PETAL_ATTENTION=unfused forces the GEMM path everywhere.
 tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_options *opt);
+// Self-attention over a packed projection qkv (B, T, 3 H D): q, k and v side by side, each H
+// heads of D (a ViT's qkv linear); returns the heads merged, (B, T, H D). The same as
+// tensor_attention on qkv's parts, but on a backend with fused attention the gradient is written
+// straight into one (B, T, 3 H D) tensor, not summed from three (B, H, T, D) pieces. The mask
+// may not require a gradient there (the GEMM path is taken when it does).
+tensor *tensor_attention_packed(tensor *qkv, int64_t heads, const attention_options *opt);

@@ -52,6 +52,10 @@ bool backend_linear_bias(tensor *y, const tensor *x, const tensor *wt, const ten
     return true;
 }
 
+void backend_matmul_flops_add(int64_t flops) {
+    matmul_flops += flops;
+}
+
 int64_t backend_matmul_flops(void) {
     return matmul_flops;
 }

@@ -115,6 +115,8 @@ typedef struct backend {
     void (*attention_backward)(tensor *gq, tensor *gk, tensor *gv, const tensor *go,
                                const tensor *q, const tensor *k, const tensor *v, const tensor *o,
                                const tensor *lse, const tensor *mask, const attention_params *p);
+    // The fused entries take f32 at PETAL_PRECISION_F32 only (no f64, no bf16 rounding).
+    bool attention_f32_only;
 
     // ---- indexing; idx is i64 (or i32), contiguous ----
     void (*index_select)(tensor *out, const tensor *x, int dim, const tensor *idx);
@@ -145,6 +147,8 @@ void backend_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, d
 // y = x @ wt + b in one product where y's backend has linear_bias and it takes the operands (the
 // flops counted as backend_matmul's); false, nothing written, otherwise.
 bool backend_linear_bias(tensor *y, const tensor *x, const tensor *wt, const tensor *b);
+// Counts the products of a fused kernel that multiplies without backend_matmul (attention).
+void backend_matmul_flops_add(int64_t flops);
 int64_t backend_matmul_flops(void); // since the last reset
 void backend_matmul_flops_reset(void);
 

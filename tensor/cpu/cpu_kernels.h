@@ -19,6 +19,11 @@ void cpu_matmul(tensor *c, const tensor *a, const tensor *b, double alpha, doubl
                 petal_precision precision);
 
 void cpu_softmax(tensor *y, const tensor *x, int dim, bool log);
+void cpu_attention(tensor *o, tensor *lse, const tensor *q, const tensor *k, const tensor *v,
+                   const tensor *mask, const attention_params *p);
+void cpu_attention_backward(tensor *gq, tensor *gk, tensor *gv, const tensor *go, const tensor *q,
+                            const tensor *k, const tensor *v, const tensor *o, const tensor *lse,
+                            const tensor *mask, const attention_params *p);
 void cpu_softmax_backward(tensor *gx, const tensor *gy, const tensor *y, int dim, bool log);
 void cpu_layer_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *w,
                     const tensor *b, double eps);

@@ -43,6 +43,20 @@ typedef void (*cpu_layer_norm_backward_row_fn)(float *gx, double *gw, double *gb
                                                const float *x, float mean, float rstd,
                                                const float *w, int64_t d);
 
+// Fused attention (tensor/cpu/cpu_attention.c, tensor/cpu/cpu_path_attention.h): c (mr x nv
+// vectors, rows ldc apart) = alpha * sum_kk a(r, kk) b[kk * ldb ..], for kk < k, with a(r, kk) at
+// a[r * as + kk] (rows form) or a[kk * as + r] (panel form); rows mr.. of the tile are computed
+// but not stored. nv is 1 .. attn_nv; mr is 1 .. attn_mr.
+typedef void (*cpu_attn_tile_fn)(int64_t k, const float *a, int64_t as, const float *b, int64_t ldb,
+                                 float alpha, float *c, int64_t ldc, int64_t mr, int nv);
+// The scores of a row (scale s + mask, -inf from `visible` on; mask NULL: none) turned into
+// softmax probabilities in place, returning the log-sum-exp.
+typedef float (*cpu_attn_softmax_row_fn)(float *s, int64_t len, int64_t visible, float scale,
+                                         const float *mask);
+// dst[c * ldd + r] = src[r * lds + c] (r < rows, c < cols), zero for rows <= r < ldd.
+typedef void (*cpu_attn_transpose_fn)(float *dst, int64_t ldd, const float *src, int64_t lds,
+                                      int64_t rows, int64_t cols);
+
 // What one path supplies. The spans replace the portable f32 spans of cpu_elementwise.c for their
 // op (NULL: the portable one runs); they compute contiguous and strided operands alike, so a
 // result does not depend on the layout.
@@ -56,6 +70,11 @@ typedef struct {
     cpu_softmax_backward_row_fn softmax_backward_row;
     cpu_layer_norm_row_fn layer_norm_row;
     cpu_layer_norm_backward_row_fn layer_norm_backward_row;
+    int vec_width;        // floats per vector
+    int attn_mr, attn_nv; // the tiles' rows and vectors of columns
+    cpu_attn_tile_fn attn_rows_tile, attn_panel_tile;
+    cpu_attn_softmax_row_fn attn_softmax_row;
+    cpu_attn_transpose_fn attn_transpose;
 } cpu_path_kernels;
 
 extern const cpu_path_kernels cpu_path_generic_kernels, cpu_path_avx2_kernels,

@@ -12,6 +12,8 @@ typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
 #define VEC_TANH(x) ((vec)Sleef_tanhf8_u10avx2((__m256)(x)))
 #define DOT_ROWS    2
 #define OUTER_VECS  3
+#define ATTN_MR     6
+#define ATTN_NV     2
 
 #define CPU_PATH_NAME  "avx2"
 #define CPU_PATH_TABLE cpu_path_avx2_kernels

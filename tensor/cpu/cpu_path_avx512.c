@@ -11,6 +11,8 @@ typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
 #define VEC_TANH(x) ((vec)Sleef_tanhf16_u10avx512f((__m512)(x)))
 #define DOT_ROWS    6
 #define OUTER_VECS  6
+#define ATTN_MR     6
+#define ATTN_NV     4
 
 #define CPU_PATH_NAME  "avx512"
 #define CPU_PATH_TABLE cpu_path_avx512_kernels

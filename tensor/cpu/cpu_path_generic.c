@@ -9,6 +9,8 @@ typedef float vec __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
 #define VEC_EXP(x)  ((vec)Sleef_expf4_u10sse4((__m128)(x)))
 #define VEC_LOG(x)  ((vec)Sleef_logf4_u10sse4((__m128)(x)))
 #define VEC_TANH(x) ((vec)Sleef_tanhf4_u10sse4((__m128)(x)))
+#define ATTN_MR     6
+#define ATTN_NV     2
 
 #define CPU_PATH_NAME  "generic"
 #define CPU_PATH_TABLE cpu_path_generic_kernels

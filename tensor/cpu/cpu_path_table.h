@@ -1,7 +1,8 @@
 // The kernels and table of one CPU path (cpu_path.h), included last by the path's translation unit
 // (tensor/cpu/cpu_path_*.c). It defines first CPU_PATH_NAME (the path's name, "avx2"),
 // CPU_PATH_TABLE (the table's name, cpu_path_avx2_kernels), what cpu_path_math.h needs, and, for
-// a path with narrow GEMM kernels, what cpu_gemm_narrow.h needs (DOT_ROWS among it).
+// a path with narrow GEMM kernels, what cpu_gemm_narrow.h needs (DOT_ROWS among it), and the
+// fused attention's tile (ATTN_MR, ATTN_NV: cpu_path_attention.h).
 #ifdef DOT_ROWS
 #include "tensor/cpu/cpu_gemm_narrow.h"
 #endif
@@ -10,6 +11,7 @@
 #include "tensor/cpu/cpu_path_row.h" // after the math, before the row kernels that use it
 #include "tensor/cpu/cpu_path_layer_norm.h"
 #include "tensor/cpu/cpu_path_softmax.h"
+#include "tensor/cpu/cpu_path_attention.h"
 
 const cpu_path_kernels CPU_PATH_TABLE = {
     .name = CPU_PATH_NAME,
@@ -26,6 +28,13 @@ const cpu_path_kernels CPU_PATH_TABLE = {
     .softmax_backward_row = softmax_backward_row,
     .layer_norm_row = layer_norm_row,
     .layer_norm_backward_row = layer_norm_backward_row,
+    .vec_width = VEC,
+    .attn_mr = ATTN_MR,
+    .attn_nv = ATTN_NV,
+    .attn_rows_tile = attn_rows_tile,
+    .attn_panel_tile = attn_panel_tile,
+    .attn_softmax_row = attn_softmax_row,
+    .attn_transpose = attn_transpose,
 #ifdef DOT_ROWS
     .sgemm_narrow = narrow_sgemm,
 #endif

@@ -313,6 +313,7 @@ static void check_case(const tile_case *c, petal_dtype dtype, double tol) {
     rng_generator gen = {9, 4};
     rng_state rng = {9, 4}; // what tensor_attention reserves from gen
     tiled a = run_tiled(c, dtype, false, rng);
+    setenv("PETAL_ATTENTION", "unfused", 1); // not the CPU's own fused kernels (f32)
     tensor *q = tensor_set_requires_grad(tensor_contiguous(a.q), true);
     tensor *k = tensor_set_requires_grad(tensor_contiguous(a.k), true);
     tensor *v = tensor_set_requires_grad(tensor_contiguous(a.v), true);

@@ -1,0 +1,142 @@
+// The fused attention's kernels for one CPU path (tensor/cpu/cpu_attention.c runs them): two GEMM
+// micro-kernels and two row passes, included (by tensor/cpu/cpu_path_table.h) once into each
+// path's translation unit (tensor/cpu/cpu_path_*.c), after tensor/cpu/cpu_path_row.h. Each path
+// defines first ATTN_MR and ATTN_NV (at most 4): a tile of ATTN_MR rows by ATTN_NV vectors, its
+// accumulators and one row of b fitting the path's vector registers.
+//
+// An attention head's products are small (197 x 197 x 64 in a ViT-B), and OpenBLAS ran them at
+// 40% of the rate it reaches on the block's large products: it packs both operands on every call
+// and its edge tiles are slow. The micro-kernels here read their operands where the driver left
+// them, in L1 and L2: c (mr x nv vectors) = alpha * sum_kk a(r, kk) b[kk, :], with b's rows nv
+// vectors long and a(r, kk) broadcast from
+//   rows form   a[r * as + kk]: a's rows run along kk (P v, dS k: a is a row of P);
+//   panel form  a[kk * as + r]: a's columns run along kk (P'^T dO, dS^T q: a column of P, and
+//               q k^T with q packed transposed), one pointer for all the tile's rows.
+// Rows mr.. of a tile are not stored: the rows form computes them from row mr - 1 again (a may be
+// a head's q, the last rows of its tensor), the panel form from whatever a holds there (the
+// driver's buffers, padded).
+#include "tensor/cpu/cpu_path.h"
+
+#ifndef KEEP_IN_REGISTER // cpu_gemm_narrow.h defines it on the paths that have narrow kernels
+#define KEEP_IN_REGISTER(x) __asm__("" : "+x"(x))
+#endif
+
+__attribute__((always_inline)) static inline vec vec_splat(float x) {
+#if VEC == 16
+    return (vec)_mm512_set1_ps(x);
+#elif VEC == 8
+    return (vec)_mm256_set1_ps(x);
+#else
+    return (vec)_mm_set1_ps(x);
+#endif
+}
+
+// The body of both forms for NV vectors of columns: ars and aks are constants in each caller, so
+// the compiler keeps one pointer per row (rows form) or one for the tile (panel form).
+#define ATTN_UNROLL _Pragma("GCC unroll 16")
+#define ATTN_TILE_BODY(NV, ars, aks, clamp)                                                        \
+    vec acc[ATTN_MR][NV];                                                                          \
+    const float *ap[ATTN_MR];                                                                      \
+    ATTN_UNROLL for (int r = 0; r < ATTN_MR; r++) {                                                \
+        ap[r] = a + (int64_t)((clamp) && r >= mr ? mr - 1 : r) * (ars);                            \
+        ATTN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = (vec){0};                             \
+    }                                                                                              \
+    for (int64_t kk = 0; kk < k; kk++) {                                                           \
+        vec bv[NV];                                                                                \
+        ATTN_UNROLL for (int v = 0; v < NV; v++) {                                                 \
+            bv[v] = *(const vec *)(b + kk * ldb + v * VEC);                                        \
+            KEEP_IN_REGISTER(bv[v]);                                                               \
+        }                                                                                          \
+        ATTN_UNROLL for (int r = 0; r < ATTN_MR; r++) {                                            \
+            vec av = vec_splat(ap[r][kk * (aks)]);                                                 \
+            ATTN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] += av * bv[v];                      \
+        }                                                                                          \
+    }                                                                                              \
+    ATTN_UNROLL for (int r = 0; r < ATTN_MR; r++) if (r < mr)                                      \
+            ATTN_UNROLL for (int v = 0; v < NV; v++) *                                             \
+        (vec *)(c + r * ldc + v * VEC) = acc[r][v] * alpha;
+
+// One instance per (form, nv): a tile narrower than ATTN_NV vectors (the last columns of a
+// score row) takes the instance of its width instead of computing padding.
+#define ATTN_TILE_DEFINE(name, NV, ars, aks, clamp)                                                \
+    __attribute__((noinline)) static void name##_##NV(int64_t k, const float *a, int64_t as,       \
+                                                      const float *b, int64_t ldb, float alpha,    \
+                                                      float *c, int64_t ldc, int64_t mr) {         \
+        ATTN_TILE_BODY(NV, ars, aks, clamp)                                                        \
+    }
+#define ATTN_TILE_WIDTHS(name, ars, aks, clamp)                                                    \
+    ATTN_TILE_DEFINE(name, 1, ars, aks, clamp)                                                     \
+    ATTN_TILE_DEFINE(name, 2, ars, aks, clamp)                                                     \
+    ATTN_TILE_DEFINE(name, 3, ars, aks, clamp)                                                     \
+    ATTN_TILE_DEFINE(name, 4, ars, aks, clamp)
+ATTN_TILE_WIDTHS(attn_rows, as, 1, 1)
+ATTN_TILE_WIDTHS(attn_panel, 1, as, 0)
+#undef ATTN_TILE_WIDTHS
+#undef ATTN_TILE_DEFINE
+#undef ATTN_TILE_BODY
+#undef ATTN_UNROLL
+
+// The tile of nv <= ATTN_NV vectors of columns (cpu_attn_tile_fn).
+#define ATTN_TILE_DISPATCH(name)                                                                   \
+    static void name##_tile(int64_t k, const float *a, int64_t as, const float *b, int64_t ldb,    \
+                            float alpha, float *c, int64_t ldc, int64_t mr, int nv) {              \
+        void (*const fn[4])(int64_t, const float *, int64_t, const float *, int64_t, float,        \
+                            float *, int64_t, int64_t) = {name##_1, name##_2, name##_3, name##_4}; \
+        fn[nv - 1](k, a, as, b, ldb, alpha, c, ldc, mr);                                           \
+    }
+ATTN_TILE_DISPATCH(attn_rows)
+ATTN_TILE_DISPATCH(attn_panel)
+#undef ATTN_TILE_DISPATCH
+
+// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols; zero for rows <= r < ldd: a (rows,
+// cols) block transposed into (cols, ldd), the padding zero.
+static void attn_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
+                           int64_t cols) {
+    for (int64_t c = 0; c < cols; c++) {
+        float *d = dst + c * ldd;
+        for (int64_t r = 0; r < rows; r++) d[r] = src[r * lds + c];
+        for (int64_t r = rows; r < ldd; r++) d[r] = 0;
+    }
+}
+
+// s[j] = scale * s[j] + mask[j] (mask NULL: + 0) for j < visible, -inf for visible <= j < len:
+// the unfused op's scores (ops/attention.c), one vector at a time.
+__attribute__((always_inline)) static inline vec attn_score_vec(const float *s, const float *mask,
+                                                                int64_t j, int64_t n,
+                                                                int64_t visible, float scale) {
+    vec x = row_load(s + j, n, 0) * scale + (mask ? row_load(mask + j, n, 0) : (vec){0});
+    if (j + VEC <= visible) return x;
+    ivec idx = {0};
+    for (int l = 0; l < VEC; l++) idx[l] = (int32_t)(j + l);
+    return vec_select(idx < (int32_t)visible, x, (vec){0} - INFINITY);
+}
+
+// The scores of a row (as attn_score_vec) turned into softmax probabilities in place, as the
+// unfused op's softmax_row computes them (max, exps and their f64 sum, scaling); returns the
+// row's log-sum-exp (-inf for a row with no visible key, whose probabilities are NaN there too).
+static float attn_softmax_row(float *s, int64_t len, int64_t visible, float scale,
+                              const float *mask) {
+    vec mv = (vec){0} - INFINITY;
+    for (int64_t j = 0; j < len; j += VEC) {
+        int64_t n = row_lanes(len, j);
+        vec x = attn_score_vec(s, mask, j, n, visible, scale); // lanes n.. are -inf
+        row_store(s + j, n, x);
+        mv = vec_select(x > mv, x, mv);
+    }
+    float m = row_max_lane(mv);
+    if (m == -INFINITY) m = 0; // no visible key: exp(-inf - 0) = 0, and 0 / 0 below
+    dvec acc[2] = {0};
+    for (int64_t j = 0; j < len; j += VEC) {
+        int64_t n = row_lanes(len, j);
+        vec e = vec_exp(row_load(s + j, n, -INFINITY) - m);
+        row_accumulate(acc, e);
+        row_store(s + j, n, e);
+    }
+    double sum = row_total(acc);
+    float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < len; j += VEC) {
+        int64_t n = row_lanes(len, j);
+        row_store(s + j, n, row_load(s + j, n, 0) * inv);
+    }
+    return m + (float)log(sum);
+}
