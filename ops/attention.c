@@ -253,7 +253,7 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
         ag_save(n, SAVED_Q, qd);
         ag_save(n, SAVED_K, kd);
         ag_save(n, SAVED_V, vd);
-        ag_save(n, SAVED_O, out);
+        if (backend_of(q)->attention_backward_reads_o) ag_save(n, SAVED_O, out);
         ag_save(n, SAVED_LSE, lse);
         if (o.mask) ag_save(n, SAVED_MASK, o.mask);
     } else if (n) { // P (B, H, T, S) is rebuilt from q, k and the mask when recomputing is on
@@ -306,7 +306,8 @@ static void attention_packed_backward(ag_node *n, tensor *g, tensor **gin) {
         parts[i] = packed_part(qkv, heads, i);
         grads[i] = packed_part(dqkv, heads, i);
     }
-    tensor *go = heads_view(gc, heads), *o = heads_view(ag_saved(n, PACKED_O), heads);
+    tensor *y = ag_saved(n, PACKED_O), *go = heads_view(gc, heads);
+    tensor *o = y ? heads_view(y, heads) : NULL;
     attention_params p = fused_params(n);
     backend_matmul_flops_add(backward_flops(parts[0], parts[1], parts[2]));
     backend_of(qkv)->attention_backward(grads[0], grads[1], grads[2], go, parts[0], parts[1],
@@ -359,7 +360,7 @@ tensor *tensor_attention_packed(tensor *qkv, int64_t heads, const attention_opti
         ag_record("attention_packed", attention_packed_backward, y, 2, (tensor *[]){qkv, o.mask});
     if (n) {
         ag_save(n, PACKED_QKV, qkv);
-        ag_save(n, PACKED_O, y);
+        if (backend_of(qkv)->attention_backward_reads_o) ag_save(n, PACKED_O, y);
         ag_save(n, PACKED_LSE, lse);
         if (o.mask) ag_save(n, PACKED_MASK, o.mask);
         record_params(n, &ap);

@@ -110,13 +110,17 @@ typedef struct backend {
     // with q) broadcasts to (B, H, T, S) or is NULL; lse (B, H, T) contiguous, saved for backward.
     void (*attention)(tensor *o, tensor *lse, const tensor *q, const tensor *k, const tensor *v,
                       const tensor *mask, const attention_params *p);
-    // gq, gk, gv (the shapes of q, k, v) are overwritten; go has o's shape. The mask gets no
+    // gq, gk, gv (the shapes of q, k, v) are overwritten; go has o's shape (o is NULL unless
+    // attention_backward_reads_o). The mask gets no
     // gradient (ops/attention.c takes the unfused path when it needs one).
     void (*attention_backward)(tensor *gq, tensor *gk, tensor *gv, const tensor *go,
                                const tensor *q, const tensor *k, const tensor *v, const tensor *o,
                                const tensor *lse, const tensor *mask, const attention_params *p);
     // The fused entries take f32 at PETAL_PRECISION_F32 only (no f64, no bf16 rounding).
     bool attention_f32_only;
+    // The fused backward reads o (CUDA: D_i = dO_i . o_i); where it does not, o is not kept for
+    // it and it gets NULL.
+    bool attention_backward_reads_o;
 
     // ---- indexing; idx is i64 (or i32), contiguous ----
     void (*index_select)(tensor *out, const tensor *x, int dim, const tensor *idx);

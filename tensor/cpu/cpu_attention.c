@@ -273,7 +273,8 @@ void cpu_attention(tensor *o, tensor *lse, const tensor *q, const tensor *k, con
 void cpu_attention_backward(tensor *gq, tensor *gk, tensor *gv, const tensor *go, const tensor *q,
                             const tensor *k, const tensor *v, const tensor *o, const tensor *lse,
                             const tensor *mask, const attention_params *p) {
-    (void)o; // D_i is summed from dP and P, as the unfused softmax backward does
+    (void)o; // NULL (attention_backward_reads_o is off): D_i is summed from dP and P, as the
+             // unfused softmax backward does
     attn_job j = job_of(q, k, v, lse, mask, p);
     j.go = view_of(go);
     j.gq = view_of(gq);
