@@ -103,6 +103,13 @@ static tensor *f_attention(tensor **a, const op_case *c) {
     return tensor_attention(a[0], a[1], a[2], &o);
 }
 
+// Over a packed qkv (B, T, 3 H D): iparam = {causal, dropout seed, heads}, fparam as attention's.
+static tensor *f_attention_packed(tensor **a, const op_case *c) {
+    rng_generator g = {(uint64_t)c->iparam[1], 0};
+    attention_options o = {c->n_args > 1 ? a[1] : NULL, c->iparam[0], F0, F1, F1 > 0, &g};
+    return tensor_attention_packed(a[0], c->iparam[2], &o);
+}
+
 // Dropout with its own generator, so every evaluation draws the same mask.
 static tensor *f_dropout(tensor **a, const op_case *c) {
     rng_generator g = {(uint64_t)c->iparam[0], 0};
@@ -340,6 +347,19 @@ const op_case op_cases[] = {
      P(0, 11),
      PF(0, 0.25),
      .fn = f_attention},
+    {"attention_packed/mask",
+     "attention_packed",
+     2,
+     {G(2, 4, 12), C(DOMAIN_SMALL_INT, 2, 1, 1, 4)},
+     P(0, 0, 2),
+     .fn = f_attention_packed},
+    {"attention_packed/causal-dropout",
+     "attention_packed",
+     1,
+     {G(1, 5, 18)},
+     P(1, 11, 3),
+     PF(0, 0.25),
+     .fn = f_attention_packed},
 };
 // clang-format on
 const int n_op_cases = (int)(sizeof op_cases / sizeof op_cases[0]);

@@ -473,6 +473,32 @@ static void attention(const ref_t *q, const ref_t *k, const ref_t *v, const ref_
     free(p);
 }
 
+// qkv (B, T, 3 H D) split into q, k, v (B, H, T, D), H = iparam[2]; the heads of the output
+// merged back into (B, T, H D).
+static void attention_packed(const ref_t *qkv, const ref_t *mask, const op_case *c, ref_t *o) {
+    int64_t b = qkv->shape[0], t = qkv->shape[1], h = c->iparam[2], d = qkv->shape[2] / 3 / h;
+    ref_t parts[3], heads;
+    for (int p = 0; p < 3; p++) {
+        alloc_out(&parts[p], 4, (int64_t[]){b, h, t, d});
+        for (int64_t bb = 0; bb < b; bb++)
+            for (int64_t hh = 0; hh < h; hh++)
+                for (int64_t i = 0; i < t; i++)
+                    for (int64_t e = 0; e < d; e++)
+                        parts[p].v[((bb * h + hh) * t + i) * d + e] =
+                            qkv->v[(bb * t + i) * 3 * h * d + (p * h + hh) * d + e];
+    }
+    attention(&parts[0], &parts[1], &parts[2], mask, c, &heads);
+    alloc_out(o, 3, (int64_t[]){b, t, h * d});
+    for (int64_t bb = 0; bb < b; bb++)
+        for (int64_t hh = 0; hh < h; hh++)
+            for (int64_t i = 0; i < t; i++)
+                for (int64_t e = 0; e < d; e++)
+                    o->v[(bb * t + i) * h * d + hh * d + e] =
+                        heads.v[((bb * h + hh) * t + i) * d + e];
+    for (int p = 0; p < 3; p++) free(parts[p].v);
+    free(heads.v);
+}
+
 // ---- dispatch ----
 
 #define IS(name) (strcmp(c->op, name) == 0)
@@ -628,5 +654,7 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
     if (IS("cross_entropy")) return cross_entropy(&a[0], &a[1], c, o), true;
     if (IS("attention"))
         return attention(&a[0], &a[1], &a[2], c->n_args > 3 ? &a[3] : NULL, c, o), true;
+    if (IS("attention_packed"))
+        return attention_packed(&a[0], c->n_args > 1 ? &a[1] : NULL, c, o), true;
     return false;
 }
