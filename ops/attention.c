@@ -9,11 +9,14 @@
 // autograd.h ag_recompute_set) not even P: the rule rebuilds it from q, k and the mask by the
 // forward's GEMM and softmax, the same bits for one more q k^T product.
 //
-// A backend with fused attention entries (CUDA: tensor/cuda/cuda_attention.cu, the algorithm of
-// tensor/attention_tile.h) runs both passes in one kernel each instead, never storing P: the node
-// then keeps q, k, v, o and the rows' log-sum-exp (B, H, T). That path is taken for f32 and f64
-// when the mask needs no gradient and both head dims are at most ATTN_HEAD_MAX; PETAL_ATTENTION=
-// unfused forces the GEMM path (comparisons, tests).
+// A backend with fused attention entries runs both passes in one kernel each instead, never
+// storing P: CUDA (tensor/cuda/cuda_attention.cu, the algorithm of tensor/attention_tile.h) keeps
+// q, k, v, o and the rows' log-sum-exp (B, H, T); the CPU (tensor/cpu/cpu_attention.c, a head's
+// scores in L2) keeps q, k, v and rebuilds P whole. That path is taken when the mask needs no
+// gradient, both head dims are at most ATTN_HEAD_MAX and the backend takes the dtype (CUDA: f32
+// and f64; the CPU: f32 at f32 precision); PETAL_ATTENTION=unfused forces the GEMM path
+// (comparisons, tests). tensor_attention_packed takes q, k and v as views of one qkv projection
+// and, fused, writes their gradients into one tensor.
 //
 // Mixed precision (tensor/precision.h): the GEMM path's products take the thread's precision as
 // every GEMM does. The fused kernels follow bf16 (attention_params.round_bf16 rounds the operands
