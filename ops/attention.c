@@ -14,7 +14,8 @@
 // q, k, v, o and the rows' log-sum-exp (B, H, T); the CPU (tensor/cpu/cpu_attention.c, a head's
 // scores in L2) keeps q, k, v and rebuilds P whole. That path is taken when the mask needs no
 // gradient, both head dims are at most ATTN_HEAD_MAX and the backend takes the dtype (CUDA: f32
-// and f64; the CPU: f32 at f32 precision); PETAL_ATTENTION=unfused forces the GEMM path
+// and f64; the CPU: f32 at f32 precision, T S at most 2^22); PETAL_ATTENTION=unfused forces the
+// GEMM path
 // (comparisons, tests). tensor_attention_packed takes q, k and v as views of one qkv projection
 // and, fused, writes their gradients into one tensor.
 //
@@ -180,9 +181,10 @@ static bool fused_usable(const tensor *q, const tensor *k, const tensor *v, cons
                      ? q->dtype == PETAL_F32 && precision_get() == PETAL_PRECISION_F32
                      : q->dtype == PETAL_F64 ||
                            (q->dtype == PETAL_F32 && precision_get() != PETAL_PRECISION_TF32);
-    return be->attention && be->attention_backward && typed && !(mask && mask->requires_grad) &&
-           q->shape[2] > 0 && k->shape[2] > 0 && d > 0 && dv > 0 && d <= ATTN_HEAD_MAX &&
-           dv <= ATTN_HEAD_MAX;
+    bool fits = !be->attention_max_scores || q->shape[2] * k->shape[2] <= be->attention_max_scores;
+    return be->attention && be->attention_backward && typed && fits &&
+           !(mask && mask->requires_grad) && q->shape[2] > 0 && k->shape[2] > 0 && d > 0 &&
+           dv > 0 && d <= ATTN_HEAD_MAX && dv <= ATTN_HEAD_MAX;
 }
 
 static void check_qkv(const tensor *q, const tensor *k, const tensor *v) {

@@ -118,6 +118,9 @@ typedef struct backend {
                                const tensor *lse, const tensor *mask, const attention_params *p);
     // The fused entries take f32 at PETAL_PRECISION_F32 only (no f64, no bf16 rounding).
     bool attention_f32_only;
+    // The largest T x S a fused call takes (0: any); beyond it the GEMM path runs. The CPU's
+    // kernels hold a head's whole score matrix, three times, per thread.
+    int64_t attention_max_scores;
     // The fused backward reads o (CUDA: D_i = dO_i . o_i); where it does not, o is not kept for
     // it and it gets NULL.
     bool attention_backward_reads_o;

@@ -103,6 +103,7 @@ const backend cpu_backend = {
     .attention = cpu_attention, // f32 at f32 precision; the GEMM path of ops/attention.c else
     .attention_backward = cpu_attention_backward,
     .attention_f32_only = true,
+    .attention_max_scores = (int64_t)1 << 22, // 16 MB a score buffer: T = S = 2048
     .index_select = cpu_index_select,
     .index_add = cpu_index_add,
     .gather = cpu_gather,

@@ -414,6 +414,7 @@ extern "C" const backend cuda_backend = {
     .attention = cuda_attention,
     .attention_backward = cuda_attention_backward,
     .attention_f32_only = false, // f64, and f32 with bf16 rounding too
+    .attention_max_scores = 0,    // tiles of keys: any length
     .attention_backward_reads_o = true,
     .index_select = cuda_index_select,
     .index_add = cuda_index_add,

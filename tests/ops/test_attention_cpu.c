@@ -4,8 +4,9 @@
 // tiles cut short in rows (T, S not multiples of the tile's rows) and columns (head dims below,
 // at and between vectors), broadcast and strided masks, causal rows with no visible key (NaN as
 // the GEMM path), dropout with the GEMM path's mask; results independent of the thread count;
-// the packed op over a qkv projection (contiguous, rows padded, and a layout the kernels do not
-// take) against the same op on the GEMM path, its gradient written into one tensor.
+// heads too long for the kernels' buffers left to the GEMM path; the packed op over a qkv
+// projection (contiguous, rows padded, and a layout the kernels do not take) against the same op on
+// the GEMM path, its gradient written into one tensor.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,22 @@ START_TEST(test_threads_same_bits) {
 }
 END_TEST
 
+// A head of more than 2^22 scores takes the GEMM path (the fused kernels would hold it whole per
+// thread): that node keeps no log-sum-exp, which the fused one does.
+START_TEST(test_long_rows_take_gemm_path) {
+    int mark = scope_begin();
+    int64_t sizes[2] = {4096, ((int64_t)1 << 22) + 1};
+    for (int i = 0; i < 2; i++) {
+        tensor *q = tensor_set_requires_grad(random_tensor(SHAPE(1, 1, 1, 2), 1, 1.0), true);
+        tensor *k = random_tensor(SHAPE(1, 1, sizes[i], 2), 2, 1.0);
+        tensor *y = tensor_attention(q, k, k, NULL);
+        ck_assert_str_eq(y->grad_fn->op, "attention");
+        ck_assert_msg((y->grad_fn->saved[4] != NULL) == (i == 0), "%lld keys", (long long)sizes[i]);
+    }
+    scope_end(mark);
+}
+END_TEST
+
 // ---- the packed op ----
 
 typedef enum { QKV_CONTIGUOUS, QKV_PADDED_ROWS, QKV_COLUMN_MAJOR } qkv_layout;
@@ -212,6 +229,7 @@ int main(void) {
     TCase *tc = tcase_with_timeout("fused", 60);
     tcase_add_loop_test(tc, test_fused_matches_unfused, 0, (int)(sizeof cases / sizeof *cases));
     tcase_add_test(tc, test_threads_same_bits);
+    tcase_add_test(tc, test_long_rows_take_gemm_path);
     tcase_add_loop_test(tc, test_packed_matches_unfused, QKV_CONTIGUOUS, QKV_COLUMN_MAJOR + 1);
     tcase_add_test(tc, test_packed_one_node);
     tcase_add_test(tc, test_packed_errors);
