@@ -54,6 +54,15 @@ bool tensors_close(const char *what, const tensor *got, const tensor *want, doub
     return ok;
 }
 
+bool tensors_close_scaled(const char *what, const tensor *got, const tensor *want, double tol) {
+    double scale = 1;
+    for (int64_t i = 0; i < tensor_numel(want); i++) {
+        double v = tensor_get_flat(want, i);
+        if (isfinite(v)) scale = fmax(scale, fabs(v));
+    }
+    return tensors_close(what, got, want, tol * scale, tol);
+}
+
 bool aborts_with(void (*fn)(void), const char *expect) {
     char path[] = "/tmp/petal-abort-XXXXXX";
     int fd = mkstemp(path);

@@ -13,6 +13,9 @@ bool tensor_close(const char *what, const tensor *got, const double *want, doubl
 // Same, for two tensors of one shape.
 bool tensors_close(const char *what, const tensor *got, const tensor *want, double atol,
                    double rtol);
+// tensors_close with rtol = tol and atol = tol times the largest finite |want| (at least 1): a
+// kernel's rounding measured against the tensor's scale, as the GPU suite compares.
+bool tensors_close_scaled(const char *what, const tensor *got, const tensor *want, double tol);
 
 // Runs fn in a child process and checks that it aborts with a message containing `expect`
 // (stderr is captured). Prints what it saw on failure.

@@ -49,8 +49,9 @@ typedef struct {
 // f32: a few ulps for element-wise math (CUDA's tanhf, logf, powf are within 2 ulp, like libm's),
 // more where a GEMM or a long sum adds in another order. f64: the same, a billion times tighter.
 static tolerance tolerance_for(const op_case *c, petal_dtype dtype) {
-    static const char *const reordered[] = {"matmul",     "linear",        "attention",
-                                            "layer_norm", "cross_entropy", "normalize"};
+    static const char *const reordered[] = {"matmul",           "linear",     "attention",
+                                            "attention_packed", "layer_norm", "cross_entropy",
+                                            "normalize"};
     bool loose = false;
     for (size_t i = 0; i < sizeof reordered / sizeof reordered[0]; i++)
         loose = loose || strcmp(c->op, reordered[i]) == 0;

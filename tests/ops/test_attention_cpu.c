@@ -14,19 +14,10 @@
 
 #include "petal.h"
 #include "tensor/cpu/cpu_path.h"
+#include "tests/ops/attention_case.h"
 #include "tests/test_util.h"
 
-typedef enum { MASK_NONE, MASK_KEYS, MASK_FULL, MASK_STRIDED } mask_kind;
-
-typedef struct {
-    const char *name;
-    int64_t b, h, t, s, d, dv;
-    mask_kind mask;
-    bool causal;
-    double dropout;
-} cpu_case;
-
-static const cpu_case cases[] = {
+static const attn_case cases[] = {
     {"one query", 1, 1, 1, 5, 4, 4, MASK_NONE, false, 0},
     {"ragged heads below a vector", 2, 3, 13, 29, 5, 3, MASK_NONE, false, 0},
     {"ragged heads across vectors", 1, 2, 7, 33, 20, 36, MASK_KEYS, false, 0},
@@ -50,7 +41,7 @@ static tensor *random_tensor(int ndim, const int64_t *shape, uint64_t seed, doub
 // MASK_KEYS: BERT's padding (-10000 on batch 1's last 4 keys); MASK_FULL: random (T, S);
 // MASK_STRIDED: random (T, S) read through a transposed (S, T) tensor (keys 1 element apart no
 // longer).
-static tensor *make_mask(const cpu_case *c) {
+static tensor *make_mask(const attn_case *c) {
     switch (c->mask) {
     case MASK_NONE:
         return NULL;
@@ -63,6 +54,8 @@ static tensor *make_mask(const cpu_case *c) {
         return random_tensor(SHAPE(c->t, c->s), 17, 2.0);
     case MASK_STRIDED:
         return tensor_transpose(random_tensor(SHAPE(c->s, c->t), 18, 2.0), 0, 1);
+    case MASK_DEAD_ROW: // test_attention_tile's
+        break;
     }
     return NULL;
 }
@@ -72,7 +65,7 @@ typedef struct {
 } attn_result;
 
 // Output and the gradients of q, k, v for one case on the path PETAL_ATTENTION picks.
-static attn_result run_case(const cpu_case *c, bool fused) {
+static attn_result run_case(const attn_case *c, bool fused) {
     setenv("PETAL_ATTENTION", fused ? "fused" : "unfused", 1);
     tensor *q = random_tensor(SHAPE(c->b, c->h, c->t, c->d), 1, 1.5);
     tensor *k = random_tensor(SHAPE(c->b, c->h, c->s, c->d), 2, 1.5);
@@ -87,22 +80,12 @@ static attn_result run_case(const cpu_case *c, bool fused) {
     return r;
 }
 
-// Relative to the largest finite |value| of want (at least 1).
-static bool close_scaled(const char *what, const tensor *got, const tensor *want, double tol) {
-    double scale = 1;
-    for (int64_t i = 0; i < tensor_numel(want); i++) {
-        double v = tensor_get_flat(want, i);
-        if (isfinite(v)) scale = fmax(scale, fabs(v));
-    }
-    return tensors_close(what, got, want, tol * scale, tol);
-}
-
 static bool same_bits(const tensor *a, const tensor *b) {
     tensor *ac = tensor_contiguous((tensor *)a), *bc = tensor_contiguous((tensor *)b);
     return memcmp(tensor_data(ac), tensor_data(bc), (size_t)tensor_nbytes(ac)) == 0;
 }
 
-static void check_case(const cpu_case *c, cpu_path path) {
+static void check_case(const attn_case *c, cpu_path path) {
     int mark = scope_begin();
     attn_result want = run_case(c, false), got = run_case(c, true);
     const char *part[4] = {"output", "dq", "dk", "dv"};
@@ -111,7 +94,7 @@ static void check_case(const cpu_case *c, cpu_path path) {
     for (int i = 0; i < 4; i++) {
         char what[160];
         snprintf(what, sizeof what, "%s (%s) %s", c->name, cpu_path_name(path), part[i]);
-        ck_assert_msg(close_scaled(what, g[i], w[i], 2e-6), "%s", what);
+        ck_assert_msg(tensors_close_scaled(what, g[i], w[i], 2e-6), "%s", what);
     }
     scope_end(mark);
 }
@@ -127,7 +110,7 @@ END_TEST
 
 // Each head is one thread's, in one order: one thread or two, the same bits.
 START_TEST(test_threads_same_bits) {
-    const cpu_case *c = &cases[10];
+    const attn_case *c = &cases[10];
     int mark = scope_begin();
     threads_set(1);
     attn_result one = run_case(c, true);
@@ -194,8 +177,8 @@ START_TEST(test_packed_matches_unfused) {
     snprintf(what[1], sizeof what[1], "packed qkv (%s) gradient", names[layout]);
     ck_assert_int_eq(y_got->ndim, 3);
     ck_assert(tensor_is_contiguous(y_got));
-    ck_assert_msg(close_scaled(what[0], y_got, y_want, 2e-6), "%s", what[0]);
-    ck_assert_msg(close_scaled(what[1], g_got, g_want, 2e-6), "%s", what[1]);
+    ck_assert_msg(tensors_close_scaled(what[0], y_got, y_want, 2e-6), "%s", what[0]);
+    ck_assert_msg(tensors_close_scaled(what[1], g_got, g_want, 2e-6), "%s", what[1]);
     scope_end(mark);
 }
 END_TEST

@@ -12,6 +12,7 @@
 
 #include "petal.h"
 #include "tensor/attention_tile.h"
+#include "tests/ops/attention_case.h"
 #include "tests/test_util.h"
 
 // Inputs and outputs of the tiled algorithm: contiguous CPU tensors, mask any broadcastable view.
@@ -213,22 +214,7 @@ TILED_DEFINE(float, f32)
 
 // ---- the cases ----
 
-typedef enum {
-    MASK_NONE,
-    MASK_KEYS,     // (B, 1, 1, S): BERT's padding, -inf on the last keys of batch 1
-    MASK_FULL,     // (T, S) of random values
-    MASK_DEAD_ROW, // (T, S) zeros with row 2 all -inf: a query with no visible key
-} mask_kind;
-
-typedef struct {
-    const char *name;
-    int64_t b, h, t, s, d, dv;
-    mask_kind mask;
-    bool causal;
-    double dropout;
-} tile_case;
-
-static const tile_case cases[] = {
+static const attn_case cases[] = {
     {"one tile", 1, 2, 5, 7, 4, 3, MASK_NONE, false, 0},
     {"partial tiles, odd dims", 2, 3, 37, 53, 20, 13, MASK_NONE, false, 0},
     {"key padding mask", 2, 2, 19, 23, 16, 16, MASK_KEYS, false, 0},
@@ -243,7 +229,7 @@ static const tile_case cases[] = {
     {"head dim 128", 1, 2, 18, 20, 128, 128, MASK_KEYS, false, 0.1},
 };
 
-static tensor *make_mask(const tile_case *c, petal_dtype dtype) {
+static tensor *make_mask(const attn_case *c, petal_dtype dtype) {
     if (c->mask == MASK_NONE) return NULL;
     if (c->mask == MASK_FULL) {
         tensor *m = tensor_empty(dtype, SHAPE(c->t, c->s));
@@ -273,7 +259,7 @@ static tensor *random_input(petal_dtype dtype, int64_t b, int64_t h, int64_t n, 
 }
 
 // The tiled passes on a case's inputs: o, lse, then the gradients for output gradient go.
-static tiled run_tiled(const tile_case *c, petal_dtype dtype, bool round_bf16, rng_state rng) {
+static tiled run_tiled(const attn_case *c, petal_dtype dtype, bool round_bf16, rng_state rng) {
     tiled a = {.q = random_input(dtype, c->b, c->h, c->t, c->d, 1),
                .k = random_input(dtype, c->b, c->h, c->s, c->d, 2),
                .v = random_input(dtype, c->b, c->h, c->s, c->dv, 3),
@@ -297,18 +283,8 @@ static tiled run_tiled(const tile_case *c, petal_dtype dtype, bool round_bf16, r
     return a;
 }
 
-// Relative to the largest finite |value| of want (at least 1), as the GPU suite compares.
-static bool close_scaled(const char *what, const tensor *got, const tensor *want, double tol) {
-    double scale = 1;
-    for (int64_t i = 0; i < tensor_numel(want); i++) {
-        double v = tensor_get_flat(want, i);
-        if (isfinite(v)) scale = fmax(scale, fabs(v));
-    }
-    return tensors_close(what, got, want, tol * scale, tol);
-}
-
 // The tiled algorithm against tensor_attention's GEMM path: the output and the three gradients.
-static void check_case(const tile_case *c, petal_dtype dtype, double tol) {
+static void check_case(const attn_case *c, petal_dtype dtype, double tol) {
     int mark = scope_begin();
     rng_generator gen = {9, 4};
     rng_state rng = {9, 4}; // what tensor_attention reserves from gen
@@ -325,10 +301,10 @@ static void check_case(const tile_case *c, petal_dtype dtype, double tol) {
     const char *part[4] = {"output", "dq", "dk", "dv"};
     for (int i = 0; i < 4; i++)
         snprintf(what[i], sizeof what[i], "%s (%s) %s", c->name, type, part[i]);
-    ck_assert_msg(close_scaled(what[0], a.o, want, tol), "%s", what[0]);
-    ck_assert_msg(close_scaled(what[1], a.gq, q->grad, tol), "%s", what[1]);
-    ck_assert_msg(close_scaled(what[2], a.gk, k->grad, tol), "%s", what[2]);
-    ck_assert_msg(close_scaled(what[3], a.gv, v->grad, tol), "%s", what[3]);
+    ck_assert_msg(tensors_close_scaled(what[0], a.o, want, tol), "%s", what[0]);
+    ck_assert_msg(tensors_close_scaled(what[1], a.gq, q->grad, tol), "%s", what[1]);
+    ck_assert_msg(tensors_close_scaled(what[2], a.gk, k->grad, tol), "%s", what[2]);
+    ck_assert_msg(tensors_close_scaled(what[3], a.gv, v->grad, tol), "%s", what[3]);
     scope_end(mark);
 }
 
@@ -346,12 +322,12 @@ END_TEST
 // masked row gives NaN, as the unfused softmax does.
 START_TEST(test_lse_and_dead_rows) {
     int mark = scope_begin();
-    const tile_case *c = &cases[4]; // row with no visible key
+    const attn_case *c = &cases[4]; // row with no visible key
     tiled a = run_tiled(c, PETAL_F64, false, (rng_state){0, 0});
     tensor *scores = tensor_add(
         tensor_mul_scalar(tensor_matmul(a.q, tensor_transpose(a.k, -1, -2)), a.p.scale), a.mask);
     tensor *want = tensor_logsumexp(scores, 3, false);
-    ck_assert(close_scaled("lse", a.lse, want, 1e-13));
+    ck_assert(tensors_close_scaled("lse", a.lse, want, 1e-13));
     for (int64_t h = 0; h < c->h; h++) {
         ck_assert(isinf(tensor_get_flat(a.lse, h * c->t + 2)));
         for (int64_t d = 0; d < c->dv; d++)
@@ -373,7 +349,7 @@ static double max_abs_diff(const tensor *a, const tensor *b) {
 // f32 one), and inputs already bf16 see only the rounding of P and dS.
 START_TEST(test_round_bf16) {
     int mark = scope_begin();
-    const tile_case *c = &cases[10]; // dropout, mask, causal
+    const attn_case *c = &cases[10]; // dropout, mask, causal
     rng_state rng = {5, 0};
     tiled exact = run_tiled(c, PETAL_F64, false, rng), plain = run_tiled(c, PETAL_F32, false, rng);
     tiled rounded = run_tiled(c, PETAL_F32, true, rng);
@@ -381,8 +357,8 @@ START_TEST(test_round_bf16) {
     tensor *want[4] = {exact.o, exact.gq, exact.gk, exact.gv};
     tensor *f32[4] = {plain.o, plain.gq, plain.gk, plain.gv};
     for (int i = 0; i < 4; i++) {
-        ck_assert(close_scaled("bf16-rounded vs f64", got[i], want[i], 3e-2));
-        ck_assert(close_scaled("plain f32 vs f64", f32[i], want[i], 1e-5));
+        ck_assert(tensors_close_scaled("bf16-rounded vs f64", got[i], want[i], 3e-2));
+        ck_assert(tensors_close_scaled("plain f32 vs f64", f32[i], want[i], 1e-5));
         ck_assert_msg(max_abs_diff(got[i], f32[i]) > 1e-3,
                       "round_bf16 changed nothing in result %d", i);
     }
