@@ -69,23 +69,32 @@ typedef struct {
     float *bt;          // (max(D, Dv), s_pad): k^T or v^T
     float *bp, *cp;     // (max(T, S), w_pad): an operand and an output of a ragged width
     float *mrow;        // (s_pad): a mask row gathered from its strides
+    float *keep;        // (T, S): dropout's factors for the head (attn_keep)
 } attn_buffers;
 
+// Carves one thread's buffers from w (NULL: only counts); returns the floats they take.
+static int64_t buffers_carve(const attn_job *j, float *w, attn_buffers *b) {
+    int64_t score = j->t * j->s_pad, ragged = max64(j->t, j->s) * j->w_pad;
+    int64_t sizes[] = {score,  score,  score,    max64(j->d, j->dv) * j->s_pad,
+                       ragged, ragged, j->s_pad, j->t * j->s};
+    float **parts[] = {&b->p, &b->dp, &b->pd, &b->bt, &b->bp, &b->cp, &b->mrow, &b->keep};
+    int64_t at = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        if (w) *parts[i] = w + at;
+        at += sizes[i];
+    }
+    return at;
+}
+
 static int64_t buffers_size(const attn_job *j) {
-    return 3 * j->t * j->s_pad + max64(j->d, j->dv) * j->s_pad + 2 * max64(j->t, j->s) * j->w_pad +
-           j->s_pad;
+    attn_buffers unused;
+    return buffers_carve(j, NULL, &unused);
 }
 
 static attn_buffers buffers_of(const attn_job *j, int thread) {
-    float *w = j->scratch + thread * j->per_thread;
-    int64_t score = j->t * j->s_pad, ragged = max64(j->t, j->s) * j->w_pad;
-    return (attn_buffers){.p = w,
-                          .dp = w + score,
-                          .pd = w + 2 * score,
-                          .bt = w + 3 * score,
-                          .bp = w + 3 * score + max64(j->d, j->dv) * j->s_pad,
-                          .cp = w + 3 * score + max64(j->d, j->dv) * j->s_pad + ragged,
-                          .mrow = w + 3 * score + max64(j->d, j->dv) * j->s_pad + 2 * ragged};
+    attn_buffers b;
+    buffers_carve(j, j->scratch + thread * j->per_thread, &b);
+    return b;
 }
 
 // c (m, n) = alpha * A B by tiles of the path's micro-kernel; n is a multiple of the vector
@@ -139,19 +148,18 @@ static int64_t visible(const attn_job *j, int64_t i) {
     return end < 0 ? 0 : end > j->s ? j->s : end;
 }
 
-// dst[c] = dropout(src[c]) for the S elements of row i of head (b, h), with the unfused op's
-// mask: element e of P (B, H, T, S) reads word e % 4 of Philox block offset + e / 4.
-static void drop_row(const attn_job *j, float *dst, const float *src, int64_t b, int64_t h,
+// Dropout's factors for head (b, h) into w->keep, the unfused op's decisions.
+static void head_keep(const attn_job *j, const attn_buffers *w, int64_t b, int64_t h) {
+    int64_t e0 = attn_drop_index(b, h, 0, 0, j->h, j->t, j->s);
+    j->kern->attn_keep(w->keep, j->t * j->s, e0, j->p->dropout, j->p->rng);
+}
+
+// dst[c] = dropout(src[c]) for the S elements of row i: what the unfused dropout writes, x / (1 -
+// p) or 0 (0 for a dropped NaN too).
+static void drop_row(const attn_job *j, const attn_buffers *w, float *dst, const float *src,
                      int64_t i) {
-    double p = j->p->dropout;
-    float keep_scale = (float)(1.0 / (1.0 - p));
-    int64_t e0 = attn_drop_index(b, h, i, 0, j->h, j->t, j->s);
-    for (int64_t c = 0; c < j->s;) {
-        int64_t e = e0 + c;
-        philox_block r = philox4x32_10(j->p->rng.seed, j->p->rng.offset + (uint64_t)(e / 4));
-        for (int64_t word = e % 4; word < 4 && c < j->s; word++, c++)
-            dst[c] = random_keep_word(r.v[word], p) ? src[c] * keep_scale : 0.0f;
-    }
+    const float *keep = w->keep + i * j->s;
+    for (int64_t c = 0; c < j->s; c++) dst[c] = keep[c] != 0 ? src[c] * keep[c] : 0.0f;
 }
 
 // P of head (b, h) into w->p: the scores scale q k^T + mask, then their softmax; the forward
@@ -173,8 +181,9 @@ static void head_probs(const attn_job *j, const attn_buffers *w, int64_t b, int6
 
 static void head_forward(const attn_job *j, const attn_buffers *w, int64_t b, int64_t h) {
     head_probs(j, w, b, h, true);
+    if (j->p->dropout > 0) head_keep(j, w, b, h);
     for (int64_t i = 0; j->p->dropout > 0 && i < j->t; i++)
-        drop_row(j, w->p + i * j->s_pad, w->p + i * j->s_pad, b, h, i);
+        drop_row(j, w, w->p + i * j->s_pad, w->p + i * j->s_pad, i);
     product(j, w, false, j->t, j->dv, j->s, w->p, j->s_pad, head_rows(j->v, b, h), j->v.st.row,
             1.0f, head_rows(j->o, b, h), j->o.st.row);
 }
@@ -185,8 +194,9 @@ static void head_backward(const attn_job *j, const attn_buffers *w, int64_t b, i
     head_probs(j, w, b, h, false);
     const float *pd = w->p; // dropout(P)
     if (j->p->dropout > 0) {
+        head_keep(j, w, b, h);
         for (int64_t i = 0; i < j->t; i++) {
-            drop_row(j, w->pd + i * sp, w->p + i * sp, b, h, i);
+            drop_row(j, w, w->pd + i * sp, w->p + i * sp, i);
             memset(w->pd + i * sp + j->s, 0, (size_t)(sp - j->s) * sizeof(float));
         }
         pd = w->pd;
@@ -199,7 +209,7 @@ static void head_backward(const attn_job *j, const attn_buffers *w, int64_t b, i
     tiles(j, false, j->t, sp, j->dv, go, j->go.st.row, w->bt, sp, 1.0f, w->dp, sp); // dO v^T
     for (int64_t i = 0; i < j->t; i++) {
         float *row = w->dp + i * sp;
-        if (j->p->dropout > 0) drop_row(j, row, row, b, h, i);
+        if (j->p->dropout > 0) drop_row(j, w, row, row, i);
         kern->softmax_backward_row(row, row, w->p + i * sp, j->s, false); // dS
     }
     float scale = (float)j->p->scale;

@@ -53,6 +53,8 @@ typedef void (*cpu_attn_tile_fn)(int64_t k, const float *a, int64_t as, const fl
 // softmax probabilities in place, returning the log-sum-exp.
 typedef float (*cpu_attn_softmax_row_fn)(float *s, int64_t len, int64_t visible, float scale,
                                          const float *mask);
+// keep[c] = 1 / (1 - p) where dropout keeps element e0 + c of P (B, H, T, S), else 0.
+typedef void (*cpu_attn_keep_fn)(float *keep, int64_t n, int64_t e0, double p, rng_state rng);
 // dst[c * ldd + r] = src[r * lds + c] (r < rows, c < cols), zero for rows <= r < ldd.
 typedef void (*cpu_attn_transpose_fn)(float *dst, int64_t ldd, const float *src, int64_t lds,
                                       int64_t rows, int64_t cols);
@@ -75,6 +77,7 @@ typedef struct {
     cpu_attn_tile_fn attn_rows_tile, attn_panel_tile;
     cpu_attn_softmax_row_fn attn_softmax_row;
     cpu_attn_transpose_fn attn_transpose;
+    cpu_attn_keep_fn attn_keep;
 } cpu_path_kernels;
 
 extern const cpu_path_kernels cpu_path_generic_kernels, cpu_path_avx2_kernels,

@@ -35,6 +35,7 @@ const cpu_path_kernels CPU_PATH_TABLE = {
     .attn_panel_tile = attn_panel_tile,
     .attn_softmax_row = attn_softmax_row,
     .attn_transpose = attn_transpose,
+    .attn_keep = attn_keep,
 #ifdef DOT_ROWS
     .sgemm_narrow = narrow_sgemm,
 #endif
