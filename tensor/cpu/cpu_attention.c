@@ -3,9 +3,9 @@
 // A head's score matrix fits in L2 (197 x 208 floats in a ViT-B), so no online softmax is needed:
 // each thread computes a whole head's scores into its own buffer, turns them into probabilities
 // in place and multiplies them by v while they are still in cache; the backward rebuilds them the
-// same way. The ops/attention.c GEMM path instead wrote P
-// (B, H, T, S) to memory between an OpenBLAS product, a softmax pass and a second product, and
-// each small product paid OpenBLAS's packing and edge tiles. The products here run on the CPU
+// same way. The ops/attention.c GEMM path instead wrote P (B, H, T, S) to memory between an
+// OpenBLAS product, a softmax pass and a second product, and each small product paid OpenBLAS's
+// packing and edge tiles. The products here run on the CPU
 // path's micro-kernels (tensor/cpu/cpu_path_attention.h); the formulas are the unfused op's:
 //   forward   S = scale q k^T + mask (-inf where causal hides a key),  P = softmax(S),
 //             lse = log sum exp S,  o = dropout(P) v
@@ -14,7 +14,6 @@
 // with the unfused op's dropout mask (element (b, h, i, j) of P reads counter
 // attn_drop_index, tensor/attention_tile.h). Each head is computed by one thread in one order,
 // so the results do not depend on the thread count.
-#include <math.h>
 #include <string.h>
 
 #include "tensor/attention_tile.h"
@@ -260,7 +259,7 @@ static void run_heads(attn_job *j, head_fn fn) {
     tensor *scratch = tensor_empty(PETAL_F32, SHAPE(threads * j->per_thread));
     j->scratch = tensor_data(scratch);
     bool parallel = heads > 1 && heads * j->t * j->s * (j->d + j->dv) >= CPU_PARALLEL_GRAIN;
-    (void)parallel;
+    (void)parallel; // read only by the pragma, which a build without OpenMP ignores
 #pragma omp parallel for schedule(dynamic) if (parallel)
     for (int64_t bh = 0; bh < heads; bh++) {
         int thread = 0;
