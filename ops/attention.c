@@ -15,9 +15,8 @@
 // scores in L2) keeps q, k, v and rebuilds P whole. That path is taken when the mask needs no
 // gradient, both head dims are at most ATTN_HEAD_MAX and the backend takes the dtype (CUDA: f32
 // and f64; the CPU: f32 at f32 precision, T S at most 2^22); PETAL_ATTENTION=unfused forces the
-// GEMM path
-// (comparisons, tests). tensor_attention_packed takes q, k and v as views of one qkv projection
-// and, fused, writes their gradients into one tensor.
+// GEMM path (comparisons, tests). tensor_attention_packed takes q, k and v as views of one qkv
+// projection and, fused, writes their gradients into one tensor.
 //
 // Mixed precision (tensor/precision.h): the GEMM path's products take the thread's precision as
 // every GEMM does. The fused kernels follow bf16 (attention_params.round_bf16 rounds the operands
@@ -48,6 +47,8 @@ static tensor *causal_mask(petal_dtype dtype, petal_device device, int64_t t, in
     return moved;
 }
 
+// Scores S = mask + scale q k^T (the GEMM accumulates onto the broadcast mask), causal -inf
+// added, softmax in place: P (B, H, T, S).
 static tensor *attention_probs(tensor *q, tensor *k, tensor *mask, bool causal, double scale) {
     int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], s = k->shape[2];
     tensor *p = tensor_empty_on(q->device, q->dtype, SHAPE(b, h, t, s));
@@ -136,10 +137,14 @@ static int64_t backward_flops(const tensor *q, const tensor *k, const tensor *v)
            (3 * q->shape[3] + 2 * v->shape[3]);
 }
 
-// t itself (a new struct) when its last dim is contiguous, else a contiguous copy: the fused
-// kernels take any strides but the last.
+// The fused kernels take any strides but the last.
+static bool rows_contiguous(const tensor *t) {
+    return t->strides[t->ndim - 1] == 1 || t->shape[t->ndim - 1] == 1;
+}
+
+// t itself (a new struct) when its last dim is contiguous, else a contiguous copy.
 static tensor *rows_dense(const tensor *t) {
-    if (t->strides[3] != 1 && t->shape[3] != 1) return view_contiguous(t);
+    if (!rows_contiguous(t)) return view_contiguous(t);
     return tensor_make_view(t->storage, t->dtype, t->ndim, t->shape, t->strides, t->offset);
 }
 
@@ -203,8 +208,6 @@ static void check_qkv(const tensor *q, const tensor *k, const tensor *v) {
                 shape_str(v->ndim, v->shape, sv, sizeof sv));
 }
 
-// Scores S = mask + scale q k^T (the GEMM accumulates onto the broadcast mask), causal -inf
-// added, softmax in place: P (B, H, T, S).
 // The mask must broadcast to (B, H, T, S).
 static void check_mask(const tensor *q, const tensor *k, const tensor *mask) {
     if (!mask) return;
@@ -283,36 +286,36 @@ tensor *tensor_attention(tensor *q, tensor *k, tensor *v, const attention_option
 
 enum { PACKED_QKV, PACKED_O, PACKED_LSE, PACKED_MASK };
 
-// Part `part` (0: q, 1: k, 2: v) of qkv (B, T, 3 H D), rows contiguous, as (B, H, T, D): a view
-// without autograd.
-static tensor *packed_part(const tensor *qkv, int64_t heads, int part) {
-    int64_t hd = qkv->shape[2] / 3 / heads;
-    int64_t shape[4] = {qkv->shape[0], heads, qkv->shape[1], hd};
-    int64_t strides[4] = {qkv->strides[0], hd, qkv->strides[1], 1};
-    return tensor_make_view(qkv->storage, qkv->dtype, 4, shape, strides,
-                            qkv->offset + part * heads * hd);
+// Heads of hd columns starting at column `first` of x (B, T, >= first + H hd), rows contiguous,
+// as (B, H, T, hd): a view without autograd. Part p of qkv (0: q, 1: k, 2: v) starts at p H hd.
+static tensor *heads_view(const tensor *x, int64_t heads, int64_t hd, int64_t first) {
+    int64_t shape[4] = {x->shape[0], heads, x->shape[1], hd};
+    int64_t strides[4] = {x->strides[0], hd, x->strides[1], 1};
+    return tensor_make_view(x->storage, x->dtype, 4, shape, strides, x->offset + first);
 }
 
-// (B, T, H Dv) seen as (B, H, T, Dv), rows contiguous.
-static tensor *heads_view(const tensor *x, int64_t heads) {
-    int64_t dv = x->shape[2] / heads;
-    int64_t shape[4] = {x->shape[0], heads, x->shape[1], dv};
-    int64_t strides[4] = {x->strides[0], dv, x->strides[1], 1};
-    return tensor_make_view(x->storage, x->dtype, 4, shape, strides, x->offset);
+static tensor *packed_part(const tensor *qkv, int64_t heads, int part) {
+    int64_t hd = qkv->shape[2] / 3 / heads;
+    return heads_view(qkv, heads, hd, part * heads * hd);
+}
+
+// (B, T, H Dv) as (B, H, T, Dv).
+static tensor *merged_heads(const tensor *x, int64_t heads) {
+    return heads_view(x, heads, x->shape[2] / heads, 0);
 }
 
 static void attention_packed_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *qkv = ag_saved(n, PACKED_QKV);
     int64_t heads = n->attr_i[3];
-    tensor *gc = g->strides[2] == 1 ? tensor_detach(g) : view_contiguous(g);
+    tensor *gc = rows_dense(g);
     tensor *dqkv = tensor_empty_on(qkv->device, qkv->dtype, qkv->ndim, qkv->shape);
     tensor *parts[3], *grads[3];
     for (int i = 0; i < 3; i++) {
         parts[i] = packed_part(qkv, heads, i);
         grads[i] = packed_part(dqkv, heads, i);
     }
-    tensor *y = ag_saved(n, PACKED_O), *go = heads_view(gc, heads);
-    tensor *o = y ? heads_view(y, heads) : NULL;
+    tensor *y = ag_saved(n, PACKED_O), *go = merged_heads(gc, heads);
+    tensor *o = y ? merged_heads(y, heads) : NULL;
     attention_params p = fused_params(n);
     backend_matmul_flops_add(backward_flops(parts[0], parts[1], parts[2]));
     backend_of(qkv)->attention_backward(grads[0], grads[1], grads[2], go, parts[0], parts[1],
@@ -344,7 +347,7 @@ tensor *tensor_attention_packed(tensor *qkv, int64_t heads, const attention_opti
     PETAL_CHECK(qkv->ndim == 3 && heads > 0 && qkv->shape[2] % (3 * heads) == 0,
                 "tensor_attention_packed: qkv %s is not (B, T, 3 H D) for %lld heads",
                 shape_str(qkv->ndim, qkv->shape, sq, sizeof sq), (long long)heads);
-    if (qkv->strides[2] != 1 && qkv->shape[2] != 1) return attention_packed_unfused(qkv, heads, &o);
+    if (!rows_contiguous(qkv)) return attention_packed_unfused(qkv, heads, &o);
     tensor *q = packed_part(qkv, heads, 0), *k = packed_part(qkv, heads, 1);
     tensor *v = packed_part(qkv, heads, 2);
     check_mask(q, k, o.mask);
@@ -357,7 +360,7 @@ tensor *tensor_attention_packed(tensor *qkv, int64_t heads, const attention_opti
     int64_t b = q->shape[0], h = q->shape[1], t = q->shape[2], dv = v->shape[3];
     attention_params ap = params_of("tensor_attention_packed", q, k, &o);
     tensor *y = tensor_empty_on(qkv->device, qkv->dtype, SHAPE(b, t, h * dv)); // (B, T, H Dv)
-    tensor *out = heads_view(y, heads);
+    tensor *out = merged_heads(y, heads);
     tensor *lse = tensor_empty_on(qkv->device, qkv->dtype, SHAPE(b, h, t));
     backend_of(qkv)->attention(out, lse, q, k, v, o.mask, &ap);
     backend_matmul_flops_add(forward_flops(q, k, v));

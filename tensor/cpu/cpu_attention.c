@@ -180,9 +180,11 @@ static void head_probs(const attn_job *j, const attn_buffers *w, int64_t b, int6
 
 static void head_forward(const attn_job *j, const attn_buffers *w, int64_t b, int64_t h) {
     head_probs(j, w, b, h, true);
-    if (j->p->dropout > 0) head_keep(j, w, b, h);
-    for (int64_t i = 0; j->p->dropout > 0 && i < j->t; i++)
-        drop_row(j, w, w->p + i * j->s_pad, w->p + i * j->s_pad, i);
+    if (j->p->dropout > 0) {
+        head_keep(j, w, b, h);
+        for (int64_t i = 0; i < j->t; i++)
+            drop_row(j, w, w->p + i * j->s_pad, w->p + i * j->s_pad, i);
+    }
     product(j, w, false, j->t, j->dv, j->s, w->p, j->s_pad, head_rows(j->v, b, h), j->v.st.row,
             1.0f, head_rows(j->o, b, h), j->o.st.row);
 }

@@ -1,6 +1,7 @@
 // The fused attention's kernels for one CPU path (tensor/cpu/cpu_attention.c runs them): two GEMM
-// micro-kernels and two row passes, included (by tensor/cpu/cpu_path_table.h) once into each
-// path's translation unit (tensor/cpu/cpu_path_*.c), after tensor/cpu/cpu_path_row.h. Each path
+// micro-kernels, the scores' softmax row, a transpose and dropout's keep factors, included (by
+// tensor/cpu/cpu_path_table.h) once into each path's translation unit (tensor/cpu/cpu_path_*.c),
+// after tensor/cpu/cpu_path_softmax.h and cpu_path_dropout.h. Each path
 // defines first ATTN_MR and ATTN_NV (at most 4): a tile of ATTN_MR rows by ATTN_NV vectors, its
 // accumulators and one row of b fitting the path's vector registers.
 //
@@ -9,9 +10,10 @@
 // and its edge tiles are slow. The micro-kernels here read their operands where the driver left
 // them, in L1 and L2: c (mr x nv vectors) = alpha * sum_kk a(r, kk) b[kk, :], with b's rows nv
 // vectors long and a(r, kk) broadcast from
-//   rows form   a[r * as + kk]: a's rows run along kk (P v, dS k: a is a row of P);
-//   panel form  a[kk * as + r]: a's columns run along kk (P'^T dO, dS^T q: a column of P, and
-//               q k^T with q packed transposed), one pointer for all the tile's rows.
+//   rows form   a[r * as + kk]: a's rows run along kk (P v, dS k: a is a row of P; q k^T and
+//               dO v^T, with b = k or v transposed into a scratch panel);
+//   panel form  a[kk * as + r]: a's columns run along kk (P'^T dO, dS^T q: a is a column of
+//               P), one pointer for all the tile's rows.
 // Rows mr.. of a tile are not stored: the rows form computes them from row mr - 1 again (a may be
 // a head's q, the last rows of its tensor), the panel form from whatever a holds there (the
 // driver's buffers, padded).
@@ -166,34 +168,16 @@ __attribute__((always_inline)) static inline vec attn_score_vec(const float *s, 
     return vec_select(idx < (int32_t)visible, x, (vec){0} - INFINITY);
 }
 
-// The scores of a row (as attn_score_vec) turned into softmax probabilities in place, as the
-// unfused op's softmax_row computes them (max, exps and their f64 sum, scaling); returns the
-// row's log-sum-exp (-inf for a row with no visible key, whose probabilities are NaN there too).
+// The scores of a row (as attn_score_vec) turned into softmax probabilities in place by the
+// unfused op's softmax row (cpu_path_softmax.h); returns the row's log-sum-exp (-inf for a row
+// with no visible key, whose probabilities are NaN there too).
 static float attn_softmax_row(float *s, int64_t len, int64_t visible, float scale,
                               const float *mask) {
-    vec mv = (vec){0} - INFINITY;
     for (int64_t j = 0; j < len; j += VEC) {
         int64_t n = row_lanes(len, j);
-        vec x = attn_score_vec(s, mask, j, n, visible, scale); // lanes n.. are -inf
-        row_store(s + j, n, x);
-        mv = vec_select(x > mv, x, mv);
+        row_store(s + j, n, attn_score_vec(s, mask, j, n, visible, scale));
     }
-    float m = row_max_lane(mv);
-    if (m == -INFINITY) m = 0; // no visible key: exp(-inf - 0) = 0, and 0 / 0 below
-    dvec acc[2] = {0};
-    for (int64_t j = 0; j < len; j += VEC) {
-        int64_t n = row_lanes(len, j);
-        vec e = vec_exp(row_load(s + j, n, -INFINITY) - m);
-        row_accumulate(acc, e);
-        row_store(s + j, n, e);
-    }
-    double sum = row_total(acc);
-    float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < len; j += VEC) {
-        int64_t n = row_lanes(len, j);
-        row_store(s + j, n, row_load(s + j, n, 0) * inv);
-    }
-    return m + (float)log(sum);
+    return softmax_row_lse(s, s, len);
 }
 
 // keep[c] = 1 / (1 - p) where dropout keeps element e0 + c of P, else 0, for c < n: the unfused

@@ -21,8 +21,10 @@ static float row_max(const float *x, int64_t len) {
     return row_max_lane(mv);
 }
 
-// y = softmax(x) or log_softmax(x) over len elements; y may be x.
-static void softmax_row(float *y, const float *x, int64_t len, bool as_log) {
+// y = softmax(x) or log_softmax(x) over len elements; y may be x. With want_lse, returns the
+// row's log-sum-exp (the fused attention keeps it; one more log a row, so only on request).
+__attribute__((always_inline)) static inline float
+softmax_row_body(float *y, const float *x, int64_t len, bool as_log, bool want_lse) {
     float m = row_max(x, len);
     if (m == -INFINITY) m = 0; // an all -inf row: keep x - m at -inf, not NaN
     dvec acc[2] = {0};
@@ -39,6 +41,16 @@ static void softmax_row(float *y, const float *x, int64_t len, bool as_log) {
         vec v = as_log ? (row_load(x + i, n, 0) - m) - k : row_load(y + i, n, 0) * k;
         row_store(y + i, n, v);
     }
+    return want_lse ? m + (float)log(sum) : 0;
+}
+
+static void softmax_row(float *y, const float *x, int64_t len, bool as_log) {
+    softmax_row_body(y, x, len, as_log, false);
+}
+
+// y = softmax(x), returning the row's log-sum-exp.
+static float softmax_row_lse(float *y, const float *x, int64_t len) {
+    return softmax_row_body(y, x, len, false, true);
 }
 
 // softmax: gx = y (gy - sum(gy y));  log-softmax: gx = gy - exp(y) sum(gy). gx may be gy.
