@@ -60,8 +60,18 @@ static tensor *make_mask(const attn_case *c) {
     return NULL;
 }
 
+// Whether attention output `out` came from the fused kernels: their node keeps the rows'
+// log-sum-exp, (B, H, T), in slot 4 (until the backward frees it), where the GEMM path keeps
+// nothing or the mask. Without this a comparison with the GEMM path would pass on the GEMM path
+// against itself.
+static bool took_fused(const tensor *out) {
+    const tensor *lse = out->grad_fn->saved[4];
+    return lse && lse->ndim == 3;
+}
+
 typedef struct {
     tensor *o, *g[3];
+    bool fused; // took_fused, read before the backward
 } attn_result;
 
 // Output and the gradients of q, k, v for one case on the path PETAL_ATTENTION picks.
@@ -74,7 +84,8 @@ static attn_result run_case(const attn_case *c, bool fused) {
     for (int i = 0; i < 3; i++) tensor_set_requires_grad(in[i], true);
     rng_generator gen = {9, 4};
     attention_options o = {make_mask(c), c->causal, 0, c->dropout, c->dropout > 0, &gen};
-    attn_result r = {tensor_attention(q, k, v, &o), {NULL}};
+    attn_result r = {tensor_attention(q, k, v, &o), {NULL}, false};
+    r.fused = took_fused(r.o);
     autograd_backward(r.o, random_tensor(SHAPE(c->b, c->h, c->t, c->dv), 4, 1.0), false);
     for (int i = 0; i < 3; i++) r.g[i] = in[i]->grad;
     return r;
@@ -88,6 +99,7 @@ static bool same_bits(const tensor *a, const tensor *b) {
 static void check_case(const attn_case *c, cpu_path path) {
     int mark = scope_begin();
     attn_result want = run_case(c, false), got = run_case(c, true);
+    ck_assert_msg(got.fused && !want.fused, "%s: not the paths compared", c->name);
     const char *part[4] = {"output", "dq", "dk", "dv"};
     const tensor *g[4] = {got.o, got.g[0], got.g[1], got.g[2]};
     const tensor *w[4] = {want.o, want.g[0], want.g[1], want.g[2]};
@@ -116,6 +128,7 @@ START_TEST(test_threads_same_bits) {
     attn_result one = run_case(c, true);
     threads_set(2);
     attn_result two = run_case(c, true);
+    ck_assert(one.fused && two.fused);
     ck_assert(same_bits(one.o, two.o));
     for (int i = 0; i < 3; i++) ck_assert_msg(same_bits(one.g[i], two.g[i]), "gradient %d", i);
     scope_end(mark);
@@ -132,7 +145,7 @@ START_TEST(test_long_rows_take_gemm_path) {
         tensor *k = random_tensor(SHAPE(1, 1, sizes[i], 2), 2, 1.0);
         tensor *y = tensor_attention(q, k, k, NULL);
         ck_assert_str_eq(y->grad_fn->op, "attention");
-        ck_assert_msg((y->grad_fn->saved[4] != NULL) == (i == 0), "%lld keys", (long long)sizes[i]);
+        ck_assert_msg(took_fused(y) == (i == 0), "%lld keys", (long long)sizes[i]);
     }
     scope_end(mark);
 }
@@ -175,6 +188,9 @@ START_TEST(test_packed_matches_unfused) {
     char what[2][96];
     snprintf(what[0], sizeof what[0], "packed qkv (%s) output", names[layout]);
     snprintf(what[1], sizeof what[1], "packed qkv (%s) gradient", names[layout]);
+    bool fused = layout != QKV_COLUMN_MAJOR; // the kernels take rows contiguous only
+    ck_assert((strcmp(y_got->grad_fn->op, "attention_packed") == 0) == fused);
+    ck_assert_str_ne(y_want->grad_fn->op, "attention_packed");
     ck_assert_int_eq(y_got->ndim, 3);
     ck_assert(tensor_is_contiguous(y_got));
     ck_assert_msg(tensors_close_scaled(what[0], y_got, y_want, 2e-6), "%s", what[0]);
