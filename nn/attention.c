@@ -84,20 +84,28 @@ static tensor *scale_keys(tensor *k, tensor *key_scale) {
     return nn_consume(col, tensor_mul(k, col));
 }
 
-tensor *nn_attention_forward(const nn_attention *a, tensor *x, tensor *kv, tensor *mask,
-                             nn_kv_cache *cache, const nn_ctx *ctx) {
-    return nn_attention_forward_scaled(a, x, kv, NULL, mask, cache, ctx);
+// What keys and values project: kv (B, S, kv_dim), which is sources[index] when index is set
+// (sources (U, S, kv_dim) the distinct rows, index (B) i64).
+typedef struct {
+    tensor *kv, *sources, *index;
+} kv_input;
+
+// The key or value heads (B, H, S, D). With an index, the product sources W^T + b is made once per
+// distinct source and gathered, and the deltas run on kv (row by row, as they would without).
+static tensor *kv_heads(const nn_linear *l, const kv_input *in, int64_t heads, const nn_ctx *ctx) {
+    if (!in->index) return project_heads(l, in->kv, heads, ctx);
+    tensor *product = tensor_linear(in->sources, l->weight, l->bias); // (U, S, out)
+    tensor *base = nn_consume(product, tensor_index_select(product, 0, in->index));
+    tensor *y = nn_consume(base, nn_linear_forward_on(l, base, in->kv, ctx));
+    return nn_consume(y, nn_heads_split(y, heads));
 }
 
-tensor *nn_attention_forward_scaled(const nn_attention *a, tensor *x, tensor *kv, tensor *key_scale,
-                                    tensor *mask, nn_kv_cache *cache, const nn_ctx *ctx) {
-    PETAL_CHECK(!(kv && cache), "nn_attention_forward: a KV cache is for self-attention only");
-    PETAL_CHECK(!(key_scale && cache), "nn_attention_forward: key_scale is not for a KV cache");
-    tensor *source = kv ? kv : x;
+static tensor *attend(const nn_attention *a, tensor *x, const kv_input *in, tensor *key_scale,
+                      tensor *mask, nn_kv_cache *cache, const nn_ctx *ctx) {
     tensor *q = project_heads(&a->query, x, a->heads, ctx);
-    tensor *k = project_heads(&a->key, source, a->heads, ctx);
+    tensor *k = kv_heads(&a->key, in, a->heads, ctx);
     if (key_scale) k = nn_consume(k, scale_keys(k, key_scale));
-    tensor *v = project_heads(&a->value, source, a->heads, ctx);
+    tensor *v = kv_heads(&a->value, in, a->heads, ctx);
     if (cache) { // attend to every cached step; the cache owns the extended tensors
         k = nn_consume(k, extend(&cache->k, k));
         v = nn_consume(v, extend(&cache->v, v));
@@ -110,4 +118,22 @@ tensor *nn_attention_forward_scaled(const nn_attention *a, tensor *x, tensor *kv
         tensor_free(v);
     }
     return nn_consume(out, nn_heads_merge(out));
+}
+
+tensor *nn_attention_forward_gathered(const nn_attention *a, tensor *x, tensor *sources,
+                                      tensor *index, tensor *kv, tensor *key_scale, tensor *mask,
+                                      const nn_ctx *ctx) {
+    return attend(a, x, &(kv_input){kv, sources, index}, key_scale, mask, NULL, ctx);
+}
+
+tensor *nn_attention_forward(const nn_attention *a, tensor *x, tensor *kv, tensor *mask,
+                             nn_kv_cache *cache, const nn_ctx *ctx) {
+    return nn_attention_forward_scaled(a, x, kv, NULL, mask, cache, ctx);
+}
+
+tensor *nn_attention_forward_scaled(const nn_attention *a, tensor *x, tensor *kv, tensor *key_scale,
+                                    tensor *mask, nn_kv_cache *cache, const nn_ctx *ctx) {
+    PETAL_CHECK(!(kv && cache), "nn_attention_forward: a KV cache is for self-attention only");
+    PETAL_CHECK(!(key_scale && cache), "nn_attention_forward: key_scale is not for a KV cache");
+    return attend(a, x, &(kv_input){kv ? kv : x, NULL, NULL}, key_scale, mask, cache, ctx);
 }

@@ -45,3 +45,13 @@ tensor *nn_attention_forward(const nn_attention *a, tensor *x, tensor *kv, tenso
 // nn_attention_forward.
 tensor *nn_attention_forward_scaled(const nn_attention *a, tensor *x, tensor *kv, tensor *key_scale,
                                     tensor *mask, nn_kv_cache *cache, const nn_ctx *ctx);
+
+// Cross-attention of rows that share their sources (ITM's positive and hard-negative pairs read
+// one batch of images): row b of x attends to sources[index[b]], index (B) i64 into the U
+// distinct sources (U, S, kv_dim), and kv (B, S, kv_dim) holds those sources gathered. The key
+// and value projections' products sources W^T + b are made for the U sources and gathered; the
+// PETL deltas run on kv with the same random draws as nn_attention_forward_scaled(a, x, kv, ...),
+// whose result this is.
+tensor *nn_attention_forward_gathered(const nn_attention *a, tensor *x, tensor *sources,
+                                      tensor *index, tensor *kv, tensor *key_scale, tensor *mask,
+                                      const nn_ctx *ctx);

@@ -50,7 +50,10 @@ void nn_linear_attach(nn_linear *l, nn_delta *d) {
     *tail = d;
 }
 
-tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
+// The Linear of x: base (its product x W^T + b, computed elsewhere) or, when base is NULL, the
+// product itself, plus the deltas that are not merged into W. Low-rank deltas accumulate onto the
+// product by GEMMs; any other delta is added.
+static tensor *forward_on(const nn_linear *l, tensor *base, tensor *x, const nn_ctx *ctx) {
     tensor *z[LINEAR_MAX_TERMS] = {0}, *v[LINEAR_MAX_TERMS] = {0};
     int n = 0;
     for (nn_delta *d = l->deltas; d && n < LINEAR_MAX_TERMS; d = d->next)
@@ -58,7 +61,9 @@ tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
             z[n] = d->lowrank(d, x, ctx, &v[n]);
             n++;
         }
-    tensor *y = tensor_linear_lowrank(x, l->weight, l->bias, n, z, v);
+    tensor *y = !base   ? tensor_linear_lowrank(x, l->weight, l->bias, n, z, v)
+                : n > 0 ? tensor_add_lowrank(base, n, z, v)
+                        : tensor_reshape(base, base->ndim, base->shape); // the caller's to free
     for (int k = 0; k < n; k++) {
         tensor_free(z[k]);
         tensor_free(v[k]);
@@ -70,4 +75,20 @@ tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
         y = nn_consume(y, nn_consume(delta, tensor_add(y, delta)));
     }
     return y;
+}
+
+tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx) {
+    return forward_on(l, NULL, x, ctx);
+}
+
+tensor *nn_linear_forward_on(const nn_linear *l, tensor *base, tensor *x, const nn_ctx *ctx) {
+    char sb[SHAPE_STR_MAX], sx[SHAPE_STR_MAX];
+    bool ok = base->ndim == x->ndim && base->shape[base->ndim - 1] == l->out &&
+              x->shape[x->ndim - 1] == l->in;
+    for (int d = 0; ok && d < x->ndim - 1; d++) ok = base->shape[d] == x->shape[d];
+    PETAL_CHECK(ok, "nn_linear_forward_on: '%s' (%lld -> %lld) given product %s for input %s",
+                l->name, (long long)l->in, (long long)l->out,
+                shape_str(base->ndim, base->shape, sb, sizeof sb),
+                shape_str(x->ndim, x->shape, sx, sizeof sx));
+    return forward_on(l, base, x, ctx);
 }

@@ -34,6 +34,11 @@ void nn_linear_init(nn_linear *l, nn_builder *b, const char *name, int64_t in, i
                     bool bias, modality tag, nn_init init);
 void nn_linear_free(nn_linear *l); // frees the attached deltas (the registry owns the tensors)
 tensor *nn_linear_forward(const nn_linear *l, tensor *x, const nn_ctx *ctx);
+// nn_linear_forward(l, x) when the product x W^T + b is already known: base (..., out), computed
+// once for rows that several inputs share (cross-attention keys of an image that several texts
+// attend to) and gathered. Only the deltas not merged into W run, on x, as nn_linear_forward runs
+// them (the same random draws).
+tensor *nn_linear_forward_on(const nn_linear *l, tensor *base, tensor *x, const nn_ctx *ctx);
 void nn_linear_attach(nn_linear *l, nn_delta *d); // appended; the layer frees it
 // gelu(nn_linear_forward(l, x)), exact GELU. With a bias and no delta to add (none attached, or
 // all merged into W), the bias goes in with the GELU (tensor_add_gelu): one pass over the output,

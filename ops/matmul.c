@@ -82,6 +82,21 @@ static tensor *linear_input_grad(ag_node *n, tensor *g_rows) {
     return shaped;
 }
 
+// The low-rank terms' gradients: z_k and v_k are inputs first_in + 2 k and + 1, saved at
+// first_saved + 2 k and + 1; g_rows (N, out) is the output's gradient.
+static void lowrank_terms_backward(ag_node *n, tensor *g_rows, tensor **gin, int first_in,
+                                   int first_saved) {
+    for (int k = 0; first_in + 2 * k < n->n_in; k++) {
+        int iz = first_in + 2 * k, iv = iz + 1;
+        tensor *z = ag_saved(n, first_saved + 2 * k), *v = ag_saved(n, first_saved + 2 * k + 1);
+        const ag_edge *ze = &n->in[iz];
+        // (N, out) seen as (N m, out / m): row j of each output row belongs to z[..., j, :]
+        tensor *gk = tensor_reshape(g_rows, SHAPE(-1, n->in[iv].shape[0])); // (N m, out / m)
+        if (ag_needs(n, iz)) gin[iz] = tensor_reshape(tensor_matmul(gk, v), ze->ndim, ze->shape);
+        if (ag_needs(n, iv)) gin[iv] = tensor_matmul(tensor_transpose(gk, 0, 1), as_rows(z));
+    }
+}
+
 // Inputs: x, w, b, then z_k and v_k for each term. Saved: x, w, then z_k and v_k.
 static void linear_backward(ag_node *n, tensor *g, tensor **gin) {
     tensor *g_rows = as_rows(g); // (N, out)
@@ -89,15 +104,7 @@ static void linear_backward(ag_node *n, tensor *g, tensor **gin) {
     if (ag_needs(n, 1))
         gin[1] = tensor_matmul(tensor_transpose(g_rows, 0, 1), as_rows(ag_saved(n, 0)));
     if (ag_needs(n, 2)) gin[2] = tensor_sum(g_rows, 0, false);
-    for (int k = 0; 3 + 2 * k < n->n_in; k++) {
-        int iz = 3 + 2 * k, iv = iz + 1;
-        tensor *z = ag_saved(n, 2 + 2 * k), *v = ag_saved(n, 3 + 2 * k);
-        const ag_edge *ze = &n->in[iz];
-        // (N, out) seen as (N m, out / m): row j of each output row belongs to z[..., j, :]
-        tensor *gk = tensor_reshape(g_rows, SHAPE(-1, n->in[iv].shape[0])); // (N m, out / m)
-        if (ag_needs(n, iz)) gin[iz] = tensor_reshape(tensor_matmul(gk, v), ze->ndim, ze->shape);
-        if (ag_needs(n, iv)) gin[iv] = tensor_matmul(tensor_transpose(gk, 0, 1), as_rows(z));
-    }
+    lowrank_terms_backward(n, g_rows, gin, 3, 2);
 }
 
 static void check_term(const char *op, const tensor *x, int64_t n_out, const tensor *z,
@@ -114,6 +121,15 @@ static void check_term(const char *op, const tensor *x, int64_t n_out, const ten
                 op, shape_str(z->ndim, z->shape, sz, sizeof sz),
                 shape_str(v->ndim, v->shape, sv, sizeof sv),
                 shape_str(x->ndim, x->shape, sx, sizeof sx), (long long)n_out);
+}
+
+// Saves what the terms' backward reads: z_k for dv_k, v_k for dz_k (inputs first_in + 2 k, + 1).
+static void lowrank_terms_save(ag_node *n, int n_terms, tensor *const *z, tensor *const *v,
+                               int first_in, int first_saved) {
+    for (int k = 0; k < n_terms; k++) {
+        if (ag_needs(n, first_in + 2 * k + 1)) ag_save(n, first_saved + 2 * k, z[k]);
+        if (ag_needs(n, first_in + 2 * k)) ag_save(n, first_saved + 2 * k + 1, v[k]);
+    }
 }
 
 // y (..., out) += z (..., m, R) @ v^T, written as (N m, out / m) += (N m, R) @ (R, out / m).
@@ -169,10 +185,30 @@ tensor *tensor_linear_lowrank(tensor *x, tensor *w, tensor *b, int n_terms, tens
     if (!n) return y;
     if (ag_needs(n, 1)) ag_save(n, 0, x); // dW = g^T x: only a trainable W keeps x alive
     if (ag_needs(n, 0)) ag_save(n, 1, w); // dx = g W
-    for (int k = 0; k < n_terms; k++) {
-        if (ag_needs(n, 4 + 2 * k)) ag_save(n, 2 + 2 * k, z[k]); // dv = g^T z
-        if (ag_needs(n, 3 + 2 * k)) ag_save(n, 3 + 2 * k, v[k]); // dz = g v
-    }
+    lowrank_terms_save(n, n_terms, z, v, 3, 2);
+    return y;
+}
+
+// Inputs: base, then z_k and v_k for each term. Saved: z_k and v_k.
+static void add_lowrank_backward(ag_node *n, tensor *g, tensor **gin) {
+    if (ag_needs(n, 0)) gin[0] = g;
+    lowrank_terms_backward(n, as_rows(g), gin, 1, 0);
+}
+
+tensor *tensor_add_lowrank(tensor *base, int n_terms, tensor *const *z, tensor *const *v) {
+    const char *op = "tensor_add_lowrank";
+    ops_check_float(op, base);
+    PETAL_CHECK(n_terms >= 0 && n_terms <= LINEAR_MAX_TERMS, "%s: %d low-rank terms (at most %d)",
+                op, n_terms, LINEAR_MAX_TERMS);
+    int64_t n_out = base->shape[base->ndim - 1];
+    for (int k = 0; k < n_terms; k++) check_term(op, base, n_out, z[k], v[k]);
+    tensor *y = tensor_empty_on(base->device, base->dtype, base->ndim, base->shape);
+    backend_of(y)->copy(y, base);
+    for (int k = 0; k < n_terms; k++) accumulate_term(y, z[k], v[k]);
+    tensor *in[1 + 2 * LINEAR_MAX_TERMS] = {base};
+    for (int k = 0; k < n_terms; k++) in[1 + 2 * k] = z[k], in[2 + 2 * k] = v[k];
+    ag_node *n = ag_record("add_lowrank", add_lowrank_backward, y, 1 + 2 * n_terms, in);
+    if (n) lowrank_terms_save(n, n_terms, z, v, 1, 0);
     return y;
 }
 

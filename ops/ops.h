@@ -77,6 +77,9 @@ tensor *tensor_linear(tensor *x, tensor *w, tensor *b);
 #define LINEAR_MAX_TERMS 2
 tensor *tensor_linear_lowrank(tensor *x, tensor *w, tensor *b, int n_terms, tensor *const *z,
                               tensor *const *v);
+// base + sum_k z_k v_k^T, the terms as in tensor_linear_lowrank: a Linear whose product x W^T + b
+// was computed elsewhere (once for rows that several inputs share; nn_linear_forward_gathered).
+tensor *tensor_add_lowrank(tensor *base, int n_terms, tensor *const *z, tensor *const *v);
 
 // ---- views (share storage with their input; reshape copies only when strides demand it) ----
 tensor *tensor_reshape(tensor *x, int ndim, const int64_t *shape); // one -1 allowed

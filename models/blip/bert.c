@@ -165,9 +165,10 @@ static tensor *ffn_add_norm(const bert_layer *l, const bert_config *cfg, tensor 
 }
 
 // What a layer's cross-attention reads: states (B, N, W) or NULL (text mode), the additive mask
-// and the key scale (B, N) or NULL.
+// and the key scale (B, N) or NULL; with index, states are distinct[index] (distinct (U, N, W)).
 typedef struct {
     tensor *states, *mask, *key_scale;
+    tensor *distinct, *index;
 } cross_input;
 
 static tensor *layer_forward(const bert_layer *l, const bert_config *cfg, tensor *x,
@@ -178,8 +179,12 @@ static tensor *layer_forward(const bert_layer *l, const bert_config *cfg, tensor
     tensor *a_c = NULL;
     if (cross->states) {
         PETAL_CHECK(l->has_cross, "bert: multimodal mode on a model without cross-attention");
-        tensor *c = nn_attention_forward_scaled(&l->cross, a_s, cross->states, cross->key_scale,
-                                                cross->mask, NULL, ctx);
+        tensor *c =
+            cross->index
+                ? nn_attention_forward_gathered(&l->cross, a_s, cross->distinct, cross->index,
+                                                cross->states, cross->key_scale, cross->mask, ctx)
+                : nn_attention_forward_scaled(&l->cross, a_s, cross->states, cross->key_scale,
+                                              cross->mask, NULL, ctx);
         a_c = nn_consume(c, add_norm(&l->cross_dense, &l->cross_ln, c, a_s, cfg->dropout, ctx));
     }
     tensor *a = a_c ? a_c : a_s;
@@ -196,7 +201,7 @@ tensor *bert_layer_forward(const bert_layer *l, const bert_config *cfg, tensor *
                            tensor *self_mask, tensor *states, tensor *cross_mask,
                            nn_kv_cache *cache, const layer_hooks *hooks, int index,
                            const nn_ctx *ctx) {
-    cross_input cross = {states, cross_mask, NULL};
+    cross_input cross = {states, cross_mask, NULL, NULL, NULL};
     return layer_forward(l, cfg, x, self_mask, &cross, cache, hooks, index, ctx);
 }
 
@@ -207,6 +212,24 @@ static tensor *ones_on(petal_device device, petal_dtype dt, int64_t b, int64_t n
     return ones;
 }
 
+// The cross-attention input of a multimodal call: its states, gathered from the distinct ones by
+// encoder_index when it has one (the caller frees cross->states then).
+static cross_input cross_of(const bert_input *in, int64_t b) {
+    tensor *states = in->encoder_states, *index = in->encoder_index;
+    PETAL_CHECK(states != NULL, "bert_forward: multimodal mode needs encoder states");
+    cross_input c = {states, NULL, in->key_scale, NULL, NULL};
+    char si[SHAPE_STR_MAX], ss[SHAPE_STR_MAX];
+    PETAL_CHECK(!index || (index->ndim == 1 && index->shape[0] == b),
+                "bert_forward: %lld rows against encoder_index %s (into states %s)", (long long)b,
+                index ? shape_str(index->ndim, index->shape, si, sizeof si) : "",
+                shape_str(states->ndim, states->shape, ss, sizeof ss));
+    if (!index) return c;
+    c.distinct = states;
+    c.index = index;
+    c.states = tensor_index_select(states, 0, index);
+    return c;
+}
+
 tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ctx) {
     int64_t b = in->ids->shape[0], t = in->ids->shape[1];
     int64_t past = in->cache ? nn_kv_cache_length(&in->cache[0]) : 0;
@@ -214,25 +237,25 @@ tensor *bert_forward(const bert_model *m, const bert_input *in, const nn_ctx *ct
     tensor *mask = in->mask ? tensor_detach(in->mask) : ones_on(in->ids->device, dt, b, past + t);
     tensor *self_mask =
         nn_consume(mask, in->causal ? bert_causal_mask(mask, t) : bert_extended_mask(mask));
-    tensor *cross_mask = NULL;
     PETAL_CHECK(!in->key_scale || in->mode == BERT_MULTIMODAL,
                 "bert_forward: key_scale is for multimodal mode");
+    PETAL_CHECK(!in->encoder_index || in->mode == BERT_MULTIMODAL,
+                "bert_forward: encoder_index is for multimodal mode");
+    cross_input cross = {0};
     if (in->mode == BERT_MULTIMODAL) {
-        PETAL_CHECK(in->encoder_states != NULL,
-                    "bert_forward: multimodal mode needs encoder states");
-        int64_t n = in->encoder_states->shape[1];
+        cross = cross_of(in, b);
+        int64_t n = cross.states->shape[1];
         tensor *em =
             in->encoder_mask ? tensor_detach(in->encoder_mask) : ones_on(in->ids->device, dt, b, n);
-        cross_mask = nn_consume(em, bert_extended_mask(em));
+        cross.mask = nn_consume(em, bert_extended_mask(em));
     }
-    cross_input cross = {in->mode == BERT_MULTIMODAL ? in->encoder_states : NULL, cross_mask,
-                         in->key_scale};
     tensor *x = bert_embed(m, in->ids, past, ctx);
     for (int64_t i = 0; i < m->cfg.layers; i++)
         x = nn_consume(x, layer_forward(&m->layers[i], &m->cfg, x, self_mask, &cross,
                                         in->cache ? &in->cache[i] : NULL, &m->hooks, (int)i, ctx));
     tensor_free(self_mask);
-    tensor_free(cross_mask);
+    tensor_free(cross.mask);
+    if (cross.index) tensor_free(cross.states);
     return x;
 }
 

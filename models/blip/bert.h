@@ -47,13 +47,18 @@ typedef struct {
     tensor *ids;            // (B, T) i64
     tensor *mask;           // (B, P + T) 0/1 in the model's dtype (P: cached steps), or NULL: ones
     bert_mode mode;         // MULTIMODAL: cross-attention to encoder_states in every layer
-    tensor *encoder_states; // (B, N, W)
+    tensor *encoder_states; // (B, N, W), or (U, N, W) with encoder_index
     tensor *encoder_mask;   // (B, N) 0/1, or NULL: ones
     // (B, N) multiplies the cross-attention keys of encoder_states (no gradient), or NULL: Aurora's
     // frame-aware attention (nn_attention_forward_scaled).
     tensor *key_scale;
     bool causal;        // a decoder: position i sees positions <= i
     nn_kv_cache *cache; // one per layer (self-attention), or NULL
+    // i64 (B), or NULL: row b attends to encoder_states[encoder_index[b]], encoder_states then
+    // holding the U distinct states (U, N, W) that rows share (ITM's pairs share images). The
+    // result is that of the states gathered, with each layer's key and value products
+    // made once per distinct state (nn_attention_forward_gathered).
+    tensor *encoder_index;
 } bert_input;
 
 // prefix: the encoder's parameters ("text_encoder", "text_decoder.bert"); head_prefix: where the

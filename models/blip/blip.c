@@ -188,11 +188,21 @@ tensor *blip_multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *
     return bert_forward(&m->text, &in, ctx);
 }
 
-tensor *blip_itm_logits(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
-                        const nn_ctx *ctx) {
-    tensor *h = blip_multimodal(m, ids, mask, image_embeds, ctx);
+tensor *blip_itm_logits_rows(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
+                             tensor *rows, const nn_ctx *ctx) {
+    bert_input in = {.ids = ids,
+                     .mask = mask,
+                     .mode = BERT_MULTIMODAL,
+                     .encoder_states = image_embeds,
+                     .encoder_index = rows};
+    tensor *h = bert_forward(&m->text, &in, ctx);
     tensor *cls = nn_consume(h, tensor_select(h, 1, 0));
     return nn_consume(cls, nn_linear_forward(&m->itm_head, cls, ctx));
+}
+
+tensor *blip_itm_logits(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
+                        const nn_ctx *ctx) {
+    return blip_itm_logits_rows(m, ids, mask, image_embeds, NULL, ctx);
 }
 
 tensor *blip_with_first_token(tensor *ids, int64_t token) {

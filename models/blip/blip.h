@@ -62,6 +62,11 @@ tensor *blip_multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *
 // itm_head of the image-grounded [CLS]: (B, 2) logits, index 1 = match
 tensor *blip_itm_logits(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
                         const nn_ctx *ctx);
+// The same with text b scored against image rows[b] of image_embeds (U, N, W), rows (B) i64: each
+// image's cross-attention key and value products are made once however many texts it is scored
+// against (bert_input.encoder_index).
+tensor *blip_itm_logits_rows(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
+                             tensor *rows, const nn_ctx *ctx);
 
 // A copy of ids (B, T) with column 0 replaced by `token` ([ENC] or [DEC]).
 tensor *blip_with_first_token(tensor *ids, int64_t token);

@@ -312,15 +312,17 @@ static void draw_negatives(blip_model *m, const retrieval_features *f, const neg
     grad_mode_set(grad);
 }
 
-// The multimodal encoder's hidden states for ids (P, L) against states (P, S, D), the cross-
-// attention keys scaled by key_scale (P, S), or not (NULL: blip_multimodal).
+// The multimodal encoder's hidden states for ids (P, L) against states[rows] (rows (P) into the
+// distinct states (U, S, D)), the cross-attention keys scaled by key_scale (P, S), or not (NULL:
+// blip_multimodal).
 static tensor *multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *states,
-                          tensor *key_scale, const nn_ctx *ctx) {
+                          tensor *rows, tensor *key_scale, const nn_ctx *ctx) {
     bert_input in = {.ids = ids,
                      .mask = mask,
                      .mode = BERT_MULTIMODAL,
                      .encoder_states = states,
-                     .key_scale = key_scale};
+                     .key_scale = key_scale,
+                     .encoder_index = rows};
     return bert_forward(&m->text, &in, ctx);
 }
 
@@ -351,30 +353,61 @@ static tensor *negative_scale(const retrieval_features *f, const negative_pool *
     return scale;
 }
 
+// The images of ITM's 3B pairs (positives, then the negative pass's pairs) as rows of distinct
+// states: the batch's own (the pool is the batch), or the batch's followed by the negatives drawn
+// from every rank. Each distinct image's cross-attention key and value products are then made
+// once for all the pairs it is in (bert_input.encoder_index).
+static tensor *pair_images(const retrieval_features *f, const negative_pool *p,
+                           const int64_t *neg_img, tensor *img_idx, tensor **rows) {
+    int64_t b = img_idx->shape[0];
+    int64_t *r = malloc((size_t)(3 * b) * sizeof *r);
+    PETAL_CHECK(r != NULL, "blip retrieval: out of host memory");
+    for (int64_t i = 0; i < b; i++) {
+        r[i] = r[2 * b + i] = i;
+        r[b + i] = p->gathered ? b + i : neg_img[i];
+    }
+    *rows = index_tensor(r, 3 * b, img_idx->device);
+    free(r);
+    tensor *states = f->v.states;
+    if (!p->gathered) return tensor_reshape(states, states->ndim, states->shape);
+    tensor *neg = tensor_index_select(p->states, 0, img_idx);
+    return nn_consume(neg, tensor_concat((tensor *[]){states, neg}, 2, 0)); // (2B, S, D)
+}
+
+// The frame-aware key scales of the 3B pairs, or NULL without frame features.
+static tensor *pair_scales(const retrieval_features *f, const negative_pool *p, tensor *img_idx,
+                           tensor *txt_idx) {
+    tensor *pos = pair_scale(f->text_feat, f->v.frame_feat, f->v.states->shape[1]);
+    if (!pos) return NULL;
+    tensor *neg = negative_scale(f, p, img_idx, txt_idx);
+    return nn_consume(pos, nn_consume(neg, tensor_concat((tensor *[]){pos, neg}, 2, 0)));
+}
+
+// BLIP's ITM: each text with its image, and the negative pass's pairs (each text with a hard
+// negative image, each image with a hard negative text), in one multimodal pass.
 static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids, tensor *mask,
                         tensor *image_ids, const retrieval_options *opt, const nn_ctx *ctx) {
     int64_t b = ids->shape[0];
     petal_device dev = ids->device;
     tensor *enc_ids = blip_with_first_token(ids, m->cfg.tokens.enc);
-    tensor *pos_scale = pair_scale(f->text_feat, f->v.frame_feat, f->v.states->shape[1]);
-    tensor *pos_h = multimodal(m, enc_ids, mask, f->v.states, pos_scale, ctx);
-    tensor *cls_pos = cls_hooks_run(m->itm_positive, tensor_select(pos_h, 1, 0), f->text_cls, ctx);
     int64_t *neg_img = malloc((size_t)b * sizeof *neg_img),
             *neg_txt = malloc((size_t)b * sizeof *neg_txt);
     PETAL_CHECK(neg_img && neg_txt, "blip retrieval: out of host memory");
     negative_pool pool = pool_of(f, enc_ids, mask, image_ids, opt);
     draw_negatives(m, f, &pool, image_ids, opt, neg_img, neg_txt);
     tensor *img_idx = index_tensor(neg_img, b, dev), *txt_idx = index_tensor(neg_txt, b, dev);
-    tensor *embeds_neg = tensor_index_select(pool.states, 0, img_idx);
     tensor *ids_neg = tensor_index_select(pool.enc_ids, 0, txt_idx);
     tensor *mask_neg = tensor_index_select(pool.mask, 0, txt_idx);
-    tensor *neg_scale = negative_scale(f, &pool, img_idx, txt_idx);
+    tensor *scale = pair_scales(f, &pool, img_idx, txt_idx), *rows;
+    tensor *states = pair_images(f, &pool, neg_img, img_idx, &rows);
     pool_free(&pool);
-    tensor *ids_all = tensor_concat((tensor *[]){enc_ids, ids_neg}, 2, 0);
-    tensor *mask_all = tensor_concat((tensor *[]){mask, mask_neg}, 2, 0);
-    tensor *embeds_all = tensor_concat((tensor *[]){embeds_neg, f->v.states}, 2, 0);
-    tensor *neg_h = multimodal(m, ids_all, mask_all, embeds_all, neg_scale, ctx);
-    tensor *cls_neg = tensor_select(neg_h, 1, 0);
+    tensor *ids_all = tensor_concat((tensor *[]){enc_ids, enc_ids, ids_neg}, 3, 0);
+    tensor *mask_all = tensor_concat((tensor *[]){mask, mask, mask_neg}, 3, 0);
+    tensor *h = multimodal(m, ids_all, mask_all, states, rows, scale, ctx);
+    tensor *cls = tensor_select(h, 1, 0); // (3B, H)
+    tensor *cls_pos =
+        cls_hooks_run(m->itm_positive, tensor_slice(cls, 0, 0, b, 1), f->text_cls, ctx);
+    tensor *cls_neg = tensor_slice(cls, 0, b, 3 * b, 1);
     tensor *vl = tensor_concat((tensor *[]){cls_pos, cls_neg}, 2, 0); // (3B, H)
     vl = cls_hooks_run(m->itm_all, vl, f->text_cls, ctx);
     tensor *logits = nn_linear_forward(&m->itm_head, vl, ctx);
@@ -382,9 +415,9 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     for (int64_t i = 0; i < b; i++) tensor_data_i64(labels)[i] = 1;
     if (dev.type != PETAL_CPU) labels = nn_consume(labels, tensor_to(labels, dev));
     tensor *loss = tensor_cross_entropy(logits, labels, NULL);
-    tensor *temps[] = {enc_ids, pos_scale, pos_h,     img_idx, txt_idx,  embeds_neg,
-                       ids_neg, mask_neg,  neg_scale, ids_all, mask_all, embeds_all,
-                       neg_h,   cls_pos,   cls_neg,   vl,      logits,   labels};
+    tensor *temps[] = {enc_ids, img_idx, txt_idx, ids_neg,  mask_neg, scale,
+                       rows,    states,  ids_all, mask_all, h,        cls,
+                       cls_pos, cls_neg, vl,      logits,   labels};
     for (size_t i = 0; i < sizeof temps / sizeof temps[0]; i++) tensor_free(temps[i]);
     free(neg_img);
     free(neg_txt);
@@ -430,18 +463,21 @@ retrieval_losses blip_retrieval_losses_with(blip_model *m, const blip_visual_enc
 
 // ---- evaluation ----
 
-// ITM match scores itm_head(...)[:, 1] for text rows ids/mask against image embeds (k rows each).
-static tensor *itm_scores(const blip_model *m, tensor *ids, tensor *mask, tensor *embeds) {
+// ITM match scores itm_head(...)[:, 1] for text rows ids/mask against image embeds[rows] (k rows
+// each; rows NULL: embeds row by row).
+static tensor *itm_scores(const blip_model *m, tensor *ids, tensor *mask, tensor *embeds,
+                          tensor *rows) {
     const nn_ctx eval = NN_EVAL;
-    tensor *logits = blip_itm_logits(m, ids, mask, embeds, &eval);
+    tensor *logits = blip_itm_logits_rows(m, ids, mask, embeds, rows, &eval);
     return nn_consume(logits, tensor_select(logits, 1, 1));
 }
 
 // For each row r of sims (R, C): the top k columns get itm(r, c) + beta * sim, the rest -100.
-// `pair` builds the (k) ITM inputs of row r for columns `top`: ids, mask and image embeds.
+// `pair` builds the (k) ITM inputs of row r for columns `top`: ids, mask, image embeds and the
+// rows of embeds the k texts are scored against (NULL: one each).
 typedef void (*pair_fn)(const blip_model *m, int64_t r, tensor *top, tensor *text_ids,
                         tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
-                        tensor **embeds);
+                        tensor **embeds, tensor **rows);
 
 // Rows [from, to) of the rerank; the other rows are left 0.
 static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, double beta, pair_fn pair,
@@ -457,9 +493,9 @@ static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, double beta,
         int mark = scope_begin();
         tensor *row = tensor_select(sims, 0, r), *top;
         tensor *top_sim = tensor_topk(row, k, true, &top);
-        tensor *ids, *mask, *embeds;
-        pair(m, r, top, text_ids, text_mask, image_embeds, &ids, &mask, &embeds);
-        tensor *score = itm_scores(m, ids, mask, embeds);
+        tensor *ids, *mask, *embeds, *pair_rows;
+        pair(m, r, top, text_ids, text_mask, image_embeds, &ids, &mask, &embeds, &pair_rows);
+        tensor *score = itm_scores(m, ids, mask, embeds, pair_rows);
         tensor *total = tensor_add(score, tensor_mul_scalar(top_sim, beta)); // x 1 is exact
         double *v = malloc((size_t)k * sizeof *v);
         tensor_to_doubles(total, v);
@@ -472,23 +508,25 @@ static tensor *rerank(const blip_model *m, tensor *sims, int64_t k, double beta,
     return scores;
 }
 
-// Image r against its top texts: the texts' rows, the image repeated.
+// Image r against its top texts: the texts' rows, all against the image (its key and value
+// products made once, not k times).
 static void image_row_pair(const blip_model *m, int64_t r, tensor *top, tensor *text_ids,
                            tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
-                           tensor **embeds) {
+                           tensor **embeds, tensor **rows) {
     (void)m;
     int64_t k = tensor_numel(top);
     *ids = tensor_index_select(text_ids, 0, top);
     *mask = tensor_index_select(text_mask, 0, top);
-    tensor *one = tensor_slice(image_embeds, 0, r, r + 1, 1);
-    *embeds = tensor_expand(one, SHAPE(k, image_embeds->shape[1], image_embeds->shape[2]));
+    *embeds = tensor_slice(image_embeds, 0, r, r + 1, 1);
+    *rows = tensor_zeros_on(top->device, PETAL_I64, SHAPE(k));
 }
 
 // Text r against its top images: the text repeated, the images' rows.
 static void text_row_pair(const blip_model *m, int64_t r, tensor *top, tensor *text_ids,
                           tensor *text_mask, tensor *image_embeds, tensor **ids, tensor **mask,
-                          tensor **embeds) {
+                          tensor **embeds, tensor **rows) {
     (void)m;
+    *rows = NULL;
     int64_t k = tensor_numel(top), l = text_ids->shape[1];
     *ids = tensor_expand(tensor_slice(text_ids, 0, r, r + 1, 1), SHAPE(k, l));
     *mask = tensor_expand(tensor_slice(text_mask, 0, r, r + 1, 1), SHAPE(k, l));
