@@ -76,6 +76,7 @@ FN(f_topk, tensor_topk(a[0], c->iparam[0], c->iparam[1], NULL))
 FN(f_matmul, tensor_matmul(a[0], a[1]))
 FN(f_linear, tensor_linear(a[0], a[1], c->n_args > 2 ? a[2] : NULL))
 FN(f_linear_lowrank, tensor_linear_lowrank(a[0], a[1], NULL, 1, &a[2], &a[3]))
+FN(f_add_lowrank, tensor_add_lowrank(a[0], 1, &a[1], &a[2]))
 FN(f_reshape, tensor_reshape(a[0], (int)c->iparam[0], &c->iparam[1]))
 FN(f_flatten, tensor_flatten(a[0], I0, I1))
 FN(f_permute, tensor_permute(a[0], (const int[]){I0, I1, (int)c->iparam[2]}))
@@ -241,6 +242,16 @@ const op_case op_cases[] = {
      4,
      {G(3, 4), G(5, 4), G(3, 1, 2), GL(LAYOUT_TRANSPOSED, 5, 2)},
      .fn = f_linear_lowrank},
+    {"add_lowrank/parts",
+     "add_lowrank",
+     3,
+     {G(2, 3, 6), G(2, 3, 2, 2), G(3, 2)},
+     .fn = f_add_lowrank},
+    {"add_lowrank/transposed-base",
+     "add_lowrank",
+     3,
+     {GL(LAYOUT_TRANSPOSED, 3, 5), G(3, 1, 2), GL(LAYOUT_TRANSPOSED, 5, 2)},
+     .fn = f_add_lowrank},
     // views
     {"reshape", "reshape", 1, {G(3, 4)}, P(2, 2, -1), .fn = f_reshape},
     {"reshape/copy", "reshape", 1, {GL(LAYOUT_TRANSPOSED, 3, 4)}, P(1, 12), .fn = f_reshape},

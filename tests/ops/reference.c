@@ -251,11 +251,9 @@ static void linear(const ref_t *x, const ref_t *w, const ref_t *b, ref_t *o) {
         }
 }
 
-// x W^T + sum_j z[..., j, :] v^T into outputs j * rows(v) ..
-static void linear_lowrank(const ref_t *x, const ref_t *w, const ref_t *z, const ref_t *v,
-                           ref_t *o) {
-    linear(x, w, NULL, o);
-    int64_t out = w->shape[0], part = v->shape[0], r = v->shape[1];
+// o += sum_j z[..., j, :] v^T into outputs j * rows(v) ..
+static void add_terms(const ref_t *z, const ref_t *v, ref_t *o) {
+    int64_t out = o->shape[o->ndim - 1], part = v->shape[0], r = v->shape[1];
     int64_t rows = numel(o->ndim, o->shape) / out, m = out / part;
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < m; j++)
@@ -266,11 +264,24 @@ static void linear_lowrank(const ref_t *x, const ref_t *w, const ref_t *z, const
             }
 }
 
+// x W^T + the terms
+static void linear_lowrank(const ref_t *x, const ref_t *w, const ref_t *z, const ref_t *v,
+                           ref_t *o) {
+    linear(x, w, NULL, o);
+    add_terms(z, v, o);
+}
+
 // ---- views: every one is "out[idx] = a[map(idx)]" ----
 
 static void same_values(const ref_t *a, ref_t *o, int ndim, const int64_t *shape) {
     alloc_out(o, ndim, shape);
     memcpy(o->v, a->v, (size_t)numel(ndim, shape) * sizeof(double));
+}
+
+// base + the terms
+static void add_lowrank(const ref_t *base, const ref_t *z, const ref_t *v, ref_t *o) {
+    same_values(base, o, base->ndim, base->shape);
+    add_terms(z, v, o);
 }
 
 static void permute(const ref_t *a, const int *perm, ref_t *o) {
@@ -564,6 +575,7 @@ bool reference_run(const op_case *c, const ref_t *a, ref_t *o) {
     if (IS("matmul")) return matmul(&a[0], &a[1], o), true;
     if (IS("linear")) return linear(&a[0], &a[1], c->n_args > 2 ? &a[2] : NULL, o), true;
     if (IS("linear_lowrank")) return linear_lowrank(&a[0], &a[1], &a[2], &a[3], o), true;
+    if (IS("add_lowrank")) return add_lowrank(&a[0], &a[1], &a[2], o), true;
     if (IS("reshape")) {
         int64_t shape[PETAL_MAX_DIMS] = {0}, known = 1, n = numel(a[0].ndim, a[0].shape);
         int nd = (int)ip[0];
