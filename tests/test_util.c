@@ -54,13 +54,17 @@ bool tensors_close(const char *what, const tensor *got, const tensor *want, doub
     return ok;
 }
 
-bool tensors_close_scaled(const char *what, const tensor *got, const tensor *want, double tol) {
+double tensor_finite_scale(const tensor *t) {
     double scale = 1;
-    for (int64_t i = 0; i < tensor_numel(want); i++) {
-        double v = tensor_get_flat(want, i);
+    for (int64_t i = 0; i < tensor_numel(t); i++) {
+        double v = tensor_get_flat(t, i);
         if (isfinite(v)) scale = fmax(scale, fabs(v));
     }
-    return tensors_close(what, got, want, tol * scale, tol);
+    return scale;
+}
+
+bool tensors_close_scaled(const char *what, const tensor *got, const tensor *want, double tol) {
+    return tensors_close(what, got, want, tol * tensor_finite_scale(want), tol);
 }
 
 bool aborts_with(void (*fn)(void), const char *expect) {

@@ -13,8 +13,10 @@ bool tensor_close(const char *what, const tensor *got, const double *want, doubl
 // Same, for two tensors of one shape.
 bool tensors_close(const char *what, const tensor *got, const tensor *want, double atol,
                    double rtol);
-// tensors_close with rtol = tol and atol = tol times the largest finite |want| (at least 1): a
-// kernel's rounding measured against the tensor's scale, as the GPU suite compares.
+// The largest finite |element| of t, at least 1.
+double tensor_finite_scale(const tensor *t);
+// tensors_close with rtol = tol and atol = tol times tensor_finite_scale(want): a kernel's
+// rounding measured against the tensor's scale.
 bool tensors_close_scaled(const char *what, const tensor *got, const tensor *want, double tol);
 
 // Runs fn in a child process and checks that it aborts with a message containing `expect`

@@ -181,21 +181,25 @@ tensor *blip_text_feat(const blip_model *m, tensor *ids, tensor *mask, const nn_
     return nn_consume(h, projected_cls(&m->text_proj, h));
 }
 
-tensor *blip_multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
-                        const nn_ctx *ctx) {
-    bert_input in = {
-        .ids = ids, .mask = mask, .mode = BERT_MULTIMODAL, .encoder_states = image_embeds};
-    return bert_forward(&m->text, &in, ctx);
-}
-
-tensor *blip_itm_logits_rows(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
-                             tensor *rows, const nn_ctx *ctx) {
+tensor *blip_multimodal_rows(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
+                             tensor *rows, tensor *key_scale, const nn_ctx *ctx) {
     bert_input in = {.ids = ids,
                      .mask = mask,
                      .mode = BERT_MULTIMODAL,
                      .encoder_states = image_embeds,
+                     .key_scale = key_scale,
                      .encoder_index = rows};
-    tensor *h = bert_forward(&m->text, &in, ctx);
+    return bert_forward(&m->text, &in, ctx);
+}
+
+tensor *blip_multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
+                        const nn_ctx *ctx) {
+    return blip_multimodal_rows(m, ids, mask, image_embeds, NULL, NULL, ctx);
+}
+
+tensor *blip_itm_logits_rows(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
+                             tensor *rows, const nn_ctx *ctx) {
+    tensor *h = blip_multimodal_rows(m, ids, mask, image_embeds, rows, NULL, ctx);
     tensor *cls = nn_consume(h, tensor_select(h, 1, 0));
     return nn_consume(cls, nn_linear_forward(&m->itm_head, cls, ctx));
 }

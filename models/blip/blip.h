@@ -59,12 +59,16 @@ tensor *blip_text_feat(const blip_model *m, tensor *ids, tensor *mask, const nn_
 // Image-grounded text encoding (ids start with [ENC]) -> last hidden states (B, T, H)
 tensor *blip_multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
                         const nn_ctx *ctx);
+// The same with text b against image rows[b] of image_embeds (U, N, W), rows (B) i64 (NULL:
+// image b), each image's cross-attention key and value products made once however many texts
+// read it (bert_input.encoder_index); the keys scaled by key_scale (B, N) (NULL: not; Aurora's
+// frame-aware attention).
+tensor *blip_multimodal_rows(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
+                             tensor *rows, tensor *key_scale, const nn_ctx *ctx);
 // itm_head of the image-grounded [CLS]: (B, 2) logits, index 1 = match
 tensor *blip_itm_logits(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
                         const nn_ctx *ctx);
-// The same with text b scored against image rows[b] of image_embeds (U, N, W), rows (B) i64: each
-// image's cross-attention key and value products are made once however many texts it is scored
-// against (bert_input.encoder_index).
+// The same through blip_multimodal_rows: text b scored against image rows[b].
 tensor *blip_itm_logits_rows(const blip_model *m, tensor *ids, tensor *mask, tensor *image_embeds,
                              tensor *rows, const nn_ctx *ctx);
 

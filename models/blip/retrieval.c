@@ -312,20 +312,6 @@ static void draw_negatives(blip_model *m, const retrieval_features *f, const neg
     grad_mode_set(grad);
 }
 
-// The multimodal encoder's hidden states for ids (P, L) against states[rows] (rows (P) into the
-// distinct states (U, S, D)), the cross-attention keys scaled by key_scale (P, S), or not (NULL:
-// blip_multimodal).
-static tensor *multimodal(const blip_model *m, tensor *ids, tensor *mask, tensor *states,
-                          tensor *rows, tensor *key_scale, const nn_ctx *ctx) {
-    bert_input in = {.ids = ids,
-                     .mask = mask,
-                     .mode = BERT_MULTIMODAL,
-                     .encoder_states = states,
-                     .key_scale = key_scale,
-                     .encoder_index = rows};
-    return bert_forward(&m->text, &in, ctx);
-}
-
 // Frame-aware key scales (P, S) of (text, video) pairs: text features (P, E), frame features
 // (P, T, E) of videos whose states have S tokens; NULL without frame features.
 static tensor *pair_scale(tensor *text_feat, tensor *frame_feat, int64_t s) {
@@ -403,7 +389,7 @@ static tensor *itm_loss(blip_model *m, const retrieval_features *f, tensor *ids,
     pool_free(&pool);
     tensor *ids_all = tensor_concat((tensor *[]){enc_ids, enc_ids, ids_neg}, 3, 0);
     tensor *mask_all = tensor_concat((tensor *[]){mask, mask, mask_neg}, 3, 0);
-    tensor *h = multimodal(m, ids_all, mask_all, states, rows, scale, ctx);
+    tensor *h = blip_multimodal_rows(m, ids_all, mask_all, states, rows, scale, ctx);
     tensor *cls = tensor_select(h, 1, 0); // (3B, H)
     tensor *cls_pos =
         cls_hooks_run(m->itm_positive, tensor_slice(cls, 0, 0, b, 1), f->text_cls, ctx);

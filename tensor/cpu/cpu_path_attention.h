@@ -182,16 +182,13 @@ static float attn_softmax_row(float *s, int64_t len, int64_t visible, float scal
 
 // keep[c] = 1 / (1 - p) where dropout keeps element e0 + c of P, else 0, for c < n: the unfused
 // op's decisions (element e reads word e % 4 of Philox block rng.offset + e / 4), their Philox
-// rounds side by side in groups of DROPOUT_LANES blocks as cpu_path_dropout.h runs them. A head's
-// T x S elements are one run of e, so one call covers a head.
+// rounds side by side in groups of DROPOUT_LANES blocks (philox_group, cpu_path_dropout.h). A
+// head's T x S elements are one run of e, so one call covers a head.
 DROPOUT_O3 static void attn_keep(float *keep, int64_t n, int64_t e0, double p, rng_state rng) {
     float scale = (float)(1.0 / (1.0 - p));
     for (int64_t b0 = e0 / 4; 4 * b0 < e0 + n; b0 += DROPOUT_LANES) {
         uint32_t w[4 * DROPOUT_LANES];
-        for (int l = 0; l < DROPOUT_LANES; l++) {
-            philox_block r = philox4x32_10(rng.seed, rng.offset + (uint64_t)(b0 + l));
-            for (int j = 0; j < 4; j++) w[4 * l + j] = r.v[j];
-        }
+        philox_group(w, b0, rng);
         int64_t lo = 4 * b0 > e0 ? 4 * b0 : e0, end = 4 * (b0 + DROPOUT_LANES);
         int64_t hi = end < e0 + n ? end : e0 + n;
         for (int64_t e = lo; e < hi; e++)

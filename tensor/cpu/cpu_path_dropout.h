@@ -15,13 +15,20 @@
 #else
 #define DROPOUT_O3 __attribute__((optimize("O3")))
 #endif
-DROPOUT_O3 static void dropout_group(int64_t b0, int64_t n, const tensor *x, tensor *out, double p,
-                                     rng_state rng) {
-    uint32_t w[4 * DROPOUT_LANES]; // the words of element first + i
+// w[4 l + j] = word j of Philox block b0 + l, for the DROPOUT_LANES blocks of a group: the words of
+// elements 4 b0 ... Inlined into the O3 callers, whose vectoriser then takes the lane loop.
+__attribute__((always_inline)) static inline void philox_group(uint32_t *w, int64_t b0,
+                                                               rng_state rng) {
     for (int l = 0; l < DROPOUT_LANES; l++) {
         philox_block r = philox4x32_10(rng.seed, rng.offset + (uint64_t)(b0 + l));
         for (int j = 0; j < 4; j++) w[4 * l + j] = r.v[j];
     }
+}
+
+DROPOUT_O3 static void dropout_group(int64_t b0, int64_t n, const tensor *x, tensor *out, double p,
+                                     rng_state rng) {
+    uint32_t w[4 * DROPOUT_LANES]; // the words of element first + i
+    philox_group(w, b0, rng);
     int64_t first = 4 * b0, count = n - first < 4 * DROPOUT_LANES ? n - first : 4 * DROPOUT_LANES;
     if (out->dtype == PETAL_F32) {
         float *o = tensor_data_f32(out) + first, scale = (float)(1.0 / (1.0 - p));

@@ -60,12 +60,7 @@ static tolerance tolerance_for(const op_case *c, petal_dtype dtype) {
 }
 
 static bool close_to_cpu(const char *what, const tensor *gpu, const tensor *cpu, tolerance tol) {
-    double scale = 1;
-    for (int64_t i = 0; i < tensor_numel(cpu); i++) {
-        double v = tensor_get_flat(cpu, i);
-        if (isfinite(v)) scale = fmax(scale, fabs(v));
-    }
-    return tensors_close(what, gpu, cpu, tol.atol * scale, tol.rtol);
+    return tensors_close(what, gpu, cpu, tol.atol * tensor_finite_scale(cpu), tol.rtol);
 }
 
 // Runs case c on cpu_args and on their copies on cuda:0: the output, then (if it requires grad)

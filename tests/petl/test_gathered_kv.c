@@ -7,7 +7,6 @@
 // scored against one image (retrieval's rerank).
 #include <stdio.h>
 
-#include "models/blip/retrieval.h"
 #include "ops/ops.h"
 #include "tensor/backend.h"
 #include "tensor/scope.h"
